@@ -1,0 +1,1 @@
+"""Shared infrastructure of the services: no business rules live here."""

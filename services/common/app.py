@@ -1,0 +1,217 @@
+"""The service runtime: resources opened in the lifespan, the platform endpoints, and the app factory.
+
+Nothing connects or reads the environment at import time: `create_app(settings)` of each service
+builds a `Runtime`, adds its consumers, routes and collectors, and returns a FastAPI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.specification import AsyncAPI, get_asyncapi_html
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo.asynchronous.database import AsyncDatabase
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.common.auth import ApiKeyAuth
+from services.common.consumer import EventConsumer, Handler, Prepare
+from services.common.http_ingest import PROBLEM, Ingestor, events_router
+from services.common.kafka import EventPublisher, ensure_topics, make_broker
+from services.common.metrics import PlatformMetrics, SnapshotCollector
+from services.common.mongo import ensure_platform_indexes, make_client, retry_transient
+from services.common.settings import ServiceSettings
+from services.contracts.agencies import get_registry
+
+log = logging.getLogger(__name__)
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+class Runtime:
+    """Everything a service's adapters need, opened and closed in one place."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = PlatformMetrics(self.registry, settings.service_name)
+        self.mongo = make_client(settings)
+        self.db: AsyncDatabase = self.mongo[settings.mongo_db]
+        self.broker = make_broker(settings, [KafkaPrometheusMiddleware(registry=self.registry,
+                                                                       app_name=settings.service_name)])
+        self.publisher = EventPublisher(settings, on_published=lambda t: self.metrics.published.labels(t).inc())
+        self.auth = ApiKeyAuth(lambda: self.db, settings.api_key_cache_seconds)
+        self.consumers: list[EventConsumer] = []
+        self.snapshot_collectors: list[SnapshotCollector] = []
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self.background: list[asyncio.Task] = []
+        self.stopping = asyncio.Event()
+        self.ready = False
+
+    # --- wiring ----------------------------------------------------------------------------
+    def add_consumer(self, *, topic: str, group: str, handler: Handler, allowed_types: Iterable[str] | None = None,
+                     prepare: Prepare | None = None, audit: bool = True) -> EventConsumer:
+        consumer = EventConsumer(topic=topic, group=group, handler=handler, db=self.db, publisher=self.publisher,
+                                 metrics=self.metrics, settings=self.settings, allowed_types=allowed_types,
+                                 prepare=prepare, audit=audit)
+        consumer.stopping = self.stopping
+        consumer.register(self.broker)
+        self.consumers.append(consumer)
+        return consumer
+
+    def ingestor(self, allowed_types: Iterable[str], prepare: Prepare | None = None) -> Ingestor:
+        return Ingestor(publisher=self.publisher, metrics=self.metrics, settings=self.settings,
+                        allowed_types=allowed_types, prepare=prepare)
+
+    def add_collector(self, collector: SnapshotCollector) -> None:
+        self.registry.register(collector)
+        self.snapshot_collectors.append(collector)
+
+    def on_startup(self, hook: Hook) -> None:
+        self.startup_hooks.append(hook)
+
+    def on_shutdown(self, hook: Hook) -> None:
+        self.shutdown_hooks.append(hook)
+
+    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+        """Run a background task for the app's lifetime; a crash is logged, never silent."""
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background task crashed", extra={"task": name}, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        self.background.append(task)
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await retry_transient(lambda: ensure_platform_indexes(self.db), what="create indexes")
+        await _retry_kafka(lambda: ensure_topics(self.settings), "create topics")
+        await _retry_kafka(self.publisher.start, "start publisher")
+        for hook in self.startup_hooks:
+            await hook(self)
+        await _retry_kafka(self.broker.start, "start consumers")
+        self.ready = True
+        log.info("service started", extra={"port": self.settings.http_port})
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.stopping.set()
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        for hook in reversed(self.shutdown_hooks):
+            with contextlib.suppress(Exception):
+                await hook(self)
+        await self.publisher.stop()
+        await self.mongo.close()
+
+    async def readiness(self) -> dict[str, bool]:
+        checks = {"started": self.ready}
+        try:
+            await asyncio.wait_for(self.db.command("ping"), 3)
+            checks["mongodb"] = True
+        except Exception:
+            checks["mongodb"] = False
+        checks["kafka"] = await self.publisher.ping()
+        return checks
+
+    def asyncapi(self):
+        return AsyncAPI(self.broker, title=f"New Normal monitor: {self.settings.service_name}",
+                        description="Kafka side of the service (CloudEvents 1.0, structured or binary mode).")
+
+
+async def _retry_kafka(operation: Callable[[], Awaitable[Any]], what: str) -> None:
+    delay = 0.5
+    for attempt in range(60):
+        try:
+            await operation()
+            return
+        except Exception as exc:  # the broker may still be starting
+            if attempt == 59:
+                raise
+            log.warning("kafka not ready, retrying", extra={"operation": what, "error": repr(exc)[:200]})
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 1.5)
+
+
+def create_service_app(runtime: Runtime, *, title: str, description: str, version: str = "1.0.0") -> FastAPI:
+    """FastAPI app with the platform endpoints; the service adds its own routes afterwards."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app.state.runtime = runtime
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"reason": _reason(exc.status_code), "detail": str(exc.detail)}
+        body = {"type": f"urn:newnormal:problem:{detail.get('reason')}", "status": exc.status_code, **detail}
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return JSONResponse({"type": "urn:newnormal:problem:invalid_request", "status": 422, "reason": "invalid_request",
+                             "detail": detail, "errors": errors}, status_code=422, media_type=PROBLEM)
+
+    @app.get("/healthz", tags=["platform"], summary="Process alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": runtime.settings.service_name}
+
+    @app.get("/readyz", tags=["platform"], summary="Kafka and MongoDB reachable")
+    async def readyz() -> JSONResponse:
+        checks = await runtime.readiness()
+        ok = all(checks.values())
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["platform"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        await asyncio.gather(*(c.refresh() for c in runtime.snapshot_collectors))
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/asyncapi.json", tags=["platform"], summary="AsyncAPI document of the Kafka side")
+    async def asyncapi_json() -> Response:
+        return Response(runtime.asyncapi().to_json(), media_type="application/json")
+
+    @app.get("/asyncapi", tags=["platform"], summary="AsyncAPI documentation page", response_class=HTMLResponse)
+    async def asyncapi_html() -> HTMLResponse:
+        return HTMLResponse(get_asyncapi_html(runtime.asyncapi()))
+
+    @app.get("/v1/agencies", tags=["platform"], summary="The agency registry (codes accepted in `agency`)")
+    async def agencies() -> list[dict[str, str]]:
+        return [{"code": a.code, "name_th": a.name_th, "name_en": a.name_en, "ministry": a.ministry, "kind": a.kind}
+                for a in get_registry().all()]
+
+    return app
+
+
+def mount_event_intake(app: FastAPI, runtime: Runtime, allowed_types: Iterable[str], prepare: Prepare | None = None) -> Ingestor:
+    ingestor = runtime.ingestor(allowed_types, prepare)
+    app.include_router(events_router(ingestor, runtime.auth))
+    return ingestor
+
+
+def _reason(status: int) -> str:
+    return {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            409: "conflict", 413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}.get(status, "error")

@@ -1,0 +1,58 @@
+"""Configuration from environment variables (prefix NEWNORMAL_), with defaults that run locally.
+
+Production security is configuration only: Kafka SASL_SSL/SCRAM-SHA-512 and MongoDB TLS with
+SCRAM credentials (in the URI) are switched on here, never by code changes.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEWNORMAL_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "newnormal"
+    environment: str = Field("local", description="free text shown in logs and metrics info")
+
+    # --- Kafka -----------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_create_topics: bool = True
+    kafka_topic_partitions: int = Field(3, ge=1, le=1024)
+    kafka_replication_factor: int = Field(1, ge=1, le=7)
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    # A database outage is waited out inside the handler: give it room before the group evicts us.
+    kafka_max_poll_interval_ms: int = Field(600_000, ge=10_000)
+    kafka_consumer_group_prefix: str = "newnormal"
+    consumer_max_records: int = Field(500, ge=1, le=10_000)
+    publish_timeout_seconds: float = Field(10.0, gt=0)
+
+    # --- MongoDB ---------------------------------------------------------------------------
+    mongo_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    mongo_db: str = "newnormal"
+    mongo_server_selection_timeout_ms: int = 5_000
+
+    # --- HTTP ------------------------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    http_port: int = 8100
+    public_base_url: str | None = Field(None, description="external URL of this service, used in links")
+    ingest_max_events_per_request: int = Field(500, ge=1, le=10_000)
+    ingest_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    api_key_cache_seconds: float = Field(30.0, ge=0)
+
+    # --- Observability ---------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_cache_seconds: float = Field(5.0, ge=0, description="how long DB-derived metrics are cached between scrapes")
+    dashboard_url: str = Field("http://127.0.0.1:3000", description="Grafana base URL used in notification links")
+
+    def consumer_group(self, name: str) -> str:
+        return f"{self.kafka_consumer_group_prefix}.{name}"

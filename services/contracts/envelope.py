@@ -1,0 +1,338 @@
+"""The CloudEvents 1.0 envelope every event travels in, and its HTTP and Kafka bindings.
+
+Bindings go through the CNCF SDK (`cloudevents.core`); this module adds what the SDK does
+not know: our required `agency` extension, the source namespace rule, the typed `data`
+of each event type, the 64 KiB limit, and a reason code for every refusal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from cloudevents.core.bindings import http as ce_http
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import ValidationError
+
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import EventData
+from services.contracts.events import DATA_AGENCY_FIELD, EVENT_TYPES, EventType
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+MAX_EVENT_BYTES = 64 * 1024  # CloudEvents: intermediaries must forward events up to 64 KiB
+SERVICE_SOURCE_PREFIX = "/services/"
+_FORMAT = JSONFormat()
+_EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_STANDARD = {"id", "source", "specversion", "type", "time", "datacontenttype", "dataschema", "subject"}
+_ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+class EventError(ValueError):
+    """A refusal with a stable machine-readable reason (used in problem+json and DLQ headers)."""
+
+    def __init__(self, reason: str, detail: str, *, event_id: str | None = None, source: str | None = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.event_id = event_id
+        self.source = source
+
+    def as_problem(self) -> dict[str, Any]:
+        problem: dict[str, Any] = {"reason": self.reason, "detail": self.detail}
+        if self.event_id is not None:
+            problem["id"] = self.event_id
+        if self.source is not None:
+            problem["source"] = self.source
+        return problem
+
+
+@dataclass(frozen=True)
+class Event:
+    """A validated CloudEvent whose `data` has been checked against its event type's model."""
+
+    id: str
+    source: str
+    type: str
+    agency: str
+    data: EventData
+    time: datetime
+    subject: str | None = None
+    dataschema: str | None = None
+    partitionkey: str | None = None
+    extensions: Mapping[str, str] = field(default_factory=dict)
+    specversion: str = "1.0"
+    datacontenttype: str = "application/json"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The idempotency key: CloudEvents says source + id identify an event."""
+        return (self.source, self.id)
+
+    @property
+    def event_type(self) -> EventType:
+        return EVENT_TYPES[self.type]
+
+    def data_dict(self) -> dict[str, Any]:
+        return self.data.model_dump(mode="json", exclude_none=True)
+
+    def attributes(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            "specversion": self.specversion,
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "time": self.time,
+            "datacontenttype": self.datacontenttype,
+            "agency": self.agency,
+        }
+        for name in ("subject", "dataschema", "partitionkey"):
+            if getattr(self, name) is not None:
+                attrs[name] = getattr(self, name)
+        attrs.update(self.extensions)
+        return attrs
+
+    def to_json_dict(self) -> dict[str, Any]:
+        attrs = self.attributes()
+        attrs["time"] = _iso(self.time)
+        attrs["data"] = self.data_dict()
+        return attrs
+
+    def to_document(self) -> dict[str, Any]:
+        """Shape of the `events` audit collection: attributes as top-level fields plus `data`."""
+        doc = self.attributes()
+        doc["data"] = self.data_dict()
+        return doc
+
+    def to_kafka(self) -> ce_kafka.KafkaMessage:
+        """Structured mode, keyed by `partitionkey` (falls back to the agency so one agency stays ordered)."""
+        event = CloudEvent(self.attributes(), self.data_dict())
+        return ce_kafka.to_structured(event, _FORMAT, key_mapper=lambda e: (self.partitionkey or self.agency))
+
+
+def _iso(value: datetime) -> str:
+    text = value.astimezone(timezone.utc).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def make_event(
+    type_: str,
+    data: EventData | Mapping[str, Any],
+    *,
+    agency: str,
+    source: str,
+    id: str,
+    time: datetime | None = None,
+    subject: str | None = None,
+    partitionkey: str | None = None,
+) -> Event:
+    """Build an event from our own code (publishers, simulator, importers), validated like any other."""
+    payload = data.model_dump(mode="json", exclude_none=True) if isinstance(data, EventData) else dict(data)
+    attrs = {
+        "specversion": "1.0",
+        "id": id,
+        "source": source,
+        "type": type_,
+        "agency": agency,
+        "time": time or datetime.now(timezone.utc),
+        "datacontenttype": "application/json",
+        "dataschema": EVENT_TYPES[type_].dataschema if type_ in EVENT_TYPES else None,
+    }
+    if subject:
+        attrs["subject"] = subject
+    if partitionkey:
+        attrs["partitionkey"] = partitionkey
+    return validate_attributes({k: v for k, v in attrs.items() if v is not None}, payload)
+
+
+def agency_source_prefix(agency: str) -> str:
+    return f"/agencies/{agency}/"
+
+
+def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: Iterable[str] | None = None) -> Event:
+    """Check an event's attributes and data against the contracts; raise EventError with a reason."""
+    event_id = attrs.get("id") if isinstance(attrs.get("id"), str) else None
+    source = attrs.get("source") if isinstance(attrs.get("source"), str) else None
+
+    def fail(reason: str, detail: str) -> EventError:
+        return EventError(reason, detail, event_id=event_id, source=source)
+
+    for name in ("id", "source", "type", "specversion"):
+        if not attrs.get(name):
+            raise fail("missing_attribute", f"required CloudEvents attribute {name!r} is missing")
+    if attrs["specversion"] != "1.0":
+        raise fail("unsupported_specversion", f"specversion {attrs['specversion']!r}: only 1.0 is accepted")
+    if not _ID.match(str(attrs["id"])):
+        raise fail("invalid_attribute", "id must be 1-200 printable ASCII characters without spaces")
+    type_ = str(attrs["type"])
+    event_type = EVENT_TYPES.get(type_)
+    if event_type is None:
+        raise fail("unknown_type", f"unknown event type {type_!r}; known: {', '.join(sorted(EVENT_TYPES))}")
+    if allowed_types is not None and type_ not in set(allowed_types):
+        raise fail("type_not_accepted", f"event type {type_!r} is not accepted here")
+    agency = attrs.get("agency")
+    if not agency:
+        raise fail("missing_attribute", "required extension attribute 'agency' is missing")
+    if agency not in get_registry():
+        raise fail("unknown_agency", f"unknown agency code {agency!r}")
+    src = str(attrs["source"])
+    if event_type.derived:
+        if not src.startswith(SERVICE_SOURCE_PREFIX):
+            raise fail("source_not_allowed", f"{type_} is published by the monitoring services only")
+    elif not src.startswith(agency_source_prefix(agency)):
+        raise fail("source_outside_namespace", f"source must start with {agency_source_prefix(agency)} for agency {agency!r}")
+    extensions = {}
+    for name, value in attrs.items():
+        if name in _STANDARD or name in ("agency", "partitionkey", "data", "data_base64"):
+            continue
+        if not _EXTENSION_NAME.match(name):
+            raise fail("invalid_attribute", f"extension attribute name {name!r} must be 1-20 lower-case letters or digits")
+        extensions[name] = str(value)
+    time = attrs.get("time")
+    if time is None:
+        time = datetime.now(timezone.utc)
+    elif isinstance(time, str):
+        try:
+            time = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        except ValueError:
+            raise fail("invalid_attribute", f"time {time!r} is not RFC 3339") from None
+    if not isinstance(time, datetime) or time.tzinfo is None:
+        raise fail("invalid_attribute", "time must be an RFC 3339 timestamp with an offset")
+    dct = attrs.get("datacontenttype") or "application/json"
+    if not _FORMAT.JSON_CONTENT_TYPE_PATTERN.match(str(dct)):
+        raise fail("unsupported_content_type", f"datacontenttype {dct!r}: data must be JSON")
+    if isinstance(data, (bytes, str)):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise fail("invalid_data", "data is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise fail("invalid_data", "data must be a JSON object")
+    try:
+        model = event_type.model.model_validate(data)
+    except ValidationError as exc:
+        raise fail("invalid_data", _describe(exc)) from None
+    agency_field = DATA_AGENCY_FIELD.get(type_)
+    if agency_field and getattr(model, agency_field) != agency:
+        raise fail("agency_mismatch", f"data.{agency_field} {getattr(model, agency_field)!r} differs from the agency attribute {agency!r}")
+    return Event(
+        id=str(attrs["id"]),
+        source=src,
+        type=type_,
+        agency=str(agency),
+        data=model,
+        time=time,
+        subject=attrs.get("subject"),
+        dataschema=attrs.get("dataschema"),
+        partitionkey=attrs.get("partitionkey"),
+        extensions=extensions,
+        datacontenttype=str(dct),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(p) for p in err["loc"]) or "data"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _from_sdk(event: Any, allowed_types: Iterable[str] | None) -> Event:
+    return validate_attributes(event.get_attributes(), event.get_data(), allowed_types=allowed_types)
+
+
+def _structured_object(obj: Any, allowed_types: Iterable[str] | None) -> Event:
+    if not isinstance(obj, dict):
+        raise EventError("invalid_cloudevent", "a structured event must be a JSON object")
+    # The SDK invents an id when none is given; an event without its own id cannot be deduplicated.
+    for name in ("id", "source", "type", "specversion"):
+        if not obj.get(name):
+            raise EventError("missing_attribute", f"required CloudEvents attribute {name!r} is missing",
+                             event_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
+    if len(json.dumps(obj, ensure_ascii=False).encode()) > MAX_EVENT_BYTES:
+        raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
+    try:
+        sdk_event = _FORMAT.read(None, json.dumps(obj))
+    except Exception as exc:  # the SDK raises several exception types for malformed attributes
+        raise EventError("invalid_cloudevent", str(exc)[:500], event_id=str(obj.get("id"))) from None
+    return _from_sdk(sdk_event, allowed_types)
+
+
+def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Iterable[str] | None = None) -> list[Event | EventError]:
+    """Parse an HTTP request in structured, batched or binary mode into per-event results.
+
+    Raises EventError for a request that cannot be read at all (unknown mode, body not JSON).
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    content_type = lower.get("content-type", "").split(";")[0].strip().lower()
+    if any(k.startswith("ce-") for k in lower):
+        if len(body) > MAX_EVENT_BYTES:
+            return [EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=lower.get("ce-id"))]
+        for name in ("id", "source", "type", "specversion"):
+            if not lower.get(f"ce-{name}"):
+                return [EventError("missing_attribute", f"required header ce-{name} is missing", event_id=lower.get("ce-id"))]
+        try:
+            sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _FORMAT)
+        except Exception as exc:
+            return [EventError("invalid_cloudevent", str(exc)[:500], event_id=lower.get("ce-id"))]
+        try:
+            return [_from_sdk(sdk_event, allowed_types)]
+        except EventError as err:
+            return [err]
+    if content_type not in (STRUCTURED, BATCH):
+        raise EventError("unsupported_media_type",
+                         f"use Content-Type {STRUCTURED} (structured), {BATCH} (batched) or ce-* headers (binary mode)")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise EventError("invalid_json", "the request body is not valid JSON") from None
+    if content_type == BATCH:
+        if not isinstance(payload, list):
+            raise EventError("invalid_batch", "a batched request must be a JSON array of events")
+        items = payload
+    else:
+        items = [payload]
+    results: list[Event | EventError] = []
+    for obj in items:
+        try:
+            results.append(_structured_object(obj, allowed_types))
+        except EventError as err:
+            results.append(err)
+    return results
+
+
+def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: bytes | None,
+                *, allowed_types: Iterable[str] | None = None) -> Event:
+    """Parse a Kafka record in structured or binary mode (CloudEvents Kafka protocol binding)."""
+    hdrs: dict[str, bytes] = {}
+    for name, raw in headers or ():
+        hdrs[name.lower()] = raw if isinstance(raw, bytes) else str(raw).encode()
+    value = value or b""
+    if len(value) > MAX_EVENT_BYTES:
+        raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes")
+    if any(k.startswith("ce_") for k in hdrs):
+        try:
+            attrs = {k[3:]: v.decode("utf-8") for k, v in hdrs.items() if k.startswith("ce_")}
+        except UnicodeDecodeError:
+            raise EventError("invalid_cloudevent", "ce_ headers must be UTF-8") from None
+        for name in ("id", "source", "type", "specversion"):
+            if not attrs.get(name):
+                raise EventError("missing_attribute", f"required header ce_{name} is missing", event_id=attrs.get("id"))
+        try:
+            sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _FORMAT)
+        except Exception as exc:
+            raise EventError("invalid_cloudevent", str(exc)[:500], event_id=attrs.get("id")) from None
+        return _from_sdk(sdk_event, allowed_types)
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        raise EventError("invalid_json", "record value is not JSON and carries no ce_ headers") from None
+    event = _structured_object(obj, allowed_types)
+    return event

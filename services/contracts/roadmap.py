@@ -1,0 +1,87 @@
+"""`data` of the roadmap events: what agency systems report about programme milestones,
+and the derived alerts only the roadmap service publishes."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from services.contracts.common_types import AgencyCode, AwareDatetime, EventData, Workstream
+
+MilestoneId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+
+
+class MilestonePlanned(EventData):
+    milestone_id: MilestoneId
+    title_th: str | None = Field(default=None, max_length=300)
+    title_en: str | None = Field(default=None, max_length=300)
+    workstream: Workstream
+    owner_agency: AgencyCode
+    due_date: date
+    weight: float = Field(default=1.0, gt=0, le=100)
+    depends_on: list[MilestoneId] = Field(default_factory=list, max_length=50)
+    description: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _has_title(self) -> "MilestonePlanned":
+        if not (self.title_th or self.title_en):
+            raise ValueError("a milestone needs a title: title_th and/or title_en")
+        if self.milestone_id in self.depends_on:
+            raise ValueError("a milestone cannot depend on itself")
+        return self
+
+
+class MilestoneProgressed(EventData):
+    milestone_id: MilestoneId
+    percent_complete: float = Field(ge=0, le=100)
+    as_of: AwareDatetime
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class MilestoneCompleted(EventData):
+    milestone_id: MilestoneId
+    completed_on: date
+    evidence: str | None = Field(default=None, max_length=2000)
+
+
+class MilestoneRescheduled(EventData):
+    milestone_id: MilestoneId
+    new_due_date: date
+    reason: str = Field(min_length=1, max_length=2000)
+    approved_by: str | None = Field(default=None, max_length=200)
+
+
+class MilestoneCancelled(EventData):
+    milestone_id: MilestoneId
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class MilestoneAlert(EventData):
+    """Common shape of the derived alerts (at_risk, missed, recovered) on `roadmap.alerts`."""
+
+    milestone_id: MilestoneId
+    title_th: str | None = None
+    title_en: str | None = None
+    workstream: Workstream
+    owner_agency: AgencyCode
+    due_date: date
+    percent_complete: float = Field(default=0, ge=0, le=100)
+    days_late: int = Field(default=0, ge=0)
+    reason: str | None = None
+    projected_finish: date | None = None
+    completed_on: date | None = None
+    detected_at: AwareDatetime
+
+
+class MilestoneAtRisk(MilestoneAlert):
+    pass
+
+
+class MilestoneMissed(MilestoneAlert):
+    pass
+
+
+class MilestoneRecovered(MilestoneAlert):
+    pass

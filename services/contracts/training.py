@@ -1,0 +1,38 @@
+"""`data` of the training events: civil-servant readiness targets and course completions."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import Field, field_validator
+
+from services.contracts.common_types import AgencyCode, Competency, EventData
+
+
+class TrainingTargetSet(EventData):
+    agency: AgencyCode
+    competency: Competency
+    fiscal_year: int = Field(ge=2560, le=2600, description="Thai budget year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)")
+    headcount: int = Field(ge=0, le=2_000_000)
+
+
+class TrainingCourseCompleted(EventData):
+    agency: AgencyCode
+    learner_ref: str = Field(min_length=1, max_length=200, description="opaque pseudonym of the learner, never a national ID")
+    course_id: str = Field(min_length=1, max_length=200)
+    course_title: str | None = Field(default=None, max_length=500)
+    competency: Competency
+    hours: float = Field(ge=0, le=1000)
+    completed_on: date
+    passed: bool
+    score: float | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("learner_ref")
+    @classmethod
+    def _not_national_id(cls, value: str) -> str:
+        from services.common.thai_calendar import is_valid_thai_national_id
+
+        # A real ID here would make the training store a register of citizens: refuse it at the edge.
+        if is_valid_thai_national_id(value):
+            raise ValueError("learner_ref looks like a Thai national ID: send an opaque pseudonym instead")
+        return value

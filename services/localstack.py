@@ -1,0 +1,169 @@
+"""`newnormal up`: the whole system on one machine, on embedded servers.
+
+Starts Tansu (Kafka protocol), SecantusDB (MongoDB wire), Prometheus and Alertmanager when
+installed, and the four services; waits for each; writes demo API keys; Ctrl-C stops all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from services.common import processes as px
+
+DEFAULT_PORTS = {"kafka": 9092, "mongodb": 27017, "prometheus": 9090, "alertmanager": 9093,
+                 "roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104}
+SERVICE_NAMES = ("roadmap", "training", "feedback", "notifier")
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start the whole system locally on embedded servers")
+    for name, port in DEFAULT_PORTS.items():
+        up.add_argument(f"--{name}-port", type=int, default=int(os.environ.get(f"NEWNORMAL_UP_{name.upper()}_PORT", port)))
+    up.add_argument("--data-dir", default=os.environ.get("NEWNORMAL_DATA_DIR", ".data"))
+    up.add_argument("--no-demo", action="store_true", help="do not run the agency simulator")
+    up.add_argument("--no-prometheus", action="store_true", help="do not start Prometheus and Alertmanager")
+    up.add_argument("--exit-when-ready", action="store_true", help="stop again once everything is ready (smoke test)")
+    up.set_defaults(func=cmd_up)
+
+
+def _write_prometheus_config(path: Path, ports: dict[str, int]) -> Path:
+    """Local copy of deploy/prometheus/prometheus.yml pointed at the local ports."""
+    rules_dir = DEPLOY / "prometheus" / "rules"
+    rule_files = sorted(str(p) for p in rules_dir.glob("*.yml")) if rules_dir.exists() else []
+    scrape = "\n".join(
+        f"  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{ports[name]}']" for name in SERVICE_NAMES)
+    rules = "".join(f"\n  - {f}" for f in rule_files)
+    path.write_text(
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n"
+        f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{ports['alertmanager']}']\n"
+        f"rule_files:{rules or ' []'}\nscrape_configs:\n{scrape}\n", encoding="utf-8")
+    return path
+
+
+def _write_alertmanager_config(path: Path, ports: dict[str, int]) -> Path:
+    source = DEPLOY / "alertmanager" / "alertmanager.yml"
+    if source.exists():
+        text = source.read_text(encoding="utf-8").replace("http://notifier:8104", f"http://127.0.0.1:{ports['notifier']}")
+    else:
+        text = ("route:\n  receiver: notifier\n  group_wait: 10s\nreceivers:\n  - name: notifier\n    webhook_configs:\n"
+                f"      - url: http://127.0.0.1:{ports['notifier']}/v1/alertmanager\n")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def _write_keys(mongo_uri: str, db_name: str, path: Path) -> None:
+    from pymongo import AsyncMongoClient
+
+    from services.common.auth import Role, create_key, revoke_keys
+    from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
+
+    client = AsyncMongoClient(mongo_uri)
+    try:
+        db = client[db_name]
+        keys: dict[str, str] = {}
+        for agency in get_registry().all():
+            await revoke_keys(db, agency.code)  # fresh demo keys each start; the file is the only copy
+            keys[agency.code] = await create_key(db, agency.code, Role.agency, "demo")
+        keys["programme_office"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "demo")
+    finally:
+        await client.close()
+    path.write_text(json.dumps(keys, indent=2) + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    data = Path(args.data_dir).resolve()
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    ports = {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS}
+    mongo_uri = f"mongodb://127.0.0.1:{ports['mongodb']}"
+    env = {
+        "NEWNORMAL_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports['kafka']}",
+        "NEWNORMAL_MONGO_URI": mongo_uri,
+        "NEWNORMAL_KAFKA_SESSION_TIMEOUT_MS": os.environ.get("NEWNORMAL_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+        "NEWNORMAL_KAFKA_HEARTBEAT_INTERVAL_MS": os.environ.get("NEWNORMAL_KAFKA_HEARTBEAT_INTERVAL_MS", "1000"),
+        "NEWNORMAL_DASHBOARD_URL": os.environ.get("NEWNORMAL_DASHBOARD_URL", "http://127.0.0.1:3000"),
+    }
+    for name in SERVICE_NAMES:
+        env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    started: list[px.ManagedProcess] = []
+    stop_requested = False
+
+    def request_stop(signum, frame):  # noqa: ARG001
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+
+    def launch(proc: px.ManagedProcess, ready, timeout: float = 60) -> None:
+        print(f"  starting {proc.name} …", flush=True)
+        proc.start()
+        started.append(proc)
+        px.wait_until(ready, timeout, proc.name, proc=proc)
+
+    urls: dict[str, str] = {}
+    try:
+        print("New Normal programme monitor · ระบบติดตามการปฏิบัติราชการวิถีใหม่", flush=True)
+        launch(px.tansu(ports["kafka"], logs), lambda: px.port_open(ports["kafka"]))
+        urls["Kafka (Tansu)"] = f"127.0.0.1:{ports['kafka']}"
+        launch(px.secantus(ports["mongodb"], str(data / "mongodb"), logs), lambda: px.mongo_ready(mongo_uri))
+        urls["MongoDB (SecantusDB)"] = mongo_uri
+        for name in SERVICE_NAMES:
+            port = ports[name]
+            launch(px.service(name, port, env, logs), lambda p=port: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120)
+            urls[f"{name} service"] = f"http://127.0.0.1:{port}/docs"
+        keys_path = data / "api-keys.json"
+        asyncio.run(_write_keys(mongo_uri, "newnormal", keys_path))
+        urls["API keys"] = str(keys_path)
+        if not args.no_prometheus and px.prometheus_binary() and px.alertmanager_binary():
+            am_cfg = _write_alertmanager_config(data / "alertmanager.yml", ports)
+            launch(px.alertmanager(ports["alertmanager"], am_cfg, data / "alertmanager", logs),
+                   lambda: px.http_ok(f"http://127.0.0.1:{ports['alertmanager']}/-/ready"))
+            urls["Alertmanager"] = f"http://127.0.0.1:{ports['alertmanager']}"
+            prom_cfg = _write_prometheus_config(data / "prometheus.yml", ports)
+            launch(px.prometheus(ports["prometheus"], prom_cfg, data / "prometheus", logs),
+                   lambda: px.http_ok(f"http://127.0.0.1:{ports['prometheus']}/-/ready"))
+            urls["Prometheus"] = f"http://127.0.0.1:{ports['prometheus']}"
+        elif not args.no_prometheus:
+            print("  (Prometheus/Alertmanager not installed: apt-get install prometheus prometheus-alertmanager)")
+        if not args.no_demo:
+            try:
+                from services.simulator import localrun
+            except ModuleNotFoundError:
+                print("  (demo simulator not available yet)")
+            else:
+                proc = localrun.simulator_process(env, ports, keys_path, logs)
+                proc.start()
+                started.append(proc)
+                urls["Demo simulator log"] = str(proc.log_path)
+        print("\nReady · พร้อมใช้งาน", flush=True)
+        for label, url in urls.items():
+            print(f"  {label:<22} {url}")
+        print(f"  {'Logs':<22} {logs}")
+        if args.exit_when_ready:
+            return 0
+        print("\nPress Ctrl-C to stop · กด Ctrl-C เพื่อหยุด", flush=True)
+        while not stop_requested:
+            for proc in started:
+                if not proc.running and proc.name != "simulator":
+                    print(f"{proc.name} exited; see {proc.log_path}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except (TimeoutError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        print("\nstopping …", flush=True)
+        for proc in reversed(started):
+            proc.stop()

@@ -1,0 +1,118 @@
+"""Helpers for tests over the real servers: run an app, poll with a deadline, read topics, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
+from pymongo import AsyncMongoClient
+
+T = TypeVar("T")
+
+
+async def poll(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:
+    """Await `check()` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout} s (last value: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (consumers, watchers, ...) and give an HTTP client bound to it."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+            yield client
+
+
+async def make_key(settings, agency: str, role: str = "agency") -> str:
+    from services.common.auth import Role, create_key
+
+    client = AsyncMongoClient(settings.mongo_uri.get_secret_value())
+    try:
+        return await create_key(client[settings.mongo_db], agency, Role(role))
+    finally:
+        await client.close()
+
+
+def db_of(settings):
+    """A fresh client's database handle (the caller closes `handle.client`)."""
+    return AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]
+
+
+def cloudevent(type_: str, data: dict, *, agency: str, id: str | None = None, source: str | None = None,
+               time: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A structured-mode CloudEvent as an agency system would send it."""
+    return {"specversion": "1.0", "id": id or uuid.uuid4().hex, "source": source or f"/agencies/{agency}/test",
+            "type": type_, "agency": agency, "time": time or datetime.now(timezone.utc).isoformat(),
+            "datacontenttype": "application/json", "data": data, **extra}
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+    """Put raw records on a topic, as an agency publishing directly to Kafka would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key, headers=headers) for key, value, headers in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def produce_events(bootstrap: str, topic: str, events: list[dict[str, Any]]) -> None:
+    """Structured-mode records, keyed by agency."""
+    await produce(bootstrap, topic, [(e.get("agency", "").encode() or None, json.dumps(e).encode(),
+                                      [("content-type", b"application/cloudevents+json")]) for e in events])
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[Any]:
+    """Every record currently on a topic (all partitions), without joining a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + timeout
+        while partitions is None and time.monotonic() < deadline:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                await asyncio.sleep(0.1)
+        if not partitions:
+            return []
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
+                break
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def header(record, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode()
+    return None
