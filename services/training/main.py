@@ -2,24 +2,71 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
-from services.common.consumer import Batch
+from services.common.mongo import retry_transient
 from services.contracts.events import TRAINING_TYPES
 from services.contracts.topics import TRAINING_EVENTS
+from services.training.adapters import TrainingRepository
+from services.training.entrypoints import readiness_router, xapi_router
+from services.training.handlers import Pseudonymiser, TrainingService, XapiIntake
+from services.training.metrics import ReadinessCollector, TrainingMetrics
 from services.training.settings import TrainingSettings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: TrainingSettings | None = None) -> FastAPI:
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: TrainingSettings | None = None, clock: Callable[[], datetime] | None = None) -> FastAPI:
     settings = settings or TrainingSettings()
+    clock = clock or _utcnow
     runtime = Runtime(settings)
+    repo = TrainingRepository(runtime.db, clock, settings.stale_claim_seconds)
+    metrics = TrainingMetrics(runtime.registry)
+    service = TrainingService(repo, metrics, clock)
+    intake = XapiIntake(repo, runtime.publisher, metrics, clock, settings.xapi_max_statements)
 
-    async def handle(batch: Batch) -> None:
-        # Skeleton: the platform already stored the audit trail; the projection comes with the service issue.
-        return None
+    async def startup(rt: Runtime) -> None:
+        if settings.uses_dev_secret() and settings.environment != "local":
+            log.warning("learner HMAC secret is the local development default: set NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET",
+                        extra={"environment": settings.environment})
+        await retry_transient(repo.ensure_indexes, what="training indexes")
+        await retry_transient(repo.finish_stale_claims, what="finish interrupted counting")
+        rt.spawn(_sweep(rt, repo, settings.recovery_interval_seconds), "training-stale-claims")
 
-    runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=handle, allowed_types=TRAINING_TYPES)
-    app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร", description="Civil-servant training completions and readiness against target.")
+    runtime.on_startup(startup)
+    runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=service.handle_batch,
+                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(settings.learner_hmac_secret.get_secret_value()))
+    runtime.add_collector(ReadinessCollector(repo, clock, settings.metrics_cache_seconds))
+    app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
+                             description="Civil-servant training completions and readiness against target, "
+                                         "per agency and competency for the Thai fiscal year; xAPI intake for LMSs.")
     mount_event_intake(app, runtime, TRAINING_TYPES)
+    app.include_router(readiness_router(service))
+    app.include_router(xapi_router(intake, runtime.auth, settings.ingest_max_body_bytes))
+    app.state.training = service
+    app.state.training_repo = repo
     return app
+
+
+async def _sweep(runtime: Runtime, repo: TrainingRepository, interval: float) -> None:
+    while not runtime.stopping.is_set():
+        try:
+            await asyncio.wait_for(runtime.stopping.wait(), interval)
+        except TimeoutError:
+            pass
+        if runtime.stopping.is_set():
+            return
+        try:
+            await repo.finish_stale_claims()
+        except Exception:
+            log.warning("stale-claim sweep failed; will retry", exc_info=True)

@@ -1,0 +1,231 @@
+"""Pure rules of the training service: pseudonyms, rollup keys, readiness figures, laggards, CSV rows.
+
+Nothing here does I/O; every function is testable on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.common.thai_calendar import (fiscal_year_elapsed_ratio, fiscal_year_of, is_valid_thai_national_id,
+                                           parse_thai_date, thai_digits_to_ascii)
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import Competency
+from services.contracts.training import TrainingCourseCompleted
+
+HASH_PREFIX = "hmac-sha256:"
+
+
+# --- pseudonyms ---------------------------------------------------------------------------------
+
+def learner_hash(secret: str, agency: str, learner_ref: str) -> str:
+    """Keyed hash of an agency's learner pseudonym: stable for counting, useless without the key.
+
+    The agency is part of the message so the same pseudonym in two agencies stays two learners.
+    """
+    digest = hmac.new(secret.encode(), f"{agency}:{learner_ref}".encode(), hashlib.sha256).hexdigest()
+    return HASH_PREFIX + digest
+
+
+def is_learner_hash(value: str) -> bool:
+    return value.startswith(HASH_PREFIX) and len(value) == len(HASH_PREFIX) + 64
+
+
+# --- rollup keys and completion documents -------------------------------------------------------
+
+def rollup_id(fiscal_year: int, agency: str, competency: str) -> str:
+    return f"{fiscal_year}:{agency}:{competency}"
+
+
+def learner_competency_id(fiscal_year: int, agency: str, competency: str, learner: str) -> str:
+    return f"{fiscal_year}:{agency}:{competency}:{learner}"
+
+
+def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, learner: str, claim: str,
+                   now: datetime) -> dict[str, Any]:
+    """The stored completion; `learner` is already the keyed hash (never the pseudonym)."""
+    return {
+        "_id": f"{source}\x1f{event_id}",
+        "source": source, "id": event_id,
+        "agency": data.agency, "competency": data.competency.value, "fiscal_year": fiscal_year_of(data.completed_on),
+        "learner_hash": learner, "course_id": data.course_id, "course_title": data.course_title,
+        "hours": float(data.hours), "completed_on": data.completed_on.isoformat(), "passed": data.passed,
+        "score": data.score, "claim": claim, "claimed_at": now, "counted": False,
+    }
+
+
+def learner_doc(completion: Mapping[str, Any], claim: str, now: datetime) -> dict[str, Any]:
+    """First passed completion of a learner in (fiscal year, agency, competency)."""
+    fy, agency, comp = completion["fiscal_year"], completion["agency"], completion["competency"]
+    return {"_id": learner_competency_id(fy, agency, comp, completion["learner_hash"]),
+            "fiscal_year": fy, "agency": agency, "competency": comp, "first_completion": completion["_id"],
+            "claim": claim, "claimed_at": now, "counted": False}
+
+
+@dataclass
+class Delta:
+    completions: int = 0
+    passed_completions: int = 0
+    hours: float = 0.0
+    passed_hours: float = 0.0
+    ready_learners: int = 0
+
+    def as_inc(self) -> dict[str, float]:
+        return {"completions": self.completions, "passed_completions": self.passed_completions,
+                "hours": round(self.hours, 4), "passed_hours": round(self.passed_hours, 4),
+                "ready_learners": self.ready_learners}
+
+
+def deltas(completions: Iterable[Mapping[str, Any]], learners: Iterable[Mapping[str, Any]]) -> dict[str, Delta]:
+    """Rollup increments for a set of newly stored completions and learner docs."""
+    out: dict[str, Delta] = {}
+    for c in completions:
+        d = out.setdefault(rollup_id(c["fiscal_year"], c["agency"], c["competency"]), Delta())
+        d.completions += 1
+        d.hours += c["hours"]
+        if c["passed"]:
+            d.passed_completions += 1
+            d.passed_hours += c["hours"]
+    for learner in learners:
+        out.setdefault(rollup_id(learner["fiscal_year"], learner["agency"], learner["competency"]), Delta()).ready_learners += 1
+    return out
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+def target_is_newer(new: tuple[datetime, str], current: tuple[datetime, str] | None) -> bool:
+    """A later target replaces the earlier one; order by event time, then id, so redelivery order does not matter."""
+    return current is None or new > current
+
+
+# --- readiness figures --------------------------------------------------------------------------
+
+def readiness_ratio(ready: int, target: int | None) -> float | None:
+    if not target:
+        return None
+    return round(ready / target, 4)
+
+
+def readiness_row(doc: Mapping[str, Any]) -> dict[str, Any]:
+    target = doc.get("target")
+    ready = int(doc.get("ready_learners", 0))
+    return {
+        "fiscal_year": doc["fiscal_year"], "agency": doc["agency"], "competency": doc["competency"],
+        "target": target, "ready_learners": ready, "ratio": readiness_ratio(ready, target),
+        "completions": int(doc.get("completions", 0)), "passed_completions": int(doc.get("passed_completions", 0)),
+        "hours": round(float(doc.get("passed_hours", 0.0)), 2), "all_hours": round(float(doc.get("hours", 0.0)), 2),
+        "target_history": [{"headcount": h["headcount"], "set_at": h["time"].isoformat() if isinstance(h["time"], datetime) else h["time"],
+                            "event_id": h["event_id"]} for h in doc.get("target_history", [])],
+    }
+
+
+def laggards(rows: Iterable[Mapping[str, Any]], fiscal_year: int, now: datetime) -> list[dict[str, Any]]:
+    """Agencies furthest behind a linear path from 0 on 1 October to the target on 30 September.
+
+    Per agency (competencies summed): expected = target × elapsed share of the fiscal year,
+    gap = expected − ready. Only agencies with a target; largest gap first, then lowest ratio.
+    """
+    elapsed = fiscal_year_elapsed_ratio(fiscal_year, now)
+    per_agency: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        target = row.get("target")
+        if not target:
+            continue
+        a = per_agency.setdefault(row["agency"], {"agency": row["agency"], "target": 0, "ready_learners": 0,
+                                                  "competencies": []})
+        a["target"] += target
+        a["ready_learners"] += row["ready_learners"]
+        expected = target * elapsed
+        a["competencies"].append({"competency": row["competency"], "target": target, "ready_learners": row["ready_learners"],
+                                  "expected": round(expected, 2), "gap": round(expected - row["ready_learners"], 2)})
+    out = []
+    registry = get_registry()
+    for a in per_agency.values():
+        expected = a["target"] * elapsed
+        agency = registry.get(a["agency"])
+        out.append({**a, "name_th": getattr(agency, "name_th", None), "name_en": getattr(agency, "name_en", None),
+                    "expected": round(expected, 2), "gap": round(expected - a["ready_learners"], 2),
+                    "ratio": readiness_ratio(a["ready_learners"], a["target"]),
+                    "on_track": a["ready_learners"] >= expected,
+                    "competencies": sorted(a["competencies"], key=lambda c: -c["gap"])})
+    out.sort(key=lambda a: (-a["gap"], a["ratio"] if a["ratio"] is not None else 0, a["agency"]))
+    return out
+
+
+# --- CSV rows -----------------------------------------------------------------------------------
+
+CSV_COLUMNS = ("agency", "learner_ref", "course_id", "course_title", "competency", "hours", "completed_on", "passed", "score")
+REQUIRED_COLUMNS = ("agency", "learner_ref", "course_id", "competency", "hours", "completed_on", "passed")
+_TRUE = {"true", "1", "yes", "y", "t", "ผ่าน", "ใช่"}
+_FALSE = {"false", "0", "no", "n", "f", "ไม่ผ่าน", "ไม่ใช่"}
+
+
+@dataclass
+class RowError(Exception):
+    reason: str
+    detail: str
+
+
+@dataclass
+class ParsedRow:
+    id: str
+    data: TrainingCourseCompleted
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_csv_row(row: Mapping[str, str | None]) -> ParsedRow:
+    """One CSV row to validated completion data and a deterministic event id; raises RowError(reason, detail).
+
+    Accepts Thai digits anywhere, Buddhist-era or Gregorian dates (`parse_thai_date`), and Thai yes/no words.
+    The id is the row's own `id` column if present, else a hash of the normalised content, so re-importing
+    the same file publishes the same events (stored once).
+    """
+    values = {k.strip().lower(): thai_digits_to_ascii((v or "").strip()) for k, v in row.items() if k}
+    missing = [c for c in REQUIRED_COLUMNS if not values.get(c)]
+    if missing:
+        raise RowError("missing_value", "empty or missing: " + ", ".join(missing))
+    if values["agency"] not in get_registry():
+        raise RowError("unknown_agency", f"agency {values['agency']!r} is not in the registry")
+    if values["competency"] not in {c.value for c in Competency}:
+        raise RowError("unknown_competency", f"competency {values['competency']!r}; known: "
+                       + ", ".join(c.value for c in Competency))
+    if is_valid_thai_national_id(values["learner_ref"].replace("-", "").replace(" ", "")):
+        raise RowError("national_id", "learner_ref looks like a Thai national ID: use an opaque pseudonym")
+    try:
+        completed_on = parse_thai_date(values["completed_on"])
+    except (ValueError, TypeError) as exc:
+        raise RowError("invalid_date", str(exc)) from None
+    try:
+        hours = float(values["hours"].replace(",", ""))
+        score = float(values["score"].replace(",", "")) if values.get("score") else None
+    except ValueError:
+        raise RowError("invalid_number", f"hours {values['hours']!r} / score {values.get('score')!r} must be numbers") from None
+    passed_text = values["passed"].lower()
+    if passed_text in _TRUE:
+        passed = True
+    elif passed_text in _FALSE:
+        passed = False
+    else:
+        raise RowError("invalid_passed", f"passed {values['passed']!r}: use true/false, 1/0, yes/no, ผ่าน/ไม่ผ่าน")
+    try:
+        data = TrainingCourseCompleted(agency=values["agency"], learner_ref=values["learner_ref"],
+                                       course_id=values["course_id"], course_title=values.get("course_title") or None,
+                                       competency=values["competency"], hours=hours, completed_on=completed_on,
+                                       passed=passed, score=score)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+        raise RowError("invalid_value", detail) from None
+    if values.get("id"):
+        event_id = "csv:" + values["id"]
+    else:
+        canonical = "\x1f".join([data.agency, data.learner_ref, data.course_id, data.competency.value,
+                                 repr(data.hours), data.completed_on.isoformat(), str(data.passed), repr(data.score)])
+        event_id = "csv:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return ParsedRow(event_id, data)

@@ -1,0 +1,85 @@
+"""HTTP routes of the training service: readiness reads and the xAPI statement resource."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from services.common.auth import ApiKeyAuth
+from services.common.http_ingest import problem, read_body
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import Competency
+from services.training import xapi
+from services.training.handlers import TrainingService, XapiIntake
+
+FiscalYear = Annotated[int, Query(ge=2560, le=2600, description="Thai fiscal year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)")]
+
+
+def readiness_router(service: TrainingService) -> APIRouter:
+    router = APIRouter(tags=["readiness"])
+
+    @router.get("/v1/readiness", summary="ความพร้อมบุคลากรเทียบเป้าหมาย · Readiness against target")
+    async def readiness(fiscal_year: FiscalYear, agency: str | None = None,
+                        competency: Competency | None = None) -> dict[str, Any]:
+        if agency is not None and agency not in get_registry():
+            raise HTTPException(404, detail={"reason": "unknown_agency", "detail": f"unknown agency code {agency!r}"})
+        return await service.readiness(fiscal_year, agency, competency.value if competency else None)
+
+    @router.get("/v1/readiness/laggards",
+                summary="หน่วยงานที่ล่าช้ากว่าแผน · Agencies furthest behind a linear path to target")
+    async def laggards(fiscal_year: FiscalYear, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
+        return await service.laggards(fiscal_year, limit)
+
+    return router
+
+
+def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int) -> APIRouter:
+    router = APIRouter(tags=["xAPI"])
+    version = {xapi.VERSION_HEADER: xapi.VERSION}
+
+    async def handle(request: Request, put_id: str | None) -> Response:
+        if not xapi.version_ok(request.headers.get(xapi.VERSION_HEADER)):
+            return problem(400, "xapi_version_required", f"send {xapi.VERSION_HEADER}: 1.0.3 (1.0.x accepted)", headers=version)
+        try:
+            principal = await auth(request)
+        except HTTPException as exc:
+            return problem(exc.status_code, exc.detail["reason"], exc.detail["detail"],
+                           headers={**version, **(exc.headers or {})})
+        body = await read_body(request, body_limit)
+        if isinstance(body, JSONResponse):
+            body.headers.update(version)
+            return body
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return problem(400, "invalid_json", "the request body is not valid JSON", headers=version)
+        outcome = await intake.submit(payload, principal, put_id)
+        if outcome.reason is not None:
+            headers = dict(version)
+            if "retry_after" in outcome.extra:
+                headers["Retry-After"] = str(outcome.extra.pop("retry_after"))
+            return problem(outcome.status, outcome.reason, outcome.detail or "", headers=headers, **outcome.extra)
+        if outcome.status == 204:
+            return Response(status_code=204, headers=version)
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=version)
+
+    responses = {400: {"description": "malformed statement, missing version header, duplicate ids in the batch"},
+                 401: {"description": "missing or unknown key"}, 403: {"description": "statement of another agency"},
+                 409: {"description": "a different statement already stored under this id"},
+                 503: {"description": "Kafka unavailable"}}
+
+    @router.post("/xapi/statements", summary="Store xAPI statements (one or an array)", responses=responses,
+                 description="xAPI 1.0.3 Statement Resource. Completions (verbs completed/passed/failed) become "
+                             "`training.course.completed` events; other verbs are acknowledged and ignored.")
+    async def post_statements(request: Request) -> Response:
+        return await handle(request, None)
+
+    @router.put("/xapi/statements", summary="Store one xAPI statement under statementId", status_code=204,
+                responses=responses)
+    async def put_statement(request: Request, statementId: Annotated[str, Query()]) -> Response:  # noqa: N803 - spec name
+        return await handle(request, statementId)
+
+    return router
