@@ -2,23 +2,73 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
+import httpx
+import yaml
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app
-from services.common.consumer import Batch
+from services.common.mongo import retry_transient
+from services.contracts.agencies import get_registry
 from services.contracts.events import ROADMAP_ALERT_TYPES
 from services.contracts.topics import ROADMAP_ALERTS
+from services.notifier import entrypoints
+from services.notifier.adapters import NotificationRepository
+from services.notifier.channels import build_channels
+from services.notifier.domain import RoutingTable, parse_routing
+from services.notifier.handlers import Clock, NotifierService, utc_now
+from services.notifier.holidays import load_holidays
+from services.notifier.metrics import NotificationGauges, NotifierMetrics
 from services.notifier.settings import NotifierSettings
+from services.notifier.templates import Renderer
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: NotifierSettings | None = None) -> FastAPI:
+def load_routing(path) -> RoutingTable:
+    with open(path, encoding="utf-8") as fh:
+        return parse_routing(yaml.safe_load(fh), known_agencies=get_registry())
+
+
+def create_app(settings: NotifierSettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
     runtime = Runtime(settings)
+    repo = NotificationRepository(runtime.db)
+    metrics = NotifierMetrics(runtime.registry)
+    # A broken routing file fails at start-up, not on the first alert.
+    service = NotifierService(settings=settings, repo=repo, routing=load_routing(settings.notifier_routes_file),
+                              renderer=Renderer(settings.dashboard_url), channels={}, metrics=metrics,
+                              holidays=load_holidays(settings.notifier_holidays_file), clock=clock or utc_now)
+    runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds))
+    runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=service.on_alerts, allowed_types=ROADMAP_ALERT_TYPES)
+    clients: list[httpx.AsyncClient] = []
 
-    async def handle(batch: Batch) -> None:
-        # Skeleton: the platform already stored the audit trail; the projection comes with the service issue.
-        return None
+    async def startup(rt: Runtime) -> None:
+        await retry_transient(repo.ensure_indexes, what="create notifier indexes")
+        client = httpx.AsyncClient(timeout=settings.notifier_http_timeout_seconds,
+                                   limits=httpx.Limits(max_connections=settings.notifier_concurrency * 2),
+                                   follow_redirects=False)
+        clients.append(client)
+        service.channels = build_channels(settings, client)
+        rt.spawn(service.dispatch_forever(), "notifier-dispatcher")
+        rt.spawn(service.schedule_forever(), "notifier-scheduler")
 
-    runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=handle, allowed_types=ROADMAP_ALERT_TYPES)
-    app = create_service_app(runtime, title="Notifier service · บริการแจ้งเตือน", description="Turns alert events into notifications to the people responsible.")
+    async def shutdown(rt: Runtime) -> None:
+        service.stopping.set()
+        await service.drain(timeout=5.0)
+        for task in list(service.inflight):
+            task.cancel()  # its lease expires and another instance resumes it
+        await asyncio.gather(*service.inflight, return_exceptions=True)
+        for client in clients:
+            await client.aclose()
+
+    runtime.on_startup(startup)
+    runtime.on_shutdown(shutdown)
+    app = create_service_app(runtime, title="Notifier service · บริการแจ้งเตือน",
+                             description="Turns roadmap alerts and Alertmanager alerts into notifications (e-mail, "
+                                         "webhook, Slack, Teams, LINE) to the people responsible, with retries and reminders.")
+    app.state.notifier = service
+    entrypoints.mount(app, runtime, service)
     return app

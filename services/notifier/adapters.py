@@ -1,0 +1,149 @@
+"""MongoDB repository of notifications and reminder schedules.
+
+`notifications`: one document per (event, recipient, channel) with a unique idempotency key and
+a state machine pending -> sending -> sent | retrying -> failed. Claims are leases: a document
+left in `sending` by a killed instance becomes claimable again when its lease expires.
+`notifier_reminders`: one document per (milestone, route) while the milestone is missed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.mongo import insert_new
+from services.notifier.domain import CLAIMABLE, OPEN_STATES, Channel, State
+
+
+class NotificationRepository:
+    def __init__(self, db: AsyncDatabase, instance: str | None = None):
+        self.db = db
+        self.col = db.notifications
+        self.reminders = db.notifier_reminders
+        self.instance = instance or uuid.uuid4().hex[:12]
+
+    async def ensure_indexes(self) -> None:
+        await self.col.create_index([("key", ASCENDING)], unique=True, name="key_unique")
+        await self.col.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)], name="state_due")
+        await self.col.create_index([("state", ASCENDING), ("channel", ASCENDING)], name="state_channel")
+        await self.col.create_index([("milestone_id", ASCENDING), ("created_at", DESCENDING)], name="milestone")
+        await self.col.create_index([("claim", ASCENDING)], name="claim", sparse=True)
+        await self.reminders.create_index([("active", ASCENDING), ("next_due", ASCENDING)], name="active_due")
+        await self.reminders.create_index([("milestone_id", ASCENDING)], name="milestone")
+
+    # --- notifications -------------------------------------------------------------------
+    async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]:
+        """Positions of the docs that were new (a known key = already stored by an earlier delivery)."""
+        return await insert_new(self.col, docs)
+
+    async def claim(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
+        """Atomically take up to `limit` due notifications for this instance (leased)."""
+        due = {"$or": [{"state": {"$in": list(CLAIMABLE)}, "next_attempt_at": {"$lte": now}},
+                       {"state": State.sending.value, "lease_until": {"$lte": now}}]}
+        ids = [d["_id"] async for d in self.col.find(due, {"_id": 1}).sort("next_attempt_at", ASCENDING).limit(limit)]
+        if not ids:
+            return []
+        token = f"{self.instance}:{uuid.uuid4().hex[:12]}"
+        # The filter is re-checked per document inside the update: two instances never both win one.
+        await self.col.update_many({"_id": {"$in": ids}, **due}, {
+            "$set": {"state": State.sending.value, "lease_until": now + lease, "claim": token, "owner": self.instance,
+                     "updated_at": now},
+            "$inc": {"attempts": 1}})
+        return [d async for d in self.col.find({"claim": token})]
+
+    async def mark_sent(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str) -> bool:
+        res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
+            "$set": {"state": State.sent.value, "sent_at": now, "updated_at": now, "last_status": status,
+                     "last_error": detail or None},
+            "$unset": {"lease_until": "", "claim": ""}})
+        return res.modified_count == 1
+
+    async def mark_retry(self, doc: dict[str, Any], now: datetime, next_at: datetime, status: int | None,
+                         detail: str) -> bool:
+        res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
+            "$set": {"state": State.retrying.value, "next_attempt_at": next_at, "updated_at": now,
+                     "last_status": status, "last_error": detail[:300]},
+            "$unset": {"lease_until": "", "claim": ""}})
+        return res.modified_count == 1
+
+    async def mark_failed(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str) -> bool:
+        res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
+            "$set": {"state": State.failed.value, "failed_at": now, "updated_at": now, "last_status": status,
+                     "last_error": detail[:300]},
+            "$unset": {"lease_until": "", "claim": ""}})
+        return res.modified_count == 1
+
+    async def retry_now(self, notification_id: str, now: datetime) -> dict[str, Any] | None:
+        """Operator retry of a failed (or waiting) notification: a fresh retry budget, due now."""
+        return await self.col.find_one_and_update(
+            {"_id": notification_id, "state": {"$in": [State.failed.value, State.retrying.value, State.pending.value]}},
+            {"$set": {"state": State.pending.value, "next_attempt_at": now, "attempts": 0, "updated_at": now,
+                      "manual_retry_at": now}, "$unset": {"failed_at": ""}},
+            return_document=ReturnDocument.AFTER)
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None:
+        return await self.col.find_one({"_id": notification_id})
+
+    async def list(self, *, state: str | None, channel: str | None, milestone: str | None, limit: int,
+                   before: datetime | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {}
+        if state:
+            query["state"] = state
+        if channel:
+            query["channel"] = channel
+        if milestone:
+            query["milestone_id"] = milestone
+        if before:
+            query["created_at"] = {"$lt": before}
+        return [d async for d in self.col.find(query).sort("created_at", DESCENDING).limit(limit)]
+
+    async def count_by_state_channel(self) -> dict[tuple[str, str], int]:
+        """Open and failed counts per channel, via the (state, channel) index: a handful of counts, no scan."""
+        out: dict[tuple[str, str], int] = {}
+        for state in (*OPEN_STATES, State.failed.value):
+            for channel in Channel:
+                out[(state, channel.value)] = await self.col.count_documents({"state": state, "channel": channel.value})
+        return out
+
+    async def next_due(self) -> datetime | None:
+        doc = await self.col.find_one({"state": {"$in": list(CLAIMABLE)}}, {"next_attempt_at": 1},
+                                      sort=[("next_attempt_at", ASCENDING)])
+        return doc["next_attempt_at"] if doc else None
+
+    # --- reminder schedules --------------------------------------------------------------
+    async def reminder_for(self, schedule_id: str) -> dict[str, Any] | None:
+        return await self.reminders.find_one({"_id": schedule_id})
+
+    async def start_reminders(self, doc: dict[str, Any], *, reset: bool) -> None:
+        """Start a schedule, or refresh the alert it reminds about; `reset` starts counting afresh
+        (a milestone missed again after it had recovered)."""
+        if reset:
+            await self.reminders.replace_one({"_id": doc["_id"]}, {**doc, "sequence": 0, "escalated": False}, upsert=True)
+            return
+        await self.reminders.update_one(
+            {"_id": doc["_id"]},
+            {"$setOnInsert": {"sequence": 0, "escalated": False, "missed_since": doc["missed_since"]},
+             "$set": {k: v for k, v in doc.items() if k not in ("_id", "missed_since")}},
+            upsert=True)
+
+    async def set_latest(self, milestone_id: str, detected_at: datetime, alert_type: str) -> None:
+        """A newer non-missed alert (recovered, at_risk) stops the schedules of that milestone."""
+        await self.reminders.update_many(
+            {"milestone_id": milestone_id, "detected_at": {"$lte": detected_at}},
+            {"$set": {"active": False, "stopped_by": alert_type, "detected_at": detected_at}})
+
+    async def due_reminders(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]:
+        return [d async for d in self.reminders.find({"active": True, "next_due": {"$lte": now}}).limit(limit)]
+
+    async def advance_reminder(self, schedule: dict[str, Any], *, sequence: int, next_due: datetime,
+                               escalated: bool) -> bool:
+        """Compare-and-set on the sequence so two instances never advance one schedule twice."""
+        res = await self.reminders.update_one(
+            {"_id": schedule["_id"], "sequence": schedule["sequence"], "active": True},
+            {"$set": {"sequence": sequence, "next_due": next_due, "escalated": escalated}})
+        return res.modified_count == 1

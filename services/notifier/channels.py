@@ -1,0 +1,260 @@
+"""Delivery channels: one small class per channel with `async send(delivery) -> DeliveryResult`.
+
+Every request carries the notification's idempotency key (Idempotency-Key header, LINE
+X-Line-Retry-Key, e-mail Message-ID) so receivers that deduplicate turn our at-least-once
+delivery into exactly-once on their side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+
+from services.notifier.domain import Channel, Outcome, classify_status, parse_retry_after, retry_key_uuid
+from services.notifier.settings import NotifierSettings
+from services.notifier.templates import Message
+
+log = logging.getLogger(__name__)
+LINE_TEXT_LIMIT = 5000
+SLACK_SECTION_LIMIT = 3000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a channel needs: the message, where to send it, and identity for deduplication."""
+
+    notification_id: str
+    key: str
+    address: str
+    message: Message
+    payload: dict[str, Any]  # structured facts for machine receivers (generic webhook)
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    status: int | None = None
+    detail: str = ""
+    retry_after: float | None = None
+
+
+class ChannelSender(Protocol):
+    channel: Channel
+
+    async def send(self, delivery: Delivery) -> DeliveryResult: ...
+
+
+def _from_response(response: httpx.Response, *, now: datetime | None = None) -> DeliveryResult:
+    outcome = classify_status(response.status_code)
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now or datetime.now(timezone.utc))
+    detail = "" if outcome is Outcome.sent else response.text[:300]
+    return DeliveryResult(outcome, response.status_code, detail, retry_after if outcome is Outcome.retry else None)
+
+
+class _HttpChannel:
+    channel: Channel
+
+    def __init__(self, client: httpx.AsyncClient, settings: NotifierSettings):
+        self.client = client
+        self.settings = settings
+
+    def resolve_url(self, address: str) -> str | None:
+        """A recipient names a configured webhook (secret URL kept in settings) or gives an http(s) URL."""
+        named = self.settings.notifier_webhook_urls.get(address)
+        if named is not None:
+            return named.get_secret_value()
+        if address.startswith(("http://", "https://")):
+            return address
+        return None
+
+    async def post(self, url: str, *, content: bytes, headers: dict[str, str]) -> DeliveryResult:
+        try:
+            response = await self.client.post(url, content=content, headers={"Content-Type": "application/json", **headers})
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            return DeliveryResult(Outcome.retry, None, f"{type(exc).__name__}")
+        return _from_response(response)
+
+
+class WebhookChannel(_HttpChannel):
+    """Generic JSON webhook, signed: X-NewNormal-Signature: sha256=<hex HMAC-SHA256 of the raw body>."""
+
+    channel = Channel.webhook
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        url = self.resolve_url(delivery.address)
+        if url is None:
+            return DeliveryResult(Outcome.failed, None, f"unknown webhook {delivery.address!r}")
+        timestamp = str(int(time.time()))
+        body = {"id": delivery.notification_id, "idempotency_key": delivery.key, "sent_at": timestamp,
+                "subject": delivery.message.subject, "text": delivery.message.text, "link": delivery.message.link,
+                "severity": delivery.message.severity, **delivery.payload}
+        raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+        headers = {"Idempotency-Key": delivery.key, "X-NewNormal-Timestamp": timestamp,
+                   "User-Agent": "newnormal-notifier/1"}
+        secret = self.settings.notifier_webhook_secret
+        if secret is not None:
+            headers["X-NewNormal-Signature"] = "sha256=" + sign(secret.get_secret_value(), raw)
+        return await self.post(url, content=raw, headers=headers)
+
+
+def sign(secret: str, raw_body: bytes) -> str:
+    """Hex HMAC-SHA256 of the raw body; receivers recompute it and compare in constant time."""
+    return hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: str, raw_body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    return hmac.compare_digest(header.removeprefix("sha256="), sign(secret, raw_body))
+
+
+class SlackChannel(_HttpChannel):
+    """Slack-compatible incoming webhook: `text` (fallback/notifications) plus Block Kit `blocks`."""
+
+    channel = Channel.slack
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        url = self.resolve_url(delivery.address)
+        if url is None:
+            return DeliveryResult(Outcome.failed, None, f"unknown slack webhook {delivery.address!r}")
+        m = delivery.message
+        fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in m.facts[:10]]
+        blocks: list[dict[str, Any]] = [
+            {"type": "header", "text": {"type": "plain_text", "text": m.title[:150], "emoji": True}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": m.text[:SLACK_SECTION_LIMIT]}},
+        ]
+        if fields:
+            blocks.append({"type": "section", "fields": fields})
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "แดชบอร์ด · Dashboard"}, "url": m.link}]})
+        body = {"text": m.title, "blocks": blocks}
+        return await self.post(url, content=json.dumps(body, ensure_ascii=False).encode(),
+                               headers={"Idempotency-Key": delivery.key})
+
+
+class TeamsChannel(_HttpChannel):
+    """Microsoft Teams workflow ("Post to a channel when a webhook request is received"): an Adaptive Card."""
+
+    channel = Channel.teams
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        url = self.resolve_url(delivery.address)
+        if url is None:
+            return DeliveryResult(Outcome.failed, None, f"unknown teams webhook {delivery.address!r}")
+        m = delivery.message
+        card = {
+            "type": "AdaptiveCard", "version": "1.4",
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "body": [
+                {"type": "TextBlock", "text": m.title, "weight": "Bolder", "size": "Medium", "wrap": True,
+                 "color": "Attention" if m.severity == "critical" else "Default"},
+                {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in m.facts]},
+                {"type": "TextBlock", "text": m.text, "wrap": True, "isSubtle": True},
+            ],
+            "actions": [{"type": "Action.OpenUrl", "title": "แดชบอร์ด · Dashboard", "url": m.link}],
+        }
+        body = {"type": "message", "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+        return await self.post(url, content=json.dumps(body, ensure_ascii=False).encode(),
+                               headers={"Idempotency-Key": delivery.key})
+
+
+class LineChannel(_HttpChannel):
+    """LINE Messaging API push message (`POST /v2/bot/message/push`) to a userId or groupId.
+
+    X-Line-Retry-Key makes LINE deduplicate: a retry of an accepted request gets 409, which
+    means "already delivered", so it counts as sent.
+    """
+
+    channel = Channel.line
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        token = self.settings.notifier_line_channel_access_token
+        if token is None:
+            return DeliveryResult(Outcome.failed, None, "LINE channel access token is not configured")
+        text = delivery.message.text
+        if len(text) > LINE_TEXT_LIMIT:
+            text = text[:LINE_TEXT_LIMIT - 1] + "…"
+        body = {"to": delivery.address, "messages": [{"type": "text", "text": text}]}
+        url = self.settings.notifier_line_base_url.rstrip("/") + "/v2/bot/message/push"
+        try:
+            response = await self.client.post(url, content=json.dumps(body, ensure_ascii=False).encode(), headers={
+                "Content-Type": "application/json", "Authorization": f"Bearer {token.get_secret_value()}",
+                "X-Line-Retry-Key": retry_key_uuid(delivery.key)})
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            return DeliveryResult(Outcome.retry, None, type(exc).__name__)
+        if response.status_code == 409 and response.headers.get("x-line-accepted-request-id"):
+            return DeliveryResult(Outcome.sent, 409, "already accepted (retry key)")
+        return _from_response(response)
+
+
+class EmailChannel:
+    """SMTP with optional STARTTLS/implicit TLS and auth; multipart/alternative (plain text + HTML)."""
+
+    channel = Channel.email
+
+    def __init__(self, settings: NotifierSettings):
+        self.settings = settings
+
+    def build(self, delivery: Delivery) -> EmailMessage:
+        m = delivery.message
+        msg = EmailMessage()
+        msg["Subject"] = m.subject
+        msg["From"] = self.settings.notifier_email_from
+        msg["To"] = delivery.address
+        msg["Date"] = format_datetime(datetime.now(timezone.utc))
+        # Same key -> same Message-ID: mail systems and clients can drop a repeated delivery.
+        msg["Message-ID"] = make_msgid_from_key(delivery.key)
+        msg["X-NewNormal-Idempotency-Key"] = delivery.key
+        msg["Content-Language"] = "th, en"
+        msg.set_content(m.text, charset="utf-8")
+        msg.add_alternative(m.html, subtype="html", charset="utf-8")
+        return msg
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        s = self.settings
+        if "@" not in delivery.address:
+            return DeliveryResult(Outcome.failed, None, "invalid e-mail address")
+        password = s.notifier_smtp_password.get_secret_value() if s.notifier_smtp_password else None
+        try:
+            await aiosmtplib.send(self.build(delivery), hostname=s.notifier_smtp_host, port=s.notifier_smtp_port,
+                                  start_tls=s.notifier_smtp_starttls, use_tls=s.notifier_smtp_tls,
+                                  username=s.notifier_smtp_username, password=password,
+                                  timeout=s.notifier_smtp_timeout_seconds)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            permanent = all(500 <= c < 600 for c in codes)
+            return DeliveryResult(Outcome.failed if permanent else Outcome.retry, codes[0] if codes else None,
+                                  "recipient refused")
+        except aiosmtplib.SMTPResponseException as exc:
+            permanent = 500 <= exc.code < 600  # 4xx SMTP replies are transient by definition
+            return DeliveryResult(Outcome.failed if permanent else Outcome.retry, exc.code, exc.message[:200])
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            return DeliveryResult(Outcome.retry, None, type(exc).__name__)
+        return DeliveryResult(Outcome.sent, 250)
+
+
+def make_msgid_from_key(key: str) -> str:
+    digest = hashlib.sha256(key.encode()).hexdigest()[:40]
+    return f"<{digest}@notifier.newnormal>"
+
+
+def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dict[Channel, ChannelSender]:
+    return {Channel.email: EmailChannel(settings), Channel.webhook: WebhookChannel(client, settings),
+            Channel.slack: SlackChannel(client, settings), Channel.teams: TeamsChannel(client, settings),
+            Channel.line: LineChannel(client, settings)}
+
+
+__all__ = ["Delivery", "DeliveryResult", "EmailChannel", "LineChannel", "SlackChannel", "TeamsChannel", "WebhookChannel",
+           "build_channels", "make_msgid", "sign", "verify_signature"]

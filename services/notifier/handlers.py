@@ -1,0 +1,386 @@
+"""Service layer: alerts in -> notification documents; a dispatcher delivers them; a scheduler reminds.
+
+The Kafka handler only stores documents (idempotent on the key) and wakes the dispatcher, so an
+offset commit never waits on a slow receiver and a redelivered alert can never send twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Container, Iterable, Mapping
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.common.consumer import Batch, Rejected
+from services.common.mongo import TRANSIENT_ERRORS
+from services.common.thai_calendar import bangkok_today
+from services.contracts.agencies import get_registry
+from services.contracts.envelope import Event
+from services.notifier.adapters import NotificationRepository
+from services.notifier.channels import ChannelSender, Delivery
+from services.notifier.domain import (
+    ALERT_TYPE_OF_EVENT, Channel, Kind, Outcome, Route, RoutingTable, State, Target, backoff_delay, deliver_at,
+    idempotency_key, notification_id, plan_reminder,
+)
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import NotifierSettings
+from services.notifier.templates import Renderer
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- Alertmanager webhook payload (version 4) -------------------------------------------------
+
+class AlertmanagerAlert(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str
+    endsAt: str | None = None
+    generatorURL: str | None = None
+    fingerprint: str = Field(min_length=1, max_length=64)
+
+
+class AlertmanagerPayload(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal["4"]
+    groupKey: str = ""
+    truncatedAlerts: int = 0
+    status: Literal["firing", "resolved"]
+    receiver: str = ""
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: list[AlertmanagerAlert] = Field(max_length=1000)
+
+
+class NotifierService:
+    def __init__(self, *, settings: NotifierSettings, repo: NotificationRepository, routing: RoutingTable,
+                 renderer: Renderer, channels: Mapping[Channel, ChannelSender], metrics: NotifierMetrics,
+                 holidays: Container[date], clock: Clock = utc_now):
+        self.settings = settings
+        self.repo = repo
+        self.routing = routing
+        self.renderer = renderer
+        self.channels = channels
+        self.metrics = metrics
+        self.holidays = holidays
+        self.clock = clock
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.inflight: set[asyncio.Task] = set()
+
+    # --- building notifications ----------------------------------------------------------
+    def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,
+             route: Route | None, urgent: bool, now: datetime, agency: str | None = None, workstream: str | None = None,
+             milestone_id: str | None = None, alert: dict[str, Any] | None = None,
+             operational: dict[str, Any] | None = None, sequence: int | None = None) -> dict[str, Any]:
+        s = self.settings
+        when = deliver_at(now, urgent=urgent, holidays=self.holidays, quiet_start=s.notifier_quiet_start_hour,
+                          quiet_end=s.notifier_quiet_end_hour)
+        doc: dict[str, Any] = {
+            "_id": notification_id(key), "key": key, "kind": kind.value, "alert_type": alert_type,
+            "event_id": event_id, "event_time": event_time,
+            # Latency is measured from the alert itself, or from when a deferred reminder was allowed out.
+            "due_at": event_time if kind in (Kind.alert, Kind.operational) else when,
+            "channel": target.channel.value, "recipient": target.recipient, "address": target.address,
+            "route": route.name if route else None, "urgent": urgent, "agency": agency, "workstream": workstream,
+            "milestone_id": milestone_id, "state": State.pending.value, "attempts": 0, "next_attempt_at": when,
+            "created_at": now, "updated_at": now,
+        }
+        if alert is not None:
+            doc["alert"] = alert
+            due = date.fromisoformat(alert["due_date"])
+            doc["days_late_now"] = max(int(alert.get("days_late") or 0), (bangkok_today(now) - due).days)
+        if operational is not None:
+            doc["operational"] = operational
+        if sequence is not None:
+            doc["sequence"] = sequence
+        return doc
+
+    def alert_notifications(self, event: Event, now: datetime) -> list[dict[str, Any]]:
+        alert_type = ALERT_TYPE_OF_EVENT[event.type]
+        data = event.data_dict()
+        docs: dict[str, dict[str, Any]] = {}
+        for route in self.routing.match(alert_type, data["owner_agency"], data["workstream"]):
+            for target in self.routing.targets(route.recipients, route.channels):
+                key = idempotency_key(event.id, target.recipient, target.channel)
+                docs.setdefault(key, self._doc(
+                    key=key, kind=Kind.alert, alert_type=alert_type, event_id=event.id, event_time=event.time,
+                    target=target, route=route, urgent=True, now=now, agency=data["owner_agency"],
+                    workstream=data["workstream"], milestone_id=data["milestone_id"], alert=data))
+        return list(docs.values())
+
+    async def store(self, docs: list[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        new = await self.repo.insert_new(docs)
+        for i in new:
+            self.metrics.created.labels(docs[i]["kind"]).inc()
+        if new:
+            self.wake.set()
+        return len(new)
+
+    # --- Kafka: roadmap.alerts -----------------------------------------------------------
+    async def on_alerts(self, batch: Batch) -> list[Rejected]:
+        now = self.clock()
+        docs: list[dict[str, Any]] = []
+        for event in batch.events:
+            docs.extend(self.alert_notifications(event, now))
+        await self.store(docs)
+        # Schedules after the first notifications: both writes are idempotent, so a crash in between is harmless.
+        for event in sorted(batch.events, key=lambda e: e.data.detected_at):  # type: ignore[attr-defined]
+            await self._track(event)
+        return []
+
+    async def _track(self, event: Event) -> None:
+        alert_type = ALERT_TYPE_OF_EVENT[event.type]
+        data = event.data_dict()
+        detected = event.data.detected_at  # type: ignore[attr-defined]
+        if alert_type != "missed":
+            await self.repo.set_latest(data["milestone_id"], detected, alert_type)
+            return
+        for route in self.routing.match(alert_type, data["owner_agency"], data["workstream"]):
+            schedule_id = f"{data['milestone_id']}|{route.name}"
+            existing = await self.repo.reminder_for(schedule_id)
+            if existing is not None and existing.get("detected_at") and existing["detected_at"] > detected:
+                continue  # an older alert redelivered after a newer one: the newer state stands
+            reset = existing is None or not existing.get("active")
+            await self.repo.start_reminders({
+                "_id": schedule_id, "milestone_id": data["milestone_id"], "route": route.name, "event_id": event.id,
+                "alert": data, "agency": data["owner_agency"], "workstream": data["workstream"], "active": True,
+                "detected_at": detected, "missed_since": detected,
+                "next_due": self._first_due(route, detected)}, reset=reset)
+
+    @staticmethod
+    def _first_due(route: Route, missed_since: datetime) -> datetime:
+        due = missed_since + route.reminder_interval
+        if route.escalate_after_days is not None:
+            due = min(due, missed_since + timedelta(days=route.escalate_after_days))
+        return due
+
+    # --- Alertmanager --------------------------------------------------------------------
+    async def on_alertmanager(self, payload: AlertmanagerPayload) -> int:
+        now = self.clock()
+        registry = get_registry()
+        docs: dict[str, dict[str, Any]] = {}
+        for alert in payload.alerts:
+            labels = {**payload.commonLabels, **alert.labels}
+            agency = labels.get("agency") if labels.get("agency") in registry else None
+            workstream = labels.get("workstream")
+            event_id = f"am:{alert.fingerprint}:{alert.startsAt}:{alert.status}"
+            operational = {"alertname": labels.get("alertname", "alert"), "status": alert.status,
+                           "severity": labels.get("severity"), "labels": labels,
+                           "summary": alert.annotations.get("summary") or payload.commonAnnotations.get("summary"),
+                           "description": alert.annotations.get("description"), "startsAt": alert.startsAt,
+                           "endsAt": alert.endsAt, "generatorURL": alert.generatorURL, "externalURL": payload.externalURL,
+                           "fingerprint": alert.fingerprint}
+            for route in self.routing.match("operational", agency, workstream, labels):
+                for target in self.routing.targets(route.recipients, route.channels):
+                    key = idempotency_key(event_id, target.recipient, target.channel)
+                    docs.setdefault(key, self._doc(
+                        key=key, kind=Kind.operational, alert_type="operational", event_id=event_id, event_time=now,
+                        target=target, route=route, urgent=True, now=now, agency=agency, workstream=workstream,
+                        operational=operational))
+        return await self.store(list(docs.values()))
+
+    # --- test notification ---------------------------------------------------------------
+    async def test_notification(self, route_name: str, alert_type: str = "missed") -> list[dict[str, Any]]:
+        route = self.routing.route(route_name)
+        if route is None:
+            raise LookupError(route_name)
+        now = self.clock()
+        event_id = f"test:{uuid.uuid4().hex}"
+        agency = next(iter(sorted(route.agencies))) if route.agencies else "opdc"
+        workstream = next(iter(sorted(route.workstreams))) if route.workstreams else "roadmap_governance"
+        today = bangkok_today(now)
+        docs = []
+        for target in self.routing.targets(route.recipients, route.channels):
+            key = idempotency_key(event_id, target.recipient, target.channel)
+            if alert_type == "operational":
+                extra: dict[str, Any] = {"operational": {"alertname": "NotifierTest", "status": "firing",
+                                                          "severity": "info", "labels": {"route": route.name},
+                                                          "summary": "ทดสอบเส้นทางการแจ้งเตือน · Route test",
+                                                          "startsAt": now.isoformat()}}
+            else:
+                extra = {"alert": {"milestone_id": "TEST-ROUTE", "title_th": f"ทดสอบเส้นทาง {route.name}",
+                                   "title_en": f"Route test {route.name}", "workstream": workstream,
+                                   "owner_agency": agency, "due_date": (today - timedelta(days=1)).isoformat(),
+                                   "percent_complete": 50, "days_late": 1, "detected_at": now.isoformat()},
+                         "milestone_id": None}
+            doc = self._doc(key=key, kind=Kind.test, alert_type=alert_type, event_id=event_id, event_time=now,
+                            target=target, route=route, urgent=True, now=now, agency=agency, workstream=workstream,
+                            **extra)
+            docs.append(doc)
+        await self.store(docs)
+        return docs
+
+    # --- reminders and escalation --------------------------------------------------------
+    async def schedule_once(self) -> int:
+        """Create the reminder/escalation notifications that are due; returns how many were created."""
+        now = self.clock()
+        created = 0
+        for schedule in await self.repo.due_reminders(now):
+            route = self.routing.route(schedule["route"])
+            if route is None:  # the route was removed from the file: nothing to remind on
+                await self.repo.set_latest(schedule["milestone_id"], schedule["detected_at"], "route_removed")
+                continue
+            plan = plan_reminder(now=now, missed_since=schedule["missed_since"], last_sequence=schedule["sequence"],
+                                 interval=route.reminder_interval, escalate_after_days=route.escalate_after_days,
+                                 escalated=schedule["escalated"])
+            escalated = schedule["escalated"] or plan.escalate
+            alert, event_id = schedule["alert"], schedule["event_id"]
+            docs: dict[str, dict[str, Any]] = {}
+
+            def add(recipients: Iterable[str], kind: Kind, prefix: str, sequence: int | None) -> None:
+                for target in self.routing.targets(recipients, route.channels):
+                    key = idempotency_key(event_id, target.recipient, target.channel, prefix=prefix)
+                    docs.setdefault(key, self._doc(
+                        key=key, kind=kind, alert_type="missed", event_id=event_id, event_time=schedule["detected_at"],
+                        target=target, route=route, urgent=route.urgent_reminders, now=now, agency=schedule["agency"],
+                        workstream=schedule["workstream"], milestone_id=schedule["milestone_id"], alert=alert,
+                        sequence=sequence))
+
+            if plan.escalate:
+                add(route.escalation_recipients, Kind.escalation, "escalation", None)
+            if plan.sequence:
+                recipients = route.recipients + (route.escalation_recipients if escalated and not plan.escalate else ())
+                add(recipients, Kind.reminder, f"reminder:{plan.sequence}", plan.sequence)
+            created += await self.store(list(docs.values()))
+            next_due = plan.next_due
+            if not escalated and route.escalate_after_days is not None:
+                next_due = min(next_due, schedule["missed_since"] + timedelta(days=route.escalate_after_days))
+            await self.repo.advance_reminder(schedule, sequence=max(schedule["sequence"], plan.sequence),
+                                             next_due=next_due, escalated=escalated)
+        return created
+
+    async def schedule_forever(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.schedule_once()
+            except TRANSIENT_ERRORS as exc:
+                log.warning("reminder scheduler: database unavailable", extra={"error": type(exc).__name__})
+            except Exception:
+                log.exception("reminder scheduler iteration failed")
+            await _sleep_or(self.stopping, self.settings.notifier_scheduler_tick_seconds)
+
+    # --- dispatcher ----------------------------------------------------------------------
+    async def dispatch_forever(self) -> None:
+        s = self.settings
+        lease = timedelta(seconds=s.notifier_lease_seconds)
+        while not self.stopping.is_set():
+            free = s.notifier_concurrency - len(self.inflight)
+            if free <= 0:
+                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            self.wake.clear()
+            try:
+                claimed = await self.repo.claim(self.clock(), lease, min(free, s.notifier_claim_batch))
+            except TRANSIENT_ERRORS as exc:
+                log.warning("dispatcher: database unavailable", extra={"error": type(exc).__name__})
+                claimed = []
+            except Exception:
+                log.exception("dispatcher claim failed")
+                claimed = []
+            for doc in claimed:
+                task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
+            if claimed:
+                continue
+            # Idle: wake on a new notification, or after a tick (retries and a moved clock come due).
+            await _sleep_or(self.wake, s.notifier_scheduler_tick_seconds)
+
+    async def drain(self, timeout: float) -> None:
+        if self.inflight:
+            await asyncio.wait(self.inflight, timeout=timeout)
+
+    async def deliver(self, doc: dict[str, Any]) -> None:
+        channel = Channel(doc["channel"])
+        try:
+            message = self.renderer.render(doc)
+            delivery = Delivery(notification_id=doc["_id"], key=doc["key"], address=doc["address"], message=message,
+                                payload=_machine_payload(doc))
+            result = await self.channels[channel].send(delivery)
+        except Exception as exc:  # a template or channel bug must not kill the dispatcher
+            log.exception("delivery raised", extra={"notification_id": doc["_id"], "channel": channel.value})
+            from services.notifier.channels import DeliveryResult
+            result = DeliveryResult(Outcome.retry, None, f"internal error: {type(exc).__name__}")
+        await self._record(doc, channel, result)
+
+    async def _record(self, doc: dict[str, Any], channel: Channel, result) -> None:
+        s = self.settings
+        now = self.clock()
+        extra = {"notification_id": doc["_id"], "channel": channel.value, "status": result.status,
+                 "attempt": doc.get("attempts"), "kind": doc.get("kind")}
+        try:
+            if result.outcome is Outcome.sent:
+                if await self.repo.mark_sent(doc, now, result.status, result.detail):
+                    self.metrics.notifications.labels(channel.value, "sent").inc()
+                    due = doc.get("due_at") or doc.get("created_at")
+                    if due is not None:
+                        self.metrics.delivery_seconds.observe(max(0.0, (now - due).total_seconds()))
+                log.info("notification sent", extra=extra)
+                return
+            if result.outcome is Outcome.retry and doc.get("attempts", 1) < s.notifier_max_attempts:
+                if result.retry_after is not None:
+                    delay = min(result.retry_after, s.notifier_retry_after_max_seconds)
+                else:
+                    delay = backoff_delay(doc.get("attempts", 1), s.notifier_retry_base_seconds, s.notifier_retry_max_seconds)
+                await self.repo.mark_retry(doc, now, now + timedelta(seconds=delay), result.status, result.detail)
+                self.metrics.retries.labels(channel.value).inc()
+                log.warning("notification will be retried", extra={**extra, "retry_in_s": round(delay, 2),
+                                                                    "error": result.detail[:200]})
+                return
+            if await self.repo.mark_failed(doc, now, result.status, result.detail):
+                self.metrics.notifications.labels(channel.value, "failed").inc()
+            log.error("notification failed", extra={**extra, "error": result.detail[:200]})
+        except TRANSIENT_ERRORS as exc:
+            # The lease expires and another attempt follows: at-least-once, never lost.
+            log.warning("could not record delivery outcome", extra={**extra, "error": type(exc).__name__})
+
+
+def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
+    """Structured facts for the generic webhook (no recipient addresses: receivers do not need them)."""
+    out: dict[str, Any] = {"kind": doc.get("kind"), "alert_type": doc.get("alert_type"), "event_id": doc.get("event_id"),
+                           "agency": doc.get("agency"), "workstream": doc.get("workstream"),
+                           "recipient": doc.get("recipient"), "route": doc.get("route")}
+    if doc.get("alert") is not None:
+        out["milestone"] = doc["alert"]
+        out["days_late"] = doc.get("days_late_now")
+    if doc.get("operational") is not None:
+        out["operational"] = doc["operational"]
+    if doc.get("sequence") is not None:
+        out["sequence"] = doc["sequence"]
+    return out
+
+
+async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def public_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """What the API shows: state and routing, never the recipient's address (personal data)."""
+    keys = ("key", "kind", "alert_type", "event_id", "channel", "recipient", "route", "state", "attempts",
+            "milestone_id", "agency", "workstream", "sequence", "last_status", "last_error")
+    view = {"id": doc["_id"], **{k: doc.get(k) for k in keys}}
+    for k in ("created_at", "next_attempt_at", "sent_at", "failed_at", "event_time"):
+        value = doc.get(k)
+        view[k] = value.isoformat() if isinstance(value, datetime) else value
+    return view

@@ -1,0 +1,58 @@
+"""Notifier metrics: counters and the latency histogram in-process, open/failed gauges from MongoDB."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from services.common.metrics import SnapshotCollector
+from services.notifier.adapters import NotificationRepository
+from services.notifier.domain import OPEN_STATES, Channel, State
+
+
+class NotifierMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.notifications = Counter(
+            "newnormal_notifier_notifications_total",
+            "Notifications that reached a final state, by channel and outcome (sent, failed).",
+            ["channel", "outcome"], registry=registry)
+        self.retries = Counter("newnormal_notifier_retries_total",
+                               "Delivery attempts that will be retried (timeout, 5xx, 408, 429).", ["channel"],
+                               registry=registry)
+        self.delivery_seconds = Histogram(
+            "newnormal_notifier_delivery_seconds",
+            "Time from the alert event (or the scheduled time of a reminder) to confirmed delivery.",
+            registry=registry, buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600))
+        self.created = Counter("newnormal_notifier_created_total",
+                               "Notifications created, by kind (alert, reminder, escalation, operational, test).",
+                               ["kind"], registry=registry)
+        for channel in Channel:
+            self.retries.labels(channel.value)
+            for outcome in ("sent", "failed"):
+                self.notifications.labels(channel.value, outcome)
+
+
+class NotificationGauges(SnapshotCollector):
+    """`newnormal_notifier_pending{channel}` (pending + sending + retrying) and `..._failed{channel}`.
+
+    Counted per (state, channel) through the index: 20 index counts per refresh, cached between scrapes.
+    """
+
+    def __init__(self, repo: NotificationRepository, max_age_seconds: float):
+        super().__init__(max_age_seconds)
+        self.repo = repo
+
+    async def load(self) -> Iterable[Metric]:
+        counts = await self.repo.count_by_state_channel()
+        pending = GaugeMetricFamily("newnormal_notifier_pending",
+                                    "Notifications not yet delivered (pending, sending or retrying), by channel.",
+                                    labels=["channel"])
+        failed = GaugeMetricFamily("newnormal_notifier_failed",
+                                   "Notifications kept in state failed after their retry budget, by channel.",
+                                   labels=["channel"])
+        for channel in Channel:
+            pending.add_metric([channel.value], sum(counts.get((s, channel.value), 0) for s in OPEN_STATES))
+            failed.add_metric([channel.value], counts.get((State.failed.value, channel.value), 0))
+        return [pending, failed]
