@@ -5,21 +5,37 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
-from services.common.consumer import Batch
 from services.contracts.events import ROADMAP_INPUT_TYPES
 from services.contracts.topics import ROADMAP_EVENTS
+from services.roadmap.adapters import MilestoneRepository
+from services.roadmap.entrypoints import read_router
+from services.roadmap.handlers import Clock, RoadmapService, utc_now
+from services.roadmap.metrics import RoadmapCollector, RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
 
-def create_app(settings: RoadmapSettings | None = None) -> FastAPI:
+def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    """`clock` returns the aware "now" every status rule uses (tests inject a movable one)."""
     settings = settings or RoadmapSettings()
     runtime = Runtime(settings)
+    repo = MilestoneRepository(runtime.db)
+    metrics = RoadmapMetrics(runtime.registry)
+    service = RoadmapService(repo, runtime.publisher, metrics, settings, clock or utc_now)
 
-    async def handle(batch: Batch) -> None:
-        # Skeleton: the platform already stored the audit trail; the projection comes with the service issue.
-        return None
+    runtime.add_consumer(topic=ROADMAP_EVENTS, group="roadmap", handler=service.handle, allowed_types=ROADMAP_INPUT_TYPES)
+    runtime.add_collector(RoadmapCollector(repo.read_stats, settings.metrics_cache_seconds))
 
-    runtime.add_consumer(topic=ROADMAP_EVENTS, group="roadmap", handler=handle, allowed_types=ROADMAP_INPUT_TYPES)
-    app = create_service_app(runtime, title="Roadmap service · บริการติดตามแผนงาน", description="Programme milestones, delivery status, at-risk and missed-milestone alerts.")
+    async def start(rt: Runtime) -> None:
+        await repo.ensure_indexes()
+        rt.spawn(service.stats_loop(rt.stopping), "roadmap-stats")
+        if settings.watcher_enabled:
+            rt.spawn(service.watch(rt.stopping), "roadmap-deadline-watcher")
+        service.stats_dirty.set()
+
+    runtime.on_startup(start)
+    app = create_service_app(runtime, title="Roadmap service · บริการติดตามแผนงาน",
+                             description="Programme milestones, delivery status, at-risk and missed-milestone alerts.")
     mount_event_intake(app, runtime, ROADMAP_INPUT_TYPES)
+    app.include_router(read_router(repo, service, runtime.auth))
+    app.state.roadmap = service
     return app

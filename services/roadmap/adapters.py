@@ -1,0 +1,156 @@
+"""MongoDB adapters of the roadmap: milestone documents (facts + derived projection), alert claims,
+and the pre-aggregated figures that the summary endpoint and the metrics read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from services.common.mongo import DUPLICATE_KEY
+from services.roadmap.domain import OPEN_STATUSES, Status
+
+STATS_ID = "current"
+
+
+class MilestoneRepository:
+    def __init__(self, db: AsyncDatabase):
+        self.db = db
+        self.milestones = db.milestones
+        self.claims = db.alert_claims
+        self.stats = db.roadmap_stats
+
+    async def ensure_indexes(self) -> None:
+        await self.milestones.create_index([("status", ASCENDING), ("deadline", ASCENDING)], name="status_deadline")
+        await self.milestones.create_index([("depends_on", ASCENDING)], name="depends_on")
+        await self.milestones.create_index([("workstream", ASCENDING), ("status", ASCENDING)], name="workstream_status")
+        await self.milestones.create_index([("owner_agency", ASCENDING), ("deadline", ASCENDING)], name="agency_deadline")
+        await self.claims.create_index([("state", ASCENDING), ("claimed_at", ASCENDING)], name="state_claimed_at")
+
+    # --- milestones ----------------------------------------------------------------------------
+    async def load_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self.milestones.find({"_id": {"$in": ids}})}
+
+    async def statuses(self, ids: Iterable[str]) -> dict[str, str]:
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        return {d["_id"]: d.get("status") async for d in self.milestones.find({"_id": {"$in": ids}}, {"status": 1})}
+
+    async def save_many(self, docs: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Compare-and-set on `version`: returns the ids another writer changed first (retry those).
+
+        Each replacement matches only the version it was derived from; a new document matches
+        version 0 and is inserted by the upsert. A lost race surfaces as a duplicate `_id`.
+        """
+        if not docs:
+            return set()
+        ops = [ReplaceOne({"_id": d["_id"], "version": d["version"] - 1}, d, upsert=True) for d in docs]
+        try:
+            await self.milestones.bulk_write(ops, ordered=False)
+            return set()
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return {docs[e["index"]]["_id"] for e in errors}
+
+    async def dependants(self, ids: Iterable[str]) -> list[str]:
+        ids = list(set(ids))
+        if not ids:
+            return []
+        return [d["_id"] async for d in self.milestones.find({"depends_on": {"$in": ids}}, {"_id": 1})]
+
+    async def overdue_open(self, now: datetime, limit: int = 500) -> list[str]:
+        """Milestones still open whose deadline has passed: they have just become missed."""
+        cursor = self.milestones.find({"status": {"$in": [s.value for s in OPEN_STATUSES]}, "deadline": {"$lte": now}},
+                                      {"_id": 1}).limit(limit)
+        return [d["_id"] async for d in cursor]
+
+    async def next_deadline(self) -> datetime | None:
+        doc = await self.milestones.find_one({"status": {"$in": [s.value for s in OPEN_STATUSES]}},
+                                             {"deadline": 1}, sort=[("deadline", ASCENDING)])
+        return doc.get("deadline") if doc else None
+
+    async def needing_alerts(self) -> list[dict[str, Any]]:
+        """Milestones whose state may call for an alert (the rescan checks their claims)."""
+        query = {"$or": [{"status": {"$in": [Status.missed.value, Status.at_risk.value]}},
+                         {"status": Status.completed.value}]}
+        return [d async for d in self.milestones.find(query, {"facts": 0, "timeline": 0, "progress_history": 0,
+                                                              "due_history": 0})]
+
+    async def find(self, query: Mapping[str, Any], *, limit: int, skip: int = 0) -> list[dict[str, Any]]:
+        cursor = self.milestones.find(dict(query), {"facts": 0}).sort([("deadline", ASCENDING), ("_id", ASCENDING)])
+        return [d async for d in cursor.skip(skip).limit(limit)]
+
+    async def count(self, query: Mapping[str, Any]) -> int:
+        return await self.milestones.count_documents(dict(query))
+
+    async def get(self, milestone_id: str) -> dict[str, Any] | None:
+        return await self.milestones.find_one({"_id": milestone_id}, {"facts": 0})
+
+    async def next_due(self, limit: int = 10) -> list[dict[str, Any]]:
+        cursor = self.milestones.find({"status": {"$in": [s.value for s in OPEN_STATUSES]}},
+                                      {"facts": 0, "timeline": 0, "progress_history": 0, "due_history": 0,
+                                       "ignored": 0}).sort([("deadline", ASCENDING), ("_id", ASCENDING)])
+        return [d async for d in cursor.limit(limit)]
+
+    async def tallies(self) -> list[dict[str, Any]]:
+        """Per workstream and status: count, weight, on-time weight and weighted progress."""
+        pipeline = [
+            {"$match": {"workstream": {"$ne": None}}},
+            {"$group": {
+                "_id": {"workstream": "$workstream", "status": "$status"},
+                "count": {"$sum": 1},
+                "weight": {"$sum": "$weight"},
+                "on_time_weight": {"$sum": {"$cond": [{"$eq": ["$days_late", 0]}, "$weight", 0]}},
+                "progress_weight": {"$sum": {"$multiply": ["$weight", "$percent_complete"]}},
+            }},
+        ]
+        return [d async for d in await self.milestones.aggregate(pipeline)]
+
+    async def missed_due_dates(self) -> list[dict[str, Any]]:
+        return [d async for d in self.milestones.find({"status": Status.missed.value},
+                                                      {"workstream": 1, "due_date": 1, "weight": 1})]
+
+    # --- pre-aggregated figures ----------------------------------------------------------------
+    async def write_stats(self, stats: Mapping[str, Any]) -> None:
+        await self.stats.replace_one({"_id": STATS_ID}, {"_id": STATS_ID, **stats}, upsert=True)
+
+    async def read_stats(self) -> dict[str, Any] | None:
+        return await self.stats.find_one({"_id": STATS_ID})
+
+    # --- alert claims ----------------------------------------------------------------------------
+    async def claim(self, claim: Mapping[str, Any]) -> bool:
+        """Insert the claim with the alert's deterministic id; False if another replica holds it."""
+        try:
+            await self.claims.insert_one(dict(claim))
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def mark_published(self, alert_id: str, at: datetime) -> None:
+        await self.claims.update_one({"_id": alert_id}, {"$set": {"state": "published", "published_at": at}})
+
+    async def claimed_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(set(ids))
+        if not ids:
+            return set()
+        return {d["_id"] async for d in self.claims.find({"_id": {"$in": ids}}, {"_id": 1})}
+
+    async def stale_claims(self, older_than: datetime) -> list[dict[str, Any]]:
+        cursor = self.claims.find({"state": "claimed", "claimed_at": {"$lte": older_than}}).sort("claimed_at", DESCENDING)
+        return [d async for d in cursor.limit(500)]
+
+    async def retake_claim(self, alert_id: str, previous: datetime, now: datetime) -> bool:
+        """Take over a stale claim (compare-and-set on its time) so one replica republishes it."""
+        result = await self.claims.update_one({"_id": alert_id, "state": "claimed", "claimed_at": previous},
+                                              {"$set": {"claimed_at": now}})
+        return result.modified_count == 1

@@ -1,0 +1,473 @@
+"""Pure rules of the roadmap: the milestone projection, derived status, alerts and delivery confidence.
+
+A milestone is stored as the set of facts its events reported (each fact keyed by the event's
+source + id) and its document is *derived* from those facts by `project()`, a pure fold that sorts
+the facts deterministically. Applying an event = adding a fact (a duplicate adds nothing) and
+recomputing, so the same events give the same document whatever order or how often they arrive.
+
+Status rules (highest first):
+  unplanned   facts arrived before the `planned` event (kept, waiting for the plan)
+  cancelled   a cancellation was reported
+  completed   a completion was reported (late completions record `days_late`)
+  missed      the current due date's Asia/Bangkok day has ended without completion
+  at_risk     the projected finish (recent progress rate extrapolated to 100 %) falls after the due
+              date, or a dependency is missed or at risk
+  in_progress progress > 0
+  planned     otherwise
+
+Delivery confidence (Red / Amber / Green, after the common public-sector delivery-confidence
+practice: Green = on-time delivery highly likely, Amber = feasible but needs management attention,
+Red = unachievable without action such as re-planning). Shares are weighted by milestone weight
+over the milestones that count (planned, not cancelled):
+  Red    missed share >= 10 %, or missed + at-risk share >= 30 %,
+         or on-time share of the milestones already due < 70 %
+  Amber  any missed milestone, or at-risk share >= 10 %,
+         or on-time share of the milestones already due < 90 %
+  Green  otherwise (including a workstream with no milestones yet)
+"Already due" = completed, or due date's Bangkok day ended; "on time" = completed on or before
+its due date.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
+from services.contracts.agencies import PROGRAMME_OFFICE
+
+# Event type -> short fact kind stored in the milestone document.
+FACT_KINDS = {
+    "roadmap.milestone.planned": "planned",
+    "roadmap.milestone.progressed": "progressed",
+    "roadmap.milestone.completed": "completed",
+    "roadmap.milestone.rescheduled": "rescheduled",
+    "roadmap.milestone.cancelled": "cancelled",
+}
+
+# How far back progress reports count towards the "recent" rate, and how many at most.
+PROGRESS_WINDOW_DAYS = 30
+PROGRESS_WINDOW_POINTS = 10
+
+
+class Status(StrEnum):
+    unplanned = "unplanned"
+    planned = "planned"
+    in_progress = "in_progress"
+    at_risk = "at_risk"
+    missed = "missed"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+OPEN_STATUSES = (Status.planned, Status.in_progress, Status.at_risk)
+RISKY = (Status.missed, Status.at_risk)
+
+
+class Rating(StrEnum):
+    green = "green"
+    amber = "amber"
+    red = "red"
+
+
+RATING_VALUE = {Rating.green: 0, Rating.amber: 1, Rating.red: 2}
+RATING_LABEL_TH = {Rating.green: "เขียว", Rating.amber: "เหลือง", Rating.red: "แดง"}
+
+# Thresholds of the confidence rule (see the module docstring; tests pin them).
+RED_MISSED_SHARE = 0.10
+RED_MISSED_OR_AT_RISK_SHARE = 0.30
+RED_ON_TIME_BELOW = 0.70
+AMBER_AT_RISK_SHARE = 0.10
+AMBER_ON_TIME_BELOW = 0.90
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+def fact_key(source: str, event_id: str) -> str:
+    return f"{source}|{event_id}"
+
+
+def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of an event's contribution to a milestone (JSON-mode data, UTC time)."""
+    return {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
+            "time": _utc(time), "data": dict(data)}
+
+
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:  # Mongo without tz_aware: stored values are UTC
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _date(value: date | str) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
+
+
+def _sort_key(fact: Mapping[str, Any]) -> tuple[datetime, str]:
+    return (_utc(fact["time"]), fact["key"])
+
+
+def effective_time(fact: Mapping[str, Any]) -> datetime:
+    """When a fact took effect: a progress report at its `as_of`, anything else at its event time."""
+    if fact["kind"] == "progressed":
+        return _utc(fact["data"]["as_of"])
+    return _utc(fact["time"])
+
+
+# --- projection ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Projection:
+    rate_per_day: float | None  # percentage points per day over the recent window
+    finish: date | None  # Bangkok day on which 100 % is reached, None if never at the current rate
+    stalled: bool  # two or more recent points without progress
+
+
+def project_finish(points: Sequence[tuple[datetime, float]], origin: datetime | None) -> Projection | None:
+    """Extrapolate recent progress to 100 %. `points` = (as_of, percent) sorted by as_of.
+
+    The window is the reports of the last PROGRESS_WINDOW_DAYS before the latest one (at most
+    PROGRESS_WINDOW_POINTS); with a single report the plan's start (0 %) is the other point.
+    """
+    if not points:
+        return None
+    last_t, last_p = points[-1]
+    if last_p >= 100:
+        return Projection(None, bangkok_day(last_t), False)
+    since = last_t - timedelta(days=PROGRESS_WINDOW_DAYS)
+    window = [p for p in points[-PROGRESS_WINDOW_POINTS:] if p[0] >= since]
+    if len(window) < 2:
+        window = list(points[-2:])
+    if len(window) < 2:
+        if origin is None or origin >= last_t:
+            return None
+        window = [(origin, 0.0), window[0]]
+    (t0, p0), (t1, p1) = window[0], window[-1]
+    days = (t1 - t0).total_seconds() / 86400
+    if days <= 0:
+        return None
+    rate = (p1 - p0) / days
+    if rate <= 0:
+        return Projection(rate, None, True)
+    remaining_days = (100 - p1) / rate
+    if remaining_days > 365 * 100:  # beyond any plan: as good as never
+        return Projection(rate, None, True)
+    return Projection(rate, bangkok_day(t1 + timedelta(days=remaining_days)), False)
+
+
+@dataclass
+class _State:
+    """Running state while replaying facts in effective-time order."""
+
+    plan: dict[str, Any] | None = None
+    due: date | None = None
+    completed_on: date | None = None
+    cancelled: bool = False
+    points: list[tuple[datetime, float]] | None = None
+    origin: datetime | None = None
+
+    def status(self, now: datetime) -> tuple[Status, Projection | None]:
+        if self.plan is None or self.due is None:
+            return Status.unplanned, None
+        if self.cancelled:
+            return Status.cancelled, None
+        if self.completed_on is not None:
+            return Status.completed, None
+        if now >= end_of_bangkok_day(self.due):
+            return Status.missed, None
+        projection = project_finish(self.points or [], self.origin)
+        if projection is not None and (projection.finish is None or projection.finish > self.due):
+            return Status.at_risk, projection
+        percent = self.points[-1][1] if self.points else 0.0
+        return (Status.in_progress if percent > 0 else Status.planned), projection
+
+
+def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime,
+            dependency_status: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Derive the milestone document from its facts, as at `now`.
+
+    Pure and order-independent: the facts are de-duplicated by key and sorted by (event time, key);
+    progress is ordered by `as_of`, so a stale report never overrides a newer one.
+    `dependency_status` gives the current status of the milestones this one depends on.
+    """
+    now = _utc(now)
+    unique: dict[str, Mapping[str, Any]] = {}
+    for fact in facts:
+        unique.setdefault(fact["key"], fact)
+    ordered = sorted(unique.values(), key=_sort_key)
+    ignored: list[dict[str, Any]] = []
+
+    plans = [f for f in ordered if f["kind"] == "planned"]
+    owner = plans[0]["data"]["owner_agency"] if plans else None
+
+    def allowed(fact: Mapping[str, Any]) -> bool:
+        if owner is None or fact["agency"] in (owner, PROGRAMME_OFFICE):
+            return True
+        ignored.append({"event": fact["key"], "kind": fact["kind"], "reason": "agency_not_owner"})
+        return False
+
+    accepted = [f for f in ordered if allowed(f)] if owner else ordered
+    plans = [f for f in accepted if f["kind"] == "planned"]
+    completions = [f for f in accepted if f["kind"] == "completed"]
+    completion = completions[-1] if completions else None
+    completed_on = _date(completion["data"]["completed_on"]) if completion else None
+
+    # Progress: by as_of (ties: later event wins); reports dated after the completion day are ignored.
+    progress_facts = sorted((f for f in accepted if f["kind"] == "progressed"),
+                            key=lambda f: (effective_time(f), _utc(f["time"]), f["key"]))
+    kept_progress = []
+    for fact in progress_facts:
+        if completed_on is not None and bangkok_day(effective_time(fact)) > completed_on:
+            ignored.append({"event": fact["key"], "kind": "progressed", "reason": "progress_after_completion"})
+        else:
+            kept_progress.append(fact)
+    by_as_of: dict[datetime, Mapping[str, Any]] = {}
+    for fact in kept_progress:
+        by_as_of[effective_time(fact)] = fact  # same as_of twice: the later event (sort order) wins
+
+    considered = [f for f in accepted if f["kind"] != "progressed"] + list(by_as_of.values())
+    considered.sort(key=lambda f: (effective_time(f), _utc(f["time"]), f["key"]))
+
+    # Replay in effective-time order for the due-date history and the transition timeline.
+    state = _State(points=[])
+    due_history: list[dict[str, Any]] = []
+    timeline: list[dict[str, Any]] = []
+    deadlines_seen: set[date] = set()
+
+    def note(status: Status, at: datetime, cause: str) -> None:
+        if not timeline or timeline[-1]["status"] != status.value:
+            timeline.append({"status": status.value, "at": at, "cause": cause})
+
+    def pass_deadlines(until: datetime) -> None:
+        # A deadline between two facts is itself a moment: the milestone became missed then.
+        if state.due is not None and state.due not in deadlines_seen:
+            deadline = end_of_bangkok_day(state.due)
+            if deadline <= until and deadline <= now:
+                deadlines_seen.add(state.due)
+                status, _ = state.status(deadline)
+                note(status, deadline, "deadline_passed")
+
+    for fact in considered:
+        at = effective_time(fact)
+        pass_deadlines(at)
+        kind, data = fact["kind"], fact["data"]
+        if kind == "planned":
+            first = state.plan is None
+            state.plan = dict(data)
+            if first:
+                state.origin = at
+                state.due = _date(data["due_date"])
+                due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "baseline",
+                                    "reason": None, "event": fact["key"]})
+            elif not any(h["change"] == "rescheduled" for h in due_history) and _date(data["due_date"]) != state.due:
+                # A re-sent plan with a new date before any reschedule: the plan was revised.
+                state.due = _date(data["due_date"])
+                due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "replanned",
+                                    "reason": None, "event": fact["key"]})
+        elif kind == "rescheduled":
+            new_due = _date(data["new_due_date"])
+            due_history.append({"due_date": new_due.isoformat(), "set_at": at, "change": "rescheduled",
+                                "reason": data.get("reason"), "approved_by": data.get("approved_by"),
+                                "event": fact["key"]})
+            state.due = new_due
+        elif kind == "progressed":
+            state.points.append((at, float(data["percent_complete"])))
+        elif kind == "completed":
+            state.completed_on = _date(data["completed_on"])
+        elif kind == "cancelled":
+            state.cancelled = True
+        status, _ = state.status(at)
+        note(status, at, kind)
+    pass_deadlines(now)
+
+    own_status, projection = state.status(now)
+    status = own_status
+    reasons: list[str] = []
+    deps = list(state.plan.get("depends_on", [])) if state.plan else []
+    blocking = sorted(d for d in deps if (dependency_status or {}).get(d) in (Status.missed, Status.at_risk))
+    if own_status is Status.at_risk:
+        reasons.append("projected_finish_after_due" if projection and projection.finish else "progress_stalled")
+    if blocking and own_status in (Status.planned, Status.in_progress, Status.at_risk):
+        status = Status.at_risk
+        reasons.append("dependency_at_risk_or_missed")
+    if own_status is Status.missed:
+        reasons.append("deadline_passed")
+
+    percent = state.points[-1][1] if state.points else 0.0
+    if completed_on is not None:
+        percent = 100.0
+    plan = state.plan or {}
+    due = state.due
+    days_late = max(0, (completed_on - due).days) if (completed_on and due) else 0
+    cancellations = [f for f in accepted if f["kind"] == "cancelled"]
+    return {
+        "milestone_id": milestone_id,
+        "status": status.value,
+        "status_reasons": reasons,
+        "blocked_by": blocking,
+        "title_th": plan.get("title_th"),
+        "title_en": plan.get("title_en"),
+        "workstream": plan.get("workstream"),
+        "owner_agency": owner,
+        "weight": float(plan.get("weight", 1.0)) if plan else 0.0,
+        "depends_on": deps,
+        "description": plan.get("description"),
+        "baseline_due_date": due_history[0]["due_date"] if due_history else None,
+        "due_date": due.isoformat() if due else None,
+        # The instant the due date's Bangkok day ends: what the deadline watcher sorts on.
+        "deadline": end_of_bangkok_day(due) if due else None,
+        "due_history": due_history,
+        "reschedule_count": sum(1 for h in due_history if h["change"] == "rescheduled"),
+        "percent_complete": percent,
+        "progress_as_of": state.points[-1][0] if state.points else None,
+        "progress_history": [{"as_of": effective_time(f), "percent_complete": float(f["data"]["percent_complete"]),
+                              "note": f["data"].get("note"), "event": f["key"]}
+                             for f in sorted(by_as_of.values(), key=effective_time)],
+        "progress_rate_per_day": round(projection.rate_per_day, 6) if projection and projection.rate_per_day is not None else None,
+        "projected_finish": projection.finish.isoformat() if projection and projection.finish else None,
+        "completed_on": completed_on.isoformat() if completed_on else None,
+        "completion_evidence": completion["data"].get("evidence") if completion else None,
+        "days_late": days_late,
+        "cancelled_reason": cancellations[-1]["data"].get("reason") if cancellations else None,
+        "timeline": timeline,
+        "ignored": ignored,
+        "event_count": len(unique),
+    }
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+ALERT_TYPES = {
+    "missed": "roadmap.milestone.missed",
+    "at_risk": "roadmap.milestone.at_risk",
+    "recovered": "roadmap.milestone.recovered",
+}
+
+
+def alert_id(kind: str, milestone_id: str, due_date: str) -> str:
+    """Deterministic id: one alert per milestone, kind and due date, whichever replica sends it."""
+    return f"{kind}:{milestone_id}:{due_date}"
+
+
+def wanted_alerts(doc: Mapping[str, Any], missed_alerted: bool = False) -> list[str]:
+    """Alert kinds the milestone's current state calls for (each at most once per due date).
+
+    `missed_alerted`: a `missed` alert was already sent for the current due date, so a completion
+    now (even one dated on time but reported late) is a recovery.
+    """
+    status = doc.get("status")
+    if not doc.get("due_date"):
+        return []
+    if status == Status.missed:
+        return ["missed"]
+    if status == Status.at_risk:
+        return ["at_risk"]
+    if status == Status.completed and (doc.get("days_late", 0) > 0 or missed_alerted):
+        return ["recovered"]
+    return []
+
+
+def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime) -> dict[str, Any]:
+    reason = {"missed": "deadline_passed", "recovered": "completed_after_deadline"}.get(
+        kind, ",".join(doc.get("status_reasons") or []) or None)
+    data = {
+        "milestone_id": doc["milestone_id"], "title_th": doc.get("title_th"), "title_en": doc.get("title_en"),
+        "workstream": doc["workstream"], "owner_agency": doc["owner_agency"], "due_date": doc["due_date"],
+        "percent_complete": min(100.0, float(doc.get("percent_complete") or 0)),
+        "days_late": int(doc.get("days_late") or 0), "reason": reason,
+        "projected_finish": doc.get("projected_finish"), "completed_on": doc.get("completed_on"),
+        "detected_at": _utc(detected_at).isoformat(),
+    }
+    if kind == "missed":
+        data["days_late"] = max(0, (bangkok_day(_utc(detected_at)) - _date(doc["due_date"])).days)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+# --- delivery confidence ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Confidence:
+    rating: Rating
+    reasons: list[str]
+    total_weight: float
+    missed_share: float
+    at_risk_share: float
+    completed_share: float
+    on_time_share: float | None  # of the milestones already due; None if none is due yet
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rating": self.rating.value, "rating_th": RATING_LABEL_TH[self.rating],
+                "value": RATING_VALUE[self.rating], "reasons": self.reasons,
+                "total_weight": round(self.total_weight, 6), "missed_share": round(self.missed_share, 4),
+                "at_risk_share": round(self.at_risk_share, 4), "completed_share": round(self.completed_share, 4),
+                "on_time_share": None if self.on_time_share is None else round(self.on_time_share, 4)}
+
+
+@dataclass
+class WeightTally:
+    """Weights per outcome, summed over the milestones that count (pre-aggregated in MongoDB)."""
+
+    total: float = 0.0
+    missed: float = 0.0
+    at_risk: float = 0.0
+    completed: float = 0.0
+    completed_on_time: float = 0.0
+    due: float = 0.0  # completed, or past its deadline
+
+    def add(self, other: "WeightTally") -> None:
+        for name in ("total", "missed", "at_risk", "completed", "completed_on_time", "due"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def tally_of(doc: Mapping[str, Any]) -> WeightTally:
+    """One milestone's contribution (used by tests; the service aggregates the same in MongoDB)."""
+    tally = WeightTally()
+    if doc.get("status") in (Status.unplanned, Status.cancelled, None):
+        return tally
+    w = float(doc.get("weight") or 0)
+    tally.total = w
+    status = doc["status"]
+    if status == Status.missed:
+        tally.missed = tally.due = w
+    elif status == Status.at_risk:
+        tally.at_risk = w
+    elif status == Status.completed:
+        tally.completed = tally.due = w
+        if not doc.get("days_late"):
+            tally.completed_on_time = w
+    return tally
+
+
+def confidence(tally: WeightTally) -> Confidence:
+    """Apply the Red/Amber/Green rule of the module docstring, with the reasons that decided it."""
+    if tally.total <= 0:
+        return Confidence(Rating.green, ["no_milestones"], 0.0, 0.0, 0.0, 0.0, None)
+    missed = tally.missed / tally.total
+    at_risk = tally.at_risk / tally.total
+    completed = tally.completed / tally.total
+    on_time = tally.completed_on_time / tally.due if tally.due > 0 else None
+    red, amber = [], []
+    if missed >= RED_MISSED_SHARE:
+        red.append(f"missed_share>={RED_MISSED_SHARE:.0%}")
+    if missed + at_risk >= RED_MISSED_OR_AT_RISK_SHARE:
+        red.append(f"missed_plus_at_risk_share>={RED_MISSED_OR_AT_RISK_SHARE:.0%}")
+    if on_time is not None and on_time < RED_ON_TIME_BELOW:
+        red.append(f"on_time_share<{RED_ON_TIME_BELOW:.0%}")
+    if missed > 0:
+        amber.append("missed_milestone")
+    if at_risk >= AMBER_AT_RISK_SHARE:
+        amber.append(f"at_risk_share>={AMBER_AT_RISK_SHARE:.0%}")
+    if on_time is not None and on_time < AMBER_ON_TIME_BELOW:
+        amber.append(f"on_time_share<{AMBER_ON_TIME_BELOW:.0%}")
+    if red:
+        rating, reasons = Rating.red, red
+    elif amber:
+        rating, reasons = Rating.amber, amber
+    else:
+        rating, reasons = Rating.green, ["on_track"]
+    return Confidence(rating, reasons, tally.total, missed, at_risk, completed, on_time)

@@ -1,0 +1,90 @@
+"""HTTP read API of the roadmap (thin: parse, call one query, answer)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from services.common.auth import ApiKeyAuth, Principal
+from services.common.thai_calendar import format_thai_date
+from services.contracts.common_types import Workstream
+from services.roadmap.adapters import MilestoneRepository
+from services.roadmap.domain import RATING_LABEL_TH, Rating, Status
+from services.roadmap.handlers import RoadmapService
+
+_HIDDEN = ("_id", "facts", "version")
+
+
+def present(doc: dict[str, Any], *, full: bool = True) -> dict[str, Any]:
+    """A milestone as people and tools read it: BE dates next to ISO ones, no storage internals."""
+    out = {k: v for k, v in doc.items() if k not in _HIDDEN}
+    for name in ("due_date", "baseline_due_date", "completed_on", "projected_finish"):
+        if out.get(name):
+            out[f"{name}_th"] = format_thai_date(date.fromisoformat(out[name]))
+    if not full:
+        for name in ("timeline", "progress_history", "due_history", "ignored", "description"):
+            out.pop(name, None)
+    return out
+
+
+def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKeyAuth) -> APIRouter:
+    router = APIRouter(tags=["roadmap"])
+
+    @router.get("/v1/milestones", summary="Milestones, filtered (รายการหมุดหมาย)")
+    async def list_milestones(
+        workstream: Workstream | None = None,
+        agency: str | None = Query(None, description="owner agency code"),
+        status: Status | None = None,
+        due_before: date | None = Query(None, description="due on or before this date (ISO)"),
+        due_after: date | None = Query(None, description="due on or after this date (ISO)"),
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+        principal: Principal = Depends(auth),
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {}
+        if workstream:
+            query["workstream"] = workstream.value
+        if agency:
+            query["owner_agency"] = agency
+        if status:
+            query["status"] = status.value
+        due: dict[str, str] = {}
+        if due_before:
+            due["$lte"] = due_before.isoformat()
+        if due_after:
+            due["$gte"] = due_after.isoformat()
+        if due:
+            query["due_date"] = due  # ISO dates sort as strings
+        items = await repo.find(query, limit=limit, skip=offset)
+        return {"total": await repo.count(query), "limit": limit, "offset": offset,
+                "items": [present(d, full=False) for d in items]}
+
+    @router.get("/v1/milestones/{milestone_id}", summary="One milestone with its history (หมุดหมายและประวัติ)")
+    async def get_milestone(milestone_id: str, principal: Principal = Depends(auth)) -> dict[str, Any]:
+        doc = await repo.get(milestone_id)
+        if doc is None:
+            raise HTTPException(404, {"reason": "milestone_not_found", "detail": f"no milestone {milestone_id!r}"})
+        return present(doc)
+
+    @router.get("/v1/summary", summary="Counts, delivery confidence and next due milestones (สรุปสถานะ)")
+    async def summary(principal: Principal = Depends(auth)) -> dict[str, Any]:
+        stats = await repo.read_stats()
+        if stats is None:
+            stats = await service.refresh_stats()
+        stats = {k: v for k, v in stats.items() if k != "_id"}
+        stats["rule"] = CONFIDENCE_RULE
+        stats["next_due"] = [present(d, full=False) for d in await repo.next_due(10)]
+        return stats
+
+    return router
+
+
+CONFIDENCE_RULE = {
+    "th": ("แดง: น้ำหนักหมุดหมายที่พลาดกำหนด ≥ 10% หรือพลาด+เสี่ยง ≥ 30% หรือส่งตรงเวลาน้อยกว่า 70% ของที่ถึงกำหนดแล้ว; "
+           "เหลือง: มีหมุดหมายพลาดกำหนด หรือเสี่ยง ≥ 10% หรือส่งตรงเวลาน้อยกว่า 90%; เขียว: นอกเหนือจากนี้"),
+    "en": ("Red: missed weight share >= 10%, or missed + at-risk >= 30%, or on-time share of milestones already due "
+           "< 70%; Amber: any missed, or at-risk >= 10%, or on-time share < 90%; Green: otherwise"),
+    "labels": {r.value: RATING_LABEL_TH[r] for r in Rating},
+}

@@ -1,0 +1,362 @@
+"""Service layer of the roadmap: apply events to milestones, raise alerts exactly once, watch deadlines,
+keep the summary figures current."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from services.common.consumer import Batch, Rejected
+from services.common.kafka import EventPublisher
+from services.common.thai_calendar import bangkok_day
+from services.contracts.agencies import PROGRAMME_OFFICE
+from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.common_types import Workstream
+from services.roadmap import domain
+from services.roadmap.adapters import MilestoneRepository
+from services.roadmap.domain import ALERT_TYPES, Status, WeightTally
+from services.roadmap.metrics import RoadmapMetrics
+from services.roadmap.settings import RoadmapSettings
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+WATCHER_SOURCE = "/services/roadmap/watcher"
+MAX_CASCADE_DEPTH = 10
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RoadmapService:
+    def __init__(self, repo: MilestoneRepository, publisher: EventPublisher, metrics: RoadmapMetrics,
+                 settings: RoadmapSettings, clock: Clock = utc_now):
+        self.repo = repo
+        self.publisher = publisher
+        self.metrics = metrics
+        self.settings = settings
+        self.clock = clock
+        self.wake = asyncio.Event()  # set when deadlines may have changed: the watcher re-reads the next one
+        self.stats_dirty = asyncio.Event()
+
+    # --- applying events ---------------------------------------------------------------------
+    async def handle(self, batch: Batch) -> list[Rejected]:
+        """Consumer handler: add each event's fact to its milestone and recompute (idempotent)."""
+        by_milestone: dict[str, list[Event]] = defaultdict(list)
+        for event in batch.events:
+            by_milestone[event.data.milestone_id].append(event)
+        rejected: list[Rejected] = []
+        changed: list[dict[str, Any]] = []
+        pending = dict(by_milestone)
+        for attempt in range(self.settings.write_conflict_retries):
+            if not pending:
+                break
+            docs = await self.repo.load_many(pending)
+            dep_ids = {d for events in pending.values() for e in events
+                       if e.type == "roadmap.milestone.planned" for d in e.data.depends_on}
+            dep_ids |= {d for doc in docs.values() for d in doc.get("depends_on", [])}
+            dep_status = await self.repo.statuses(dep_ids)
+            now = self.clock()
+            to_save, outcome = [], {}
+            for mid, events in pending.items():
+                doc = docs.get(mid)
+                new_doc, refused, applied = self._apply(mid, doc, events, now, dep_status)
+                outcome[mid] = (refused, applied)
+                if new_doc is not None:
+                    to_save.append(new_doc)
+            conflicts = await self.repo.save_many(to_save)
+            for mid, (refused, applied) in outcome.items():
+                if mid in conflicts:
+                    continue
+                rejected.extend(refused)
+                for event in applied:
+                    self.metrics.applied.labels(event.type).inc()
+            for reason in (r.error.reason for mid, (refs, _) in outcome.items() if mid not in conflicts for r in refs):
+                self.metrics.rejected.labels(reason).inc()
+            changed.extend(d for d in to_save if d["_id"] not in conflicts)
+            pending = {mid: pending[mid] for mid in conflicts}
+        if pending:
+            # Persistent contention: let the consumer retry the batch rather than lose facts.
+            raise RuntimeError(f"milestone writes kept conflicting: {sorted(pending)[:5]}")
+        await self.after_change(changed)
+        return rejected
+
+    def _apply(self, mid: str, doc: Mapping[str, Any] | None, events: Sequence[Event], now: datetime,
+               dep_status: Mapping[str, str]) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
+        facts = list(doc.get("facts", [])) if doc else []
+        known = {f["key"] for f in facts}
+        owner = doc.get("owner_agency") if doc else None
+        refused: list[Rejected] = []
+        applied: list[Event] = []
+        for event in events:
+            key = domain.fact_key(event.source, event.id)
+            if key in known:
+                continue  # a duplicate changes nothing
+            plan_owner = event.data.owner_agency if event.type == "roadmap.milestone.planned" else None
+            if owner is None and plan_owner is not None:
+                owner = plan_owner
+            if owner is not None and event.agency not in (owner, PROGRAMME_OFFICE):
+                refused.append(Rejected(event, EventError(
+                    "agency_not_owner", f"milestone {mid!r} belongs to agency {owner!r}; {event.agency!r} may not report on it",
+                    event_id=event.id, source=event.source)))
+                continue
+            facts.append(domain.make_fact(type_=event.type, source=event.source, event_id=event.id,
+                                          agency=event.agency, time=event.time, data=event.data_dict()))
+            known.add(key)
+            applied.append(event)
+        if not applied:
+            return None, refused, applied
+        return self._derive(mid, facts, doc, now, dep_status), refused, applied
+
+    def _derive(self, mid: str, facts: list[dict[str, Any]], doc: Mapping[str, Any] | None, now: datetime,
+                dep_status: Mapping[str, str]) -> dict[str, Any]:
+        projected = domain.project(mid, facts, now, dep_status)
+        previous_status = doc.get("status") if doc else None
+        status_since = doc.get("status_since") if doc and previous_status == projected["status"] else now
+        return {"_id": mid, "version": (doc.get("version", 0) if doc else 0) + 1, "facts": facts, **projected,
+                "status_since": status_since, "updated_at": now,
+                "created_at": doc.get("created_at", now) if doc else now}
+
+    async def refresh(self, ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Recompute milestones whose status may have changed with time or a dependency (CAS, retried)."""
+        pending = set(ids)
+        changed: list[dict[str, Any]] = []
+        for _ in range(self.settings.write_conflict_retries):
+            if not pending:
+                break
+            docs = await self.repo.load_many(pending)
+            dep_status = await self.repo.statuses({d for doc in docs.values() for d in doc.get("depends_on", [])})
+            now = self.clock()
+            to_save = []
+            for mid, doc in docs.items():
+                new_doc = self._derive(mid, list(doc.get("facts", [])), doc, now, dep_status)
+                if _derived_differs(doc, new_doc):
+                    to_save.append(new_doc)
+            conflicts = await self.repo.save_many(to_save)
+            changed.extend(d for d in to_save if d["_id"] not in conflicts)
+            pending = conflicts
+        return changed
+
+    async def after_change(self, changed: list[dict[str, Any]]) -> None:
+        """Cascade to dependants, raise the alerts the new states call for, wake the watcher."""
+        if not changed:
+            return
+        all_changed = list(changed)
+        frontier = changed
+        for _ in range(MAX_CASCADE_DEPTH):
+            dependants = await self.repo.dependants(d["_id"] for d in frontier)
+            if not dependants:
+                break
+            frontier = await self.refresh(dependants)
+            all_changed.extend(frontier)
+            if not frontier:
+                break
+        latest: dict[str, dict[str, Any]] = {d["_id"]: d for d in all_changed}
+        await self.raise_alerts(latest.values())
+        self.wake.set()
+        self.stats_dirty.set()
+
+    # --- alerts ------------------------------------------------------------------------------
+    async def raise_alerts(self, docs: Iterable[Mapping[str, Any]]) -> int:
+        docs = [d for d in docs if d.get("due_date") and d.get("status") in (Status.missed, Status.at_risk, Status.completed)]
+        if not docs:
+            return 0
+        completed = [d for d in docs if d["status"] == Status.completed]
+        missed_claimed = await self.repo.claimed_ids(domain.alert_id("missed", d["_id"], d["due_date"]) for d in completed)
+        wanted = []
+        for doc in docs:
+            was_missed = domain.alert_id("missed", doc["_id"], doc["due_date"]) in missed_claimed
+            for kind in domain.wanted_alerts(doc, missed_alerted=was_missed):
+                wanted.append((kind, doc))
+        already = await self.repo.claimed_ids(domain.alert_id(k, d["_id"], d["due_date"]) for k, d in wanted)
+        published = 0
+        for kind, doc in wanted:
+            aid = domain.alert_id(kind, doc["_id"], doc["due_date"])
+            if aid in already:
+                continue
+            published += await self._claim_and_publish(kind, doc)
+        return published
+
+    async def _claim_and_publish(self, kind: str, doc: Mapping[str, Any]) -> int:
+        detected = self.clock()
+        event = make_event(ALERT_TYPES[kind], domain.alert_data(kind, doc, detected), agency=doc["owner_agency"],
+                           source=WATCHER_SOURCE, id=domain.alert_id(kind, doc["_id"], doc["due_date"]),
+                           time=detected, subject=doc["_id"], partitionkey=doc["_id"])
+        claim = {"_id": event.id, "state": "claimed", "kind": kind, "milestone_id": doc["_id"],
+                 "due_date": doc["due_date"], "claimed_at": utc_now(), "event": event.to_json_dict()}
+        if not await self.repo.claim(claim):
+            return 0  # another replica claimed it and publishes it
+        return await self._publish_claimed(event, doc.get("deadline") if kind == "missed" else None)
+
+    async def _publish_claimed(self, event: Event, deadline: datetime | None = None) -> int:
+        try:
+            await self.publisher.publish(event)
+        except Exception as exc:  # left `claimed`: the rescan republishes it under the same id
+            log.warning("alert publish failed; the rescan will retry", extra={"alert_id": event.id, "error": repr(exc)[:200]})
+            return 0
+        await self.repo.mark_published(event.id, utc_now())
+        self.metrics.alerts.labels(event.type).inc()
+        if deadline is not None:
+            self.metrics.alert_delay.observe(max(0.0, (self.clock() - _aware(deadline)).total_seconds()))
+        log.info("roadmap alert published", extra={"alert_id": event.id, "type": event.type, "agency": event.agency})
+        return 1
+
+    async def republish_stale_claims(self) -> int:
+        """A replica that crashed between claim and publish left a `claimed` record: send it now."""
+        now = utc_now()
+        count = 0
+        for claim in await self.repo.stale_claims(now - timedelta(seconds=self.settings.alert_claim_stale_seconds)):
+            if not await self.repo.retake_claim(claim["_id"], claim["claimed_at"], now):
+                continue
+            from services.contracts.envelope import validate_attributes
+
+            body = dict(claim["event"])
+            data = body.pop("data")
+            count += await self._publish_claimed(validate_attributes(body, data))
+        return count
+
+    # --- deadline watcher --------------------------------------------------------------------
+    async def sweep(self) -> int:
+        """Mark open milestones whose deadline passed as missed, with their alerts. Returns how many."""
+        started = time.perf_counter()
+        total = 0
+        while True:
+            ids = await self.repo.overdue_open(self.clock())
+            if not ids:
+                break
+            changed = await self.refresh(ids)
+            total += len(changed)
+            await self.after_change(changed)
+            if len(ids) < 500 or not changed:
+                break
+        self.metrics.scan_seconds.labels("sweep").observe(time.perf_counter() - started)
+        return total
+
+    async def rescan(self) -> dict[str, int]:
+        """The safety net: overdue sweep, alerts for every risky state, stale claims, figures."""
+        started = time.perf_counter()
+        missed = await self.sweep()
+        alerts = await self.raise_alerts(await self.repo.needing_alerts())
+        republished = await self.republish_stale_claims()
+        await self.refresh_stats()
+        self.metrics.scan_seconds.labels("rescan").observe(time.perf_counter() - started)
+        return {"missed": missed, "alerts": alerts, "republished": republished}
+
+    async def watch(self, stopping: asyncio.Event) -> None:
+        """Sleep until the next deadline (or a wake-up, or the rescan period), then sweep."""
+        next_rescan = 0.0
+        while not stopping.is_set():
+            try:
+                if time.monotonic() >= next_rescan:
+                    await self.rescan()
+                    next_rescan = time.monotonic() + self.settings.watcher_rescan_seconds
+                else:
+                    await self.sweep()
+                self.wake.clear()
+                deadline = await self.repo.next_deadline()
+                wait = min(self.settings.watcher_max_tick_seconds, max(0.0, next_rescan - time.monotonic()))
+                if deadline is not None:
+                    wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline watcher pass failed; retrying")
+                wait = 1.0
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def stats_loop(self, stopping: asyncio.Event) -> None:
+        """Recompute the summary figures after changes, at most once per `stats_refresh_seconds`."""
+        while not stopping.is_set():
+            await self.stats_dirty.wait()
+            self.stats_dirty.clear()
+            try:
+                await self.refresh_stats()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("summary figures refresh failed")
+                self.stats_dirty.set()
+            await asyncio.sleep(self.settings.stats_refresh_seconds)
+
+    # --- figures -----------------------------------------------------------------------------
+    async def refresh_stats(self) -> dict[str, Any]:
+        stats = compute_stats(await self.repo.tallies(), await self.repo.missed_due_dates(), self.clock())
+        await self.repo.write_stats(stats)
+        return stats
+
+
+def compute_stats(groups: Sequence[Mapping[str, Any]], missed: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
+    """Counts, weighted progress, overdue days and confidence per workstream and for the programme."""
+    today = bangkok_day(now)
+    per_ws: dict[str, dict[str, Any]] = {ws.value: {"counts": {}, "tally": WeightTally(), "progress": 0.0}
+                                         for ws in Workstream}
+    for g in groups:
+        ws, status = g["_id"]["workstream"], g["_id"]["status"]
+        entry = per_ws.setdefault(ws, {"counts": {}, "tally": WeightTally(), "progress": 0.0})
+        entry["counts"][status] = entry["counts"].get(status, 0) + g["count"]
+        if status in (Status.cancelled, Status.unplanned):
+            continue
+        t = entry["tally"]
+        w = float(g["weight"])
+        t.total += w
+        entry["progress"] += float(g["progress_weight"])
+        if status == Status.missed:
+            t.missed += w
+            t.due += w
+        elif status == Status.at_risk:
+            t.at_risk += w
+        elif status == Status.completed:
+            t.completed += w
+            t.due += w
+            t.completed_on_time += float(g["on_time_weight"])
+    overdue: dict[str, int] = defaultdict(int)
+    for m in missed:
+        overdue[m["workstream"]] += max(0, (today - date.fromisoformat(m["due_date"])).days)
+    programme_tally, programme_counts, programme_progress = WeightTally(), {}, 0.0
+    workstreams = {}
+    for ws, entry in per_ws.items():
+        t = entry["tally"]
+        programme_tally.add(t)
+        programme_progress += entry["progress"]
+        for s, n in entry["counts"].items():
+            programme_counts[s] = programme_counts.get(s, 0) + n
+        workstreams[ws] = {"counts": entry["counts"], "total": sum(entry["counts"].values()),
+                           "progress_ratio": round(entry["progress"] / t.total / 100, 6) if t.total else 0.0,
+                           "overdue_days": overdue.get(ws, 0),
+                           "confidence": domain.confidence(t).as_dict()}
+    return {"computed_at": now, "workstreams": workstreams,
+            "programme": {"counts": programme_counts, "total": sum(programme_counts.values()),
+                          "progress_ratio": round(programme_progress / programme_tally.total / 100, 6)
+                          if programme_tally.total else 0.0,
+                          "overdue_days": sum(overdue.values()),
+                          "confidence": domain.confidence(programme_tally).as_dict()}}
+
+
+_VOLATILE = {"version", "updated_at", "status_since", "created_at", "facts", "_id"}
+
+
+def _derived_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return any(_norm(old.get(k)) != _norm(v) for k, v in new.items() if k not in _VOLATILE)
+
+
+def _norm(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _aware(value)
+    if isinstance(value, list):
+        return [_norm(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
