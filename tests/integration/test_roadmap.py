@@ -158,7 +158,9 @@ async def test_deadline_alerts_with_two_replicas_summary_and_metrics(settings_fo
             assert ok_doc["percent_complete"] == 0
             listed = (await http.get("/v1/milestones", params={"workstream": "personnel_readiness", "status": "at_risk"},
                                      headers={"X-API-Key": dga_key})).json()
-            assert {m["milestone_id"] for m in listed["items"]} == {"M-RISK", "M-DEP"}
+            # M-DEP is no longer at risk: its dependency has been completed.
+            assert {m["milestone_id"] for m in listed["items"]} == {"M-RISK"}
+            assert (await http.get("/v1/milestones/M-DEP", headers={"X-API-Key": dga_key})).json()["status"] == "planned"
             assert (await http.get("/v1/milestones/NOPE", headers={"X-API-Key": dga_key})).status_code == 404
     finally:
         await db.client.close()
