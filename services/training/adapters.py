@@ -116,10 +116,14 @@ class TrainingRepository:
             async for doc in coll.find({"counted": False, "claimed_at": {"$lte": cutoff}}, {"claim": 1}).limit(10_000):
                 claims.add(doc["claim"])
         for claim in sorted(claims):
-            completions = [d async for d in self.completions.find({"claim": claim})]
-            log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
-            await self._count_claim(claim, completions)
+            await self.finish_claim(claim)
         return len(claims)
+
+    async def finish_claim(self, claim: str) -> None:
+        """Redo steps 2-4 for one claim from its stored completions (harmless if it was already finished)."""
+        completions = [d async for d in self.completions.find({"claim": claim})]
+        log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
+        await self._count_claim(claim, completions)
 
     # --- targets ---------------------------------------------------------------------------
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime, event_id: str) -> None:
@@ -148,7 +152,7 @@ class TrainingRepository:
 
     async def hours_by_competency(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        async for d in self.rollups.aggregate([{"$group": {"_id": "$competency", "h": {"$sum": "$passed_hours"}}}]):
+        async for d in await self.rollups.aggregate([{"$group": {"_id": "$competency", "h": {"$sum": "$passed_hours"}}}]):
             out[d["_id"]] = float(d["h"] or 0)
         return out
 
@@ -164,14 +168,14 @@ class TrainingRepository:
 
         pipeline = [{"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency", "p": "$passed"},
                                 "n": {"$sum": 1}, "h": {"$sum": "$hours"}}}]
-        async for d in self.completions.aggregate(pipeline):
+        async for d in await self.completions.aggregate(pipeline):
             s = slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])
             s["completions"] += d["n"]
             s["hours"] += d["h"]
             if d["_id"]["p"]:
                 s["passed_completions"] += d["n"]
                 s["passed_hours"] += d["h"]
-        async for d in self.learners.aggregate([{"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency"},
+        async for d in await self.learners.aggregate([{"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency"},
                                                            "n": {"$sum": 1}}}]):
             slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])["ready_learners"] += d["n"]
         for s in figures.values():

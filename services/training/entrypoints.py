@@ -79,7 +79,7 @@ def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int) -> APIRou
 
     @router.put("/xapi/statements", summary="Store one xAPI statement under statementId", status_code=204,
                 responses=responses)
-    async def put_statement(request: Request, statementId: Annotated[str, Query()]) -> Response:  # noqa: N803 - spec name
+    async def put_statement(request: Request, statementId: Annotated[str, Query()]) -> Response:
         return await handle(request, statementId)
 
     return router

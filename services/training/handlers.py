@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,12 +44,19 @@ class TrainingService:
         self.repo = repo
         self.metrics = metrics
         self.clock = clock
+        # Claims this process started and did not finish (the handler failed and will be retried): nothing
+        # else can be working on them, so the next batch finishes them at once instead of waiting to go stale.
+        self._unfinished: set[str] = set()
 
     # --- Kafka ---------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
         """Apply a batch of training events (already pseudonymised by `Pseudonymiser`). Idempotent."""
+        for old in sorted(self._unfinished):
+            await self.repo.finish_claim(old)
+            self._unfinished.discard(old)
         await self.repo.finish_stale_claims()
         claim = new_claim()
+        self._unfinished.add(claim)
         now = self.clock()
         docs = []
         rejected: list[Rejected] = []
@@ -66,6 +73,7 @@ class TrainingService:
                     continue
                 docs.append(domain.completion_doc(event.source, event.id, c, c.learner_ref, claim, now))
         new = await self.repo.add_completions(docs, claim)
+        self._unfinished.discard(claim)
         if new:
             self.metrics.applied.labels(COMPLETED).inc(new)
         if len(docs) - new:

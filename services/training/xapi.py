@@ -194,7 +194,7 @@ def completed_on(statement: dict[str, Any], now: datetime) -> date:
     if ts is None:
         return bangkok_day(now)
     try:
-        moment = datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(str(ts))
     except ValueError:
         raise StatementError("malformed_statement", f"timestamp {ts!r} is not ISO 8601") from None
     if moment.tzinfo is None:

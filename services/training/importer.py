@@ -1,0 +1,166 @@
+"""Bulk import of historical completions from CSV: parse rows, publish pipelined, report per-row errors.
+
+Events are published straight to Kafka (structured CloudEvents, source `/agencies/<agency>/import`) or
+through `POST /v1/events` of a running service. Ids come from the row content (or its `id` column), so
+importing the same file twice stores every completion once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from services.contracts.envelope import Event, EventError, make_event
+from services.training.domain import REQUIRED_COLUMNS, ParsedRow, RowError, parse_csv_row
+
+COMPLETED = "training.course.completed"
+
+
+@dataclass
+class ImportSummary:
+    rows_read: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # first `max_errors` rows with line, reason, detail
+    max_errors: int = 1000
+
+    def reject(self, line: int, reason: str, detail: str) -> None:
+        self.rejected[reason] += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append({"line": line, "reason": reason, "detail": detail})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows_read": self.rows_read, "accepted": self.accepted, "rejected": sum(self.rejected.values()),
+                "rejected_by_reason": dict(sorted(self.rejected.items())), "errors": self.errors}
+
+
+def read_rows(handle: TextIO) -> Iterator[tuple[int, ParsedRow | RowError]]:
+    """(line number, parsed row or error) for every data row; the header is line 1."""
+    reader = csv.DictReader(handle)
+    header = [h.strip().lower() for h in reader.fieldnames or []]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise RowError("missing_column", "the header lacks: " + ", ".join(missing))
+    for row in reader:
+        line = reader.line_num
+        try:
+            yield line, parse_csv_row(row)
+        except RowError as err:
+            yield line, err
+
+
+def to_event(parsed: ParsedRow) -> Event:
+    agency = parsed.data.agency
+    return make_event(COMPLETED, parsed.data, agency=agency, source=f"/agencies/{agency}/import", id=parsed.id,
+                      subject=parsed.data.course_id[:200])
+
+
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+async def run_import(path: Path, settings, *, url: str | None = None, key: str | None = None,
+                     progress: bool = True, chunk_size: int | None = None) -> ImportSummary:
+    """Import a CSV file; per-row errors are collected, never fatal. Returns the summary."""
+    from tqdm import tqdm
+
+    chunk_size = chunk_size or settings.import_chunk_size
+    summary = ImportSummary()
+    send = await _sender(settings, url, key)
+    bar = tqdm(total=count_lines(path), unit="row", desc="นำเข้า · import", disable=not progress, file=sys.stderr)
+    pending: list[tuple[int, Event]] = []
+
+    async def flush() -> None:
+        if not pending:
+            return
+        errors = await send.publish([e for _, e in pending])
+        for (line, _), err in zip(pending, errors):
+            if err is None:
+                summary.accepted += 1
+            else:
+                summary.reject(line, getattr(err, "reason", "publish_failed"), str(getattr(err, "detail", err))[:300])
+        bar.update(len(pending))
+        pending.clear()
+
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for line, item in read_rows(handle):
+                summary.rows_read += 1
+                if isinstance(item, RowError):
+                    summary.reject(line, item.reason, item.detail)
+                    bar.update(1)
+                    continue
+                try:
+                    pending.append((line, to_event(item)))
+                except EventError as err:
+                    summary.reject(line, err.reason, err.detail)
+                    bar.update(1)
+                    continue
+                if len(pending) >= chunk_size:
+                    await flush()
+            await flush()
+    finally:
+        bar.close()
+        await send.close()
+    return summary
+
+
+class _KafkaSender:
+    def __init__(self, publisher):
+        self.publisher = publisher
+
+    async def publish(self, events: list[Event]) -> list[Exception | None]:
+        return await self.publisher.publish_many(events)
+
+    async def close(self) -> None:
+        await self.publisher.stop()
+
+
+class _HttpSender:
+    """Through a running service's `POST /v1/events` (batched mode, at most 500 events per request)."""
+
+    def __init__(self, url: str, key: str):
+        import httpx
+
+        self.client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60,
+                                        headers={"X-API-Key": key, "Content-Type": "application/cloudevents-batch+json"})
+
+    async def publish(self, events: list[Event]) -> list[Exception | None]:
+        out: list[Exception | None] = []
+        for start in range(0, len(events), 500):
+            part = events[start:start + 500]
+            response = await self.client.post("/v1/events", content=json.dumps([e.to_json_dict() for e in part]))
+            results: list[Exception | None] = [None] * len(part)
+            if response.status_code == 202:
+                for r in response.json().get("rejected", []):
+                    results[r["index"]] = EventError(r["reason"], r.get("detail", ""))
+            else:
+                body = response.json() if response.headers.get("content-type", "").endswith("json") else {}
+                for r in body.get("errors", []) or [{"index": i, "reason": body.get("reason", f"http_{response.status_code}"),
+                                                      "detail": body.get("detail", response.text[:200])} for i in range(len(part))]:
+                    results[r["index"]] = EventError(r["reason"], r.get("detail", ""))
+            out.extend(results)
+        return out
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+async def _sender(settings, url: str | None, key: str | None):
+    if url:
+        if not key:
+            raise SystemExit("--key is required with --url")
+        return _HttpSender(url, key)
+    from services.common.kafka import EventPublisher, ensure_topics
+
+    await ensure_topics(settings)
+    publisher = EventPublisher(settings)
+    await publisher.start()
+    return _KafkaSender(publisher)

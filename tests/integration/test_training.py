@@ -1,0 +1,227 @@
+"""Training service over the real broker and database: HTTP, Kafka, xAPI and CSV agree in readiness and /metrics."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support import cloudevent, db_of, make_key, poll, produce_events, running
+
+from services.contracts.topics import TRAINING_EVENTS
+from services.contracts.training import TrainingCourseCompleted
+from services.training import domain, xapi
+from services.training.adapters import TrainingRepository, new_claim
+from services.training.importer import run_import
+from services.training.main import create_app
+from services.training.settings import TrainingSettings
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)  # FY 2569, about half elapsed
+XAPI = {xapi.VERSION_HEADER: "1.0.3"}
+
+
+def completion(agency: str, learner: str, course: str, competency="digital_technology", passed=True, hours=6,
+               on="2026-02-10") -> dict:
+    return {"agency": agency, "learner_ref": learner, "course_id": course, "competency": competency, "hours": hours,
+            "completed_on": on, "passed": passed}
+
+
+def statement(sid: str, name: str, course: str, verb=xapi.VERB_COMPLETED, agency="dga") -> dict:
+    # Shaped as the xAPI 1.0.3 spec example (simple CBT course), with an account actor and our extensions.
+    return {"id": sid, "timestamp": "2026-03-01T10:00:00+07:00",
+            "actor": {"objectType": "Agent", "account": {"homePage": "https://lms.dga.or.th", "name": name}},
+            "verb": {"id": verb, "display": {"en-US": verb.rsplit("/", 1)[-1]}},
+            "object": {"id": course, "definition": {"name": {"th-TH": "หลักสูตรดิจิทัล", "en-US": "Digital course"}}},
+            "result": {"score": {"scaled": 0.9}, "success": True, "completion": True, "duration": "PT1H30M"},
+            "context": {"extensions": {xapi.EXT_AGENCY: agency, xapi.EXT_COMPETENCY: "digital_technology"}}}
+
+
+def metric(text: str, name: str, **labels) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, kafka_bootstrap):
+    settings = settings_for(TrainingSettings, learner_hmac_secret="integration-secret")
+    app = create_app(settings, clock=lambda: NOW)
+    dga_key = await make_key(settings, "dga")
+    db = db_of(settings)
+    async with running(app) as client:
+        h = {"X-API-Key": dga_key, "Content-Type": "application/cloudevents-batch+json"}
+        # Targets over HTTP: the later one replaces the earlier, both are in the history.
+        t1 = cloudevent("training.target.set", {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
+                                                "headcount": 10}, agency="dga", time="2025-10-05T09:00:00+07:00")
+        t2 = cloudevent("training.target.set", {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
+                                                "headcount": 4}, agency="dga", time="2026-01-05T09:00:00+07:00")
+        national = cloudevent("training.course.completed", completion("dga", "1101700230708", "DG-1"), agency="dga")
+        r = await client.post("/v1/events", json=[t2, t1], headers=h)
+        assert r.status_code == 202, r.text
+        r = await client.post("/v1/events", json=[national], headers=h)
+        assert r.status_code == 400 and r.json()["errors"][0]["reason"] == "invalid_data"
+        assert "national ID" in r.json()["errors"][0]["detail"]
+
+        # Completions over Kafka: emp-1 passes three digital courses (counts once), emp-2 fails, one duplicate,
+        # plus an ocsc target with no progress at all.
+        e1 = cloudevent("training.course.completed", completion("dga", "emp-1", "DG-1"), agency="dga")
+        kafka_events = [
+            e1, dict(e1),
+            cloudevent("training.course.completed", completion("dga", "emp-1", "DG-2", hours=3), agency="dga"),
+            cloudevent("training.course.completed", completion("dga", "emp-1", "DG-3", hours=1), agency="dga"),
+            cloudevent("training.course.completed", completion("dga", "emp-2", "DG-1", passed=False), agency="dga"),
+            cloudevent("training.course.completed", completion("dga", "emp-3", "DG-1", on="2025-09-30"), agency="dga"),
+            cloudevent("training.target.set", {"agency": "ocsc", "competency": "mindset", "fiscal_year": 2569,
+                                               "headcount": 50}, agency="ocsc"),
+        ]
+        await produce_events(kafka_bootstrap, TRAINING_EVENTS, kafka_events)
+
+        # xAPI: version header required, duplicates stored once, conflicts refused, other verbs ignored.
+        sid = str(uuid.uuid4())
+        xh = {**XAPI, "X-API-Key": dga_key}
+        r = await client.post("/xapi/statements", json=statement(sid, "emp-1", "DG-4"), headers={"X-API-Key": dga_key})
+        assert r.status_code == 400 and r.json()["reason"] == "xapi_version_required"
+        r = await client.post("/xapi/statements", json=[statement(sid, "lms-77", "https://lms.dga.or.th/c/9")], headers=xh)
+        assert r.status_code == 200 and r.json() == [sid] and r.headers[xapi.VERSION_HEADER] == "1.0.3"
+        r = await client.post("/xapi/statements", json=statement(sid, "lms-77", "https://lms.dga.or.th/c/9"), headers=xh)
+        assert r.status_code == 200 and r.json() == [sid]
+        r = await client.put("/xapi/statements", params={"statementId": sid},
+                             json=statement(sid, "lms-77", "https://lms.dga.or.th/c/9"), headers=xh)
+        assert r.status_code == 204
+        r = await client.post("/xapi/statements", json=statement(sid, "lms-78", "https://lms.dga.or.th/c/9"), headers=xh)
+        assert r.status_code == 409 and r.json()["reason"] == "statement_conflict"
+        dup = str(uuid.uuid4())
+        r = await client.post("/xapi/statements", json=[statement(dup, "a", "c"), statement(dup, "a", "c")], headers=xh)
+        assert r.status_code == 400 and r.json()["reason"] == "duplicate_statement_id"
+        r = await client.post("/xapi/statements", json=statement(str(uuid.uuid4()), "1101700230708", "c"), headers=xh)
+        assert r.status_code == 400 and r.json()["reason"] == "national_id"
+        r = await client.post("/xapi/statements", json=statement(str(uuid.uuid4()), "x", "c", agency="ocsc"), headers=xh)
+        assert r.status_code == 403
+        other = str(uuid.uuid4())
+        r = await client.post("/xapi/statements", headers=xh,
+                              json=statement(other, "lms-77", "c", verb="http://adlnet.gov/expapi/verbs/attempted"))
+        assert r.status_code == 200 and r.json()["ignored"] == [other] and "reason" in r.json()
+        r = await client.post("/xapi/statements", json={"actor": {}}, headers=xh)
+        assert r.status_code == 400 and r.json()["reason"] == "malformed_statement"
+
+        async def settled():
+            r = await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga"})
+            rows = r.json()["rows"]
+            return rows if rows and rows[0]["completions"] == 5 else None
+
+        [row] = await poll(settled, 30, what="dga readiness settled")
+        # emp-1 (3 courses) + lms-77 via xAPI; emp-2 failed; emp-3 finished in FY 2568.
+        assert row["ready_learners"] == 2 and row["target"] == 4 and row["ratio"] == 0.5
+        assert row["passed_completions"] == 4 and row["hours"] == 6 + 3 + 1 + 1.5
+        assert [x["headcount"] for x in row["target_history"]] == [10, 4]
+        old = (await client.get("/v1/readiness", params={"fiscal_year": 2568, "agency": "dga"})).json()["rows"]
+        assert old[0]["ready_learners"] == 1 and old[0]["target"] is None
+
+        async def ocsc_target():
+            r = await client.get("/v1/readiness/laggards", params={"fiscal_year": 2569})
+            return r.json() if len(r.json()["agencies"]) == 2 else None
+
+        lag = await poll(ocsc_target, 20, what="laggards")
+        assert [a["agency"] for a in lag["agencies"]] == ["ocsc", "dga"]
+        assert lag["agencies"][0]["gap"] == pytest.approx(50 * lag["elapsed_ratio"], abs=0.01)
+
+        text = (await client.get("/metrics")).text
+        lbl = {"agency": "dga", "competency": "digital_technology", "fiscal_year": "2569"}
+        assert metric(text, "newnormal_training_ready_learners", **lbl) == 2
+        assert metric(text, "newnormal_training_target_headcount", **lbl) == 4
+        assert metric(text, "newnormal_training_readiness_ratio", **lbl) == 0.5
+        assert metric(text, "newnormal_training_ready_learners", agency="dga", fiscal_year="2568") == 1
+        assert metric(text, "newnormal_training_hours_total", competency="digital_technology") == 6 + 3 + 1 + 1.5 + 6
+        assert metric(text, "newnormal_training_xapi_statements_total", outcome="duplicate") == 2
+        assert metric(text, "newnormal_training_xapi_statements_total", outcome="conflict") == 1
+        assert metric(text, "newnormal_training_events_applied_total", type="training.course.completed") == 6
+
+        # Nothing stored can be joined back: no pseudonym in clear, only keyed hashes (audit trail included).
+        stored = [d async for d in db.training_completions.find()] + [d async for d in db.events.find()]
+        assert all("emp-1" not in str(d) and "lms-77" not in str(d) for d in stored)
+        assert {d["learner_hash"] for d in stored if "learner_hash" in d} >= {
+            domain.learner_hash("integration-secret", "dga", "emp-1"), domain.learner_hash("integration-secret", "dga", "lms-77")}
+        assert await db.training_completions.count_documents({"id": f"xapi:{sid}"}) == 1
+
+        # A CSV with bad rows: the good ones go through Kafka, the bad are listed with line and reason.
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_file = Path(tmp) / "history.csv"
+            csv_file.write_text(
+                "agency,learner_ref,course_id,course_title,competency,hours,completed_on,passed,score\n"
+                "dga,emp-9,DG-1,ดิจิทัล ๑,digital_technology,๓,๑๕/๐๓/๒๕๖๙,ผ่าน,๘๐\n"
+                "dga,emp-9,DG-2,ดิจิทัล ๒,digital_technology,2,16 มี.ค. 2569,true,\n"
+                "dga,1101700230708,DG-1,,digital_technology,3,2026-03-15,true,\n"
+                "nope,emp-1,DG-1,,digital_technology,3,2026-03-15,true,\n"
+                "dga,emp-8,DG-1,,digital_technology,3,31/02/2569,true,\n", encoding="utf-8")
+            summary = (await run_import(csv_file, settings, progress=False)).as_dict()
+            again = (await run_import(csv_file, settings, progress=False)).as_dict()
+        assert summary["rows_read"] == 5 and summary["accepted"] == 2 and again["accepted"] == 2
+        assert summary["rejected_by_reason"] == {"national_id": 1, "unknown_agency": 1, "invalid_date": 1}
+        assert [e["line"] for e in summary["errors"]] == [4, 5, 6]
+
+        async def csv_counted():
+            rows = (await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga",
+                                                              "competency": "digital_technology"})).json()["rows"]
+            return rows[0] if rows[0]["completions"] == 7 else None
+
+        row = await poll(csv_counted, 30, what="csv import counted once")
+        assert row["ready_learners"] == 3
+        repo: TrainingRepository = app.state.training_repo
+        recount = await repo.recount(write=False)
+        doc = await db.training_readiness.find_one({"_id": "2569:dga:digital_technology"})
+        assert {k: doc[k] for k in recount["2569:dga:digital_technology"]} == recount["2569:dga:digital_technology"]
+    await db.client.close()
+
+
+async def test_counting_survives_crashes_at_every_step_and_equals_recount(settings_for):
+    settings = settings_for(TrainingSettings)
+    db = db_of(settings)
+    clock = [NOW]
+    repo = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60)
+    await repo.ensure_indexes()
+
+    def docs(claim: str, n: int, learners: int, offset: int = 0) -> list[dict]:
+        out = []
+        for i in range(offset, offset + n):
+            data = TrainingCourseCompleted(agency="dga", learner_ref=f"L{i % learners}", course_id=f"C{i}",
+                                           competency="mindset", hours=2, completed_on=date(2026, 1, 5), passed=i % 5 != 0)
+            out.append(domain.completion_doc("/agencies/dga/t", f"e{i}", data, f"L{i % learners}", claim, clock[0]))
+        return out
+
+    class Crash(Exception):
+        pass
+
+    for n, stage in enumerate(("after_completions", "after_learners", "after_rollups")):
+        def fault(name: str, stage=stage) -> None:
+            if name == stage:
+                raise Crash(name)
+
+        repo.fault = fault
+        claim = new_claim()
+        with pytest.raises(Crash):
+            await repo.add_completions(docs(claim, 20, 7, offset=n * 10), claim)
+        repo.fault = None
+        # Redelivery while the crashed claim is still fresh: duplicates, nothing counted twice or lost later.
+        again = new_claim()
+        assert await repo.add_completions(docs(again, 20, 7, offset=n * 10), again) == 0
+        assert await repo.finish_stale_claims() == 0  # not stale yet: it might still be running
+        clock[0] = clock[0] + timedelta(seconds=61)
+        assert await repo.finish_stale_claims() == 1
+        assert await repo.finish_stale_claims() == 0
+        await repo.finish_claim(claim)  # finishing twice changes nothing
+    recount = await repo.recount(write=False)
+    doc = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+    assert {k: doc[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
+    assert doc["completions"] == 40 and doc["ready_learners"] == 7
+    assert await db.training_completions.count_documents({"counted": False}) == 0
+    # Targets: redelivered and out-of-order target events converge on the latest one.
+    t1, t2 = NOW - timedelta(days=30), NOW - timedelta(days=1)
+    for fy_time, head, eid in ((t2, 12, "b"), (t1, 30, "a"), (t2, 12, "b")):
+        await repo.set_target(2569, "dga", "mindset", head, fy_time, eid)
+    doc = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+    assert doc["target"] == 12 and [h["headcount"] for h in doc["target_history"]] == [30, 12]
+    await db.client.close()
