@@ -2,24 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
-from services.common.consumer import Batch
 from services.contracts.events import FEEDBACK_TYPES
 from services.contracts.topics import FEEDBACK_EVENTS
+from services.feedback.adapters import FeedbackRepository
+from services.feedback.domain import TokenBucket, prepare
+from services.feedback.entrypoints import build_router
+from services.feedback.handlers import FeedbackService
+from services.feedback.metrics import FeedbackCollector
 from services.feedback.settings import FeedbackSettings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: FeedbackSettings | None = None) -> FastAPI:
+
+def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], datetime] | None = None,
+               monotonic: Callable[[], float] = time.monotonic) -> FastAPI:
     settings = settings or FeedbackSettings()
+    clock = clock or (lambda: datetime.now(timezone.utc))
     runtime = Runtime(settings)
+    repo = FeedbackRepository(runtime.db, clock)
+    service = FeedbackService(repo, settings, clock)
 
-    async def handle(batch: Batch) -> None:
-        # Skeleton: the platform already stored the audit trail; the projection comes with the service issue.
-        return None
+    # prepare() redacts and drops birth_year before the audit insert (Kafka path) and before publishing (HTTP).
+    runtime.add_consumer(topic=FEEDBACK_EVENTS, group="feedback", handler=service.handle_batch,
+                         allowed_types=FEEDBACK_TYPES, prepare=prepare)
+    runtime.add_collector(FeedbackCollector(repo, settings.metrics_cache_seconds))
 
-    runtime.add_consumer(topic=FEEDBACK_EVENTS, group="feedback", handler=handle, allowed_types=FEEDBACK_TYPES)
-    app = create_service_app(runtime, title="Feedback service · บริการความคิดเห็นประชาชน", description="Citizen feedback per channel and age group.")
-    mount_event_intake(app, runtime, FEEDBACK_TYPES)
+    async def startup(rt: Runtime) -> None:
+        await repo.ensure_indexes()
+        await repo.sweep(settings.feedback_sweep_grace_seconds)
+        rt.spawn(_sweeper(repo, settings, rt.stopping), "feedback-rollup-sweeper")
+
+    runtime.on_startup(startup)
+    app = create_service_app(runtime, title="Feedback service · บริการความคิดเห็นประชาชน",
+                             description="Citizen experience by age group and service channel; personal data redacted at intake.")
+    ingestor = mount_event_intake(app, runtime, FEEDBACK_TYPES, prepare=prepare)
+    limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
+    app.include_router(build_router(service, ingestor, runtime.auth, limiter))
+    app.state.feedback = service
+    app.state.feedback_repo = repo
     return app
+
+
+async def _sweeper(repo: FeedbackRepository, settings: FeedbackSettings, stopping: asyncio.Event) -> None:
+    while not stopping.is_set():
+        try:
+            await asyncio.wait_for(stopping.wait(), settings.feedback_sweep_interval_seconds)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            await repo.sweep(settings.feedback_sweep_grace_seconds)
+        except Exception:  # the next round tries again; the journal keeps the work
+            log.warning("rollup sweep failed", exc_info=True)

@@ -1,0 +1,214 @@
+"""MongoDB side of the feedback service: responses, rollups and the rollup journal.
+
+Guarantee: every stored response is counted exactly once in the rollups, across redelivery,
+retries and crashes at any step, so that rollups always converge to `newnormal feedback recount`.
+
+How:
+1. A batch gets a fresh token T (hash of its keys + a random nonce) and a journal entry
+   `feedback_rollup_journal {_id: T}` is written *before* anything else.
+2. Responses are inserted unordered with `rollup_token: T` under a unique (source, id) index:
+   a duplicate (redelivery) keeps the token of the batch that stored it first, so each response
+   belongs to exactly one token, and no other write ever adds documents to T.
+3. For each rollup document touched, one `$inc` guarded by `applied: {$ne: T}` that pushes T into
+   a capped `applied` array (last 200 tokens): a repeated application of T is a no-op.
+4. The journal entry is deleted.
+A crash after 1 leaves a journal entry: the sweep (at startup and every
+`feedback_sweep_interval_seconds`, for entries older than `feedback_sweep_grace_seconds` so a live
+replica's batch in flight is left alone) re-reads the responses of T and repeats 3-4; documents
+already carrying T are skipped by the guard. The one bound: a token is recognised while it is among
+the last 200 applied to that rollup document, i.e. an unfinished batch must be completed before 200
+later batches touched the same document (the sweep runs long before that).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from services.common.mongo import DUPLICATE_KEY, insert_new, retry_transient
+from services.contracts.envelope import Event
+from services.feedback import domain
+
+log = logging.getLogger(__name__)
+APPLIED_KEEP = 200
+_ROLLUP_PROJECTION = {"_id": 0, "channel": 1, "age_group": 1, "agency": 1, "bangkok_day": 1, "satisfaction": 1,
+                      "tech_difficulty": 1, "aware": 1}
+
+
+class FeedbackRepository:
+    def __init__(self, db: AsyncDatabase, clock=lambda: datetime.now(timezone.utc)):
+        self.db = db
+        self.responses = db.feedback_responses
+        self.totals = db.feedback_rollup_totals
+        self.daily = db.feedback_rollup_daily
+        self.journal = db.feedback_rollup_journal
+        self.clock = clock
+        # Test hook: awaited between steps to simulate a crash ("inserted", "applied").
+        self.crash_after: str | None = None
+
+    async def ensure_indexes(self) -> None:
+        await self.responses.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True, name="source_id_unique")
+        await self.responses.create_index([("rollup_token", ASCENDING)], name="rollup_token")
+        await self.responses.create_index([("agency", ASCENDING), ("bangkok_day", ASCENDING)], name="agency_day")
+        await self.daily.create_index([("day", ASCENDING), ("agency", ASCENDING)], name="day_agency")
+        await self.journal.create_index([("at", ASCENDING)], name="at")
+
+    # --- write path --------------------------------------------------------------------------------
+    async def store(self, events: Sequence[Event]) -> int:
+        """Store prepared feedback events idempotently and roll up the new ones; returns how many were new."""
+        if not events:
+            return 0
+        token = domain.batch_token((e.key for e in events), uuid.uuid4().hex)
+        now = self.clock()
+        await self._retry(lambda: self.journal.insert_one({"_id": token, "at": now, "responses": len(events)}), "journal")
+        docs = []
+        for event in events:
+            doc = domain.response_document(event)
+            doc.update(rollup_token=token, stored_at=now)
+            docs.append(doc)
+        attempts = 0
+        inserted: list[int] = []
+
+        async def insert() -> None:
+            nonlocal attempts, inserted
+            attempts += 1
+            inserted = await insert_new(self.responses, [dict(d) for d in docs])
+
+        await self._retry(insert, "insert responses")
+        if attempts == 1:
+            new_docs = [docs[i] for i in inserted]
+        else:  # an earlier attempt may have stored part of the batch: the database knows which
+            new_docs = await self._docs_of(token)
+        if self.crash_after == "inserted":
+            raise _SimulatedCrash("after insert")
+        if new_docs:
+            await self._retry(lambda: self._apply(token, new_docs), "apply rollups")
+        if self.crash_after == "applied":
+            raise _SimulatedCrash("after apply")
+        await self._retry(lambda: self.journal.delete_one({"_id": token}), "close journal")
+        return len(new_docs)
+
+    async def _docs_of(self, token: str) -> list[dict[str, Any]]:
+        return await self.responses.find({"rollup_token": token}, _ROLLUP_PROJECTION).to_list(None)
+
+    async def _apply(self, token: str, docs: Iterable[dict[str, Any]]) -> None:
+        totals, daily = domain.rollup_deltas(docs)
+        await self._apply_to(self.totals, token, totals)
+        await self._apply_to(self.daily, token, daily)
+
+    async def _apply_to(self, collection, token: str, deltas: dict[str, domain.RollupDelta]) -> None:
+        if not deltas:
+            return
+        ids = list(deltas)
+
+        def op(rid: str, upsert: bool) -> UpdateOne:
+            delta = deltas[rid]
+            update = {"$inc": delta.inc, "$push": {"applied": {"$each": [token], "$slice": -APPLIED_KEEP}}}
+            if upsert:
+                update["$setOnInsert"] = delta.keys
+            return UpdateOne({"_id": rid, "applied": {"$ne": token}}, update, upsert=upsert)
+
+        try:
+            await collection.bulk_write([op(rid, True) for rid in ids], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            # Duplicate key on upsert: the document exists and either already holds T (nothing to do)
+            # or was created concurrently; retrying without upsert applies T exactly when it is missing.
+            retry = [op(ids[e["index"]], False) for e in errors]
+            await collection.bulk_write(retry, ordered=False)
+
+    async def sweep(self, grace_seconds: float) -> int:
+        """Finish batches whose writer died between journal and close; returns how many were finished."""
+        cutoff = self.clock() - timedelta(seconds=grace_seconds)
+        finished = 0
+        async for entry in self.journal.find({"at": {"$lte": cutoff}}).sort("at", ASCENDING).limit(1000):
+            token = entry["_id"]
+            docs = await self._docs_of(token)
+            if docs:
+                await self._apply(token, docs)
+            await self.journal.delete_one({"_id": token})
+            finished += 1
+        if finished:
+            log.info("unfinished rollup batches completed", extra={"batches": finished})
+        return finished
+
+    async def _retry(self, operation, what: str):
+        return await retry_transient(operation, what=f"feedback {what}")
+
+    # --- recount -----------------------------------------------------------------------------------
+    async def compute_from_responses(self) -> tuple[dict[str, domain.RollupDelta], dict[str, domain.RollupDelta]]:
+        """Rollups computed from scratch by reading every stored response (streamed)."""
+        cursor = self.responses.find({}, _ROLLUP_PROJECTION, batch_size=5000)
+        totals: dict[str, domain.RollupDelta] = {}
+        daily: dict[str, domain.RollupDelta] = {}
+        chunk: list[dict[str, Any]] = []
+
+        def merge() -> None:
+            t, d = domain.rollup_deltas(chunk)
+            for target, part in ((totals, t), (daily, d)):
+                for rid, delta in part.items():
+                    have = target.setdefault(rid, domain.RollupDelta(delta.keys, {}))
+                    for k, v in delta.inc.items():
+                        have.inc[k] = have.inc.get(k, 0) + v
+            chunk.clear()
+
+        async for doc in cursor:
+            chunk.append(doc)
+            if len(chunk) >= 10_000:
+                merge()
+        merge()
+        return totals, daily
+
+    async def recount(self) -> dict[str, int]:
+        """Rebuild both rollups from the responses (run while the consumers are stopped)."""
+        totals, daily = await self.compute_from_responses()
+        for collection, deltas in ((self.totals, totals), (self.daily, daily)):
+            await collection.delete_many({})
+            docs = [{"_id": rid, **d.keys, **d.inc, "applied": []} for rid, d in deltas.items()]
+            for start in range(0, len(docs), 5000):
+                await collection.insert_many(docs[start:start + 5000], ordered=False)
+        await self.journal.delete_many({})
+        return {"totals": len(totals), "daily": len(daily), "responses": sum(d.inc["responses"] for d in totals.values())}
+
+    async def rollup_differences(self) -> list[str]:
+        """Rollup documents that differ from a full recount (empty list = exact)."""
+        totals, daily = await self.compute_from_responses()
+        diffs: list[str] = []
+        for collection, deltas in ((self.totals, totals), (self.daily, daily)):
+            stored = {d["_id"]: d async for d in collection.find({})}
+            for rid in set(stored) | set(deltas):
+                want = deltas[rid].inc if rid in deltas else {}
+                have = {k: stored.get(rid, {}).get(k, 0) for k in domain.ROLLUP_FIELDS}
+                if any(have.get(k, 0) != want.get(k, 0) for k in domain.ROLLUP_FIELDS):
+                    diffs.append(f"{collection.name}/{rid}: stored {have} != recount {want}")
+        return diffs
+
+    # --- reads -------------------------------------------------------------------------------------
+    async def totals_documents(self) -> list[dict[str, Any]]:
+        return await self.totals.find({}, {"applied": 0}).to_list(None)
+
+    async def daily_cells(self, start: date, end: date, agency: str | None) -> list[dict[str, Any]]:
+        match: dict[str, Any] = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+        if agency:
+            match["agency"] = agency
+        group: dict[str, Any] = {"_id": {"channel": "$channel", "age_group": "$age_group"}}
+        for name in domain.ROLLUP_FIELDS:
+            group[name] = {"$sum": f"${name}"}
+        cursor = await self.daily.aggregate([{"$match": match}, {"$group": group}])
+        return await cursor.to_list(None)
+
+    async def agency_known(self, agency: str) -> bool:
+        return await self.daily.find_one({"agency": agency}, {"_id": 1}) is not None
+
+
+class _SimulatedCrash(RuntimeError):
+    """Raised by the test hook only."""

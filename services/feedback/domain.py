@@ -1,0 +1,320 @@
+"""Feedback rules, pure: age groups and cohorts, intake preparation, rollup deltas, experience
+figures, the gap test and the per-key token bucket. No I/O here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from services.common.thai_calendar import BANGKOK, bangkok_day
+from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
+from services.contracts.envelope import Event, EventError
+from services.contracts.feedback import FeedbackResponseSubmitted
+from services.feedback.redact import redact
+
+BE_OFFSET = 543
+SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
+
+# Generation cohorts as Thai government reports use them. Birth years are never stored, so the cohort
+# follows the age group (an approximation at the group edges, stated in docs/feedback.md).
+COHORTS = {
+    AgeGroup.under_18: "gen_z",
+    AgeGroup.age_18_24: "gen_z",
+    AgeGroup.age_25_34: "gen_y",
+    AgeGroup.age_35_44: "gen_y",
+    AgeGroup.age_45_59: "gen_x",
+    AgeGroup.age_60_plus: "baby_boomer",
+}
+COHORT_LABELS = {"gen_z": "Gen Z", "gen_y": "Gen Y", "gen_x": "Gen X", "baby_boomer": "Baby Boomer"}
+
+
+# --- age --------------------------------------------------------------------------------------
+def gregorian_birth_year(birth_year: int) -> int:
+    """Birth years above 2400 are Buddhist era (2400 BE = 1857 CE, so no ambiguity with real CE years)."""
+    return birth_year - BE_OFFSET if birth_year > 2400 else birth_year
+
+
+def age_group_for_age(age: int) -> AgeGroup:
+    if age < 18:
+        return AgeGroup.under_18
+    if age <= 24:
+        return AgeGroup.age_18_24
+    if age <= 34:
+        return AgeGroup.age_25_34
+    if age <= 44:
+        return AgeGroup.age_35_44
+    if age <= 59:
+        return AgeGroup.age_45_59
+    return AgeGroup.age_60_plus
+
+
+def age_group_for_birth_year(birth_year: int, submitted_at: datetime) -> AgeGroup:
+    """Age = Bangkok calendar year of the response minus the birth year (the birthday is not asked)."""
+    year = submitted_at.astimezone(BANGKOK).year
+    age = year - gregorian_birth_year(birth_year)
+    if age < 0 or age > 120:
+        raise ValueError(f"birth year gives an age of {age} in {year}")
+    return age_group_for_age(age)
+
+
+def cohort_of(age_group: AgeGroup | str) -> str:
+    return COHORTS[AgeGroup(age_group)]
+
+
+# --- intake -----------------------------------------------------------------------------------
+def prepare(event: Event) -> Event:
+    """Make a feedback event safe to publish and store: birth_year -> age_group (then dropped),
+    comment redacted. Pure and idempotent (a prepared event comes back equal)."""
+    data = event.data
+    if not isinstance(data, FeedbackResponseSubmitted):
+        return event
+    update: dict[str, Any] = {}
+    if data.birth_year is not None:
+        try:
+            update["age_group"] = age_group_for_birth_year(data.birth_year, data.submitted_at)
+        except ValueError as exc:
+            raise EventError("invalid_data", f"birth_year: {exc}", event_id=event.id, source=event.source) from None
+        update["birth_year"] = None
+    if data.comment:
+        redacted = redact(data.comment)
+        if redacted.total:
+            update["comment"] = redacted.text
+    if not update:
+        return event
+    try:
+        payload = data.model_copy(update=update).model_dump(mode="json", exclude_none=True)
+        model = FeedbackResponseSubmitted.model_validate(payload)
+    except ValidationError as exc:
+        # Never echo the input: the message names the fields only.
+        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
+        raise EventError("invalid_data", f"invalid after redaction: {fields}", event_id=event.id, source=event.source) from None
+    return dataclasses.replace(event, data=model)
+
+
+# --- rollups ----------------------------------------------------------------------------------
+ROLLUP_FIELDS = (
+    "responses", "satisfaction_sum", *(f"sat_{i}" for i in range(1, 6)),
+    *(f"tech_{t.value}" for t in TechDifficulty), "aware",
+)
+
+
+def response_document(event: Event) -> dict[str, Any]:
+    """The stored response: no birth year, comment already redacted, redaction counts by type."""
+    from services.feedback.redact import count_placeholders
+
+    data: FeedbackResponseSubmitted = event.data  # type: ignore[assignment]
+    if data.age_group is None:
+        raise ValueError("prepare() must run before storing (age_group missing)")
+    return {
+        "source": event.source,
+        "id": event.id,
+        "agency": data.agency,
+        "service_name": data.service_name,
+        "channel": data.channel.value,
+        "age_group": data.age_group.value,
+        "cohort": cohort_of(data.age_group),
+        "satisfaction": data.satisfaction,
+        "ease": data.ease,
+        "trust": data.trust,
+        "tech_difficulty": data.tech_difficulty.value,
+        "aware": data.aware_of_digital_channels,
+        "province": data.province,
+        "comment": data.comment,
+        "redactions": count_placeholders(data.comment),
+        "submitted_at": data.submitted_at,
+        "bangkok_day": bangkok_day(data.submitted_at).isoformat(),
+    }
+
+
+def increments(doc: Mapping[str, Any]) -> dict[str, int]:
+    inc = {"responses": 1, "satisfaction_sum": int(doc["satisfaction"]), f"sat_{int(doc['satisfaction'])}": 1,
+           f"tech_{doc['tech_difficulty']}": 1}
+    if doc.get("aware"):
+        inc["aware"] = 1
+    return inc
+
+
+def total_rollup_id(channel: str, age_group: str) -> str:
+    return f"{channel}|{age_group}"
+
+
+def daily_rollup_id(day: str, agency: str, channel: str, age_group: str) -> str:
+    return f"{day}|{agency}|{channel}|{age_group}"
+
+
+@dataclass
+class RollupDelta:
+    keys: dict[str, str]
+    inc: dict[str, int]
+
+
+def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDelta], dict[str, RollupDelta]]:
+    """Per rollup document, the $inc that the given responses add: (totals by channel x age group,
+    daily by Bangkok day x agency x channel x age group)."""
+    totals: dict[str, RollupDelta] = {}
+    daily: dict[str, RollupDelta] = {}
+    for doc in docs:
+        inc = increments(doc)
+        tid = total_rollup_id(doc["channel"], doc["age_group"])
+        did = daily_rollup_id(doc["bangkok_day"], doc["agency"], doc["channel"], doc["age_group"])
+        for target, rid, keys in (
+            (totals, tid, {"channel": doc["channel"], "age_group": doc["age_group"]}),
+            (daily, did, {"day": doc["bangkok_day"], "agency": doc["agency"], "channel": doc["channel"],
+                          "age_group": doc["age_group"]}),
+        ):
+            delta = target.get(rid)
+            if delta is None:
+                delta = target[rid] = RollupDelta(keys, {})
+            for name, value in inc.items():
+                delta.inc[name] = delta.inc.get(name, 0) + value
+    return totals, daily
+
+
+def batch_token(keys: Iterable[tuple[str, str]], nonce: str) -> str:
+    digest = hashlib.sha256()
+    for source, id_ in sorted(keys):
+        digest.update(f"{source}\x1f{id_}\x1e".encode())
+    digest.update(nonce.encode())
+    return digest.hexdigest()[:32]
+
+
+# --- experience figures -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    age_group: str
+    channel: str
+    responses: int
+    satisfied: int
+    satisfaction_sum: int
+    tech_difficulty: int
+    aware: int
+    levels: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+
+    @classmethod
+    def from_counts(cls, age_group: str, channel: str, counts: Mapping[str, int]) -> "Cell":
+        levels = tuple(int(counts.get(f"sat_{i}", 0)) for i in range(1, 6))
+        return cls(age_group=age_group, channel=channel, responses=int(counts.get("responses", 0)),
+                   satisfied=levels[3] + levels[4], satisfaction_sum=int(counts.get("satisfaction_sum", 0)),
+                   tech_difficulty=int(counts.get("tech_some", 0)) + int(counts.get("tech_severe", 0)),
+                   aware=int(counts.get("aware", 0)), levels=levels)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, Any]:
+        n = self.responses
+        return {
+            "age_group": self.age_group,
+            "cohort": cohort_of(self.age_group),
+            "channel": self.channel,
+            "responses": n,
+            "mean_satisfaction": round(self.satisfaction_sum / n, 3) if n else None,
+            "share_satisfied": round(self.satisfied / n, 4) if n else None,
+            "share_tech_difficulty": round(self.tech_difficulty / n, 4) if n else None,
+            "awareness_rate": round(self.aware / n, 4) if n else None,
+            "satisfaction_levels": {str(i + 1): c for i, c in enumerate(self.levels)},
+        }
+
+
+def cells_in_order(cells: Iterable[Cell]) -> list[Cell]:
+    order_a = {a.value: i for i, a in enumerate(AgeGroup)}
+    order_c = {c.value: i for i, c in enumerate(Channel)}
+    return sorted(cells, key=lambda c: (order_a.get(c.age_group, 99), order_c.get(c.channel, 99)))
+
+
+def overall(cells: Iterable[Cell]) -> Cell:
+    cells = list(cells)
+    levels = tuple(sum(c.levels[i] for c in cells) for i in range(5))
+    return Cell("all", "all", sum(c.responses for c in cells), sum(c.satisfied for c in cells),
+                sum(c.satisfaction_sum for c in cells), sum(c.tech_difficulty for c in cells),
+                sum(c.aware for c in cells), levels)  # type: ignore[arg-type]
+
+
+# --- gap test ---------------------------------------------------------------------------------
+def normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class GapResult:
+    cell: Cell
+    z: float
+    p_value: float
+    cell_share: float
+    rest_share: float
+    overall_share: float
+    significant: bool
+
+
+def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
+    """z of p1 - p2 with the pooled standard error; 0 when the pooled share is 0 or 1 (no variance)."""
+    pooled = (x1 + x2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if variance <= 0:
+        return 0.0
+    return (x1 / n1 - x2 / n2) / math.sqrt(variance)
+
+
+def satisfaction_gaps(cells: Iterable[Cell], *, alpha: float = 0.05, min_cell: int = 30,
+                      bonferroni: bool = True) -> list[GapResult]:
+    """One-sided two-proportion z-test of each cell's share satisfied against all other responses.
+
+    H0: p_cell >= p_rest; H1: p_cell < p_rest. Cells (and their complements) with fewer than
+    `min_cell` responses are not tested, so small cells are never flagged on noise. With
+    `bonferroni`, alpha is divided by the number of cells tested (about 36 comparisons at once).
+    Returns every tested cell, most significant first; `significant` marks the gaps.
+    """
+    cells = [c for c in cells if c.responses > 0]
+    total = overall(cells)
+    tested = [c for c in cells if c.responses >= min_cell and total.responses - c.responses >= min_cell]
+    threshold = alpha / len(tested) if bonferroni and tested else alpha
+    results = []
+    for cell in tested:
+        rest_n = total.responses - cell.responses
+        rest_x = total.satisfied - cell.satisfied
+        z = two_proportion_z(cell.satisfied, cell.responses, rest_x, rest_n)
+        p = normal_cdf(z)
+        results.append(GapResult(cell, z, p, cell.satisfied / cell.responses, rest_x / rest_n,
+                                 total.satisfied / total.responses, p < threshold))
+    results.sort(key=lambda r: r.p_value)
+    return results
+
+
+# --- rate limiting ----------------------------------------------------------------------------
+class TokenBucket:
+    """Per-key token buckets (in memory, per replica): `rate` tokens per second up to `burst`."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float], max_keys: int = 10_000):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.max_keys = max_keys
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when the request may pass, else the seconds to wait before the next token."""
+        now = self.clock()
+        tokens, last = self._state.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= 1.0:
+            self._state[key] = (tokens - 1.0, now)
+            wait = 0.0
+        else:
+            self._state[key] = (tokens, now)
+            wait = (1.0 - tokens) / self.rate
+        if len(self._state) > self.max_keys:  # bounded memory: forget the longest-idle keys
+            for stale in sorted(self._state, key=lambda k: self._state[k][1])[: len(self._state) - self.max_keys]:
+                del self._state[stale]
+        return wait
+
+
+# --- date range -------------------------------------------------------------------------------
+def default_range(today: date, days: int = 30) -> tuple[date, date]:
+    from datetime import timedelta
+
+    return today - timedelta(days=days - 1), today

@@ -1,0 +1,146 @@
+"""HTTP routes of the feedback service: parse, call one handler, answer."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from services.common.auth import ApiKeyAuth, Principal
+from services.common.http_ingest import Ingestor, problem, read_body
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
+from services.contracts.envelope import EventError
+from services.feedback.domain import TokenBucket
+from services.feedback.handlers import FeedbackService
+
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                        autoescape=select_autoescape(["html"]))
+
+CHANNEL_LABELS = {
+    Channel.online_web: ("เว็บไซต์", "Website"),
+    Channel.mobile_app: ("แอปพลิเคชันบนมือถือ", "Mobile app"),
+    Channel.line_official_account: ("LINE Official Account", "LINE OA"),
+    Channel.call_center: ("ศูนย์บริการทางโทรศัพท์", "Call centre"),
+    Channel.walk_in: ("ติดต่อที่สำนักงาน", "Walk-in office"),
+    Channel.mobile_unit: ("หน่วยบริการเคลื่อนที่", "Mobile service unit"),
+}
+AGE_LABELS = {
+    AgeGroup.under_18: ("ต่ำกว่า 18 ปี", "Under 18"),
+    AgeGroup.age_18_24: ("18–24 ปี", "18–24"),
+    AgeGroup.age_25_34: ("25–34 ปี", "25–34"),
+    AgeGroup.age_35_44: ("35–44 ปี", "35–44"),
+    AgeGroup.age_45_59: ("45–59 ปี", "45–59"),
+    AgeGroup.age_60_plus: ("60 ปีขึ้นไป", "60 and over"),
+}
+TECH_LABELS = {
+    TechDifficulty.none: ("ไม่มีปัญหา", "No difficulty"),
+    TechDifficulty.some: ("มีปัญหาบ้าง", "Some difficulty"),
+    TechDifficulty.severe: ("มีปัญหามาก", "Great difficulty"),
+}
+SATISFACTION_LABELS = [("น้อยที่สุด", "Very poor"), ("น้อย", "Poor"), ("ปานกลาง", "Fair"), ("มาก", "Good"),
+                       ("มากที่สุด", "Excellent")]
+
+
+def _day(value: str | None, name: str) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise EventError("invalid_date", f"{name} must be a date YYYY-MM-DD (Gregorian), got {value[:20]!r}") from None
+
+
+def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth, limiter: TokenBucket) -> APIRouter:
+    router = APIRouter(tags=["feedback"])
+
+    @router.post(
+        "/v1/responses", status_code=202,
+        summary="Submit one citizen response (plain JSON form) · ส่งแบบสอบถามความพึงพอใจ",
+        description=("Body: the fields of `feedback.response.submitted` data plus `agency`. Authenticated with the "
+                     "agency's key (`X-API-Key`), rate-limited per key (429 + Retry-After). The server wraps the form "
+                     "into a CloudEvent with a generated id; the comment is redacted before it reaches Kafka."),
+        responses={400: {"description": "invalid form"}, 401: {"description": "missing or unknown key"},
+                   403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
+                   503: {"description": "Kafka unavailable"}},
+    )
+    async def post_response(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
+        wait = limiter.take(principal.key_id)
+        if wait > 0:
+            retry = max(1, math.ceil(wait))
+            return problem(429, "rate_limited", f"too many responses for this key; retry after {retry} s",
+                           headers={"Retry-After": str(retry)})
+        body = await read_body(request, 64 * 1024)
+        if isinstance(body, JSONResponse):
+            return body
+        try:
+            form = json.loads(body)
+        except ValueError:
+            return problem(400, "invalid_json", "the request body is not valid JSON")
+        if not isinstance(form, dict):
+            return problem(400, "invalid_form", "the body must be a JSON object")
+        agency = form.pop("agency", None) or principal.agency
+        if agency != principal.agency:
+            return problem(403, "agency_not_allowed",
+                           f"this key belongs to agency {principal.agency!r}, not {str(agency)[:40]!r}")
+        try:
+            event = service.survey_event(form, agency)
+        except EventError as err:
+            return problem(400, err.reason, err.detail)
+        answer = await ingestor.ingest([event], principal)
+        if answer.status_code != 202:
+            return answer
+        return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
+
+    @router.get("/v1/experience", summary="Citizen experience by age group x channel · ประสบการณ์ผู้รับบริการ")
+    async def experience(from_: str | None = Query(None, alias="from", description="first Bangkok day, YYYY-MM-DD"),
+                         to: str | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
+                         agency: str | None = Query(None, description="agency code")) -> Any:
+        try:
+            _check_agency(agency)
+            return await service.experience(_day(from_, "from"), _day(to, "to"), agency)
+        except EventError as err:
+            return problem(400, err.reason, err.detail)
+
+    @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง")
+    async def gaps(from_: str | None = Query(None, alias="from"), to: str | None = Query(None),
+                   agency: str | None = Query(None)) -> Any:
+        try:
+            _check_agency(agency)
+            return await service.gaps(_day(from_, "from"), _day(to, "to"), agency)
+        except EventError as err:
+            return problem(400, err.reason, err.detail)
+
+    @router.get("/survey/{agency}", response_class=HTMLResponse, tags=["survey"],
+                summary="Survey form page for web forms and kiosks · แบบสอบถาม",
+                description="Optional `?key=` carries a kiosk key that the page sends as X-API-Key.")
+    async def survey(agency: str, key: str | None = Query(None, max_length=200),
+                     service_name: str | None = Query(None, max_length=200),
+                     channel: str | None = Query(None)) -> HTMLResponse:
+        record = get_registry().get(agency) if agency in get_registry() else None
+        if record is None:
+            return problem(404, "unknown_agency", f"no agency {agency[:40]!r} in the registry")  # type: ignore[return-value]
+        html = TEMPLATES.get_template("survey.html").render(
+            agency=record, key=key or "", service_name=service_name or "",
+            channel=channel if channel in {c.value for c in Channel} else "",
+            channels=[(c.value, *CHANNEL_LABELS[c]) for c in Channel],
+            age_groups=[(a.value, *AGE_LABELS[a]) for a in AgeGroup],
+            tech_levels=[(t.value, *TECH_LABELS[t]) for t in TechDifficulty],
+            satisfaction=[(i + 1, *label) for i, label in enumerate(SATISFACTION_LABELS)],
+        )
+        # The page may carry a kiosk key: keep it out of referrers and caches.
+        return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+                                           "X-Content-Type-Options": "nosniff"})
+
+    return router
+
+
+def _check_agency(agency: str | None) -> None:
+    if agency is not None and agency not in get_registry():
+        raise EventError("unknown_agency", f"unknown agency code {agency[:40]!r}")

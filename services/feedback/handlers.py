@@ -1,0 +1,110 @@
+"""Service layer of the feedback service: one function per use case, I/O through the repository."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from services.common.consumer import Batch
+from services.common.thai_calendar import bangkok_today, format_thai_date
+from services.contracts.envelope import Event, EventError, make_event
+from services.feedback import domain
+from services.feedback.adapters import FeedbackRepository
+from services.feedback.redact import count_placeholders
+from services.feedback.settings import FeedbackSettings
+
+log = logging.getLogger(__name__)
+FEEDBACK_TYPE = "feedback.response.submitted"
+
+
+class FeedbackService:
+    def __init__(self, repo: FeedbackRepository, settings: FeedbackSettings, clock: Callable[[], datetime]):
+        self.repo = repo
+        self.settings = settings
+        self.clock = clock
+
+    # --- write path --------------------------------------------------------------------------------
+    async def handle_batch(self, batch: Batch) -> None:
+        """Consumer handler: events arrive prepared (redacted, age group set) and already audited."""
+        stored = await self.repo.store(batch.events)
+        redactions = sum(sum(count_placeholders(getattr(e.data, "comment", None)).values()) for e in batch.events)
+        # Counts only: comments never reach the logs.
+        log.info("feedback batch stored", extra={"events": len(batch.events), "new": stored, "redactions": redactions})
+
+    @staticmethod
+    def survey_event(body: dict[str, Any], agency: str) -> Event:
+        """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event)."""
+        data = {k: v for k, v in body.items()}
+        data["agency"] = agency
+        return make_event(FEEDBACK_TYPE, data, agency=agency, source=f"/agencies/{agency}/survey",
+                          id=str(uuid.uuid4()), partitionkey=agency)
+
+    # --- read path ---------------------------------------------------------------------------------
+    def resolve_range(self, start: date | None, end: date | None) -> tuple[date, date]:
+        today = bangkok_today(self.clock())
+        default_start, default_end = domain.default_range(today, self.settings.feedback_default_days)
+        end = end or (default_end if start is None else max(start, default_end))
+        start = start or (end - timedelta(days=self.settings.feedback_default_days - 1))
+        if start > end:
+            raise EventError("invalid_range", "from must not be after to")
+        if (end - start).days + 1 > self.settings.feedback_max_days:
+            raise EventError("invalid_range", f"at most {self.settings.feedback_max_days} days per query")
+        return start, end
+
+    async def cells(self, start: date, end: date, agency: str | None) -> list[domain.Cell]:
+        rows = await self.repo.daily_cells(start, end, agency)
+        return domain.cells_in_order(
+            domain.Cell.from_counts(r["_id"]["age_group"], r["_id"]["channel"], r) for r in rows if r.get("responses"))
+
+    async def experience(self, start: date | None, end: date | None, agency: str | None) -> dict[str, Any]:
+        start, end = self.resolve_range(start, end)
+        cells = await self.cells(start, end, agency)
+        return {**_period(start, end, agency), "overall": _overall(cells), "cells": [c.as_dict() for c in cells]}
+
+    async def gaps(self, start: date | None, end: date | None, agency: str | None) -> dict[str, Any]:
+        start, end = self.resolve_range(start, end)
+        cells = await self.cells(start, end, agency)
+        s = self.settings
+        results = domain.satisfaction_gaps(cells, alpha=s.feedback_gap_alpha, min_cell=s.feedback_gap_min_cell,
+                                           bonferroni=s.feedback_gap_bonferroni)
+        tested = len(results)
+        return {
+            **_period(start, end, agency),
+            "overall": _overall(cells),
+            "test": {
+                "name": "one-sided two-proportion z-test (pooled), share satisfied (4-5) of the cell vs all other responses",
+                "name_th": "การทดสอบ z สองสัดส่วนแบบทางเดียว: สัดส่วนผู้พึงพอใจ (4-5) ของกลุ่มเทียบกับผู้ตอบที่เหลือ",
+                "alpha": s.feedback_gap_alpha,
+                "bonferroni": s.feedback_gap_bonferroni,
+                "alpha_per_cell": (s.feedback_gap_alpha / tested) if s.feedback_gap_bonferroni and tested else s.feedback_gap_alpha,
+                "min_cell_responses": s.feedback_gap_min_cell,
+                "cells_tested": tested,
+                "cells_too_small": sum(1 for c in cells if c.responses < s.feedback_gap_min_cell),
+            },
+            "gaps": [_gap(r) for r in results if r.significant],
+        }
+
+
+def _period(start: date, end: date, agency: str | None) -> dict[str, Any]:
+    return {"from": start.isoformat(), "to": end.isoformat(), "agency": agency,
+            "period_th": f"{format_thai_date(start)} – {format_thai_date(end)}"}
+
+
+def _overall(cells: list[domain.Cell]) -> dict[str, Any]:
+    total = domain.overall(cells).as_dict()
+    for name in ("age_group", "cohort", "channel"):
+        total.pop(name, None)
+    return total
+
+
+def _gap(result: domain.GapResult) -> dict[str, Any]:
+    cell = result.cell
+    return {
+        "age_group": cell.age_group, "cohort": domain.cohort_of(cell.age_group), "channel": cell.channel,
+        "responses": cell.responses, "share_satisfied": round(result.cell_share, 4),
+        "rest_share_satisfied": round(result.rest_share, 4), "overall_share_satisfied": round(result.overall_share, 4),
+        "z": round(result.z, 3), "p_value": result.p_value,
+    }
