@@ -10,6 +10,7 @@ A database outage is waited out with backoff inside the batch: nothing is skippe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -102,11 +103,13 @@ class EventConsumer:
             heartbeat_interval_ms=self.settings.kafka_heartbeat_interval_ms,
             max_poll_interval_ms=self.settings.kafka_max_poll_interval_ms,
             title=f"{self.topic}:{self.group}",
+            parser=_tolerant_parser,
+            decoder=_raw_decoder,
             description=f"Consumes {self.topic}; invalid records go to {topics.dlq(self.topic)}.",
         )
         subscriber(self._on_batch)
 
-    async def _on_batch(self, body: list[bytes], msg: KafkaMessage) -> None:
+    async def _on_batch(self, body: Any, msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord, ...] = tuple(msg.raw_message)  # type: ignore[arg-type]
         started = time.perf_counter()
         await self.process(records)
@@ -219,6 +222,30 @@ class EventConsumer:
         except Exception:  # lag is best-effort telemetry, never a reason to fail a batch
             return
         self.metrics.lag.labels(self.topic).set(lag)
+
+
+async def _tolerant_parser(records: tuple[ConsumerRecord, ...], original: Callable[..., Any]) -> Any:
+    """FastStream's parser decodes every header as UTF-8 and would fail on a hostile record before we
+    could dead-letter it: parse sanitised copies, then hand the untouched records to the handler."""
+    safe = tuple(dataclasses.replace(r, headers=tuple((k, _utf8(v)) for k, v in (r.headers or ()))) for r in records)
+    message = await original(safe)
+    message.raw_message = records
+    return message
+
+
+async def _raw_decoder(message: Any, original: Callable[..., Any]) -> Any:
+    # The handler parses each record itself (CloudEvents binary or structured mode): no body decoding here.
+    return None
+
+
+def _utf8(value: bytes | None) -> bytes:
+    if value is None:
+        return b""
+    try:
+        value.decode("utf-8")
+        return value
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace").encode("utf-8")
 
 
 def _last_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
