@@ -1,0 +1,117 @@
+"""CloudEvents envelope: bindings, our extension rules, reasons for every refusal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.contracts.envelope import MAX_EVENT_BYTES, EventError, make_event, parse_http, parse_kafka
+from services.contracts.jsonschema import render_all, SCHEMA_DIR
+
+PLANNED = {"milestone_id": "M-1", "title_th": "ทดสอบ", "workstream": "regulation_reform", "owner_agency": "dga",
+           "due_date": "2026-09-30"}
+
+
+def structured(**overrides):
+    event = {"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/plan", "type": "roadmap.milestone.planned",
+             "agency": "dga", "time": "2026-01-05T09:00:00+07:00", "data": PLANNED}
+    event.update(overrides)
+    return event
+
+
+def one(results):
+    assert len(results) == 1
+    return results[0]
+
+
+def test_structured_http_round_trips_to_kafka_structured_mode():
+    event = one(parse_http({"Content-Type": "application/cloudevents+json"}, json.dumps(structured()).encode()))
+    assert event.key == ("/agencies/dga/plan", "e-1")
+    msg = event.to_kafka()
+    assert msg.headers == {"content-type": b"application/cloudevents+json"}
+    assert msg.key == "dga"  # no partitionkey: keyed by agency so one agency's events stay ordered
+    again = parse_kafka(list(msg.headers.items()), msg.key.encode(), msg.value)
+    assert again == event
+
+
+def test_partitionkey_becomes_the_kafka_key():
+    event = one(parse_http({"content-type": "application/cloudevents+json"},
+                           json.dumps(structured(partitionkey="M-1")).encode()))
+    assert event.to_kafka().key == "M-1"
+
+
+def test_binary_mode_http_and_kafka():
+    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "/agencies/dga/x", "ce-agency": "dga",
+               "ce-type": "roadmap.milestone.cancelled", "content-type": "application/json"}
+    event = one(parse_http(headers, b'{"milestone_id": "M-1", "reason": "merged"}'))
+    assert event.data.reason == "merged"
+    kafka_headers = [(k.replace("ce-", "ce_"), v.encode()) for k, v in headers.items()]
+    assert parse_kafka(kafka_headers, None, b'{"milestone_id": "M-1", "reason": "merged"}').id == "b-1"
+
+
+def test_batch_mode_gives_one_result_per_event():
+    body = json.dumps([structured(), structured(id="e-2", data={**PLANNED, "due_date": "not a date"}), "junk"]).encode()
+    results = parse_http({"content-type": "application/cloudevents-batch+json"}, body)
+    assert [type(r).__name__ for r in results] == ["Event", "EventError", "EventError"]
+    assert results[1].reason == "invalid_data" and "due_date" in results[1].detail
+    assert results[2].reason == "invalid_cloudevent"
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"id": None}, "missing_attribute"),
+    ({"specversion": "0.3"}, "unsupported_specversion"),
+    ({"type": "roadmap.milestone.exploded"}, "unknown_type"),
+    ({"agency": None}, "missing_attribute"),
+    ({"agency": "atlantis"}, "unknown_agency"),
+    ({"source": "/agencies/rd/plan"}, "source_outside_namespace"),
+    ({"type": "roadmap.milestone.missed"}, "source_not_allowed"),
+    ({"time": "yesterday"}, "invalid_cloudevent"),
+    ({"Bad_Ext": "x"}, "invalid_cloudevent"),
+    ({"data": {**PLANNED, "owner_agency": "rd"}}, "agency_mismatch"),
+    ({"data": {**PLANNED, "surprise": 1}}, "invalid_data"),
+    ({"datacontenttype": "application/xml"}, "unsupported_content_type"),
+])
+def test_refusals_carry_a_stable_reason(change, reason):
+    event = {k: v for k, v in structured(**change).items() if v is not None}
+    result = one(parse_http({"content-type": "application/cloudevents+json"}, json.dumps(event).encode()))
+    assert isinstance(result, EventError) and result.reason == reason, result
+
+
+def test_the_sdk_never_invents_an_id_for_binary_mode():
+    headers = {"ce-specversion": "1.0", "ce-source": "/agencies/dga/x", "ce-agency": "dga",
+               "ce-type": "roadmap.milestone.cancelled", "content-type": "application/json"}
+    assert one(parse_http(headers, b'{"milestone_id": "M-1", "reason": "r"}')).reason == "missing_attribute"
+
+
+def test_oversized_and_unreadable_requests():
+    big = structured(data={**PLANNED, "description": "x" * 4000})
+    big["padding"] = "y" * MAX_EVENT_BYTES
+    assert one(parse_http({"content-type": "application/cloudevents+json"}, json.dumps(big).encode())).reason == "event_too_large"
+    with pytest.raises(EventError) as err:
+        parse_http({"content-type": "text/plain"}, b"hello")
+    assert err.value.reason == "unsupported_media_type"
+    with pytest.raises(EventError) as err:
+        parse_http({"content-type": "application/cloudevents-batch+json"}, b'{"not": "a list"}')
+    assert err.value.reason == "invalid_batch"
+    with pytest.raises(EventError) as err:
+        parse_kafka([], None, b"\x00\x01")
+    assert err.value.reason == "invalid_json"
+
+
+def test_naive_timestamps_and_national_ids_are_refused_in_data():
+    with pytest.raises(EventError) as err:
+        make_event("roadmap.milestone.progressed", {"milestone_id": "M-1", "percent_complete": 5, "as_of": "2026-01-01T10:00:00"},
+                   agency="dga", source="/agencies/dga/x", id="p-1")
+    assert "timezone" in err.value.detail
+    completion = {"agency": "dga", "learner_ref": "1101700230708", "course_id": "C1", "competency": "mindset",
+                  "hours": 1, "completed_on": "2026-01-01", "passed": True}
+    with pytest.raises(EventError) as err:
+        make_event("training.course.completed", completion, agency="dga", source="/agencies/dga/lms", id="c-1")
+    assert "national ID" in err.value.detail
+
+
+def test_committed_json_schemas_match_the_models():
+    rendered = render_all()
+    committed = {p.name: p.read_text(encoding="utf-8") for p in SCHEMA_DIR.glob("*.json")}
+    assert committed == rendered, "run `newnormal contracts export-schemas` and commit the result"
