@@ -42,14 +42,14 @@ _B = r"(?<![\d\-])"
 _E = r"(?![\d])(?!-\d)"
 _SEP = r"[\-\s.]?"
 
-_EMAIL_RE = re.compile(r"(?<![\w.+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b")
+_EMAIL_RE = re.compile(r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![A-Za-z0-9])")
 # 1-4-5-2-1 grouping with one separator kind, or 13 digits in a row.
 _NATIONAL_ID_RE = re.compile(_B + r"(?:\d{13}|\d([\-\s])\d{4}\1\d{5}\1\d{2}\1\d)" + _E)
 _PHONE_RE = re.compile(
     r"(?:(?<![\w+])\+66[\s\-]?(?:\(0\)[\s\-]?|0[\s\-]?)?|" + _B + r"0)"  # +66 (optionally +66 0 / +66 (0)) or 0
     r"(?:[689]\d" + _SEP + r"\d{3}" + _SEP + r"\d{4}"          # mobile 08X-XXX-XXXX
-    r"|[689]\d{2}" + _SEP + r"\d{2}" + _SEP + r"\d{4}"         # mobile 081-23-45678 style
+    r"|[689]" + _SEP + r"\d{4}" + _SEP + r"\d{4}"              # mobile 08-1234-5678
     r"|2" + _SEP + r"\d{3}" + _SEP + r"\d{4}"                  # Bangkok 02-XXX-XXXX
     r"|[3-7]\d" + _SEP + r"\d{3}" + _SEP + r"\d{4}"            # provincial 0XX-XXX-XXXX (9 digits + 1)
     r"|[3-7]\d" + _SEP + r"\d{3}" + _SEP + r"\d{3})"           # provincial 0XX-XXX-XXX

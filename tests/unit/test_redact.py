@@ -1,0 +1,125 @@
+"""The comment redactor against a corpus of realistic Thai and English comments."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.thai_calendar import ascii_to_thai_digits, is_valid_thai_national_id
+from services.feedback.redact import count_placeholders, placeholder, redact
+
+
+def _with_check_digit(first12: str) -> str:
+    total = sum(int(first12[i]) * (13 - i) for i in range(12))
+    return first12 + str((11 - total % 11) % 10)
+
+
+ID1 = _with_check_digit("110370207192")  # 1103702071927
+ID2 = _with_check_digit("310050123456")
+ID3 = _with_check_digit("570010045678")
+BAD_ID = ID1[:-1] + str((int(ID1[-1]) + 1) % 10)
+
+
+def dashed(nid: str, sep: str = "-") -> str:
+    return sep.join([nid[0], nid[1:5], nid[5:10], nid[10:12], nid[12]])
+
+
+NID = placeholder("NATIONAL_ID")
+PHONE = placeholder("PHONE")
+EMAIL = placeholder("EMAIL")
+BANK = placeholder("BANK_ACCOUNT")
+
+# (comment, expected redacted text)
+CORPUS = [
+    # --- national IDs ---
+    (f"เลขบัตรประชาชนของดิฉัน {ID1} ค่ะ", f"เลขบัตรประชาชนของดิฉัน {NID} ค่ะ"),
+    (f"บัตร ปชช. {dashed(ID2)} ยังไม่ได้รับเงินคืน", f"บัตร ปชช. {NID} ยังไม่ได้รับเงินคืน"),
+    (f"My ID is {dashed(ID3, ' ')}, please check.", f"My ID is {NID}, please check."),
+    (f"เลขประจำตัว {ascii_to_thai_digits(ID1)} ครับ", f"เลขประจำตัว {NID} ครับ"),
+    (f"ID:{ID2}.", f"ID:{NID}."),
+    (f"ลูกชาย {dashed(ascii_to_thai_digits(ID3))} ลงทะเบียนไม่ได้", f"ลูกชาย {NID} ลงทะเบียนไม่ได้"),
+    # --- phones ---
+    ("โทรกลับที่ 081-234-5678 ด้วยค่ะ", f"โทรกลับที่ {PHONE} ด้วยค่ะ"),
+    ("เบอร์ 0812345678 ติดต่อไม่ได้", f"เบอร์ {PHONE} ติดต่อไม่ได้"),
+    ("ติดต่อ ๐๘๙-๑๒๓-๔๕๖๗ ได้ตลอด", f"ติดต่อ {PHONE} ได้ตลอด"),
+    ("call me on +66 81 234 5678 after 5pm", f"call me on {PHONE} after 5pm"),
+    ("+66812345678 is my LINE number", f"{PHONE} is my LINE number"),
+    ("สำนักงานเขต 02-123-4567 ไม่มีคนรับสาย", f"สำนักงานเขต {PHONE} ไม่มีคนรับสาย"),
+    ("ที่บ้านเบอร์ 02 123 4567", f"ที่บ้านเบอร์ {PHONE}"),
+    ("ร้านที่เชียงใหม่ 053-123-456 ครับ", f"ร้านที่เชียงใหม่ {PHONE} ครับ"),
+    ("+66 2 123 4567 (office)", f"{PHONE} (office)"),
+    ("มือถือ 06-1234-5678 นะคะ", "มือถือ 06-1234-5678 นะคะ".replace("06-1234-5678", PHONE)),
+    ("เบอร์ 095.123.4567", f"เบอร์ {PHONE}"),
+    # --- e-mail ---
+    ("ส่งเอกสารไปที่ somchai.jaidee@gmail.com แล้วแต่ไม่มีตอบกลับ", f"ส่งเอกสารไปที่ {EMAIL} แล้วแต่ไม่มีตอบกลับ"),
+    ("contact: malee_s+gov@hotmail.co.th", f"contact: {EMAIL}"),
+    ("อีเมลnoi.p@moi.go.thค่ะ", f"อีเมล{EMAIL}ค่ะ"),
+    # --- bank accounts ---
+    ("โอนเงินเข้าบัญชี 123-4-56789-0 กสิกรไทยแล้ว", f"โอนเงินเข้าบัญชี {BANK} กสิกรไทยแล้ว"),
+    ("บัญชีออมทรัพย์ 0201234567 ธ.ก.ส.", f"บัญชีออมทรัพย์ {BANK} ธ.ก.ส."),
+    ("refund to account 987-6-54321-0 please", f"refund to account {BANK} please"),
+    ("บัญชีออมสิน 020-12-345678-9", f"บัญชีออมสิน {BANK}"),
+    ("เลขบัญชี ๑๒๓๔๕๖๗๘๙๐", f"เลขบัญชี {BANK}"),
+    # --- several at once ---
+    (f"ชื่อสมศรี {ID1} โทร 0891234567 อีเมล sri@example.com",
+     f"ชื่อสมศรี {NID} โทร {PHONE} อีเมล {EMAIL}"),
+    ("Phone 081 234 5678 or 02-987-6543, mail a.b@c.org", f"Phone {PHONE} or {PHONE}, mail {EMAIL}"),
+    # --- false positives left alone: dates, amounts, times, years, counts ---
+    ("มาติดต่อวันที่ 30/09/2569 รอคิวนานมาก", None),
+    ("วันที่ ๓๐/๐๙/๒๕๖๙ เวลา ๑๐:๓๐ น.", None),
+    ("นัดวันที่ 2026-09-30 เวลา 14:00", None),
+    ("ค่าธรรมเนียม 1,500 บาท แพงเกินไป", None),
+    ("จ่ายไป 1500000 บาท สำหรับใบอนุญาต", None),
+    ("ค่าปรับ 12,345,678.50 บาท", None),
+    ("รอคิว 45 นาที ได้คิวที่ 128", None),
+    ("ปีงบประมาณ 2569 บริการดีขึ้นมาก", None),
+    ("โทรสายด่วน 1111 กด 2 สะดวกดี", None),
+    ("Service was excellent, staff very helpful. 5 stars!", None),
+    ("The app crashed 3 times on 12/03/2026 at 09:15.", None),
+    ("เลขที่หนังสือ นร 0505/ว 123 ลงวันที่ 1 ต.ค. 2568", None),
+    ("เลขคำขอ 2569-000123 ยังไม่อนุมัติ", None),
+    (f"เลข 13 หลักแต่ผิด {BAD_ID} ไม่ใช่บัตร", None),
+    ("ผู้สูงอายุใช้แอปยาก ตัวหนังสือเล็ก อยากให้มีเจ้าหน้าที่ช่วย", None),
+    ("ควรเพิ่มช่องทาง LINE สำหรับคนต่างจังหวัด", None),
+    ("ราคา 99.99 USD, order #12345", None),
+]
+
+
+def test_corpus_is_large_and_ids_are_valid():
+    assert len(CORPUS) >= 40
+    assert all(is_valid_thai_national_id(n) for n in (ID1, ID2, ID3)) and not is_valid_thai_national_id(BAD_ID)
+
+
+@pytest.mark.parametrize("comment,expected", CORPUS)
+def test_corpus(comment, expected):
+    result = redact(comment)
+    assert result.text == (comment if expected is None else expected)
+    if expected is None:
+        assert result.counts == {}
+    else:
+        assert result.counts == count_placeholders(result.text)
+        assert result.total >= 1
+
+
+def test_counts_by_type_and_placeholders_are_recountable():
+    text = f"{ID1} / {dashed(ID2)} / 081-234-5678 / a@b.co / 123-4-56789-0 / 0891112222"
+    result = redact(text)
+    assert result.counts == {"NATIONAL_ID": 2, "PHONE": 2, "EMAIL": 1, "BANK_ACCOUNT": 1}
+    assert count_placeholders(result.text) == result.counts
+    assert not any(ch.isdigit() for ch in result.text)
+
+
+def test_redaction_is_idempotent_and_keeps_other_text():
+    once = redact(f"สวัสดีค่ะ {ID1} ขอบคุณ ๕ ดาว")
+    assert redact(once.text).text == once.text and redact(once.text).counts == {}
+    assert once.text.startswith("สวัสดีค่ะ ") and once.text.endswith(" ขอบคุณ ๕ ดาว")  # Thai digits elsewhere untouched
+
+
+def test_invalid_checksum_and_mixed_separators_are_not_ids():
+    assert redact(BAD_ID).counts.get("NATIONAL_ID") is None
+    mixed = f"{ID1[0]}-{ID1[1:5]} {ID1[5:10]}-{ID1[10:12]} {ID1[12]}"
+    assert "NATIONAL_ID" not in redact(mixed).counts
+
+
+def test_no_partial_match_inside_longer_numbers():
+    assert redact("08123456789012345").counts == {}  # 17 digits: a reference number, not a phone
+    assert redact("x" + ID1 + "9").counts == {}
