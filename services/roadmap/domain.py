@@ -20,12 +20,13 @@ practice: Green = on-time delivery highly likely, Amber = feasible but needs man
 Red = unachievable without action such as re-planning). Shares are weighted by milestone weight
 over the milestones that count (planned, not cancelled):
   Red    missed share >= 10 %, or missed + at-risk share >= 30 %,
-         or on-time share of the milestones already due < 70 %
+         or on-time share of the completed milestones < 70 %
   Amber  any missed milestone, or at-risk share >= 10 %,
-         or on-time share of the milestones already due < 90 %
+         or on-time share of the completed milestones < 90 %
   Green  otherwise (including a workstream with no milestones yet)
-"Already due" = completed, or due date's Bangkok day ended; "on time" = completed on or before
-its due date.
+"Missed" = not completed and its due date's Bangkok day has ended; "on time" = completed on or
+before its (current) due date. Missed work counts through the missed share, late deliveries
+through the on-time share, so one slip is not counted twice.
 """
 
 from __future__ import annotations
@@ -398,7 +399,7 @@ class Confidence:
     missed_share: float
     at_risk_share: float
     completed_share: float
-    on_time_share: float | None  # of the milestones already due; None if none is due yet
+    on_time_share: float | None  # of the completed milestones; None if none is completed yet
 
     def as_dict(self) -> dict[str, Any]:
         return {"rating": self.rating.value, "rating_th": RATING_LABEL_TH[self.rating],
@@ -417,10 +418,9 @@ class WeightTally:
     at_risk: float = 0.0
     completed: float = 0.0
     completed_on_time: float = 0.0
-    due: float = 0.0  # completed, or past its deadline
 
     def add(self, other: "WeightTally") -> None:
-        for name in ("total", "missed", "at_risk", "completed", "completed_on_time", "due"):
+        for name in ("total", "missed", "at_risk", "completed", "completed_on_time"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
@@ -433,11 +433,11 @@ def tally_of(doc: Mapping[str, Any]) -> WeightTally:
     tally.total = w
     status = doc["status"]
     if status == Status.missed:
-        tally.missed = tally.due = w
+        tally.missed = w
     elif status == Status.at_risk:
         tally.at_risk = w
     elif status == Status.completed:
-        tally.completed = tally.due = w
+        tally.completed = w
         if not doc.get("days_late"):
             tally.completed_on_time = w
     return tally
@@ -450,7 +450,7 @@ def confidence(tally: WeightTally) -> Confidence:
     missed = tally.missed / tally.total
     at_risk = tally.at_risk / tally.total
     completed = tally.completed / tally.total
-    on_time = tally.completed_on_time / tally.due if tally.due > 0 else None
+    on_time = tally.completed_on_time / tally.completed if tally.completed > 0 else None
     red, amber = [], []
     if missed >= RED_MISSED_SHARE:
         red.append(f"missed_share>={RED_MISSED_SHARE:.0%}")

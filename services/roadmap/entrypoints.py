@@ -82,9 +82,9 @@ def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKey
 
 
 CONFIDENCE_RULE = {
-    "th": ("แดง: น้ำหนักหมุดหมายที่พลาดกำหนด ≥ 10% หรือพลาด+เสี่ยง ≥ 30% หรือส่งตรงเวลาน้อยกว่า 70% ของที่ถึงกำหนดแล้ว; "
+    "th": ("แดง: น้ำหนักหมุดหมายที่พลาดกำหนด ≥ 10% หรือพลาด+เสี่ยง ≥ 30% หรือหมุดหมายที่เสร็จแล้วเสร็จตรงเวลาน้อยกว่า 70%; "
            "เหลือง: มีหมุดหมายพลาดกำหนด หรือเสี่ยง ≥ 10% หรือส่งตรงเวลาน้อยกว่า 90%; เขียว: นอกเหนือจากนี้"),
-    "en": ("Red: missed weight share >= 10%, or missed + at-risk >= 30%, or on-time share of milestones already due "
+    "en": ("Red: missed weight share >= 10%, or missed + at-risk >= 30%, or on-time share of completed milestones "
            "< 70%; Amber: any missed, or at-risk >= 10%, or on-time share < 90%; Green: otherwise"),
     "labels": {r.value: RATING_LABEL_TH[r] for r in Rating},
 }

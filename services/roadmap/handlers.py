@@ -311,12 +311,10 @@ def compute_stats(groups: Sequence[Mapping[str, Any]], missed: Sequence[Mapping[
         entry["progress"] += float(g["progress_weight"])
         if status == Status.missed:
             t.missed += w
-            t.due += w
         elif status == Status.at_risk:
             t.at_risk += w
         elif status == Status.completed:
             t.completed += w
-            t.due += w
             t.completed_on_time += float(g["on_time_weight"])
     overdue: dict[str, int] = defaultdict(int)
     for m in missed:
