@@ -62,7 +62,7 @@ def test_yaml_with_line_numbers_and_aliases():
     y1, y2 = plan.events[0][1], plan.events[1][1]
     assert y1.data.due_date.isoformat() == "2026-09-30" and y1.data.depends_on == ["M-01"]
     assert y2.agency == "prd" and y2.data.weight == 2
-    assert [(e.line, e.reason) for e in plan.errors] == [(13, "invalid_row")]
+    assert [(e.line, e.reason) for e in plan.errors] == [(14, "invalid_row")]
 
 
 def test_event_ids_are_deterministic_so_reimport_is_idempotent():
