@@ -31,7 +31,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
     router = APIRouter(prefix="/v1", tags=["notifier"])
     settings = service.settings
 
-    async def programme_office(principal: Annotated[Principal, Depends(runtime.auth)]) -> Principal:
+    async def programme_office(principal: Principal = Depends(runtime.auth)) -> Principal:
         # Notifications name the people responsible: the programme office operates them.
         if principal.role is not Role.programme_office:
             raise _problem(403, "forbidden", "notifications are visible to the programme office only")
@@ -55,18 +55,18 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
 
     @router.get("/notifications", summary="Notifications, newest first")
     async def list_notifications(
-        _: Annotated[Principal, Depends(programme_office)],
         state: State | None = None, channel: Channel | None = None,
         milestone: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         before: datetime | None = None,
+        _: Principal = Depends(programme_office),
     ) -> dict:
         docs = await service.repo.list(state=state.value if state else None, channel=channel.value if channel else None,
                                        milestone=milestone, limit=limit, before=before)
         return {"items": [public_view(d) for d in docs], "count": len(docs)}
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now")
-    async def retry(notification_id: str, _: Annotated[Principal, Depends(programme_office)]) -> dict:
+    async def retry(notification_id: str, _: Principal = Depends(programme_office)) -> dict:
         doc = await service.repo.retry_now(notification_id, service.clock())
         if doc is None:
             existing = await service.repo.get(notification_id)
@@ -77,7 +77,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         return public_view(doc)
 
     @router.post("/test-notification", summary="Send a test notification through one route, end to end")
-    async def test_notification(body: TestNotificationRequest, _: Annotated[Principal, Depends(programme_office)]) -> dict:
+    async def test_notification(body: TestNotificationRequest, _: Principal = Depends(programme_office)) -> dict:
         try:
             docs = await service.test_notification(body.route, body.alert_type)
         except LookupError:

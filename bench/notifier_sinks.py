@@ -1,0 +1,216 @@
+"""Real local receivers for the notifier's channels, shared by its integration tests and benchmark.
+
+- `HttpSink`: one HTTP server (uvicorn, in the caller's event loop) with a generic webhook, a Slack
+  incoming webhook, a Teams workflow webhook and the LINE push endpoint, each checking the payload
+  shape that service documents. Scriptable: a queue of status codes per path, and a gate that holds
+  requests open (to kill the notifier mid-delivery).
+- `SmtpSink`: aiosmtpd on a free port, parsing every message it receives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import uvicorn
+from aiosmtpd.controller import Controller
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from services.common.processes import free_port
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    raw: bytes
+    at: float
+    status: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def check_slack(body: Any) -> list[str]:
+    problems = []
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"]:
+        problems.append("slack: `text` missing")
+    blocks = body.get("blocks") if isinstance(body, dict) else None
+    if not isinstance(blocks, list) or not blocks or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        problems.append("slack: `blocks` must be a list of typed blocks")
+    else:
+        for b in blocks:
+            if b["type"] == "section" and "text" in b and len(b["text"].get("text", "")) > 3000:
+                problems.append("slack: section text over 3000 chars")
+            if b["type"] == "header" and len(b["text"].get("text", "")) > 150:
+                problems.append("slack: header over 150 chars")
+    return problems
+
+
+def check_teams(body: Any) -> list[str]:
+    try:
+        assert body["type"] == "message"
+        att = body["attachments"]
+        assert isinstance(att, list) and len(att) == 1
+        assert att[0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+        card = att[0]["content"]
+        assert card["type"] == "AdaptiveCard" and card["version"] in ("1.2", "1.3", "1.4", "1.5")
+        assert isinstance(card["body"], list) and card["body"]
+        assert all("type" in el for el in card["body"])
+    except (AssertionError, KeyError, TypeError, IndexError):
+        return ["teams: not a workflow message with one Adaptive Card attachment"]
+    return []
+
+
+def check_line(headers: dict[str, str], body: Any, token: str) -> list[str]:
+    problems = []
+    if headers.get("authorization") != f"Bearer {token}":
+        problems.append("line: bad Authorization")
+    retry_key = headers.get("x-line-retry-key")
+    try:
+        uuid.UUID(retry_key or "")
+    except ValueError:
+        problems.append("line: X-Line-Retry-Key is not a UUID")
+    try:
+        assert isinstance(body["to"], str) and body["to"]
+        msgs = body["messages"]
+        assert isinstance(msgs, list) and 1 <= len(msgs) <= 5
+        assert all(m["type"] == "text" and 0 < len(m["text"]) <= 5000 for m in msgs)
+    except (AssertionError, KeyError, TypeError):
+        problems.append("line: body is not {to, messages: [{type: text, text <= 5000}]}")
+    return problems
+
+
+class HttpSink:
+    PATHS = ("/webhook", "/slack", "/teams", "/v2/bot/message/push")
+
+    def __init__(self, line_token: str = "line-test-token", record_bodies: bool = True):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.line_token = line_token
+        self.record_bodies = record_bodies
+        self.received: list[Received] = []
+        self.script: dict[str, list[int | tuple[int, dict[str, str]]]] = defaultdict(list)
+        self.fail_addresses: dict[str, int] = {}   # LINE `to` -> status returned (permanent errors)
+        self.gate: asyncio.Event | None = None     # when set to an unset Event, /webhook requests wait on it
+        self.held = 0
+        self.accepted_line: dict[str, str] = {}    # retry key -> accepted request id (LINE dedupe)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.first_at: dict[str, float] = {}       # idempotency/retry key -> first successful receipt time
+        app = Starlette(routes=[Route(p, self.handle, methods=["POST"]) for p in self.PATHS])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False, lifespan="off", backlog=2048))
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> "HttpSink":
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        return self
+
+    async def stop(self) -> None:
+        if self.gate is not None:
+            self.gate.set()
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.task, 10)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def of(self, path: str, ok_only: bool = False) -> list[Received]:
+        return [r for r in self.received if r.path == path and (not ok_only or 200 <= r.status < 300)]
+
+    async def handle(self, request: Request) -> Response:
+        raw = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        path = request.url.path
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        rec = Received(path, headers, body if self.record_bodies else None, raw if self.record_bodies else b"",
+                       time.perf_counter())
+        if path == "/slack":
+            rec.problems = check_slack(body)
+        elif path == "/teams":
+            rec.problems = check_teams(body)
+        elif path == "/v2/bot/message/push":
+            rec.problems = check_line(headers, body, self.line_token)
+        elif not isinstance(body, dict):
+            rec.problems = ["webhook: body is not a JSON object"]
+        self.received.append(rec)
+        self.counts[path] += 1
+        if rec.problems:
+            rec.status = 400
+            return JSONResponse({"message": "; ".join(rec.problems)}, status_code=400)
+        if path == "/webhook" and self.gate is not None and not self.gate.is_set():
+            self.held += 1
+            try:
+                await self.gate.wait()
+            finally:
+                self.held -= 1
+        if self.script[path]:
+            step = self.script[path].pop(0)
+            status, extra = step if isinstance(step, tuple) else (step, {})
+            rec.status = status
+            return PlainTextResponse("scripted", status_code=status, headers=extra)
+        if path == "/v2/bot/message/push":
+            if body["to"] in self.fail_addresses:
+                rec.status = self.fail_addresses[body["to"]]
+                return JSONResponse({"message": "The property, 'to', in the request body is invalid"}, status_code=rec.status)
+            key = headers["x-line-retry-key"]
+            if key in self.accepted_line:  # LINE: a retry of an accepted request is refused with 409
+                rec.status = 409
+                return JSONResponse({"message": "The retry key is already accepted"}, status_code=409,
+                                    headers={"x-line-request-id": uuid.uuid4().hex,
+                                             "x-line-accepted-request-id": self.accepted_line[key]})
+            self.accepted_line[key] = uuid.uuid4().hex
+            self.first_at.setdefault(key, rec.at)
+            rec.status = 200
+            return JSONResponse({"sentMessages": [{"id": str(len(self.accepted_line)), "quoteToken": "q"}]})
+        key = headers.get("idempotency-key")
+        if key:
+            self.first_at.setdefault(key, rec.at)
+        rec.status = 202 if path == "/teams" else 200
+        return PlainTextResponse("ok" if path == "/slack" else "", status_code=rec.status)
+
+
+class _SmtpHandler:
+    def __init__(self, sink: "SmtpSink"):
+        self.sink = sink
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        msg = message_from_bytes(envelope.content, policy=policy.default)
+        self.sink.messages.append((list(envelope.rcpt_tos), msg))
+        self.sink.received_at.setdefault(msg["Message-ID"], time.perf_counter())
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    def __init__(self):
+        self.port = free_port()
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.received_at: dict[str, float] = {}
+        self.controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> "SmtpSink":
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.controller.stop()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for rcpts, m in self.messages if address in rcpts]
