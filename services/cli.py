@@ -25,8 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from services.common.logging import configure_logging
 
     settings = _settings_for(args.service)
-    configure_logging(settings.service_name, settings.log_level)
     app = importlib.import_module(f"services.{args.service}.main").create_app(settings)
+    configure_logging(settings.service_name, settings.log_level)  # after imports: libraries add handlers at import
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)
     return 0

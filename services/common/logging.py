@@ -11,7 +11,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,6 +41,11 @@ def configure_logging(service: str, level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # FastStream installs its own colourised stderr handler at import: route it through ours instead.
+    for owned in ("faststream", "faststream.access", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(owned)
+        logger.handlers[:] = []
+        logger.propagate = True
     # Library chatter at INFO (every FastStream message, every aiokafka rebalance) drowns the signal.
     for noisy in ("aiokafka", "faststream", "uvicorn.access", "pymongo", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
