@@ -15,6 +15,6 @@ class RoadmapSettings(ServiceSettings):
     watcher_max_tick_seconds: float = Field(
         1.0, gt=0, description="longest single sleep of the watcher; bounds the reaction to a moved (test) clock")
     alert_claim_stale_seconds: float = Field(
-        30.0, gt=0, description="a claimed alert not marked published after this long is republished (same id)")
+        30.0, ge=0, description="a claimed alert not marked published after this long is republished (same id)")
     stats_refresh_seconds: float = Field(1.0, ge=0, description="least time between two recomputations of the summary figures")
     write_conflict_retries: int = Field(20, ge=1, description="compare-and-set retries when replicas update one milestone")

@@ -1,0 +1,205 @@
+"""Roadmap service layer with in-memory fakes: idempotent apply, refusals, exactly-once alerts,
+crash between claim and publish, deadline sweep, figures."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.common.consumer import Batch
+from services.contracts.envelope import make_event
+from services.roadmap.domain import OPEN_STATUSES
+from services.roadmap.handlers import RoadmapService
+from services.roadmap.metrics import RoadmapMetrics
+from services.roadmap.settings import RoadmapSettings
+
+NOW = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+
+
+class FakeRepo:
+    def __init__(self):
+        self.docs: dict[str, dict] = {}
+        self.claims: dict[str, dict] = {}
+        self.stats = None
+
+    async def load_many(self, ids):
+        return {i: copy.deepcopy(self.docs[i]) for i in set(ids) if i in self.docs}
+
+    async def statuses(self, ids):
+        return {i: self.docs[i]["status"] for i in set(ids) if i in self.docs}
+
+    async def save_many(self, docs):
+        conflicts = set()
+        for d in docs:
+            current = self.docs.get(d["_id"], {}).get("version", 0)
+            if current != d["version"] - 1:
+                conflicts.add(d["_id"])
+            else:
+                self.docs[d["_id"]] = copy.deepcopy(d)
+        return conflicts
+
+    async def dependants(self, ids):
+        ids = set(ids)
+        return [i for i, d in self.docs.items() if ids & set(d.get("depends_on", []))]
+
+    async def overdue_open(self, now, limit=500):
+        return [i for i, d in self.docs.items() if d["status"] in OPEN_STATUSES and d["deadline"] <= now][:limit]
+
+    async def next_deadline(self):
+        return min((d["deadline"] for d in self.docs.values() if d["status"] in OPEN_STATUSES), default=None)
+
+    async def needing_alerts(self):
+        return [copy.deepcopy(d) for d in self.docs.values() if d["status"] in ("missed", "at_risk", "completed")]
+
+    async def claim(self, claim):
+        if claim["_id"] in self.claims:
+            return False
+        self.claims[claim["_id"]] = dict(claim)
+        return True
+
+    async def mark_published(self, alert_id, at):
+        self.claims[alert_id]["state"] = "published"
+
+    async def claimed_ids(self, ids):
+        return {i for i in ids if i in self.claims}
+
+    async def stale_claims(self, older_than):
+        return [dict(c) for c in self.claims.values() if c["state"] == "claimed" and c["claimed_at"] <= older_than]
+
+    async def retake_claim(self, alert_id, previous, now):
+        c = self.claims[alert_id]
+        if c["state"] == "claimed" and c["claimed_at"] == previous:
+            c["claimed_at"] = now
+            return True
+        return False
+
+    async def tallies(self):
+        groups: dict = {}
+        for d in self.docs.values():
+            if d.get("workstream") is None:
+                continue
+            g = groups.setdefault((d["workstream"], d["status"]), {"_id": {"workstream": d["workstream"], "status": d["status"]},
+                                                                   "count": 0, "weight": 0, "on_time_weight": 0,
+                                                                   "progress_weight": 0})
+            g["count"] += 1
+            g["weight"] += d["weight"]
+            g["on_time_weight"] += d["weight"] if d["days_late"] == 0 else 0
+            g["progress_weight"] += d["weight"] * d["percent_complete"]
+        return list(groups.values())
+
+    async def missed_due_dates(self):
+        return [d for d in self.docs.values() if d["status"] == "missed"]
+
+    async def write_stats(self, stats):
+        self.stats = stats
+
+
+class FakePublisher:
+    def __init__(self):
+        self.sent = []
+        self.fail = False
+
+    async def publish(self, event, topic=None):
+        if self.fail:
+            raise RuntimeError("broker down")
+        self.sent.append(event)
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def service(repo, publisher, clock):
+    settings = RoadmapSettings(alert_claim_stale_seconds=0.0)
+    return RoadmapService(repo, publisher, RoadmapMetrics(CollectorRegistry()), settings, clock)
+
+
+def ev(type_, data, *, agency="dga", id=None, time=NOW):
+    return make_event(f"roadmap.milestone.{type_}", data, agency=agency, source=f"/agencies/{agency}/pm",
+                      id=id or f"{type_}-{data['milestone_id']}-{len(str(data))}", time=time)
+
+
+def plan(mid, due, deps=(), agency="dga"):
+    return ev("planned", {"milestone_id": mid, "title_th": "ทดสอบ", "workstream": "technology_access",
+                          "owner_agency": agency, "due_date": due.isoformat(), "depends_on": list(deps)},
+              agency=agency, id=f"plan-{mid}")
+
+
+@pytest.fixture
+def world():
+    repo, pub, clock = FakeRepo(), FakePublisher(), Clock(NOW)
+    return repo, pub, clock, service(repo, pub, clock), service(repo, pub, clock)
+
+
+async def test_duplicates_change_nothing_and_foreign_agency_is_refused(world):
+    repo, pub, clock, svc, _ = world
+    events = [plan("M1", date(2026, 6, 30)),
+              ev("progressed", {"milestone_id": "M1", "percent_complete": 50, "as_of": NOW.isoformat()})]
+    assert await svc.handle(Batch(events)) == []
+    version = repo.docs["M1"]["version"]
+    assert await svc.handle(Batch(events)) == []
+    assert repo.docs["M1"]["version"] == version and repo.docs["M1"]["event_count"] == 2
+    foreign = ev("progressed", {"milestone_id": "M1", "percent_complete": 99, "as_of": NOW.isoformat()}, agency="dopa")
+    [refused] = await svc.handle(Batch([foreign]))
+    assert refused.error.reason == "agency_not_owner" and repo.docs["M1"]["percent_complete"] == 50
+    # Facts before the plan are kept (status unplanned), then folded in when the plan arrives.
+    early = ev("progressed", {"milestone_id": "M2", "percent_complete": 20, "as_of": NOW.isoformat()})
+    await svc.handle(Batch([early]))
+    assert repo.docs["M2"]["status"] == "unplanned"
+    await svc.handle(Batch([plan("M2", date(2026, 12, 31))]))
+    assert repo.docs["M2"]["status"] == "in_progress" and repo.docs["M2"]["percent_complete"] == 20
+
+
+async def test_two_replicas_publish_each_alert_once_and_reschedule_clears(world):
+    repo, pub, clock, a, b = world
+    due = date(2026, 3, 10)
+    await a.handle(Batch([plan("M1", due), plan("M2", due), plan("M3", date(2026, 9, 30), deps=["M1"])]))
+    await a.handle(Batch([ev("rescheduled", {"milestone_id": "M2", "new_due_date": "2026-04-30", "reason": "งบ"})]))
+    clock.now = datetime(2026, 3, 10, 17, 0, tzinfo=UTC)  # end of 10 March in Bangkok
+    await a.sweep()
+    await b.sweep()
+    await b.rescan()
+    ids = sorted(e.id for e in pub.sent)
+    assert ids == ["at_risk:M3:2026-09-30", "missed:M1:2026-03-10"]
+    missed = next(e for e in pub.sent if e.type == "roadmap.milestone.missed")
+    assert missed.source == "/services/roadmap/watcher" and missed.agency == "dga"
+    assert missed.data.days_late == 1  # detected on 11 March, Bangkok: the first day late
+    assert repo.docs["M2"]["status"] == "planned"
+    # Completion two days late: recovered once; the dependant is no longer at risk.
+    clock.now += timedelta(days=2)
+    await b.handle(Batch([ev("completed", {"milestone_id": "M1", "completed_on": "2026-03-12"}, time=clock.now)]))
+    await a.rescan()
+    recovered = [e for e in pub.sent if e.type == "roadmap.milestone.recovered"]
+    assert [e.id for e in recovered] == ["recovered:M1:2026-03-10"] and recovered[0].data.days_late == 2
+    assert repo.docs["M3"]["status"] == "planned"
+
+
+async def test_crash_between_claim_and_publish_is_republished_with_same_id(world):
+    repo, pub, clock, a, b = world
+    pub.fail = True
+    await a.handle(Batch([plan("M1", date(2026, 2, 1))]))  # already past: missed at once, publish fails
+    await a.sweep()
+    assert pub.sent == [] and repo.claims["missed:M1:2026-02-01"]["state"] == "claimed"
+    pub.fail = False
+    await b.rescan()  # b sees another replica's old claim and republishes it
+    assert [e.id for e in pub.sent] == ["missed:M1:2026-02-01"]
+    assert repo.claims["missed:M1:2026-02-01"]["state"] == "published"
+    await a.rescan()
+    assert len(pub.sent) == 1
+
+
+async def test_figures_per_workstream_and_programme(world):
+    repo, pub, clock, svc, _ = world
+    await svc.handle(Batch([plan("M1", date(2026, 2, 1)), plan("M2", date(2026, 9, 30))]))
+    stats = await svc.refresh_stats()
+    ws = stats["workstreams"]["technology_access"]
+    assert ws["counts"] == {"missed": 1, "planned": 1} and ws["overdue_days"] == 28
+    assert ws["confidence"]["rating"] == "red" and stats["programme"]["confidence"]["value"] == 2
+    assert stats["workstreams"]["public_awareness"]["confidence"]["rating"] == "green"
