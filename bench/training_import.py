@@ -1,0 +1,198 @@
+"""Benchmark: import N training completions CSV -> Kafka -> MongoDB end to end, then readiness query time.
+
+Project path: `run_import` (the `newnormal training import` code: parse, validate, pipelined publish of
+structured CloudEvents) and the training service's consumer (audit trail, pseudonymisation, completions,
+distinct-learner docs, crash-safe rollups), until the rollups account for every accepted row.
+Baseline on the same Tansu and SecantusDB in the same run: csv.reader -> aiokafka producer (pipelined)
+-> aiokafka getmany -> PyMongo insert_many(ordered=False) into a collection with a unique (source, id)
+index; the readiness baseline is the raw aggregation (distinct learners per agency x competency) over it.
+
+    python -m bench.training_import [--size 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import BulkWriteError
+
+from bench.harness import Timer, peak_rss_mib, summary, write_results
+from services.common import processes as px
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import Competency
+from services.training.importer import run_import
+from services.training.main import create_app
+from services.training.settings import TrainingSettings
+
+NOW = datetime(2026, 6, 1, 3, tzinfo=UTC)
+LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
+RAW_TOPIC = "bench.training.raw"
+
+
+def generate(path: Path, size: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    agencies = sorted(a.code for a in get_registry().all())[:40]
+    competencies = [c.value for c in Competency]
+    start = date(2025, 10, 1)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["agency", "learner_ref", "course_id", "course_title", "competency", "hours", "completed_on", "passed", "score"])
+        for i in range(size):
+            day = start + timedelta(days=rng.randrange(365))
+            on = day.isoformat() if i % 2 else f"{day.day}/{day.month}/{day.year + 543}"  # half Buddhist era
+            w.writerow([rng.choice(agencies), f"emp-{rng.randrange(1500)}", f"C-{i}", f"หลักสูตร {i % 97}",
+                        rng.choice(competencies), rng.choice([1, 2, 3, 6]), on, "true" if rng.random() < 0.85 else "false",
+                        rng.randrange(50, 100)])
+
+
+@contextlib.asynccontextmanager
+async def running(app):
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c:
+            yield c
+
+
+async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = await client.get(url)
+        r.raise_for_status()
+        times.append((time.perf_counter() - t) * 1000)
+    return summary(times)
+
+
+async def project(settings: TrainingSettings, csv_path: Path, size: int) -> dict:
+    app = create_app(settings, clock=lambda: NOW)
+    db = AsyncMongoClient(settings.mongo_uri.get_secret_value())[settings.mongo_db]
+    async with running(app) as client:
+        t0 = time.perf_counter()
+        result = (await run_import(csv_path, settings, progress=False)).as_dict()
+        published = time.perf_counter() - t0
+        expected = result["accepted"]
+        while True:
+            agg = await (await db.training_readiness.aggregate([{"$group": {"_id": None, "n": {"$sum": "$completions"}}}])).to_list()
+            if agg and agg[0]["n"] >= expected:
+                break
+            await asyncio.sleep(0.5)
+        total = time.perf_counter() - t0
+        readiness = await timed_get(client, "/v1/readiness?fiscal_year=2569", 30)
+        readiness_one = await timed_get(client, "/v1/readiness?fiscal_year=2569&agency=dga", 30)
+        scrape = await timed_get(client, "/metrics", 30)
+        body = (await client.get("/v1/readiness?fiscal_year=2569")).json()
+    await db.client.close()
+    return {"rows": size, "accepted": expected, "rejected": result["rejected"], "publish_seconds": round(published, 2),
+            "end_to_end_seconds": round(total, 2), "events_per_second": round(expected / total, 1),
+            "readiness_query_ms": readiness, "readiness_query_one_agency_ms": readiness_one, "metrics_scrape_ms": scrape,
+            "ready_learners_total": body["total"]["ready_learners"], "rollup_rows": len(body["rows"])}
+
+
+async def baseline(settings: TrainingSettings, csv_path: Path, size: int) -> dict:
+    bootstrap = settings.kafka_bootstrap_servers
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(RAW_TOPIC, settings.kafka_topic_partitions, 1)])
+    await admin.close()
+    client = AsyncMongoClient(settings.mongo_uri.get_secret_value())
+    coll = client[settings.mongo_db + "_raw"].completions
+    await coll.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True)
+    t0 = time.perf_counter()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    with csv_path.open(encoding="utf-8") as f:
+        futures = []
+        for i, row in enumerate(csv.DictReader(f)):
+            doc = {"source": f"/agencies/{row['agency']}/import", "id": f"row-{i}", **row}
+            futures.append(await producer.send(RAW_TOPIC, json.dumps(doc).encode(), key=row["agency"].encode()))
+            if len(futures) >= 1000:
+                await asyncio.gather(*futures)
+                futures.clear()
+        await asyncio.gather(*futures)
+    await producer.stop()
+    published = time.perf_counter() - t0
+    consumer = AIOKafkaConsumer(RAW_TOPIC, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
+    await consumer.start()
+    stored = 0
+    while stored < size:
+        batches = await consumer.getmany(timeout_ms=500, max_records=500)
+        for records in batches.values():
+            docs = [json.loads(r.value) for r in records]
+            try:
+                await coll.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
+                    raise
+            stored += len(docs)
+        if batches:
+            await consumer.commit()
+    await consumer.stop()
+    total = time.perf_counter() - t0
+    pipeline = [{"$match": {"passed": "true"}},
+                {"$group": {"_id": {"a": "$agency", "c": "$competency", "l": "$learner_ref"}}},
+                {"$group": {"_id": {"a": "$_id.a", "c": "$_id.c"}, "ready": {"$sum": 1}}}]
+    times = []
+    for _ in range(3):
+        with Timer() as t:
+            rows = await (await coll.aggregate(pipeline)).to_list()
+        times.append(t.seconds * 1000)
+    await client.close()
+    return {"rows": size, "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
+            "events_per_second": round(size / total, 1), "readiness_aggregation_ms": summary(times),
+            "aggregation_rows": len(rows)}
+
+
+async def main(size: int) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    kport, mport = px.free_port(), px.free_port()
+    kafka = px.tansu(kport, LOGS).start()
+    mongo = px.secantus(mport, str(tmp / "db"), LOGS).start()
+    try:
+        px.wait_until(lambda: px.port_open(kport), 30, "tansu", proc=kafka)
+        uri = f"mongodb://127.0.0.1:{mport}"
+        px.wait_until(lambda: px.mongo_ready(uri), 60, "secantusdb", proc=mongo)
+        settings = TrainingSettings(kafka_bootstrap_servers=f"127.0.0.1:{kport}", mongo_uri=uri, mongo_db="bench_training",
+                                    kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", metrics_cache_seconds=0,
+                                    learner_hmac_secret="bench-secret", http_port=px.free_port())
+        csv_path = tmp / "completions.csv"
+        generate(csv_path, size)
+        ours = await project(settings, csv_path, size)
+        print("project", json.dumps(ours, ensure_ascii=False))
+        raw = await baseline(settings, csv_path, size)
+        print("baseline", json.dumps(raw, ensure_ascii=False))
+        results = {
+            "size": size, "project": ours, "baseline": raw,
+            "ratio_throughput_project_over_baseline": round(ours["events_per_second"] / raw["events_per_second"], 3),
+            "ratio_readiness_query_project_over_baseline": round(
+                ours["readiness_query_ms"]["median"] / statistics.median([raw["readiness_aggregation_ms"]["median"]]), 5),
+            "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(mongo.popen.pid), 1)},
+            "notes": "project path stores the audit trail, completions, learner docs and rollups (4 writes per event) "
+                     "against 1 insert in the baseline; readiness and /metrics read only the rollups.",
+        }
+        path = write_results("training_import", results)
+        print(path)
+    finally:
+        mongo.stop()
+        kafka.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=200_000)
+    asyncio.run(main(parser.parse_args().size))
