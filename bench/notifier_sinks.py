@@ -103,6 +103,7 @@ class HttpSink:
         self.script: dict[str, list[int | tuple[int, dict[str, str]]]] = defaultdict(list)
         self.fail_addresses: dict[str, int] = {}   # LINE `to` -> status returned (permanent errors)
         self.gate: asyncio.Event | None = None     # when set to an unset Event, /webhook requests wait on it
+        self.hold_after = 0                        # ... except the first `hold_after` ones
         self.held = 0
         self.accepted_line: dict[str, str] = {}    # retry key -> accepted request id (LINE dedupe)
         self.counts: dict[str, int] = defaultdict(int)
@@ -155,7 +156,7 @@ class HttpSink:
         if rec.problems:
             rec.status = 400
             return JSONResponse({"message": "; ".join(rec.problems)}, status_code=400)
-        if path == "/webhook" and self.gate is not None and not self.gate.is_set():
+        if path == "/webhook" and self.gate is not None and not self.gate.is_set() and self.counts[path] > self.hold_after:
             self.held += 1
             try:
                 await self.gate.wait()
