@@ -62,9 +62,9 @@ def generate(path: Path, size: int, seed: int = 7) -> None:
 
 @contextlib.asynccontextmanager
 async def running(app):
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c:
-            yield c
+    async with (app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c):
+        yield c
 
 
 async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
