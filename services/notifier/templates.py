@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -136,7 +137,7 @@ def _as_datetime(value: Any) -> datetime | None:
         # Alertmanager sends nanoseconds; Python keeps microseconds.
         if "." in text:
             head, _, rest = text.partition(".")
-            frac = "".join(ch for ch in rest if ch.isdigit())
+            frac = "".join(itertools.takewhile(str.isdigit, rest))
             tz = rest[len(frac):]
             text = f"{head}.{frac[:6]}{tz}"
         parsed = datetime.fromisoformat(text)

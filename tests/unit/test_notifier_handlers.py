@@ -1,0 +1,143 @@
+"""Service layer with a small fake repository: notifications built from alerts, retry budget, Retry-After,
+quiet-hours deferral of reminders."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client import CollectorRegistry
+
+from services.common.consumer import Batch
+from services.common.thai_calendar import BANGKOK
+from services.contracts.envelope import make_event
+from services.notifier.channels import DeliveryResult
+from services.notifier.domain import Channel, Outcome, parse_routing
+from services.notifier.handlers import NotifierService
+from services.notifier.holidays import load_holidays
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import NotifierSettings
+from services.notifier.templates import Renderer
+
+ROUTING = parse_routing({
+    "recipients": {"pmo": {"email": "pmo@opdc.go.th", "line": "Cpmo"}, "boss": {"email": "boss@opdc.go.th"}},
+    "routes": [{"name": "all", "recipients": ["pmo"], "channels": ["email", "line"], "reminder_interval": "24h",
+                "escalate_after_days": 2, "escalation_recipients": ["boss"]},
+               {"name": "dup", "match": {"agency": "dga"}, "recipients": ["pmo"], "channels": ["email"]}]})
+
+
+class FakeRepo:
+    def __init__(self):
+        self.docs: dict[str, dict] = {}
+        self.schedules: dict[str, dict] = {}
+        self.calls: list[tuple] = []
+
+    async def insert_new(self, docs):
+        new = []
+        for i, d in enumerate(docs):
+            if d["_id"] not in self.docs:
+                self.docs[d["_id"]] = dict(d)
+                new.append(i)
+        return new
+
+    async def mark_sent(self, doc, now, status, detail):
+        self.calls.append(("sent", doc["_id"]))
+        return True
+
+    async def mark_retry(self, doc, now, next_at, status, detail):
+        self.calls.append(("retry", doc["_id"], (next_at - now).total_seconds()))
+        return True
+
+    async def mark_failed(self, doc, now, status, detail):
+        self.calls.append(("failed", doc["_id"]))
+        return True
+
+    async def reminder_for(self, schedule_id):
+        return self.schedules.get(schedule_id)
+
+    async def start_reminders(self, doc, *, reset):
+        if reset or doc["_id"] not in self.schedules:
+            self.schedules[doc["_id"]] = {**doc, "sequence": 0, "escalated": False}
+        else:
+            self.schedules[doc["_id"]].update({k: v for k, v in doc.items() if k not in ("missed_since", "next_due")})
+
+    async def set_latest(self, milestone_id, detected_at, alert_type):
+        for s in self.schedules.values():
+            if s["milestone_id"] == milestone_id and s["detected_at"] <= detected_at:
+                s["active"] = False
+
+    async def due_reminders(self, now, limit=200):
+        return [dict(s) for s in self.schedules.values() if s["active"] and s["next_due"] <= now]
+
+    async def advance_reminder(self, schedule, *, sequence, next_due, escalated):
+        self.schedules[schedule["_id"]].update(sequence=sequence, next_due=next_due, escalated=escalated)
+        return True
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def service(clock, **settings) -> tuple[NotifierService, FakeRepo]:
+    repo = FakeRepo()
+    svc = NotifierService(settings=NotifierSettings(**{"notifier_max_attempts": 3, **settings}), repo=repo,
+                          routing=ROUTING, renderer=Renderer("https://dash"), channels={},
+                          metrics=NotifierMetrics(CollectorRegistry()), holidays=load_holidays(), clock=clock)
+    return svc, repo
+
+
+def missed(now, kind="missed"):
+    return make_event(f"roadmap.milestone.{kind}", {
+        "milestone_id": "M-1", "title_th": "ภารกิจ", "workstream": "technology_access", "owner_agency": "dga",
+        "due_date": "2026-11-20", "days_late": 5, "detected_at": now.isoformat()},
+        agency="dga", source="/services/roadmap/watcher", id=f"{kind}:M-1:2026-11-20", time=now)
+
+
+async def test_one_notification_per_recipient_and_channel_even_when_routes_overlap_or_kafka_redelivers():
+    # Wednesday 21:30 Bangkok: quiet hours, but a first `missed` alert is urgent and goes now.
+    clock = Clock(datetime(2026, 11, 25, 21, 30, tzinfo=BANGKOK).astimezone(timezone.utc))
+    svc, repo = service(clock)
+    event = missed(clock.now)
+    await svc.on_alerts(Batch([event]))
+    await svc.on_alerts(Batch([event]))
+    assert sorted((d["recipient"], d["channel"]) for d in repo.docs.values()) == [("pmo", "email"), ("pmo", "line")]
+    assert all(d["next_attempt_at"] == clock.now and d["state"] == "pending" for d in repo.docs.values())
+    assert list(repo.schedules) == ["M-1|all", "M-1|dup"]
+
+    # A day later (Thursday 21:30): the reminder waits for Friday 08:00 (quiet hours). Both routes remind
+    # the same pmo e-mail: one notification, not two.
+    clock.now += timedelta(days=1)
+    assert await svc.schedule_once() == 2
+    reminders = [d for d in repo.docs.values() if d["kind"] == "reminder"]
+    assert {d["next_attempt_at"] for d in reminders} == {datetime(2026, 11, 27, 8, 0, tzinfo=BANGKOK)}
+    assert {d["sequence"] for d in reminders} == {1}
+    assert await svc.schedule_once() == 0  # same tick again: nothing new
+
+    # Day 2: escalation to the boss, once.
+    clock.now += timedelta(days=1)
+    await svc.schedule_once()
+    escalations = [d for d in repo.docs.values() if d["kind"] == "escalation"]
+    assert [(d["recipient"], d["channel"]) for d in escalations] == [("boss", "email")]
+    # Recovered: the schedules stop.
+    await svc.on_alerts(Batch([missed(clock.now, "recovered")]))
+    clock.now += timedelta(days=3)
+    assert await svc.schedule_once() == 0
+
+
+async def test_retry_budget_retry_after_and_permanent_failure():
+    clock = Clock(datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc))
+    svc, repo = service(clock, notifier_retry_base_seconds=1, notifier_retry_max_seconds=8)
+    doc = {"_id": "n1", "channel": "email", "attempts": 1, "due_at": clock.now}
+    await svc._record(doc, Channel.email, DeliveryResult(Outcome.retry, 503, "busy"))
+    assert repo.calls[-1][0] == "retry" and 0 <= repo.calls[-1][2] <= 1
+    await svc._record({**doc, "attempts": 2}, Channel.email, DeliveryResult(Outcome.retry, 429, "", retry_after=42))
+    assert repo.calls[-1] == ("retry", "n1", 42.0)
+    await svc._record({**doc, "attempts": 3}, Channel.email, DeliveryResult(Outcome.retry, 500, ""))
+    assert repo.calls[-1] == ("failed", "n1")  # budget of 3 attempts spent
+    await svc._record({**doc, "attempts": 1}, Channel.email, DeliveryResult(Outcome.failed, 404, "gone"))
+    assert repo.calls[-1] == ("failed", "n1")  # no retry on a 4xx
+    await svc._record({**doc, "attempts": 1}, Channel.email, DeliveryResult(Outcome.sent, 250))
+    assert repo.calls[-1] == ("sent", "n1")
