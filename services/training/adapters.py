@@ -2,19 +2,20 @@
 
 Counting guarantee (at-least-once delivery, exactly-once counting):
 
-1. Completions are inserted unordered with a unique `_id` = source+id, each stamped with the batch's
-   random `claim` token and `counted: false`. A duplicate keeps its original claim, so every completion
-   belongs to exactly one claim for ever.
+1. A claim document (`training_claims`, random id, `done: false`) is written, then completions are inserted
+   unordered with a unique `_id` = source+id, each stamped with that claim. A duplicate keeps its original
+   claim, so every completion belongs to exactly one claim for ever.
 2. For the newly inserted passed completions, `learner_competency` docs (`_id` = fy:agency:competency:
    learner_hash, unique) are inserted with the same claim. A learner already ready keeps its first doc.
 3. The rollup increments of a claim are computed from exactly the docs carrying that claim, and each
    rollup `$inc` is guarded by `applied != claim` with the claim pushed into a short `applied` list in the
    same atomic update: applying a claim twice changes nothing.
-4. Docs of the claim are marked `counted: true`.
+4. The claim document is marked `done`.
 
-A crash between any two steps leaves docs with `counted: false`; the sweep (at startup, on every batch
-and in the background) finishes claims older than `stale_claim_seconds` by redoing 2-4 from the stored
-docs, which gives the same increments. The rollups therefore always equal `recount()` once no claim is
+A crash between any two steps leaves the claim open; it is finished by redoing 2-4 from the docs that
+carry the claim, which gives the same increments: by the same process on its next batch (the handler
+failed, so nothing else runs it), and by anyone (startup, every batch, a background sweep) once it is
+older than `stale_claim_seconds`. The rollups therefore always equal `recount()` once no claim is
 pending. Targets are idempotent by themselves (history entry guarded by event id; the current target is
 the one with the latest (time, id)).
 """
@@ -49,15 +50,17 @@ class TrainingRepository:
         self.learners = db.training_learner_competency
         self.rollups = db.training_readiness
         self.statements = db.training_xapi_statements
+        self.claims = db.training_claims
         # Test hook: called with a stage name; raising there simulates a crash at that point.
         self.fault: Callable[[str], None] | None = None
 
     async def ensure_indexes(self) -> None:
         await self.completions.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True, name="source_id_unique")
-        await self.completions.create_index([("counted", ASCENDING), ("claimed_at", ASCENDING)], name="pending")
         await self.completions.create_index([("claim", ASCENDING)], name="claim")
-        await self.learners.create_index([("counted", ASCENDING), ("claimed_at", ASCENDING)], name="pending")
         await self.learners.create_index([("claim", ASCENDING)], name="claim")
+        await self.claims.create_index([("done", ASCENDING), ("at", ASCENDING)], name="open")
+        # Finished claims are only needed while a redelivery could still refer to them.
+        await self.claims.create_index([("done_at", ASCENDING)], name="done_ttl", expireAfterSeconds=7 * 86400)
         await self.rollups.create_index([("fiscal_year", ASCENDING), ("agency", ASCENDING)], name="fy_agency")
 
     def _stage(self, name: str) -> None:
@@ -69,29 +72,31 @@ class TrainingRepository:
         """Store completions (all stamped with `claim`) and count the new ones; returns how many were new."""
         if not docs:
             return 0
+        await self.claims.insert_one({"_id": claim, "done": False, "at": self.clock()})
         inserted = await insert_new(self.completions, docs)
         new = [docs[i] for i in inserted]
         self._stage("after_completions")
-        await self._count_claim(claim, new)
+        await self._count_claim(claim, new, recovering=False)
         return len(new)
 
-    async def _count_claim(self, claim: str, new_completions: Sequence[dict[str, Any]]) -> None:
+    async def _count_claim(self, claim: str, new_completions: Sequence[dict[str, Any]], recovering: bool) -> None:
         now = self.clock()
-        passed = [c for c in new_completions if c["passed"]]
         candidate = {}
-        for c in passed:  # one doc per learner×competency×fy even when the batch has several
-            doc = domain.learner_doc(c, claim, now)
-            candidate.setdefault(doc["_id"], doc)
+        for c in new_completions:  # one doc per learner x competency x fy even when the batch has several
+            if c["passed"]:
+                doc = domain.learner_doc(c, claim, now)
+                candidate.setdefault(doc["_id"], doc)
         learner_docs = list(candidate.values())
-        await insert_new(self.learners, learner_docs)
-        # The claim's learners are those whose stored doc carries this claim (not a doc of an earlier claim).
-        mine = [d async for d in self.learners.find({"claim": claim}, {"fiscal_year": 1, "agency": 1, "competency": 1})] \
-            if learner_docs else []
+        inserted = await insert_new(self.learners, learner_docs)
+        if recovering and learner_docs:
+            # The claim's learners are the stored docs carrying this claim (a first run may have inserted them).
+            mine = [d async for d in self.learners.find({"claim": claim}, {"fiscal_year": 1, "agency": 1, "competency": 1})]
+        else:
+            mine = [learner_docs[i] for i in inserted]
         self._stage("after_learners")
         await self._apply(claim, domain.deltas(new_completions, mine))
         self._stage("after_rollups")
-        await self.completions.update_many({"claim": claim}, {"$set": {"counted": True}})
-        await self.learners.update_many({"claim": claim}, {"$set": {"counted": True}})
+        await self.claims.update_one({"_id": claim}, {"$set": {"done": True, "done_at": now}})
 
     async def _apply(self, claim: str, deltas: dict[str, domain.Delta]) -> None:
         if not deltas:
@@ -111,10 +116,7 @@ class TrainingRepository:
     async def finish_stale_claims(self, older_than: timedelta | None = None) -> int:
         """Finish claims of crashed batches (same increments, guarded); returns how many claims were finished."""
         cutoff = self.clock() - (self.stale if older_than is None else older_than)
-        claims = set()
-        for coll in (self.completions, self.learners):
-            async for doc in coll.find({"counted": False, "claimed_at": {"$lte": cutoff}}, {"claim": 1}).limit(10_000):
-                claims.add(doc["claim"])
+        claims = [d["_id"] async for d in self.claims.find({"done": False, "at": {"$lte": cutoff}}, {"_id": 1})]
         for claim in sorted(claims):
             await self.finish_claim(claim)
         return len(claims)
@@ -123,11 +125,12 @@ class TrainingRepository:
         """Redo steps 2-4 for one claim from its stored completions (harmless if it was already finished)."""
         completions = [d async for d in self.completions.find({"claim": claim})]
         log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
-        await self._count_claim(claim, completions)
+        await self._count_claim(claim, completions, recovering=True)
 
     # --- targets ---------------------------------------------------------------------------
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime, event_id: str) -> None:
         rid = domain.rollup_id(fy, agency, competency)
+        time = domain.bson_time(time)
         entry = {"headcount": headcount, "time": time, "event_id": event_id}
         await _bulk(self.rollups, [UpdateOne({"_id": rid}, {"$setOnInsert": {"fiscal_year": fy, "agency": agency,
                                                                              "competency": competency}}, upsert=True)])
@@ -135,10 +138,20 @@ class TrainingRepository:
         await self.rollups.update_one(
             {"_id": rid, "target_history.event_id": {"$ne": event_id}},
             {"$push": {"target_history": {"$each": [entry], "$sort": {"time": 1, "event_id": 1}, "$slice": -HISTORY_KEEP}}})
-        newer = {"$or": [{"target_time": {"$exists": False}}, {"target_time": {"$lt": time}},
-                         {"target_time": time, "target_event": {"$lt": event_id}}]}
-        await self.rollups.update_one({"_id": rid, **newer},
-                                      {"$set": {"target": headcount, "target_time": time, "target_event": event_id}})
+        # Compare-and-set with the pure rule (domain.target_is_newer): read the current (time, id), decide,
+        # and write only if nobody changed it meanwhile.
+        for _ in range(20):
+            doc = await self.rollups.find_one({"_id": rid}, {"target_time": 1, "target_event": 1})
+            current = (doc["target_time"], doc["target_event"]) if doc and "target_time" in doc else None
+            if not domain.target_is_newer((time, event_id), current):
+                return
+            cas = ({"_id": rid, "target_time": current[0], "target_event": current[1]} if current
+                   else {"_id": rid, "target_time": {"$exists": False}})
+            result = await self.rollups.update_one(cas, {"$set": {"target": headcount, "target_time": time,
+                                                                  "target_event": event_id}})
+            if result.matched_count:
+                return
+        raise RuntimeError(f"target of {rid} kept changing under us")
 
     # --- reads -----------------------------------------------------------------------------
     async def rollup_docs(self, fiscal_years: Sequence[int], agency: str | None = None,

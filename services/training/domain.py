@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -62,7 +62,7 @@ def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, le
         "agency": data.agency, "competency": data.competency.value, "fiscal_year": fiscal_year_of(data.completed_on),
         "learner_hash": learner, "course_id": data.course_id, "course_title": data.course_title,
         "hours": float(data.hours), "completed_on": data.completed_on.isoformat(), "passed": data.passed,
-        "score": data.score, "claim": claim, "claimed_at": now, "counted": False,
+        "score": data.score, "claim": claim, "stored_at": now,
     }
 
 
@@ -71,7 +71,7 @@ def learner_doc(completion: Mapping[str, Any], claim: str, now: datetime) -> dic
     fy, agency, comp = completion["fiscal_year"], completion["agency"], completion["competency"]
     return {"_id": learner_competency_id(fy, agency, comp, completion["learner_hash"]),
             "fiscal_year": fy, "agency": agency, "competency": comp, "first_completion": completion["_id"],
-            "claim": claim, "claimed_at": now, "counted": False}
+            "claim": claim, "at": now}
 
 
 @dataclass
@@ -104,6 +104,11 @@ def deltas(completions: Iterable[Mapping[str, Any]], learners: Iterable[Mapping[
 
 
 # --- targets ------------------------------------------------------------------------------------
+
+def bson_time(value: datetime) -> datetime:
+    """Truncate to the millisecond MongoDB stores, so a stored time compares equal to the event's."""
+    return value.astimezone(UTC).replace(microsecond=value.microsecond // 1000 * 1000)
+
 
 def target_is_newer(new: tuple[datetime, str], current: tuple[datetime, str] | None) -> bool:
     """A later target replaces the earlier one; order by event time, then id, so redelivery order does not matter."""

@@ -102,3 +102,22 @@ def test_csv_row_errors_have_reasons(change, reason):
     with pytest.raises(domain.RowError) as info:
         domain.parse_csv_row({**row, **change})
     assert info.value.reason == reason
+
+
+def test_later_target_wins_whatever_the_delivery_order():
+    events = [(datetime(2025, 10, 5, tzinfo=UTC), "a", 10), (datetime(2026, 1, 5, tzinfo=UTC), "b", 4),
+              (datetime(2026, 1, 5, tzinfo=UTC), "c", 6)]
+    import itertools
+
+    for order in itertools.permutations(events + events[:1]):  # with a redelivery
+        current = None
+        target = None
+        for t, eid, head in order:
+            if domain.target_is_newer((domain.bson_time(t), eid), current):
+                current, target = (domain.bson_time(t), eid), head
+        assert target == 6  # latest time, then the larger id
+
+
+def test_bson_time_truncates_to_milliseconds():
+    t = datetime(2026, 1, 5, 1, 2, 3, 456789, tzinfo=UTC)
+    assert domain.bson_time(t).microsecond == 456000
