@@ -419,7 +419,7 @@ class WeightTally:
     completed: float = 0.0
     completed_on_time: float = 0.0
 
-    def add(self, other: "WeightTally") -> None:
+    def add(self, other: WeightTally) -> None:
         for name in ("total", "missed", "at_risk", "completed", "completed_on_time"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
 

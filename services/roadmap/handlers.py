@@ -15,8 +15,8 @@ from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.common.thai_calendar import bangkok_day
 from services.contracts.agencies import PROGRAMME_OFFICE
-from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.common_types import Workstream
+from services.contracts.envelope import Event, EventError, make_event
 from services.roadmap import domain
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.domain import ALERT_TYPES, Status, WeightTally
@@ -196,7 +196,7 @@ class RoadmapService:
     async def _publish_claimed(self, event: Event, deadline: datetime | None = None) -> int:
         try:
             await self.publisher.publish(event)
-        except Exception as exc:  # left `claimed`: the rescan republishes it under the same id
+        except Exception as exc:  # noqa: BLE001 - left `claimed`: the rescan republishes it under the same id
             log.warning("alert publish failed; the rescan will retry", extra={"alert_id": event.id, "error": repr(exc)[:200]})
             return 0
         await self.repo.mark_published(event.id, utc_now())
@@ -270,7 +270,7 @@ class RoadmapService:
             if wait > 0:
                 try:
                     await asyncio.wait_for(self.wake.wait(), wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def stats_loop(self, stopping: asyncio.Event) -> None:

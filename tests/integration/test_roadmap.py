@@ -8,12 +8,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support import cloudevent, db_of, make_key, poll, read_topic, running
 
 from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.contracts import topics
 from services.roadmap.main import create_app
 from services.roadmap.settings import RoadmapSettings
-from support import cloudevent, db_of, make_key, poll, read_topic, running
 
 pytestmark = pytest.mark.integration
 BATCH = "application/cloudevents-batch+json"

@@ -139,7 +139,7 @@ def world():
 
 
 async def test_duplicates_change_nothing_and_foreign_agency_is_refused(world):
-    repo, pub, clock, svc, _ = world
+    repo, _pub, _clock, svc, _ = world
     events = [plan("M1", date(2026, 6, 30)),
               ev("progressed", {"milestone_id": "M1", "percent_complete": 50, "as_of": NOW.isoformat()})]
     assert await svc.handle(Batch(events)) == []
@@ -182,7 +182,7 @@ async def test_two_replicas_publish_each_alert_once_and_reschedule_clears(world)
 
 
 async def test_crash_between_claim_and_publish_is_republished_with_same_id(world):
-    repo, pub, clock, a, b = world
+    repo, pub, _clock, a, b = world
     pub.fail = True
     await a.handle(Batch([plan("M1", date(2026, 2, 1))]))  # already past: missed at once, publish fails
     await a.sweep()
@@ -196,7 +196,7 @@ async def test_crash_between_claim_and_publish_is_republished_with_same_id(world
 
 
 async def test_figures_per_workstream_and_programme(world):
-    repo, pub, clock, svc, _ = world
+    *_, svc, _ = world
     await svc.handle(Batch([plan("M1", date(2026, 2, 1)), plan("M2", date(2026, 9, 30))]))
     stats = await svc.refresh_stats()
     ws = stats["workstreams"]["technology_access"]

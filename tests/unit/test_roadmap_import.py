@@ -69,7 +69,7 @@ def test_event_ids_are_deterministic_so_reimport_is_idempotent():
     first = [e.id for _, e in parse_text(CSV, "csv").events]
     assert first == [e.id for _, e in parse_text(CSV, "csv").events]
     changed = CSV.replace("30/09/2569", "31/10/2569")
-    assert [e.id for _, e in parse_text(changed, "csv").events][0] != first[0]
+    assert next(e.id for _, e in parse_text(changed, "csv").events) != first[0]
 
 
 def test_unreadable_file_is_one_error():
@@ -92,6 +92,7 @@ def test_cli_dry_run_reports_and_exit_code(tmp_path, capsys):
 def _args(**kw):
     import argparse
 
-    base = dict(source_prefix="roadmap-import", url="http://127.0.0.1:1", key=None, kafka=False, dry_run=False, json=False)
+    base = {"source_prefix": "roadmap-import", "url": "http://127.0.0.1:1", "key": None, "kafka": False,
+            "dry_run": False, "json": False}
     base.update(kw)
     return argparse.Namespace(**base)
