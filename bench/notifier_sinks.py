@@ -108,7 +108,8 @@ class HttpSink:
         self.accepted_line: dict[str, str] = {}    # retry key -> accepted request id (LINE dedupe)
         self.counts: dict[str, int] = defaultdict(int)
         self.first_at: dict[str, float] = {}       # idempotency/retry key -> first successful receipt time
-        app = Starlette(routes=[Route(p, self.handle, methods=["POST"]) for p in self.PATHS])
+        app = Starlette(routes=[Route(p, self.handle, methods=["POST"]) for p in self.PATHS]
+                        + [Route("/stats", self.stats, methods=["GET"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     access_log=False, lifespan="off", backlog=2048))
         self.task: asyncio.Task | None = None
@@ -132,6 +133,9 @@ class HttpSink:
 
     def of(self, path: str, ok_only: bool = False) -> list[Received]:
         return [r for r in self.received if r.path == path and (not ok_only or 200 <= r.status < 300)]
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse({"counts": dict(self.counts), "ok": sum(1 for r in self.received if 200 <= r.status < 300)})
 
     async def handle(self, request: Request) -> Response:
         raw = await request.body()
@@ -215,3 +219,26 @@ class SmtpSink:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for rcpts, m in self.messages if address in rcpts]
+
+
+def main() -> None:
+    """`python -m bench.notifier_sinks --port P`: the HTTP sink as its own process (benchmarks)."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--line-token", default="bench-token")
+    args = parser.parse_args()
+
+    async def run() -> None:
+        sink = HttpSink(args.line_token, record_bodies=False)
+        sink.port, sink.base_url = args.port, f"http://127.0.0.1:{args.port}"
+        sink.server.config.port = args.port
+        await sink.start()
+        await sink.task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -43,17 +43,22 @@ class NotificationRepository:
 
     async def claim(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
         """Atomically take up to `limit` due notifications for this instance (leased)."""
-        due = {"$or": [{"state": {"$in": list(CLAIMABLE)}, "next_attempt_at": {"$lte": now}},
-                       {"state": State.sending.value, "lease_until": {"$lte": now}}]}
+        due = {"state": {"$in": list(CLAIMABLE)}, "next_attempt_at": {"$lte": now}}
+        expired = {"state": State.sending.value, "lease_until": {"$lte": now}}
         ids = [d["_id"] async for d in self.col.find(due, {"_id": 1}).sort("next_attempt_at", ASCENDING).limit(limit)]
-        if not ids:
+        stale = [d["_id"] async for d in self.col.find(expired, {"_id": 1}).limit(max(0, limit - len(ids)))]
+        if not ids and not stale:
             return []
         token = f"{self.instance}:{uuid.uuid4().hex[:12]}"
-        # The filter is re-checked per document inside the update: two instances never both win one.
-        await self.col.update_many({"_id": {"$in": ids}, **due}, {
-            "$set": {"state": State.sending.value, "lease_until": now + lease, "claim": token, "owner": self.instance,
-                     "updated_at": now},
-            "$inc": {"attempts": 1}})
+        update = {"$set": {"state": State.sending.value, "lease_until": now + lease, "claim": token,
+                           "owner": self.instance, "updated_at": now},
+                  "$inc": {"attempts": 1}}
+        # The state is re-checked per document inside the update: two instances never both win one.
+        # (Two simple filters instead of one $or: several times faster on the servers we run on.)
+        if ids:
+            await self.col.update_many({"_id": {"$in": ids}, "state": {"$in": list(CLAIMABLE)}}, update)
+        if stale:
+            await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
         return [d async for d in self.col.find({"claim": token})]
 
     async def mark_sent(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str) -> bool:
@@ -62,6 +67,15 @@ class NotificationRepository:
                      "last_error": detail or None},
             "$unset": {"lease_until": "", "claim": ""}})
         return res.modified_count == 1
+
+    async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime) -> int:
+        """Group commit of confirmed deliveries: one update for many (each still guarded by its claim token)."""
+        res = await self.col.update_many(
+            {"_id": {"$in": [d["_id"] for d in docs]}, "claim": {"$in": sorted({d["claim"] for d in docs})},
+             "state": State.sending.value},
+            {"$set": {"state": State.sent.value, "sent_at": now, "updated_at": now, "last_error": None},
+             "$unset": {"lease_until": "", "claim": ""}})
+        return res.modified_count
 
     async def mark_retry(self, doc: dict[str, Any], now: datetime, next_at: datetime, status: int | None,
                          detail: str) -> bool:
@@ -118,6 +132,13 @@ class NotificationRepository:
     # --- reminder schedules --------------------------------------------------------------
     async def reminder_for(self, schedule_id: str) -> dict[str, Any] | None:
         return await self.reminders.find_one({"_id": schedule_id})
+
+    async def reminders_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d async for d in self.reminders.find({"_id": {"$in": ids}})}
+
+    async def insert_reminders(self, docs: list[dict[str, Any]]) -> None:
+        """New schedules in one round trip; one that appeared meanwhile (another instance) is kept."""
+        await insert_new(self.reminders, [{**d, "sequence": 0, "escalated": False} for d in docs])
 
     async def start_reminders(self, doc: dict[str, Any], *, reset: bool) -> None:
         """Start a schedule, or refresh the alert it reminds about; `reset` starts counting afresh

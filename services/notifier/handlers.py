@@ -82,6 +82,8 @@ class NotifierService:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.inflight: set[asyncio.Task] = set()
+        self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._flush_task: asyncio.Task | None = None
 
     # --- building notifications ----------------------------------------------------------
     def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,
@@ -142,28 +144,54 @@ class NotifierService:
             docs.extend(self.alert_notifications(event, now))
         await self.store(docs)
         # Schedules after the first notifications: both writes are idempotent, so a crash in between is harmless.
-        for event in sorted(batch.events, key=lambda e: e.data.detected_at):  # type: ignore[attr-defined]
-            await self._track(event)
+        await self._track(sorted(batch.events, key=lambda e: e.data.detected_at))  # type: ignore[attr-defined]
         return []
 
-    async def _track(self, event: Event) -> None:
-        alert_type = ALERT_TYPE_OF_EVENT[event.type]
-        data = event.data_dict()
-        detected = event.data.detected_at  # type: ignore[attr-defined]
-        if alert_type != "missed":
-            await self.repo.set_latest(data["milestone_id"], detected, alert_type)
-            return
-        for route in self.routing.match(alert_type, data["owner_agency"], data["workstream"]):
-            schedule_id = f"{data['milestone_id']}|{route.name}"
-            existing = await self.repo.reminder_for(schedule_id)
-            if existing is not None and existing.get("detected_at") and existing["detected_at"] > detected:
-                continue  # an older alert redelivered after a newer one: the newer state stands
-            reset = existing is None or not existing.get("active")
-            await self.repo.start_reminders({
-                "_id": schedule_id, "milestone_id": data["milestone_id"], "route": route.name, "event_id": event.id,
-                "alert": data, "agency": data["owner_agency"], "workstream": data["workstream"], "active": True,
-                "detected_at": detected, "missed_since": detected,
-                "next_due": self._first_due(route, detected)}, reset=reset)
+    async def _track(self, events: list[Event]) -> None:
+        """Start, refresh or stop reminder schedules; one read and one insert for a batch of new ones."""
+        planned: list[tuple[Event, dict[str, Any], Route]] = []
+        for event in events:
+            data = event.data_dict()
+            if ALERT_TYPE_OF_EVENT[event.type] == "missed":
+                planned.extend((event, data, r) for r in self.routing.match("missed", data["owner_agency"], data["workstream"]))
+        existing = await self.repo.reminders_by_id([f"{d['milestone_id']}|{r.name}" for _, d, r in planned]) if planned else {}
+        fresh: dict[str, dict[str, Any]] = {}
+        for event in events:
+            alert_type = ALERT_TYPE_OF_EVENT[event.type]
+            data = event.data_dict()
+            detected = event.data.detected_at  # type: ignore[attr-defined]
+            if alert_type != "missed":
+                # Fresh schedules of this batch go in first, so a later `recovered` in the batch stops them.
+                await self._flush_fresh(fresh, existing)
+                await self.repo.set_latest(data["milestone_id"], detected, alert_type)
+                for sid in [k for k, v in existing.items() if v["milestone_id"] == data["milestone_id"]]:
+                    existing[sid] = {**existing[sid], "active": False, "detected_at": detected}
+                continue
+            for e, _, route in planned:
+                if e is not event:
+                    continue
+                schedule_id = f"{data['milestone_id']}|{route.name}"
+                known = existing.get(schedule_id) or fresh.get(schedule_id)
+                if known is not None and known.get("detected_at") and known["detected_at"] > detected:
+                    continue  # an older alert redelivered after a newer one: the newer state stands
+                if known is not None and known.get("active") and known.get("event_id") == event.id:
+                    continue  # redelivery of the alert that started this schedule
+                doc = {"_id": schedule_id, "milestone_id": data["milestone_id"], "route": route.name,
+                       "event_id": event.id, "alert": data, "agency": data["owner_agency"],
+                       "workstream": data["workstream"], "active": True, "detected_at": detected,
+                       "missed_since": detected, "next_due": self._first_due(route, detected)}
+                if known is None and schedule_id not in existing:
+                    fresh[schedule_id] = doc
+                else:
+                    await self.repo.start_reminders(doc, reset=not known.get("active"))
+                    existing[schedule_id] = {**(known or {}), **doc} if known and known.get("active") else doc
+        await self._flush_fresh(fresh, existing)
+
+    async def _flush_fresh(self, fresh: dict[str, dict[str, Any]], existing: dict[str, dict[str, Any]]) -> None:
+        if fresh:
+            await self.repo.insert_reminders(list(fresh.values()))
+            existing.update(fresh)
+            fresh.clear()
 
     @staticmethod
     def _first_due(route: Route, missed_since: datetime) -> datetime:
@@ -328,12 +356,12 @@ class NotifierService:
                  "attempt": doc.get("attempts"), "kind": doc.get("kind")}
         try:
             if result.outcome is Outcome.sent:
-                if await self.repo.mark_sent(doc, now, result.status, result.detail):
-                    self.metrics.notifications.labels(channel.value, "sent").inc()
-                    due = doc.get("due_at") or doc.get("created_at")
-                    if due is not None:
-                        self.metrics.delivery_seconds.observe(max(0.0, (now - due).total_seconds()))
-                log.info("notification sent", extra=extra)
+                await self._mark_sent(doc)
+                self.metrics.notifications.labels(channel.value, "sent").inc()
+                due = doc.get("due_at") or doc.get("created_at")
+                if due is not None:
+                    self.metrics.delivery_seconds.observe(max(0.0, (self.clock() - due).total_seconds()))
+                log.debug("notification sent", extra=extra)
                 return
             if result.outcome is Outcome.retry and doc.get("attempts", 1) < s.notifier_max_attempts:
                 if result.retry_after is not None:
@@ -348,9 +376,40 @@ class NotifierService:
             if await self.repo.mark_failed(doc, now, result.status, result.detail):
                 self.metrics.notifications.labels(channel.value, "failed").inc()
             log.error("notification failed", extra={**extra, "error": result.detail[:200]})
-        except TRANSIENT_ERRORS as exc:
+        except Exception as exc:
             # The lease expires and another attempt follows: at-least-once, never lost.
             log.warning("could not record delivery outcome", extra={**extra, "error": type(exc).__name__})
+
+
+    async def _mark_sent(self, doc: dict[str, Any]) -> None:
+        """Confirmed deliveries are recorded in groups (one update per ~20 ms); the delivery task waits for
+        its group, so a slot is freed only once `sent` is stored."""
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._sent.append((doc, future))
+        if len(self._sent) >= self.settings.notifier_claim_batch:
+            await self._flush_sent()
+        elif self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush_later())
+        await future
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(0.02)
+        await self._flush_sent()
+
+    async def _flush_sent(self) -> None:
+        group, self._sent = self._sent, []
+        if not group:
+            return
+        try:
+            await self.repo.mark_sent_many([d for d, _ in group], self.clock())
+        except Exception as exc:
+            for _, fut in group:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for _, fut in group:
+            if not fut.done():
+                fut.set_result(None)
 
 
 def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:

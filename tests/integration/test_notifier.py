@@ -279,7 +279,8 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
                 assert {r.body["operational"]["status"] for r in ops_hooks} == {"firing", "resolved"}
                 assert ops_hooks[0].body["agency"] == "dga"
 
-                # --- 8. Metrics.
+                # --- 8. Metrics, once everything is delivered.
+                await poll(lambda: _count_open(db), 20, what="all notifications delivered")
                 text = (await client.get("/metrics")).text
                 assert metric(text, 'newnormal_notifier_notifications_total{channel="webhook",outcome="sent"}') >= 5
                 assert metric(text, 'newnormal_notifier_retries_total{channel="webhook"}') == 2
@@ -295,6 +296,10 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
             am.stop()
         smtp.__exit__(None, None, None)
         await sink.stop()
+
+
+async def _count_open(db):
+    return await db.notifications.count_documents({"state": {"$ne": "sent"}}) == 0
 
 
 async def _count_active(db):

@@ -43,6 +43,10 @@ class FakeRepo:
         self.calls.append(("sent", doc["_id"]))
         return True
 
+    async def mark_sent_many(self, docs, now):
+        self.calls.extend(("sent", d["_id"]) for d in docs)
+        return len(docs)
+
     async def mark_retry(self, doc, now, next_at, status, detail):
         self.calls.append(("retry", doc["_id"], (next_at - now).total_seconds()))
         return True
@@ -51,8 +55,12 @@ class FakeRepo:
         self.calls.append(("failed", doc["_id"]))
         return True
 
-    async def reminder_for(self, schedule_id):
-        return self.schedules.get(schedule_id)
+    async def reminders_by_id(self, ids):
+        return {i: dict(self.schedules[i]) for i in ids if i in self.schedules}
+
+    async def insert_reminders(self, docs):
+        for d in docs:
+            self.schedules.setdefault(d["_id"], {**d, "sequence": 0, "escalated": False})
 
     async def start_reminders(self, doc, *, reset):
         if reset or doc["_id"] not in self.schedules:
