@@ -1,0 +1,100 @@
+"""5. Pipeline health: events in and out, consumer lag, processing latency, dead letters, notifier, service up."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models import dashboard as model
+
+from services.dashboards.panels import (
+    GREEN, RED, histogram_heatmap_panel, job_variable, new_dashboard, query, row, stat_panel, table_panel,
+    timeseries_panel,
+)
+
+UID = "newnormal-pipeline"
+TITLE = "สุขภาพระบบส่งข้อมูล · Pipeline health"
+JOB = 'job=~"$job"'
+UP_MAPPINGS = [model.ValueMap(options={
+    "0": model.ValueMappingResult(text="หยุด · Down", color=RED, index=0),
+    "1": model.ValueMappingResult(text="ทำงาน · Up", color=GREEN, index=1),
+})]
+
+
+def build():
+    return (
+        new_dashboard(UID, TITLE, "การไหลของเหตุการณ์ผ่าน Kafka ความล่าช้า คิวค้าง จดหมายตาย และการส่งแจ้งเตือน · "
+                      "Event flow through Kafka, latency, lag, dead letters and notification delivery.",
+                      time_from="now-3h", refresh="30s")
+        .with_variable(job_variable())
+        .with_row(row("บริการ · Services"))
+        .with_panel(stat_panel(
+            "สถานะบริการ · Service up",
+            [query(f"min by (job) (up{{{JOB}}})", "{{job}}", instant=True)],
+            w=12, h=4, steps=((None, RED), (1, GREEN)), mappings=UP_MAPPINGS))
+        .with_panel(stat_panel(
+            "อินสแตนซ์ที่ทำงาน · Instances up",
+            [query(f"sum by (job) (up{{{JOB}}})", "{{job}}", instant=True)], w=12, h=4, decimals=0))
+        .with_row(row("การไหลของเหตุการณ์ · Event flow"))
+        .with_panel(timeseries_panel(
+            "เหตุการณ์ขาเข้าจาก Kafka · Events in (consumed) per topic and outcome",
+            [query(f"sum by (topic, outcome) (rate(newnormal_consumer_records_total{{{JOB}}}[$__rate_interval]))",
+                   "{{topic}} · {{outcome}}")], unit="ops", w=8))
+        .with_panel(timeseries_panel(
+            "เหตุการณ์ขาออก · Events out (published) per topic",
+            [query(f"sum by (topic) (rate(newnormal_published_events_total{{{JOB}}}[$__rate_interval]))", "{{topic}}")],
+            unit="ops", w=8))
+        .with_panel(timeseries_panel(
+            "รับผ่าน HTTP · HTTP intake by outcome",
+            [query(f"sum by (job, outcome) (rate(newnormal_ingest_events_total{{{JOB}}}[$__rate_interval]))",
+                   "{{job}} · {{outcome}}")], unit="ops", w=8))
+        .with_row(row("ความล่าช้าและคิวค้าง · Latency and lag"))
+        .with_panel(timeseries_panel(
+            "คิวค้าง · Consumer lag (records)",
+            [query(f"max by (job, topic) (newnormal_consumer_lag_records{{{JOB}}})", "{{job}} · {{topic}}")], w=8))
+        .with_panel(timeseries_panel(
+            "เวลาประมวลผล p50/p95 · Processing latency (record time → commit)",
+            [query(f"histogram_quantile(0.95, sum by (topic, le) (rate(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval])))",
+                   "p95 {{topic}}"),
+             query(f"histogram_quantile(0.5, sum by (topic, le) (rate(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval])))",
+                   "p50 {{topic}}")], unit="s", w=8))
+        .with_panel(timeseries_panel(
+            "เวลาต่อชุด p95 · Batch duration p95",
+            [query(f"histogram_quantile(0.95, sum by (topic, le) (rate(newnormal_consumer_batch_duration_seconds_bucket{{{JOB}}}[$__rate_interval])))",
+                   "{{topic}}")], unit="s", w=8))
+        .with_panel(histogram_heatmap_panel(
+            "การกระจายเวลาประมวลผล · Processing latency distribution",
+            [query(f"sum by (le) (increase(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval]))", "{{le}}")],
+            w=12))
+        .with_panel(timeseries_panel(
+            "ข้อความที่ FastStream รับ · FastStream messages received",
+            [query(f"sum by (job, handler) (rate(faststream_received_messages_total{{{JOB}}}[$__rate_interval]))",
+                   "{{job}} · {{handler}}")], unit="ops", w=12))
+        .with_row(row("จดหมายตายและการลองใหม่ · Dead letters and retries"))
+        .with_panel(table_panel(
+            "ระเบียนที่ส่งไปคิวจดหมายตาย · Dead-letter records in range",
+            [query(f"sort_desc(sum by (job, topic, reason) (increase(newnormal_dead_letter_records_total{{{JOB}}}[$__range])))",
+                   "{{topic}}", instant=True, table_format=True)],
+            w=16, h=7, rename={"job": "บริการ · Service", "topic": "หัวข้อ · Topic", "reason": "เหตุผล · Reason",
+                               "Value": "จำนวน · Records"}, steps=((None, RED),)))
+        .with_panel(stat_panel(
+            "การเขียนซ้ำเมื่อฐานข้อมูลขัดข้อง · Store retries in range",
+            # A counter with labels exists only after its first increment: no series means no retry, i.e. 0.
+            [query(f"sum(increase(newnormal_consumer_store_retries_total{{{JOB}}}[$__range])) or vector(0)",
+                   "retries", instant=True)], w=8, h=7, decimals=0, steps=((None, GREEN), (1, "orange"))))
+        .with_row(row("การแจ้งเตือน · Notifier"))
+        .with_panel(timeseries_panel(
+            "การส่งตามผลลัพธ์ · Deliveries by channel and outcome",
+            [query("sum by (channel, outcome) (increase(newnormal_notifier_notifications_total[$__rate_interval]))",
+                   "{{channel}} · {{outcome}}")], w=8, bars=True))
+        .with_panel(table_panel(
+            "ส่งไม่สำเร็จในช่วงเวลา · Failed and retried in range",
+            [query('sum by (channel, outcome) (increase(newnormal_notifier_notifications_total{outcome!="sent"}[$__range]))'
+                   " or sum by (channel) (increase(newnormal_notifier_retries_total[$__range]))",
+                   "{{channel}}", instant=True, table_format=True)],
+            w=8, rename={"channel": "ช่องทาง · Channel", "outcome": "ผล · Outcome", "Value": "จำนวน · Count"}))
+        .with_panel(timeseries_panel(
+            "รอส่ง · Pending notifications",
+            [query("max by (channel) (newnormal_notifier_pending)", "{{channel}}")], w=8))
+        .with_panel(timeseries_panel(
+            "เวลาการส่ง p95 · Delivery time p95",
+            [query("histogram_quantile(0.95, sum by (le) (rate(newnormal_notifier_delivery_seconds_bucket[$__rate_interval])))",
+                   "p95")], unit="s", w=24))
+    )
