@@ -17,7 +17,7 @@ import json
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -40,7 +40,7 @@ CONCURRENCY = 64
 def alerts(n: int) -> list[dict]:
     out = []
     for i in range(n):
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         agency = AGENCIES[i % len(AGENCIES)]
         data = {"milestone_id": f"B-{i}", "title_th": f"ภารกิจทดสอบ {i}", "title_en": f"Bench milestone {i}",
                 "workstream": "technology_access", "owner_agency": agency, "due_date": "2026-11-01",
@@ -56,7 +56,7 @@ async def produce(bootstrap: str, topic: str, events: list[dict]) -> None:
     try:
         futures = []
         for e in events:
-            e["time"] = datetime.now(timezone.utc).isoformat()  # event time = when it was published
+            e["time"] = datetime.now(UTC).isoformat()  # event time = when it was published
             futures.append(await producer.send(topic, json.dumps(e).encode(), key=e["agency"].encode(),
                                                headers=[("content-type", b"application/cloudevents+json")]))
         await asyncio.gather(*futures)
@@ -128,7 +128,7 @@ async def run_baseline(bootstrap: str, mongo_uri: str, sink_url: str, n: int) ->
                                                                                  "X-Line-Retry-Key": str(uuid.uuid4())})
                     r.raise_for_status()
                     delivered += 1
-                    latencies.append((datetime.now(timezone.utc) - event_time).total_seconds())
+                    latencies.append((datetime.now(UTC) - event_time).total_seconds())
 
             tasks = []
             while delivered + len([t for t in tasks if not t.done()]) < 3 * n or any(not t.done() for t in tasks):

@@ -114,7 +114,7 @@ class HttpSink:
                                                     access_log=False, lifespan="off", backlog=2048))
         self.task: asyncio.Task | None = None
 
-    async def start(self) -> "HttpSink":
+    async def start(self) -> HttpSink:
         self.task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             await asyncio.sleep(0.02)
@@ -193,10 +193,10 @@ class HttpSink:
 
 
 class _SmtpHandler:
-    def __init__(self, sink: "SmtpSink"):
+    def __init__(self, sink: SmtpSink):
         self.sink = sink
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+    async def handle_DATA(self, server, session, envelope):
         msg = message_from_bytes(envelope.content, policy=policy.default)
         self.sink.messages.append((list(envelope.rcpt_tos), msg))
         self.sink.received_at.setdefault(msg["Message-ID"], time.perf_counter())
@@ -210,11 +210,11 @@ class SmtpSink:
         self.received_at: dict[str, float] = {}
         self.controller = Controller(_SmtpHandler(self), hostname="127.0.0.1", port=self.port)
 
-    def __enter__(self) -> "SmtpSink":
+    def __enter__(self) -> SmtpSink:
         self.controller.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.controller.stop()
 
     def to(self, address: str) -> list[EmailMessage]:

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Protocol
@@ -57,7 +57,7 @@ class ChannelSender(Protocol):
 
 def _from_response(response: httpx.Response, *, now: datetime | None = None) -> DeliveryResult:
     outcome = classify_status(response.status_code)
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now or datetime.now(timezone.utc))
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now or datetime.now(UTC))
     detail = "" if outcome is Outcome.sent else response.text[:300]
     return DeliveryResult(outcome, response.status_code, detail, retry_after if outcome is Outcome.retry else None)
 
@@ -213,7 +213,7 @@ class EmailChannel:
         msg["Subject"] = m.subject
         msg["From"] = self.settings.notifier_email_from
         msg["To"] = delivery.address
-        msg["Date"] = format_datetime(datetime.now(timezone.utc))
+        msg["Date"] = format_datetime(datetime.now(UTC))
         # Same key -> same Message-ID: mail systems and clients can drop a repeated delivery.
         msg["Message-ID"] = make_msgid_from_key(delivery.key)
         msg["X-NewNormal-Idempotency-Key"] = delivery.key

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
@@ -266,7 +266,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -306,8 +306,8 @@ def deliver_at(now: datetime, *, urgent: bool, holidays: Container[date], quiet_
         return now
     # Early morning of a working day waits until quiet hours end the same day.
     if is_working_day(local.date(), holidays) and local.hour < quiet_end:
-        return local.replace(hour=quiet_end, minute=0, second=0, microsecond=0).astimezone(timezone.utc)
-    return next_working_morning(now, holidays, hour=quiet_end).astimezone(timezone.utc)
+        return local.replace(hour=quiet_end, minute=0, second=0, microsecond=0).astimezone(UTC)
+    return next_working_morning(now, holidays, hour=quiet_end).astimezone(UTC)
 
 
 # --- reminders and escalation ----------------------------------------------------------------

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Container, Iterable, Mapping
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,8 +23,19 @@ from services.contracts.envelope import Event
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.domain import (
-    ALERT_TYPE_OF_EVENT, Channel, Kind, Outcome, Route, RoutingTable, State, Target, backoff_delay, deliver_at,
-    idempotency_key, notification_id, plan_reminder,
+    ALERT_TYPE_OF_EVENT,
+    Channel,
+    Kind,
+    Outcome,
+    Route,
+    RoutingTable,
+    State,
+    Target,
+    backoff_delay,
+    deliver_at,
+    idempotency_key,
+    notification_id,
+    plan_reminder,
 )
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
@@ -35,7 +46,7 @@ Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --- Alertmanager webhook payload (version 4) -------------------------------------------------

@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import json
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 import yaml
+from support import db_of, make_key, poll, produce_events
 
 from bench.notifier_sinks import HttpSink, SmtpSink
 from services.common import processes as px
@@ -24,7 +25,6 @@ from services.notifier.channels import make_msgid_from_key, verify_signature
 from services.notifier.domain import idempotency_key, retry_key_uuid
 from services.notifier.main import create_app
 from services.notifier.settings import NotifierSettings
-from support import db_of, make_key, poll, produce_events
 
 pytestmark = pytest.mark.integration
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs"
@@ -36,10 +36,10 @@ class MovableClock:
     """Real time shifted by an adjustable offset: retries still come due, reminders follow `advance`."""
 
     def __init__(self, start: datetime):
-        self.offset = start - datetime.now(timezone.utc)
+        self.offset = start - datetime.now(UTC)
 
     def __call__(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
@@ -257,7 +257,7 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
                 am = px.alertmanager(am_port, config, tmp_path / "am-data", LOGS).start()
                 am_url = f"http://127.0.0.1:{am_port}"
                 await poll(lambda: asyncio.to_thread(px.http_ok, f"{am_url}/-/ready"), 30, what="alertmanager ready")
-                started = datetime.now(timezone.utc)
+                started = datetime.now(UTC)
                 alert = {"labels": {"alertname": "NewnormalConsumerLagHigh", "severity": "critical", "agency": "dga",
                                     "topic": "roadmap.alerts"},
                          "annotations": {"summary": "Consumer lag above 1000 records"}, "startsAt": started.isoformat()}
@@ -271,7 +271,7 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
                     await poll(lambda: _true(ops_slack("การแจ้งเตือนระบบ")), 30, what="operational alert on slack")
                     await poll(lambda: _true(smtp.to("pmo@opdc.go.th")), 20, what="critical alert e-mail")
                     assert "NewnormalConsumerLagHigh" in smtp.to("pmo@opdc.go.th")[0]["Subject"]
-                    resolved = {**alert, "endsAt": datetime.now(timezone.utc).isoformat()}
+                    resolved = {**alert, "endsAt": datetime.now(UTC).isoformat()}
                     assert (await am_client.post("/api/v2/alerts", json=[resolved])).status_code == 200
                     await poll(lambda: _true(ops_slack("แก้ไขแล้ว")), 30, what="resolved alert on slack")
                 ops_hooks = [r for r in sink.of("/webhook", True) if r.body.get("kind") == "operational"

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 import yaml
+from support import db_of, poll, produce_events
 
 from bench.notifier_sinks import HttpSink
 from services.common import processes as px
@@ -16,7 +18,6 @@ from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
 from services.notifier.domain import idempotency_key, retry_key_uuid
 from services.notifier.settings import NotifierSettings
-from support import db_of, poll, produce_events
 
 pytestmark = pytest.mark.integration
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs"
@@ -25,9 +26,9 @@ CONCURRENCY = 4
 
 
 def missed_event(i: int) -> dict:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     data = {"milestone_id": f"K-{i}", "title_th": f"ภารกิจ {i}", "workstream": "technology_access", "owner_agency": "dga",
             "due_date": "2026-11-01", "percent_complete": 30, "days_late": 20, "detected_at": now.isoformat()}
     return make_event("roadmap.milestone.missed", data, agency="dga", source="/services/roadmap/watcher",

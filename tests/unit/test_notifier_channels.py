@@ -10,7 +10,13 @@ import httpx
 import pytest
 
 from services.notifier.channels import (
-    Delivery, EmailChannel, LineChannel, SlackChannel, TeamsChannel, WebhookChannel, make_msgid_from_key,
+    Delivery,
+    EmailChannel,
+    LineChannel,
+    SlackChannel,
+    TeamsChannel,
+    WebhookChannel,
+    make_msgid_from_key,
     verify_signature,
 )
 from services.notifier.domain import Outcome, retry_key_uuid

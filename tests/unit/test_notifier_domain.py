@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import yaml
@@ -11,8 +11,20 @@ import yaml
 from services.common.thai_calendar import BANGKOK
 from services.contracts.agencies import get_registry
 from services.notifier.domain import (
-    Channel, Outcome, RoutingError, backoff_delay, classify_status, deliver_at, idempotency_key, in_quiet_hours,
-    notification_id, parse_duration, parse_retry_after, parse_routing, plan_reminder, retry_key_uuid,
+    Channel,
+    Outcome,
+    RoutingError,
+    backoff_delay,
+    classify_status,
+    deliver_at,
+    idempotency_key,
+    in_quiet_hours,
+    notification_id,
+    parse_duration,
+    parse_retry_after,
+    parse_routing,
+    plan_reminder,
+    retry_key_uuid,
 )
 from services.notifier.holidays import load_holidays
 from services.notifier.main import load_routing
@@ -93,7 +105,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped():
 
 
 def test_retry_after_seconds_and_http_date():
-    now = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     assert parse_retry_after("120", now) == 120
     assert parse_retry_after("Wed, 25 Nov 2026 03:00:30 GMT", now) == 30
     assert parse_retry_after("Wed, 25 Nov 2026 02:00:00 GMT", now) == 0
@@ -124,7 +136,7 @@ def bkk(*args) -> datetime:
     (bkk(2026, 12, 4, 22, 0), bkk(2026, 12, 8, 8, 0)),       # 5 Dec is a Saturday: Monday 7 Dec is its substitute
 ])
 def test_non_urgent_waits_for_the_next_working_morning(now, expected):
-    got = deliver_at(now.astimezone(timezone.utc), urgent=False, holidays=HOLIDAYS, quiet_start=20, quiet_end=8)
+    got = deliver_at(now.astimezone(UTC), urgent=False, holidays=HOLIDAYS, quiet_start=20, quiet_end=8)
     assert got == expected
     assert deliver_at(now, urgent=True, holidays=HOLIDAYS, quiet_start=20, quiet_end=8) == now
 
@@ -136,7 +148,7 @@ def test_quiet_hours_wrap_midnight():
 
 
 def test_reminders_every_interval_without_bursts_and_escalation_once():
-    since = datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc)
+    since = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
     day = timedelta(days=1)
     plan = plan_reminder(now=since + timedelta(hours=5), missed_since=since, last_sequence=0, interval=day,
                          escalate_after_days=3, escalated=False)

@@ -3,7 +3,7 @@ quiet-hours deferral of reminders."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
@@ -106,7 +106,7 @@ def missed(now, kind="missed"):
 
 async def test_one_notification_per_recipient_and_channel_even_when_routes_overlap_or_kafka_redelivers():
     # Wednesday 21:30 Bangkok: quiet hours, but a first `missed` alert is urgent and goes now.
-    clock = Clock(datetime(2026, 11, 25, 21, 30, tzinfo=BANGKOK).astimezone(timezone.utc))
+    clock = Clock(datetime(2026, 11, 25, 21, 30, tzinfo=BANGKOK).astimezone(UTC))
     svc, repo = service(clock)
     event = missed(clock.now)
     await svc.on_alerts(Batch([event]))
@@ -136,7 +136,7 @@ async def test_one_notification_per_recipient_and_channel_even_when_routes_overl
 
 
 async def test_retry_budget_retry_after_and_permanent_failure():
-    clock = Clock(datetime(2026, 11, 25, 3, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
     svc, repo = service(clock, notifier_retry_base_seconds=1, notifier_retry_max_seconds=8)
     doc = {"_id": "n1", "channel": "email", "attempts": 1, "due_at": clock.now}
     await svc._record(doc, Channel.email, DeliveryResult(Outcome.retry, 503, "busy"))

@@ -1,0 +1,59 @@
+"""`newnormal notifier ...`: check a routing file, list failed notifications."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+
+
+def cmd_check_routes(args: argparse.Namespace) -> int:
+    from services.notifier.domain import RoutingError
+    from services.notifier.main import load_routing
+    from services.notifier.settings import NotifierSettings
+
+    path = args.file or NotifierSettings().notifier_routes_file
+    try:
+        table = load_routing(path)
+    except (RoutingError, OSError) as exc:
+        print(f"{path}: {exc}")
+        return 1
+    for route in table.routes:
+        targets = table.targets(route.recipients, route.channels)
+        print(f"{route.name}: {len(targets)} target(s), reminders every {route.reminder_interval}, "
+              f"escalation after {route.escalate_after_days} day(s)" if route.escalate_after_days is not None else
+              f"{route.name}: {len(targets)} target(s), reminders every {route.reminder_interval}")
+    return 0
+
+
+def cmd_failed(args: argparse.Namespace) -> int:
+    from services.common.mongo import make_client
+    from services.notifier.adapters import NotificationRepository
+    from services.notifier.handlers import public_view
+    from services.notifier.settings import NotifierSettings
+
+    async def run() -> list[dict]:
+        settings = NotifierSettings()
+        client = make_client(settings)
+        try:
+            repo = NotificationRepository(client[settings.mongo_db])
+            return [public_view(d) for d in await repo.list(state="failed", channel=args.channel, milestone=None,
+                                                             limit=args.limit)]
+        finally:
+            await client.close()
+
+    for item in asyncio.run(run()):
+        print(json.dumps(item, ensure_ascii=False))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("notifier", help="notifier operations")
+    sub = parser.add_subparsers(dest="notifier_command", required=True)
+    check = sub.add_parser("check-routes", help="validate a routing YAML file")
+    check.add_argument("file", nargs="?")
+    check.set_defaults(func=cmd_check_routes)
+    failed = sub.add_parser("failed", help="list notifications that failed after their retry budget")
+    failed.add_argument("--channel", choices=("email", "webhook", "slack", "teams", "line"))
+    failed.add_argument("--limit", type=int, default=100)
+    failed.set_defaults(func=cmd_failed)
