@@ -6,7 +6,7 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from services.dashboards.overview import DIFFICULTY_STEPS, SATISFACTION_STEPS
 from services.dashboards.panels import (
-    age_group_variable, bargauge_panel, channel_variable, matrix_panel, new_dashboard, query, row, stat_panel,
+    age_group_variable, bargauge_panel, channel_variable, db_increase, mean_satisfaction, share_with_difficulty, matrix_panel, new_dashboard, query, row, stat_panel,
     timeseries_panel,
 )
 
@@ -16,8 +16,7 @@ SEL = 'age_group=~"$age_group", channel=~"$channel"'
 
 
 def _mean(by: str) -> str:
-    return (f"sum by ({by}) (increase(newnormal_feedback_satisfaction_sum{{{SEL}}}[$__range]))"
-            f" / (sum by ({by}) (increase(newnormal_feedback_satisfaction_count{{{SEL}}}[$__range])) > 0)")
+    return mean_satisfaction("$__range", by, SEL)
 
 
 def build():
@@ -29,14 +28,13 @@ def build():
         .with_row(row("ความพึงพอใจ · Satisfaction"))
         .with_panel(stat_panel(
             "ความพึงพอใจเฉลี่ย · Mean satisfaction",
-            [query(f"sum(increase(newnormal_feedback_satisfaction_sum{{{SEL}}}[$__range]))"
-                   f" / (sum(increase(newnormal_feedback_satisfaction_count{{{SEL}}}[$__range])) > 0)",
-                   "เฉลี่ย · Mean", instant=True)],
+            [query(_mean(""), "เฉลี่ย · Mean", instant=True)],
             unit="none", decimals=2, w=6, h=8, steps=SATISFACTION_STEPS,
             description="เกณฑ์ 5 ระดับ: 4.21–5.00 มากที่สุด, 3.41–4.20 มาก, 2.61–3.40 ปานกลาง · Thai 5-level bands."))
         .with_panel(bargauge_panel(
             "การกระจายคะแนน · Satisfaction distribution (responses per score)",
-            [query(f'sum by (le) (increase(newnormal_feedback_satisfaction_bucket{{{SEL}, le!="+Inf"}}[$__range]))',
+            [query(db_increase("newnormal_feedback_satisfaction_bucket", "$__range", "le", "channel, age_group, le",
+                               f'{SEL}, le!="+Inf"'),
                    "{{le}}", instant=True).format(PromQueryFormat.HEATMAP)],
             unit="short", max_val=None, steps=((None, "blue"),), w=8, h=8,
             description="คะแนน 1–5 (ถังสะสมของ histogram แปลงเป็นจำนวนต่อคะแนน) · Scores 1–5."))
@@ -52,14 +50,12 @@ def build():
         .with_row(row("ความยากในการใช้เทคโนโลยี · Technology difficulty"))
         .with_panel(bargauge_panel(
             "สัดส่วนที่ใช้ยาก (บ้าง/มาก) รายกลุ่มอายุ · Share with some or severe difficulty",
-            [query(f'(sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total{{{SEL}, level!="none"}}[$__range]))'
-                   f" or sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total{{{SEL}}}[$__range])) * 0)"
-                   f" / (sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total{{{SEL}}}[$__range])) > 0)",
-                   "{{age_group}}", instant=True)],
+            [query(share_with_difficulty("$__range", "age_group", SEL), "{{age_group}}", instant=True)],
             steps=DIFFICULTY_STEPS, w=12, h=8))
         .with_panel(matrix_panel(
             "ระดับความยาก กลุ่มอายุ × ระดับ · Difficulty level counts, age group × level",
-            [query(f"sum by (age_group, level) (increase(newnormal_feedback_tech_difficulty_total{{{SEL}}}[$__range]))",
+            [query(db_increase("newnormal_feedback_tech_difficulty_total", "$__range", "age_group, level",
+                               "channel, age_group, level", SEL),
                    "", instant=True, table_format=True)],
             row_field="age_group", column_field="level", unit="short", min_val=0, max_val=None,
             steps=((None, "blue"),), w=12, h=8))
@@ -70,11 +66,13 @@ def build():
             unit="percentunit", min_val=0, max_val=1, w=12, h=8))
         .with_panel(timeseries_panel(
             "ปริมาณคำตอบรายช่องทาง · Responses per channel",
-            [query(f"sum by (channel) (increase(newnormal_feedback_responses_total{{{SEL}}}[$__interval]))", "{{channel}}")],
+            [query(db_increase("newnormal_feedback_responses_total", "$__interval", "channel", "channel, age_group", SEL),
+                   "{{channel}}")],
             stacked=True, bars=True, w=12, h=8))
         .with_panel(stat_panel(
             "คำตอบในช่วงเวลา รายกลุ่มอายุ · Responses in range by age group",
-            [query(f"sum by (age_group) (increase(newnormal_feedback_responses_total{{{SEL}}}[$__range]))", "{{age_group}}",
+            [query(db_increase("newnormal_feedback_responses_total", "$__range", "age_group", "channel, age_group", SEL),
+                   "{{age_group}}",
                    instant=True)],
             w=24, h=4, decimals=0, steps=((None, "blue"),)))
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.dashboards.panels import (
-    AMBER, GREEN, RED, bargauge_panel, fiscal_year_variable, new_dashboard, pie_panel, query, row, stat_panel,
+    AMBER, GREEN, RED, bargauge_panel, db_increase, mean_satisfaction, share_with_difficulty, fiscal_year_variable, new_dashboard, pie_panel, query, row, stat_panel,
     table_panel,
 )
 from grafana_foundation_sdk.models import dashboard as model
@@ -19,6 +19,8 @@ CONFIDENCE_MAPPINGS = [model.ValueMap(options={
 CONFIDENCE_STEPS = ((None, GREEN), (1, AMBER), (2, RED))
 SATISFACTION_STEPS = ((None, RED), (2.61, AMBER), (3.41, GREEN))  # Thai 5-level bands: 3.41+ = "high"
 DIFFICULTY_STEPS = ((None, GREEN), (0.2, AMBER), (0.35, RED))
+AWARE = db_increase("newnormal_feedback_aware_total", "$__range", "", "age_group")
+RESPONSES = db_increase("newnormal_feedback_responses_total", "$__range", "", "channel, age_group")
 
 
 def build():
@@ -70,21 +72,15 @@ def build():
         .with_row(row("ประสบการณ์ประชาชน · Citizen experience"))
         .with_panel(bargauge_panel(
             "ความพึงพอใจเฉลี่ยรายกลุ่มอายุ (1–5) · Mean satisfaction by age group",
-            [query("sum by (age_group) (increase(newnormal_feedback_satisfaction_sum[$__range]))"
-                   " / (sum by (age_group) (increase(newnormal_feedback_satisfaction_count[$__range])) > 0)",
-                   "{{age_group}}", instant=True)],
+            [query(mean_satisfaction("$__range", "age_group"), "{{age_group}}", instant=True)],
             unit="none", min_val=1, max_val=5, steps=SATISFACTION_STEPS, w=8, h=8))
         .with_panel(bargauge_panel(
             "สัดส่วนที่ใช้เทคโนโลยียาก รายกลุ่มอายุ · Share with tech difficulty by age group",
-            [query('(sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total{level!="none"}[$__range]))'
-                   " or sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total[$__range])) * 0)"
-                   " / (sum by (age_group) (increase(newnormal_feedback_tech_difficulty_total[$__range])) > 0)",
-                   "{{age_group}}", instant=True)],
+            [query(share_with_difficulty("$__range", "age_group"), "{{age_group}}", instant=True)],
             steps=DIFFICULTY_STEPS, w=8, h=8))
         .with_panel(stat_panel(
             "การรับรู้โครงการ · Awareness",
-            [query("sum(increase(newnormal_feedback_aware_total[$__range]))"
-                   " / (sum(increase(newnormal_feedback_responses_total[$__range])) > 0)", "รับรู้ · Aware", instant=True),
-             query("sum(increase(newnormal_feedback_responses_total[$__range]))", "คำตอบ · Responses", instant=True)],
+            [query(f"{AWARE} / ({RESPONSES} > 0)", "รับรู้ · Aware", instant=True),
+             query(RESPONSES, "คำตอบ · Responses", instant=True)],
             unit="percentunit", w=8, h=8, steps=((None, RED), (0.4, AMBER), (0.7, GREEN))))
     )

@@ -263,3 +263,27 @@ def render(board: dash.Dashboard) -> dict:
 
 def dumps(data: dict) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def db_increase(metric: str, window: str, by: str, keep: str, selector: str = "") -> str:
+    """Increase of a counter that the service computes from the database (e.g. feedback totals).
+
+    Every replica reports the same value, so take the max across replicas per original label set
+    first (`keep`), then sum to the wanted grouping (`by`, may be empty)."""
+    inner = f"max by ({keep}) (increase({metric}{{{selector}}}[{window}]))"
+    return f"sum by ({by}) ({inner})" if by else f"sum({inner})"
+
+
+def share_with_difficulty(window: str, by: str, selector: str = "") -> str:
+    """Share of answers reporting some or severe technology difficulty (0, not absent, when none did)."""
+    keep = "channel, age_group, level"
+    metric = "newnormal_feedback_tech_difficulty_total"
+    hard_sel = ", ".join(s for s in (selector, 'level!="none"') if s)
+    total = db_increase(metric, window, by, keep, selector)
+    return f"({db_increase(metric, window, by, keep, hard_sel)} or {total} * 0) / ({total} > 0)"
+
+
+def mean_satisfaction(window: str, by: str, selector: str = "") -> str:
+    keep = "channel, age_group"
+    return (f"{db_increase('newnormal_feedback_satisfaction_sum', window, by, keep, selector)}"
+            f" / ({db_increase('newnormal_feedback_satisfaction_count', window, by, keep, selector)} > 0)")

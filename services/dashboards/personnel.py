@@ -58,7 +58,7 @@ def build():
             "การอบรมที่สำเร็จ · Completions per hour",
             [query('sum by (type) (rate(newnormal_training_events_applied_total{type=~".*completed.*"}[$__rate_interval])) * 3600',
                    "{{type}}"),
-             query(f'sum by (competency) (rate(newnormal_training_hours_total{{competency=~"$competency"}}[$__rate_interval])) * 3600',
+             query(f'max by (competency) (rate(newnormal_training_hours_total{{competency=~"$competency"}}[$__rate_interval])) * 3600',
                    "ชั่วโมงอบรม {{competency}} · training hours")],
             unit="short", w=12, h=8, bars=True))
         .with_row(row("หน่วยงานที่ล่าช้า · Laggard agencies"))
