@@ -76,7 +76,12 @@ def test_routing_errors_say_what_is_wrong(mutate, message):
 
 def test_shipped_example_routes_file_is_valid():
     table = load_routing(DEFAULT_ROUTES_FILE)
-    assert table.route("programme-office") is not None and table.match("operational", None, None, {"severity": "critical"})
+    assert table.route("programme-office") is not None
+    # labels as deploy/prometheus/rules set them
+    critical = table.match("operational", None, None, {"category": "operational", "severity": "critical"})
+    assert [r.name for r in critical] == ["operations", "operations-critical"]
+    programme = table.match("operational", None, "technology_access", {"category": "programme", "severity": "warning"})
+    assert [r.name for r in programme] == ["programme-metrics"]
 
 
 def test_durations():
