@@ -50,7 +50,7 @@ class FeedbackRepository:
         self.daily = db.feedback_rollup_daily
         self.journal = db.feedback_rollup_journal
         self.clock = clock
-        # Test hook: awaited between steps to simulate a crash ("inserted", "applied").
+        # Test hook: raise between steps to simulate a crash ("inserted", "totals", "applied").
         self.crash_after: str | None = None
 
     async def ensure_indexes(self) -> None:
@@ -101,6 +101,8 @@ class FeedbackRepository:
     async def _apply(self, token: str, docs: Iterable[dict[str, Any]]) -> None:
         totals, daily = domain.rollup_deltas(docs)
         await self._apply_to(self.totals, token, totals)
+        if self.crash_after == "totals":
+            raise _SimulatedCrash("between the two rollups")
         await self._apply_to(self.daily, token, daily)
 
     async def _apply_to(self, collection, token: str, deltas: dict[str, domain.RollupDelta]) -> None:

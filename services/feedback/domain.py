@@ -210,7 +210,7 @@ class Cell:
         n = self.responses
         return {
             "age_group": self.age_group,
-            "cohort": cohort_of(self.age_group),
+            "cohort": cohort_of(self.age_group) if self.age_group in COHORTS else None,
             "channel": self.channel,
             "responses": n,
             "mean_satisfaction": round(self.satisfaction_sum / n, 3) if n else None,
