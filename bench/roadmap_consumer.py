@@ -168,7 +168,7 @@ async def run(size: int, milestones: int) -> dict:
                     await service.sweep()
                 sweeps.append(t.seconds)
                 with Timer() as t:
-                    await service.repo.next_deadline()
+                    await service.repo.next_deadline(datetime.now(UTC))
                 lookups.append(t.seconds)
             statuses = {d["_id"]: d["count"] async for d in await runtime.db.milestones.aggregate(
                 [{"$group": {"_id": "$status", "count": {"$sum": 1}}}])}

@@ -4,7 +4,7 @@ and the pre-aggregated figures that the summary endpoint and the metrics read.""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
@@ -12,9 +12,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.mongo import DUPLICATE_KEY
-from services.roadmap.domain import OPEN_STATUSES, Status
+from services.roadmap.domain import Status
 
 STATS_ID = "current"
+_WINDOWS = tuple(timedelta(seconds=s) for s in (60, 3600, 86400, 7 * 86400, 31 * 86400, 366 * 86400, 100 * 366 * 86400))
 
 
 class MilestoneRepository:
@@ -25,10 +26,11 @@ class MilestoneRepository:
         self.stats = db.roadmap_stats
 
     async def ensure_indexes(self) -> None:
-        await self.milestones.create_index([("status", ASCENDING), ("deadline", ASCENDING)], name="status_deadline")
+        # Few indexes on purpose: every milestone write maintains each of them. `open_deadline` serves
+        # the deadline watcher (range queries only: they use the index where a sort may not).
+        await self.milestones.create_index([("open_deadline", ASCENDING)], name="open_deadline")
         await self.milestones.create_index([("depends_on", ASCENDING)], name="depends_on")
-        await self.milestones.create_index([("workstream", ASCENDING), ("status", ASCENDING)], name="workstream_status")
-        await self.milestones.create_index([("owner_agency", ASCENDING), ("deadline", ASCENDING)], name="agency_deadline")
+        await self.milestones.create_index([("status", ASCENDING)], name="status")
         await self.claims.create_index([("state", ASCENDING), ("claimed_at", ASCENDING)], name="state_claimed_at")
 
     # --- milestones ----------------------------------------------------------------------------
@@ -70,14 +72,17 @@ class MilestoneRepository:
 
     async def overdue_open(self, now: datetime, limit: int = 500) -> list[str]:
         """Milestones still open whose deadline has passed: they have just become missed."""
-        cursor = self.milestones.find({"status": {"$in": [s.value for s in OPEN_STATUSES]}, "deadline": {"$lte": now}},
-                                      {"_id": 1}).limit(limit)
+        cursor = self.milestones.find({"open_deadline": {"$lte": now}}, {"_id": 1}).limit(limit)
         return [d["_id"] async for d in cursor]
 
-    async def next_deadline(self) -> datetime | None:
-        doc = await self.milestones.find_one({"status": {"$in": [s.value for s in OPEN_STATUSES]}},
-                                             {"deadline": 1}, sort=[("deadline", ASCENDING)])
-        return doc.get("deadline") if doc else None
+    async def next_deadline(self, now: datetime) -> datetime | None:
+        """The earliest open deadline after `now`, looked up in widening windows (indexed ranges)."""
+        for window in _WINDOWS:
+            docs = [d["open_deadline"] async for d in self.milestones.find(
+                {"open_deadline": {"$gt": now, "$lte": now + window}}, {"open_deadline": 1, "_id": 0})]
+            if docs:
+                return min(docs)
+        return None
 
     async def needing_alerts(self) -> list[dict[str, Any]]:
         """Milestones whose state may call for an alert (the rescan checks their claims)."""
@@ -97,9 +102,9 @@ class MilestoneRepository:
         return await self.milestones.find_one({"_id": milestone_id}, {"facts": 0})
 
     async def next_due(self, limit: int = 10) -> list[dict[str, Any]]:
-        cursor = self.milestones.find({"status": {"$in": [s.value for s in OPEN_STATUSES]}},
+        cursor = self.milestones.find({"open_deadline": {"$ne": None}},
                                       {"facts": 0, "timeline": 0, "progress_history": 0, "due_history": 0,
-                                       "ignored": 0}).sort([("deadline", ASCENDING), ("_id", ASCENDING)])
+                                       "ignored": 0}).sort([("open_deadline", ASCENDING), ("_id", ASCENDING)])
         return [d async for d in cursor.limit(limit)]
 
     async def tallies(self) -> list[dict[str, Any]]:

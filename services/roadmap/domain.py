@@ -93,8 +93,9 @@ def fact_key(source: str, event_id: str) -> str:
 
 def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
     """The stored form of an event's contribution to a milestone (JSON-mode data, UTC time)."""
+    # milestone_id is the document's own id: not repeated in every fact.
     return {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
-            "time": _utc(time), "data": dict(data)}
+            "time": _utc(time), "data": {k: v for k, v in data.items() if k != "milestone_id"}}
 
 
 def _utc(value: datetime | str) -> datetime:
@@ -320,14 +321,16 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
         "description": plan.get("description"),
         "baseline_due_date": due_history[0]["due_date"] if due_history else None,
         "due_date": due.isoformat() if due else None,
-        # The instant the due date's Bangkok day ends: what the deadline watcher sorts on.
+        # The instant the due date's Bangkok day ends; `open_deadline` only while the milestone is
+        # open (planned, in progress, at risk): the deadline watcher's indexed range queries use it.
         "deadline": end_of_bangkok_day(due) if due else None,
+        "open_deadline": end_of_bangkok_day(due) if due and status in OPEN_STATUSES else None,
         "due_history": due_history,
         "reschedule_count": sum(1 for h in due_history if h["change"] == "rescheduled"),
         "percent_complete": percent,
         "progress_as_of": state.points[-1][0] if state.points else None,
         "progress_history": [{"as_of": effective_time(f), "percent_complete": float(f["data"]["percent_complete"]),
-                              "note": f["data"].get("note"), "event": f["key"]}
+                              **({"note": f["data"]["note"]} if f["data"].get("note") else {})}
                              for f in sorted(by_as_of.values(), key=effective_time)],
         "progress_rate_per_day": round(projection.rate_per_day, 6) if projection and projection.rate_per_day is not None else None,
         "projected_finish": projection.finish.isoformat() if projection and projection.finish else None,

@@ -258,7 +258,7 @@ class RoadmapService:
                 else:
                     await self.sweep()
                 self.wake.clear()
-                deadline = await self.repo.next_deadline()
+                deadline = await self.repo.next_deadline(self.clock())
                 wait = min(self.settings.watcher_max_tick_seconds, max(0.0, next_rescan - time.monotonic()))
                 if deadline is not None:
                     wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))

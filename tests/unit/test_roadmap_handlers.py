@@ -11,7 +11,6 @@ from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
 from services.contracts.envelope import make_event
-from services.roadmap.domain import OPEN_STATUSES
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
@@ -46,10 +45,11 @@ class FakeRepo:
         return [i for i, d in self.docs.items() if ids & set(d.get("depends_on", []))]
 
     async def overdue_open(self, now, limit=500):
-        return [i for i, d in self.docs.items() if d["status"] in OPEN_STATUSES and d["deadline"] <= now][:limit]
+        return [i for i, d in self.docs.items() if d["open_deadline"] and d["open_deadline"] <= now][:limit]
 
-    async def next_deadline(self):
-        return min((d["deadline"] for d in self.docs.values() if d["status"] in OPEN_STATUSES), default=None)
+    async def next_deadline(self, now):
+        return min((d["open_deadline"] for d in self.docs.values() if d["open_deadline"] and d["open_deadline"] > now),
+                   default=None)
 
     async def needing_alerts(self):
         return [copy.deepcopy(d) for d in self.docs.values() if d["status"] in ("missed", "at_risk", "completed")]
