@@ -287,3 +287,13 @@ def mean_satisfaction(window: str, by: str, selector: str = "") -> str:
     keep = "channel, age_group"
     return (f"{db_increase('newnormal_feedback_satisfaction_sum', window, by, keep, selector)}"
             f" / ({db_increase('newnormal_feedback_satisfaction_count', window, by, keep, selector)} > 0)")
+
+
+def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:
+    """histogram_quantile over a window, only where there were observations: a window without any gives
+    NaN, which Grafana draws as nothing; say so by returning no point instead."""
+    group = f"{by}, le" if by else "le"
+    observed = f"sum by ({by}) (rate({metric}_count{{{selector}}}[{window}]))" if by else \
+        f"sum(rate({metric}_count{{{selector}}}[{window}]))"
+    return (f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket{{{selector}}}[{window}])))"
+            f" and on ({by}) {observed} > 0")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as model
 
 from services.dashboards.panels import (
-    GREEN, RED, histogram_heatmap_panel, job_variable, new_dashboard, query, row, stat_panel, table_panel,
+    GREEN, RED, histogram_heatmap_panel, job_variable, new_dashboard, quantile, query, row, stat_panel, table_panel,
     timeseries_panel,
 )
 
@@ -51,14 +51,12 @@ def build():
             [query(f"max by (job, topic) (newnormal_consumer_lag_records{{{JOB}}})", "{{job}} · {{topic}}")], w=8))
         .with_panel(timeseries_panel(
             "เวลาประมวลผล p50/p95 · Processing latency (record time → commit)",
-            [query(f"histogram_quantile(0.95, sum by (topic, le) (rate(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                   "p95 {{topic}}"),
-             query(f"histogram_quantile(0.5, sum by (topic, le) (rate(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                   "p50 {{topic}}")], unit="s", w=8))
+            [query(quantile(0.95, "newnormal_consumer_event_age_seconds", "topic", JOB), "p95 {{topic}}"),
+             query(quantile(0.5, "newnormal_consumer_event_age_seconds", "topic", JOB), "p50 {{topic}}")], unit="s", w=8))
         .with_panel(timeseries_panel(
             "เวลาต่อชุด p95 · Batch duration p95",
-            [query(f"histogram_quantile(0.95, sum by (topic, le) (rate(newnormal_consumer_batch_duration_seconds_bucket{{{JOB}}}[$__rate_interval])))",
-                   "{{topic}}")], unit="s", w=8))
+            [query(quantile(0.95, "newnormal_consumer_batch_duration_seconds", "topic", JOB), "{{topic}}")],
+            unit="s", w=8))
         .with_panel(histogram_heatmap_panel(
             "การกระจายเวลาประมวลผล · Processing latency distribution",
             [query(f"sum by (le) (increase(newnormal_consumer_event_age_seconds_bucket{{{JOB}}}[$__rate_interval]))", "{{le}}")],
@@ -95,6 +93,6 @@ def build():
             [query("max by (channel) (newnormal_notifier_pending)", "{{channel}}")], w=8))
         .with_panel(timeseries_panel(
             "เวลาการส่ง p95 · Delivery time p95",
-            [query("histogram_quantile(0.95, sum by (le) (rate(newnormal_notifier_delivery_seconds_bucket[$__rate_interval])))",
-                   "p95")], unit="s", w=24))
+            [query(quantile(0.95, "newnormal_notifier_delivery_seconds"), "p95"),
+             query(quantile(0.5, "newnormal_notifier_delivery_seconds"), "p50")], unit="s", w=24))
     )
