@@ -261,12 +261,15 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
         if kind == "planned":
             first = state.plan is None
             state.plan = dict(data)
+            rescheduled = any(h["change"] == "rescheduled" for h in due_history)
             if first:
                 state.origin = at
-                state.due = _date(data["due_date"])
-                due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "baseline",
-                                    "reason": None, "event": fact["key"]})
-            elif not any(h["change"] == "rescheduled" for h in due_history) and _date(data["due_date"]) != state.due:
+                # A reschedule stamped earlier than the plan (clock skew, late plan) still wins over it.
+                if not rescheduled:
+                    state.due = _date(data["due_date"])
+                due_history.insert(0, {"due_date": _date(data["due_date"]).isoformat(), "set_at": at,
+                                       "change": "baseline", "reason": None, "event": fact["key"]})
+            elif not rescheduled and _date(data["due_date"]) != state.due:
                 # A re-sent plan with a new date before any reschedule: the plan was revised.
                 state.due = _date(data["due_date"])
                 due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "replanned",

@@ -7,6 +7,9 @@ import copy
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
@@ -203,3 +206,48 @@ async def test_figures_per_workstream_and_programme(world):
     assert ws["counts"] == {"missed": 1, "planned": 1} and ws["overdue_days"] == 28
     assert ws["confidence"]["rating"] == "red" and stats["programme"]["confidence"]["value"] == 2
     assert stats["workstreams"]["public_awareness"]["confidence"]["rating"] == "green"
+
+
+_EVENTS = [
+    plan("P", date(2026, 6, 30)),
+    ev("progressed", {"milestone_id": "P", "percent_complete": 10, "as_of": "2026-01-10T00:00:00+07:00"}, id="p1"),
+    ev("progressed", {"milestone_id": "P", "percent_complete": 30, "as_of": "2026-02-10T00:00:00+07:00"}, id="p2"),
+    ev("progressed", {"milestone_id": "P", "percent_complete": 25, "as_of": "2026-02-01T00:00:00+07:00"}, id="p3"),
+    ev("rescheduled", {"milestone_id": "P", "new_due_date": "2026-08-31", "reason": "งบ"}, id="r1",
+       time=NOW - timedelta(days=3)),
+    ev("rescheduled", {"milestone_id": "P", "new_due_date": "2026-07-31", "reason": "เร่ง"}, id="r2",
+       time=NOW - timedelta(days=1)),
+    ev("progressed", {"milestone_id": "P", "percent_complete": 80, "as_of": "2026-02-20T00:00:00+07:00"},
+       agency="dopa", id="foreign"),
+]
+_VOLATILE = ("version", "updated_at", "status_since", "created_at", "facts")
+
+
+@hyp_settings(max_examples=60, deadline=None)
+@given(st.permutations(list(range(len(_EVENTS)))), st.lists(st.integers(0, len(_EVENTS) - 1), max_size=6),
+       st.lists(st.integers(1, 4), min_size=1, max_size=8))
+def test_service_applies_any_order_and_batching_to_the_same_document(order, dups, sizes):
+    """The incremental path (batches, duplicates, refusals) ends where the pure fold of all events does."""
+    import asyncio
+
+    def final(events, cuts):
+        repo, pub, clock = FakeRepo(), FakePublisher(), Clock(NOW)
+        svc = service(repo, pub, clock)
+
+        async def go():
+            i, k = 0, 0
+            while i < len(events):
+                n = cuts[k % len(cuts)]
+                await svc.handle(Batch(events[i:i + n]))
+                i, k = i + n, k + 1
+        asyncio.run(go())
+        return {k: v for k, v in repo.docs["P"].items() if k not in _VOLATILE}
+
+    expected = final(_EVENTS, [len(_EVENTS)])
+    got = final([_EVENTS[i] for i in order] + [_EVENTS[i] for i in dups], sizes)
+    # A foreign report is refused when the plan is known, or kept-but-ignored when it came first: same projection
+    # apart from the `ignored` record and the count of facts kept.
+    for doc in (expected, got):
+        doc.pop("ignored"), doc.pop("event_count")
+    assert got == expected
+    assert expected["percent_complete"] == 30 and expected["due_date"] == "2026-07-31"
