@@ -3,7 +3,7 @@
 Counting guarantee (at-least-once delivery, exactly-once counting):
 
 1. A claim document (`training_claims`, random id, `done: false`) is written, then completions are inserted
-   unordered with a unique `_id` = source+id, each stamped with that claim. A duplicate keeps its original
+   unordered with `_id` = source + \x1f + id (unique by construction), each stamped with that claim. A duplicate keeps its original
    claim, so every completion belongs to exactly one claim for ever.
 2. For the newly inserted passed completions, `learner_competency` docs (`_id` = fy:agency:competency:
    learner_hash, unique) are inserted with the same claim. A learner already ready keeps its first doc.
@@ -55,7 +55,7 @@ class TrainingRepository:
         self.fault: Callable[[str], None] | None = None
 
     async def ensure_indexes(self) -> None:
-        await self.completions.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True, name="source_id_unique")
+        # Uniqueness of (source, id) is the `_id` itself (source + US + id): no second unique index to maintain.
         await self.completions.create_index([("claim", ASCENDING)], name="claim")
         await self.learners.create_index([("claim", ASCENDING)], name="claim")
         await self.claims.create_index([("done", ASCENDING), ("at", ASCENDING)], name="open")
