@@ -175,7 +175,7 @@ class FeedbackRepository:
         totals, daily = await self.compute_from_responses()
         for collection, deltas in ((self.totals, totals), (self.daily, daily)):
             await collection.delete_many({})
-            docs = [{"_id": rid, **d.keys, **d.inc, "applied": []} for rid, d in deltas.items()]
+            docs = [{"_id": rid, **d.keys, **_nest(d.inc), "applied": []} for rid, d in deltas.items()]
             for start in range(0, len(docs), 5000):
                 await collection.insert_many(docs[start:start + 5000], ordered=False)
         await self.journal.delete_many({})
@@ -186,11 +186,11 @@ class FeedbackRepository:
         totals, daily = await self.compute_from_responses()
         diffs: list[str] = []
         for collection, deltas in ((self.totals, totals), (self.daily, daily)):
-            stored = {d["_id"]: d async for d in collection.find({})}
+            stored = {d["_id"]: domain.flatten_counters(d) async for d in collection.find({})}
             for rid in set(stored) | set(deltas):
-                want = deltas[rid].inc if rid in deltas else {}
-                have = {k: stored.get(rid, {}).get(k, 0) for k in domain.ROLLUP_FIELDS}
-                if any(have.get(k, 0) != want.get(k, 0) for k in domain.ROLLUP_FIELDS):
+                want = {k: v for k, v in (deltas[rid].inc if rid in deltas else {}).items() if v}
+                have = {k: v for k, v in stored.get(rid, {}).items() if v}
+                if have != want:
                     diffs.append(f"{collection.name}/{rid}: stored {have} != recount {want}")
         return diffs
 
@@ -198,18 +198,28 @@ class FeedbackRepository:
     async def totals_documents(self) -> list[dict[str, Any]]:
         return await self.totals.find({}, {"applied": 0}).to_list(None)
 
-    async def daily_cells(self, start: date, end: date, agency: str | None) -> list[dict[str, Any]]:
-        match: dict[str, Any] = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+    async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:
+        """Counters per (channel, age_group) over Bangkok days start..end: reads days x agencies documents."""
+        query: dict[str, Any] = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
         if agency:
-            match["agency"] = agency
-        group: dict[str, Any] = {"_id": {"channel": "$channel", "age_group": "$age_group"}}
-        for name in domain.ROLLUP_FIELDS:
-            group[name] = {"$sum": f"${name}"}
-        cursor = await self.daily.aggregate([{"$match": match}, {"$group": group}])
-        return await cursor.to_list(None)
+            query["agency"] = agency
+        docs = await self.daily.find(query, {"cells": 1, "_id": 0}).to_list(None)
+        return domain.sum_daily_cells(docs)
 
     async def agency_known(self, agency: str) -> bool:
         return await self.daily.find_one({"agency": agency}, {"_id": 1}) is not None
+
+
+def _nest(inc: dict[str, int]) -> dict[str, Any]:
+    """Dotted $inc paths -> the nested document they produce."""
+    out: dict[str, Any] = {}
+    for path, value in inc.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 class _SimulatedCrash(RuntimeError):

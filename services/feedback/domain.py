@@ -146,8 +146,12 @@ def total_rollup_id(channel: str, age_group: str) -> str:
     return f"{channel}|{age_group}"
 
 
-def daily_rollup_id(day: str, agency: str, channel: str, age_group: str) -> str:
-    return f"{day}|{agency}|{channel}|{age_group}"
+def daily_rollup_id(day: str, agency: str) -> str:
+    return f"{day}|{agency}"
+
+
+def cell_key(channel: str, age_group: str) -> str:
+    return f"{channel}|{age_group}"
 
 
 @dataclass
@@ -157,25 +161,54 @@ class RollupDelta:
 
 
 def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDelta], dict[str, RollupDelta]]:
-    """Per rollup document, the $inc that the given responses add: (totals by channel x age group,
-    daily by Bangkok day x agency x channel x age group)."""
+    """Per rollup document, the $inc that the given responses add.
+
+    Totals: one document per channel x age group (what /metrics reads, 36 at most).
+    Daily: one document per Bangkok day x agency holding the 36 cells as `cells.<channel>|<age_group>.<field>`,
+    so a batch touches few documents and a 90-day query reads days x agencies documents.
+    """
     totals: dict[str, RollupDelta] = {}
     daily: dict[str, RollupDelta] = {}
     for doc in docs:
         inc = increments(doc)
         tid = total_rollup_id(doc["channel"], doc["age_group"])
-        did = daily_rollup_id(doc["bangkok_day"], doc["agency"], doc["channel"], doc["age_group"])
-        for target, rid, keys in (
-            (totals, tid, {"channel": doc["channel"], "age_group": doc["age_group"]}),
-            (daily, did, {"day": doc["bangkok_day"], "agency": doc["agency"], "channel": doc["channel"],
-                          "age_group": doc["age_group"]}),
-        ):
-            delta = target.get(rid)
-            if delta is None:
-                delta = target[rid] = RollupDelta(keys, {})
-            for name, value in inc.items():
-                delta.inc[name] = delta.inc.get(name, 0) + value
+        total = totals.get(tid)
+        if total is None:
+            total = totals[tid] = RollupDelta({"channel": doc["channel"], "age_group": doc["age_group"]}, {})
+        did = daily_rollup_id(doc["bangkok_day"], doc["agency"])
+        day = daily.get(did)
+        if day is None:
+            day = daily[did] = RollupDelta({"day": doc["bangkok_day"], "agency": doc["agency"]}, {})
+        prefix = f"cells.{cell_key(doc['channel'], doc['age_group'])}."
+        for name, value in inc.items():
+            total.inc[name] = total.inc.get(name, 0) + value
+            day.inc[prefix + name] = day.inc.get(prefix + name, 0) + value
     return totals, daily
+
+
+def sum_daily_cells(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, int]]:
+    """Add up the `cells` of daily rollup documents: (channel, age_group) -> counters."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    for doc in docs:
+        for key, counts in (doc.get("cells") or {}).items():
+            channel, age_group = key.split("|", 1)
+            acc = out.setdefault((channel, age_group), {})
+            for name, value in counts.items():
+                acc[name] = acc.get(name, 0) + int(value)
+    return out
+
+
+def flatten_counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
+    """Numeric leaves of a rollup document as dotted paths (ids, keys and `applied` left out)."""
+    out: dict[str, int] = {}
+    for name, value in doc.items():
+        if name in ("_id", "applied"):
+            continue
+        if isinstance(value, Mapping):
+            out.update(flatten_counters(value, f"{prefix}{name}."))
+        elif isinstance(value, int) and not isinstance(value, bool):
+            out[prefix + name] = value
+    return out
 
 
 def batch_token(keys: Iterable[tuple[str, str]], nonce: str) -> str:

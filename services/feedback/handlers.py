@@ -55,9 +55,9 @@ class FeedbackService:
         return start, end
 
     async def cells(self, start: date, end: date, agency: str | None) -> list[domain.Cell]:
-        rows = await self.repo.daily_cells(start, end, agency)
-        return domain.cells_in_order(
-            domain.Cell.from_counts(r["_id"]["age_group"], r["_id"]["channel"], r) for r in rows if r.get("responses"))
+        counters = await self.repo.daily_cells(start, end, agency)
+        return domain.cells_in_order(domain.Cell.from_counts(age_group, channel, counts)
+                                     for (channel, age_group), counts in counters.items() if counts.get("responses"))
 
     async def experience(self, start: date | None, end: date | None, agency: str | None) -> dict[str, Any]:
         start, end = self.resolve_range(start, end)

@@ -77,10 +77,17 @@ def test_rollup_deltas_sum_per_document():
     docs = [domain.response_document(domain.prepare(event(satisfaction=s, tech_difficulty=t, aware_of_digital_channels=a)))
             for s, t, a in [(5, "none", True), (2, "severe", False), (4, "some", True)]]
     totals, daily = domain.rollup_deltas(docs)
-    assert list(totals) == ["online_web|25_34"] and list(daily) == ["2026-03-01|dga|online_web|25_34"]
+    assert list(totals) == ["online_web|25_34"] and list(daily) == ["2026-03-01|dga"]
     inc = totals["online_web|25_34"].inc
     assert inc == {"responses": 3, "satisfaction_sum": 11, "sat_5": 1, "sat_2": 1, "sat_4": 1, "tech_none": 1,
                    "tech_severe": 1, "tech_some": 1, "aware": 2}
+    assert daily["2026-03-01|dga"].inc == {f"cells.online_web|25_34.{k}": v for k, v in inc.items()}
+    assert daily["2026-03-01|dga"].keys == {"day": "2026-03-01", "agency": "dga"}
+    nested = [{"cells": {"online_web|25_34": inc}}, {"cells": {"online_web|25_34": {"responses": 2}, "walk_in|60_plus": {"responses": 1}}}]
+    summed = domain.sum_daily_cells(nested)
+    assert summed[("online_web", "25_34")]["responses"] == 5 and summed[("walk_in", "60_plus")] == {"responses": 1}
+    assert domain.flatten_counters({"_id": "x", "applied": ["t"], "day": "d", "cells": {"a|b": {"responses": 2}}}) == \
+        {"cells.a|b.responses": 2}
     cell = domain.Cell.from_counts("25_34", "online_web", inc).as_dict()
     assert cell["mean_satisfaction"] == round(11 / 3, 3) and cell["share_satisfied"] == round(2 / 3, 4)
     assert cell["share_tech_difficulty"] == round(2 / 3, 4) and cell["awareness_rate"] == round(2 / 3, 4)
