@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -43,7 +43,7 @@ _ROLLUP_PROJECTION = {"_id": 0, "channel": 1, "age_group": 1, "agency": 1, "bang
 
 
 class FeedbackRepository:
-    def __init__(self, db: AsyncDatabase, clock=lambda: datetime.now(timezone.utc)):
+    def __init__(self, db: AsyncDatabase, clock=lambda: datetime.now(UTC)):
         self.db = db
         self.responses = db.feedback_responses
         self.totals = db.feedback_rollup_totals

@@ -232,7 +232,7 @@ class Cell:
     levels: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
 
     @classmethod
-    def from_counts(cls, age_group: str, channel: str, counts: Mapping[str, int]) -> "Cell":
+    def from_counts(cls, age_group: str, channel: str, counts: Mapping[str, int]) -> Cell:
         levels = tuple(int(counts.get(f"sat_{i}", 0)) for i in range(1, 6))
         return cls(age_group=age_group, channel=channel, responses=int(counts.get("responses", 0)),
                    satisfied=levels[3] + levels[4], satisfaction_sum=int(counts.get("satisfaction_sum", 0)),

@@ -45,7 +45,7 @@ class FeedbackService:
     # --- read path ---------------------------------------------------------------------------------
     def resolve_range(self, start: date | None, end: date | None) -> tuple[date, date]:
         today = bangkok_today(self.clock())
-        default_start, default_end = domain.default_range(today, self.settings.feedback_default_days)
+        _, default_end = domain.default_range(today, self.settings.feedback_default_days)
         end = end or (default_end if start is None else max(start, default_end))
         start = start or (end - timedelta(days=self.settings.feedback_default_days - 1))
         if start > end:

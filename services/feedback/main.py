@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], datetime] | None = None,
                monotonic: Callable[[], float] = time.monotonic) -> FastAPI:
     settings = settings or FeedbackSettings()
-    clock = clock or (lambda: datetime.now(timezone.utc))
+    clock = clock or (lambda: datetime.now(UTC))
     runtime = Runtime(settings)
     repo = FeedbackRepository(runtime.db, clock)
     service = FeedbackService(repo, settings, clock)
@@ -57,7 +57,7 @@ async def _sweeper(repo: FeedbackRepository, settings: FeedbackSettings, stoppin
         try:
             await asyncio.wait_for(stopping.wait(), settings.feedback_sweep_interval_seconds)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             await repo.sweep(settings.feedback_sweep_grace_seconds)

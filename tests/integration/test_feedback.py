@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
+from support import cloudevent, db_of, make_key, poll, produce_events, read_topic, running
 
 from services.common.logging import JsonFormatter
 from services.common.thai_calendar import ascii_to_thai_digits, thai_digits_to_ascii
@@ -19,12 +19,11 @@ from services.feedback.adapters import FeedbackRepository
 from services.feedback.domain import prepare
 from services.feedback.main import create_app
 from services.feedback.settings import FeedbackSettings
-from support import cloudevent, db_of, make_key, poll, produce_events, read_topic, running
 
 pytestmark = pytest.mark.integration
 
 TYPE = "feedback.response.submitted"
-NOW = datetime(2026, 3, 20, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 NID = "1103702071927"  # checksum-valid
 NID2 = "3100501234563"
 # Personal data the comments carry, in the forms a search would find them.
@@ -59,9 +58,8 @@ async def _metric_sum(client, name: str, **labels) -> float:
     text = (await client.get("/metrics")).text
     total = 0.0
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 

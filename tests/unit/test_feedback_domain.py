@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -33,12 +33,12 @@ def test_age_group_edges(age, group):
 
 
 def test_birth_year_gregorian_and_buddhist_era_use_the_bangkok_year():
-    at = datetime(2026, 3, 1, 10, tzinfo=timezone.utc)
+    at = datetime(2026, 3, 1, 10, tzinfo=UTC)
     assert domain.age_group_for_birth_year(1966, at).value == "60_plus"   # 60 in 2026
     assert domain.age_group_for_birth_year(2509, at).value == "60_plus"   # 2509 BE = 1966
     assert domain.age_group_for_birth_year(1967, at).value == "45_59"
     # 31 Dec 2025 20:00 UTC is already 1 Jan 2026 in Bangkok.
-    new_year = datetime(2025, 12, 31, 20, tzinfo=timezone.utc)
+    new_year = datetime(2025, 12, 31, 20, tzinfo=UTC)
     assert domain.age_group_for_birth_year(1966, new_year).value == "60_plus"
     assert domain.age_group_for_birth_year(1966, new_year - timedelta(hours=4)).value == "45_59"
     with pytest.raises(ValueError):
