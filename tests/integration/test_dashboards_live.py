@@ -17,8 +17,6 @@ import math
 import random
 import re
 import threading
-import urllib.parse
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,13 +24,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import cloudevent, make_key, poll, produce
 
 from services.common import processes as px
 from services.common.thai_calendar import bangkok_day, fiscal_year_of
 from services.contracts import topics
 from services.contracts.common_types import AgeGroup, Channel, Competency, TechDifficulty, Workstream
 from services.dashboards.generate import render_all
-from support import cloudevent, make_key, poll, produce
 
 pytestmark = pytest.mark.integration
 
@@ -71,11 +69,12 @@ class WebhookSink:
         self.server.server_close()
 
 
-def prom_query(base: str, expr: str) -> list[dict]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        body = json.loads(resp.read())
-    assert body["status"] == "success", body
+async def prom_query(base: str, expr: str) -> list[dict]:
+    """Instant query; raises AssertionError with Prometheus' message when the query is refused."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.get(f"{base}/api/v1/query", params={"query": expr})
+    body = resp.json()
+    assert body["status"] == "success", f"{body.get('errorType')}: {body.get('error')}"
     result = body["data"]["result"]
     if body["data"]["resultType"] == "scalar":
         return [{"metric": {}, "value": result}]
@@ -251,12 +250,12 @@ def panel_targets() -> list[tuple[str, dict, dict]]:
     return out
 
 
-def check_panel(base: str, panel: dict, target: dict, fiscal_year: int) -> str | None:
+async def check_panel(base: str, panel: dict, target: dict, fiscal_year: int) -> str | None:
     """None when the query shows sensible data, else why not."""
     expr = substitute(target["expr"], fiscal_year)
     try:
-        result = prom_query(base, expr)
-    except Exception as exc:  # a query Prometheus refuses is a broken panel
+        result = await prom_query(base, expr)
+    except AssertionError as exc:  # a query Prometheus refuses is a broken panel
         return f"query failed: {exc}"
     if not result:
         return "no data"
@@ -292,7 +291,7 @@ async def test_every_panel_shows_data(stack):
 
         def scraped(expr: str):
             async def check():
-                return prom_query(base, expr)
+                return await prom_query(base, expr)
             return check
 
         await poll(scraped("newnormal_feedback_responses_total"), 60, 0.5, "feedback totals scraped")
@@ -318,7 +317,7 @@ async def test_every_panel_shows_data(stack):
     async def all_panels_have_data():
         failing = {}
         for title, panel, target in targets:
-            why = check_panel(base, panel, target, fy)
+            why = await check_panel(base, panel, target, fy)
             if why:
                 failing[f"{title} / {panel['title']} [{target['refId']}]"] = why
         return failing
@@ -339,17 +338,17 @@ async def test_every_panel_shows_data(stack):
         for var in board.get("templating", {}).get("list", []):
             m = re.fullmatch(r"label_values\((\w+), (\w+)\)", var["query"]["query"])
             assert m, var
-            url = f"{base}/api/v1/label/{m.group(2)}/values?" + urllib.parse.urlencode({"match[]": m.group(1)})
-            with urllib.request.urlopen(url, timeout=10) as resp:
-                values = json.loads(resp.read())["data"]
+            async with httpx.AsyncClient(timeout=10) as client:
+                resp = await client.get(f"{base}/api/v1/label/{m.group(2)}/values", params={"match[]": m.group(1)})
+            values = resp.json()["data"]
             assert values, f"variable {var['name']} of {board['title']} has no values"
             if var["name"] == "fiscal_year":
                 assert str(fy) in values
 
     # A few figures that must be right, not merely present.
-    assert prom_query(base, 'workstream:newnormal_roadmap_milestone_overdue_days:max{workstream="technology_access"} >= 3')
-    assert prom_query(base, 'workstream_status:newnormal_roadmap_milestones:max{status="at_risk"} > 0')
-    older = prom_query(base, substitute('age_group:newnormal_feedback_satisfaction:mean7d{age_group="60_plus"}', fy))
-    younger = prom_query(base, substitute('age_group:newnormal_feedback_satisfaction:mean7d{age_group="25_34"}', fy))
+    assert await prom_query(base, 'workstream:newnormal_roadmap_milestone_overdue_days:max{workstream="technology_access"} >= 3')
+    assert await prom_query(base, 'workstream_status:newnormal_roadmap_milestones:max{status="at_risk"} > 0')
+    older = await prom_query(base, substitute('age_group:newnormal_feedback_satisfaction:mean7d{age_group="60_plus"}', fy))
+    younger = await prom_query(base, substitute('age_group:newnormal_feedback_satisfaction:mean7d{age_group="25_34"}', fy))
     assert older and younger and float(older[0]["value"][1]) < 3.0 < float(younger[0]["value"][1])
     assert stack["sink"].received, "the notifier delivered to the webhook"
