@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 BOARDS = render_all()
 THAI = re.compile(r"[\u0E00-\u0E7F]")
+PANEL_TYPES = {"row", "stat", "timeseries", "table", "bargauge", "piechart", "heatmap", "gauge", "text", "barchart"}
 RECORDED = re.compile(r"\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+)\b")
 
 
@@ -62,6 +63,7 @@ def test_dashboard_fits_grafana_model(name):
                 assert (x, y) not in cells, f"panel {panel['id']} overlaps panel {cells[(x, y)]} in {name}"
                 cells[(x, y)] = panel["id"]
         assert THAI.search(panel["title"]), f"panel title not in Thai: {panel['title']!r}"
+        assert panel["type"] in PANEL_TYPES, panel["type"]
         if panel["type"] == "row":
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": DATASOURCE_UID}

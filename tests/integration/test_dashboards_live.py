@@ -352,3 +352,18 @@ async def test_every_panel_shows_data(stack):
     younger = await prom_query(base, substitute('age_group:newnormal_feedback_satisfaction:mean7d{age_group="25_34"}', fy))
     assert older and younger and float(older[0]["value"][1]) < 3.0 < float(younger[0]["value"][1])
     assert stack["sink"].received, "the notifier delivered to the webhook"
+
+    # The committed alert rules see the same metrics: the dead letter fires at once (no `for`), the missed
+    # and at-risk milestones are pending with the labels Alertmanager routes and inhibits on.
+    async def alerts():
+        got = {(a["metric"]["alertname"], a["metric"]["alertstate"], a["metric"].get("service"),
+                a["metric"].get("workstream", a["metric"].get("topic")))
+               for a in await prom_query(base, "ALERTS")}
+        wanted = {("DeadLetterRecords", "firing", "feedback", topics.FEEDBACK_EVENTS),
+                  ("DeadLetterRecords", "firing", "roadmap", topics.ROADMAP_EVENTS),
+                  ("MilestoneMissed", "pending", "roadmap", "technology_access"),
+                  ("MilestoneAtRisk", "pending", "roadmap", "technology_access")}
+        return wanted <= got or None
+
+    await poll(alerts, 30, 1.0, "alert rules evaluated on the live metrics")
+    assert not await prom_query(base, 'ALERTS{alertname="ServiceDown"}'), "all four services are up"
