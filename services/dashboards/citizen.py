@@ -6,7 +6,17 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from services.dashboards.overview import DIFFICULTY_STEPS, SATISFACTION_STEPS
 from services.dashboards.panels import (
-    age_group_variable, bargauge_panel, channel_variable, db_increase, mean_satisfaction, share_with_difficulty, matrix_panel, new_dashboard, query, row, stat_panel,
+    age_group_variable,
+    bargauge_panel,
+    channel_variable,
+    db_increase,
+    matrix_panel,
+    mean_satisfaction,
+    new_dashboard,
+    query,
+    row,
+    share_with_difficulty,
+    stat_panel,
     timeseries_panel,
 )
 

@@ -17,7 +17,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:  # noqa: ARG001
+def cmd_check(args: argparse.Namespace) -> int:
     from services.dashboards.generate import stale_files
 
     stale = stale_files()

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.models import dashboard as model
+
 from services.dashboards.panels import (
-    AMBER, GREEN, RED, bargauge_panel, db_increase, mean_satisfaction, share_with_difficulty, fiscal_year_variable, new_dashboard, pie_panel, query, row, stat_panel,
+    AMBER,
+    GREEN,
+    RED,
+    bargauge_panel,
+    db_increase,
+    fiscal_year_variable,
+    mean_satisfaction,
+    new_dashboard,
+    pie_panel,
+    query,
+    row,
+    share_with_difficulty,
+    stat_panel,
     table_panel,
 )
-from grafana_foundation_sdk.models import dashboard as model
 
 UID = "newnormal-overview"
 TITLE = "ภาพรวมโครงการ · Programme overview"

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from grafana_foundation_sdk.builders import bargauge, common as cb, dashboard as dash, heatmap, piechart, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, heatmap, piechart, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models import common, dashboard as model, heatmap as heatmap_model, piechart as pie_model
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import heatmap as heatmap_model
+from grafana_foundation_sdk.models import piechart as pie_model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 DATASOURCE_UID = "newnormal-prometheus"

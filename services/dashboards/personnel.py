@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from services.dashboards.panels import (
-    agency_variable, bargauge_panel, competency_variable, fiscal_year_variable, matrix_panel, new_dashboard, query,
-    row, stat_panel, table_panel, timeseries_panel, AMBER, GREEN, RED,
+    AMBER,
+    GREEN,
+    RED,
+    agency_variable,
+    bargauge_panel,
+    competency_variable,
+    fiscal_year_variable,
+    matrix_panel,
+    new_dashboard,
+    query,
+    row,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
 )
 
 UID = "newnormal-personnel"
@@ -58,13 +70,13 @@ def build():
             "การอบรมที่สำเร็จ · Completions per hour",
             [query('sum by (type) (rate(newnormal_training_events_applied_total{type=~".*completed.*"}[$__rate_interval])) * 3600',
                    "{{type}}"),
-             query(f'max by (competency) (rate(newnormal_training_hours_total{{competency=~"$competency"}}[$__rate_interval])) * 3600',
+             query('max by (competency) (rate(newnormal_training_hours_total{competency=~"$competency"}[$__rate_interval])) * 3600',
                    "ชั่วโมงอบรม {{competency}} · training hours")],
             unit="short", w=12, h=8, bars=True))
         .with_row(row("หน่วยงานที่ล่าช้า · Laggard agencies"))
         .with_panel(bargauge_panel(
             "ความพร้อมเทียบเป้ารายสมรรถนะ · Readiness per competency",
-            [query(f'competency_fiscal_year:newnormal_training_readiness:ratio{{fiscal_year="$fiscal_year", competency=~"$competency"}}',
+            [query('competency_fiscal_year:newnormal_training_readiness:ratio{fiscal_year="$fiscal_year", competency=~"$competency"}',
                    "{{competency}}", instant=True)], w=10, h=9))
         .with_panel(table_panel(
             "10 หน่วยงานที่ห่างจากเส้นทางมากที่สุด · 10 agencies furthest behind the linear path",

@@ -5,7 +5,16 @@ from __future__ import annotations
 from grafana_foundation_sdk.models import dashboard as model
 
 from services.dashboards.panels import (
-    GREEN, RED, histogram_heatmap_panel, job_variable, new_dashboard, quantile, query, row, stat_panel, table_panel,
+    GREEN,
+    RED,
+    histogram_heatmap_panel,
+    job_variable,
+    new_dashboard,
+    quantile,
+    query,
+    row,
+    stat_panel,
+    table_panel,
     timeseries_panel,
 )
 
@@ -94,5 +103,11 @@ def build():
         .with_panel(timeseries_panel(
             "เวลาการส่ง p95 · Delivery time p95",
             [query(quantile(0.95, "newnormal_notifier_delivery_seconds"), "p95"),
-             query(quantile(0.5, "newnormal_notifier_delivery_seconds"), "p50")], unit="s", w=24))
+             query(quantile(0.5, "newnormal_notifier_delivery_seconds"), "p50")], unit="s", w=16))
+        .with_panel(stat_panel(
+            "ล้มเหลวรอส่งใหม่ · Failed, kept for a manual retry",
+            [query("max by (channel) (newnormal_notifier_failed)", "{{channel}}", instant=True)],
+            w=8, h=8, decimals=0, steps=((None, GREEN), (1, RED)),
+            description="การแจ้งเตือนที่หมดจำนวนครั้งลองใหม่ ส่งซ้ำได้ทาง API · Notifications that exhausted their "
+                        "retries; re-send through POST /v1/notifications/{id}/retry."))
     )

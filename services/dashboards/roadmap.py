@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from services.dashboards.panels import (
-    AMBER, RED, bargauge_panel, new_dashboard, query, row, stat_panel, table_panel, timeseries_panel,
+    AMBER,
+    RED,
+    bargauge_panel,
+    new_dashboard,
+    query,
+    row,
+    stat_panel,
+    table_panel,
+    timeseries_panel,
     workstream_variable,
 )
 
