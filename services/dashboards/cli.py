@@ -10,10 +10,12 @@ import sys
 def cmd_generate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from services.dashboards.generate import DASHBOARDS_DIR, write_all
+    from services.dashboards.generate import DASHBOARDS_DIR, write_all, write_prometheus_rule
 
     for path in write_all(Path(args.out) if args.out else DASHBOARDS_DIR):
         print(path)
+    if not args.out:
+        print(write_prometheus_rule())
     return 0
 
 
@@ -38,7 +40,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def _add_commands(sub: argparse._SubParsersAction) -> None:
-    generate = sub.add_parser("generate", help="write deploy/grafana/dashboards/*.json from the code")
+    generate = sub.add_parser("generate", help="write deploy/grafana/dashboards/*.json (and the Kubernetes PrometheusRule)")
     generate.add_argument("--out", help="directory (default deploy/grafana/dashboards)")
     generate.set_defaults(func=cmd_generate)
     check = sub.add_parser("check", help="fail if the committed dashboards differ from the code")

@@ -120,3 +120,13 @@ def test_readme_covers_national_scale():
     text = (K8S / "README.md").read_text(encoding="utf-8")
     for needle in ("Partitions", "Replicas", "MongoDB", "300", "millions", "KEDA"):
         assert needle in text
+
+
+def test_prometheus_rule_matches_the_rule_files():
+    from services.dashboards.generate import PROMETHEUS_RULE, prometheus_rule_text
+
+    assert PROMETHEUS_RULE.read_text(encoding="utf-8") == prometheus_rule_text(), \
+        "run `python -m services.dashboards generate` after editing deploy/prometheus/rules/"
+    rule = yaml.safe_load(PROMETHEUS_RULE.read_text(encoding="utf-8"))
+    names = {r.get("alert") or r.get("record") for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert {"ServiceDown", "MilestoneMissed", "newnormal:fiscal_year_elapsed:ratio"} <= names
