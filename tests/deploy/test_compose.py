@@ -16,7 +16,7 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES = COMPOSE["services"]
 APP_SERVICES = ("roadmap", "training", "feedback", "notifier")
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|KEYFILE|WEBHOOK_URLS", re.I)
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|KEYFILE|WEBHOOK_URLS", re.IGNORECASE)
 
 
 def settings_env_names(cls) -> set[str]:
@@ -92,7 +92,7 @@ def test_environment_variables_are_ones_the_services_read(service):
 
 def test_env_examples_name_real_settings():
     for path, service in ((DEPLOY / ".env.example", None), (DEPLOY / "notifier.env.example", "notifier")):
-        names = set(re.findall(r"^#?\s*(NEWNORMAL_[A-Z_]+)=", path.read_text(encoding="utf-8"), re.M))
+        names = set(re.findall(r"^#?\s*(NEWNORMAL_[A-Z_]+)=", path.read_text(encoding="utf-8"), re.MULTILINE))
         allowed = allowed_env(service) if service else set().union(*(allowed_env(s) for s in APP_SERVICES))
         assert names and names <= allowed, sorted(names - allowed)
 
@@ -103,7 +103,7 @@ def test_no_secret_is_committed():
             if SECRET_NAME.search(key) or "MONGO_URI" in key:
                 # Either comes from the environment (${VAR...}) or is empty.
                 literal = re.sub(r"\$\{[^}]*\}", "", value)
-                assert not re.search(r"(password|secret|token)\s*[:=]?\s*\w{6,}", literal, re.I), (name, key)
+                assert not re.search(r"(password|secret|token)\s*[:=]?\s*\w{6,}", literal, re.IGNORECASE), (name, key)
                 assert "${" in value or value == "", f"{name}.{key} must come from the environment"
     uri = env_of(SERVICES["roadmap"])["NEWNORMAL_MONGO_URI"]
     assert "${MONGO_APP_PASSWORD" in uri and "replicaSet=rs0" in uri and "authSource=admin" in uri
@@ -142,15 +142,15 @@ def test_kafka_is_kraft_single_node_and_mongo_a_replica_set():
 
 def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
-    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.M)
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\w+)", text, re.MULTILINE)
     assert stages == ["build", "runtime"]
     runtime = text.split("AS runtime", 1)[1]
-    user = re.findall(r"^USER\s+(\S+)", runtime, re.M)
+    user = re.findall(r"^USER\s+(\S+)", runtime, re.MULTILINE)
     assert user and not user[-1].startswith(("root", "0")), "runs as a non-root user"
     assert "HEALTHCHECK" in runtime and "/healthz" in runtime
     assert re.search(r'ENTRYPOINT \["newnormal"\]', runtime)
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     assert not re.search(r"(PASSWORD|SECRET|TOKEN)\s*=", text), "no secret baked into the image"
     # Everything the image copies exists.
-    for src in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.M):
+    for src in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.MULTILINE):
         assert (ROOT / src).exists(), src
