@@ -4,7 +4,7 @@ and the pre-aggregated figures that the summary endpoint and the metrics read.""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
@@ -15,6 +15,7 @@ from services.common.mongo import DUPLICATE_KEY
 from services.roadmap.domain import Status
 
 STATS_ID = "current"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WINDOWS = tuple(timedelta(seconds=s) for s in (60, 3600, 86400, 7 * 86400, 31 * 86400, 366 * 86400, 100 * 366 * 86400))
 
 
@@ -72,7 +73,8 @@ class MilestoneRepository:
 
     async def overdue_open(self, now: datetime, limit: int = 500) -> list[str]:
         """Milestones still open whose deadline has passed: they have just become missed."""
-        cursor = self.milestones.find({"open_deadline": {"$lte": now}}, {"_id": 1}).limit(limit)
+        # Bounded below: an open-ended range also walks the index's null keys (closed milestones).
+        cursor = self.milestones.find({"open_deadline": {"$gte": _EPOCH, "$lte": now}}, {"_id": 1}).limit(limit)
         return [d["_id"] async for d in cursor]
 
     async def next_deadline(self, now: datetime) -> datetime | None:

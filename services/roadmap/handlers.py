@@ -43,6 +43,10 @@ class RoadmapService:
         self.clock = clock
         self.wake = asyncio.Event()  # set when deadlines may have changed: the watcher re-reads the next one
         self.stats_dirty = asyncio.Event()
+        # The next open deadline as far as this replica knows: lowered by its own writes, re-read from
+        # MongoDB when it has passed and at every rescan (other replicas' writes are theirs to watch).
+        self._next_deadline: datetime | None = None
+        self._next_known = False
 
     # --- applying events ---------------------------------------------------------------------
     async def handle(self, batch: Batch) -> list[Rejected]:
@@ -157,6 +161,10 @@ class RoadmapService:
             if not frontier:
                 break
         latest: dict[str, dict[str, Any]] = {d["_id"]: d for d in all_changed}
+        for doc in latest.values():
+            deadline = doc.get("open_deadline")
+            if deadline is not None and (self._next_deadline is None or deadline < self._next_deadline):
+                self._next_deadline = deadline
         await self.raise_alerts(latest.values())
         self.wake.set()
         self.stats_dirty.set()
@@ -255,10 +263,15 @@ class RoadmapService:
                 if time.monotonic() >= next_rescan:
                     await self.rescan()
                     next_rescan = time.monotonic() + self.settings.watcher_rescan_seconds
+                    self._next_known = False
                 else:
                     await self.sweep()
                 self.wake.clear()
-                deadline = await self.repo.next_deadline(self.clock())
+                now = self.clock()
+                if not self._next_known or (self._next_deadline is not None and self._next_deadline <= now):
+                    self._next_deadline = await self.repo.next_deadline(now)
+                    self._next_known = True
+                deadline = self._next_deadline
                 wait = min(self.settings.watcher_max_tick_seconds, max(0.0, next_rescan - time.monotonic()))
                 if deadline is not None:
                     wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))
