@@ -51,13 +51,13 @@ class TrainingRepository:
         self.rollups = db.training_readiness
         self.statements = db.training_xapi_statements
         self.claims = db.training_claims
+        self._known_rollups: set[str] = set()
         # Test hook: called with a stage name; raising there simulates a crash at that point.
         self.fault: Callable[[str], None] | None = None
 
     async def ensure_indexes(self) -> None:
         # Uniqueness of (source, id) is the `_id` itself (source + US + id): no second unique index to maintain.
-        await self.completions.create_index([("claim", ASCENDING)], name="claim")
-        await self.learners.create_index([("claim", ASCENDING)], name="claim")
+        # No index on `claim`: the claim document lists its completion ids, so recovery reads by _id.
         await self.claims.create_index([("done", ASCENDING), ("at", ASCENDING)], name="open")
         # Finished claims are only needed while a redelivery could still refer to them.
         await self.claims.create_index([("done_at", ASCENDING)], name="done_ttl", expireAfterSeconds=7 * 86400)
@@ -72,7 +72,8 @@ class TrainingRepository:
         """Store completions (all stamped with `claim`) and count the new ones; returns how many were new."""
         if not docs:
             return 0
-        await self.claims.insert_one({"_id": claim, "done": False, "at": self.clock()})
+        await self.claims.insert_one({"_id": claim, "done": False, "at": self.clock(),
+                                      "completions": [d["_id"] for d in docs]})
         inserted = await insert_new(self.completions, docs)
         new = [docs[i] for i in inserted]
         self._stage("after_completions")
@@ -90,7 +91,8 @@ class TrainingRepository:
         inserted = await insert_new(self.learners, learner_docs)
         if recovering and learner_docs:
             # The claim's learners are the stored docs carrying this claim (a first run may have inserted them).
-            mine = [d async for d in self.learners.find({"claim": claim}, {"fiscal_year": 1, "agency": 1, "competency": 1})]
+            mine = [d async for d in self.learners.find({"_id": {"$in": list(candidate)}, "claim": claim},
+                                                         {"fiscal_year": 1, "agency": 1, "competency": 1})]
         else:
             mine = [learner_docs[i] for i in inserted]
         self._stage("after_learners")
@@ -105,12 +107,14 @@ class TrainingRepository:
         guarded = []
         for rid, delta in deltas.items():
             fy, agency, competency = rid.split(":")
-            ensure.append(UpdateOne({"_id": rid}, {"$setOnInsert": {"fiscal_year": int(fy), "agency": agency,
-                                                                    "competency": competency}}, upsert=True))
+            if rid not in self._known_rollups:
+                ensure.append(UpdateOne({"_id": rid}, {"$setOnInsert": {"fiscal_year": int(fy), "agency": agency,
+                                                                        "competency": competency}}, upsert=True))
             guarded.append(UpdateOne({"_id": rid, "applied": {"$ne": claim}},
                                      {"$inc": delta.as_inc(),
                                       "$push": {"applied": {"$each": [claim], "$slice": -APPLIED_KEEP}}}))
         await _bulk(self.rollups, ensure)
+        self._known_rollups.update(deltas)  # rollup docs are never deleted: no need to upsert them again
         await _bulk(self.rollups, guarded)
 
     async def finish_stale_claims(self, older_than: timedelta | None = None) -> int:
@@ -123,7 +127,9 @@ class TrainingRepository:
 
     async def finish_claim(self, claim: str) -> None:
         """Redo steps 2-4 for one claim from its stored completions (harmless if it was already finished)."""
-        completions = [d async for d in self.completions.find({"claim": claim})]
+        doc = await self.claims.find_one({"_id": claim}, {"completions": 1})
+        ids = doc["completions"] if doc else []
+        completions = [d async for d in self.completions.find({"_id": {"$in": ids}, "claim": claim})]
         log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
         await self._count_claim(claim, completions, recovering=True)
 
