@@ -16,6 +16,7 @@ from enum import StrEnum
 from fastapi import HTTPException, Request
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.envelope import Event, EventError
 from services.contracts.events import ROADMAP_INPUT_TYPES
@@ -99,7 +100,14 @@ class ApiKeyAuth:
         now = time.monotonic()
         if cached and now - cached[0] < self._ttl:
             return cached[1]
-        doc = await self._db_getter().api_keys.find_one({"_id": digest, "revoked": False})
+        try:
+            doc = await self._db_getter().api_keys.find_one({"_id": digest, "revoked": False})
+        except TRANSIENT_ERRORS:
+            if cached:  # the database is away: a key known a moment ago is still the best answer
+                return cached[1]
+            raise HTTPException(503, detail={"reason": "database_unavailable",
+                                             "detail": "the key store is unreachable; retry later"},
+                                headers={"Retry-After": "5"}) from None
         principal = Principal(doc["agency"], Role(doc["role"]), digest[:12]) if doc else None
         self._cache[digest] = (now, principal)
         return principal

@@ -140,27 +140,32 @@ class EventConsumer:
         for event in events:
             unique.setdefault(event.key, event)
         events = list(unique.values())
-        rejected = await self._store(events)
+        fresh: set[tuple[str, str]] = set()
+        rejected = await self._store(events, fresh)
         dead_records = dead + [DeadLetter(_record_of(r.event, self.topic), r.error) for r in rejected]
         await self._dead_letter(dead_records)
-        stored = len(events) - len(rejected)
+        refused = {r.event.key for r in rejected}
+        # "stored" counts events the audit trail had not seen, so the counter agrees with the database
+        # under redelivery and re-sends; everything else valid is a duplicate.
+        stored = len(fresh - refused) if self.audit else len(events) - len(rejected)
         if stored:
             self.metrics.consumed.labels(self.topic, "stored").inc(stored)
-        duplicates = len(records) - len(dead) - len(events)
+        duplicates = len(records) - len(dead) - len(rejected) - stored
         if duplicates:
             self.metrics.consumed.labels(self.topic, "duplicate").inc(duplicates)
 
-    async def _store(self, events: list[Event]) -> list[Rejected]:
+    async def _store(self, events: list[Event], fresh: set[tuple[str, str]] | None = None) -> list[Rejected]:
         if not events:
             return []
+        # Keys newly inserted by any attempt: a retry after a partial insert sees those as duplicates.
+        fresh = set() if fresh is None else fresh
 
         async def write() -> list[Rejected]:
-            new_keys: set[tuple[str, str]] = set()
             if self.audit:
                 docs = [e.to_document() for e in events]
                 inserted = await insert_new(self.db.events, docs)
-                new_keys = {events[i].key for i in inserted}
-            return list(await self._handle(Batch(events, new_keys)) or [])
+                fresh.update(events[i].key for i in inserted)
+            return list(await self._handle(Batch(events, set(fresh))) or [])
 
         return await retry_transient(write, what=f"store {self.topic}", stop=self.stopping,
                                      on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())
