@@ -77,6 +77,15 @@ class NotificationRepository:
              "$unset": {"lease_until": "", "claim": ""}})
         return res.modified_count
 
+    async def release(self, docs: Sequence[dict[str, Any]], now: datetime) -> int:
+        """Give claimed, never-attempted notifications back (the attempt counted at claim is undone)."""
+        res = await self.col.update_many(
+            {"_id": {"$in": [d["_id"] for d in docs]}, "claim": {"$in": sorted({d["claim"] for d in docs})},
+             "state": State.sending.value},
+            {"$set": {"state": State.pending.value, "next_attempt_at": now, "updated_at": now},
+             "$unset": {"lease_until": "", "claim": ""}, "$inc": {"attempts": -1}})
+        return res.modified_count
+
     async def mark_retry(self, doc: dict[str, Any], now: datetime, next_at: datetime, status: int | None,
                          detail: str) -> bool:
         res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Container, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -93,6 +94,7 @@ class NotifierService:
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.inflight: set[asyncio.Task] = set()
+        self.queue: deque[dict[str, Any]] = deque()
         self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
 
@@ -318,30 +320,43 @@ class NotifierService:
 
     # --- dispatcher ----------------------------------------------------------------------
     async def dispatch_forever(self) -> None:
+        """Claim due notifications in batches into a local queue (one query serves many deliveries),
+        deliver with bounded concurrency, refill before the queue runs dry."""
         s = self.settings
         lease = timedelta(seconds=s.notifier_lease_seconds)
+        queue = self.queue
         while not self.stopping.is_set():
-            free = s.notifier_concurrency - len(self.inflight)
-            if free <= 0:
-                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            self.wake.clear()
-            try:
-                claimed = await self.repo.claim(self.clock(), lease, min(free, s.notifier_claim_batch))
-            except TRANSIENT_ERRORS as exc:
-                log.warning("dispatcher: database unavailable", extra={"error": type(exc).__name__})
-                claimed = []
-            except Exception:
-                log.exception("dispatcher claim failed")
-                claimed = []
-            for doc in claimed:
+            while queue and len(self.inflight) < s.notifier_concurrency:
+                doc = queue.popleft()
+                # A doc that waited past its lease may already be someone else's: never send it twice.
+                if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
+                    continue
                 task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
+            claimed: list[dict[str, Any]] = []
+            if len(queue) < s.notifier_concurrency:
+                self.wake.clear()
+                try:
+                    claimed = await self.repo.claim(self.clock(), lease, s.notifier_claim_batch - len(queue))
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("dispatcher: database unavailable", extra={"error": type(exc).__name__})
+                except Exception:
+                    log.exception("dispatcher claim failed")
+                queue.extend(claimed)
             if claimed:
                 continue
-            # Idle: wake on a new notification, or after a tick (retries and a moved clock come due).
-            await _sleep_or(self.wake, s.notifier_scheduler_tick_seconds)
+            if queue:
+                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                # Idle: wake on a new notification, or after a tick (retries and a moved clock come due).
+                await _sleep_or(self.wake, s.notifier_scheduler_tick_seconds)
+
+    async def release_queue(self) -> None:
+        """On shutdown, hand back claimed-but-unstarted notifications instead of waiting out their lease."""
+        docs, self.queue = list(self.queue), deque()
+        if docs:
+            await self.repo.release(docs, self.clock())
 
     async def drain(self, timeout: float) -> None:
         if self.inflight:
@@ -397,15 +412,17 @@ class NotifierService:
         its group, so a slot is freed only once `sent` is stored."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._sent.append((doc, future))
-        if len(self._sent) >= self.settings.notifier_claim_batch:
+        if len(self._sent) >= self.settings.notifier_concurrency:
             await self._flush_sent()
         elif self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush_later())
         await future
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(0.02)
-        await self._flush_sent()
+        # Loop until empty: marks added while a flush is in progress must not be left waiting.
+        while self._sent:
+            await asyncio.sleep(0.02)
+            await self._flush_sent()
 
     async def _flush_sent(self) -> None:
         group, self._sent = self._sent, []

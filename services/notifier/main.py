@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import httpx
@@ -57,6 +58,8 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
 
     async def shutdown(rt: Runtime) -> None:
         service.stopping.set()
+        with contextlib.suppress(Exception):
+            await service.release_queue()
         await service.drain(timeout=5.0)
         for task in list(service.inflight):
             task.cancel()  # its lease expires and another instance resumes it

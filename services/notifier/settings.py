@@ -29,8 +29,12 @@ class NotifierSettings(ServiceSettings):
 
     # --- delivery reliability ---------------------------------------------------------------
     notifier_concurrency: int = Field(32, ge=1, le=1000, description="deliveries in flight per instance")
-    notifier_claim_batch: int = Field(100, ge=1, le=1000, description="notifications claimed per database round trip")
-    notifier_lease_seconds: float = Field(120.0, gt=0, description="a claimed notification is resumed by any instance after this")
+    notifier_claim_batch: int = Field(
+        500, ge=1, le=5000, description="notifications claimed per query into the local queue (a claim query costs "
+                                        "about the same for 1 or 500 documents)")
+    notifier_lease_seconds: float = Field(
+        300.0, gt=0, description="a claimed notification is resumed by any instance after this; must exceed the time "
+                                 "a claim batch waits in the queue (claim_batch / concurrency x HTTP timeout)")
     notifier_retry_base_seconds: float = Field(5.0, gt=0, description="first backoff ceiling (full jitter)")
     notifier_retry_max_seconds: float = Field(900.0, gt=0, description="backoff ceiling")
     notifier_retry_after_max_seconds: float = Field(3600.0, gt=0, description="longest Retry-After honoured")

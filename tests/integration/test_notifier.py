@@ -169,8 +169,12 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
 
             db = db_of(settings)
             try:
-                doc = await db.notifications.find_one({"key": key_webhook})
-                assert doc["state"] == "sent" and doc["attempts"] == 3
+                async def webhook_doc():
+                    doc = await db.notifications.find_one({"key": key_webhook})
+                    return doc if doc["state"] == "sent" else None
+
+                doc = await poll(webhook_doc, 10, what="webhook notification recorded sent")
+                assert doc["attempts"] == 3
 
                 # --- 2. The same alert redelivered by Kafka sends nothing again (an at_risk behind it proves it was read).
                 at_risk = alert_event("at_risk", "M-2", now=clock(), days_late=0)
@@ -274,9 +278,13 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
                     resolved = {**alert, "endsAt": datetime.now(UTC).isoformat()}
                     assert (await am_client.post("/api/v2/alerts", json=[resolved])).status_code == 200
                     await poll(lambda: _true(ops_slack("แก้ไขแล้ว")), 30, what="resolved alert on slack")
-                ops_hooks = [r for r in sink.of("/webhook", True) if r.body.get("kind") == "operational"
-                             and r.body["operational"]["alertname"] == "NewnormalConsumerLagHigh"]
-                assert {r.body["operational"]["status"] for r in ops_hooks} == {"firing", "resolved"}
+                def ops_hooks():
+                    return [r for r in sink.of("/webhook", True) if r.body.get("kind") == "operational"
+                            and r.body["operational"]["alertname"] == "NewnormalConsumerLagHigh"]
+
+                await poll(lambda: _true({r.body["operational"]["status"] for r in ops_hooks()} == {"firing", "resolved"}),
+                           20, what="firing and resolved on the webhook")
+                ops_hooks = ops_hooks()
                 assert ops_hooks[0].body["agency"] == "dga"
 
                 # --- 8. Metrics, once everything is delivered.

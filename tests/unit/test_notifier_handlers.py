@@ -149,3 +149,26 @@ async def test_retry_budget_retry_after_and_permanent_failure():
     assert repo.calls[-1] == ("failed", "n1")  # no retry on a 4xx
     await svc._record({**doc, "attempts": 1}, Channel.email, DeliveryResult(Outcome.sent, 250))
     assert repo.calls[-1] == ("sent", "n1")
+
+
+async def test_group_commit_never_leaves_a_delivery_waiting():
+    """Marks added while a group is being written are written by a following group."""
+    import asyncio
+
+    clock = Clock(datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
+    svc, repo = service(clock, notifier_concurrency=5)
+    groups: list[int] = []
+
+    async def slow_many(docs, now):
+        groups.append(len(docs))
+        await asyncio.sleep(0.03)
+        return len(docs)
+
+    repo.mark_sent_many = slow_many
+
+    async def one(i):
+        await asyncio.sleep(0.007 * i)
+        await svc._mark_sent({"_id": str(i), "claim": "c"})
+
+    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(23))), 5)
+    assert sum(groups) == 23 and len(groups) < 23
