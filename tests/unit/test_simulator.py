@@ -174,3 +174,22 @@ async def test_sender_resends_only_what_kafka_did_not_take_after_503_and_uses_th
     assert {k for host, k, _ in seen if host == "roadmap"} == {"key-po"}
     assert all(k == f"key-{e['agency']}" for host, k, ids in seen if host == "feedback"
                for e in feedback if e["id"] in ids)
+
+
+def test_newnormal_simulate_is_registered_and_localrun_starts_it_until_stopped(tmp_path):
+    from pathlib import Path
+
+    from services.cli import build_parser
+    from services.simulator.localrun import simulator_process
+
+    args = build_parser().parse_args(["simulate", "--seed", "3", "--agencies", "5", "--rate", "100", "--duration", "2",
+                                      "--speedup", "60"])
+    assert (args.seed, args.agencies, args.rate, args.duration, args.speedup) == (3, 5, 100.0, 2.0, 60.0)
+    with pytest.raises(SystemExit):  # --duration and --until-stopped exclude each other
+        build_parser().parse_args(["simulate", "--duration", "2", "--until-stopped"])
+    env = {"NEWNORMAL_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "NEWNORMAL_ROADMAP_URL": "http://127.0.0.1:2"}
+    proc = simulator_process(env, {"kafka": 1, "roadmap": 2, "training": 3, "feedback": 4}, tmp_path / "keys.json", tmp_path)
+    assert proc.name == "simulator"
+    assert "--until-stopped" in proc.args and str(tmp_path / "keys.json") in proc.args
+    assert proc.env["NEWNORMAL_TRAINING_URL"] == "http://127.0.0.1:3" and proc.env["NEWNORMAL_ROADMAP_URL"] == "http://127.0.0.1:2"
+    assert Path(proc.log_path).name == "simulator.log"
