@@ -17,7 +17,7 @@ from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.mongo import insert_new
-from services.notifier.domain import CLAIMABLE, OPEN_STATES, Channel, State
+from services.notifier.domain import CLAIMABLE, OPEN_STATES, State
 
 
 class NotificationRepository:
@@ -126,12 +126,10 @@ class NotificationRepository:
         return [d async for d in self.col.find(query).sort("created_at", DESCENDING).limit(limit)]
 
     async def count_by_state_channel(self) -> dict[tuple[str, str], int]:
-        """Open and failed counts per channel, via the (state, channel) index: a handful of counts, no scan."""
-        out: dict[tuple[str, str], int] = {}
-        for state in (*OPEN_STATES, State.failed.value):
-            for channel in Channel:
-                out[(state, channel.value)] = await self.col.count_documents({"state": state, "channel": channel.value})
-        return out
+        """Open and failed counts per channel in one indexed aggregation; `sent` (the bulk) is never read."""
+        pipeline = [{"$match": {"state": {"$in": [*OPEN_STATES, State.failed.value]}}},
+                    {"$group": {"_id": {"state": "$state", "channel": "$channel"}, "n": {"$sum": 1}}}]
+        return {(d["_id"]["state"], d["_id"]["channel"]): d["n"] async for d in await self.col.aggregate(pipeline)}
 
     async def next_due(self) -> datetime | None:
         doc = await self.col.find_one({"state": {"$in": list(CLAIMABLE)}}, {"next_attempt_at": 1},

@@ -320,37 +320,54 @@ class NotifierService:
 
     # --- dispatcher ----------------------------------------------------------------------
     async def dispatch_forever(self) -> None:
-        """Claim due notifications in batches into a local queue (one query serves many deliveries),
-        deliver with bounded concurrency, refill before the queue runs dry."""
+        """Claim due notifications in batches into a local queue (one query serves many deliveries) and
+        deliver them with bounded concurrency. The claim runs beside the deliveries, so a slow claim
+        query never leaves free delivery slots idle; the queue is refilled at half its size."""
         s = self.settings
         lease = timedelta(seconds=s.notifier_lease_seconds)
         queue = self.queue
-        while not self.stopping.is_set():
-            while queue and len(self.inflight) < s.notifier_concurrency:
-                doc = queue.popleft()
-                # A doc that waited past its lease may already be someone else's: never send it twice.
-                if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
-                    continue
-                task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
-                self.inflight.add(task)
-                task.add_done_callback(self.inflight.discard)
-            claimed: list[dict[str, Any]] = []
-            if len(queue) < s.notifier_concurrency:
-                self.wake.clear()
-                try:
-                    claimed = await self.repo.claim(self.clock(), lease, s.notifier_claim_batch - len(queue))
-                except TRANSIENT_ERRORS as exc:
-                    log.warning("dispatcher: database unavailable", extra={"error": type(exc).__name__})
-                except Exception:
-                    log.exception("dispatcher claim failed")
-                queue.extend(claimed)
-            if claimed:
-                continue
-            if queue:
-                await asyncio.wait(self.inflight, return_when=asyncio.FIRST_COMPLETED)
-            else:
-                # Idle: wake on a new notification, or after a tick (retries and a moved clock come due).
-                await _sleep_or(self.wake, s.notifier_scheduler_tick_seconds)
+        refill_below = max(s.notifier_concurrency, s.notifier_claim_batch // 2)
+        claim_task: asyncio.Task | None = None
+        idle = False
+        try:
+            while not self.stopping.is_set():
+                while queue and len(self.inflight) < s.notifier_concurrency:
+                    doc = queue.popleft()
+                    # A doc that waited past its lease may already be someone else's: never send it twice.
+                    if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
+                        continue
+                    task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
+                    self.inflight.add(task)
+                    task.add_done_callback(self.inflight.discard)
+                room = s.notifier_claim_batch - len(queue)
+                if claim_task is None and not idle and room > 0 and len(queue) < refill_below:
+                    self.wake.clear()
+                    claim_task = asyncio.create_task(self.repo.claim(self.clock(), lease, room))
+                wake = asyncio.create_task(self.wake.wait())
+                waiters = {*self.inflight, wake} | ({claim_task} if claim_task is not None else set())
+                done, _ = await asyncio.wait(waiters, timeout=s.notifier_scheduler_tick_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
+                if wake in done or not done:
+                    idle = False  # something new, or a tick passed (retries and a moved clock come due)
+                if claim_task is not None and claim_task.done():
+                    claimed = await self._claim_result(claim_task)
+                    claim_task = None
+                    queue.extend(claimed)
+                    idle = not claimed
+        finally:
+            if claim_task is not None:
+                claim_task.cancel()
+
+    @staticmethod
+    async def _claim_result(task: asyncio.Task) -> list[dict[str, Any]]:
+        try:
+            return task.result()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("dispatcher: database unavailable", extra={"error": type(exc).__name__})
+        except Exception:
+            log.exception("dispatcher claim failed")
+        return []
 
     async def release_queue(self) -> None:
         """On shutdown, hand back claimed-but-unstarted notifications instead of waiting out their lease."""

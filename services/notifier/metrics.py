@@ -37,7 +37,7 @@ class NotifierMetrics:
 class NotificationGauges(SnapshotCollector):
     """`newnormal_notifier_pending{channel}` (pending + sending + retrying) and `..._failed{channel}`.
 
-    Counted per (state, channel) through the index: 20 index counts per refresh, cached between scrapes.
+    One aggregation over the open and failed documents only (never the bulk of `sent`), cached between scrapes.
     """
 
     def __init__(self, repo: NotificationRepository, max_age_seconds: float):
