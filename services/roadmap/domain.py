@@ -310,6 +310,12 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
     due = state.due
     days_late = max(0, (completed_on - due).days) if (completed_on and due) else 0
     cancellations = [f for f in accepted if f["kind"] == "cancelled"]
+    # Completion reported only after the deadline had passed: the milestone was shown as missed (and
+    # alerted) in between, so the completion is a recovery even when it is dated on time.
+    reported_late = bool(completion and due and _utc(completion["time"]) >= end_of_bangkok_day(due))
+    alert_kind = {Status.missed: "missed", Status.at_risk: "at_risk"}.get(status)
+    if status is Status.completed and (days_late > 0 or reported_late):
+        alert_kind = "recovered"
     return {
         "milestone_id": milestone_id,
         "status": status.value,
@@ -340,6 +346,9 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
         "completed_on": completed_on.isoformat() if completed_on else None,
         "completion_evidence": completion["data"].get("evidence") if completion else None,
         "days_late": days_late,
+        "completion_reported_after_deadline": reported_late,
+        # The alert this state calls for (once per due date); indexed so the rescan reads only these.
+        "alert_kind": alert_kind,
         "cancelled_reason": cancellations[-1]["data"].get("reason") if cancellations else None,
         "timeline": timeline,
         "ignored": ignored,
@@ -374,7 +383,8 @@ def wanted_alerts(doc: Mapping[str, Any], missed_alerted: bool = False) -> list[
         return ["missed"]
     if status == Status.at_risk:
         return ["at_risk"]
-    if status == Status.completed and (doc.get("days_late", 0) > 0 or missed_alerted):
+    if status == Status.completed and (doc.get("days_late", 0) > 0 or missed_alerted
+                                       or doc.get("completion_reported_after_deadline")):
         return ["recovered"]
     return []
 

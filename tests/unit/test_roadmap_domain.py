@@ -214,3 +214,12 @@ def test_subsets_in_any_order_project_the_same(indices, rnd):
     rnd.shuffle(shuffled)
     now = T0 + timedelta(days=100)
     assert project("M", shuffled, now) == project("M", chosen, now)
+
+
+def test_completion_reported_after_deadline_is_a_recovery_even_if_dated_on_time():
+    facts = [planned(), completed(DUE, DEADLINE + timedelta(hours=5))]
+    doc = project("M", facts, DEADLINE + timedelta(days=1))
+    assert doc["status"] == Status.completed and doc["days_late"] == 0
+    assert doc["completion_reported_after_deadline"] and doc["alert_kind"] == "recovered"
+    on_time = project("M", [planned(), completed(DUE, DEADLINE - timedelta(hours=1))], DEADLINE + timedelta(days=1))
+    assert on_time["alert_kind"] is None and domain.wanted_alerts(on_time) == []

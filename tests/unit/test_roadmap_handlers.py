@@ -55,7 +55,7 @@ class FakeRepo:
                    default=None)
 
     async def needing_alerts(self):
-        return [copy.deepcopy(d) for d in self.docs.values() if d["status"] in ("missed", "at_risk", "completed")]
+        return [copy.deepcopy(d) for d in self.docs.values() if d.get("alert_kind")]
 
     async def claim(self, claim):
         if claim["_id"] in self.claims:
