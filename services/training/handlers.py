@@ -13,7 +13,7 @@ from typing import Any
 from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.common.thai_calendar import fiscal_year_of
+from services.common.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.training import TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
@@ -94,8 +94,6 @@ class TrainingService:
         now = self.clock()
         rows = [domain.readiness_row(d) for d in await self.repo.rollup_docs([fiscal_year])]
         items = domain.laggards(rows, fiscal_year, now)
-        from services.common.thai_calendar import fiscal_year_elapsed_ratio
-
         return {"fiscal_year": fiscal_year, "as_of": now.isoformat(),
                 "elapsed_ratio": round(fiscal_year_elapsed_ratio(fiscal_year, now), 4), "agencies": items[:limit]}
 
