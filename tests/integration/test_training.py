@@ -217,7 +217,7 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
     doc = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert {k: doc[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
     assert doc["completions"] == 40 and doc["ready_learners"] == 7
-    assert await db.training_completions.count_documents({"counted": False}) == 0
+    assert await db.training_claims.count_documents({"done": False}) == 0
     # Targets: redelivered and out-of-order target events converge on the latest one.
     t1, t2 = NOW - timedelta(days=30), NOW - timedelta(days=1)
     for fy_time, head, eid in ((t2, 12, "b"), (t1, 30, "a"), (t2, 12, "b")):
