@@ -14,7 +14,6 @@ import asyncio
 import json
 import statistics
 import time
-import uuid
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -34,7 +33,7 @@ async def watch(uri: str, db: str, pending: asyncio.Queue, latencies: list[float
         while not (done.is_set() and pending.empty()):
             try:
                 accepted_at, source, ids = await asyncio.wait_for(pending.get(), 0.5)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             while await coll.count_documents({"source": source, "id": {"$in": ids}}) < len(ids):
                 await asyncio.sleep(0.01)

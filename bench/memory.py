@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -39,9 +39,9 @@ async def post_all(url: str, key: str, events: list[dict]) -> None:
 
 
 async def main(size: int) -> dict:
-    world = World(5, datetime.now(timezone.utc), agencies=2)
+    world = World(5, datetime.now(UTC), agencies=2)
     agency = next(a for a in world.agencies if a != PROGRAMME_OFFICE)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with Stack() as stack:
         db = "bench_memory"
         running = {name: stack.service(name, db) for name in SERVICES}

@@ -21,8 +21,9 @@ def rows() -> list[tuple[str, str, str, str, str]]:
         out.append(("HTTP ingestion, batched (100/request, 4 in flight)", f"{r['project_events_per_s']['median']:,.0f} ev/s",
                     f"raw aiokafka producer {r['baseline_events_per_s']['median']:,.0f} ev/s",
                     f"{r['ratio_project_over_baseline']:.2f}",
-                    f"request p50 {r['http_batch_latency_s']['p50'] * 1000:.0f} ms, p99 {r['http_batch_latency_s']['p99'] * 1000:.0f} ms; "
-                    f"feedback RSS {r['peak_rss_mib']['feedback_service']:.0f} MiB"))
+                    (f"request p50 {r['http_batch_latency_s']['p50'] * 1000:.0f} ms, "
+                     f"p99 {r['http_batch_latency_s']['p99'] * 1000:.0f} ms; "
+                     f"feedback RSS {r['peak_rss_mib']['feedback_service']:.0f} MiB")))
     if r := _load("platform_consumer"):
         out.append(("Consumer pattern (validate, DLQ, audit insert, commit)", f"{r['project_events_per_s']['median']:,.0f} ev/s",
                     f"raw getmany + insert_many {r['baseline_events_per_s']['median']:,.0f} ev/s",

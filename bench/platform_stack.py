@@ -7,13 +7,14 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import BulkWriteError
 
 from services.common import processes as px
 from services.simulator.model import World
@@ -31,7 +32,7 @@ class Stack:
         self.uri = f"mongodb://127.0.0.1:{self.mongo_port}"
         self.procs: list[px.ManagedProcess] = []
 
-    def __enter__(self) -> "Stack":
+    def __enter__(self) -> Self:
         kafka = px.tansu(self.kafka_port, LOGS).start()
         self.procs.append(kafka)
         px.wait_until(lambda: px.port_open(self.kafka_port), 30, "tansu", proc=kafka)
@@ -40,7 +41,7 @@ class Stack:
         px.wait_until(lambda: px.mongo_ready(self.uri), 60, "secantusdb", proc=mongo)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for proc in reversed(self.procs):
             proc.stop()
 
@@ -78,8 +79,8 @@ class Stack:
 
 
 def feedback_events(n: int, seed: int = 1, agency: str | None = None, source_suffix: str = "bench") -> list[dict[str, Any]]:
-    world = World(seed, datetime.now(timezone.utc), agencies=12)
-    now = datetime.now(timezone.utc)
+    world = World(seed, datetime.now(UTC), agencies=12)
+    now = datetime.now(UTC)
     events = []
     for _ in range(n):
         e = world.feedback_response(now)
@@ -124,8 +125,9 @@ async def raw_consume(bootstrap: str, uri: str, db: str, topic: str, expected: i
             if docs:
                 try:
                     await coll.insert_many(docs, ordered=False)
-                except Exception:  # noqa: BLE001 - duplicate keys are "already stored"
-                    pass
+                except BulkWriteError as exc:  # duplicate keys are "already stored"; anything else is a failure
+                    if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                        raise
                 await consumer.commit()
                 stored += len(docs)
         return time.perf_counter() - t0

@@ -17,10 +17,9 @@ import uuid
 
 from pymongo import AsyncMongoClient
 
-from services.common import processes as px
-
 from bench.harness import peak_rss_mib, write_results
 from bench.platform_stack import LOGS, SHARED_NOTE, Stack, count, feedback_events, produce, raw_consume
+from services.common import processes as px
 from services.contracts.topics import FEEDBACK_EVENTS
 
 PARTITIONS = 8

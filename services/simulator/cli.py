@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 DEFAULT_URLS = {"roadmap": "http://127.0.0.1:8101", "training": "http://127.0.0.1:8102", "feedback": "http://127.0.0.1:8103"}
@@ -60,7 +60,7 @@ async def simulate(args: argparse.Namespace, keys: dict[str, str], duration: flo
     from services.simulator.model import World
     from services.simulator.sender import Pacer, Progress, Sender, Stats
 
-    start = datetime.fromisoformat(args.start.replace("Z", "+00:00")) if args.start else datetime.now(timezone.utc)
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
     world = World(args.seed, start, agencies=args.agencies)
     missing = [a for a in world.agencies if a not in keys]
     if "programme_office" not in keys or missing:

@@ -22,7 +22,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.common.thai_calendar import bangkok_day, fiscal_year_bounds, fiscal_year_of
@@ -184,7 +184,7 @@ def _event(rng: random.Random, type_: str, agency: str, source_path: str, when: 
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _weighted(rng: random.Random, weights: dict[Any, float]) -> Any:
@@ -277,7 +277,7 @@ class World:
 
     def _at(self, d: date, hour: int = 10) -> datetime:
         """An instant on Bangkok day d (never after the start instant)."""
-        when = datetime(d.year, d.month, d.day, hour - 7, self.rng.randint(0, 59), tzinfo=timezone.utc)
+        when = datetime(d.year, d.month, d.day, hour - 7, self.rng.randint(0, 59), tzinfo=UTC)
         return min(when, self.start)
 
     def plan_events(self) -> list[dict[str, Any]]:
