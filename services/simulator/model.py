@@ -256,12 +256,16 @@ class World:
             else:
                 m.fate, m.percent = "completed", 100.0
                 m.completed_on = min(self.today - timedelta(days=1), m.due + timedelta(days=rng.randint(-20, 5)))
+        # The plan is adopted before the fiscal year and at least 45 days before the first due date.
+        self.plan_day = min(self.fy_first, min(m.due for m in milestones) - timedelta(days=45))
         for m in future:
-            planned_share = 1 - (m.due - self.today).days / max(1, (m.due - self.fy_first).days)
+            # Share of the time from the plan to the due date already gone: on-track work is a little
+            # ahead of it (so the roadmap's projected finish falls before the due date), slipping work behind.
+            planned_share = (self.today - self.plan_day).days / max(1, (m.due - self.plan_day).days)
             if rng.random() < 0.25:
                 m.fate, m.percent = "slipping", round(max(0.0, planned_share * 100 - rng.uniform(25, 45)))
             else:
-                m.fate, m.percent = "on_track", round(min(95.0, max(0.0, planned_share * 100 + rng.uniform(-5, 10))))
+                m.fate, m.percent = "on_track", round(min(95.0, planned_share * 100 + rng.uniform(5, 15)))
         # A light dependency graph inside each workstream: a later milestone depends on an earlier one.
         by_ws: dict[Workstream, list[Milestone]] = {}
         for m in sorted(milestones, key=lambda m: m.due):
@@ -282,8 +286,7 @@ class World:
 
     def plan_events(self) -> list[dict[str, Any]]:
         """`roadmap.milestone.planned` for the whole plan (sent with the programme office's key)."""
-        plan_day = min(self.fy_first, min(m.due for m in self.milestones) - timedelta(days=45))
-        return [_event(self.rng, "roadmap.milestone.planned", m.owner, "roadmap-plan", self._at(plan_day, 9), {
+        return [_event(self.rng, "roadmap.milestone.planned", m.owner, "roadmap-plan", self._at(self.plan_day, 9), {
             "milestone_id": m.milestone_id, "title_th": m.title_th, "title_en": m.title_en,
             "workstream": m.workstream.value, "owner_agency": m.owner, "due_date": m.due.isoformat(),
             "weight": float(self.rng.choice([1, 1, 2, 3])), "depends_on": m.depends_on,
@@ -393,7 +396,8 @@ class World:
         if not open_:
             return self.feedback_response(when)
         m = self.rng.choice(open_)
-        step = self.rng.uniform(0.5, 3.0) if m.fate == "slipping" else self.rng.uniform(2.0, 8.0)
+        # Small steps: a demo of an hour moves milestones along without finishing the whole plan.
+        step = self.rng.uniform(0.05, 0.3) if m.fate == "slipping" else self.rng.uniform(0.2, 1.0)
         m.percent = min(100.0, m.percent + step)
         if m.percent >= 100.0:
             m.completed_on = bangkok_day(when)
