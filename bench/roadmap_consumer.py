@@ -190,8 +190,8 @@ async def run(size: int, milestones: int) -> dict:
             "watcher": {"milestones": stored, "rescan_seconds": summary(rescans), "idle_sweep_seconds": summary(sweeps),
                         "next_deadline_seconds": summary(lookups)},
             "statuses": statuses, "alert_claims": alerts,
-            "peak_rss_mib": {"bench": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(mongo.proc.pid), 1)
-                             if hasattr(mongo, "proc") else None},
+            "peak_rss_mib": {"bench": round(peak_rss_mib(), 1),
+                             "secantusdb": round(peak_rss_mib(mongo.popen.pid), 1) if mongo.popen else None},
         }
     finally:
         mongo.stop()
