@@ -131,7 +131,8 @@ class Runtime:
 
     def asyncapi(self):
         return AsyncAPI(self.broker, title=f"New Normal monitor: {self.settings.service_name}",
-                        description="Kafka side of the service (CloudEvents 1.0, structured or binary mode).")
+                        description="Kafka side of the service (CloudEvents 1.0, structured or binary mode).",
+                        ).to_specification()
 
 
 async def _retry_kafka(operation: Callable[[], Awaitable[Any]], what: str) -> None:
