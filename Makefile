@@ -41,8 +41,10 @@ faults: $(STAMP)
 ## Benchmarks: on demand, never part of `make test`; results land in bench/results/*.json.
 bench: $(STAMP)
 	@for b in $(BENCHES); do echo "== $$b"; $(PY) -m bench.$$b || exit 1; done
+	$(PY) -m bench.platform_report
 
-BENCHES ?= platform_ingest platform_consumer e2e_latency scaling memory roadmap_consumer training_import feedback_pipeline notifier_fanout deadline_notification
+BENCHES ?= platform_ingest platform_consumer e2e_latency deadline_notification scaling memory \
+           roadmap_consumer training_import feedback_pipeline notifier_fanout
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench

@@ -1,4 +1,4 @@
-"""Markdown table of the platform benchmark results (bench/results/*.json) for docs/performance.md and the README.
+"""Markdown table of the platform benchmark results (bench/results/*.json) for the README performance section.
 
 Usage: python -m bench.platform_report
 """

@@ -24,7 +24,7 @@ BE_OFFSET = 543
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
 
 # Generation cohorts as Thai government reports use them. Birth years are never stored, so the cohort
-# follows the age group (an approximation at the group edges, stated in docs/feedback.md).
+# follows the age group (an approximation at the group edges, stated in README, Feedback service).
 COHORTS = {
     AgeGroup.under_18: "gen_z",
     AgeGroup.age_18_24: "gen_z",
