@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import tempfile
@@ -27,13 +26,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
-from bench.harness import Timer, peak_rss_mib, summary, write_results
+from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
 from services.common import processes as px
 from services.contracts import topics
 from services.contracts.agencies import get_registry
@@ -87,23 +85,6 @@ async def publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
-
-
-@contextlib.asynccontextmanager
-async def running(app):
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c):
-        yield c
-
-
-async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        r = await client.get(url)
-        r.raise_for_status()
-        times.append((time.perf_counter() - t) * 1000)
-    return summary(times)
 
 
 async def rolled_up(db) -> int:

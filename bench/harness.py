@@ -7,6 +7,7 @@ little, ratios on the same machine do.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,9 +15,11 @@ import resource
 import statistics
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,19 +62,38 @@ def rss_mib(pid: int) -> float:
 
 
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    payload = {"benchmark": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                **results}
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
+
+
+@contextlib.asynccontextmanager
+async def running(app):
+    """Run an app's lifespan (consumers, background tasks) with an in-process HTTP client."""
+    async with (app.router.lifespan_context(app),
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c):
+        yield c
+
+
+async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
+    """Milliseconds per GET over n requests, summarised."""
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        r = await client.get(url)
+        r.raise_for_status()
+        times.append((time.perf_counter() - t) * 1000)
+    return summary(times)

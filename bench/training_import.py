@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import json
 import os
@@ -26,13 +25,12 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
-from bench.harness import Timer, peak_rss_mib, summary, write_results
+from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
 from services.common import processes as px
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -59,23 +57,6 @@ def generate(path: Path, size: int, seed: int = 7) -> None:
             w.writerow([rng.choice(agencies), f"emp-{rng.randrange(1500)}", f"C-{i}", f"หลักสูตร {i % 97}",
                         rng.choice(competencies), rng.choice([1, 2, 3, 6]), on, "true" if rng.random() < 0.85 else "false",
                         rng.randrange(50, 100)])
-
-
-@contextlib.asynccontextmanager
-async def running(app):
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", timeout=120) as c):
-        yield c
-
-
-async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        r = await client.get(url)
-        r.raise_for_status()
-        times.append((time.perf_counter() - t) * 1000)
-    return summary(times)
 
 
 async def project(settings: TrainingSettings, csv_path: Path, size: int) -> dict:
