@@ -74,7 +74,7 @@ async def test_every_event_type_goes_http_to_kafka_to_audit_log(settings_for):
         # Structured mode on Kafka, keyed by agency.
         records = await read_topic(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS)
         assert any(header(r, "content-type") == "application/cloudevents+json" and r.key == b"dga" for r in records)
-    db.client.close()
+    await db.client.close()
 
 
 async def _eq(awaitable, expected):
@@ -98,7 +98,7 @@ async def test_binary_and_structured_single_modes(settings_for):
         assert resp.status_code == 202, resp.text
         db = db_of(settings)
         await poll(lambda: _eq(count(db, agency="rd"), 2), what="both stored", timeout=30)
-        db.client.close()
+        await db.client.close()
 
 
 async def test_mixed_batch_gets_per_event_answers(settings_for):
@@ -183,7 +183,7 @@ async def test_malformed_kafka_record_goes_to_dlq_and_next_good_record_is_proces
         assert reasons == ["invalid_data", "invalid_json"]
         assert all(header(r, "dlq-original-topic") == topics.TRAINING_EVENTS for r in dead)
         assert b"not json at all" in [r.value for r in dead]
-        db.client.close()
+        await db.client.close()
 
 
 async def _dlq(settings, n):
@@ -207,7 +207,7 @@ async def test_same_event_twice_is_stored_once(settings_for):
         # The marker is behind the duplicates on the same partition: once it is stored, they were handled.
         await poll(lambda: count(db, id=marker["id"]), what="marker stored", timeout=30)
         assert await count(db, id=event["id"]) == 1
-        db.client.close()
+        await db.client.close()
 
 
 async def test_consumer_killed_before_commit_redelivers_and_stores_once(settings_for):
@@ -238,7 +238,7 @@ async def test_consumer_killed_before_commit_redelivers_and_stores_once(settings
     # Redelivered events were already in the audit trail: handlers are told they are not new.
     mine = {(e["source"], e["id"]) for e in events}
     assert all(not (b.new_keys & mine) for b in handled_again if b.events)
-    db.client.close()
+    await db.client.close()
 
 
 async def _seen(batches, ids):
