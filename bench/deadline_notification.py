@@ -145,7 +145,7 @@ async def baseline(stack: Stack, sink: Sink, smtp_port: int, n: int) -> list[flo
             await asyncio.sleep(0.05)
         await asyncio.sleep(1)  # the 'latest' position is fetched after assignment
         latencies = []
-        for i in range(n):
+        for _i in range(n):
             marker = f"RAW-{uuid.uuid4().hex[:8]}"
             t0 = time.perf_counter()
             await (await producer.send(topic, json.dumps({"marker": marker}).encode()))

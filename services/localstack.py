@@ -97,7 +97,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     started: list[px.ManagedProcess] = []
     stop_requested = False
 
-    def request_stop(signum, frame):  # noqa: ARG001
+    def request_stop(signum, frame):
         nonlocal stop_requested
         stop_requested = True
 

@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -59,7 +59,7 @@ def cloudevent(type_: str, data: dict, *, agency: str, id: str | None = None, so
                time: str | None = None, **extra: Any) -> dict[str, Any]:
     """A structured-mode CloudEvent as an agency system would send it."""
     return {"specversion": "1.0", "id": id or uuid.uuid4().hex, "source": source or f"/agencies/{agency}/test",
-            "type": type_, "agency": agency, "time": time or datetime.now(timezone.utc).isoformat(),
+            "type": type_, "agency": agency, "time": time or datetime.now(UTC).isoformat(),
             "datacontenttype": "application/json", "data": data, **extra}
 
 
@@ -88,7 +88,7 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[A
         partitions = consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + timeout
         while partitions is None and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - no public way to refresh
+            await consumer._client.force_metadata_update()
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
                 await asyncio.sleep(0.1)

@@ -10,7 +10,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from fastapi import HTTPException, Request
@@ -62,7 +62,7 @@ async def create_key(db: AsyncDatabase, agency: str, role: Role = Role.agency, l
     key = generate_key(agency)
     await db.api_keys.insert_one({
         "_id": hash_key(key), "agency": agency, "role": role.value, "label": label,
-        "created_at": datetime.now(timezone.utc), "revoked": False,
+        "created_at": datetime.now(UTC), "revoked": False,
     })
     return key
 

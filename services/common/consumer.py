@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord, TopicPartition
@@ -40,7 +40,7 @@ class Batch:
     events: list[Event]
     # (source, id) of the events the audit trail had not seen before (a hint; handlers stay idempotent).
     new_keys: set[tuple[str, str]] = field(default_factory=set)
-    received_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass

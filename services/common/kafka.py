@@ -123,7 +123,7 @@ class EventPublisher:
                 fut = await self._producer.send(topic or event.event_type.topic, msg.value, key=key,
                                                 headers=list(msg.headers.items()))
                 futures.append(fut)
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 futures.append(exc)
         results: list[Exception | None] = []
         for event, fut in zip(events, futures):
@@ -135,7 +135,7 @@ class EventPublisher:
                 results.append(None)
                 if self._on_published:
                     self._on_published(topic or event.event_type.topic)
-            except (KafkaError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError) as exc:
                 results.append(PublishError(str(exc) or type(exc).__name__))
         return results
 

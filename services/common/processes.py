@@ -40,7 +40,7 @@ def http_ok(url: str) -> bool:
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1,
-               proc: "ManagedProcess | None" = None) -> None:
+               proc: ManagedProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -60,7 +60,7 @@ class ManagedProcess:
     cwd: Path | None = None
     popen: subprocess.Popen | None = None
 
-    def start(self) -> "ManagedProcess":
+    def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(list(self.args), stdout=log, stderr=subprocess.STDOUT,
@@ -144,7 +144,7 @@ def alertmanager(port: int, config: Path, data_dir: Path, log_dir: Path) -> Mana
         raise FileNotFoundError("alertmanager is not installed (apt-get install prometheus-alertmanager)")
     return ManagedProcess("alertmanager", [binary, f"--config.file={config}", f"--storage.path={data_dir}",
                                            f"--web.listen-address=127.0.0.1:{port}",
-                                           f"--cluster.listen-address="],
+                                           "--cluster.listen-address="],
                           log_dir / "alertmanager.log")
 
 

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.bindings import http as ce_http
@@ -117,7 +117,7 @@ class Event:
 
 
 def _iso(value: datetime) -> str:
-    text = value.astimezone(timezone.utc).isoformat()
+    text = value.astimezone(UTC).isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
@@ -140,7 +140,7 @@ def make_event(
         "source": source,
         "type": type_,
         "agency": agency,
-        "time": time or datetime.now(timezone.utc),
+        "time": time or datetime.now(UTC),
         "datacontenttype": "application/json",
         "dataschema": EVENT_TYPES[type_].dataschema if type_ in EVENT_TYPES else None,
     }
@@ -196,7 +196,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: I
         extensions[name] = str(value)
     time = attrs.get("time")
     if time is None:
-        time = datetime.now(timezone.utc)
+        time = datetime.now(UTC)
     elif isinstance(time, str):
         try:
             time = datetime.fromisoformat(time.replace("Z", "+00:00"))

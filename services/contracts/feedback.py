@@ -23,7 +23,7 @@ class FeedbackResponseSubmitted(EventData):
     submitted_at: AwareDatetime
 
     @model_validator(mode="after")
-    def _check(self) -> "FeedbackResponseSubmitted":
+    def _check(self) -> FeedbackResponseSubmitted:
         if self.age_group is None and self.birth_year is None:
             raise ValueError("age_group or birth_year is required")
         if self.province is not None:

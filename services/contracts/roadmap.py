@@ -25,7 +25,7 @@ class MilestonePlanned(EventData):
     description: str | None = Field(default=None, max_length=4000)
 
     @model_validator(mode="after")
-    def _has_title(self) -> "MilestonePlanned":
+    def _has_title(self) -> MilestonePlanned:
         if not (self.title_th or self.title_en):
             raise ValueError("a milestone needs a title: title_th and/or title_en")
         if self.milestone_id in self.depends_on:

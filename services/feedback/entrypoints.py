@@ -70,7 +70,7 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
                    403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
                    503: {"description": "Kafka unavailable"}},
     )
-    async def post_response(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:  # noqa: B008
+    async def post_response(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
         wait = limiter.take(principal.key_id)
         if wait > 0:
             retry = max(1, math.ceil(wait))

@@ -57,7 +57,7 @@ class RoadmapService:
         rejected: list[Rejected] = []
         changed: list[dict[str, Any]] = []
         pending = dict(by_milestone)
-        for attempt in range(self.settings.write_conflict_retries):
+        for _attempt in range(self.settings.write_conflict_retries):
             if not pending:
                 break
             docs = await self.repo.load_many(pending)
@@ -204,7 +204,7 @@ class RoadmapService:
     async def _publish_claimed(self, event: Event, deadline: datetime | None = None) -> int:
         try:
             await self.publisher.publish(event)
-        except Exception as exc:  # noqa: BLE001 - left `claimed`: the rescan republishes it under the same id
+        except Exception as exc:
             log.warning("alert publish failed; the rescan will retry", extra={"alert_id": event.id, "error": repr(exc)[:200]})
             return 0
         await self.repo.mark_published(event.id, utc_now())

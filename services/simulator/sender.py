@@ -143,7 +143,7 @@ class Sender:
         headers = {"Content-Type": BATCH, "X-API-Key": self.keys[key_owner]}
         pending = events
         delay = 0.5
-        for attempt in range(self.max_attempts):
+        for _attempt in range(self.max_attempts):
             try:
                 resp = await self.client.post(url, content=json.dumps(pending, ensure_ascii=False).encode(), headers=headers)
             except httpx.HTTPError as exc:

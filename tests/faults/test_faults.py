@@ -216,7 +216,7 @@ class Scenario:
                 try:
                     futures.append(await asyncio.wait_for(
                         producer.send(TOPIC, value, key=b"faults", headers=[("content-type", b"application/cloudevents+json")]), 5))
-                except Exception as exc:  # noqa: BLE001 - any send failure means "not acknowledged"
+                except Exception as exc:
                     futures.append(exc)
             failed = []
             for (value, event), fut in zip(pending, futures):
@@ -226,7 +226,7 @@ class Scenario:
                     await asyncio.wait_for(fut, 10)
                     if event is not None:
                         self.sent_kafka[(event["source"], event["id"])] = event
-                except Exception:  # noqa: BLE001
+                except Exception:
                     failed.append((value, event))
             if failed:
                 self.kafka_send_failures += len(failed)
@@ -235,7 +235,7 @@ class Scenario:
 
     # --- the faults --------------------------------------------------------------------------
     async def kill_consumer_repeatedly(self) -> None:
-        for i in range(KILLS):
+        for _i in range(KILLS):
             await self.wait_stored_increase(60)  # mid-stream: it is consuming right now
             t0 = time.monotonic()
             os.kill(self.service.popen.pid, signal.SIGKILL)

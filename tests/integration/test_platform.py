@@ -7,13 +7,13 @@ import json
 import uuid
 
 import pytest
+from support import cloudevent, db_of, header, make_key, poll, produce, produce_events, read_topic, running
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
 from services.common.consumer import Batch
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.contracts.events import EVENT_TYPES
-from support import cloudevent, db_of, header, make_key, poll, produce, produce_events, read_topic, running
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from services.contracts.envelope import MAX_EVENT_BYTES, EventError, make_event, parse_http, parse_kafka
-from services.contracts.jsonschema import render_all, SCHEMA_DIR
+from services.contracts.jsonschema import SCHEMA_DIR, render_all
 
 PLANNED = {"milestone_id": "M-1", "title_th": "ทดสอบ", "workstream": "regulation_reform", "owner_agency": "dga",
            "due_date": "2026-09-30"}
