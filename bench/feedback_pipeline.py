@@ -26,12 +26,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError
+from pymongo import AsyncMongoClient
 
 from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
+from bench.platform_stack import raw_consume
 from services.common import processes as px
 from services.contracts import topics
 from services.contracts.agencies import get_registry
@@ -141,29 +141,12 @@ async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
     await admin.close()
     client = AsyncMongoClient(settings.mongo_uri.get_secret_value())
     coll = client[settings.mongo_db + "_raw"].responses
-    await coll.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True)
     t0 = time.perf_counter()
     await publish(bootstrap, RAW_TOPIC, records)
     published = time.perf_counter() - t0
-    consumer = AIOKafkaConsumer(RAW_TOPIC, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_poll_records=settings.consumer_max_records)
-    await consumer.start()
-    stored = 0
-    while stored < size:
-        batches = await consumer.getmany(timeout_ms=500, max_records=settings.consumer_max_records)
-        for recs in batches.values():
-            docs = [json.loads(r.value) for r in recs]
-            try:
-                await coll.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-                    raise
-            stored += len(docs)
-        if batches:
-            await consumer.commit()
-    await consumer.stop()
-    total = time.perf_counter() - t0
+    total = published + await raw_consume(bootstrap, settings.mongo_uri.get_secret_value(), settings.mongo_db + "_raw",
+                                          RAW_TOPIC, size, f"raw-{uuid.uuid4().hex[:6]}", timeout=3600,
+                                          collection="responses", max_records=settings.consumer_max_records)
     pipeline = [{"$match": {"data.submitted_at": {"$gte": START.isoformat()}}},
                 {"$group": {"_id": {"c": "$data.channel", "a": "$data.age_group"}, "n": {"$sum": 1},
                             "s": {"$sum": "$data.satisfaction"}}}]

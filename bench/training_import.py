@@ -25,12 +25,12 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from pymongo import ASCENDING, AsyncMongoClient
-from pymongo.errors import BulkWriteError
+from pymongo import AsyncMongoClient
 
 from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
+from bench.platform_stack import raw_consume
 from services.common import processes as px
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -93,7 +93,6 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
     await admin.close()
     client = AsyncMongoClient(settings.mongo_uri.get_secret_value())
     coll = client[f"{settings.mongo_db}_raw_{run}"].completions
-    await coll.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True)
     t0 = time.perf_counter()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
@@ -108,24 +107,9 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
         await asyncio.gather(*futures)
     await producer.stop()
     published = time.perf_counter() - t0
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                                auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500)
-    await consumer.start()
-    stored = 0
-    while stored < size:
-        batches = await consumer.getmany(timeout_ms=500, max_records=500)
-        for records in batches.values():
-            docs = [json.loads(r.value) for r in records]
-            try:
-                await coll.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                if any(e["code"] != 11000 for e in exc.details["writeErrors"]):
-                    raise
-            stored += len(docs)
-        if batches:
-            await consumer.commit()
-    await consumer.stop()
-    total = time.perf_counter() - t0
+    total = published + await raw_consume(bootstrap, settings.mongo_uri.get_secret_value(), f"{settings.mongo_db}_raw_{run}",
+                                          topic, size, f"raw-{uuid.uuid4().hex[:6]}", timeout=3600,
+                                          collection="completions")
     pipeline = [{"$match": {"passed": "true"}},
                 {"$group": {"_id": {"a": "$agency", "c": "$competency", "l": "$learner_ref"}}},
                 {"$group": {"_id": {"a": "$_id.a", "c": "$_id.c"}, "ready": {"$sum": 1}}}]
