@@ -63,7 +63,10 @@ def _from_response(response: httpx.Response, *, now: datetime | None = None) -> 
 
 
 class _HttpChannel:
+    """A JSON POST to a webhook URL; subclasses only say how a delivery becomes a request body."""
+
     channel: Channel
+    label: str  # how an unknown address is named in the failure detail
 
     def __init__(self, client: httpx.AsyncClient, settings: NotifierSettings):
         self.client = client
@@ -85,27 +88,34 @@ class _HttpChannel:
             return DeliveryResult(Outcome.retry, None, f"{type(exc).__name__}")
         return _from_response(response)
 
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        url = self.resolve_url(delivery.address)
+        if url is None:
+            return DeliveryResult(Outcome.failed, None, f"unknown {self.label} {delivery.address!r}")
+        raw, headers = self.encode(delivery)
+        return await self.post(url, content=raw, headers={"Idempotency-Key": delivery.key, **headers})
+
+    def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
+        raise NotImplementedError
+
 
 class WebhookChannel(_HttpChannel):
     """Generic JSON webhook, signed: X-NewNormal-Signature: sha256=<hex HMAC-SHA256 of the raw body>."""
 
     channel = Channel.webhook
+    label = "webhook"
 
-    async def send(self, delivery: Delivery) -> DeliveryResult:
-        url = self.resolve_url(delivery.address)
-        if url is None:
-            return DeliveryResult(Outcome.failed, None, f"unknown webhook {delivery.address!r}")
+    def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
         timestamp = str(int(time.time()))
         body = {"id": delivery.notification_id, "idempotency_key": delivery.key, "sent_at": timestamp,
                 "subject": delivery.message.subject, "text": delivery.message.text, "link": delivery.message.link,
                 "severity": delivery.message.severity, **delivery.payload}
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-        headers = {"Idempotency-Key": delivery.key, "X-NewNormal-Timestamp": timestamp,
-                   "User-Agent": "newnormal-notifier/1"}
+        headers = {"X-NewNormal-Timestamp": timestamp, "User-Agent": "newnormal-notifier/1"}
         secret = self.settings.notifier_webhook_secret
         if secret is not None:
             headers["X-NewNormal-Signature"] = "sha256=" + sign(secret.get_secret_value(), raw)
-        return await self.post(url, content=raw, headers=headers)
+        return raw, headers
 
 
 def sign(secret: str, raw_body: bytes) -> str:
@@ -123,11 +133,9 @@ class SlackChannel(_HttpChannel):
     """Slack-compatible incoming webhook: `text` (fallback/notifications) plus Block Kit `blocks`."""
 
     channel = Channel.slack
+    label = "slack webhook"
 
-    async def send(self, delivery: Delivery) -> DeliveryResult:
-        url = self.resolve_url(delivery.address)
-        if url is None:
-            return DeliveryResult(Outcome.failed, None, f"unknown slack webhook {delivery.address!r}")
+    def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
         m = delivery.message
         fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in m.facts[:10]]
         blocks: list[dict[str, Any]] = [
@@ -139,19 +147,16 @@ class SlackChannel(_HttpChannel):
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "แดชบอร์ด · Dashboard"}, "url": m.link}]})
         body = {"text": m.title, "blocks": blocks}
-        return await self.post(url, content=json.dumps(body, ensure_ascii=False).encode(),
-                               headers={"Idempotency-Key": delivery.key})
+        return json.dumps(body, ensure_ascii=False).encode(), {}
 
 
 class TeamsChannel(_HttpChannel):
     """Microsoft Teams workflow ("Post to a channel when a webhook request is received"): an Adaptive Card."""
 
     channel = Channel.teams
+    label = "teams webhook"
 
-    async def send(self, delivery: Delivery) -> DeliveryResult:
-        url = self.resolve_url(delivery.address)
-        if url is None:
-            return DeliveryResult(Outcome.failed, None, f"unknown teams webhook {delivery.address!r}")
+    def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
         m = delivery.message
         card = {
             "type": "AdaptiveCard", "version": "1.4",
@@ -166,8 +171,7 @@ class TeamsChannel(_HttpChannel):
         }
         body = {"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
-        return await self.post(url, content=json.dumps(body, ensure_ascii=False).encode(),
-                               headers={"Idempotency-Key": delivery.key})
+        return json.dumps(body, ensure_ascii=False).encode(), {}
 
 
 class LineChannel(_HttpChannel):
@@ -178,6 +182,7 @@ class LineChannel(_HttpChannel):
     """
 
     channel = Channel.line
+    label = "LINE recipient"
 
     async def send(self, delivery: Delivery) -> DeliveryResult:
         token = self.settings.notifier_line_channel_access_token
