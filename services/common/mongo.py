@@ -32,9 +32,8 @@ def make_client(settings: ServiceSettings) -> AsyncMongoClient:
 
 
 async def ensure_platform_indexes(db: AsyncDatabase) -> None:
-    await db.events.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True, name="source_id_unique")
-    await db.events.create_index([("type", ASCENDING), ("time", ASCENDING)], name="type_time")
-    await db.events.create_index([("agency", ASCENDING), ("time", ASCENDING)], name="agency_time")
+    # The `events` audit trail needs no index of its own: `_id` is the (source, id) key. Every secondary
+    # index on this write-heavy collection would cost throughput for a query nobody runs on the hot path.
     await db.api_keys.create_index([("agency", ASCENDING)], name="agency")
 
 
