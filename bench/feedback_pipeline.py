@@ -2,9 +2,10 @@
 `/metrics` time with 1,000,000 stored responses.
 
 Project path: structured CloudEvents on `feedback.events` (as agency systems publish them) -> the feedback
-consumer (parse, validate, redact, audit trail, responses, journal-guarded rollups), until the rollups
+consumer (parse, validate, redact, one insert of the response as its audit record, journal-guarded
+rollups), until the rollups
 account for every response. Then `/v1/experience` (30-day and 90-day ranges, one agency) and `/metrics`.
-For the 1,000,000 figure, responses beyond N are bulk-inserted straight into `feedback_responses` and the
+For the 1,000,000 figure, responses beyond N are bulk-inserted straight into `events` (where responses are stored) and the
 rollups rebuilt with `recount` (its time is reported too): a scrape reads the same 36 rollup documents
 whatever the history, which is the point being measured.
 Baseline on the same Tansu and SecantusDB in the same run: the same records on a raw topic -> aiokafka
@@ -109,15 +110,16 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
         scrape_n = await timed_get(client, "/metrics", 30)
         body = (await client.get(f"/v1/experience?from={START.date()}&to={NOW.date()}")).json()
         assert body["overall"]["responses"] == size, body["overall"]
-        redacted = await db.feedback_responses.count_documents({"redactions.PHONE": 1})
+        redacted = await db.events.count_documents({"redactions.PHONE": 1})
         # Grow the history to metrics_size responses, rebuild the rollups, and scrape again.
         extra = metrics_size - size
-        template = await db.feedback_responses.find_one({}, {"_id": 0})
+        template = await db.events.find_one({}, {"_id": 0})
         with Timer() as fill:
             for start in range(0, extra, 10_000):
-                docs = [{**template, "source": "/agencies/dga/history", "id": f"h-{start + j}", "rollup_token": "history"}
+                docs = [{**template, "_id": {"source": "/agencies/dga/history", "id": f"h-{start + j}"},
+                         "source": "/agencies/dga/history", "id": f"h-{start + j}", "rollup_token": "history"}
                         for j in range(min(10_000, extra - start))]
-                await db.feedback_responses.insert_many(docs, ordered=False)
+                await db.events.insert_many(docs, ordered=False)
         with Timer() as recount:
             counted = await app.state.feedback_repo.recount()
         scrape_1m = await timed_get(client, "/metrics", 30)
@@ -185,8 +187,9 @@ async def main(size: int, metrics_size: int, max_records: int) -> None:
             "ratio_experience_query_project_over_baseline": round(
                 ours["experience_90_days_ms"]["median"] / raw["experience_aggregation_ms"]["median"], 4),
             "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(mongo.popen.pid), 1)},
-            "notes": "project path per event: validate + redact, audit insert, response insert, and per batch a journal "
-                     "insert/delete plus guarded $inc upserts on the totals and daily rollups; baseline: one insert. "
+            "notes": "project path per event: parse + validate + redact, one insert (the response is its event's audit "
+                     "record, keyed by _id); per batch a journal insert/delete plus compare-and-set replaces of the "
+                     "totals and daily rollup documents it touches; baseline: one insert under a unique (source, id) index. "
                      "Responses are in time order over 90 days, 20 agencies, random channel x age group.",
         }
         print(write_results("feedback_pipeline", results))

@@ -39,6 +39,7 @@ class Batch:
 
     events: list[Event]
     # (source, id) of the events the audit trail had not seen before (a hint; handlers stay idempotent).
+    # With audit=False the handler owns the audit write and adds the keys it stored for the first time.
     new_keys: set[tuple[str, str]] = field(default_factory=set)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -76,6 +77,8 @@ class EventConsumer:
         prepare: Prepare | None = None,
         audit: bool = True,
     ):
+        """audit=False hands the audit-trail write to the handler: it must store each event's
+        `to_document()` record (more fields allowed) idempotently and add new keys to `Batch.new_keys`."""
         self.topic = topic
         self.group = settings.consumer_group(group)
         self.handler = handler
@@ -147,7 +150,7 @@ class EventConsumer:
         refused = {r.event.key for r in rejected}
         # "stored" counts events the audit trail had not seen, so the counter agrees with the database
         # under redelivery and re-sends; everything else valid is a duplicate.
-        stored = len(fresh - refused) if self.audit else len(events) - len(rejected)
+        stored = len(fresh - refused)
         if stored:
             self.metrics.consumed.labels(self.topic, "stored").inc(stored)
         duplicates = len(records) - len(dead) - len(rejected) - stored
@@ -161,10 +164,11 @@ class EventConsumer:
         fresh = set() if fresh is None else fresh
 
         async def write() -> list[Rejected]:
-            if self.audit:
-                docs = [e.to_document() for e in events]
-                inserted = await insert_new(self.db.events, docs)
-                fresh.update(events[i].key for i in inserted)
+            if not self.audit:  # the handler writes the audit records and reports what was new in `fresh`
+                return list(await self._handle(Batch(events, fresh)) or [])
+            docs = [e.to_document() for e in events]
+            inserted = await insert_new(self.db.events, docs)
+            fresh.update(events[i].key for i in inserted)
             return list(await self._handle(Batch(events, set(fresh))) or [])
 
         return await retry_transient(write, what=f"store {self.topic}", stop=self.stopping,
@@ -183,7 +187,8 @@ class EventConsumer:
             # Isolate the event that breaks the handler instead of blocking the partition.
             rejected: list[Rejected] = []
             for event in batch.events:
-                rejected.extend(await self._handle(Batch([event], batch.new_keys & {event.key}, batch.received_at)))
+                new_keys = batch.new_keys if not self.audit else batch.new_keys & {event.key}
+                rejected.extend(await self._handle(Batch([event], new_keys, batch.received_at)))
             return rejected
 
     async def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:

@@ -6,16 +6,22 @@ retries and crashes at any step, so that rollups always converge to `newnormal f
 How:
 1. A batch gets a fresh token T (hash of its keys + a random nonce) and a journal entry
    `feedback_rollup_journal {_id: T}` is written *before* anything else.
-2. Responses are inserted unordered with `rollup_token: T` under a unique (source, id) index:
+   The entry lists the `_id`s of the batch's responses, so finishing it later needs no index.
+2. Responses are inserted unordered with `rollup_token: T`, keyed by `_id` {source, id}:
    a duplicate (redelivery) keeps the token of the batch that stored it first, so each response
    belongs to exactly one token, and no other write ever adds documents to T.
-3. For each rollup document touched, one `$inc` guarded by `applied: {$ne: T}` that pushes T into
-   a capped `applied` array (last 200 tokens): a repeated application of T is a no-op.
+3. The rollup documents the new responses touch are read, the batch's counts added in memory, and
+   each written back with a compare-and-set on its revision (`rev`) that also appends T to a capped
+   `applied` list (last 200 tokens). A document already listing T is skipped, so a repeated
+   application of T is a no-op; a lost race (another replica wrote first) re-reads and retries.
+   Why not `$inc`: SecantusDB applies an update path by path, and a batch touches hundreds of
+   counters per document; reading and replacing the document costs about a sixth (bench/results).
 4. The journal entry is deleted.
 A crash after 1 leaves a journal entry: the sweep (at startup and every
 `feedback_sweep_interval_seconds`, for entries older than `feedback_sweep_grace_seconds` so a live
-replica's batch in flight is left alone) re-reads the responses of T and repeats 3-4; documents
-already carrying T are skipped by the guard. The one bound: a token is recognised while it is among
+replica's batch in flight is left alone) re-reads the responses of T (those of the listed `_id`s that
+carry T) and repeats 3-4; documents
+already listing T are skipped. The one bound: a token is recognised while it is among
 the last 200 applied to that rollup document, i.e. an unfinished batch must be completed before 200
 later batches touched the same document (the sweep runs long before that).
 """
@@ -28,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -38,14 +44,14 @@ from services.feedback import domain
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 200
-_ROLLUP_PROJECTION = {"_id": 0, "channel": 1, "age_group": 1, "agency": 1, "bangkok_day": 1, "satisfaction": 1,
-                      "tech_difficulty": 1, "aware": 1}
 
 
 class FeedbackRepository:
     def __init__(self, db: AsyncDatabase, clock=lambda: datetime.now(UTC)):
         self.db = db
-        self.responses = db.feedback_responses
+        # A response is stored once, as the audit record of its event (the platform's `events` collection,
+        # written here rather than by the consumer, so the audit record carries the rollup token).
+        self.responses = db.events
         self.totals = db.feedback_rollup_totals
         self.daily = db.feedback_rollup_daily
         self.journal = db.feedback_rollup_journal
@@ -54,20 +60,21 @@ class FeedbackRepository:
         self.crash_after: str | None = None
 
     async def ensure_indexes(self) -> None:
-        await self.responses.create_index([("source", ASCENDING), ("id", ASCENDING)], unique=True, name="source_id_unique")
-        await self.responses.create_index([("rollup_token", ASCENDING)], name="rollup_token")
-        await self.responses.create_index([("agency", ASCENDING), ("bangkok_day", ASCENDING)], name="agency_day")
+        # Responses carry no secondary index: `_id` is the (source, id) key and the journal lists the
+        # `_id`s of each batch; on the write-heavy collection every index would cost insert throughput.
         await self.daily.create_index([("day", ASCENDING), ("agency", ASCENDING)], name="day_agency")
-        await self.journal.create_index([("at", ASCENDING)], name="at")
+        # The journal holds only the batches in flight (a handful of documents): no index needed.
 
     # --- write path --------------------------------------------------------------------------------
-    async def store(self, events: Sequence[Event]) -> int:
-        """Store prepared feedback events idempotently and roll up the new ones; returns how many were new."""
+    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:
+        """Store prepared feedback events idempotently and roll up the new ones; returns the (source, id)
+        keys stored for the first time."""
         if not events:
-            return 0
+            return set()
         token = domain.batch_token((e.key for e in events), uuid.uuid4().hex)
         now = self.clock()
-        await self._retry(lambda: self.journal.insert_one({"_id": token, "at": now, "responses": len(events)}), "journal")
+        ids = [e.document_id for e in events]
+        await self._retry(lambda: self.journal.insert_one({"_id": token, "at": now, "responses": ids}), "journal")
         docs = []
         for event in events:
             doc = domain.response_document(event)
@@ -85,7 +92,7 @@ class FeedbackRepository:
         if attempts == 1:
             new_docs = [docs[i] for i in inserted]
         else:  # an earlier attempt may have stored part of the batch: the database knows which
-            new_docs = await self._docs_of(token)
+            new_docs = await self._docs_of(token, ids)
         if self.crash_after == "inserted":
             raise _SimulatedCrash("after insert")
         if new_docs:
@@ -93,10 +100,10 @@ class FeedbackRepository:
         if self.crash_after == "applied":
             raise _SimulatedCrash("after apply")
         await self._retry(lambda: self.journal.delete_one({"_id": token}), "close journal")
-        return len(new_docs)
+        return {(d["source"], d["id"]) for d in new_docs}
 
-    async def _docs_of(self, token: str) -> list[dict[str, Any]]:
-        return await self.responses.find({"rollup_token": token}, _ROLLUP_PROJECTION).to_list(None)
+    async def _docs_of(self, token: str, ids: list[dict[str, str]]) -> list[dict[str, Any]]:
+        return await self.responses.find({"_id": {"$in": ids}, "rollup_token": token}, domain.ROLLUP_PROJECTION).to_list(None)
 
     async def _apply(self, token: str, docs: Iterable[dict[str, Any]]) -> None:
         totals, daily = domain.rollup_deltas(docs)
@@ -106,27 +113,31 @@ class FeedbackRepository:
         await self._apply_to(self.daily, token, daily)
 
     async def _apply_to(self, collection, token: str, deltas: dict[str, domain.RollupDelta]) -> None:
-        if not deltas:
-            return
-        ids = list(deltas)
-
-        def op(rid: str, upsert: bool) -> UpdateOne:
-            delta = deltas[rid]
-            update = {"$inc": delta.inc, "$push": {"applied": {"$each": [token], "$slice": -APPLIED_KEEP}}}
-            if upsert:
-                update["$setOnInsert"] = delta.keys
-            return UpdateOne({"_id": rid, "applied": {"$ne": token}}, update, upsert=upsert)
-
-        try:
-            await collection.bulk_write([op(rid, True) for rid in ids], ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            # Duplicate key on upsert: the document exists and either already holds T (nothing to do)
-            # or was created concurrently; retrying without upsert applies T exactly when it is missing.
-            retry = [op(ids[e["index"]], False) for e in errors]
-            await collection.bulk_write(retry, ordered=False)
+        pending = dict(deltas)
+        while pending:
+            found = {d["_id"]: d async for d in collection.find({"_id": {"$in": list(pending)}})}
+            ops: list[InsertOne | ReplaceOne] = []
+            for rid, delta in list(pending.items()):
+                doc = found.get(rid)
+                if doc is not None and token in doc.get("applied", ()):
+                    del pending[rid]  # T is already in this document (an earlier attempt, or the sweep)
+                    continue
+                if doc is None:
+                    ops.append(InsertOne(domain.with_delta(None, rid, delta, token, APPLIED_KEEP)))
+                else:
+                    revision = {"rev": doc["rev"]} if "rev" in doc else {"rev": {"$exists": False}}
+                    ops.append(ReplaceOne({"_id": rid, **revision}, domain.with_delta(doc, rid, delta, token, APPLIED_KEEP)))
+            if not ops:
+                return
+            try:
+                result = await collection.bulk_write(ops, ordered=False)
+                if result.inserted_count + result.matched_count == len(ops):
+                    return
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+            # Another writer changed or created some of these documents first: read them again; the ones
+            # written by this round now list T and drop out.
 
     async def sweep(self, grace_seconds: float) -> int:
         """Finish batches whose writer died between journal and close; returns how many were finished."""
@@ -134,7 +145,7 @@ class FeedbackRepository:
         finished = 0
         async for entry in self.journal.find({"at": {"$lte": cutoff}}).sort("at", ASCENDING).limit(1000):
             token = entry["_id"]
-            docs = await self._docs_of(token)
+            docs = await self._docs_of(token, entry.get("responses") or [])
             if docs:
                 await self._apply(token, docs)
             await self.journal.delete_one({"_id": token})
@@ -149,7 +160,7 @@ class FeedbackRepository:
     # --- recount -----------------------------------------------------------------------------------
     async def compute_from_responses(self) -> tuple[dict[str, domain.RollupDelta], dict[str, domain.RollupDelta]]:
         """Rollups computed from scratch by reading every stored response (streamed)."""
-        cursor = self.responses.find({}, _ROLLUP_PROJECTION, batch_size=5000)
+        cursor = self.responses.find({"type": domain.FEEDBACK_TYPE}, domain.ROLLUP_PROJECTION, batch_size=5000)
         totals: dict[str, domain.RollupDelta] = {}
         daily: dict[str, domain.RollupDelta] = {}
         chunk: list[dict[str, Any]] = []
@@ -175,7 +186,7 @@ class FeedbackRepository:
         totals, daily = await self.compute_from_responses()
         for collection, deltas in ((self.totals, totals), (self.daily, daily)):
             await collection.delete_many({})
-            docs = [{"_id": rid, **d.keys, **_nest(d.inc), "applied": []} for rid, d in deltas.items()]
+            docs = [domain.with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in deltas.items()]
             for start in range(0, len(docs), 5000):
                 await collection.insert_many(docs[start:start + 5000], ordered=False)
         await self.journal.delete_many({})
@@ -205,21 +216,6 @@ class FeedbackRepository:
             query["agency"] = agency
         docs = await self.daily.find(query, {"cells": 1, "_id": 0}).to_list(None)
         return domain.sum_daily_cells(docs)
-
-    async def agency_known(self, agency: str) -> bool:
-        return await self.daily.find_one({"agency": agency}, {"_id": 1}) is not None
-
-
-def _nest(inc: dict[str, int]) -> dict[str, Any]:
-    """Dotted $inc paths -> the nested document they produce."""
-    out: dict[str, Any] = {}
-    for path, value in inc.items():
-        node = out
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
 
 
 class _SimulatedCrash(RuntimeError):

@@ -20,6 +20,7 @@ from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
 from services.feedback.redact import redact
 
+FEEDBACK_TYPE = "feedback.response.submitted"
 BE_OFFSET = 543
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
 
@@ -107,37 +108,32 @@ ROLLUP_FIELDS = (
 
 
 def response_document(event: Event) -> dict[str, Any]:
-    """The stored response: no birth year, comment already redacted, redaction counts by type."""
+    """The stored response *is* the event's audit record (`Event.to_document()`: `_id` {source, id}, the
+    CloudEvents attributes, `data` redacted and without birth year) plus what the reports derive from it.
+    One document, one write: the audit trail and the responses can never disagree."""
     from services.feedback.redact import count_placeholders
 
     data: FeedbackResponseSubmitted = event.data  # type: ignore[assignment]
     if data.age_group is None:
         raise ValueError("prepare() must run before storing (age_group missing)")
-    return {
-        "source": event.source,
-        "id": event.id,
-        "agency": data.agency,
-        "service_name": data.service_name,
-        "channel": data.channel.value,
-        "age_group": data.age_group.value,
-        "cohort": cohort_of(data.age_group),
-        "satisfaction": data.satisfaction,
-        "ease": data.ease,
-        "trust": data.trust,
-        "tech_difficulty": data.tech_difficulty.value,
-        "aware": data.aware_of_digital_channels,
-        "province": data.province,
-        "comment": data.comment,
-        "redactions": count_placeholders(data.comment),
-        "submitted_at": data.submitted_at,
-        "bangkok_day": bangkok_day(data.submitted_at).isoformat(),
-    }
+    doc = event.to_document()
+    doc["cohort"] = cohort_of(data.age_group)
+    doc["bangkok_day"] = bangkok_day(data.submitted_at).isoformat()
+    doc["redactions"] = count_placeholders(data.comment)
+    return doc
+
+
+# What the rollups read of a stored response (also the projection of a recount).
+ROLLUP_PROJECTION = {"_id": 0, "source": 1, "id": 1, "agency": 1, "bangkok_day": 1, "data.channel": 1,
+                     "data.age_group": 1, "data.satisfaction": 1, "data.tech_difficulty": 1,
+                     "data.aware_of_digital_channels": 1}
 
 
 def increments(doc: Mapping[str, Any]) -> dict[str, int]:
-    inc = {"responses": 1, "satisfaction_sum": int(doc["satisfaction"]), f"sat_{int(doc['satisfaction'])}": 1,
-           f"tech_{doc['tech_difficulty']}": 1}
-    if doc.get("aware"):
+    data = doc["data"]
+    satisfaction = int(data["satisfaction"])
+    inc = {"responses": 1, "satisfaction_sum": satisfaction, f"sat_{satisfaction}": 1, f"tech_{data['tech_difficulty']}": 1}
+    if data.get("aware_of_digital_channels"):
         inc["aware"] = 1
     return inc
 
@@ -171,19 +167,37 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
     daily: dict[str, RollupDelta] = {}
     for doc in docs:
         inc = increments(doc)
-        tid = total_rollup_id(doc["channel"], doc["age_group"])
+        channel, age_group = doc["data"]["channel"], doc["data"]["age_group"]
+        tid = total_rollup_id(channel, age_group)
         total = totals.get(tid)
         if total is None:
-            total = totals[tid] = RollupDelta({"channel": doc["channel"], "age_group": doc["age_group"]}, {})
+            total = totals[tid] = RollupDelta({"channel": channel, "age_group": age_group}, {})
         did = daily_rollup_id(doc["bangkok_day"], doc["agency"])
         day = daily.get(did)
         if day is None:
             day = daily[did] = RollupDelta({"day": doc["bangkok_day"], "agency": doc["agency"]}, {})
-        prefix = f"cells.{cell_key(doc['channel'], doc['age_group'])}."
+        prefix = f"cells.{cell_key(channel, age_group)}."
         for name, value in inc.items():
             total.inc[name] = total.inc.get(name, 0) + value
             day.inc[prefix + name] = day.inc.get(prefix + name, 0) + value
     return totals, daily
+
+
+def with_delta(doc: dict[str, Any] | None, rid: str, delta: RollupDelta, token: str | None, keep: int) -> dict[str, Any]:
+    """The rollup document `doc` (None: a new one) with the delta's counts added, its revision bumped and
+    `token` appended to the last `keep` applied tokens. Updates `doc` in place and returns it."""
+    if doc is None:
+        doc = {"_id": rid, **delta.keys, "rev": 0, "applied": []}
+    for path, value in delta.inc.items():
+        node = doc
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = node.get(leaf, 0) + value
+    doc["rev"] = doc.get("rev", 0) + 1
+    if token is not None:
+        doc["applied"] = [*doc.get("applied", ()), token][-keep:]
+    return doc
 
 
 def sum_daily_cells(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, int]]:
@@ -202,7 +216,7 @@ def flatten_counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int]
     """Numeric leaves of a rollup document as dotted paths (ids, keys and `applied` left out)."""
     out: dict[str, int] = {}
     for name, value in doc.items():
-        if name in ("_id", "applied"):
+        if name in ("_id", "applied", "rev"):
             continue
         if isinstance(value, Mapping):
             out.update(flatten_counters(value, f"{prefix}{name}."))

@@ -17,7 +17,6 @@ from services.feedback.redact import count_placeholders
 from services.feedback.settings import FeedbackSettings
 
 log = logging.getLogger(__name__)
-FEEDBACK_TYPE = "feedback.response.submitted"
 
 
 class FeedbackService:
@@ -28,18 +27,20 @@ class FeedbackService:
 
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> None:
-        """Consumer handler: events arrive prepared (redacted, age group set) and already audited."""
+        """Consumer handler: events arrive prepared (redacted, age group set). The consumer runs with
+        `audit=False`: the stored response is the audit record, and its keys are reported back."""
         stored = await self.repo.store(batch.events)
+        batch.new_keys.update(stored)
         redactions = sum(sum(count_placeholders(getattr(e.data, "comment", None)).values()) for e in batch.events)
         # Counts only: comments never reach the logs.
-        log.info("feedback batch stored", extra={"events": len(batch.events), "new": stored, "redactions": redactions})
+        log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
 
     @staticmethod
     def survey_event(body: dict[str, Any], agency: str) -> Event:
         """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event)."""
         data = {k: v for k, v in body.items()}
         data["agency"] = agency
-        return make_event(FEEDBACK_TYPE, data, agency=agency, source=f"/agencies/{agency}/survey",
+        return make_event(domain.FEEDBACK_TYPE, data, agency=agency, source=f"/agencies/{agency}/survey",
                           id=str(uuid.uuid4()), partitionkey=agency)
 
     # --- read path ---------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], 
     repo = FeedbackRepository(runtime.db, clock)
     service = FeedbackService(repo, settings, clock)
 
-    # prepare() redacts and drops birth_year before the audit insert (Kafka path) and before publishing (HTTP).
+    # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
+    # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).
     runtime.add_consumer(topic=FEEDBACK_EVENTS, group="feedback", handler=service.handle_batch,
-                         allowed_types=FEEDBACK_TYPES, prepare=prepare)
+                         allowed_types=FEEDBACK_TYPES, prepare=prepare, audit=False)
     runtime.add_collector(FeedbackCollector(repo, settings.metrics_cache_seconds))
 
     async def startup(rt: Runtime) -> None:

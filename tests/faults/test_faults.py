@@ -47,7 +47,6 @@ pytestmark = pytest.mark.integration
 
 SERVICE = os.environ.get("NEWNORMAL_FAULTS_SERVICE", "feedback")
 TOPIC = {"feedback": "feedback.events", "training": "training.events"}[SERVICE]
-OWN_COLLECTION = {"feedback": "feedback_responses"}.get(SERVICE)
 DB = "faults"
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs" / "faults"
 KILLS = 3
@@ -350,8 +349,6 @@ class Scenario:
             "accepted_not_stored": len(set(accepted) - set(keys)),
             "stored_not_accepted": len(set(keys) - set(accepted)),
         }
-        if OWN_COLLECTION and OWN_COLLECTION in await self.db.list_collection_names():
-            result[f"{OWN_COLLECTION}_stored"] = await self.db[OWN_COLLECTION].count_documents({})
         return result
 
     async def final_tranche(self, stored_before: int) -> dict[str, Any]:
@@ -482,8 +479,6 @@ def test_every_accepted_event_is_stored_exactly_once(results):
     assert results["stored_not_accepted"] == 0
     assert results["duplicates_in_db"] == 0
     assert results["stored"] == results["stored_documents"]
-    if f"{OWN_COLLECTION}_stored" in results:
-        assert results[f"{OWN_COLLECTION}_stored"] == results["stored"]
     if results["rollups_verify"] is not None:
         assert results["rollups_verify"]["returncode"] == 0, results["rollups_verify"]
 

@@ -116,7 +116,7 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, direct)
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, direct[:5])  # redelivery
             expected = 4 + len(direct)
-            await poll(lambda: _eq(db.feedback_responses.count_documents({}), expected), timeout=40, what="all stored")
+            await poll(lambda: _eq(db.events.count_documents({}), expected), timeout=40, what="all stored")
 
             # --- /v1/experience agrees with what was sent (each response counted once).
             resp = await client.get("/v1/experience", params={"from": "2026-03-01", "to": "2026-03-31"})
@@ -167,7 +167,7 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             assert (await client.post("/v1/responses", json=form(channel="mobile_unit"), headers={"x-api-key": key})).status_code == 202
             ticks[0] += 2.0
             assert (await client.post("/v1/responses", json=form(channel="mobile_unit"), headers={"x-api-key": kiosk})).status_code == 202
-            await poll(lambda: _eq(db.feedback_responses.count_documents({"channel": "mobile_unit"}), 10), timeout=30,
+            await poll(lambda: _eq(db.events.count_documents({"data.channel": "mobile_unit"}), 10), timeout=30,
                        what="rate-limited intake stored")
 
             # --- Survey page.
@@ -180,10 +180,11 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             assert (await client.get("/survey/nope")).status_code == 404
 
             # --- Personal data: nowhere in MongoDB, in the topic downstream of HTTP intake, the DLQ, or the logs.
-            stored = await db.feedback_responses.find_one({"id": ids[0]})
-            assert stored["comment"] == "เลขบัตร [REDACTED:NATIONAL_ID] โทร [REDACTED:PHONE] ช่วยด้วยค่ะ"
-            assert stored["redactions"] == {"NATIONAL_ID": 1, "PHONE": 1} and "birth_year" not in stored
-            kafka_direct = await db.feedback_responses.find_one({"id": direct[0]["id"]})
+            stored = await db.events.find_one({"id": ids[0]})
+            assert stored["data"]["comment"] == "เลขบัตร [REDACTED:NATIONAL_ID] โทร [REDACTED:PHONE] ช่วยด้วยค่ะ"
+            assert stored["redactions"] == {"NATIONAL_ID": 1, "PHONE": 1} and "birth_year" not in stored["data"]
+            assert stored["_id"] == {"source": stored["source"], "id": ids[0]}  # the audit record is the response
+            kafka_direct = await db.events.find_one({"id": direct[0]["id"]})
             assert kafka_direct["redactions"] == {"NATIONAL_ID": 1, "PHONE": 1}
             for name in await db.list_collection_names():
                 async for doc in db[name].find({}):
@@ -227,7 +228,7 @@ async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
     await repo.ensure_indexes()
     try:
         a, b, c, d, e = _events(60), _events(40, 60), _events(30, 100), _events(25, 130), _events(20, 155)
-        assert await repo.store(a) == 60
+        assert len(await repo.store(a)) == 60
         repo.crash_after = "inserted"          # crash after the responses were stored, before any rollup
         with pytest.raises(RuntimeError):
             await repo.store(b)
@@ -238,9 +239,9 @@ async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
         with pytest.raises(RuntimeError):
             await repo.store(d)
         repo.crash_after = None
-        assert await repo.store(a) == 0         # redelivery of a finished batch
-        assert await repo.store(b[:10] + e) == 20  # redelivery in another batch composition: only e is new
-        assert await repo.store(c + d) == 0
+        assert await repo.store(a) == set()        # redelivery of a finished batch
+        assert await repo.store(b[:10] + e) == {x.key for x in e}  # redelivery in another batch composition: only e is new
+        assert await repo.store(c + d) == set()
         assert len(await repo.rollup_differences()) > 0  # b, c's daily part and nothing of d yet... not exact
         assert await repo.journal.count_documents({}) == 3
         assert await repo.sweep(grace_seconds=60) == 0   # a live replica's batch in flight is left alone
@@ -248,13 +249,13 @@ async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
         assert await repo.sweep(grace_seconds=0) == 0
         assert await repo.rollup_differences() == []
         totals = await repo.totals_documents()
-        assert sum(t["responses"] for t in totals) == 175 == await db.feedback_responses.count_documents({})
-        assert await db.feedback_responses.count_documents({"comment": {"$regex": "08"}}) == 0
+        assert sum(t["responses"] for t in totals) == 175 == await db.events.count_documents({})
+        assert await db.events.count_documents({"data.comment": {"$regex": "08"}}) == 0
         before = sorted((t["_id"], t["responses"], t["satisfaction_sum"]) for t in totals)
         result = await repo.recount()
         assert result["responses"] == 175
         assert sorted((t["_id"], t["responses"], t["satisfaction_sum"]) for t in await repo.totals_documents()) == before
         assert await repo.rollup_differences() == []
-        assert await repo.store(b) == 0 and await repo.rollup_differences() == []  # still idempotent after a recount
+        assert await repo.store(b) == set() and await repo.rollup_differences() == []  # still idempotent after a recount
     finally:
         await db.client.close()

@@ -64,7 +64,9 @@ def test_prepare_drops_birth_year_and_redacts_the_comment():
     assert domain.prepare(clean) is clean
     doc = domain.response_document(prepared)
     assert doc["redactions"] == {"PHONE": 1, "EMAIL": 1} and doc["cohort"] == "baby_boomer"
-    assert doc["bangkok_day"] == "2026-03-01" and "birth_year" not in doc
+    assert doc["bangkok_day"] == "2026-03-01" and "birth_year" not in doc["data"]
+    assert doc["_id"] == {"source": prepared.source, "id": prepared.id}  # the stored response is the audit record
+    assert {k: v for k, v in doc.items() if k not in ("cohort", "bangkok_day", "redactions")} == prepared.to_document()
 
 
 def test_prepare_refuses_impossible_birth_year_with_a_reason():
