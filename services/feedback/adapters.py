@@ -210,10 +210,8 @@ class FeedbackRepository:
         return await self.totals.find({}, {"applied": 0}).to_list(None)
 
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:
-        """Counters per (channel, age_group) over Bangkok days start..end: reads days x agencies documents."""
-        query: dict[str, Any] = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
-        if agency:
-            query["agency"] = agency
+        """Counters per (channel, age_group) over Bangkok days start..end: reads one document per day."""
+        query = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}, "agency": agency or domain.ALL_AGENCIES}
         docs = await self.daily.find(query, {"cells": 1, "_id": 0}).to_list(None)
         return domain.sum_daily_cells(docs)
 

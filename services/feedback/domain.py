@@ -142,6 +142,9 @@ def total_rollup_id(channel: str, age_group: str) -> str:
     return f"{channel}|{age_group}"
 
 
+ALL_AGENCIES = "*"  # the daily rollup of every agency together; never an agency code
+
+
 def daily_rollup_id(day: str, agency: str) -> str:
     return f"{day}|{agency}"
 
@@ -157,11 +160,12 @@ class RollupDelta:
 
 
 def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDelta], dict[str, RollupDelta]]:
-    """Per rollup document, the $inc that the given responses add.
+    """Per rollup document, the counts that the given responses add (dotted paths).
 
     Totals: one document per channel x age group (what /metrics reads, 36 at most).
     Daily: one document per Bangkok day x agency holding the 36 cells as `cells.<channel>|<age_group>.<field>`,
-    so a batch touches few documents and a 90-day query reads days x agencies documents.
+    plus one per day for all agencies together (agency `*`), so a batch touches few documents, a query for
+    one agency reads one document a day and a query for all agencies too.
     """
     totals: dict[str, RollupDelta] = {}
     daily: dict[str, RollupDelta] = {}
@@ -172,14 +176,16 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
         total = totals.get(tid)
         if total is None:
             total = totals[tid] = RollupDelta({"channel": channel, "age_group": age_group}, {})
-        did = daily_rollup_id(doc["bangkok_day"], doc["agency"])
-        day = daily.get(did)
-        if day is None:
-            day = daily[did] = RollupDelta({"day": doc["bangkok_day"], "agency": doc["agency"]}, {})
-        prefix = f"cells.{cell_key(channel, age_group)}."
         for name, value in inc.items():
             total.inc[name] = total.inc.get(name, 0) + value
-            day.inc[prefix + name] = day.inc.get(prefix + name, 0) + value
+        prefix = f"cells.{cell_key(channel, age_group)}."
+        for agency in (doc["agency"], ALL_AGENCIES):
+            did = daily_rollup_id(doc["bangkok_day"], agency)
+            day = daily.get(did)
+            if day is None:
+                day = daily[did] = RollupDelta({"day": doc["bangkok_day"], "agency": agency}, {})
+            for name, value in inc.items():
+                day.inc[prefix + name] = day.inc.get(prefix + name, 0) + value
     return totals, daily
 
 

@@ -4,9 +4,11 @@ equal a full recount after redelivery and crashes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from datetime import UTC, datetime
+import random
+from datetime import UTC, date, datetime
 
 import pytest
 from support import cloudevent, db_of, make_key, poll, produce_events, read_topic, running
@@ -210,15 +212,40 @@ async def _eq(awaitable, expected):
     return (await awaitable) == expected
 
 
-def _events(n: int, start: int = 0):
+def _events(n: int, start: int = 0, agency: str = "dga"):
     out = []
     for i in range(start, start + n):
         data = form(satisfaction=1 + i % 5, channel=["online_web", "walk_in", "call_center"][i % 3],
                     age_group=["18_24", "45_59", "60_plus"][i % 3], tech_difficulty=["none", "some", "severe"][i % 3],
                     aware_of_digital_channels=bool(i % 2), submitted_at=f"2026-03-{1 + i % 28:02d}T23:30:00+07:00",
-                    comment=f"โทร 08{i % 10}-234-5678")
-        out.append(prepare(make_event(TYPE, data, agency="dga", source="/agencies/dga/kiosk", id=f"r-{i}")))
+                    comment=f"โทร 08{i % 10}-234-5678", agency=agency)
+        out.append(prepare(make_event(TYPE, data, agency=agency, source=f"/agencies/{agency}/kiosk", id=f"r-{i}")))
     return out
+
+
+async def test_concurrent_writers_count_each_response_once_and_all_agencies_add_up(settings_for):
+    """Replicas racing on the same rollup documents (compare-and-set retries), with overlapping batches."""
+    settings = settings_for(FeedbackSettings)
+    db = db_of(settings)
+    repos = [FeedbackRepository(db, clock=lambda: NOW) for _ in range(4)]
+    await repos[0].ensure_indexes()
+    try:
+        events = _events(240) + _events(120, 0, agency="rd")
+        random.Random(5).shuffle(events)
+        chunks = [events[i:i + 45] + events[i + 45:i + 55] for i in range(0, len(events), 45)]  # 10 shared with the next
+        stored = await asyncio.gather(*(repos[i % 4].store(chunk) for i, chunk in enumerate(chunks)))
+        assert sum(len(s) for s in stored) == 360 == len(set().union(*stored))
+        assert await repos[0].rollup_differences() == []
+        assert await repos[0].journal.count_documents({}) == 0
+        start, end = date(2026, 3, 1), date(2026, 3, 31)
+        everyone = await repos[0].daily_cells(start, end, None)
+        dga, rd = await repos[0].daily_cells(start, end, "dga"), await repos[0].daily_cells(start, end, "rd")
+        assert sum(c["responses"] for c in everyone.values()) == 360
+        for cell, counts in everyone.items():
+            for name, value in counts.items():
+                assert value == dga.get(cell, {}).get(name, 0) + rd.get(cell, {}).get(name, 0), (cell, name)
+    finally:
+        await db.client.close()
 
 
 async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
