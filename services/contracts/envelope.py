@@ -7,6 +7,7 @@ of each event type, the 64 KiB limit, and a reason code for every refusal.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -18,6 +19,7 @@ from cloudevents.core.bindings import http as ce_http
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
+from dateutil.parser import isoparse
 from pydantic import ValidationError
 
 from services.contracts.agencies import get_registry
@@ -262,8 +264,8 @@ def _from_sdk(event: Any, allowed_types: Collection[str] | None) -> Event:
 
 
 def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: bytes | None = None) -> Event:
-    """`raw` is the encoded event when the caller has it (a Kafka record): it is measured and handed to the
-    SDK as is, instead of being encoded again twice."""
+    """One structured-mode event, already decoded from JSON. `raw` is its encoding when the caller has it (a
+    Kafka record), so it is measured as received rather than encoded again."""
     if not isinstance(obj, dict):
         raise EventError("invalid_cloudevent", "a structured event must be a JSON object")
     # The SDK invents an id when none is given; an event without its own id cannot be deduplicated.
@@ -274,11 +276,31 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
     size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
+    if obj["specversion"] != "1.0":
+        raise EventError("unsupported_specversion", f"specversion {obj['specversion']!r}: only 1.0 is accepted",
+                         event_id=str(obj["id"]))
+    # What JSONFormat.read does after its json.loads, without decoding the JSON a second time, and with the
+    # standard library's RFC 3339 parser first (dateutil's isoparse was a third of the parsing time).
+    attrs = dict(obj)
+    data = attrs.pop("data", None)
     try:
-        sdk_event = _FORMAT.read(None, raw if raw is not None else json.dumps(obj))
+        if data is None and "data_base64" in attrs:
+            data = base64.b64decode(attrs.pop("data_base64"))
+        if "time" in attrs:
+            attrs["time"] = _parse_time(attrs["time"])
+        sdk_event = CloudEvent(attrs, data)
     except Exception as exc:  # the SDK raises several exception types for malformed attributes
         raise EventError("invalid_cloudevent", str(exc)[:500], event_id=str(obj.get("id"))) from None
     return _from_sdk(sdk_event, allowed_types)
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return isoparse(value)  # the SDK's parser, for the forms (and the errors) fromisoformat does not have
 
 
 def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collection[str] | None = None) -> list[Event | EventError]:
