@@ -33,7 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
-from bench.platform_stack import raw_consume
+from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.contracts import topics
 from services.contracts.agencies import get_registry
@@ -44,7 +44,6 @@ from services.feedback.settings import FeedbackSettings
 START = datetime(2026, 1, 1, 1, tzinfo=UTC)
 DAYS = 90
 NOW = START + timedelta(days=DAYS)
-LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
 RAW_TOPIC = "bench.feedback.raw"
 COMMENTS = ["บริการดีมาก รวดเร็ว", "รอคิวนาน 45 นาที", "โทร 081-234-5678 ไม่มีคนรับ", "แอปใช้ยากสำหรับผู้สูงอายุ",
             "ส่งเอกสารที่ somchai@example.com แล้ว", "ค่าธรรมเนียม 1,500 บาท", None, None, None, None]
@@ -171,16 +170,8 @@ async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
 
 
 async def main(size: int, metrics_size: int, max_records: int) -> None:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
-    kport, mport = px.free_port(), px.free_port()
-    kafka = px.tansu(kport, LOGS).start()
-    mongo = px.secantus(mport, str(tmp / "db"), LOGS).start()
-    try:
-        px.wait_until(lambda: px.port_open(kport), 30, "tansu", proc=kafka)
-        uri = f"mongodb://127.0.0.1:{mport}"
-        px.wait_until(lambda: px.mongo_ready(uri), 60, "secantusdb", proc=mongo)
-        settings = FeedbackSettings(kafka_bootstrap_servers=f"127.0.0.1:{kport}", mongo_uri=uri, mongo_db="bench_feedback",
+    with Stack(storage=Path(tempfile.mkdtemp(prefix="bench-feedback-")) / "db") as stack:
+        settings = FeedbackSettings(kafka_bootstrap_servers=stack.bootstrap, mongo_uri=stack.uri, mongo_db="bench_feedback",
                                     kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", metrics_cache_seconds=0,
                                     consumer_max_records=max_records, http_port=px.free_port())
         records = generate(size)
@@ -194,7 +185,7 @@ async def main(size: int, metrics_size: int, max_records: int) -> None:
             "ratio_throughput_project_over_id_keyed_baseline": round(ours["events_per_second"] / raw["id_keyed_events_per_second"], 3),
             "ratio_experience_query_project_over_baseline": round(
                 ours["experience_90_days_ms"]["median"] / raw["experience_aggregation_ms"]["median"], 4),
-            "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(mongo.popen.pid), 1)},
+            "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(stack.mongo.popen.pid), 1)},
             "notes": "project path per event: parse + validate + redact, one insert (the response is its event's audit "
                      "record, keyed by _id); per batch a journal insert/delete plus compare-and-set replaces of the "
                      "totals and daily rollup documents it touches; baseline: one insert under a unique (source, id) "
@@ -202,9 +193,6 @@ async def main(size: int, metrics_size: int, max_records: int) -> None:
                      "Responses are in time order over 90 days, 20 agencies, random channel x age group.",
         }
         print(write_results("feedback_pipeline", results))
-    finally:
-        mongo.stop()
-        kafka.stop()
 
 
 if __name__ == "__main__":

@@ -24,21 +24,24 @@ SHARED_NOTE = "measured while the machine (2 cores) was shared with other jobs: 
 
 
 class Stack:
-    """Tansu + SecantusDB (in memory) on free ports; services started on demand."""
+    """Tansu + SecantusDB on free ports; services started on demand. SecantusDB keeps its data in memory
+    unless `storage` names a directory (the large benchmarks: on WiredTiger files, as in production)."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage: Path | None = None) -> None:
         self.kafka_port, self.mongo_port = px.free_port(), px.free_port()
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.uri = f"mongodb://127.0.0.1:{self.mongo_port}"
+        self.storage = storage
         self.procs: list[px.ManagedProcess] = []
 
     def __enter__(self) -> Self:
+        LOGS.mkdir(parents=True, exist_ok=True)
         kafka = px.tansu(self.kafka_port, LOGS).start()
         self.procs.append(kafka)
         px.wait_until(lambda: px.port_open(self.kafka_port), 30, "tansu", proc=kafka)
-        mongo = px.secantus(self.mongo_port, ":memory:", LOGS).start()
-        self.procs.append(mongo)
-        px.wait_until(lambda: px.mongo_ready(self.uri), 60, "secantusdb", proc=mongo)
+        self.mongo = px.secantus(self.mongo_port, str(self.storage) if self.storage else ":memory:", LOGS).start()
+        self.procs.append(self.mongo)
+        px.wait_until(lambda: px.mongo_ready(self.uri), 60, "secantusdb", proc=self.mongo)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
 from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
-from bench.platform_stack import raw_consume
+from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -39,7 +39,6 @@ from services.training.main import create_app
 from services.training.settings import TrainingSettings
 
 NOW = datetime(2026, 6, 1, 3, tzinfo=UTC)
-LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
 RAW_TOPIC = "bench.training.raw"
 
 
@@ -125,16 +124,9 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
 
 
 async def main(size: int) -> None:
-    LOGS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-training-"))
-    kport, mport = px.free_port(), px.free_port()
-    kafka = px.tansu(kport, LOGS).start()
-    mongo = px.secantus(mport, str(tmp / "db"), LOGS).start()
-    try:
-        px.wait_until(lambda: px.port_open(kport), 30, "tansu", proc=kafka)
-        uri = f"mongodb://127.0.0.1:{mport}"
-        px.wait_until(lambda: px.mongo_ready(uri), 60, "secantusdb", proc=mongo)
-        settings = TrainingSettings(kafka_bootstrap_servers=f"127.0.0.1:{kport}", mongo_uri=uri, mongo_db="bench_training",
+    with Stack(storage=tmp / "db") as stack:
+        settings = TrainingSettings(kafka_bootstrap_servers=stack.bootstrap, mongo_uri=stack.uri, mongo_db="bench_training",
                                     kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", metrics_cache_seconds=0,
                                     learner_hmac_secret="bench-secret", http_port=px.free_port())
         csv_path = tmp / "completions.csv"
@@ -152,15 +144,12 @@ async def main(size: int) -> None:
             "size": size, "project": ours, "baseline_before": raw_before, "baseline_after": raw_after,
             "ratio_throughput_project_over_baseline": round(ours["events_per_second"] / raw_eps, 3),
             "ratio_readiness_query_project_over_baseline": round(ours["readiness_query_ms"]["median"] / raw_query, 5),
-            "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(mongo.popen.pid), 1)},
+            "peak_rss_mib": {"bench_process": round(peak_rss_mib(), 1), "secantusdb": round(peak_rss_mib(stack.mongo.popen.pid), 1)},
             "notes": "project path stores the audit trail, completions, learner docs and rollups (4 writes per event) "
                      "against 1 insert in the baseline; readiness and /metrics read only the rollups.",
         }
         path = write_results("training_import", results)
         print(path)
-    finally:
-        mongo.stop()
-        kafka.stop()
 
 
 if __name__ == "__main__":
