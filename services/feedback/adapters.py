@@ -20,10 +20,9 @@ How:
 A crash after 1 leaves a journal entry: the sweep (at startup and every
 `feedback_sweep_interval_seconds`, for entries older than `feedback_sweep_grace_seconds` so a live
 replica's batch in flight is left alone) re-reads the responses of T (those of the listed `_id`s that
-carry T) and repeats 3-4; documents
-already listing T are skipped. The one bound: a token is recognised while it is among
-the last 200 applied to that rollup document, i.e. an unfinished batch must be completed before 200
-later batches touched the same document (the sweep runs long before that).
+carry T) and repeats 3-4; documents already listing T are skipped. The one bound: a token is recognised
+while it is among the last 200 applied to that rollup document, i.e. an unfinished batch must be
+completed before 200 later batches touched the same document (the sweep runs long before that).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.mongo import DUPLICATE_KEY, insert_new, retry_transient
 from services.contracts.envelope import Event
@@ -74,7 +73,14 @@ class FeedbackRepository:
         token = domain.batch_token((e.key for e in events), uuid.uuid4().hex)
         now = self.clock()
         ids = [e.document_id for e in events]
-        await self._retry(lambda: self.journal.insert_one({"_id": token, "at": now, "responses": ids}), "journal")
+
+        async def open_journal() -> None:
+            try:
+                await self.journal.insert_one({"_id": token, "at": now, "responses": ids})
+            except DuplicateKeyError:
+                pass  # an earlier attempt's insert landed before its connection dropped
+
+        await self._retry(open_journal, "journal")
         docs = []
         for event in events:
             doc = domain.response_document(event)
