@@ -37,7 +37,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
-from support import header, read_topic
+from support import header, poll, read_topic
 
 from services.common import processes as px
 from services.contracts.topics import dlq
@@ -123,16 +123,19 @@ class Scenario:
     async def wait_stored_increase(self, timeout: float) -> float:
         """Seconds until the audit trail grows (processing has resumed)."""
         t0 = time.monotonic()
-        base = await self.stored()
-        while base is None:
-            base = await self.stored()
-        deadline = t0 + timeout
-        while time.monotonic() < deadline:
-            now = await self.stored()
-            if now is not None and now > base:
-                return time.monotonic() - t0
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no progress within {timeout} s after a fault")
+
+        async def readable() -> tuple[int] | None:
+            count = await self.stored()
+            return None if count is None else (count,)  # a tuple, so that a count of 0 is still "readable"
+
+        (base,) = await poll(readable, timeout, what="the audit trail readable after a fault")
+
+        async def grew() -> bool:
+            count = await self.stored()
+            return count is not None and count > base
+
+        await poll(grew, max(0.1, t0 + timeout - time.monotonic()), what="progress after a fault")
+        return time.monotonic() - t0
 
     def start_service(self) -> float:
         t0 = time.monotonic()
@@ -317,7 +320,7 @@ class Scenario:
         async def settled() -> bool:
             return await self.stored() == len(accepted)
 
-        await _poll(settled, 120, "every accepted event stored")
+        await poll(settled, 120, 0.2, "every accepted event stored")
         counts = await self.count(accepted)
         final = await self.final_tranche(len(accepted))
         dead = await self.dead_letters()
@@ -373,7 +376,7 @@ class Scenario:
                           for o in ("stored", "duplicate", "dead_lettered"))
             return handled >= len(records) and await self.stored() == stored_before + len(new)
 
-        await _poll(done, 60, "final tranche handled")
+        await poll(done, 60, 0.2, "final tranche handled")
         after = await _scrape(self.url)
         delta = {k[1]: after.get(k, 0) - before.get(k, 0) for k in after if k[0] == "newnormal_consumer_records_total"}
         reasons = {k[1]: after.get(k, 0) - before.get(k, 0) for k in after if k[0] == "newnormal_dead_letter_records_total"}
@@ -433,13 +436,6 @@ def with_suppress_cont(proc: px.ManagedProcess) -> None:
         pass
 
 
-async def _poll(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{what}: not reached within {timeout} s")
 
 
 async def _scrape(url: str) -> dict[tuple[str, str], float]:
