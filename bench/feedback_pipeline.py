@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
+from bench.harness import Timer, peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.contracts import topics
@@ -157,15 +157,11 @@ async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
     pipeline = [{"$match": {"data.submitted_at": {"$gte": START.isoformat()}}},
                 {"$group": {"_id": {"c": "$data.channel", "a": "$data.age_group"}, "n": {"$sum": 1},
                             "s": {"$sum": "$data.satisfaction"}}}]
-    times = []
-    for _ in range(3):
-        with Timer() as t:
-            rows = await (await coll.aggregate(pipeline)).to_list()
-        times.append(t.seconds * 1000)
+    aggregation_ms, rows = await timed_aggregate(coll, pipeline)
     await client.close()
     return {"responses": size, "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
             "events_per_second": round(size / total, 1), "id_keyed_end_to_end_seconds": round(total_id, 2),
-            "id_keyed_events_per_second": round(size / total_id, 1), "experience_aggregation_ms": summary(times),
+            "id_keyed_events_per_second": round(size / total_id, 1), "experience_aggregation_ms": aggregation_ms,
             "aggregation_rows": len(rows)}
 
 

@@ -97,3 +97,13 @@ async def timed_get(client: httpx.AsyncClient, url: str, n: int) -> dict:
         r.raise_for_status()
         times.append((time.perf_counter() - t) * 1000)
     return summary(times)
+
+
+async def timed_aggregate(collection, pipeline: list[dict], n: int = 3) -> tuple[dict, list[dict]]:
+    """Milliseconds per run of an aggregation pipeline over n runs, summarised, and the rows it returned."""
+    times, rows = [], []
+    for _ in range(n):
+        with Timer() as t:
+            rows = await (await collection.aggregate(pipeline)).to_list()
+        times.append(t.seconds * 1000)
+    return summary(times), rows

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import Timer, peak_rss_mib, running, summary, timed_get, write_results
+from bench.harness import peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.contracts.agencies import get_registry
@@ -112,14 +112,10 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
     pipeline = [{"$match": {"passed": "true"}},
                 {"$group": {"_id": {"a": "$agency", "c": "$competency", "l": "$learner_ref"}}},
                 {"$group": {"_id": {"a": "$_id.a", "c": "$_id.c"}, "ready": {"$sum": 1}}}]
-    times = []
-    for _ in range(3):
-        with Timer() as t:
-            rows = await (await coll.aggregate(pipeline)).to_list()
-        times.append(t.seconds * 1000)
+    aggregation_ms, rows = await timed_aggregate(coll, pipeline)
     await client.close()
     return {"rows": size, "load_average_1m_after": round(os.getloadavg()[0], 2), "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
-            "events_per_second": round(size / total, 1), "readiness_aggregation_ms": summary(times),
+            "events_per_second": round(size / total, 1), "readiness_aggregation_ms": aggregation_ms,
             "aggregation_rows": len(rows)}
 
 
