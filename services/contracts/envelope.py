@@ -22,6 +22,7 @@ from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 from pydantic import ValidationError
 
+from services.contracts import safejson
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import EventData
 from services.contracts.events import DATA_AGENCY_FIELD, EVENT_TYPES, EventType
@@ -202,6 +203,9 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             raise fail("source_not_allowed", f"{type_} is published by the monitoring services only")
     elif not src.startswith(agency_source_prefix(agency)):
         raise fail("source_outside_namespace", f"source must start with {agency_source_prefix(agency)} for agency {agency!r}")
+    for name in ("subject", "dataschema", "partitionkey"):
+        if attrs.get(name) is not None and not isinstance(attrs[name], str):
+            raise fail("invalid_attribute", f"{name} must be a string")
     extensions = {}
     for name, value in attrs.items():
         if name in _STANDARD or name in ("agency", "partitionkey", "data", "data_base64"):
@@ -219,14 +223,18 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             raise fail("invalid_attribute", f"time {time!r} is not RFC 3339") from None
     if not isinstance(time, datetime) or time.tzinfo is None:
         raise fail("invalid_attribute", "time must be an RFC 3339 timestamp with an offset")
+    try:
+        time.astimezone(UTC)  # a far offset can carry a valid local time past year 9999 in UTC
+    except (OverflowError, ValueError):
+        raise fail("invalid_attribute", "time is out of range once converted to UTC") from None
     dct = attrs.get("datacontenttype") or "application/json"
     if not _FORMAT.JSON_CONTENT_TYPE_PATTERN.match(str(dct)):
         raise fail("unsupported_content_type", f"datacontenttype {dct!r}: data must be JSON")
     if isinstance(data, (bytes, str)):
         try:
-            data = json.loads(data)
+            data = safejson.loads(data)
         except ValueError:
-            raise fail("invalid_data", "data is not valid JSON") from None
+            raise fail("invalid_data", "data is not valid JSON (or nests too deep)") from None
     if not isinstance(data, dict):
         raise fail("invalid_data", "data must be a JSON object")
     try:
@@ -290,8 +298,17 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
             attrs["time"] = _parse_time(attrs["time"])
         sdk_event = CloudEvent(attrs, data)
     except Exception as exc:  # the SDK raises several exception types for malformed attributes
-        raise EventError("invalid_cloudevent", str(exc)[:500], event_id=str(obj.get("id"))) from None
+        raise EventError("invalid_cloudevent", _sdk_detail(exc), event_id=str(obj.get("id"))[:200]) from None
     return _from_sdk(sdk_event, allowed_types)
+
+
+def _sdk_detail(exc: Exception) -> str:
+    """The SDK's own validation messages are clear to a client; Python's (TypeError, binascii.Error,
+    dateutil's ValueError) are not, and a 400 never carries raw Python error text."""
+    if type(exc).__module__.startswith("cloudevents"):
+        return str(exc).replace("<class 'str'>", "string")[:300]
+    return ("malformed attribute values: time must be an RFC 3339 timestamp such as 2026-03-01T10:00:00+07:00, "
+            "data_base64 valid base64")
 
 
 def _parse_time(value: Any) -> datetime:
@@ -303,47 +320,89 @@ def _parse_time(value: Any) -> datetime:
     return isoparse(value)  # the SDK's parser, for the forms (and the errors) fromisoformat does not have
 
 
-def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collection[str] | None = None) -> list[Event | EventError]:
+def http_mode(headers: Mapping[str, str]) -> str:
+    """"binary", "structured" or "batch", from the headers alone: the body limit of a request depends on its
+    mode, so it is chosen (and an unsupported media type refused) before a byte of the body is read."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if any(k.startswith("ce-") for k in lower):
+        return "binary"
+    content_type = lower.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == STRUCTURED:
+        return "structured"
+    if content_type == BATCH:
+        return "batch"
+    raise EventError("unsupported_media_type",
+                     f"use Content-Type {STRUCTURED} (structured), {BATCH} (batched) or ce-* headers (binary mode)")
+
+
+def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collection[str] | None = None,
+               max_events: int | None = None) -> list[Event | EventError]:
     """Parse an HTTP request in structured, batched or binary mode into per-event results.
 
-    Raises EventError for a request that cannot be read at all (unknown mode, body not JSON).
+    Raises EventError for a request that cannot be read at all: unknown mode, body not JSON or nested too deep,
+    a batch that is not an array, is empty, or holds more than `max_events` items (counted before any item is
+    parsed, so a huge batch costs `max_events` decoded items at most).
     """
-    lower = {k.lower(): v for k, v in headers.items()}
-    content_type = lower.get("content-type", "").split(";")[0].strip().lower()
-    if any(k.startswith("ce-") for k in lower):
-        if len(body) > MAX_EVENT_BYTES:
-            return [EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=lower.get("ce-id"))]
-        for name in ("id", "source", "type", "specversion"):
-            if not lower.get(f"ce-{name}"):
-                return [EventError("missing_attribute", f"required header ce-{name} is missing", event_id=lower.get("ce-id"))]
-        try:
-            sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _FORMAT)
-        except Exception as exc:
-            return [EventError("invalid_cloudevent", str(exc)[:500], event_id=lower.get("ce-id"))]
-        try:
-            return [_from_sdk(sdk_event, allowed_types)]
-        except EventError as err:
-            return [err]
-    if content_type not in (STRUCTURED, BATCH):
-        raise EventError("unsupported_media_type",
-                         f"use Content-Type {STRUCTURED} (structured), {BATCH} (batched) or ce-* headers (binary mode)")
+    mode = http_mode(headers)
+    if mode == "binary":
+        return [_binary_http(headers, body, allowed_types)]
     try:
-        payload = json.loads(body)
+        if mode == "batch" and max_events is not None:
+            payload = safejson.loads_bounded(body, max_items=max_events)
+        else:
+            payload = safejson.loads(body)
+    except safejson.TooManyItems:
+        raise EventError("too_many_events", f"at most {max_events} events per request") from None
+    except safejson.JsonTooDeep:
+        raise EventError("json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels") from None
     except ValueError:
-        raise EventError("invalid_json", "the request body is not valid JSON") from None
-    if content_type == BATCH:
+        raise EventError("invalid_json", "the request body is not valid UTF-8 JSON") from None
+    if mode == "batch":
         if not isinstance(payload, list):
             raise EventError("invalid_batch", "a batched request must be a JSON array of events")
+        if not payload:
+            raise EventError("empty_batch", "the batch holds no events")
         items = payload
     else:
         items = [payload]
-    results: list[Event | EventError] = []
-    for obj in items:
-        try:
-            results.append(_structured_object(obj, allowed_types))
-        except EventError as err:
-            results.append(err)
-    return results
+    return [_one_http_event(obj, allowed_types) for obj in items]
+
+
+def _one_http_event(obj: Any, allowed_types: Collection[str] | None) -> Event | EventError:
+    try:
+        return _structured_object(obj, allowed_types)
+    except EventError as err:
+        return err
+    except Exception:  # any other failure belongs to this one event, never to its neighbours or the request
+        return EventError("invalid_cloudevent", "the event could not be read (malformed attribute values)",
+                          event_id=_str_attr(obj, "id"), source=_str_attr(obj, "source"))
+
+
+def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collection[str] | None) -> Event | EventError:
+    lower = {k.lower(): v for k, v in headers.items()}
+    event_id = lower.get("ce-id")
+    if len(body) > MAX_EVENT_BYTES:
+        return EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=event_id)
+    for name in ("id", "source", "type", "specversion"):
+        if not lower.get(f"ce-{name}"):
+            return EventError("missing_attribute", f"required header ce-{name} is missing", event_id=event_id)
+    try:
+        sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _FORMAT)
+    except Exception:
+        return EventError("invalid_cloudevent", "the ce-* headers or the body could not be read as a CloudEvent",
+                          event_id=event_id)
+    try:
+        return _from_sdk(sdk_event, allowed_types)
+    except EventError as err:
+        return err
+    except Exception:
+        return EventError("invalid_cloudevent", "the event could not be read (malformed attribute values)",
+                          event_id=event_id)
+
+
+def _str_attr(obj: Any, name: str) -> str | None:
+    value = obj.get(name) if isinstance(obj, dict) else None
+    return value[:200] if isinstance(value, str) else None
 
 
 def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: bytes | None,
