@@ -46,7 +46,9 @@ class Runtime:
         self.broker = make_broker(settings, [KafkaPrometheusMiddleware(registry=self.registry,
                                                                        app_name=settings.service_name)])
         self.publisher = EventPublisher(settings, on_published=lambda t: self.metrics.published.labels(t).inc())
-        self.auth = ApiKeyAuth(lambda: self.db, settings.api_key_cache_seconds)
+        self.auth = ApiKeyAuth(lambda: self.db, settings.api_key_cache_seconds,
+                               unknown_seconds=settings.api_key_unknown_cache_seconds,
+                               max_entries=settings.api_key_cache_max_entries)
         self.consumers: list[EventConsumer] = []
         self.snapshot_collectors: list[SnapshotCollector] = []
         self.startup_hooks: list[Hook] = []

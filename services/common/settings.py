@@ -47,7 +47,11 @@ class ServiceSettings(BaseSettings):
     public_base_url: str | None = Field(None, description="external URL of this service, used in links")
     ingest_max_events_per_request: int = Field(500, ge=1, le=10_000)
     ingest_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
-    api_key_cache_seconds: float = Field(30.0, ge=0)
+    # A revoked key is refused by every replica within api_key_cache_seconds (hence at most 10 s);
+    # expiry is checked on every request regardless.
+    api_key_cache_seconds: float = Field(5.0, ge=0, le=10, description="how long a known API key is cached")
+    api_key_unknown_cache_seconds: float = Field(2.0, ge=0, le=10, description="how long an unknown key is cached")
+    api_key_cache_max_entries: int = Field(10_000, ge=1, description="bound of each key cache (known, unknown)")
 
     # --- Observability ---------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
