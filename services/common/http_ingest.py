@@ -1,7 +1,12 @@
-"""`POST /v1/events`: the CloudEvents HTTP intake every producing service mounts.
+"""`POST /v1/events`: the CloudEvents HTTP intake every producing service mounts, and the bounded-cost
+reading every POST route shares.
 
 202 lists the accepted events; rejected events each get a machine-readable reason. An event
 is reported accepted only after Kafka acknowledged it; if Kafka cannot take it, 503 + Retry-After.
+
+Order of work on every POST, cheapest refusal first: authenticate (headers only), rate-limit, choose
+the body limit from the headers, read at most that many bytes, decode with safejson (depth-limited,
+a top-level array counted before its items are decoded), then parse items one by one.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from fastapi.responses import JSONResponse
 from services.common.auth import ApiKeyAuth, Principal
 from services.common.kafka import EventPublisher
 from services.common.metrics import PlatformMetrics
+from services.common.ratelimit import TokenBucket, retry_after_seconds
 from services.common.settings import ServiceSettings
-from services.contracts.envelope import BATCH, STRUCTURED, Event, EventError, parse_http
+from services.contracts import safejson
+from services.contracts.envelope import BATCH, MAX_EVENT_BYTES, STRUCTURED, Event, EventError, http_mode, parse_http
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -30,18 +37,45 @@ def problem(status: int, reason: str, detail: str, headers: dict[str, str] | Non
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def rate_limited(wait: float, what: str = "requests") -> JSONResponse:
+    """429 with an integer Retry-After: the one answer of every rate-limited route."""
+    retry = retry_after_seconds(wait)
+    return problem(429, "rate_limited", f"too many {what} for this key; retry after {retry} s",
+                   headers={"Retry-After": str(retry)})
+
+
+# A request-level refusal's reason -> its status (everything else a request cannot be read for is 400).
+_REQUEST_STATUS = {"unsupported_media_type": 415, "too_many_events": 413, "event_too_large": 413,
+                   "request_too_large": 413}
+
+
 class Ingestor:
     """Validates, authorises and publishes events; shared by `/v1/events` and service-specific intakes."""
 
     def __init__(self, *, publisher: EventPublisher, metrics: PlatformMetrics, settings: ServiceSettings,
-                 allowed_types: Iterable[str], prepare: Callable[[Event], Event] | None = None):
+                 allowed_types: Iterable[str], prepare: Callable[[Event], Event] | None = None,
+                 limiter: TokenBucket | None = None):
         self.publisher = publisher
         self.metrics = metrics
         self.settings = settings
         self.allowed_types = frozenset(allowed_types)
         self.prepare = prepare
+        # One event budget per key for every intake route of the service (/v1/events, /xapi/statements).
+        self.limiter = limiter or TokenBucket(settings.ingest_rate_per_second, settings.ingest_rate_burst,
+                                              max_keys=settings.rate_limit_max_keys)
+
+    def _check(self, item: Event, principal: Principal) -> Event | EventError:
+        if item.type not in self.allowed_types:
+            return EventError("type_not_accepted", f"{item.type} is not accepted by this service",
+                              event_id=item.id, source=item.source)
+        refused = principal.may_submit(item)
+        if refused is not None:
+            return refused
+        return self.prepare(item) if self.prepare is not None else item
 
     async def ingest(self, results: list[Event | EventError], principal: Principal) -> JSONResponse:
+        if not results:
+            return problem(400, "empty_batch", "the request holds no events")
         if len(results) > self.settings.ingest_max_events_per_request:
             return problem(413, "too_many_events",
                            f"at most {self.settings.ingest_max_events_per_request} events per request")
@@ -49,16 +83,14 @@ class Ingestor:
         rejected: list[dict[str, Any]] = []
         for index, item in enumerate(results):
             if isinstance(item, Event):
-                if item.type not in self.allowed_types:
-                    item = EventError("type_not_accepted", f"{item.type} is not accepted by this service",
-                                      event_id=item.id, source=item.source)
-                else:
-                    item = principal.may_submit(item) or item
-            if isinstance(item, Event) and self.prepare is not None:
                 try:
-                    item = self.prepare(item)
+                    item = self._check(item, principal)
                 except EventError as err:
                     item = err
+                except Exception as exc:  # one event's failure is that event's answer, never the request's 500
+                    log.warning("event could not be prepared", extra={"error_class": type(exc).__name__})
+                    item = EventError("unprocessable", "the event's values could not be processed",
+                                      event_id=item.id, source=item.source)
             if isinstance(item, EventError):
                 rejected.append({"index": index, **item.as_problem()})
             else:
@@ -89,16 +121,46 @@ class Ingestor:
         return JSONResponse({"accepted": ok, "rejected": rejected}, status_code=202)
 
 
-async def read_body(request: Request, limit: int) -> bytes | JSONResponse:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > limit:
-        return problem(413, "request_too_large", f"the request body may be at most {limit} bytes")
+async def read_body(request: Request, limit: int, *, reason: str = "request_too_large",
+                    what: str = "the request body") -> bytes | JSONResponse:
+    """At most `limit` bytes of the body, else 413 `reason`: refused on Content-Length before reading, and
+    the stream is cut at the limit when the length is not declared (chunked) or declared falsely."""
+    too_large = f"{what} may be at most {limit} bytes"
+    length = request.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > limit:
+        return problem(413, reason, too_large)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > limit:
-            return problem(413, "request_too_large", f"the request body may be at most {limit} bytes")
+            return problem(413, reason, too_large)
     return bytes(body)
+
+
+async def read_json(request: Request, limit: int, *, max_items: int | None = None,
+                    too_many_reason: str = "too_many_items", headers: dict[str, str] | None = None) -> Any | JSONResponse:
+    """A bounded body decoded with safejson, or the problem answer: 413 `request_too_large` over `limit`,
+    400 `invalid_json` / `json_too_deep`, 413 `too_many_reason` when a top-level array holds more than
+    `max_items` (counted before its items are decoded). Call it after authenticating: auth reads headers only.
+    `headers` are added to a problem answer (xAPI's version header)."""
+    answer: Any
+    body = await read_body(request, limit)
+    if isinstance(body, JSONResponse):
+        answer = body
+    else:
+        try:
+            if max_items is None:
+                return safejson.loads(body)
+            return safejson.loads_bounded(body, max_items=max_items)
+        except safejson.TooManyItems:
+            answer = problem(413, too_many_reason, f"at most {max_items} items per request")
+        except safejson.JsonTooDeep:
+            answer = problem(400, "json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels")
+        except ValueError:
+            answer = problem(400, "invalid_json", "the request body is not valid UTF-8 JSON")
+    if headers:
+        answer.headers.update(headers)
+    return answer
 
 
 def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:
@@ -109,20 +171,44 @@ def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:
         status_code=202,
         summary="Submit CloudEvents (structured, batched or binary mode)",
         description=(f"Content-Type `{STRUCTURED}` (one event), `{BATCH}` (JSON array), or binary mode with "
-                     "`ce-*` headers and the data as body. Authenticate with `X-API-Key`."),
+                     "`ce-*` headers and the data as body. Authenticate with `X-API-Key`. At most "
+                     "`NEWNORMAL_INGEST_MAX_EVENTS_PER_REQUEST` events (500) and `NEWNORMAL_INGEST_MAX_BODY_BYTES` "
+                     "(1 MiB) per batch, 64 KiB per event."),
         responses={400: {"description": "every event rejected"}, 401: {"description": "missing or unknown key"},
                    403: {"description": "events of another agency"}, 413: {"description": "too large"},
-                   415: {"description": "unsupported media type"}, 503: {"description": "Kafka unavailable"}},
+                   415: {"description": "unsupported media type"},
+                   429: {"description": "rate limited (per key, counted in events); see Retry-After"},
+                   503: {"description": "Kafka unavailable"}},
     )
     async def post_events(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
-        body = await read_body(request, ingestor.settings.ingest_max_body_bytes)
+        # Depends(auth) has run on the headers alone; one token is taken before the body is read, so a key
+        # sending junk is limited too, and the rest of the batch's events once they are counted.
+        settings, limiter = ingestor.settings, ingestor.limiter
+        wait = limiter.take(principal.key_id)
+        if wait > 0:
+            ingestor.metrics.ingested.labels("rate_limited").inc()
+            return rate_limited(wait, "events")
+        try:
+            mode = http_mode(request.headers)
+        except EventError as err:
+            return problem(_REQUEST_STATUS.get(err.reason, 400), err.reason, err.detail)
+        if mode == "batch":
+            body = await read_body(request, settings.ingest_max_body_bytes)
+        elif settings.ingest_max_body_bytes < MAX_EVENT_BYTES:
+            body = await read_body(request, settings.ingest_max_body_bytes)
+        else:
+            body = await read_body(request, MAX_EVENT_BYTES, reason="event_too_large", what="an event")
         if isinstance(body, JSONResponse):
             return body
         try:
-            results = parse_http(request.headers, body)
+            results = parse_http(request.headers, body, max_events=settings.ingest_max_events_per_request)
         except EventError as err:
-            status = 415 if err.reason == "unsupported_media_type" else 400
-            return problem(status, err.reason, err.detail)
+            return problem(_REQUEST_STATUS.get(err.reason, 400), err.reason, err.detail)
+        if len(results) > 1:
+            wait = limiter.take(principal.key_id, len(results) - 1)
+            if wait > 0:
+                ingestor.metrics.ingested.labels("rate_limited").inc(len(results))
+                return rate_limited(wait, "events")
         return await ingestor.ingest(results, principal)
 
     return router

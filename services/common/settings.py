@@ -45,8 +45,21 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8100
     public_base_url: str | None = Field(None, description="external URL of this service, used in links")
-    ingest_max_events_per_request: int = Field(500, ge=1, le=10_000)
-    ingest_max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    ingest_max_events_per_request: int = Field(500, ge=1, le=10_000, description="events (or xAPI statements) per request")
+    # What 500 events need: a typical event is 0.6-2 KiB. The limit also bounds what decoding can cost: the
+    # most wasteful JSON (`[{},{},...]`) takes about 24 bytes of memory per byte of body.
+    ingest_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024,
+        description="largest batched body of /v1/events and /xapi/statements (413 request_too_large beyond; split "
+                    "the batch). A single event (structured or binary mode) is limited to 64 KiB regardless")
+    # Counted in events, not requests: one request of 500 events costs 500 tokens, so batching is neither
+    # rewarded nor punished. Per key and per replica; the defaults let one agency upload a full batch
+    # every quarter second without pause and are far above what the simulator and benchmarks send.
+    ingest_rate_per_second: float = Field(
+        2000.0, gt=0, description="events per second each API key may submit to /v1/events and /xapi/statements "
+                                  "of one replica (token refill rate); over it: 429 rate_limited + Retry-After")
+    ingest_rate_burst: int = Field(20_000, ge=1, description="token-bucket size in events: what a key may send at once")
+    rate_limit_max_keys: int = Field(10_000, ge=1, description="keys each rate limiter remembers (least recent forgotten)")
     # A revoked key is refused by every replica within api_key_cache_seconds (hence at most 10 s);
     # expiry is checked on every request regardless.
     api_key_cache_seconds: float = Field(5.0, ge=0, le=10, description="how long a known API key is cached")

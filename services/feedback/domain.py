@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -336,34 +336,6 @@ def satisfaction_gaps(cells: Iterable[Cell], *, alpha: float = 0.05, min_cell: i
                                  total.satisfied / total.responses, p < threshold))
     results.sort(key=lambda r: r.p_value)
     return results
-
-
-# --- rate limiting ----------------------------------------------------------------------------
-class TokenBucket:
-    """Per-key token buckets (in memory, per replica): `rate` tokens per second up to `burst`."""
-
-    def __init__(self, rate: float, burst: int, clock: Callable[[], float], max_keys: int = 10_000):
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.max_keys = max_keys
-        self._state: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str) -> float:
-        """0 when the request may pass, else the seconds to wait before the next token."""
-        now = self.clock()
-        tokens, last = self._state.get(key, (float(self.burst), now))
-        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens >= 1.0:
-            self._state[key] = (tokens - 1.0, now)
-            wait = 0.0
-        else:
-            self._state[key] = (tokens, now)
-            wait = (1.0 - tokens) / self.rate
-        if len(self._state) > self.max_keys:  # bounded memory: forget the longest-idle keys
-            for stale in sorted(self._state, key=lambda k: self._state[k][1])[: len(self._state) - self.max_keys]:
-                del self._state[stale]
-        return wait
 
 
 # --- date range -------------------------------------------------------------------------------

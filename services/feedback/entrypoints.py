@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,11 +11,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.common.auth import ApiKeyAuth, Principal
-from services.common.http_ingest import Ingestor, problem, read_body
+from services.common.http_ingest import Ingestor, problem, rate_limited, read_json
+from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import EventError
-from services.feedback.domain import TokenBucket
 from services.feedback.handlers import FeedbackService
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -57,6 +55,10 @@ def _day(value: str | None, name: str) -> date | None:
         raise EventError("invalid_date", f"{name} must be a date YYYY-MM-DD (Gregorian), got {value[:20]!r}") from None
 
 
+# One citizen's form: a comment of at most 4,000 characters fits many times over.
+RESPONSE_BODY_LIMIT = 64 * 1024
+
+
 def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth, limiter: TokenBucket) -> APIRouter:
     router = APIRouter(tags=["feedback"])
 
@@ -73,16 +75,10 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
     async def post_response(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
         wait = limiter.take(principal.key_id)
         if wait > 0:
-            retry = max(1, math.ceil(wait))
-            return problem(429, "rate_limited", f"too many responses for this key; retry after {retry} s",
-                           headers={"Retry-After": str(retry)})
-        body = await read_body(request, 64 * 1024)
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            form = json.loads(body)
-        except ValueError:
-            return problem(400, "invalid_json", "the request body is not valid JSON")
+            return rate_limited(wait, "responses")
+        form = await read_json(request, RESPONSE_BODY_LIMIT)
+        if isinstance(form, JSONResponse):
+            return form
         if not isinstance(form, dict):
             return problem(400, "invalid_form", "the body must be a JSON object")
         agency = form.pop("agency", None) or principal.agency

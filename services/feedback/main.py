@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
+from services.common.ratelimit import TokenBucket
 from services.contracts.events import FEEDBACK_TYPES
 from services.contracts.topics import FEEDBACK_EVENTS
 from services.feedback.adapters import FeedbackRepository
-from services.feedback.domain import TokenBucket, prepare
+from services.feedback.domain import prepare
 from services.feedback.entrypoints import build_router
 from services.feedback.handlers import FeedbackService
 from services.feedback.metrics import FeedbackCollector

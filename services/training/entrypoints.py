@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.common.auth import ApiKeyAuth
-from services.common.http_ingest import problem, read_body
+from services.common.http_ingest import problem, rate_limited, read_json
+from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.training import xapi
@@ -36,7 +36,8 @@ def readiness_router(service: TrainingService) -> APIRouter:
     return router
 
 
-def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int) -> APIRouter:
+def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: TokenBucket | None = None) -> APIRouter:
+    """`limiter`: the service's per-key event budget (shared with /v1/events), counted in statements."""
     router = APIRouter(tags=["xAPI"])
     version = {xapi.VERSION_HEADER: xapi.VERSION}
 
@@ -48,14 +49,20 @@ def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int) -> APIRou
         except HTTPException as exc:
             return problem(exc.status_code, exc.detail["reason"], exc.detail["detail"],
                            headers={**version, **(exc.headers or {})})
-        body = await read_body(request, body_limit)
-        if isinstance(body, JSONResponse):
-            body.headers.update(version)
-            return body
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return problem(400, "invalid_json", "the request body is not valid JSON", headers=version)
+        # Authenticated on headers alone; one token before the body is read, the rest once statements are counted.
+        if limiter is not None and (wait := limiter.take(principal.key_id)) > 0:
+            answer = rate_limited(wait, "statements")
+            answer.headers.update(version)
+            return answer
+        payload = await read_json(request, body_limit, max_items=intake.max_statements,
+                                  too_many_reason="too_many_statements", headers=version)
+        if isinstance(payload, JSONResponse):
+            return payload
+        if limiter is not None and isinstance(payload, list) and len(payload) > 1 \
+                and (wait := limiter.take(principal.key_id, len(payload) - 1)) > 0:
+            answer = rate_limited(wait, "statements")
+            answer.headers.update(version)
+            return answer
         outcome = await intake.submit(payload, principal, put_id)
         if outcome.reason is not None:
             headers = dict(version)
@@ -69,6 +76,8 @@ def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int) -> APIRou
     responses = {400: {"description": "malformed statement, missing version header, duplicate ids in the batch"},
                  401: {"description": "missing or unknown key"}, 403: {"description": "statement of another agency"},
                  409: {"description": "a different statement already stored under this id"},
+                 413: {"description": "body or statement count over the limit"},
+                 429: {"description": "rate limited (per key, counted in statements); see Retry-After"},
                  503: {"description": "Kafka unavailable"}}
 
     @router.post("/xapi/statements", summary="Store xAPI statements (one or an array)", responses=responses,

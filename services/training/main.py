@@ -50,9 +50,9 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
     app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
                              description="Civil-servant training completions and readiness against target, "
                                          "per agency and competency for the Thai fiscal year; xAPI intake for LMSs.")
-    mount_event_intake(app, runtime, TRAINING_TYPES)
+    ingestor = mount_event_intake(app, runtime, TRAINING_TYPES)
     app.include_router(readiness_router(service))
-    app.include_router(xapi_router(intake, runtime.auth, settings.ingest_max_body_bytes))
+    app.include_router(xapi_router(intake, runtime.auth, settings.ingest_max_body_bytes, ingestor.limiter))
     app.state.training = service
     app.state.training_repo = repo
     return app

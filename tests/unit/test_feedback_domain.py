@@ -145,19 +145,6 @@ def test_bonferroni_makes_borderline_cells_pass():
     assert plain[0].significant and not corrected[0].significant
 
 
-def test_token_bucket_burst_then_refill_and_retry_after():
-    now = [100.0]
-    bucket = domain.TokenBucket(rate=2.0, burst=3, clock=lambda: now[0])
-    assert [bucket.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
-    wait = bucket.take("k")
-    assert wait == pytest.approx(0.5)
-    assert bucket.take("other") == 0.0  # per key
-    now[0] += 0.5
-    assert bucket.take("k") == 0.0 and bucket.take("k") > 0
-    now[0] += 100
-    assert [bucket.take("k") for _ in range(3)] == [0.0, 0.0, 0.0] and bucket.take("k") > 0
-
-
 def test_default_range_is_inclusive():
     assert domain.default_range(date(2026, 3, 30), 30) == (date(2026, 3, 1), date(2026, 3, 30))
 

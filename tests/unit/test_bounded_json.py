@@ -1,0 +1,136 @@
+"""A batch's length is counted before its items are decoded: safejson.loads_bounded and parse_http's
+request-level refusals (no server needed; the HTTP routes are covered in tests/integration/test_request_limits.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.contracts import safejson
+from services.contracts.envelope import BATCH, STRUCTURED, EventError, http_mode, parse_http
+
+ZEROS = b"[" + b"0," * 2_400_000 + b"0]"  # the 4.8 MB body of the issue
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.lists(json_values, max_size=12), st.sampled_from(["", " ", "\n\t ", "\r\n"]))
+def test_bounded_decoding_equals_json_loads(items, ws):
+    text = json.dumps(items, indent=None if not ws else 1).replace("\n", "\n" + ws)
+    for data in (text, text.encode(), text.encode("utf-16")):
+        assert safejson.loads_bounded(data, max_items=12) == json.loads(data)
+
+
+@given(json_values.filter(lambda v: not isinstance(v, list)))
+def test_a_value_that_is_not_an_array_decodes_as_loads_does(value):
+    text = json.dumps(value)
+    assert safejson.loads_bounded(text.encode(), max_items=1) == json.loads(text)
+
+
+@pytest.mark.parametrize("bad", [b"[1,]", b"[,1]", b"[1 2]", b"[1]x", b"[", b"[1", b"", b"  ", b"[\"\xff\"]", b"\xff"])
+def test_malformed_arrays_are_value_errors(bad):
+    with pytest.raises(ValueError):
+        safejson.loads_bounded(bad, max_items=5)
+
+
+def test_too_many_items_is_refused_after_decoding_only_the_limit():
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(safejson.TooManyItems) as info:
+        safejson.loads_bounded(ZEROS, max_items=500)
+    seconds = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info.value.limit == 500
+    # The decoded text of the body (4.8 MB) is the only large allocation; 2.4 M decoded items would be > 19 MB.
+    assert peak < 2 * len(ZEROS), peak
+    assert seconds < 1.0  # generous: it decodes 501 items, not a performance target
+    assert safejson.loads_bounded(b"[" + b"0," * 499 + b"0]", max_items=500) == [0] * 500
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b"[1," + b"[" * 50_000, b"[" + b"{\"a\":" * 40 + b"1" + b"}" * 40 + b"]"])
+def test_deep_nesting_is_json_too_deep_never_recursion_error(body):
+    with pytest.raises(safejson.JsonTooDeep):
+        safejson.loads_bounded(body, max_items=500)
+
+
+def test_depth_counts_the_array_itself():
+    ok = b"[" + b"[" * 31 + b"]" * 31 + b"]"  # 32 levels in all
+    assert safejson.loads_bounded(ok, max_items=5)
+    with pytest.raises(safejson.JsonTooDeep):
+        safejson.loads_bounded(b"[" + ok + b"]", max_items=5)
+
+
+# --- parse_http: what a request that cannot be read at all is refused with -----------------------------
+BATCH_HEADERS = {"Content-Type": BATCH}
+
+
+def refusal(headers, body, **kw) -> EventError:
+    with pytest.raises(EventError) as info:
+        parse_http(headers, body, **kw)
+    return info.value
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b"[]", "empty_batch"),
+    (b" [ ] ", "empty_batch"),
+    (b"{}", "invalid_batch"),
+    (b"0", "invalid_batch"),
+    (b"[" * 50_000, "json_too_deep"),
+    (b"[0,", "invalid_json"),
+    (b"\xff\xfe\x00", "invalid_json"),
+    (ZEROS, "too_many_events"),
+])
+def test_batch_refusals_have_reasons(body, reason):
+    err = refusal(BATCH_HEADERS, body, max_events=500)
+    assert err.reason == reason
+    assert "Error" not in err.detail and "Traceback" not in err.detail
+
+
+def test_zeros_batch_is_refused_quickly():
+    started = time.perf_counter()
+    assert refusal(BATCH_HEADERS, ZEROS, max_events=500).reason == "too_many_events"
+    assert time.perf_counter() - started < 1.0
+
+
+def test_non_object_items_are_per_event_answers_not_request_failures():
+    results = parse_http(BATCH_HEADERS, b'[0, "x", null, [], {"specversion": "1.0"}]', max_events=500)
+    assert [r.reason for r in results] == ["invalid_cloudevent"] * 4 + ["missing_attribute"]
+
+
+@pytest.mark.parametrize("attrs", [{"time": 5}, {"time": "nope"}, {"time": "9999-12-31T23:00:00-12:00"},
+                                   {"partitionkey": [1]}, {"subject": {"a": 1}}, {"data_base64": 5, "data": None},
+                                   {"id": 5}, {"data": "[" * 1000}])
+def test_malformed_attribute_values_are_clear_400s(attrs):
+    event = {"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/t", "type": "training.target.set",
+             "agency": "dga", "data": {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
+                                       "headcount": 1}}
+    event.update(attrs)
+    event = {k: v for k, v in event.items() if v is not None}
+    [result] = parse_http({"content-type": STRUCTURED}, json.dumps(event).encode())
+    assert isinstance(result, EventError), result
+    assert result.reason in {"invalid_cloudevent", "invalid_attribute", "invalid_data"}
+    assert "object of type" not in result.detail and "has no len" not in result.detail
+
+
+@pytest.mark.parametrize(("headers", "mode"), [
+    ({"Content-Type": BATCH}, "batch"), ({"content-type": f"{STRUCTURED}; charset=utf-8"}, "structured"),
+    ({"ce-id": "1", "content-type": "application/json"}, "binary"),
+])
+def test_mode_is_known_from_headers_alone(headers, mode):
+    assert http_mode(headers) == mode
+
+
+def test_unknown_media_type_is_refused_from_headers():
+    with pytest.raises(EventError) as info:
+        http_mode({"content-type": "text/plain"})
+    assert info.value.reason == "unsupported_media_type"
