@@ -58,6 +58,15 @@ WRITERS = frozenset({Role.agency, Role.programme_office})  # /v1/events, /xapi/s
 SURVEY_INTAKE = frozenset({Role.agency, Role.programme_office, Role.survey})  # /v1/responses only
 
 
+_PROBLEM_CONTENT = {"application/problem+json": {"schema": {"type": "object"}}}
+# OpenAPI `responses=` of every read route: what the key checks answer.
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing, unknown, revoked or expired API key", "content": _PROBLEM_CONTENT},
+    403: {"description": "a survey key (`role_not_allowed`), or a filter naming another agency (`agency_not_allowed`)",
+          "content": _PROBLEM_CONTENT},
+}
+
+
 def _forbidden(reason: str, detail: str) -> HTTPException:
     return HTTPException(403, detail={"reason": reason, "detail": detail})
 

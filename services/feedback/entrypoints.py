@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.common.auth import ApiKeyAuth, Principal
+from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal, Role
 from services.common.http_ingest import Ingestor, problem, rate_limited, read_json
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
@@ -72,7 +72,7 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
                    403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
                    503: {"description": "Kafka unavailable"}},
     )
-    async def post_response(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
+    async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake)) -> JSONResponse:
         wait = limiter.take(principal.key_id)
         if wait > 0:
             return rate_limited(wait, "responses")
@@ -94,34 +94,57 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
             return answer
         return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
 
-    @router.get("/v1/experience", summary="Citizen experience by age group x channel · ประสบการณ์ผู้รับบริการ")
+    reads = {**READ_RESPONSES, 400: {"description": "bad date, range or agency code",
+                                     "content": {"application/problem+json": {}}}}
+    read_doc = ("Agency or programme-office key. `agency` omitted: all agencies together (the national aggregate); "
+                "an agency key may name only its own agency (else 403). For agency keys, cells with fewer than "
+                "`NEWNORMAL_FEEDBACK_MIN_PUBLISHED_CELL` responses, and the cells suppressed with them so that the "
+                "overall figures cannot reveal them, come back with `suppressed: true` and null figures.")
+
+    @router.get("/v1/experience", summary="Citizen experience by age group x channel · ประสบการณ์ผู้รับบริการ",
+                description=read_doc, responses=reads)
     async def experience(from_: str | None = Query(None, alias="from", description="first Bangkok day, YYYY-MM-DD"),
                          to: str | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
-                         agency: str | None = Query(None, description="agency code")) -> Any:
+                         agency: str | None = Query(None, description="agency code"),
+                         principal: Principal = Depends(auth)) -> Any:
         try:
             _check_agency(agency)
-            return await service.experience(_day(from_, "from"), _day(to, "to"), agency)
+            if agency is not None:
+                principal.read_scope(agency)  # 403 for another agency's figures
+            return await service.experience(_day(from_, "from"), _day(to, "to"), agency, principal)
         except EventError as err:
             return problem(400, err.reason, err.detail)
 
-    @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง")
+    @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง",
+                description=read_doc, responses=reads)
     async def gaps(from_: str | None = Query(None, alias="from"), to: str | None = Query(None),
-                   agency: str | None = Query(None)) -> Any:
+                   agency: str | None = Query(None), principal: Principal = Depends(auth)) -> Any:
         try:
             _check_agency(agency)
-            return await service.gaps(_day(from_, "from"), _day(to, "to"), agency)
+            if agency is not None:
+                principal.read_scope(agency)
+            return await service.gaps(_day(from_, "from"), _day(to, "to"), agency, principal)
         except EventError as err:
             return problem(400, err.reason, err.detail)
 
     @router.get("/survey/{agency}", response_class=HTMLResponse, tags=["survey"],
                 summary="Survey form page for web forms and kiosks · แบบสอบถาม",
-                description="Optional `?key=` carries a kiosk key that the page sends as X-API-Key.")
+                description="Optional `?key=` carries a survey (kiosk) key of this agency that the page sends as "
+                            "X-API-Key. A URL is public: the page refuses to carry any stronger key (403).")
     async def survey(agency: str, key: str | None = Query(None, max_length=200),
                      service_name: str | None = Query(None, max_length=200),
                      channel: str | None = Query(None)) -> HTMLResponse:
         record = get_registry().get(agency) if agency in get_registry() else None
         if record is None:
             return problem(404, "unknown_agency", f"no agency {agency[:40]!r} in the registry")  # type: ignore[return-value]
+        if key:
+            # A kiosk URL is seen by every citizen who passes: an agency or programme-office key in it would
+            # let anyone post and read as the agency. Refuse to serve it, so the mistake shows at once.
+            holder = await auth.lookup(key)
+            if holder is not None and (holder.role is not Role.survey or holder.agency != agency):
+                return problem(403, "survey_key_required",  # type: ignore[return-value]
+                               "this page carries only a survey key of its agency: "
+                               f"newnormal keys create --agency {agency} --role survey")
         html = TEMPLATES.get_template("survey.html").render(
             agency=record, key=key or "", service_name=service_name or "",
             channel=channel if channel in {c.value for c in Channel} else "",

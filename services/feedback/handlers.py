@@ -8,10 +8,11 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from services.common.auth import Principal
 from services.common.consumer import Batch
 from services.common.thai_calendar import bangkok_today, format_thai_date
 from services.contracts.envelope import Event, EventError, make_event
-from services.feedback import domain
+from services.feedback import disclosure, domain
 from services.feedback.adapters import FeedbackRepository
 from services.feedback.redact import count_placeholders
 from services.feedback.settings import FeedbackSettings
@@ -60,21 +61,38 @@ class FeedbackService:
         return domain.cells_in_order(domain.Cell.from_counts(age_group, channel, counts)
                                      for (channel, age_group), counts in counters.items() if counts.get("responses"))
 
-    async def experience(self, start: date | None, end: date | None, agency: str | None) -> dict[str, Any]:
-        start, end = self.resolve_range(start, end)
-        cells = await self.cells(start, end, agency)
-        return {**_period(start, end, agency), "overall": _overall(cells), "cells": [c.as_dict() for c in cells]}
+    async def suppression(self, cells: list[domain.Cell], start: date, end: date, agency: str | None,
+                          reader: Principal | None) -> disclosure.Suppression:
+        """Nothing hidden from the programme office; small cells hidden from everyone else. Reading the
+        national aggregate, an agency is assumed to know its own agency's part of it."""
+        if reader is None or reader.reads_all:
+            return disclosure.NONE
+        known = None
+        if agency is None:
+            known = disclosure.known_counts(await self.cells(start, end, reader.agency))
+        return disclosure.plan(cells, self.settings.feedback_min_published_cell, known)
 
-    async def gaps(self, start: date | None, end: date | None, agency: str | None) -> dict[str, Any]:
+    async def experience(self, start: date | None, end: date | None, agency: str | None,
+                         reader: Principal | None = None) -> dict[str, Any]:
         start, end = self.resolve_range(start, end)
         cells = await self.cells(start, end, agency)
+        hidden = await self.suppression(cells, start, end, agency, reader)
+        return {**_period(start, end, agency), "overall": disclosure.overall_dict(domain.overall(cells), hidden),
+                "cells": [disclosure.cell_dict(c, hidden) for c in cells], "suppression": hidden.as_dict()}
+
+    async def gaps(self, start: date | None, end: date | None, agency: str | None,
+                   reader: Principal | None = None) -> dict[str, Any]:
+        start, end = self.resolve_range(start, end)
+        cells = await self.cells(start, end, agency)
+        hidden = await self.suppression(cells, start, end, agency, reader)
         s = self.settings
         results = domain.satisfaction_gaps(cells, alpha=s.feedback_gap_alpha, min_cell=s.feedback_gap_min_cell,
                                            bonferroni=s.feedback_gap_bonferroni)
         tested = len(results)
         return {
             **_period(start, end, agency),
-            "overall": _overall(cells),
+            "overall": disclosure.overall_dict(domain.overall(cells), hidden),
+            "suppression": hidden.as_dict(),
             "test": {
                 "name": "one-sided two-proportion z-test (pooled), share satisfied (4-5) of the cell vs all other responses",
                 "name_th": "การทดสอบ z สองสัดส่วนแบบทางเดียว: สัดส่วนผู้พึงพอใจ (4-5) ของกลุ่มเทียบกับผู้ตอบที่เหลือ",
@@ -85,20 +103,13 @@ class FeedbackService:
                 "cells_tested": tested,
                 "cells_too_small": sum(1 for c in cells if c.responses < s.feedback_gap_min_cell),
             },
-            "gaps": [_gap(r) for r in results if r.significant],
+            "gaps": [disclosure.gap_dict(_gap(r), r.cell, hidden) for r in results if r.significant],
         }
 
 
 def _period(start: date, end: date, agency: str | None) -> dict[str, Any]:
     return {"from": start.isoformat(), "to": end.isoformat(), "agency": agency,
             "period_th": f"{format_thai_date(start)} – {format_thai_date(end)}"}
-
-
-def _overall(cells: list[domain.Cell]) -> dict[str, Any]:
-    total = domain.overall(cells).as_dict()
-    for name in ("age_group", "cohort", "channel"):
-        total.pop(name, None)
-    return total
 
 
 def _gap(result: domain.GapResult) -> dict[str, Any]:

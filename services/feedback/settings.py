@@ -22,6 +22,8 @@ class FeedbackSettings(ServiceSettings):
     feedback_gap_alpha: float = Field(0.05, gt=0, lt=0.5, description="one-sided significance level of the gap test")
     feedback_gap_min_cell: int = Field(30, ge=5, description="responses a cell needs before it is tested for a gap")
     feedback_gap_bonferroni: bool = Field(True, description="divide alpha by the number of cells tested")
+    feedback_min_published_cell: int = Field(
+        10, ge=1, description="responses a cell needs before agency readers see its figures (smaller: suppressed)")
 
     # --- rollups -----------------------------------------------------------------------------------
     feedback_sweep_interval_seconds: float = Field(

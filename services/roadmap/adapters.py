@@ -106,8 +106,11 @@ class MilestoneRepository:
     async def get(self, milestone_id: str) -> dict[str, Any] | None:
         return await self.milestones.find_one({"_id": milestone_id}, {"facts": 0})
 
-    async def next_due(self, limit: int = 10) -> list[dict[str, Any]]:
-        cursor = self.milestones.find({"open_deadline": {"$ne": None}},
+    async def next_due(self, limit: int = 10, owner: str | None = None) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {"open_deadline": {"$ne": None}}
+        if owner is not None:
+            query["owner_agency"] = owner
+        cursor = self.milestones.find(query,
                                       {"facts": 0, "timeline": 0, "progress_history": 0, "due_history": 0,
                                        "ignored": 0}).sort([("open_deadline", ASCENDING), ("_id", ASCENDING)])
         return [d async for d in cursor.limit(limit)]

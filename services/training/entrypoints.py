@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.common.auth import ApiKeyAuth
+from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
 from services.common.http_ingest import problem, rate_limited, read_json
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
@@ -18,20 +18,26 @@ from services.training.handlers import TrainingService, XapiIntake
 FiscalYear = Annotated[int, Query(ge=2560, le=2600, description="Thai fiscal year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)")]
 
 
-def readiness_router(service: TrainingService) -> APIRouter:
+def readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
+    """Agency or programme-office key. An agency reads its own rows plus the national total (`agency`
+    omitted means its own); naming another agency answers 403. The programme office reads every agency."""
     router = APIRouter(tags=["readiness"])
 
-    @router.get("/v1/readiness", summary="ความพร้อมบุคลากรเทียบเป้าหมาย · Readiness against target")
+    @router.get("/v1/readiness", summary="ความพร้อมบุคลากรเทียบเป้าหมาย · Readiness against target",
+                responses={**READ_RESPONSES, 404: {"description": "unknown agency code",
+                                                   "content": {"application/problem+json": {}}}})
     async def readiness(fiscal_year: FiscalYear, agency: str | None = None,
-                        competency: Competency | None = None) -> dict[str, Any]:
+                        competency: Competency | None = None, principal: Principal = Depends(auth)) -> dict[str, Any]:
         if agency is not None and agency not in get_registry():
-            raise HTTPException(404, detail={"reason": "unknown_agency", "detail": f"unknown agency code {agency!r}"})
-        return await service.readiness(fiscal_year, agency, competency.value if competency else None)
+            raise HTTPException(404, detail={"reason": "unknown_agency", "detail": f"unknown agency code {agency[:40]!r}"})
+        scope = principal.read_scope(agency)
+        return await service.readiness(fiscal_year, scope, competency.value if competency else None)
 
-    @router.get("/v1/readiness/laggards",
+    @router.get("/v1/readiness/laggards", responses=READ_RESPONSES,
                 summary="หน่วยงานที่ล่าช้ากว่าแผน · Agencies furthest behind a linear path to target")
-    async def laggards(fiscal_year: FiscalYear, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> dict[str, Any]:
-        return await service.laggards(fiscal_year, limit)
+    async def laggards(fiscal_year: FiscalYear, limit: Annotated[int, Query(ge=1, le=500)] = 20,
+                       principal: Principal = Depends(auth)) -> dict[str, Any]:
+        return await service.laggards(fiscal_year, limit, principal.read_scope(None))
 
     return router
 

@@ -82,23 +82,35 @@ class TrainingService:
 
     # --- reads ---------------------------------------------------------------------------------
     async def readiness(self, fiscal_year: int, agency: str | None = None, competency: str | None = None) -> dict[str, Any]:
+        """Rows of one agency (or all), their total, and the national total (all agencies: readable by any
+        agency, as headcounts of trained officials are no one's personal data)."""
         rows = [domain.readiness_row(d) for d in await self.repo.rollup_docs([fiscal_year], agency, competency)]
-        target = sum(r["target"] or 0 for r in rows)
-        ready = sum(r["ready_learners"] for r in rows)
+        national_rows = rows if agency is None else [
+            domain.readiness_row(d) for d in await self.repo.rollup_docs([fiscal_year], None, competency)]
         return {"fiscal_year": fiscal_year, "agency": agency, "competency": competency, "rows": rows,
-                "total": {"target": target, "ready_learners": ready, "ratio": domain.readiness_ratio(ready, target),
-                          "completions": sum(r["completions"] for r in rows),
-                          "hours": round(sum(r["hours"] for r in rows), 2)}}
+                "total": _totals(rows), "national": _totals(national_rows)}
 
-    async def laggards(self, fiscal_year: int, limit: int = 20) -> dict[str, Any]:
+    async def laggards(self, fiscal_year: int, limit: int = 20, agency: str | None = None) -> dict[str, Any]:
+        """Agencies ranked by gap to a linear path; with `agency`, that agency's entry only (with its rank)."""
         now = self.clock()
         rows = [domain.readiness_row(d) for d in await self.repo.rollup_docs([fiscal_year])]
-        items = domain.laggards(rows, fiscal_year, now)
+        items = [{**item, "rank": i + 1} for i, item in enumerate(domain.laggards(rows, fiscal_year, now))]
+        ranked = len(items)
+        if agency is not None:
+            items = [item for item in items if item["agency"] == agency]
         return {"fiscal_year": fiscal_year, "as_of": now.isoformat(),
-                "elapsed_ratio": round(fiscal_year_elapsed_ratio(fiscal_year, now), 4), "agencies": items[:limit]}
+                "elapsed_ratio": round(fiscal_year_elapsed_ratio(fiscal_year, now), 4), "agencies_ranked": ranked,
+                "agencies": items[:limit]}
 
     def current_fiscal_year(self) -> int:
         return fiscal_year_of(self.clock())
+
+
+def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    target = sum(r["target"] or 0 for r in rows)
+    ready = sum(r["ready_learners"] for r in rows)
+    return {"target": target, "ready_learners": ready, "ratio": domain.readiness_ratio(ready, target),
+            "completions": sum(r["completions"] for r in rows), "hours": round(sum(r["hours"] for r in rows), 2)}
 
 
 @dataclass

@@ -51,7 +51,7 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
                              description="Civil-servant training completions and readiness against target, "
                                          "per agency and competency for the Thai fiscal year; xAPI intake for LMSs.")
     ingestor = mount_event_intake(app, runtime, TRAINING_TYPES)
-    app.include_router(readiness_router(service))
+    app.include_router(readiness_router(service, runtime.auth))
     app.include_router(xapi_router(intake, runtime.auth, settings.ingest_max_body_bytes, ingestor.limiter))
     app.state.training = service
     app.state.training_repo = repo

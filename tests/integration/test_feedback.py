@@ -71,7 +71,8 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
     ticks = [1000.0]
     app = create_app(settings, clock=lambda: NOW, monotonic=lambda: ticks[0])
     key = await make_key(settings, "dga")
-    kiosk = await make_key(settings, "dga")
+    kiosk = await make_key(settings, "dga", "survey")
+    office = {"x-api-key": await make_key(settings, "opdc", "programme_office")}  # reads unsuppressed figures
     db = db_of(settings)
     capture = Capture()
     root = logging.getLogger()
@@ -121,7 +122,7 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             await poll(lambda: _eq(db.events.count_documents({}), expected), timeout=40, what="all stored")
 
             # --- /v1/experience agrees with what was sent (each response counted once).
-            resp = await client.get("/v1/experience", params={"from": "2026-03-01", "to": "2026-03-31"})
+            resp = await client.get("/v1/experience", params={"from": "2026-03-01", "to": "2026-03-31"}, headers=office)
             assert resp.status_code == 200, resp.text
             body = resp.json()
             cells = {(c["age_group"], c["channel"]): c for c in body["cells"]}
@@ -134,15 +135,18 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             assert cells[("25_34", "mobile_app")]["responses"] == 161  # 160 Kafka + 1 HTTP by birth year 1995
             assert cells[("60_plus", "walk_in")]["mean_satisfaction"] == 4.0
             assert body["period_th"].startswith("1 มี.ค.") or "2569" in body["period_th"]
-            assert (await client.get("/v1/experience", params={"from": "2026-03-17", "to": "2026-03-31"})).json()["cells"] == []
-            assert (await client.get("/v1/experience", params={"agency": "rd", "from": "2026-03-01", "to": "2026-03-31"})).json()["overall"]["responses"] == 0
+            assert (await client.get("/v1/experience", params={"from": "2026-03-17", "to": "2026-03-31"},
+                                     headers=office)).json()["cells"] == []
+            assert (await client.get("/v1/experience", params={"agency": "rd", "from": "2026-03-01", "to": "2026-03-31"},
+                                     headers=office)).json()["overall"]["responses"] == 0
             # Default range: the last 30 Bangkok days of the injected clock (20 Mar) covers 15-16 Mar.
-            assert (await client.get("/v1/experience")).json()["overall"]["responses"] == expected
-            bad = await client.get("/v1/experience", params={"from": "2026-03-31", "to": "2026-03-01"})
+            assert (await client.get("/v1/experience", headers=office)).json()["overall"]["responses"] == expected
+            bad = await client.get("/v1/experience", params={"from": "2026-03-31", "to": "2026-03-01"}, headers=office)
             assert bad.status_code == 400 and bad.json()["reason"] == "invalid_range"
-            assert (await client.get("/v1/experience", params={"from": "31/03/2026"})).status_code == 400
+            assert (await client.get("/v1/experience", params={"from": "31/03/2026"}, headers=office)).status_code == 400
 
-            gaps = (await client.get("/v1/experience/gaps", params={"from": "2026-03-01", "to": "2026-03-31"})).json()
+            gaps = (await client.get("/v1/experience/gaps", params={"from": "2026-03-01", "to": "2026-03-31"},
+                                     headers=office)).json()
             assert [(g["age_group"], g["channel"]) for g in gaps["gaps"]] == [("60_plus", "online_web")]
             assert gaps["gaps"][0]["z"] < 0 and gaps["gaps"][0]["p_value"] < gaps["test"]["alpha_per_cell"]
             assert gaps["test"]["min_cell_responses"] == 30 and gaps["test"]["cells_too_small"] >= 2
@@ -180,6 +184,10 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             assert 'fetch("/v1/responses"' in html and 'data-key="kiosk-key-123"' in html and "min-height: 56px" in html
             assert page.headers["referrer-policy"] == "no-referrer"
             assert (await client.get("/survey/nope")).status_code == 404
+            # The page carries survey keys only: an agency key in a public URL is refused, not served.
+            assert (await client.get("/survey/dga", params={"key": kiosk})).status_code == 200
+            leaked = await client.get("/survey/dga", params={"key": key})
+            assert leaked.status_code == 403 and leaked.json()["reason"] == "survey_key_required" and key not in leaked.text
 
             # --- Personal data: nowhere in MongoDB, in the topic downstream of HTTP intake, the DLQ, or the logs.
             stored = await db.events.find_one({"id": ids[0]})

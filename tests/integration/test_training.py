@@ -83,6 +83,8 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
         # xAPI: version header required, duplicates stored once, conflicts refused, other verbs ignored.
         sid = str(uuid.uuid4())
         xh = {**XAPI, "X-API-Key": dga_key}
+        reader = {"X-API-Key": dga_key}
+        office = {"X-API-Key": await make_key(settings, "opdc", "programme_office")}
         r = await client.post("/xapi/statements", json=statement(sid, "emp-1", "DG-4"), headers={"X-API-Key": dga_key})
         assert r.status_code == 400 and r.json()["reason"] == "xapi_version_required"
         r = await client.post("/xapi/statements", json=[statement(sid, "lms-77", "https://lms.dga.or.th/c/9")], headers=xh)
@@ -109,7 +111,7 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
         assert r.status_code == 400 and r.json()["reason"] == "malformed_statement"
 
         async def settled():
-            r = await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga"})
+            r = await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga"}, headers=reader)
             rows = r.json()["rows"]
             return rows if rows and rows[0]["completions"] == 5 else None
 
@@ -118,11 +120,11 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
         assert row["ready_learners"] == 2 and row["target"] == 4 and row["ratio"] == 0.5
         assert row["passed_completions"] == 4 and row["hours"] == 6 + 3 + 1 + 1.5
         assert [x["headcount"] for x in row["target_history"]] == [10, 4]
-        old = (await client.get("/v1/readiness", params={"fiscal_year": 2568, "agency": "dga"})).json()["rows"]
+        old = (await client.get("/v1/readiness", params={"fiscal_year": 2568, "agency": "dga"}, headers=reader)).json()["rows"]
         assert old[0]["ready_learners"] == 1 and old[0]["target"] is None
 
         async def ocsc_target():
-            r = await client.get("/v1/readiness/laggards", params={"fiscal_year": 2569})
+            r = await client.get("/v1/readiness/laggards", params={"fiscal_year": 2569}, headers=office)
             return r.json() if len(r.json()["agencies"]) == 2 else None
 
         lag = await poll(ocsc_target, 20, what="laggards")
@@ -165,7 +167,7 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
 
         async def csv_counted():
             rows = (await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga",
-                                                              "competency": "digital_technology"})).json()["rows"]
+                                                              "competency": "digital_technology"}, headers=reader)).json()["rows"]
             return rows[0] if rows[0]["completions"] == 7 else None
 
         row = await poll(csv_counted, 30, what="csv import counted once")
