@@ -29,12 +29,14 @@ from bench.harness import peak_rss_mib, percentile, write_results
 from services.common import processes as px
 from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
+from services.contracts.webhooks import generate_secret
 from services.notifier.main import create_app
 from services.notifier.settings import NotifierSettings
 
 LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
 AGENCIES = ("dga", "ocsc", "opdc", "mdes", "moi")
 CONCURRENCY = 64
+WEBHOOK_SECRET = generate_secret()  # throw-away; the sink verifies every delivery with it
 
 
 def alerts(n: int) -> list[dict]:
@@ -74,7 +76,7 @@ async def run_notifier(bootstrap: str, mongo_uri: str, sink_url: str, n: int, tm
         kafka_bootstrap_servers=bootstrap, mongo_uri=mongo_uri, mongo_db=db_name,
         kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", http_port=px.free_port(),
         notifier_routes_file=routes, notifier_line_base_url=sink_url, notifier_line_channel_access_token="bench-token",
-        notifier_webhook_urls={"hook": f"{sink_url}/webhook"}, notifier_webhook_secret="bench",
+        notifier_webhook_urls={"hook": f"{sink_url}/webhook"}, notifier_webhook_secret=WEBHOOK_SECRET,
         notifier_concurrency=CONCURRENCY, notifier_claim_batch=200, notifier_scheduler_tick_seconds=0.5,
         log_level="WARNING")
     app = create_app(settings)
@@ -172,7 +174,8 @@ async def main_async(n: int) -> dict:
     kafka_port, mongo_port, sink_port = px.free_port(), px.free_port(), px.free_port()
     kafka = px.tansu(kafka_port, LOGS).start()
     mongo = px.secantus(mongo_port, str(tmp / "db"), LOGS).start()
-    sink = px.ManagedProcess("sink", [__import__("sys").executable, "-m", "bench.notifier_sinks", "--port", str(sink_port)],
+    sink = px.ManagedProcess("sink", [__import__("sys").executable, "-m", "bench.notifier_sinks", "--port", str(sink_port),
+                              "--webhook-secret", WEBHOOK_SECRET],
                              LOGS / "notifier-sink.log", cwd=Path(__file__).resolve().parent.parent).start()
     bootstrap, mongo_uri, sink_url = f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}", f"http://127.0.0.1:{sink_port}"
     try:

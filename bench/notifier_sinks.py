@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -28,6 +29,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from services.common.processes import free_port
+from services.contracts.webhooks import WebhookVerificationError, verify
 
 
 @dataclass
@@ -91,14 +93,25 @@ def check_line(headers: dict[str, str], body: Any, token: str) -> list[str]:
     return problems
 
 
+def check_webhook_signature(raw: bytes, headers: dict[str, str], secrets: Sequence[str]) -> list[str]:
+    try:
+        verify(raw, headers, secrets)
+    except WebhookVerificationError as exc:
+        return [f"webhook signature: {exc.reason}"]
+    return []
+
+
 class HttpSink:
     PATHS = ("/webhook", "/slack", "/teams", "/v2/bot/message/push")
 
-    def __init__(self, line_token: str = "line-test-token", record_bodies: bool = True):
+    def __init__(self, line_token: str = "line-test-token", record_bodies: bool = True,
+                 webhook_secrets: Sequence[str] = ()):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.line_token = line_token
         self.record_bodies = record_bodies
+        # When set, /webhook verifies Standard Webhooks signatures as a real receiver would (401 otherwise).
+        self.webhook_secrets = tuple(webhook_secrets)
         self.received: list[Received] = []
         self.script: dict[str, list[int | tuple[int, dict[str, str]]]] = defaultdict(list)
         self.fail_addresses: dict[str, int] = {}   # LINE `to` -> status returned (permanent errors)
@@ -155,11 +168,13 @@ class HttpSink:
             rec.problems = check_line(headers, body, self.line_token)
         elif not isinstance(body, dict):
             rec.problems = ["webhook: body is not a JSON object"]
+        elif self.webhook_secrets:
+            rec.problems = check_webhook_signature(raw, headers, self.webhook_secrets)
         self.received.append(rec)
         self.counts[path] += 1
         if rec.problems:
-            rec.status = 400
-            return JSONResponse({"message": "; ".join(rec.problems)}, status_code=400)
+            rec.status = 401 if rec.problems[0].startswith("webhook signature") else 400
+            return JSONResponse({"message": "; ".join(rec.problems)}, status_code=rec.status)
         if path == "/webhook" and self.gate is not None and not self.gate.is_set() and self.counts[path] > self.hold_after:
             self.held += 1
             try:
@@ -228,10 +243,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--line-token", default="bench-token")
+    parser.add_argument("--webhook-secret", action="append", default=[], help="verify /webhook signatures")
     args = parser.parse_args()
 
     async def run() -> None:
-        sink = HttpSink(args.line_token, record_bodies=False)
+        sink = HttpSink(args.line_token, record_bodies=False, webhook_secrets=args.webhook_secret)
         sink.port, sink.base_url = args.port, f"http://127.0.0.1:{args.port}"
         sink.server.config.port = args.port
         await sink.start()

@@ -8,10 +8,10 @@ delivery into exactly-once on their side.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -21,7 +21,16 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 
-from services.notifier.domain import Channel, Outcome, classify_status, parse_retry_after, retry_key_uuid
+from services.contracts import webhooks
+from services.notifier.domain import (
+    Channel,
+    Outcome,
+    RoutingError,
+    RoutingTable,
+    classify_status,
+    parse_retry_after,
+    retry_key_uuid,
+)
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Message
 
@@ -100,33 +109,87 @@ class _HttpChannel:
 
 
 class WebhookChannel(_HttpChannel):
-    """Generic JSON webhook, signed: X-NewNormal-Signature: sha256=<hex HMAC-SHA256 of the raw body>."""
+    """Generic JSON webhook, signed as the Standard Webhooks specification says (services.contracts.webhooks).
+
+    `webhook-id` is derived from the notification id, so every retry of one notification carries the same id
+    (receivers de-duplicate on it) while `webhook-timestamp` is the attempt's own time (receivers refuse replays
+    older than their tolerance). Addresses listed in `unsigned` (routes file `webhook_signing: none`) go out
+    without a signature; any other address without a secret is refused here too, not only at load.
+    """
 
     channel = Channel.webhook
     label = "webhook"
 
+    def __init__(self, client: httpx.AsyncClient, settings: NotifierSettings, *,
+                 unsigned: Collection[str] = frozenset(), clock: Callable[[], float] = time.time):
+        super().__init__(client, settings)
+        self.unsigned = frozenset(unsigned)
+        self.clock = clock
+
+    async def send(self, delivery: Delivery) -> DeliveryResult:
+        url = self.resolve_url(delivery.address)
+        if url is None:
+            return DeliveryResult(Outcome.failed, None, f"unknown {self.label} {delivery.address!r}")
+        secrets = () if delivery.address in self.unsigned else webhook_secrets(self.settings, delivery.address)
+        if delivery.address not in self.unsigned and not secrets:
+            # Fail closed: the routes check at start-up makes this unreachable unless the two disagree.
+            return DeliveryResult(Outcome.failed, None, "no webhook signing secret is configured for this address")
+        raw, headers = self.encode(delivery)
+        timestamp = int(self.clock())
+        msg_id = webhook_id(delivery.notification_id)
+        if secrets:
+            headers.update(webhooks.sign_headers(secrets, msg_id, raw, timestamp=timestamp))
+        else:
+            headers.update({webhooks.HEADER_ID: msg_id, webhooks.HEADER_TIMESTAMP: str(timestamp)})
+        return await self.post(url, content=raw, headers={"Idempotency-Key": delivery.key, **headers})
+
     def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
-        timestamp = str(int(time.time()))
-        body = {"id": delivery.notification_id, "idempotency_key": delivery.key, "sent_at": timestamp,
+        body = {"id": delivery.notification_id, "idempotency_key": delivery.key,
                 "subject": delivery.message.subject, "text": delivery.message.text, "link": delivery.message.link,
                 "severity": delivery.message.severity, **delivery.payload}
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
-        headers = {"X-NewNormal-Timestamp": timestamp, "User-Agent": "newnormal-notifier/1"}
-        secret = self.settings.notifier_webhook_secret
-        if secret is not None:
-            headers["X-NewNormal-Signature"] = "sha256=" + sign(secret.get_secret_value(), raw)
-        return raw, headers
+        return raw, {"User-Agent": "newnormal-notifier/1"}
 
 
-def sign(secret: str, raw_body: bytes) -> str:
-    """Hex HMAC-SHA256 of the raw body; receivers recompute it and compare in constant time."""
-    return hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
+def webhook_id(notification_id: str) -> str:
+    """`msg_<notification id>`: stable across retries and instances (the id derives from the idempotency key)."""
+    return f"msg_{notification_id}"
 
 
-def verify_signature(secret: str, raw_body: bytes, header: str | None) -> bool:
-    if not header or not header.startswith("sha256="):
-        return False
-    return hmac.compare_digest(header.removeprefix("sha256="), sign(secret, raw_body))
+def webhook_secrets(settings: NotifierSettings, address: str) -> tuple[str, ...]:
+    """The address's own secrets (NOTIFIER_WEBHOOK_SECRETS[address]), else the shared NOTIFIER_WEBHOOK_SECRET."""
+    own = settings.notifier_webhook_secrets.get(address)
+    value = own if own is not None else settings.notifier_webhook_secret
+    return webhooks.split_secrets(value.get_secret_value()) if value is not None else ()
+
+
+def check_webhook_signing(routing: RoutingTable, settings: NotifierSettings) -> None:
+    """Refuse a configuration that would send a webhook unsigned by accident, or with a malformed secret.
+
+    Called when the routes file is loaded (start-up and `newnormal notifier check-routes`). Messages name the
+    setting and the webhook, never a secret value."""
+    configured = [("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET", settings.notifier_webhook_secret)]
+    configured += [(f"NEWNORMAL_NOTIFIER_WEBHOOK_SECRETS[{name!r}]", value)
+                   for name, value in settings.notifier_webhook_secrets.items()]
+    for where, value in configured:
+        if value is None:
+            continue
+        parts = webhooks.split_secrets(value.get_secret_value())
+        if not parts:
+            raise RoutingError(f"{where} is empty")
+        for part in parts:
+            try:
+                webhooks.parse_secret(part)
+            except webhooks.WebhookSecretError as exc:
+                raise RoutingError(f"{where}: {exc}") from None
+    missing = sorted({f"{recipient} ({address})" for recipient, channels in routing.recipients.items()
+                      for address in channels.get(Channel.webhook, ())
+                      if address not in routing.unsigned_webhooks and not webhook_secrets(settings, address)})
+    if missing:
+        raise RoutingError(
+            f"webhook recipient(s) {', '.join(missing)} have no signing secret: set NEWNORMAL_NOTIFIER_WEBHOOK_SECRETS "
+            "(per webhook) or NEWNORMAL_NOTIFIER_WEBHOOK_SECRET, or opt out explicitly with `webhook_signing: none` "
+            "on the recipient in the routes file")
 
 
 class SlackChannel(_HttpChannel):
@@ -255,11 +318,13 @@ def make_msgid_from_key(key: str) -> str:
     return f"<{digest}@notifier.newnormal>"
 
 
-def build_channels(settings: NotifierSettings, client: httpx.AsyncClient) -> dict[Channel, ChannelSender]:
-    return {Channel.email: EmailChannel(settings), Channel.webhook: WebhookChannel(client, settings),
+def build_channels(settings: NotifierSettings, client: httpx.AsyncClient,
+                   unsigned_webhooks: Collection[str] = frozenset()) -> dict[Channel, ChannelSender]:
+    return {Channel.email: EmailChannel(settings),
+            Channel.webhook: WebhookChannel(client, settings, unsigned=unsigned_webhooks),
             Channel.slack: SlackChannel(client, settings), Channel.teams: TeamsChannel(client, settings),
             Channel.line: LineChannel(client, settings)}
 
 
 __all__ = ["Delivery", "DeliveryResult", "EmailChannel", "LineChannel", "SlackChannel", "TeamsChannel", "WebhookChannel",
-           "build_channels", "make_msgid", "sign", "verify_signature"]
+           "build_channels", "check_webhook_signing", "make_msgid", "webhook_id", "webhook_secrets"]

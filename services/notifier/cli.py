@@ -12,9 +12,10 @@ def cmd_check_routes(args: argparse.Namespace) -> int:
     from services.notifier.main import load_routing
     from services.notifier.settings import NotifierSettings
 
-    path = args.file or NotifierSettings().notifier_routes_file
+    settings = NotifierSettings()
+    path = args.file or settings.notifier_routes_file
     try:
-        table = load_routing(path)
+        table = load_routing(path, settings)
     except (RoutingError, OSError) as exc:
         print(f"{path}: {exc}")
         return 1

@@ -102,6 +102,7 @@ class Route:
 class RoutingTable:
     routes: tuple[Route, ...]
     recipients: Mapping[str, Mapping[Channel, tuple[str, ...]]]
+    unsigned_webhooks: frozenset[str] = frozenset()  # webhook addresses opted out of signing (explicitly)
 
     def match(self, alert_type: str, agency: str | None, workstream: str | None,
               labels: Mapping[str, str] | None = None) -> list[Route]:
@@ -158,12 +159,14 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
         raise RoutingError("the routing file must be a mapping with 'recipients' and 'routes'")
     defaults = doc.get("defaults") or {}
     recipients: dict[str, dict[Channel, tuple[str, ...]]] = {}
+    signed: set[str] = set()
+    unsigned: set[str] = set()
     for name, spec in (doc.get("recipients") or {}).items():
         if not isinstance(spec, dict):
             raise RoutingError(f"recipient {name!r}: expected a mapping of channel -> address(es)")
         addresses: dict[Channel, tuple[str, ...]] = {}
         for ch, addr in spec.items():
-            if ch in ("name", "description"):
+            if ch in ("name", "description", "webhook_signing"):
                 continue
             try:
                 channel = Channel(ch)
@@ -174,6 +177,14 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
                 raise RoutingError(f"recipient {name!r}: {ch} needs a non-empty address or list of addresses")
             addresses[channel] = tuple(v.strip() for v in values)
         recipients[str(name)] = addresses
+        # Webhooks are signed unless the recipient says otherwise, in so many words.
+        signing = spec.get("webhook_signing", "standard")
+        if signing not in ("standard", "none"):
+            raise RoutingError(f"recipient {name!r}: webhook_signing must be 'standard' or 'none'")
+        (unsigned if signing == "none" else signed).update(addresses.get(Channel.webhook, ()))
+    if signed & unsigned:
+        raise RoutingError(f"webhook address(es) {sorted(signed & unsigned)} are both signed and "
+                           "`webhook_signing: none` on different recipients")
 
     routes: list[Route] = []
     seen: set[str] = set()
@@ -223,7 +234,7 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
             escalate_after_days=escalate, escalation_recipients=esc,
             urgent_reminders=bool(spec.get("urgent_reminders", False)),
         ))
-    return RoutingTable(tuple(routes), recipients)
+    return RoutingTable(tuple(routes), recipients, frozenset(unsigned))
 
 
 # --- identity --------------------------------------------------------------------------------

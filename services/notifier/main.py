@@ -17,7 +17,7 @@ from services.contracts.events import ROADMAP_ALERT_TYPES
 from services.contracts.topics import ROADMAP_ALERTS
 from services.notifier import entrypoints
 from services.notifier.adapters import NotificationRepository
-from services.notifier.channels import build_channels
+from services.notifier.channels import build_channels, check_webhook_signing
 from services.notifier.domain import RoutingTable, parse_routing
 from services.notifier.handlers import Clock, NotifierService, utc_now
 from services.notifier.holidays import load_holidays
@@ -28,9 +28,12 @@ from services.notifier.templates import Renderer
 log = logging.getLogger(__name__)
 
 
-def load_routing(path) -> RoutingTable:
+def load_routing(path, settings: NotifierSettings | None = None) -> RoutingTable:
     with open(path, encoding="utf-8") as fh:
-        return parse_routing(yaml.safe_load(fh), known_agencies=get_registry())
+        table = parse_routing(yaml.safe_load(fh), known_agencies=get_registry())
+    if settings is not None:
+        check_webhook_signing(table, settings)  # an unsigned webhook only when the routes file says so
+    return table
 
 
 def create_app(settings: NotifierSettings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -39,7 +42,7 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
     repo = NotificationRepository(runtime.db)
     metrics = NotifierMetrics(runtime.registry)
     # A broken routing file fails at start-up, not on the first alert.
-    service = NotifierService(settings=settings, repo=repo, routing=load_routing(settings.notifier_routes_file),
+    service = NotifierService(settings=settings, repo=repo, routing=load_routing(settings.notifier_routes_file, settings),
                               renderer=Renderer(settings.dashboard_url), channels={}, metrics=metrics,
                               holidays=load_holidays(settings.notifier_holidays_file), clock=clock or utc_now)
     runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds))
@@ -52,7 +55,7 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                                    limits=httpx.Limits(max_connections=settings.notifier_concurrency * 2),
                                    follow_redirects=False)
         clients.append(client)
-        service.channels = build_channels(settings, client)
+        service.channels = build_channels(settings, client, service.routing.unsigned_webhooks)
         rt.spawn(service.dispatch_forever(), "notifier-dispatcher")
         rt.spawn(service.schedule_forever(), "notifier-scheduler")
 

@@ -52,7 +52,12 @@ class NotifierSettings(ServiceSettings):
     notifier_email_from: str = Field("New Normal Monitor <no-reply@newnormal.go.th>", description="From header")
     notifier_line_base_url: str = Field("https://api.line.me", description="LINE Messaging API base URL")
     notifier_line_channel_access_token: SecretStr | None = Field(None, description="LINE channel access token")
-    notifier_webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key of X-NewNormal-Signature")
+    notifier_webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret(s) `whsec_<base64>` of webhooks without their own entry "
+                          "in NOTIFIER_WEBHOOK_SECRETS; several separated by spaces during rotation (each signs)")
+    notifier_webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="per-webhook signing secrets (JSON object: webhook name or URL as in the "
+                                          "routes file -> `whsec_...`, space-separated during rotation)")
     notifier_webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="named webhook URLs (JSON object) used by recipients of the webhook, slack and teams channels")

@@ -30,6 +30,7 @@ from services.common import processes as px
 from services.common.thai_calendar import bangkok_day, fiscal_year_of
 from services.contracts import topics
 from services.contracts.common_types import AgeGroup, Channel, Competency, TechDifficulty, Workstream
+from services.contracts.webhooks import generate_secret
 from services.dashboards.generate import render_all
 
 pytestmark = pytest.mark.integration
@@ -112,6 +113,7 @@ def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
         "NEWNORMAL_KAFKA_TOPIC_PARTITIONS": "2", "NEWNORMAL_METRICS_CACHE_SECONDS": "0",
         "NEWNORMAL_API_KEY_CACHE_SECONDS": "0", "NEWNORMAL_LOG_LEVEL": "WARNING",
         "NEWNORMAL_NOTIFIER_ROUTES_FILE": str(routes), "NEWNORMAL_NOTIFIER_MAX_ATTEMPTS": "2",
+        "NEWNORMAL_NOTIFIER_WEBHOOK_SECRET": generate_secret(),  # webhooks are signed unless opted out
         "NEWNORMAL_NOTIFIER_RETRY_BASE_SECONDS": "0.2", "NEWNORMAL_NOTIFIER_RETRY_MAX_SECONDS": "0.5",
         "NEWNORMAL_NOTIFIER_HTTP_TIMEOUT_SECONDS": "2",
         "NEWNORMAL_WATCHER_RESCAN_SECONDS": "2",

@@ -21,14 +21,15 @@ from services.common import processes as px
 from services.common.thai_calendar import BANGKOK
 from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
-from services.notifier.channels import make_msgid_from_key, verify_signature
+from services.contracts.webhooks import WebhookVerificationError, generate_secret, verify
+from services.notifier.channels import make_msgid_from_key
 from services.notifier.domain import idempotency_key, retry_key_uuid
 from services.notifier.main import create_app
 from services.notifier.settings import NotifierSettings
 
 pytestmark = pytest.mark.integration
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs"
-SECRET = "whsec-test"
+SECRET = generate_secret()  # Standard Webhooks signing secret, whsec_<base64>
 LINE_TOKEN = "line-test-token"
 
 
@@ -117,7 +118,7 @@ def webhook_for(sink: HttpSink, key: str, ok_only: bool = True):
 
 async def test_alerts_reach_every_channel_with_retries_reminders_escalation_alertmanager_and_api(
         settings_for, kafka_bootstrap, tmp_path):
-    sink = await HttpSink(LINE_TOKEN).start()
+    sink = await HttpSink(LINE_TOKEN, webhook_secrets=[SECRET]).start()  # verifies every webhook it receives
     smtp = SmtpSink().__enter__()
     am = None
     try:
@@ -143,8 +144,11 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
             attempts = [r for r in sink.of("/webhook") if r.headers.get("idempotency-key") == key_webhook]
             assert [r.status for r in attempts] == [500, 500, 200]  # exactly one successful delivery
             ok = attempts[-1]
-            assert verify_signature(SECRET, ok.raw, ok.headers["x-newnormal-signature"])
-            assert not verify_signature("wrong", ok.raw, ok.headers["x-newnormal-signature"])
+            # Standard Webhooks: the delivery verifies with verify(); every retry carried the same webhook-id.
+            verify(ok.raw, ok.headers, [SECRET])
+            with pytest.raises(WebhookVerificationError):
+                verify(ok.raw, ok.headers, [generate_secret()])
+            assert {r.headers["webhook-id"] for r in attempts} == {ok.headers["webhook-id"]}
             assert ok.body["milestone"]["milestone_id"] == "M-1" and ok.body["alert_type"] == "missed"
             assert ok.body["days_late"] == 5 and "address" not in json.dumps(ok.body)
 

@@ -16,6 +16,7 @@ from bench.notifier_sinks import HttpSink
 from services.common import processes as px
 from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
+from services.contracts.webhooks import generate_secret
 from services.notifier.domain import idempotency_key, retry_key_uuid
 from services.notifier.settings import NotifierSettings
 
@@ -49,7 +50,7 @@ async def test_kill_mid_delivery_then_restart_delivers_the_rest_without_duplicat
            "NEWNORMAL_KAFKA_TOPIC_PARTITIONS": "2", "NEWNORMAL_NOTIFIER_ROUTES_FILE": str(routes),
            "NEWNORMAL_NOTIFIER_LINE_BASE_URL": sink.base_url, "NEWNORMAL_NOTIFIER_LINE_CHANNEL_ACCESS_TOKEN": "tok",
            "NEWNORMAL_NOTIFIER_WEBHOOK_URLS": json.dumps({"hook": sink.url("/webhook")}),
-           "NEWNORMAL_NOTIFIER_WEBHOOK_SECRET": "s", "NEWNORMAL_NOTIFIER_LEASE_SECONDS": "3",
+           "NEWNORMAL_NOTIFIER_WEBHOOK_SECRET": generate_secret(), "NEWNORMAL_NOTIFIER_LEASE_SECONDS": "3",
            "NEWNORMAL_NOTIFIER_CONCURRENCY": str(CONCURRENCY), "NEWNORMAL_NOTIFIER_CLAIM_BATCH": "8", "NEWNORMAL_NOTIFIER_SCHEDULER_TICK_SECONDS": "0.2",
            "NEWNORMAL_NOTIFIER_HTTP_TIMEOUT_SECONDS": "60", "NEWNORMAL_LOG_LEVEL": "WARNING"}
     sink.gate = asyncio.Event()

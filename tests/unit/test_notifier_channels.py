@@ -8,7 +8,9 @@ from email import message_from_bytes, policy
 
 import httpx
 import pytest
+import yaml
 
+from services.contracts.webhooks import WebhookVerificationError, generate_secret, verify
 from services.notifier.channels import (
     Delivery,
     EmailChannel,
@@ -16,10 +18,11 @@ from services.notifier.channels import (
     SlackChannel,
     TeamsChannel,
     WebhookChannel,
+    check_webhook_signing,
     make_msgid_from_key,
-    verify_signature,
 )
-from services.notifier.domain import Outcome, retry_key_uuid
+from services.notifier.domain import Outcome, RoutingError, parse_routing, retry_key_uuid
+from services.notifier.main import load_routing
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
 
@@ -31,8 +34,11 @@ ALERT_DOC = {
         "detected_at": "2026-10-03T02:00:00+00:00"}}
 
 
+SECRET, NEW_SECRET, OWN_SECRET = generate_secret(), generate_secret(), generate_secret()
+
+
 def settings(**kw) -> NotifierSettings:
-    base = dict(notifier_webhook_secret="sekret", notifier_line_channel_access_token="line-token",
+    base = dict(notifier_webhook_secret=SECRET, notifier_line_channel_access_token="line-token",
                 notifier_webhook_urls={"hook": "https://hooks.example/abc"}, notifier_line_base_url="https://line.test")
     base.update(kw)
     return NotifierSettings(**base)
@@ -53,17 +59,121 @@ def client_answering(status: int, seen: list[httpx.Request], headers: dict | Non
     return httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
 
-async def test_webhook_is_signed_and_carries_the_idempotency_key():
+class Clock:
+    def __init__(self, t: float = 1_790_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+async def send_webhook(cfg: NotifierSettings, address: str = "hook", *, unsigned=frozenset(), clock=None,
+                       times: int = 1) -> list[httpx.Request]:
     seen: list[httpx.Request] = []
     async with client_answering(200, seen) as client:
-        result = await WebhookChannel(client, settings()).send(delivery("hook"))
-    assert result.outcome is Outcome.sent
-    req = seen[0]
+        channel = WebhookChannel(client, cfg, unsigned=unsigned, clock=clock or Clock())
+        for _ in range(times):
+            assert (await channel.send(delivery(address))).outcome is Outcome.sent
+    return seen
+
+
+async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_idempotency_key():
+    clock = Clock()
+    [req] = await send_webhook(settings(), clock=clock)
     assert str(req.url) == "https://hooks.example/abc"
     assert req.headers["idempotency-key"] == ALERT_DOC["key"]
-    assert verify_signature("sekret", req.content, req.headers["x-newnormal-signature"])
+    assert req.headers["webhook-id"] == "msg_abc" and req.headers["webhook-timestamp"] == "1790000000"
+    assert req.headers["webhook-signature"].startswith("v1,") and " " not in req.headers["webhook-signature"]
+    verify(req.content, req.headers, [SECRET], now=clock.t)
+    assert "x-newnormal-signature" not in req.headers  # the old body-only signature is gone
     body = json.loads(req.content)
-    assert body["milestone"]["milestone_id"] == "M-1" and body["sent_at"] == req.headers["x-newnormal-timestamp"]
+    assert body["milestone"]["milestone_id"] == "M-1" and body["id"] == "abc"
+
+
+async def test_retries_keep_the_id_and_sign_a_fresh_timestamp():
+    clock = Clock()
+    seen: list[httpx.Request] = []
+    async with client_answering(200, seen) as client:
+        channel = WebhookChannel(client, settings(), clock=clock)
+        await channel.send(delivery("hook"))
+        clock.t += 600  # the retry goes out ten minutes later
+        await channel.send(delivery("hook"))
+    first, retry = seen
+    assert first.headers["webhook-id"] == retry.headers["webhook-id"]
+    assert int(retry.headers["webhook-timestamp"]) - int(first.headers["webhook-timestamp"]) == 600
+    verify(retry.content, retry.headers, [SECRET], now=clock.t)
+    with pytest.raises(WebhookVerificationError) as info:  # the first attempt replayed now is stale
+        verify(first.content, first.headers, [SECRET], now=clock.t)
+    assert info.value.reason == "timestamp_too_old"
+
+
+async def test_rotation_signs_with_every_configured_secret():
+    [req] = await send_webhook(settings(notifier_webhook_secret=f"{NEW_SECRET} {SECRET}"))
+    assert len(req.headers["webhook-signature"].split(" ")) == 2
+    for known in ([SECRET], [NEW_SECRET]):
+        verify(req.content, req.headers, known, now=Clock().t)
+
+
+async def test_a_webhook_with_its_own_secret_is_signed_with_that_one_only():
+    [req] = await send_webhook(settings(notifier_webhook_secrets={"hook": OWN_SECRET}))
+    verify(req.content, req.headers, [OWN_SECRET], now=Clock().t)
+    with pytest.raises(WebhookVerificationError):
+        verify(req.content, req.headers, [SECRET], now=Clock().t)
+
+
+async def test_unsigned_only_for_an_explicitly_opted_out_address():
+    [req] = await send_webhook(settings(notifier_webhook_secret=None), unsigned={"hook"})
+    assert "webhook-signature" not in req.headers
+    assert req.headers["webhook-id"] == "msg_abc" and req.headers["webhook-timestamp"] == "1790000000"
+    seen: list[httpx.Request] = []
+    async with client_answering(200, seen) as client:  # no secret and no opt-out: refused, nothing sent
+        result = await WebhookChannel(client, settings(notifier_webhook_secret=None)).send(delivery("hook"))
+    assert result.outcome is Outcome.failed and "signing secret" in result.detail and not seen
+
+
+ROUTES = """
+recipients:
+  signed: {webhook: hook}
+  legacy: {webhook: "https://legacy.example/hook", webhook_signing: none}
+routes:
+  - {name: all, recipients: [signed, legacy], channels: [webhook]}
+"""
+
+
+def test_routes_opt_out_per_recipient_and_the_check_accepts_a_complete_configuration():
+    table = parse_routing(yaml.safe_load(ROUTES))
+    assert table.unsigned_webhooks == frozenset({"https://legacy.example/hook"})
+    check_webhook_signing(table, settings())
+    check_webhook_signing(table, settings(notifier_webhook_secret=None, notifier_webhook_secrets={"hook": OWN_SECRET}))
+
+
+def test_a_webhook_without_secret_or_opt_out_is_rejected_when_the_routes_file_is_loaded(tmp_path):
+    path = tmp_path / "routes.yaml"
+    path.write_text(ROUTES, encoding="utf-8")
+    with pytest.raises(RoutingError, match=r"signed \(hook\).*no signing secret.*webhook_signing: none"):
+        load_routing(path, settings(notifier_webhook_secret=None))
+    assert load_routing(path, settings()).unsigned_webhooks == {"https://legacy.example/hook"}
+
+
+@pytest.mark.parametrize("where, cfg", [
+    ("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET", {"notifier_webhook_secret": "sekret-passphrase"}),
+    ("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET", {"notifier_webhook_secret": f"{SECRET} whsec_short"}),
+    ("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET", {"notifier_webhook_secret": " "}),
+    ("NEWNORMAL_NOTIFIER_WEBHOOK_SECRETS['hook']", {"notifier_webhook_secrets": {"hook": "sekret-passphrase"}}),
+])
+def test_malformed_secrets_are_rejected_at_load_without_echoing_them(where, cfg):
+    with pytest.raises(RoutingError) as info:
+        check_webhook_signing(parse_routing(yaml.safe_load(ROUTES)), settings(**cfg))
+    assert str(info.value).startswith(where) and "sekret" not in str(info.value) and "short" not in str(info.value)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("recipients: {a: {webhook: h, webhook_signing: off}}\nroutes: []", "webhook_signing must be"),
+    ("recipients: {a: {webhook: h}, b: {webhook: h, webhook_signing: none}}\nroutes: []", "both signed"),
+])
+def test_routes_signing_mistakes_are_reported(doc, message):
+    with pytest.raises(RoutingError, match=message):
+        parse_routing(yaml.safe_load(doc))
 
 
 async def test_unknown_webhook_name_fails_without_a_request():
