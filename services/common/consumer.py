@@ -10,20 +10,24 @@ A database outage is waited out with backoff inside the batch: nothing is skippe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import re
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.kafka import EventPublisher
+from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
 from services.common.mongo import TRANSIENT_ERRORS, insert_new, retry_transient
 from services.common.settings import ServiceSettings
@@ -50,19 +54,41 @@ class Rejected:
 
     event: Event
     error: EventError
+    exception: str | None = None  # class name of an unexpected exception behind the refusal
 
 
 Handler = Callable[[Batch], Awaitable[Sequence[Rejected] | None]]
 Prepare = Callable[[Event], Event]
+Scrub = Callable[[bytes], bytes]
+
+# Reason of a record that broke decoding, validation or preparation with something other than an EventError.
+UNPROCESSABLE = "unprocessable"
+# Dead letters that Kafka refuses are kept in MongoDB, bounded well under BSON's 16 MiB document limit.
+MAX_STORED_VALUE_BYTES = 4 * 1024 * 1024
+MAX_STORED_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
 class DeadLetter:
-    record: ConsumerRecord
+    record: ConsumerRecord  # as received: its topic, partition and offset identify the dead letter
     error: EventError
+    exception: str | None = None  # class name of the unexpected exception, when it was not an EventError
+    event: Event | None = None  # a validated (prepared) event the service rejected: sent re-serialised
+
+
+class ConsumerStopping(Exception):
+    """The service is stopping in the middle of a batch: leave it uncommitted for the next consumer."""
 
 
 class EventConsumer:
+    # Backoff of a batch that failed as a whole (seconds; doubled per consecutive failure).
+    batch_retry_initial_delay = 0.5
+    batch_retry_max_delay = 30.0
+    # How long one batch keeps retrying dead-letter publishes that fail transiently before the rest of its dead
+    # letters go to the dead_letters collection instead (the partition must move on).
+    dead_letter_retry_seconds = 30.0
+    dead_letter_retry_initial_delay = 0.2
+
     def __init__(
         self,
         *,
@@ -76,9 +102,11 @@ class EventConsumer:
         allowed_types: Iterable[str] | None = None,
         prepare: Prepare | None = None,
         audit: bool = True,
+        dead_letter_scrub: Scrub | None = None,
     ):
         """audit=False hands the audit-trail write to the handler: it must store each event's
-        `to_document()` record (more fields allowed) idempotently and add new keys to `Batch.new_keys`."""
+        `to_document()` record (more fields allowed) idempotently and add new keys to `Batch.new_keys`.
+        `dead_letter_scrub` rewrites the value of every dead letter before it leaves (personal data)."""
         self.topic = topic
         self.group = settings.consumer_group(group)
         self.handler = handler
@@ -89,10 +117,12 @@ class EventConsumer:
         self.allowed_types = frozenset(allowed_types) if allowed_types is not None else None
         self.prepare = prepare
         self.audit = audit
+        self.dead_letter_scrub = dead_letter_scrub
         self.stopping = asyncio.Event()
         # Test hook: awaited after the write and before the commit (to prove redelivery is harmless).
         self.before_commit: Callable[[], Awaitable[None]] | None = None
         self.batches_committed = 0
+        self.consecutive_failures = 0
 
     def register(self, broker: KafkaBroker) -> None:
         subscriber = broker.subscriber(
@@ -115,37 +145,77 @@ class EventConsumer:
     async def _on_batch(self, body: Any, msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord, ...] = tuple(msg.raw_message)  # type: ignore[arg-type]
         started = time.perf_counter()
-        await self.process(records)
-        if self.before_commit is not None:
-            await self.before_commit()
+        try:
+            await self.process(records)
+            if self.before_commit is not None:
+                await self.before_commit()
+        except Exception as exc:  # not one record's fault: nothing of this batch may be committed
+            await self._rewind(msg, records, exc)
+            return
         await msg.ack()
         self.batches_committed += 1
+        self.consecutive_failures = 0
         now = time.time()
         for record in records:
             self.metrics.event_age.labels(self.topic).observe(max(0.0, now - record.timestamp / 1000))
         self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
         self._observe_lag(msg, records)
 
+    async def _rewind(self, msg: KafkaMessage, records: Sequence[ConsumerRecord], exc: Exception) -> None:
+        """Seek every partition of a failed batch back to its first record, so the next fetch delivers the batch
+        again: the next successful commit can then never cover records that were not processed."""
+        first = _first_offsets(records)
+        consumer = getattr(msg, "consumer", None)
+        for tp, offset in first.items():
+            try:
+                consumer.seek(tp, offset)  # type: ignore[union-attr]
+            except Exception:  # revoked in a rebalance: its new owner starts from the last commit, before this batch
+                log.warning("could not rewind a partition", extra={"topic": tp.topic, "partition": tp.partition})
+        if isinstance(exc, ConsumerStopping) or self.stopping.is_set():
+            return
+        self.consecutive_failures += 1
+        self.metrics.batch_failures.labels(self.topic).inc()
+        delay = min(self.batch_retry_max_delay, self.batch_retry_initial_delay * 2 ** (self.consecutive_failures - 1))
+        log.error("batch failed; offsets rewound and the batch will be redelivered",
+                  extra={"topic": self.topic, **_error_facts(exc), "records": len(records),
+                         "rewound_to": {str(tp.partition): offset for tp, offset in first.items()},
+                         "consecutive_failures": self.consecutive_failures, "retry_in_s": delay})
+        await self._pause(delay)
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
-        """Everything but the commit; public so tests and benchmarks can drive it directly."""
+        """Everything but the commit; public so tests and benchmarks can drive it directly.
+
+        Raises only for failures that are no single record's (the caller redelivers the whole batch)."""
         events: list[Event] = []
+        documents: dict[tuple[str, str], dict[str, Any]] = {}
+        origin: dict[tuple[str, str], ConsumerRecord] = {}
         dead: list[DeadLetter] = []
         for record in records:
             try:
-                event = parse_kafka(record.headers, record.key, record.value, allowed_types=self.allowed_types)
-                if self.prepare is not None:
-                    event = self.prepare(event)
-                events.append(event)
+                event, document = self._decode(record)
+            except TRANSIENT_ERRORS:
+                raise
             except EventError as err:
                 dead.append(DeadLetter(record, err))
-        # Duplicates inside one batch are one event (CloudEvents: same source+id = same event).
-        unique: dict[tuple[str, str], Event] = {}
-        for event in events:
-            unique.setdefault(event.key, event)
-        events = list(unique.values())
+                continue
+            except Exception as exc:  # any other failure of one record is that record's, never its batch's
+                name = type(exc).__name__
+                dead.append(DeadLetter(record, EventError(
+                    UNPROCESSABLE, f"{name}: the record could not be decoded, validated or prepared"), exception=name))
+                continue
+            # Duplicates inside one batch are one event (CloudEvents: same source+id = same event).
+            if event.key not in origin:
+                origin[event.key] = record
+                documents[event.key] = document
+                events.append(event)
         fresh: set[tuple[str, str]] = set()
-        rejected = await self._store(events, fresh)
-        dead_records = dead + [DeadLetter(_record_of(r.event, self.topic), r.error) for r in rejected]
+        rejected = await self._store(events, [documents[e.key] for e in events], fresh)
+        dead_records = dead + [DeadLetter(origin.get(r.event.key) or _record_of(r.event, self.topic), r.error,
+                                          r.exception, r.event) for r in rejected]
         await self._dead_letter(dead_records)
         refused = {r.event.key for r in rejected}
         # "stored" counts events the audit trail had not seen, so the counter agrees with the database
@@ -157,7 +227,19 @@ class EventConsumer:
         if duplicates:
             self.metrics.consumed.labels(self.topic, "duplicate").inc(duplicates)
 
-    async def _store(self, events: list[Event], fresh: set[tuple[str, str]] | None = None) -> list[Rejected]:
+    def _decode(self, record: ConsumerRecord) -> tuple[Event, dict[str, Any]]:
+        """One record -> a prepared event and its audit document, proven encodable as BSON here, per record: a
+        value MongoDB cannot hold (an integer over 8 bytes, a date that overflows in UTC) must fail alone, not
+        the batch's insert."""
+        event = parse_kafka(record.headers, record.key, record.value, allowed_types=self.allowed_types)
+        if self.prepare is not None:
+            event = self.prepare(event)
+        document = event.to_document()
+        bson.encode(document)
+        return event, document
+
+    async def _store(self, events: list[Event], docs: list[dict[str, Any]],
+                     fresh: set[tuple[str, str]] | None = None) -> list[Rejected]:
         if not events:
             return []
         # Keys newly inserted by any attempt: a retry after a partial insert sees those as duplicates.
@@ -166,7 +248,6 @@ class EventConsumer:
         async def write() -> list[Rejected]:
             if not self.audit:  # the handler writes the audit records and reports what was new in `fresh`
                 return list(await self._handle(Batch(events, fresh)) or [])
-            docs = [e.to_document() for e in events]
             inserted = await insert_new(self.db.events, docs)
             fresh.update(events[i].key for i in inserted)
             return list(await self._handle(Batch(events, set(fresh))) or [])
@@ -179,11 +260,13 @@ class EventConsumer:
             return list(await self.handler(batch) or [])
         except TRANSIENT_ERRORS:
             raise
-        except Exception:
+        except Exception as exc:
             if len(batch.events) == 1:
-                log.exception("event processing failed; dead-lettering it",
-                              extra={"topic": self.topic, "event_id": batch.events[0].id})
-                return [Rejected(batch.events[0], EventError("processing_failed", "the service could not apply this event"))]
+                # The exception's text may quote the event's data: log its class and stack only.
+                log.warning("event processing failed; dead-lettering it",
+                            extra={"topic": self.topic, "event_id": batch.events[0].id, **_error_facts(exc)})
+                return [Rejected(batch.events[0], EventError("processing_failed", "the service could not apply this event"),
+                                 type(exc).__name__)]
             # Isolate the event that breaks the handler instead of blocking the partition.
             rejected: list[Rejected] = []
             for event in batch.events:
@@ -191,32 +274,92 @@ class EventConsumer:
                 rejected.extend(await self._handle(Batch([event], new_keys, batch.received_at)))
             return rejected
 
+    # --- dead letters ----------------------------------------------------------------------
     async def _dead_letter(self, dead: Sequence[DeadLetter]) -> None:
+        """Publish every dead letter to `<topic>.dlq`; one Kafka refuses for good (too large, invalid topic) or that
+        stays unpublishable past the retry budget goes to the dead_letters collection, so the partition moves on."""
+        if not dead:
+            return
         dlq_topic = topics.dlq(self.topic)
+        letters = [self._letter(item) for item in dead]
+        waiting = list(range(len(letters)))
+        refused: list[int] = []
+        deadline = time.monotonic() + self.dead_letter_retry_seconds
+        delay = self.dead_letter_retry_initial_delay
+        while True:
+            results = await self.publisher.send_raw_many(dlq_topic, [letters[i] for i in waiting])
+            failed = [(i, err) for i, err in zip(waiting, results) if err is not None]
+            refused += [i for i, err in failed if isinstance(err, PublishRefused)]
+            waiting = [i for i, err in failed if not isinstance(err, PublishRefused)]
+            if not waiting:
+                break
+            if self.stopping.is_set():
+                raise ConsumerStopping
+            if time.monotonic() + delay > deadline:
+                break
+            self.metrics.dead_letter_retries.labels(self.topic).inc(len(waiting))
+            log.warning("dead-letter publish failed, retrying",
+                        extra={"topic": dlq_topic, "records": len(waiting), "error": str(failed[0][1]),
+                               "retry_in_s": round(delay, 2)})
+            await self._pause(delay)
+            delay = min(5.0, delay * 2)
+        for indexes, cause in ((refused, "refused"), (waiting, "unavailable")):
+            if indexes:
+                await self._keep(dead, letters, indexes, cause)
         for item in dead:
-            record, err = item.record, item.error
-            headers = list(record.headers or ()) + [
-                ("dlq-reason", err.reason.encode()),
-                ("dlq-detail", err.detail[:1000].encode()),
-                ("dlq-original-topic", record.topic.encode()),
-                ("dlq-original-partition", str(record.partition).encode()),
-                ("dlq-original-offset", str(record.offset).encode()),
-                ("dlq-consumer-group", self.group.encode()),
-            ]
-            delay = 0.2
-            while True:  # the commit waits for the dead letter: a dropped DLQ record would be a lost record
-                try:
-                    await self.publisher.send_raw(dlq_topic, record.value or b"", record.key, headers)
-                    break
-                except Exception as exc:
-                    log.warning("dead-letter publish failed, retrying", extra={"topic": dlq_topic, "error": repr(exc)})
-                    await asyncio.sleep(delay)
-                    delay = min(10.0, delay * 2)
+            err = item.error
             self.metrics.consumed.labels(self.topic, "dead_lettered").inc()
             self.metrics.dead_letters.labels(self.topic, err.reason).inc()
             log.warning("record dead-lettered", extra={"topic": self.topic, "reason": err.reason,
-                                                       "partition": record.partition, "offset": record.offset,
-                                                       "event_id": err.event_id})
+                                                       "exception": item.exception, "partition": item.record.partition,
+                                                       "offset": item.record.offset, "event_id": err.event_id})
+
+    def _letter(self, item: DeadLetter) -> RawRecord:
+        """The record to dead-letter: a rejected event re-serialised (it is the prepared, redacted form), else the
+        record as received; its value scrubbed; the reason in headers that never quote the input."""
+        record, err = item.record, item.error
+        value, key, headers = record.value or b"", record.key, list(record.headers or ())
+        if item.event is not None:
+            try:
+                msg = item.event.to_kafka()
+                value = msg.value
+                key = msg.key.encode() if isinstance(msg.key, str) else msg.key
+                headers = list(msg.headers.items())
+            except Exception:  # e.g. a time that overflows when written in UTC: the received record instead
+                pass
+        withheld = False
+        if self.dead_letter_scrub is not None:
+            try:
+                value = self.dead_letter_scrub(value)
+                if not isinstance(value, bytes):
+                    raise TypeError("the scrub must return bytes")
+            except Exception as exc:  # never the unscrubbed value
+                log.warning("dead-letter scrub failed; payload withheld", extra={"topic": self.topic, **_error_facts(exc)})
+                value, withheld = b"", True
+        headers += [
+            ("dlq-reason", err.reason.encode()),
+            ("dlq-detail", safe_detail(err.detail).encode()),
+            ("dlq-original-topic", record.topic.encode()),
+            ("dlq-original-partition", str(record.partition).encode()),
+            ("dlq-original-offset", str(record.offset).encode()),
+            ("dlq-consumer-group", self.group.encode()),
+        ]
+        if item.exception:
+            headers.append(("dlq-exception", item.exception.encode()))
+        if withheld:
+            headers.append(("dlq-payload", b"withheld"))
+        return RawRecord(value, key, headers)
+
+    async def _keep(self, dead: Sequence[DeadLetter], letters: Sequence[RawRecord], indexes: Sequence[int],
+                    cause: str) -> None:
+        now = datetime.now(UTC)
+        docs = [_dead_letter_document(dead[i], letters[i], self.group, cause, now) for i in indexes]
+        await retry_transient(lambda: insert_new(self.db.dead_letters, docs), what=f"keep dead letters of {self.topic}",
+                              stop=self.stopping, on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())
+        self.metrics.dead_letters_stored.labels(self.topic, cause).inc(len(docs))
+        log.warning("dead letters kept in the database: the dead-letter topic did not take them",
+                    extra={"topic": self.topic, "records": len(docs), "cause": cause,
+                           "offsets": [dead[i].record.offset for i in indexes][:50]})
 
     def _observe_lag(self, msg: KafkaMessage, records: Sequence[ConsumerRecord]) -> None:
         """Lag of the partitions in this batch: partition end minus the last offset handled."""
@@ -256,6 +399,52 @@ def _utf8(value: bytes | None) -> bytes:
         return value
     except UnicodeDecodeError:
         return value.decode("utf-8", "replace").encode("utf-8")
+
+
+def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    return first
+
+
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")
+_DIGITS = re.compile(r"\d+")  # str pattern: Thai and other Unicode digits too
+
+
+def safe_detail(detail: str, limit: int = 500) -> str:
+    """A refusal's detail as it may be kept on the dead-letter topic, in MongoDB and in logs: quoted values and
+    numbers removed, because details may quote the input (a birth year, an ID, a rejected value)."""
+    return _DIGITS.sub("#", _QUOTED.sub("'…'", detail))[:limit]
+
+
+def _error_facts(exc: BaseException) -> dict[str, str]:
+    """What may be logged about an exception: its class and where it was raised. Not its message, which can quote
+    the data being processed."""
+    return {"error": type(exc).__name__, "stack": "".join(traceback.format_tb(exc.__traceback__))[-4000:]}
+
+
+def _dead_letter_document(item: DeadLetter, letter: RawRecord, group: str, cause: str, now: datetime) -> dict[str, Any]:
+    record = item.record
+    if record.offset >= 0:  # idempotent under redelivery: one document per record and consumer group
+        _id: dict[str, Any] = {"topic": record.topic, "partition": record.partition, "offset": record.offset, "group": group}
+    else:  # a re-serialised event without its record
+        assert item.event is not None
+        _id = {"topic": record.topic, "group": group, "source": item.event.source, "id": item.event.id}
+    value = letter.value
+    doc: dict[str, Any] = {
+        "_id": _id,
+        "topic": record.topic, "partition": record.partition, "offset": record.offset, "consumer_group": group,
+        "key": letter.key[:MAX_STORED_HEADER_BYTES] if letter.key else None,
+        "value": bytes(value[:MAX_STORED_VALUE_BYTES]), "value_bytes": len(value),
+        "value_truncated": len(value) > MAX_STORED_VALUE_BYTES,
+        "headers": [[name, bytes((raw or b"")[:MAX_STORED_HEADER_BYTES])] for name, raw in letter.headers],
+        "reason": item.error.reason, "detail": safe_detail(item.error.detail), "exception": item.exception,
+        "event_id": item.event.id if item.event is not None else None,
+        "cause": cause, "dead_lettered_at": now,
+    }
+    return doc
 
 
 def _last_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:

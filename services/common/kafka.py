@@ -6,11 +6,20 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    BrokerResponseError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
@@ -86,6 +95,40 @@ class PublishError(RuntimeError):
     """Kafka did not acknowledge an event: the caller must not report it as accepted."""
 
 
+class PublishRefused(PublishError):
+    """Kafka refused the record for good (too large, invalid topic, not authorised): sending it again cannot help."""
+
+
+# Refusals that no retry can change. Anything else (timeouts, lost connections, leader elections) may pass later.
+_PERMANENT = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
+              TopicAuthorizationFailedError)
+
+
+class RawRecord(NamedTuple):
+    """A record exactly as it is to be sent (the dead-letter path sends records, not events)."""
+
+    value: bytes
+    key: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+def _classify(exc: BaseException) -> PublishError:
+    # Outside Kafka's own errors, the client refusing a record (TypeError, ValueError...) refuses it every time.
+    transient = isinstance(exc, TimeoutError | KafkaError) and not is_permanent(exc)
+    error = (PublishError if transient else PublishRefused)(type(exc).__name__)
+    error.__cause__ = exc
+    return error
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """True when a publish error is a refusal of this record rather than a passing outage."""
+    if isinstance(exc, _PERMANENT):
+        return True
+    # Broker error codes say themselves whether a retry may succeed; client-side errors (KafkaTimeoutError,
+    # ProducerClosed, ...) are not broker verdicts on the record and count as transient.
+    return isinstance(exc, BrokerResponseError) and not exc.retriable
+
+
 class EventPublisher:
     """Publishes events in CloudEvents structured mode, pipelined: all sends go out, then all acks are awaited."""
 
@@ -145,10 +188,40 @@ class EventPublisher:
             raise error
 
     async def send_raw(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        """Send one record and wait for its ack; raises what `send_raw_many` would report."""
+        [error] = await self.send_raw_many(topic, [RawRecord(value, key, headers)])
+        if error is not None:
+            raise error
+
+    async def send_raw_many(self, topic: str, records: Sequence[RawRecord]) -> list[PublishError | None]:
+        """Send records as given, pipelined; per record None (acknowledged), PublishRefused (Kafka refused it for
+        good: retrying cannot help) or PublishError (may pass: the caller decides how long to retry). Never raises
+        for one record. Errors carry the Kafka error's class name only, never the record."""
         if self._producer is None:
-            raise PublishError("publisher not started")
-        await asyncio.wait_for(await self._producer.send(topic, value, key=key, headers=headers),
-                               self.settings.publish_timeout_seconds)
+            return [PublishError("publisher not started")] * len(records)
+        pending: list[Any] = []
+        for record in records:
+            try:
+                pending.append(await self._producer.send(topic, record.value, key=record.key, headers=list(record.headers)))
+            except Exception as exc:  # refused before sending: larger than max_request_size, a malformed header
+                pending.append(_classify(exc))
+        futures = [f for f in pending if isinstance(f, asyncio.Future)]
+        if futures:
+            # One deadline for the whole batch, not one per record.
+            await asyncio.wait(futures, timeout=self.settings.publish_timeout_seconds)
+        results: list[PublishError | None] = []
+        for item in pending:
+            if isinstance(item, PublishError):
+                results.append(item)
+            elif not item.done():
+                results.append(PublishError("KafkaTimeoutError"))
+            elif item.cancelled():
+                results.append(PublishError("cancelled"))
+            elif item.exception() is not None:
+                results.append(_classify(item.exception()))
+            else:
+                results.append(None)
+        return results
 
     async def ping(self) -> bool:
         if self._producer is None:

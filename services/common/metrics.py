@@ -32,7 +32,22 @@ class PlatformMetrics:
         )
         self.dead_letters = Counter(
             "newnormal_dead_letter_records_total",
-            "Records sent to a dead-letter topic, by reason.", ["topic", "reason"], registry=registry,
+            "Records dead-lettered (to the dead-letter topic, or the dead_letters collection when that refused them), "
+            "by reason.", ["topic", "reason"], registry=registry,
+        )
+        self.dead_letters_stored = Counter(
+            "newnormal_dead_letter_fallback_records_total",
+            "Dead letters written to the MongoDB dead_letters collection because the dead-letter topic refused them "
+            "(cause=refused) or stayed unreachable (cause=unavailable).", ["topic", "cause"], registry=registry,
+        )
+        self.dead_letter_retries = Counter(
+            "newnormal_dead_letter_publish_retries_total",
+            "Dead-letter publishes retried after a transient Kafka error.", ["topic"], registry=registry,
+        )
+        self.batch_failures = Counter(
+            "newnormal_consumer_batch_failures_total",
+            "Batches that failed as a whole (not one record's fault): offsets rewound, batch redelivered.",
+            ["topic"], registry=registry,
         )
         self.batch_seconds = Histogram(
             "newnormal_consumer_batch_duration_seconds", "Time to validate, store and commit one batch.",

@@ -423,12 +423,37 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
             if not attrs.get(name):
                 raise EventError("missing_attribute", f"required header ce_{name} is missing", event_id=attrs.get("id"))
         try:
-            sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _FORMAT)
+            sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _SAFE_FORMAT)
+        except safejson.JsonTooDeep:
+            raise EventError("invalid_data", f"data nests deeper than {safejson.MAX_DEPTH} levels",
+                             event_id=attrs.get("id")) from None
         except Exception as exc:
-            raise EventError("invalid_cloudevent", str(exc)[:500], event_id=attrs.get("id")) from None
+            # The SDK's messages can quote the record (a dead letter keeps this text): name the error class only.
+            raise EventError("invalid_cloudevent", f"the CloudEvents Kafka binding refused the record ({type(exc).__name__})",
+                             event_id=attrs.get("id")) from None
         return _from_sdk(sdk_event, allowed_types)
     try:
-        obj = json.loads(value)
-    except ValueError:
+        obj = safejson.loads(value)
+    except safejson.JsonTooDeep:
+        raise EventError("invalid_json", f"record value nests deeper than {safejson.MAX_DEPTH} levels") from None
+    except ValueError:  # UnicodeDecodeError included
         raise EventError("invalid_json", "record value is not JSON and carries no ce_ headers") from None
     return _structured_object(obj, allowed_types, value)
+
+
+class _SafeJSONFormat(JSONFormat):
+    """The SDK's JSON format, reading binary-mode data with the depth-limited reader (JsonTooDeep propagates
+    instead of the SDK's fallback of treating unreadable JSON as a string)."""
+
+    def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
+        if body and re.match(JSONFormat.JSON_CONTENT_TYPE_PATTERN, datacontenttype or self.DEFAULT_CONTENT_TYPE):
+            try:
+                return safejson.loads(body)
+            except safejson.JsonTooDeep:
+                raise
+            except ValueError:
+                pass
+        return super().read_data(body, datacontenttype)
+
+
+_SAFE_FORMAT = _SafeJSONFormat()
