@@ -23,9 +23,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from services.common.logging import configure_logging
+    from services.common.settings import SecretMissing
 
     settings = _settings_for(args.service)
-    app = importlib.import_module(f"services.{args.service}.main").create_app(settings)
+    try:
+        app = importlib.import_module(f"services.{args.service}.main").create_app(settings)
+    except SecretMissing as exc:  # a clear refusal, not a traceback
+        print(f"{args.service}: refusing to start: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.service_name, settings.log_level)  # after imports: libraries add handlers at import
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
                 timeout_graceful_shutdown=10)

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -48,13 +49,40 @@ def _write_prometheus_config(path: Path, ports: dict[str, int]) -> Path:
     return path
 
 
-def _write_alertmanager_config(path: Path, ports: dict[str, int]) -> Path:
+# Where deploy/alertmanager/alertmanager.yml reads the receiver's credential; `up` points it at .data/.
+DEPLOY_AM_CREDENTIAL_FILE = "/run/secrets/alertmanager-notifier-token"
+LEARNER_SECRET_FILE = "learner-hmac-secret"
+AM_CREDENTIAL_FILE = "alertmanager-notifier-token"
+
+
+def local_secret(path: Path) -> str:
+    """A secret generated once into `path` (mode 0600) and reused on every later start.
+
+    Reuse matters: learner pseudonyms are HMACs under this key, so a new key would split every learner in two."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)
+        secret = path.read_text(encoding="utf-8").strip()
+        if not secret:
+            raise RuntimeError(f"{path} is empty: delete it to generate a new secret (see README before doing so)") from None
+        return secret
+    secret = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secret)
+    return secret
+
+
+def _write_alertmanager_config(path: Path, ports: dict[str, int], credential_file: Path) -> Path:
     source = DEPLOY / "alertmanager" / "alertmanager.yml"
     if source.exists():
-        text = source.read_text(encoding="utf-8").replace("http://notifier:8104", f"http://127.0.0.1:{ports['notifier']}")
+        text = (source.read_text(encoding="utf-8")
+                .replace("http://notifier:8104", f"http://127.0.0.1:{ports['notifier']}")
+                .replace(DEPLOY_AM_CREDENTIAL_FILE, str(credential_file)))
     else:
         text = ("route:\n  receiver: notifier\n  group_wait: 10s\nreceivers:\n  - name: notifier\n    webhook_configs:\n"
-                f"      - url: http://127.0.0.1:{ports['notifier']}/v1/alertmanager\n")
+                f"      - url: http://127.0.0.1:{ports['notifier']}/v1/alertmanager\n"
+                f"        http_config:\n          authorization:\n            credentials_file: {credential_file}\n")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -94,6 +122,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     for name in SERVICE_NAMES:
         env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    # Secrets have no defaults in code: generated once into .data/ (0600) and reused on every start. A learner
+    # secret already in the environment wins (it is the one existing pseudonyms were made with).
+    am_credential = data / AM_CREDENTIAL_FILE  # Alertmanager reads the same file (credentials_file)
+    env["NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN"] = local_secret(am_credential)
+    env["NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"] = (os.environ.get("NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET")
+                                                     or local_secret(data / LEARNER_SECRET_FILE))
     started: list[px.ManagedProcess] = []
     stop_requested = False
 
@@ -124,7 +158,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         asyncio.run(_write_keys(mongo_uri, "newnormal", keys_path))
         urls["API keys"] = str(keys_path)
         if not args.no_prometheus and px.prometheus_binary() and px.alertmanager_binary():
-            am_cfg = _write_alertmanager_config(data / "alertmanager.yml", ports)
+            am_cfg = _write_alertmanager_config(data / "alertmanager.yml", ports, am_credential)
             launch(px.alertmanager(ports["alertmanager"], am_cfg, data / "alertmanager", logs),
                    lambda: px.http_ok(f"http://127.0.0.1:{ports['alertmanager']}/-/ready"))
             urls["Alertmanager"] = f"http://127.0.0.1:{ports['alertmanager']}"

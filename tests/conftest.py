@@ -15,6 +15,18 @@ import pytest
 from services.common import processes as px
 
 LOGS = Path(__file__).resolve().parent.parent / ".data" / "test-logs"
+# Secrets have no defaults in code: every test, and every service process a test starts (they inherit the
+# environment), gets throw-away ones. Tests of the refusal to start remove them with monkeypatch.
+TEST_SECRETS = {"NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": "test-learner-hmac-secret-not-for-production",
+                "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "test-alertmanager-token-not-for-production"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_secrets():
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in TEST_SECRETS.items():
+            mp.setenv(name, value)
+        yield TEST_SECRETS
 
 
 @pytest.fixture(scope="session")

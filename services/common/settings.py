@@ -73,3 +73,20 @@ class ServiceSettings(BaseSettings):
 
     def consumer_group(self, name: str) -> str:
         return f"{self.kafka_consumer_group_prefix}.{name}"
+
+
+class SecretMissing(RuntimeError):
+    """A secret the service cannot run without is unset or too weak: it refuses to start, naming the variable."""
+
+
+GENERATE_HINT = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
+def require_secret(value: SecretStr | None, env_var: str, purpose: str, min_length: int = 16) -> str:
+    """The secret's value, or SecretMissing. No secret has a default in code: a guessable default is a shared key."""
+    secret = value.get_secret_value().strip() if value is not None else ""
+    if not secret:
+        raise SecretMissing(f"{env_var} is not set; it is the {purpose}. {GENERATE_HINT}")
+    if len(secret) < min_length:
+        raise SecretMissing(f"{env_var} is shorter than {min_length} characters; it is the {purpose}. {GENERATE_HINT}")
+    return secret

@@ -32,6 +32,7 @@ class NotificationRepository:
         await self.col.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)], name="state_due")
         await self.col.create_index([("state", ASCENDING), ("channel", ASCENDING)], name="state_channel")
         await self.col.create_index([("milestone_id", ASCENDING), ("created_at", DESCENDING)], name="milestone")
+        await self.col.create_index([("agency", ASCENDING), ("created_at", DESCENDING)], name="agency")  # agency readers
         await self.col.create_index([("claim", ASCENDING)], name="claim", sparse=True)
         await self.reminders.create_index([("active", ASCENDING), ("next_due", ASCENDING)], name="active_due")
         await self.reminders.create_index([("milestone_id", ASCENDING)], name="milestone")
@@ -113,8 +114,13 @@ class NotificationRepository:
         return await self.col.find_one({"_id": notification_id})
 
     async def list(self, *, state: str | None, channel: str | None, milestone: str | None, limit: int,
-                   before: datetime | None = None) -> list[dict[str, Any]]:
+                   before: datetime | None = None, agency: str | None = None,
+                   kinds: Sequence[str] | None = None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {}
+        if agency is not None:
+            query["agency"] = agency
+        if kinds is not None:
+            query["kind"] = {"$in": list(kinds)}
         if state:
             query["state"] = state
         if channel:

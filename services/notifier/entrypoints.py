@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 import hmac
 import time
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from services.common.app import Runtime
-from services.common.auth import Principal, Role
-from services.notifier.domain import Channel, State
+from services.common.auth import READ_RESPONSES, Principal, Role
+from services.common.http_ingest import read_body
+from services.contracts import safejson
+from services.notifier.domain import Channel, Kind, State
 from services.notifier.handlers import AlertmanagerPayload, NotifierService, public_view
 
 
@@ -23,46 +29,111 @@ class TestNotificationRequest(BaseModel):
     wait_seconds: float = Field(0, ge=0, le=60, description="wait up to this long for the deliveries' outcome")
 
 
-def _problem(status: int, reason: str, detail: str) -> HTTPException:
-    return HTTPException(status, detail={"reason": reason, "detail": detail})
+TEST_NOTIFICATION_MAX_BODY_BYTES = 4096  # three short fields: anything larger is not a test request
+# Notifications an agency key may read: the ones about its own milestones. Operational and test
+# notifications go to the programme office's operators and stay with the programme office.
+AGENCY_VISIBLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
+
+
+def _problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(status, detail={"reason": reason, "detail": detail}, headers=headers)
+
+
+def _digest(value: bytes) -> bytes:
+    # Hashing both sides first makes compare_digest's time independent of the credential's length too.
+    return hashlib.sha256(value).digest()
+
+
+def credential_matches(authorization: str, username: str, secret: str) -> bool:
+    """`Authorization: Bearer <secret>` or `Basic base64(<username>:<secret>)`, compared in constant time."""
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    expected = _digest(secret.encode())
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(_digest(value.encode()), expected)
+    if scheme.lower() == "basic":
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, ValueError):
+            return False
+        # Both comparisons always run: no early exit tells which half was wrong.
+        user_ok = hmac.compare_digest(_digest(user.encode()), _digest(username.encode()))
+        password_ok = hmac.compare_digest(_digest(password.encode()), expected)
+        return bool(sep) & user_ok & password_ok
+    return False
+
+
+async def read_json(request: Request, limit: int):
+    """Bounded body -> safejson value; 413 over the limit, 400 when it is not (shallow enough) JSON."""
+    body = await read_body(request, limit)
+    if isinstance(body, JSONResponse):
+        raise _problem(413, "request_too_large", f"the request body may be at most {limit} bytes")
+    try:
+        return safejson.loads(body)
+    except safejson.JsonTooDeep:
+        raise _problem(400, "json_too_deep", f"JSON nested deeper than {safejson.MAX_DEPTH} levels") from None
+    except ValueError:
+        raise _problem(400, "invalid_json", "the request body is not valid UTF-8 JSON") from None
+
+
+def _validation_detail(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
 
 
 def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
     router = APIRouter(prefix="/v1", tags=["notifier"])
     settings = service.settings
+    # Refuse to start without the receiver's credential: an open receiver lets anyone who reaches the
+    # notifier e-mail or LINE officials any text with any link.
+    am_secret = settings.alertmanager_credential()
+    am_user = settings.notifier_alertmanager_username
 
     async def programme_office(principal: Principal = Depends(runtime.auth)) -> Principal:
-        # Notifications name the people responsible: the programme office operates them.
+        # Operating notifications (retry, test sends) is the programme office's job.
         if principal.role is not Role.programme_office:
-            raise _problem(403, "forbidden", "notifications are visible to the programme office only")
+            raise _problem(403, "role_not_allowed", "only the programme office operates notifications")
         return principal
 
-    @router.post("/alertmanager", status_code=200, summary="Alertmanager webhook receiver (payload version 4)")
+    async def alertmanager_caller(request: Request) -> None:
+        # Headers only: runs before a byte of the body is read.
+        if not credential_matches(request.headers.get("authorization", ""), am_user, am_secret):
+            raise _problem(401, "unauthorized", "Alertmanager's bearer token or basic-auth credential is required",
+                           headers={"WWW-Authenticate": 'Bearer realm="alertmanager", Basic realm="alertmanager"'})
+
+    @router.post("/alertmanager", status_code=200, summary="Alertmanager webhook receiver (payload version 4)",
+                 dependencies=[Depends(alertmanager_caller)],
+                 responses={400: {"description": "not a version-4 payload"}, 401: {"description": "no or wrong credential"},
+                            413: {"description": "body or alert count over the limit; nothing stored"}})
     async def alertmanager(request: Request) -> dict:
-        token = settings.notifier_alertmanager_token
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
-                raise _problem(401, "unauthorized", "a valid bearer token is required")
+        raw = await read_json(request, settings.notifier_alertmanager_max_body_bytes)
+        # Count before validating: the cost of a call is bounded before any alert is parsed.
+        alerts = raw.get("alerts") if isinstance(raw, dict) else None
+        cap = settings.notifier_alertmanager_max_alerts
+        if isinstance(alerts, list) and len(alerts) > cap:
+            raise _problem(413, "too_many_alerts", f"at most {cap} alerts per call (Alertmanager max_alerts)")
         try:
-            payload = AlertmanagerPayload.model_validate_json(await request.body())
+            payload = AlertmanagerPayload.model_validate(raw)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
-            raise _problem(400, "invalid_alertmanager_payload", detail) from None
+            raise _problem(400, "invalid_alertmanager_payload", _validation_detail(exc)) from None
         # Answer 2xx only after the notifications are stored: Alertmanager retries us on 5xx.
         stored = await service.on_alertmanager(payload)
         return {"status": "stored", "alerts": len(payload.alerts), "notifications_created": stored}
 
-    @router.get("/notifications", summary="Notifications, newest first")
+    @router.get("/notifications", summary="Notifications, newest first", responses=READ_RESPONSES,
+                description="The programme office reads all; an agency key the notifications about its own "
+                            "milestones (their recipients are its own contacts); a survey key nothing.")
     async def list_notifications(
         state: State | None = None, channel: Channel | None = None,
         milestone: Annotated[str | None, Query(max_length=64)] = None,
+        agency: Annotated[str | None, Query(max_length=40, description="owner agency (programme office)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         before: datetime | None = None,
-        _: Principal = Depends(programme_office),
+        principal: Principal = Depends(runtime.auth),
     ) -> dict:
+        scope = principal.read_scope(agency)  # 403 for a survey key or another agency's filter
         docs = await service.repo.list(state=state.value if state else None, channel=channel.value if channel else None,
-                                       milestone=milestone, limit=limit, before=before)
+                                       milestone=milestone, limit=limit, before=before, agency=scope,
+                                       kinds=None if principal.reads_all else AGENCY_VISIBLE_KINDS)
         return {"items": [public_view(d) for d in docs], "count": len(docs)}
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now")
@@ -76,8 +147,19 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         service.wake.set()
         return public_view(doc)
 
-    @router.post("/test-notification", summary="Send a test notification through one route, end to end")
-    async def test_notification(body: TestNotificationRequest, _: Principal = Depends(programme_office)) -> dict:
+    @router.post("/test-notification", summary="Send a test notification through one route, end to end",
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": TestNotificationRequest.model_json_schema()}}}},
+                 responses={400: {"description": "invalid body"}, 401: {"description": "missing or unknown key"},
+                            403: {"description": "not the programme office"}, 404: {"description": "unknown route"},
+                            413: {"description": "body too large"}})
+    async def test_notification(request: Request, _: Principal = Depends(programme_office)) -> dict:
+        # The key and its role are checked (dependency, headers only) before the body is read.
+        raw = await read_json(request, TEST_NOTIFICATION_MAX_BODY_BYTES)
+        try:
+            body = TestNotificationRequest.model_validate(raw)
+        except ValidationError as exc:
+            raise _problem(400, "invalid_request", _validation_detail(exc)) from None
         try:
             docs = await service.test_notification(body.route, body.alert_type)
         except LookupError:

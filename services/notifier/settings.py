@@ -1,6 +1,6 @@
 """Settings of the notifier service (environment variables, prefix NEWNORMAL_).
 
-Secrets (SMTP password, LINE token, webhook signing secret, Alertmanager bearer token, webhook URLs that
+Secrets (SMTP password, LINE token, webhook signing secret, Alertmanager credential, webhook URLs that
 embed a token such as Slack's) are SecretStr: never logged, never returned by the API.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.settings import SecretMissing, ServiceSettings, require_secret
 
 DEFAULT_ROUTES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "notifier" / "routes.yaml"
 
@@ -61,5 +61,32 @@ class NotifierSettings(ServiceSettings):
     notifier_webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="named webhook URLs (JSON object) used by recipients of the webhook, slack and teams channels")
+    # --- Alertmanager receiver (POST /v1/alertmanager) -------------------------------------
+    # Required, no default: the notifier refuses to start without it (the receiver is never open).
     notifier_alertmanager_token: SecretStr | None = Field(
-        None, description="bearer token Alertmanager must send (http_config.authorization); none = open")
+        None, description="credential Alertmanager must send: bearer token (http_config.authorization) or basic-auth "
+                          "password (http_config.basic_auth); at least 16 characters. Required unless "
+                          "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN_FILE is set")
+    notifier_alertmanager_token_file: Path | None = Field(
+        None, description="file holding the credential (the same file Alertmanager's credentials_file/password_file "
+                          "reads); read at start-up, so a rotated credential needs a restart")
+    notifier_alertmanager_username: str = Field(
+        "alertmanager", min_length=1, max_length=100, description="basic-auth user name expected with the credential")
+    notifier_alertmanager_max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest webhook body read (413 beyond)")
+    notifier_alertmanager_max_alerts: int = Field(
+        500, ge=1, le=1000, description="most alerts in one webhook call (413 beyond, nothing stored); keep "
+                                        "Alertmanager's max_alerts below it")
+
+    def alertmanager_credential(self) -> str:
+        """The receiver's credential from the variable or its file; SecretMissing if neither holds one."""
+        value = self.notifier_alertmanager_token
+        env_var = "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN"
+        if value is None and self.notifier_alertmanager_token_file is not None:
+            env_var = "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN_FILE"
+            try:
+                value = SecretStr(self.notifier_alertmanager_token_file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise SecretMissing(f"{env_var}: cannot read {self.notifier_alertmanager_token_file} "
+                                    f"({exc.strerror})") from None
+        return require_secret(value, env_var, "credential Alertmanager sends to POST /v1/alertmanager")

@@ -28,6 +28,7 @@ def _utcnow() -> datetime:
 
 def create_app(settings: TrainingSettings | None = None, clock: Callable[[], datetime] | None = None) -> FastAPI:
     settings = settings or TrainingSettings()
+    learner_secret = settings.learner_secret()  # refuses to start without it, before anything is built
     clock = clock or _utcnow
     runtime = Runtime(settings)
     repo = TrainingRepository(runtime.db, clock, settings.stale_claim_seconds)
@@ -36,16 +37,13 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
     intake = XapiIntake(repo, runtime.publisher, metrics, clock, settings.xapi_max_statements)
 
     async def startup(rt: Runtime) -> None:
-        if settings.uses_dev_secret() and settings.environment != "local":
-            log.warning("learner HMAC secret is the local development default: set NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET",
-                        extra={"environment": settings.environment})
         await retry_transient(repo.ensure_indexes, what="training indexes")
         await retry_transient(repo.finish_stale_claims, what="finish interrupted counting")
         rt.spawn(_sweep(rt, repo, settings.recovery_interval_seconds), "training-stale-claims")
 
     runtime.on_startup(startup)
     runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=service.handle_batch,
-                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(settings.learner_hmac_secret.get_secret_value()))
+                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(learner_secret))
     runtime.add_collector(ReadinessCollector(repo, clock, settings.metrics_cache_seconds))
     app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
                              description="Civil-servant training completions and readiness against target, "

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field, SecretStr
 
-from services.common.settings import ServiceSettings
+from services.common.settings import ServiceSettings, require_secret
 
-# Clearly not a secret: only for a laptop. Any other environment must set its own (a warning is logged).
-DEV_LEARNER_HMAC_SECRET = "local-dev-only-learner-hmac-secret-change-me"
+LEARNER_SECRET_ENV = "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"
 
 
 class TrainingSettings(ServiceSettings):
     service_name: str = "training"
     http_port: int = Field(8102, validation_alias=AliasChoices("http_port", "NEWNORMAL_TRAINING_PORT", "NEWNORMAL_HTTP_PORT"))
-    learner_hmac_secret: SecretStr = Field(
-        SecretStr(DEV_LEARNER_HMAC_SECRET),
-        validation_alias=AliasChoices("learner_hmac_secret", "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"),
-        description="key of the HMAC-SHA256 that pseudonymises learner_ref before anything is stored; "
-                    "without it stored learners cannot be joined back to an HR system (rotate = new learners)",
+    # Required, no default (a default would be a key every installation shares): the service refuses to
+    # start without it. `newnormal up` generates one into .data/; README explains rotation.
+    learner_hmac_secret: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("learner_hmac_secret", LEARNER_SECRET_ENV),
+        description="key of the HMAC-SHA256 that pseudonymises learner_ref before anything is stored; at least 16 "
+                    "characters; required. Without it stored learners cannot be joined back to an HR system; a new "
+                    "key makes new pseudonyms (README: rotating the learner secret)",
     )
     stale_claim_seconds: float = Field(
         300.0, ge=0,
@@ -28,5 +30,6 @@ class TrainingSettings(ServiceSettings):
     xapi_max_statements: int = Field(500, ge=1, le=10_000, description="statements per xAPI request")
     import_chunk_size: int = Field(1000, ge=1, le=10_000, description="events published per pipelined chunk by `training import`")
 
-    def uses_dev_secret(self) -> bool:
-        return self.learner_hmac_secret.get_secret_value() == DEV_LEARNER_HMAC_SECRET
+    def learner_secret(self) -> str:
+        """The pseudonymisation key; SecretMissing (the service refuses to start) when unset or too short."""
+        return require_secret(self.learner_hmac_secret, LEARNER_SECRET_ENV, "key that pseudonymises learners")

@@ -100,6 +100,10 @@ def test_env_examples_name_real_settings():
 def test_no_secret_is_committed():
     for name, svc in SERVICES.items():
         for key, value in env_of(svc).items():
+            if key.endswith("_FILE") and SECRET_NAME.search(key.removesuffix("_FILE")):
+                # A path to a mounted secret, not the secret itself.
+                assert value.startswith("/run/secrets/"), f"{name}.{key} must name a mounted secret"
+                continue
             if SECRET_NAME.search(key) or "MONGO_URI" in key:
                 # Either comes from the environment (${VAR...}) or is empty.
                 literal = re.sub(r"\$\{[^}]*\}", "", value)
@@ -154,3 +158,17 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck():
     # Everything the image copies exists.
     for src in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.MULTILINE):
         assert (ROOT / src).exists(), src
+
+
+def test_alertmanager_and_notifier_share_the_receiver_credential_as_a_secret_file():
+    """The receiver is always authenticated: Alertmanager reads the credential file, the notifier the same one."""
+    am_config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))
+    path = am_config["receivers"][0]["webhook_configs"][0]["http_config"]["authorization"]["credentials_file"]
+    secret = path.removeprefix("/run/secrets/")
+    assert path.startswith("/run/secrets/") and secret in COMPOSE["secrets"]
+    assert COMPOSE["secrets"][secret]["file"].startswith("${"), "the file's location comes from the environment"
+    assert COMPOSE["secrets"][secret]["file"].endswith(f"./.secrets/{secret}}}")
+    assert ".secrets/" in (DEPLOY / ".gitignore").read_text(encoding="utf-8").split()
+    assert secret in SERVICES["alertmanager"]["secrets"] and secret in SERVICES["notifier"]["secrets"]
+    assert env_of(SERVICES["notifier"])["NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN_FILE"] == path
+    assert "${NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET:?" in env_of(SERVICES["training"])["NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"]

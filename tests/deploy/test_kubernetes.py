@@ -130,3 +130,18 @@ def test_prometheus_rule_matches_the_rule_files():
     rule = yaml.safe_load(PROMETHEUS_RULE.read_text(encoding="utf-8"))
     names = {r.get("alert") or r.get("record") for g in rule["spec"]["groups"] for r in g["rules"]}
     assert {"ServiceDown", "MilestoneMissed", "newnormal:fiscal_year_elapsed:ratio"} <= names
+
+
+def test_required_secrets_come_from_secrets_and_alertmanager_authenticates():
+    notifier = load("notifier.yaml")["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    training = load("training.yaml")["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    token = {e["name"]: e for e in notifier["env"]}["NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN"]["valueFrom"]["secretKeyRef"]
+    learner = {e["name"]: e for e in training["env"]}["NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert not token.get("optional") and not learner.get("optional"), "the services refuse to start without them"
+    (am,) = [d for d in all_docs() if d["kind"] == "AlertmanagerConfig"]
+    (receiver,) = am["spec"]["receivers"]
+    (hook,) = receiver["webhookConfigs"]
+    assert hook["url"] == "http://notifier.newnormal.svc:8104/v1/alertmanager" and hook["sendResolved"] is True
+    credentials = hook["httpConfig"]["authorization"]["credentials"]
+    assert credentials == {"name": token["name"], "key": token["key"]}, "Alertmanager and notifier share one Secret"
+    assert am["spec"]["route"]["receiver"] == receiver["name"]

@@ -89,6 +89,13 @@ def test_amtool_checks_alertmanager_config_and_routes():
     (receiver,) = config["receivers"]
     assert receiver["webhook_configs"][0]["url"] == "http://notifier:8104/v1/alertmanager"
     assert receiver["webhook_configs"][0]["send_resolved"] is True
+    # Always authenticated, from a file (services/localstack.py rewrites the path to .data/ verbatim).
+    from services.localstack import DEPLOY_AM_CREDENTIAL_FILE
+
+    auth = receiver["webhook_configs"][0]["http_config"]["authorization"]
+    assert auth == {"type": "Bearer", "credentials_file": DEPLOY_AM_CREDENTIAL_FILE}
+    assert "credentials" not in auth, "never an inline credential"
+    assert receiver["webhook_configs"][0]["max_alerts"] <= 500, "below the notifier's default alert cap"
     out = run("amtool", "config", "routes", "test", f"--config.file={AM}", "--verify.receivers=notifier",
               "alertname=ServiceDown", "category=operational", "service=roadmap")
     assert "notifier" in out

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs"
 SECRET = generate_secret()  # Standard Webhooks signing secret, whsec_<base64>
 LINE_TOKEN = "line-test-token"
+AM_TOKEN = "am-secret-for-the-receiver-test"
 
 
 class MovableClock:
@@ -91,7 +92,7 @@ def notifier_settings(settings_for, tmp_path: Path, sink: HttpSink, smtp: SmtpSi
         notifier_webhook_secret=SECRET,
         notifier_webhook_urls={"sink-webhook": sink.url("/webhook"), "sink-teams": sink.url("/teams")},
         notifier_retry_base_seconds=0.05, notifier_retry_max_seconds=0.5, notifier_scheduler_tick_seconds=0.2,
-        notifier_alertmanager_token="am-secret", dashboard_url="https://dash.example.go.th", **extra)
+        notifier_alertmanager_token=AM_TOKEN, dashboard_url="https://dash.example.go.th", **extra)
 
 
 @contextlib.asynccontextmanager
@@ -252,16 +253,20 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
 
                 # --- 7. A real Alertmanager fires into the receiver (bearer token), firing then resolved.
                 assert (await client.post("/v1/alertmanager", json={"version": "4"},
-                                          headers={"Authorization": "Bearer am-secret"})).status_code == 400
+                                          headers={"Authorization": f"Bearer {AM_TOKEN}"})).status_code == 400
                 assert (await client.post("/v1/alertmanager", json={})).status_code == 401
                 am_port = px.free_port()
                 config = tmp_path / "alertmanager.yml"
+                # As deployed: Alertmanager reads the credential from a file (credentials_file).
+                token_file = tmp_path / "am-token"
+                token_file.write_text(AM_TOKEN + "\n", encoding="utf-8")
+                token_file.chmod(0o600)
                 config.write_text(yaml.safe_dump({
                     "route": {"receiver": "notifier", "group_by": ["alertname"], "group_wait": "1s",
                               "group_interval": "1s", "repeat_interval": "1h"},
                     "receivers": [{"name": "notifier", "webhook_configs": [{
                         "url": f"http://127.0.0.1:{settings.http_port}/v1/alertmanager", "send_resolved": True,
-                        "http_config": {"authorization": {"credentials": "am-secret"}}}]}]}))
+                        "http_config": {"authorization": {"credentials_file": str(token_file)}}}]}]}))
                 am = px.alertmanager(am_port, config, tmp_path / "am-data", LOGS).start()
                 am_url = f"http://127.0.0.1:{am_port}"
                 await poll(lambda: asyncio.to_thread(px.http_ok, f"{am_url}/-/ready"), 30, what="alertmanager ready")
