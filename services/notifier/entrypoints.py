@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
-from services.common.http_ingest import read_body
-from services.contracts import safejson
+from services.common.http_ingest import read_json
 from services.notifier.domain import Channel, Kind, State
 from services.notifier.handlers import AlertmanagerPayload, NotifierService, public_view
 
@@ -63,19 +62,6 @@ def credential_matches(authorization: str, username: str, secret: str) -> bool:
     return False
 
 
-async def read_json(request: Request, limit: int):
-    """Bounded body -> safejson value; 413 over the limit, 400 when it is not (shallow enough) JSON."""
-    body = await read_body(request, limit)
-    if isinstance(body, JSONResponse):
-        raise _problem(413, "request_too_large", f"the request body may be at most {limit} bytes")
-    try:
-        return safejson.loads(body)
-    except safejson.JsonTooDeep:
-        raise _problem(400, "json_too_deep", f"JSON nested deeper than {safejson.MAX_DEPTH} levels") from None
-    except ValueError:
-        raise _problem(400, "invalid_json", "the request body is not valid UTF-8 JSON") from None
-
-
 def _validation_detail(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
 
@@ -106,6 +92,8 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
                             413: {"description": "body or alert count over the limit; nothing stored"}})
     async def alertmanager(request: Request) -> dict:
         raw = await read_json(request, settings.notifier_alertmanager_max_body_bytes)
+        if isinstance(raw, JSONResponse):  # 413 / 400 problem, nothing parsed further
+            return raw
         # Count before validating: the cost of a call is bounded before any alert is parsed.
         alerts = raw.get("alerts") if isinstance(raw, dict) else None
         cap = settings.notifier_alertmanager_max_alerts
@@ -156,6 +144,8 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
     async def test_notification(request: Request, _: Principal = Depends(programme_office)) -> dict:
         # The key and its role are checked (dependency, headers only) before the body is read.
         raw = await read_json(request, TEST_NOTIFICATION_MAX_BODY_BYTES)
+        if isinstance(raw, JSONResponse):
+            return raw
         try:
             body = TestNotificationRequest.model_validate(raw)
         except ValidationError as exc:

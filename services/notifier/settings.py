@@ -61,6 +61,7 @@ class NotifierSettings(ServiceSettings):
     notifier_webhook_urls: dict[str, SecretStr] = Field(
         default_factory=dict,
         description="named webhook URLs (JSON object) used by recipients of the webhook, slack and teams channels")
+
     # --- Alertmanager receiver (POST /v1/alertmanager) -------------------------------------
     # Required, no default: the notifier refuses to start without it (the receiver is never open).
     notifier_alertmanager_token: SecretStr | None = Field(
