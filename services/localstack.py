@@ -87,7 +87,12 @@ def _write_alertmanager_config(path: Path, ports: dict[str, int], credential_fil
     return path
 
 
-async def _write_keys(mongo_uri: str, db_name: str, path: Path) -> None:
+DEMO_KEY_LABEL = "demo"
+
+
+async def _write_keys(mongo_uri: str, db_name: str, path: Path, survey_path: Path) -> dict[str, str]:
+    """Agency and programme-office keys into `path` (the simulator's), one survey (kiosk) key per agency into
+    `survey_path`, both 0600. Returns the survey keys: only those ever go into a printed survey URL."""
     from pymongo import AsyncMongoClient
 
     from services.common.auth import Role, create_key, revoke_keys
@@ -97,14 +102,19 @@ async def _write_keys(mongo_uri: str, db_name: str, path: Path) -> None:
     try:
         db = client[db_name]
         keys: dict[str, str] = {}
+        survey: dict[str, str] = {}
         for agency in get_registry().all():
-            await revoke_keys(db, agency.code)  # fresh demo keys each start; the file is the only copy
-            keys[agency.code] = await create_key(db, agency.code, Role.agency, "demo")
-        keys["programme_office"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "demo")
+            # Fresh demo keys each start (the files are the only copy); keys an operator made stay valid.
+            await revoke_keys(db, agency.code, label=DEMO_KEY_LABEL)
+            keys[agency.code] = await create_key(db, agency.code, Role.agency, DEMO_KEY_LABEL)
+            survey[agency.code] = await create_key(db, agency.code, Role.survey, DEMO_KEY_LABEL)
+        keys["programme_office"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, DEMO_KEY_LABEL)
     finally:
         await client.close()
-    path.write_text(json.dumps(keys, indent=2) + "\n", encoding="utf-8")
-    path.chmod(0o600)
+    for file, content in ((path, keys), (survey_path, survey)):
+        file.write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        file.chmod(0o600)
+    return survey
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -155,8 +165,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             launch(px.service(name, port, env, logs), lambda p=port: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120)
             urls[f"{name} service"] = f"http://127.0.0.1:{port}/docs"
         keys_path = data / "api-keys.json"
-        asyncio.run(_write_keys(mongo_uri, "newnormal", keys_path))
+        survey_keys = asyncio.run(_write_keys(mongo_uri, "newnormal", keys_path, data / "survey-keys.json"))
         urls["API keys"] = str(keys_path)
+        urls["Survey keys (kiosk)"] = str(data / "survey-keys.json")
+        demo_agency = "dga" if "dga" in survey_keys else next(iter(survey_keys))
+        # A survey URL is public by nature: it carries a survey key (submit responses only), never an agency key.
+        urls["Survey page (kiosk)"] = (f"http://127.0.0.1:{ports['feedback']}/survey/{demo_agency}"
+                                       f"?key={survey_keys[demo_agency]}")
         if not args.no_prometheus and px.prometheus_binary() and px.alertmanager_binary():
             am_cfg = _write_alertmanager_config(data / "alertmanager.yml", ports, am_credential)
             launch(px.alertmanager(ports["alertmanager"], am_cfg, data / "alertmanager", logs),
