@@ -53,6 +53,9 @@ class Stack:
                 "NEWNORMAL_MONGO_DB": db, "NEWNORMAL_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "NEWNORMAL_KAFKA_HEARTBEAT_INTERVAL_MS": "500", "NEWNORMAL_LOG_LEVEL": "WARNING",
                 "NEWNORMAL_METRICS_CACHE_SECONDS": "0",
+                # Secrets have no defaults in code: throw-away ones for a benchmark run.
+                "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": "bench-learner-hmac-secret-not-for-production",
+                "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "bench-alertmanager-token-not-for-production",
                 "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"bench-{uuid.uuid4().hex[:6]}", **extra}
 
     def service(self, name: str, db: str, **extra: str) -> tuple[px.ManagedProcess, str]:

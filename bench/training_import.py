@@ -124,7 +124,7 @@ async def main(size: int) -> None:
     with Stack(storage=tmp / "db") as stack:
         settings = TrainingSettings(kafka_bootstrap_servers=stack.bootstrap, mongo_uri=stack.uri, mongo_db="bench_training",
                                     kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", metrics_cache_seconds=0,
-                                    learner_hmac_secret="bench-secret", http_port=px.free_port())
+                                    learner_hmac_secret="bench-learner-hmac-secret", http_port=px.free_port())
         csv_path = tmp / "completions.csv"
         generate(csv_path, size)
         # Baseline before and after the project run: the machine is shared, so the ratio uses their mean.
