@@ -14,9 +14,11 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from services.common import processes as px
+from services.contracts.webhooks import generate_secret
 
 DEFAULT_PORTS = {"kafka": 9092, "mongodb": 27017, "prometheus": 9090, "alertmanager": 9093,
                  "roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104}
@@ -53,9 +55,10 @@ def _write_prometheus_config(path: Path, ports: dict[str, int]) -> Path:
 DEPLOY_AM_CREDENTIAL_FILE = "/run/secrets/alertmanager-notifier-token"
 LEARNER_SECRET_FILE = "learner-hmac-secret"
 AM_CREDENTIAL_FILE = "alertmanager-notifier-token"
+WEBHOOK_SECRET_FILE = "notifier-webhook-secret"
 
 
-def local_secret(path: Path) -> str:
+def local_secret(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
     """A secret generated once into `path` (mode 0600) and reused on every later start.
 
     Reuse matters: learner pseudonyms are HMACs under this key, so a new key would split every learner in two."""
@@ -67,7 +70,7 @@ def local_secret(path: Path) -> str:
         if not secret:
             raise RuntimeError(f"{path} is empty: delete it to generate a new secret (see README before doing so)") from None
         return secret
-    secret = secrets.token_urlsafe(32)
+    secret = generate()
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(secret)
     return secret
@@ -138,6 +141,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     env["NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN"] = local_secret(am_credential)
     env["NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"] = (os.environ.get("NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET")
                                                      or local_secret(data / LEARNER_SECRET_FILE))
+    # Webhooks are signed (Standard Webhooks, whsec_ format) and the default routes name one webhook.
+    env["NEWNORMAL_NOTIFIER_WEBHOOK_SECRET"] = (os.environ.get("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET")
+                                                 or local_secret(data / WEBHOOK_SECRET_FILE, generate_secret))
     started: list[px.ManagedProcess] = []
     stop_requested = False
 
