@@ -35,8 +35,9 @@ from pymongo import AsyncMongoClient
 from bench.harness import Timer, peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
+from services.common.auth import Role, create_key
 from services.contracts import topics
-from services.contracts.agencies import get_registry
+from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.feedback.main import create_app
 from services.feedback.settings import FeedbackSettings
@@ -97,6 +98,8 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
     app = create_app(settings, clock=lambda: NOW)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]
     async with running(app) as client:
+        # Reads need a key; the programme office's reads every agency, unsuppressed (as measured before).
+        client.headers["X-API-Key"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "bench")
         t0 = time.perf_counter()
         await publish(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, records)
         published = time.perf_counter() - t0

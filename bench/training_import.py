@@ -32,7 +32,8 @@ from pymongo import AsyncMongoClient
 from bench.harness import peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
-from services.contracts.agencies import get_registry
+from services.common.auth import Role, create_key
+from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import Competency
 from services.training.importer import run_import
 from services.training.main import create_app
@@ -62,6 +63,8 @@ async def project(settings: TrainingSettings, csv_path: Path, size: int) -> dict
     app = create_app(settings, clock=lambda: NOW)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value())[settings.mongo_db]
     async with running(app) as client:
+        # Reads need a key; the programme office's reads every agency, unsuppressed (as measured before).
+        client.headers["X-API-Key"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "bench")
         t0 = time.perf_counter()
         result = (await run_import(csv_path, settings, progress=False)).as_dict()
         published = time.perf_counter() - t0
