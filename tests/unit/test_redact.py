@@ -114,10 +114,13 @@ def test_redaction_is_idempotent_and_keeps_other_text():
     assert once.text.startswith("สวัสดีค่ะ ") and once.text.endswith(" ขอบคุณ ๕ ดาว")  # Thai digits elsewhere untouched
 
 
-def test_invalid_checksum_and_mixed_separators_are_not_ids():
+def test_invalid_checksum_is_not_an_id_but_mixed_separators_are():
     assert redact(BAD_ID).counts.get("NATIONAL_ID") is None
+    # People mix separators; the check digit, not the punctuation, is what tells an ID from another number.
     mixed = f"{ID1[0]}-{ID1[1:5]} {ID1[5:10]}-{ID1[10:12]} {ID1[12]}"
-    assert "NATIONAL_ID" not in redact(mixed).counts
+    assert redact(mixed).counts == {"NATIONAL_ID": 1}
+    bad_mixed = f"{BAD_ID[0]}-{BAD_ID[1:5]} {BAD_ID[5:10]}-{BAD_ID[10:12]} {BAD_ID[12]}"
+    assert "NATIONAL_ID" not in redact(bad_mixed).counts
 
 
 def test_no_partial_match_inside_longer_numbers():

@@ -1,0 +1,331 @@
+"""Redaction of personal data in free text a citizen types (pure, no I/O). One redactor for every service.
+
+Each finding is replaced by a typed ASCII placeholder `[REDACTED:<KIND>]`:
+
+- NATIONAL_ID: 13 digits with a valid check digit, plain or grouped 1-4-5-2-1 with any separator
+  (dash, dot, space) at any of those four places, in any mix. A failing check digit is not an ID.
+- PHONE: Thai numbers as people write them: mobiles 06/08/09 + 8 digits, Bangkok 02 + 7, provincial
+  03-07 + 7; any separators (dash, dot, spaces, `)`) between any digits, the area code in parentheses,
+  `+66`, `66`, `0066`, `(+66)`, `+66 (0)` instead of the leading 0.
+- EMAIL: local@domain.tld (also `(at)` / `[at]`, a space around `@`, the `.ไทย` domain), touching Thai
+  text or punctuation on either side.
+- BANK_ACCOUNT: 10-12 digits in a row (not a phone), or dash-grouped numbers totalling 10-12 digits.
+- LINE_ID: an ASCII id after ไลน์ / ไลน์ไอดี / ไอดีไลน์ / แอดไลน์ / Line ID / LINE: / add line, and any
+  standalone `@handle`, except the official accounts in OFFICIAL_LINE_ACCOUNTS or named after an agency code
+  (`@dga`, `@dga.th`, `@dgaofficial`): those are published by government, not personal.
+- NAME: the name after a Thai honorific (นาย, นาง, นางสาว, น.ส., ด.ช., ด.ญ., เด็กชาย, เด็กหญิง, นายแพทย์,
+  แพทย์หญิง, นพ., พญ., ดร., คุณ and คุณป้า/คุณลุง/... ) or Mr/Mrs/Ms/Miss/Khun: the first name and, when one space
+  follows, the surname. The honorific is kept. Thai writes no spaces between words, so a name glued to the next
+  words takes them with it (over-redaction is the safe error). Words that merely begin with an honorific
+  (คุณภาพ, ขอบคุณ, นายก, นายจ้าง, ทนาย, นางพยาบาล, ...) and คุณ as the pronoun "you" (คุณควร..., คุณช่วย...)
+  are left alone.
+
+Matching runs on a *view* of the text in which Thai digits, full-width forms, odd dashes and odd spaces are
+mapped to ASCII one character for one, so positions line up and everything else is kept as written. Dates
+(30/09/2569, 2026-09-30, ๑๒ มี.ค. ๖๙), times, amounts, years, hotlines (1111, 1555, 191, 1669), document
+numbers (นร ๑๐๐๘/ว๑๒๓) and parcel tracking numbers (EF123456789TH, TH0123456789) are left alone: none is a
+valid phone/ID shape between the boundaries used here.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+NATIONAL_ID = "NATIONAL_ID"
+PHONE = "PHONE"
+EMAIL = "EMAIL"
+BANK_ACCOUNT = "BANK_ACCOUNT"
+LINE_ID = "LINE_ID"
+NAME = "NAME"
+KINDS = (NATIONAL_ID, PHONE, EMAIL, BANK_ACCOUNT, LINE_ID, NAME)
+TRUNCATION_MARK = "…[ตัดทอน]"
+
+
+def placeholder(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+_PLACEHOLDER_RE = re.compile(r"\[REDACTED:(" + "|".join(KINDS) + r")\]")
+
+# --- the ASCII view --------------------------------------------------------------------------------
+_VIEW: dict[int, int] = {0x0E50 + i: ord("0") + i for i in range(10)}  # Thai digits
+_VIEW.update({0xFF01 + i: 0x21 + i for i in range(0x5E)})  # full-width ASCII forms (０-９, ＠, －, （）...)
+_VIEW.update({c: ord("-") for c in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63)})
+_VIEW.update({c: ord(" ") for c in (0x00A0, 0x2007, 0x202F, 0x3000, 0x200B, 0x2009, 0x200A)})
+
+
+def ascii_view(text: str) -> str:
+    """Same length as `text`: digits, punctuation and spaces of other forms as their ASCII equivalents."""
+    return text.translate(_VIEW)
+
+
+# --- patterns (on the view) --------------------------------------------------------------------------
+_SEP = r"[ \t)\-.]{0,3}"  # between any two digits of a phone: dash, dot, spaces, a closing parenthesis
+
+
+def _digits(n: int) -> str:
+    return r"(?:" + _SEP + r"\d){" + str(n) + "}"
+
+
+_PHONE_TAIL = r"(?:[689]" + _digits(8) + r"|[2-7]" + _digits(7) + r")"  # the number after the leading 0
+_PHONE_RE = re.compile(
+    # not inside a longer token (a tracking number such as EE053456789TH) unless after a phone label
+    r"(?:(?<![0-9A-Za-z+])|(?<=[Tt]el)|(?<=TEL)|(?<=[Mm]obile)|(?<=[Pp]hone)|(?<=[Cc]all))(?<![0-9][-.])"
+    r"(?:\(\s?(?:\+|00)?\s?66\s?\)|(?:\+|00)\s?66|66)" + _SEP + r"(?:\(\s?0\s?\)" + _SEP + r"|0" + _SEP + r")?" + _PHONE_TAIL
+    + r"|(?:(?<![0-9A-Za-z+])|(?<=[Tt]el)|(?<=TEL)|(?<=[Mm]obile)|(?<=[Pp]hone)|(?<=[Cc]all))(?<![0-9][-.])"
+    r"(?:\(\s?)?0" + _SEP + _PHONE_TAIL
+    + r"(?![0-9])(?![-.]\d)"
+)
+# A date written with dashes or dots is not a phone even when a number follows it.
+_DATE_START_RE = re.compile(r"(?:0?[1-9]|[12]\d|3[01])[-.](?:0?[1-9]|1[0-2])[-.](?:\d{4}|\d{2})(?!\d)")
+
+_ID_SEP = r"(?:[ \t]{0,2}[-.][ \t]{0,2}|[ \t]{1,2})?"
+_NATIONAL_ID_RE = re.compile(r"(?<![0-9])(?<![0-9][-.])\d" + _ID_SEP + r"\d{4}" + _ID_SEP + r"\d{5}" + _ID_SEP + r"\d{2}"
+                             + _ID_SEP + r"\d(?![0-9])(?![-.]\d)")
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_EMAIL_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+"
+    r"(?:\s?@\s?|\s?[(\[][Aa][Tt][)\]]\s?)"
+    r"(?:" + _LABEL + r"\.)+(?:[A-Za-z]{2,24}|ไทย)(?![A-Za-z0-9])"
+)
+# Spelled out to dodge filters: "somchai at gmail dot com", "somchai [at] gmail [dot] co [dot] th".
+_SPELLED_AT = r"\s*[\[(]?\s*(?:at|แอท)\s*[\])]?\s*"
+_SPELLED_DOT = r"\s*[\[(]?\s*(?:dot|ดอท)\s*[\])]?\s*|\."
+_EMAIL_SPELLED_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+" + _SPELLED_AT + r"[A-Za-z0-9\-]+(?:(?:" + _SPELLED_DOT + r")[A-Za-z0-9\-]+)*"
+    r"(?:" + _SPELLED_DOT + r")(?:com|net|org|th|info|biz|edu|gov|io|me|co)(?![A-Za-z0-9])", re.IGNORECASE)
+_BANK_RE = re.compile(r"(?<![0-9A-Za-z\-])(?:\d{10,12}|\d{2,4}(?:-\d{1,6}){2,4})(?![0-9A-Za-z])(?!-\d)")
+
+# LINE: an explicit trigger, optional ":" / "=" / "คือ", then the id (ASCII, 3-20 characters as LINE allows).
+_LINE_TRIGGER = (r"(?:ไลน์\s*(?:ไอดี|id)|ไอดี\s*ไลน์|แอด\s*ไลน์|(?<!ออน)ไลน์|(?<![A-Za-z])(?:line\s*-?\s*id|id\s*line|add\s*line|line)"
+                 r"|แอด\s*line)")
+_LINE_RE = re.compile("(?P<t>" + _LINE_TRIGGER + ")" + r"(?P<strong>\s*(?:[:=]|คือ|ชื่อ|มาที่|ที่)\s*|\s*)(?P<v>@?[A-Za-z0-9][A-Za-z0-9._\-]{2,18}[A-Za-z0-9_])"
+                      r"(?![A-Za-z0-9@])", re.IGNORECASE)
+_HANDLE_RE = re.compile(r"(?<![A-Za-z0-9._%+\-@\]/])(?P<v>@[A-Za-z0-9._\-]{1,19}[A-Za-z0-9_])(?![A-Za-z0-9@])")
+# Words that follow a bare "LINE" in ordinary sentences ("ช่องทาง LINE Official Account"): not ids.
+_LINE_WORDS = frozenset("""oa official app application pay man notify group groups chat call calls account accounts
+today login shopping id the and or to for is was a an of in on at it also too only please thai th service services
+with we our my your ok voom sticker stickers shop mobile web website chatbot bot ได้ message messages me us you them
+but not no yes so if then than this that there here from by as be been are were will would can could should""".split())
+
+# A LINE "add friend" link carries the id in its path: line.me/ti/p/~somchai99 (personal) or /p/@dga.th (official).
+_LINE_URL_RE = re.compile(r"line\.me/(?:R/)?ti/p/(?P<v>[~@]?[A-Za-z0-9._\-]*[A-Za-z0-9_])", re.IGNORECASE)
+
+# Official LINE accounts published to citizens (not personal data). Agency codes from the registry count too.
+OFFICIAL_LINE_ACCOUNTS = frozenset({"dga.th", "dgathai", "egov", "thaiid", "sso1506", "1111", "1555", "callcenter1111",
+                                    "pmdu1111", "govchannel", "thaigov"})
+_OFFICIAL_SUFFIXES = ("", ".th", "th", "thai", "thailand", "official", "_official", ".official", ".go.th")
+
+# Names. Longest honorific first so นางสาว wins over นาง and นายแพทย์ over นาย.
+_THAI_HONORIFICS = ("นางสาว", "นายแพทย์", "แพทย์หญิง", "เด็กชาย", "เด็กหญิง", "นาง", "นาย", "น.ส.", "นส.", "ด.ช.", "ด.ญ.",
+                    "ดช.", "ดญ.", "นพ.", "พญ.", "ดร.",
+                    "คุณป้า", "คุณลุง", "คุณน้า", "คุณยาย", "คุณตา", "คุณหมอ", "คุณครู", "คุณพี่", "คุณน้อง", "คุณ")
+_THAI_LETTERS = "\u0e01-\u0e2e\u0e30-\u0e3a\u0e40-\u0e45\u0e47-\u0e4e"  # letters, vowels, tones; not digits, ฯ, ๆ, ฿
+_NAME_RE = re.compile(
+    r"(?P<h>" + "|".join(re.escape(h) for h in _THAI_HONORIFICS) + r")[ \t]?(?P<v>[" + _THAI_LETTERS + r"]+)"
+    r"(?:[ \t](?P<s>[" + _THAI_LETTERS + r"]+))?"
+)
+_EN_NAME_RE = re.compile(r"(?<![A-Za-z])(?:Mrs|Mr|Ms|Miss|Khun|MRS|MR|MS|MISS|KHUN)\.?[ \t]?"
+                         r"(?P<v>[A-Z][a-z]+(?:[ \t][A-Z][a-z]+)?)(?![A-Za-z])")
+# A Thai honorific counts at a word start. Thai writes "ติดต่อนายสมชาย" without a space, so a Thai letter before
+# it is fine, except the few words that end in one ("ทนาย", "ขอบคุณ", "พระคุณ", "บุญคุณ").
+_NOT_A_WORD_START = {"นาย": ("ท",), "คุณ": ("ขอบ", "พระ", "บุญ", "ทุน", "ไม่รู้")}
+# First words that make the honorific part of an ordinary word (นายก, นายจ้าง, นางพยาบาล, คุณภาพ).
+_NOT_A_NAME = {
+    "นาย": ("กรัฐมนตรี", "กเทศมนตรี", "กองค์การ", "กอบต", "กอบจ", "กสภา", "กสมาคม", "จ้าง", "อำเภอ", "ทะเบียน", "หน้า",
+            "ด่าน", "ช่าง", "ทหาร", "ตรวจ", "สถานี", "ร้อย", "พล", "ประกัน", "ธนาคาร", "ทุน", "ห้าง", "พราน", "หมวด",
+            "สิบ", "เรือ", "กอง", "งาน", "ท่า", "ตำรวจ", "ประตู", "แบบ", "ท้าย", "ทาส", "ใหญ่"),
+    "นาง": ("พยาบาล", "ฟ้า", "งาม", "แบบ", "เอก", "ร้าย", "สนม", "กำนัล", "ใน", "ละคร", "รำ", "ไม้", "เงือก", "สาว"),
+    "คุณ": ("ภาพ", "ค่า", "สมบัติ", "ธรรม", "ประโยชน์", "ลักษณะ", "วุฒิ", "งาม", "ความ", "วิเศษ", "ากร", "ูปการ",
+            # the pronoun "you"
+            "ควร", "ช่วย", "สามารถ", "ต้อง", "อาจ", "คง", "ทำ", "ได้", "ไม่", "จะ", "เป็น", "มี", "ให้", "พูด", "บอก", "ยัง",
+            "กรุณา", "เคย", "อยาก", "แม่", "พ่อ", "ใจดี", "เก่ง", "สวย", "น่ารัก", "รู้", "เอง", "ก็", "ต้องการ", "คิด", "เห็น", "ใช้", "ตอบ", "ไป", "มาก", "ๆ"),
+}
+# Words that cannot start a name or surname: particles and common verbs that follow a name in a sentence.
+_NAME_STOP = ("ที่", "ซึ่ง", "ได้", "ให้", "ช่วย", "บริการ", "ครับ", "ค่ะ", "คะ", "นะ", "เป็น", "ก็", "และ", "กับ", "ทำ", "พูด",
+              "ไม่", "ยัง", "ตอบ", "เจ้าหน้าที่", "จะ", "ว่า", "คือ", "แล้ว", "มาก", "ทุก", "ท่าน", "ติดต่อ", "โทร", "อายุ",
+              "เลข", "อยู่", "ผู้", "ควร", "ต้อง", "ขอ", "รอ", "เรื่อง", "ของ", "ด้วย", "เคย", "อยาก", "กรุณา", "บอก",
+              "ใช้", "เอง", "หรือ", "แต่", "เพราะ", "จึง", "ก่อน", "หลัง", "นั้น", "นี้", "เขา", "เธอ", "พวก", "ทั้ง",
+              "ดูแล", "แนะนำ", "อธิบาย", "ประจำ", "เมื่อ", "ตั้งแต่", "จน", "ถึง", "อีก", "เพิ่ง", "กำลัง", "ค่ะ", "จ้า")
+
+
+@dataclass(frozen=True)
+class Redaction:
+    text: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+Finder = Callable[[str, str], Iterable[tuple[int, int]]]
+
+
+def _pattern(regex: re.Pattern[str], accept: Callable[[str], bool] | None = None) -> Finder:
+    """Spans of `regex` matches on the view (the `v` group when the pattern has one), filtered by `accept`."""
+
+    def find(text: str, view: str) -> Iterable[tuple[int, int]]:
+        for m in regex.finditer(view):
+            group = "v" if "v" in regex.groupindex else 0
+            if accept is None or accept(m.group(group)):
+                yield m.span(group)
+
+    return find
+
+
+def _only_digits(s: str) -> str:
+    return "".join(c for c in s if "0" <= c <= "9")
+
+
+def _valid_id(candidate: str) -> bool:
+    digits = _only_digits(candidate)
+    if len(digits) != 13 or digits[0] == "0":
+        return False
+    total = sum(int(digits[i]) * (13 - i) for i in range(12))
+    return (11 - total % 11) % 10 == int(digits[12])
+
+
+def _phone(candidate: str) -> bool:
+    return not _DATE_START_RE.match(candidate)
+
+
+def _bank(candidate: str) -> bool:
+    return 10 <= len(_only_digits(candidate)) <= 12
+
+
+@lru_cache(maxsize=1)
+def _agency_codes() -> frozenset[str]:
+    try:
+        from services.contracts.agencies import get_registry
+
+        return frozenset(code.lower() for code in get_registry().codes())
+    except Exception:  # the redactor must work without the registry (it only widens the official list)
+        return frozenset()
+
+
+def is_official_line_account(handle: str) -> bool:
+    """An @handle published by a government body: a listed account, or an agency code with a usual suffix."""
+    name = handle.lstrip("@").lower()
+    if name in OFFICIAL_LINE_ACCOUNTS:
+        return True
+    return any(name.endswith(sfx) and name[: len(name) - len(sfx)] in _agency_codes() for sfx in _OFFICIAL_SUFFIXES)
+
+
+def _line_ids(text: str, view: str) -> Iterable[tuple[int, int]]:
+    for m in _LINE_RE.finditer(view):
+        value = m.group("v")
+        trigger = m.group("t").lower()
+        bare = not m.group("strong").strip() and not value.startswith("@") and trigger in ("line", "ไลน์")
+        if bare and (value.lower() in _LINE_WORDS or value.isalpha() and value.lower().startswith(("official", "app"))):
+            continue  # "LINE Official Account", "ช่องทาง LINE app": the product, not an id
+        if bare and trigger == "line" and value.isalpha():
+            continue  # English prose ("my line is busy", "LINE number"): only an id-like word after a bare "line"
+        if is_official_line_account(value):
+            continue
+        yield m.span("v")
+    for m in _LINE_URL_RE.finditer(view):
+        if not is_official_line_account(m.group("v").lstrip("~")):
+            yield m.span("v")
+    for m in _HANDLE_RE.finditer(view):
+        if not is_official_line_account(m.group("v")):
+            yield m.span("v")
+
+
+def _thai_word_start(view: str, pos: int, honorific: str) -> bool:
+    if pos == 0 or not ("\u0e01" <= view[pos - 1] <= "\u0e4e"):
+        return True
+    return not view[max(0, pos - 8):pos].endswith(_NOT_A_WORD_START.get(honorific[:3], ()))
+
+
+def _names(text: str, view: str) -> Iterable[tuple[int, int]]:
+    pos = 0
+    while (m := _NAME_RE.search(view, pos)) is not None:
+        # A rejected candidate may hide a real one inside it ("ขอบคุณคุณสมศรี"): look again one character on.
+        pos = m.start() + 1
+        honorific, first = m.group("h"), m.group("v")
+        if not _thai_word_start(view, m.start("h"), honorific):
+            continue
+        base = "คุณ" if honorific.startswith("คุณ") and honorific != "คุณ" else honorific
+        if len(first) < 2 or first.startswith(_NOT_A_NAME.get(base, ())) or first.startswith(_NAME_STOP):
+            continue
+        if honorific != base and first.startswith(_NOT_A_NAME["คุณ"]):
+            continue
+        surname = m.group("s")
+        if surname and not surname.startswith(_NAME_STOP):
+            yield m.start("v"), m.end("s")
+        else:
+            yield m.span("v")
+        pos = m.end()
+    for m in _EN_NAME_RE.finditer(view):
+        yield m.span("v")
+
+
+# Order matters: e-mail before LINE (an e-mail holds "@"), national ID before phone and bank (13 digits hold a
+# 10-digit run), phone before bank (a 10-digit mobile is a phone), LINE after phone ("ไลน์ 0812345678" is a phone).
+_FINDERS: tuple[tuple[str, Finder], ...] = (
+    (EMAIL, _pattern(_EMAIL_RE)),
+    (EMAIL, _pattern(_EMAIL_SPELLED_RE)),
+    (NATIONAL_ID, _pattern(_NATIONAL_ID_RE, _valid_id)),
+    (PHONE, _pattern(_PHONE_RE, _phone)),
+    (BANK_ACCOUNT, _pattern(_BANK_RE, _bank)),
+    (LINE_ID, _line_ids),
+    (NAME, _names),
+)
+
+
+def _apply(text: str, kind: str, find: Finder, counts: Counter) -> str:
+    view = ascii_view(text)
+    # Never match inside an earlier placeholder (they are sorted and disjoint: bisect, not a scan per match).
+    taken = [m.span() for m in _PLACEHOLDER_RE.finditer(text)]
+    starts = [s for s, _ in taken]
+    out: list[str] = []
+    last = 0
+    for start, end in sorted(set(find(text, view))):
+        if start < last or start == end:
+            continue
+        i = bisect.bisect_left(starts, end) - 1  # the last placeholder starting before this match ends
+        if i >= 0 and taken[i][1] > start:
+            continue
+        out.append(text[last:start])
+        out.append(placeholder(kind))
+        counts[kind] += 1
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
+def redact(text: str) -> Redaction:
+    """Replace personal data in `text` with typed placeholders; return the text and counts by kind."""
+    counts: Counter = Counter()
+    for kind, find in _FINDERS:
+        text = _apply(text, kind, find, counts)
+    return Redaction(text, {k: counts[k] for k in KINDS if counts[k]})
+
+
+def redact_to_limit(text: str, limit: int) -> Redaction:
+    """`redact`, then cut to `limit` characters with TRUNCATION_MARK if redaction made it longer than that.
+    A placeholder is never cut in half: the cut moves to its start."""
+    result = redact(text)
+    if len(result.text) <= limit:
+        return result
+    cut = max(0, limit - len(TRUNCATION_MARK))
+    opening = result.text.rfind("[REDACTED:", 0, cut)
+    if opening != -1 and result.text.find("]", opening) >= cut:
+        cut = opening
+    kept = result.text[:cut] + TRUNCATION_MARK
+    return Redaction(kept, count_placeholders(kept))
+
+
+def count_placeholders(text: str | None) -> dict[str, int]:
+    """Redactions recorded in an already redacted text (the original is gone by then)."""
+    if not text:
+        return {}
+    counts = Counter(m.group(1) for m in _PLACEHOLDER_RE.finditer(text))
+    return {k: counts[k] for k in KINDS if counts[k]}
