@@ -130,7 +130,10 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
     @router.get("/survey/{agency}", response_class=HTMLResponse, tags=["survey"],
                 summary="Survey form page for web forms and kiosks · แบบสอบถาม",
                 description="Optional `?key=` carries a survey (kiosk) key of this agency that the page sends as "
-                            "X-API-Key. A URL is public: the page refuses to carry any stronger key (403).")
+                            "X-API-Key. A URL is public: the page refuses to carry any stronger key (403).",
+                responses={403: {"description": "`key` is an agency or programme-office key, or another agency's",
+                                 "content": {"application/problem+json": {}}},
+                           404: {"description": "unknown agency", "content": {"application/problem+json": {}}}})
     async def survey(agency: str, key: str | None = Query(None, max_length=200),
                      service_name: str | None = Query(None, max_length=200),
                      channel: str | None = Query(None)) -> HTMLResponse:
