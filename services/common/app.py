@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pymongo.asynchronous.database import AsyncDatabase
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.common import openapi
 from services.common.auth import ApiKeyAuth
 from services.common.consumer import EventConsumer, Handler, Prepare
 from services.common.http_ingest import PROBLEM, Ingestor, events_router
@@ -28,6 +29,7 @@ from services.common.kafka import EventPublisher, ensure_topics, make_broker
 from services.common.metrics import PlatformMetrics, SnapshotCollector
 from services.common.mongo import ensure_platform_indexes, make_client, retry_transient
 from services.common.settings import ServiceSettings
+from services.contracts import problems
 from services.contracts.agencies import get_registry
 
 log = logging.getLogger(__name__)
@@ -170,16 +172,22 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"reason": _reason(exc.status_code), "detail": str(exc.detail)}
-        body = {"type": f"urn:newnormal:problem:{detail.get('reason')}", "status": exc.status_code, **detail}
+        if isinstance(exc.detail, dict):
+            detail = exc.detail
+        else:  # Starlette's own (404 route, 405 method): its text is a standard phrase, never input
+            detail = {"reason": _reason(exc.status_code), "detail": str(exc.detail)}
+        reason = str(detail.get("reason") or _reason(exc.status_code))
+        body = {"type": f"urn:newnormal:problem:{reason}", "title": reason.replace("_", " "),
+                "status": exc.status_code, **detail, "reason": reason}
         return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()[:20]]
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        return JSONResponse({"type": "urn:newnormal:problem:invalid_request", "status": 422, "reason": "invalid_request",
-                             "detail": detail, "errors": errors}, status_code=422, media_type=PROBLEM)
+        # 400 like every other malformed input (same mistake, same status), in our own words (problems.describe).
+        errors = problems.describe(exc.errors())
+        return JSONResponse({"type": "urn:newnormal:problem:invalid_request", "title": "invalid request", "status": 400,
+                             "reason": "invalid_request", "detail": problems.summary(errors), "errors": errors},
+                            status_code=400, media_type=PROBLEM)
 
     @app.get("/healthz", tags=["platform"], summary="Process alive")
     async def healthz() -> dict[str, str]:
@@ -209,6 +217,7 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
         return [{"code": a.code, "name_th": a.name_th, "name_en": a.name_en, "ministry": a.ministry, "kind": a.kind}
                 for a in get_registry().all()]
 
+    openapi.install(app, runtime.auth)
     return app
 
 

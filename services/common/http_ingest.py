@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from services.common import openapi
 from services.common.auth import ApiKeyAuth, Principal
 from services.common.kafka import EventPublisher
 from services.common.metrics import PlatformMetrics
@@ -179,6 +180,7 @@ def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:
                    415: {"description": "unsupported media type"},
                    429: {"description": "rate limited (per key, counted in events); see Retry-After"},
                    503: {"description": "Kafka unavailable"}},
+        openapi_extra=openapi.events_body(ingestor.allowed_types, ingestor.settings.ingest_max_events_per_request),
     )
     async def post_events(request: Request, principal: Principal = Depends(auth)) -> JSONResponse:
         # Depends(auth) has run on the headers alone; one token is taken before the body is read, so a key
