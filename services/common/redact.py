@@ -29,10 +29,12 @@ valid phone/ID shape between the boundaries used here.
 
 from __future__ import annotations
 
+import base64
 import bisect
+import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -329,3 +331,82 @@ def count_placeholders(text: str | None) -> dict[str, int]:
         return {}
     counts = Counter(m.group(1) for m in _PLACEHOLDER_RE.finditer(text))
     return {k: counts[k] for k in KINDS if counts[k]}
+
+
+# --- dead letters ----------------------------------------------------------------------------------------
+# Fields that are personal by name and dropped outright from a dead letter (the feedback form's birth year).
+BIRTH_KEYS = re.compile(r"birth|\bdob\b|^dob$|ปีเกิด|วันเกิด", re.IGNORECASE)
+# The same fields in a value that is not JSON (truncated, binary, nested too deep): `"birth_year": 2500,`.
+_BIRTH_FIELD_RE = re.compile(
+    r"""["']?[A-Za-z_\-]*(?:birth|dob)[A-Za-z_\-]*["']?\s*[:=]\s*(?:"[^"]{0,64}"|'[^']{0,64}'|[^,;}\]\s]{0,64})\s*,?"""
+    r"""|["']?(?:ปีเกิด|วันเกิด)["']?\s*[:=]?\s*[^,;}\]\s]{0,64}\s*,?""",
+    re.IGNORECASE,
+)
+SCRUB_FAILED = b'{"dead_letter_scrub":"failed"}'
+
+
+def scrub_text(text: str) -> str:
+    """Free text of unknown shape: birth-year-looking fields removed, then personal data redacted."""
+    return redact(_BIRTH_FIELD_RE.sub("", text)).text
+
+
+FieldRules = Mapping[str, Callable[[object], object]]
+
+
+def _scrub_value(value: object, drop: re.Pattern[str], nested: int = 0, rules: FieldRules | None = None) -> object:
+    if isinstance(value, str):
+        stripped = value.lstrip()
+        if nested < 2 and stripped[:1] in ("{", "["):  # JSON carried as a string (CloudEvents `data`)
+            try:
+                from services.contracts import safejson
+
+                inner = safejson.loads(stripped)
+            except ValueError:
+                return scrub_text(value)
+            return json.dumps(_scrub_value(inner, drop, nested + 1, rules), ensure_ascii=False)
+        return scrub_text(value)
+    if isinstance(value, list):
+        return [_scrub_value(item, drop, nested, rules) for item in value]
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            if drop.search(key):
+                continue
+            if key == "data_base64" and isinstance(item, str) and nested < 2:
+                out[key] = _scrub_base64(item, drop, nested + 1, rules)
+                continue
+            if rules and key in rules:
+                item = rules[key](item)
+            out[scrub_text(key)] = _scrub_value(item, drop, nested, rules)
+        return out
+    return value  # numbers, booleans, null: nothing to redact (birth years are dropped by key)
+
+
+def _scrub_base64(encoded: str, drop: re.Pattern[str], nested: int, rules: FieldRules | None) -> str:
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (ValueError, TypeError):
+        return scrub_text(encoded)
+    return base64.b64encode(_scrub_bytes(raw, drop, nested, rules)).decode()
+
+
+def _scrub_bytes(value: bytes, drop: re.Pattern[str], nested: int = 0, rules: FieldRules | None = None) -> bytes:
+    from services.contracts import safejson
+
+    try:
+        decoded = safejson.loads(value)
+    except ValueError:  # not JSON, not UTF-8, or nested too deep: treat the whole value as text
+        return scrub_text(value.decode("utf-8", errors="replace")).encode()
+    return json.dumps(_scrub_value(decoded, drop, nested, rules), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def scrub_payload(value: bytes | None, *, drop: re.Pattern[str] = BIRTH_KEYS, rules: FieldRules | None = None) -> bytes:
+    """What a dead letter may carry of a record's value: JSON with every string redacted (keys too) and the
+    fields matching `drop` removed (`rules` first transforms named fields); anything else redacted as text. Never raises: a dead letter must be
+    written whatever the record holds, so a failure gives SCRUB_FAILED instead of the raw value."""
+    if not value:
+        return b""
+    try:
+        return _scrub_bytes(bytes(value), drop, 0, rules)
+    except Exception:
+        return SCRUB_FAILED

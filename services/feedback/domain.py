@@ -14,11 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.common.redact import BIRTH_KEYS, scrub_payload
 from services.common.thai_calendar import BANGKOK, bangkok_day
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
-from services.feedback.redact import redact
+from services.feedback.redact import redact_to_limit
 
 FEEDBACK_TYPE = "feedback.response.submitted"
 BE_OFFSET = 543
@@ -62,7 +63,7 @@ def age_group_for_birth_year(birth_year: int, submitted_at: datetime) -> AgeGrou
     year = submitted_at.astimezone(BANGKOK).year
     age = year - gregorian_birth_year(birth_year)
     if age < 0 or age > 120:
-        raise ValueError(f"birth year gives an age of {age} in {year}")
+        raise ValueError("birth year gives an age outside 0-120")  # no value: errors reach the DLQ and logs
     return age_group_for_age(age)
 
 
@@ -71,32 +72,59 @@ def cohort_of(age_group: AgeGroup | str) -> str:
 
 
 # --- intake -----------------------------------------------------------------------------------
+def _max_length(name: str) -> int:
+    return next(m.max_length for m in FeedbackResponseSubmitted.model_fields[name].metadata if hasattr(m, "max_length"))
+
+
+# Every field a citizen types freely, with its stored limit (the contract's max_length).
+FREE_TEXT_LIMITS = {name: _max_length(name) for name in ("comment", "service_name")}
+
+
+def scrub_dead_letter(value: bytes) -> bytes:
+    """A feedback record's value as it may be dead-lettered (structured or binary mode, or not JSON at all):
+    every free-text string redacted, birth_year dropped. Never raises (see `scrub_payload`)."""
+    return scrub_payload(value, drop=BIRTH_KEYS)
+
+
 def prepare(event: Event) -> Event:
-    """Make a feedback event safe to publish and store: birth_year -> age_group (then dropped),
-    comment redacted. Pure and idempotent (a prepared event comes back equal)."""
+    """Make a feedback event safe to publish and store: birth_year -> age_group (then dropped), every free-text
+    field redacted, then cut to its limit with a marker if redaction made it longer. Pure and idempotent (a
+    prepared event comes back equal). Any value out of range (birth year, a submitted_at that overflows in
+    Bangkok time) is an EventError with reason `invalid_data` whose detail names the field, never its value."""
     data = event.data
     if not isinstance(data, FeedbackResponseSubmitted):
         return event
+
+    def invalid(detail: str) -> EventError:
+        return EventError("invalid_data", detail, event_id=event.id, source=event.source)
+
     update: dict[str, Any] = {}
+    try:
+        bangkok_day(data.submitted_at)  # the rollups' day: a far offset can overflow past year 9999
+    except (OverflowError, ValueError):
+        raise invalid("submitted_at is out of range once converted to Bangkok time") from None
     if data.birth_year is not None:
         try:
             update["age_group"] = age_group_for_birth_year(data.birth_year, data.submitted_at)
-        except ValueError as exc:
-            raise EventError("invalid_data", f"birth_year: {exc}", event_id=event.id, source=event.source) from None
+        except (ValueError, OverflowError):
+            raise invalid("birth_year gives an age outside 0-120") from None
         update["birth_year"] = None
-    if data.comment:
-        redacted = redact(data.comment)
-        if redacted.total:
-            update["comment"] = redacted.text
+    for name, limit in FREE_TEXT_LIMITS.items():
+        value = getattr(data, name)
+        if value:
+            redacted = redact_to_limit(value, limit)
+            if redacted.text != value:
+                update[name] = redacted.text
     if not update:
         return event
     try:
         payload = data.model_copy(update=update).model_dump(mode="json", exclude_none=True)
         model = FeedbackResponseSubmitted.model_validate(payload)
-    except ValidationError as exc:
+    except (ValidationError, ValueError, OverflowError, TypeError) as exc:
         # Never echo the input: the message names the fields only.
-        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors()[:5])
-        raise EventError("invalid_data", f"invalid after redaction: {fields}", event_id=event.id, source=event.source) from None
+        errors = exc.errors()[:5] if isinstance(exc, ValidationError) else []
+        fields = ", ".join(".".join(map(str, e["loc"])) for e in errors) or type(exc).__name__
+        raise invalid(f"invalid after redaction: {fields}") from None
     return dataclasses.replace(event, data=model)
 
 

@@ -15,7 +15,7 @@ from services.common.ratelimit import TokenBucket
 from services.contracts.events import FEEDBACK_TYPES
 from services.contracts.topics import FEEDBACK_EVENTS
 from services.feedback.adapters import FeedbackRepository
-from services.feedback.domain import prepare
+from services.feedback.domain import prepare, scrub_dead_letter
 from services.feedback.entrypoints import build_router
 from services.feedback.handlers import FeedbackService
 from services.feedback.metrics import FeedbackCollector
@@ -35,7 +35,7 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], 
     # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
     # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).
     runtime.add_consumer(topic=FEEDBACK_EVENTS, group="feedback", handler=service.handle_batch,
-                         allowed_types=FEEDBACK_TYPES, prepare=prepare, audit=False)
+                         allowed_types=FEEDBACK_TYPES, prepare=prepare, audit=False, dead_letter_scrub=scrub_dead_letter)
     runtime.add_collector(FeedbackCollector(repo, settings.metrics_cache_seconds))
 
     async def startup(rt: Runtime) -> None:

@@ -17,6 +17,7 @@ from services.training.adapters import TrainingRepository
 from services.training.entrypoints import readiness_router, xapi_router
 from services.training.handlers import Pseudonymiser, TrainingService, XapiIntake
 from services.training.metrics import ReadinessCollector, TrainingMetrics
+from services.training.privacy import scrub_dead_letter
 from services.training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
 
     runtime.on_startup(startup)
     runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=service.handle_batch,
-                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(learner_secret))
+                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(learner_secret), dead_letter_scrub=scrub_dead_letter)
     runtime.add_collector(ReadinessCollector(repo, clock, settings.metrics_cache_seconds))
     app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
                              description="Civil-servant training completions and readiness against target, "
