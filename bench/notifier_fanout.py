@@ -29,7 +29,7 @@ from bench.harness import peak_rss_mib, percentile, write_results
 from services.common import processes as px
 from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
-from services.contracts.webhooks import generate_secret
+from services.contracts.webhooks import generate_secret, sign_headers
 from services.notifier.main import create_app
 from services.notifier.settings import NotifierSettings
 
@@ -131,9 +131,13 @@ async def run_baseline(bootstrap: str, mongo_uri: str, sink_url: str, n: int) ->
 
             async def post(path: str, body: dict, event_time: datetime) -> None:
                 nonlocal delivered
+                raw = json.dumps(body, ensure_ascii=False).encode()
+                headers = {"Authorization": "Bearer bench-token", "X-Line-Retry-Key": str(uuid.uuid4()),
+                           "Content-Type": "application/json"}
+                if path == "/webhook":  # the raw path signs too (the sink verifies), so both sides pay for it
+                    headers.update(sign_headers([WEBHOOK_SECRET], f"msg_{uuid.uuid4().hex}", raw))
                 async with sem:
-                    r = await http.post(f"{sink_url}{path}", json=body, headers={"Authorization": "Bearer bench-token",
-                                                                                 "X-Line-Retry-Key": str(uuid.uuid4())})
+                    r = await http.post(f"{sink_url}{path}", content=raw, headers=headers)
                     r.raise_for_status()
                     delivered += 1
                     latencies.append((datetime.now(UTC) - event_time).total_seconds())
