@@ -132,6 +132,11 @@ async def test_the_63_record_mix_on_feedback_stores_all_60_valid_once_and_dead_l
                 assert header(r, "dlq-original-topic") == topics.FEEDBACK_EVENTS
                 detail = header(r, "dlq-detail") or ""
                 assert NID not in detail and "1800" not in detail and "1990" not in detail
+            # The service's scrub reached the dead letters: the comment redacted, the birth year dropped.
+            for offset in (41, 62):
+                value = by_offset[offset].value.decode()
+                assert NID not in value and PHONE not in value and "birth_year" not in value
+            assert "ช่วยด้วย" in by_offset[62].value.decode()  # the rest of the comment kept
             # The consumer is alive: a later valid record is stored.
             later = cloudevent("feedback.response.submitted", response(99), agency="dga", source="/agencies/dga/kiosk")
             await produce(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, [structured(later)])
@@ -264,8 +269,8 @@ async def test_hostile_mix_on_training_events(settings_for):
                        what="every valid event stored")
             assert await db.events.count_documents({}) == len(valid)
             assert len(dead) == len(hostile)
-            for r in dead:  # no dead letter carries the national ID, in its detail or its value
-                assert NID not in (header(r, "dlq-detail") or "")
+            for r in dead:  # no dead letter carries the national ID, in its detail or (scrubbed) its value
+                assert NID not in (header(r, "dlq-detail") or "") and NID.encode() not in r.value
             await _alive(settings, client, db, topics.TRAINING_EVENTS, cloudevent(done, completion(999), agency="dga"))
     finally:
         await db.client.close()
