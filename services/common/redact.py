@@ -379,7 +379,11 @@ def _scrub_value(value: object, drop: re.Pattern[str], nested: int = 0, rules: F
                 item = rules[key](item)
             out[scrub_text(key)] = _scrub_value(item, drop, nested, rules)
         return out
-    return value  # numbers, booleans, null: nothing to redact (birth years are dropped by key)
+    if isinstance(value, int) and not isinstance(value, bool) and len(str(value)) >= 9:
+        # A national ID or account number sent as a JSON number: the placeholder (a string) replaces it.
+        redacted = redact(str(value))
+        return redacted.text if redacted.total else value
+    return value  # other numbers, booleans, null: nothing to redact (birth years are dropped by key)
 
 
 def _scrub_base64(encoded: str, drop: re.Pattern[str], nested: int, rules: FieldRules | None) -> str:

@@ -260,9 +260,13 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
 
 
 def _describe(exc: ValidationError) -> str:
+    """Field paths and pydantic's messages (which never quote the value). A path can hold a key the client
+    invented, so it is redacted and shortened: details reach the DLQ and logs."""
+    from services.common.redact import redact
+
     parts = []
     for err in exc.errors()[:10]:
-        loc = ".".join(str(p) for p in err["loc"]) or "data"
+        loc = ".".join(redact(str(p)).text[:40] for p in err["loc"]) or "data"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
 
@@ -353,6 +357,9 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
             payload = safejson.loads(body)
     except safejson.TooManyItems:
         raise EventError("too_many_events", f"at most {max_events} events per request") from None
+    except safejson.TooComplex as exc:
+        raise EventError("too_complex", f"the batch holds more than {exc.limit} JSON objects and arrays "
+                         f"({safejson.CONTAINERS_PER_ITEM} per event): nested too deep or padded") from None
     except safejson.JsonTooDeep:
         raise EventError("json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels") from None
     except ValueError:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from pydantic import Field, model_validator
 
 from services.contracts.common_types import AgeGroup, AgencyCode, AwareDatetime, Channel, EventData, TechDifficulty
+
+
+def _province_codes() -> dict[str, Any]:
+    from services.contracts.provinces import PROVINCE_CODES
+
+    return {"enum": sorted(PROVINCE_CODES)}
 
 
 class FeedbackResponseSubmitted(EventData):
@@ -18,9 +26,14 @@ class FeedbackResponseSubmitted(EventData):
     trust: int | None = Field(default=None, ge=1, le=5)
     tech_difficulty: TechDifficulty
     aware_of_digital_channels: bool
-    province: str | None = Field(default=None, description="ISO 3166-2:TH code, e.g. TH-10 for Bangkok")
+    province: str | None = Field(default=None, description="ISO 3166-2:TH code, e.g. TH-10 for Bangkok",
+                                 json_schema_extra=lambda schema: schema["anyOf"][0].update(_province_codes()))
     comment: str | None = Field(default=None, max_length=4000)
     submitted_at: AwareDatetime
+
+    schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"required": ["age_group"], "properties": {"age_group": {"not": {"type": "null"}}}},
+        {"required": ["birth_year"], "properties": {"birth_year": {"type": "integer"}}}]}
 
     @model_validator(mode="after")
     def _check(self) -> FeedbackResponseSubmitted:
@@ -30,5 +43,6 @@ class FeedbackResponseSubmitted(EventData):
             from services.contracts.provinces import is_province
 
             if not is_province(self.province):
-                raise ValueError(f"unknown province {self.province!r}: use an ISO 3166-2:TH code such as TH-10")
+                # The value is not quoted back: a free-text answer here could hold personal data.
+                raise ValueError("unknown province: use an ISO 3166-2:TH code such as TH-10")
         return self
