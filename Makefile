@@ -44,7 +44,7 @@ bench: $(STAMP)
 	$(PY) -m bench.platform_report
 
 BENCHES ?= platform_ingest platform_consumer e2e_latency deadline_notification scaling memory \
-           roadmap_consumer training_import feedback_pipeline notifier_fanout
+           roadmap_consumer training_import feedback_pipeline notifier_fanout hostile_body
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench

@@ -155,6 +155,9 @@ async def read_json(request: Request, limit: int, *, max_items: int | None = Non
             return safejson.loads_bounded(body, max_items=max_items)
         except safejson.TooManyItems:
             answer = problem(413, too_many_reason, f"at most {max_items} items per request")
+        except safejson.TooComplex as exc:
+            answer = problem(400, "too_complex", f"the body holds more than {exc.limit} JSON objects and arrays "
+                             f"({safejson.CONTAINERS_PER_ITEM} per item): nested too deep or padded")
         except safejson.JsonTooDeep:
             answer = problem(400, "json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels")
         except ValueError:

@@ -93,7 +93,8 @@ async def test_roadmap_events_limits_and_hostile_batches(settings_for):
 
         hostile = {
             b"[]": (400, "empty_batch"), b"{}": (400, "invalid_batch"), b'"x"': (400, "invalid_batch"),
-            b"[" * 50_000: (400, "json_too_deep"), b"[1," + b"{\"a\":" * 100 + b"1" + b"}" * 100 + b"]": (400, "json_too_deep"),
+            b"[" * 50_000: (400, "too_complex"), b"[" + b"{}," * 40_000 + b"{}]": (400, "too_complex"),
+            b"[1," + b"{\"a\":" * 100 + b"1" + b"}" * 100 + b"]": (400, "json_too_deep"),
             b"[0,": (400, "invalid_json"), b"\xff\xfe[": (400, "invalid_json"),
             b"[" + b"{}," * 500 + b"{}]": (413, "too_many_events"),
         }
@@ -148,6 +149,9 @@ async def test_training_events_and_xapi_limits(settings_for):
             await assert_body_limits(client, key, method, "/xapi/statements", XAPI, **params)
             resp = await client.request(method, "/xapi/statements", content=b"[" * 50_000, params=params,
                                         headers={**XAPI, "x-api-key": key})
+            assert resp.status_code == 400 and reason(resp) == "too_complex"
+            resp = await client.request(method, "/xapi/statements", content=b'{"a":' * 100 + b"1" + b"}" * 100,
+                                        params=params, headers={**XAPI, "x-api-key": key})
             assert resp.status_code == 400 and reason(resp) == "json_too_deep"
             assert resp.headers[xapi.VERSION_HEADER] == "1.0.3"
         await assert_unauthenticated_body_is_not_read(client, "POST", "/v1/events", BATCH)

@@ -60,7 +60,23 @@ def test_too_many_items_is_refused_after_decoding_only_the_limit():
 @pytest.mark.parametrize("body", [b"[" * 50_000, b"[1," + b"[" * 50_000, b"[" + b"{\"a\":" * 40 + b"1" + b"}" * 40 + b"]"])
 def test_deep_nesting_is_json_too_deep_never_recursion_error(body):
     with pytest.raises(safejson.JsonTooDeep):
+        safejson.loads_bounded(body, max_items=500, max_containers=10**9)
+
+
+@pytest.mark.parametrize("body", [b"[" * 50_000, b"[" + b"{}," * 40_000 + b"{}]", b'[{"a":[' + b"[]," * 40_000 + b"[]]}]"])
+def test_more_containers_than_the_items_can_need_is_refused_before_decoding(body):
+    tracemalloc.start()
+    with pytest.raises(safejson.TooComplex) as info:
         safejson.loads_bounded(body, max_items=500)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert info.value.limit == 501 * safejson.CONTAINERS_PER_ITEM
+    assert peak < 2 * len(body) + 100_000  # the decoded text only
+
+
+def test_the_container_budget_fits_honest_items():
+    events = [{"data": {"depends_on": [], "x": {"y": [1, {"z": []}]}}, "a": {}} for _ in range(500)]
+    assert safejson.loads_bounded(json.dumps(events).encode(), max_items=500) == events
 
 
 def test_depth_counts_the_array_itself():
@@ -85,7 +101,8 @@ def refusal(headers, body, **kw) -> EventError:
     (b" [ ] ", "empty_batch"),
     (b"{}", "invalid_batch"),
     (b"0", "invalid_batch"),
-    (b"[" * 50_000, "json_too_deep"),
+    (b"[" * 50_000, "too_complex"),
+    (b"[" + b'{"a":' * 40 + b"1" + b"}" * 40 + b"]", "json_too_deep"),
     (b"[0,", "invalid_json"),
     (b"\xff\xfe\x00", "invalid_json"),
     (ZEROS, "too_many_events"),
