@@ -29,7 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
-from services.common.mongo import TRANSIENT_ERRORS, insert_new, retry_transient
+from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.contracts.envelope import Event, EventError, parse_kafka
@@ -248,9 +248,15 @@ class EventConsumer:
         async def write() -> list[Rejected]:
             if not self.audit:  # the handler writes the audit records and reports what was new in `fresh`
                 return list(await self._handle(Batch(events, fresh)) or [])
-            inserted = await insert_new(self.db.events, docs)
+            inserted, refused = await insert_new_or_refused(self.db.events, docs)
             fresh.update(events[i].key for i in inserted)
-            return list(await self._handle(Batch(events, set(fresh))) or [])
+            # A document the server refuses for its content is that event's failure: dead-letter it alone.
+            unstorable = [Rejected(events[i], EventError("unstorable", "the database refused this event's document"),
+                                   "WriteError") for i in sorted(refused)]
+            kept = [e for i, e in enumerate(events) if i not in refused]
+            if not kept:
+                return unstorable
+            return unstorable + list(await self._handle(Batch(kept, set(fresh))) or [])
 
         return await retry_transient(write, what=f"store {self.topic}", stop=self.stopping,
                                      on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())

@@ -37,24 +37,37 @@ async def ensure_platform_indexes(db: AsyncDatabase) -> None:
     await db.api_keys.create_index([("agency", ASCENDING)], name="agency")
 
 
+# Write errors that are one document's fault (the server refuses its content), never the database's state:
+# BadValue, DollarPrefixedFieldName, EmptyFieldName, DocumentValidationFailure, BSONObjectTooLarge, DocumentTooLarge.
+DOCUMENT_REFUSED = frozenset({2, 52, 56, 121, 10334, 17419, 17420})
+
+
 async def insert_new(collection: AsyncCollection, docs: Sequence[dict[str, Any]]) -> list[int]:
     """Insert documents unordered; a duplicate key means "already stored", not an error.
 
     Returns the positions of the documents that were newly inserted. Several times faster than
     an upsert per document, and safe under redelivery when the collection has a unique key.
     """
+    inserted, _ = await insert_new_or_refused(collection, docs, refusable=frozenset())
+    return inserted
+
+
+async def insert_new_or_refused(collection: AsyncCollection, docs: Sequence[dict[str, Any]],
+                                refusable: frozenset[int] = DOCUMENT_REFUSED) -> tuple[list[int], dict[int, int]]:
+    """`insert_new`, also reporting documents the server refused for their content (a `refusable` error code):
+    (positions newly inserted, {position: error code} refused). Any other write error raises BulkWriteError."""
     if not docs:
-        return []
+        return [], {}
     try:
         await collection.insert_many(list(docs), ordered=False)
-        return list(range(len(docs)))
+        return list(range(len(docs))), {}
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
-        other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if other:
+        if any(e.get("code") != DUPLICATE_KEY and e.get("code") not in refusable for e in errors):
             raise
-        duplicates = {e["index"] for e in errors}
-        return [i for i in range(len(docs)) if i not in duplicates]
+        refused = {e["index"]: e["code"] for e in errors if e.get("code") != DUPLICATE_KEY}
+        failed = {e["index"] for e in errors}
+        return [i for i in range(len(docs)) if i not in failed], refused
 
 
 async def retry_transient(

@@ -37,6 +37,8 @@ EXCEPTIONS: dict[str, type[Exception]] = {
 
 # --- fakes -----------------------------------------------------------------------------------
 class FakeCollection:
+    """Keyed by `_id`; refuses documents whose id starts with `r-` as a validating server would (code 121)."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.fail_next: list[Exception] = []
@@ -47,7 +49,9 @@ class FakeCollection:
         errors = []
         for i, doc in enumerate(docs):
             key = json.dumps(doc["_id"], sort_keys=True)
-            if key in self.docs:
+            if str(doc.get("id", "")).startswith("r-"):
+                errors.append({"index": i, "code": 121})
+            elif key in self.docs:
                 errors.append({"index": i, "code": 11000})
             else:
                 self.docs[key] = doc
@@ -141,11 +145,12 @@ def hostile(kind: str, n: int) -> bytes:
         **{f"prepare_{name}": event_json(f"x-{name}-{n}") for name in EXCEPTIONS},
         "handler": event_json(f"h-{n}"),
         "unstorable": event_json(f"u-{n}"),
+        "refused_by_db": event_json(f"r-{n}"),
     }[kind]
 
 
 HOSTILE_KINDS = ["deep", "deep_object", "not_utf8", "not_json", "nan", "huge_int", "wrong_type", "time_overflow", "bad_time",
-                 "handler", "unstorable", *(f"prepare_{name}" for name in EXCEPTIONS)]
+                 "handler", "unstorable", "refused_by_db", *(f"prepare_{name}" for name in EXCEPTIONS)]
 
 
 def record(value: bytes, offset: int, partition: int = 0) -> ConsumerRecord:
@@ -208,9 +213,10 @@ async def _run_property(batches: list[list[tuple[str, int]]]) -> None:
     reasons = Counter(_header(r, "dlq-reason") for _, r in publisher.sent)
     assert reasons[UNPROCESSABLE] == sum(1 for k in expected_dead if k.startswith("prepare_") or k == "unstorable")
     assert reasons["processing_failed"] == len(handler_refused)
+    assert reasons["unstorable"] == expected_dead.count("refused_by_db")
     for _, r in publisher.sent:
         if _header(r, "dlq-reason") == UNPROCESSABLE:
-            assert _header(r, "dlq-exception") in EXCEPTIONS
+            assert _header(r, "dlq-exception") in {*EXCEPTIONS, "OverflowError"}
         assert "1103702071927" not in (_header(r, "dlq-detail") or "")
     assert counter(consumer, "stored") == len(valid_ids)
     assert counter(consumer, "dead_lettered") == len(expected_dead)
