@@ -137,6 +137,11 @@ class XapiIntake:
         self.metrics.xapi.labels(outcome).inc()
         return XapiOutcome(status, reason=reason, detail=detail, extra=extra)
 
+    def _malformed(self, exc: Exception) -> XapiOutcome:
+        log.warning("xAPI statement could not be mapped", extra={"error_class": type(exc).__name__})
+        return self._fail(400, "malformed_statement", "a statement holds a value of an unexpected type or range "
+                          "(for example context or result not an object, a timestamp out of range)")
+
     async def submit(self, payload: Any, principal: Principal, put_id: str | None = None) -> XapiOutcome:
         statements = payload if isinstance(payload, list) else [payload]
         if put_id is not None and isinstance(payload, list):
@@ -164,6 +169,8 @@ class XapiIntake:
                 ids.append(sid)
         except xapi.StatementError as err:
             return self._fail(400, err.reason, err.detail)
+        except Exception as exc:  # a value of an unexpected type or range: this request's 400, never a 500
+            return self._malformed(exc)
         if len(set(ids)) != len(ids):
             return self._fail(400, "duplicate_statement_id", "the same statement id appears twice in this request")
         hashes = {st["id"]: xapi.canonical_hash(st) for st in statements}
@@ -192,6 +199,8 @@ class XapiIntake:
             return self._fail(400, err.reason, err.detail)
         except EventError as err:
             return self._fail(400, err.reason, err.detail)
+        except Exception as exc:  # mapping is pure: anything else is a value it could not handle
+            return self._malformed(exc)
         errors = await self.publisher.publish_many(events)
         if any(e is not None for e in errors):
             self.metrics.xapi.labels("unavailable").inc(len(statements))

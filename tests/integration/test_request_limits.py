@@ -161,6 +161,13 @@ async def test_training_events_and_xapi_limits(settings_for):
         assert resp.status_code == 413 and reason(resp) == "too_many_statements"
         resp = await client.post("/xapi/statements", json=statement(), headers={**XAPI, "x-api-key": key})
         assert resp.status_code == 200, resp.text
+        # Values of unexpected types or ranges in a statement are that request's 400, never a 500.
+        ext = {xapi.EXT_COMPETENCY: "mindset"}
+        for hostile in ({"context": [1]}, {"result": "x"}, {"context": {"extensions": {xapi.EXT_COMPETENCY: [1]}}},
+                        {"context": {"extensions": ext}, "timestamp": "9999-12-31T23:00:00-12:00"},
+                        {"context": {"extensions": [1]}}):
+            resp = await client.post("/xapi/statements", json={**statement(), **hostile}, headers={**XAPI, "x-api-key": key})
+            assert resp.status_code == 400 and reason(resp) == "malformed_statement", (hostile, resp.text)
 
 
 async def test_rate_limits_per_key_in_events_with_retry_after(settings_for):
