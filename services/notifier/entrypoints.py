@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
+from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import read_json
@@ -73,6 +74,8 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
     # notifier e-mail or LINE officials any text with any link.
     am_secret = settings.alertmanager_credential()
     am_user = settings.notifier_alertmanager_username
+    am_schema = AlertmanagerPayload.model_json_schema()
+    am_schema["properties"]["alerts"]["maxItems"] = settings.notifier_alertmanager_max_alerts  # the cap in force
 
     async def programme_office(principal: Principal = Depends(runtime.auth)) -> Principal:
         # Operating notifications (retry, test sends) is the programme office's job.
@@ -88,8 +91,14 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
 
     @router.post("/alertmanager", status_code=200, summary="Alertmanager webhook receiver (payload version 4)",
                  dependencies=[Depends(alertmanager_caller)],
-                 responses={400: {"description": "not a version-4 payload"}, 401: {"description": "no or wrong credential"},
-                            413: {"description": "body or alert count over the limit; nothing stored"}})
+                 openapi_extra=openapi.merge(openapi.ALERTMANAGER_AUTH, openapi.json_body(
+                     am_schema, name="AlertmanagerPayload",
+                     description=f"Alertmanager's webhook payload, version 4; at most "
+                                 f"{settings.notifier_alertmanager_max_alerts} alerts and "
+                                 f"{settings.notifier_alertmanager_max_body_bytes} bytes")),
+                 responses=openapi.problem_responses(
+                     s400="not a version-4 payload, or not JSON", s401="no or wrong Alertmanager credential",
+                     s413="body or alert count over the limit; nothing stored"))
     async def alertmanager(request: Request) -> dict:
         raw = await read_json(request, settings.notifier_alertmanager_max_body_bytes)
         if isinstance(raw, JSONResponse):  # 413 / 400 problem, nothing parsed further
@@ -136,11 +145,11 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         return public_view(doc)
 
     @router.post("/test-notification", summary="Send a test notification through one route, end to end",
-                 openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": TestNotificationRequest.model_json_schema()}}}},
-                 responses={400: {"description": "invalid body"}, 401: {"description": "missing or unknown key"},
-                            403: {"description": "not the programme office"}, 404: {"description": "unknown route"},
-                            413: {"description": "body too large"}})
+                 openapi_extra=openapi.json_body(TestNotificationRequest.model_json_schema(),
+                                                 name="TestNotificationRequest"),
+                 responses=openapi.problem_responses(
+                     s400="invalid body", s403="not the programme office", s404="no route of that name",
+                     s413=f"body over {TEST_NOTIFICATION_MAX_BODY_BYTES} bytes"))
     async def test_notification(request: Request, _: Principal = Depends(programme_office)) -> dict:
         # The key and its role are checked (dependency, headers only) before the body is read.
         raw = await read_json(request, TEST_NOTIFICATION_MAX_BODY_BYTES)
