@@ -5,6 +5,14 @@ batch of records -> parse and validate (bad ones to the dead-letter topic, with 
 -> commit offsets. Offsets are committed only after everything above succeeded, so a crash
 anywhere means redelivery, and redelivery changes nothing (at-least-once + idempotent writes).
 A database outage is waited out with backoff inside the batch: nothing is skipped.
+
+Isolation: whatever one record raises while it is decoded, validated, prepared or encoded for MongoDB is that
+record's failure (dead letter, reason `unprocessable` + `dlq-exception` header, or the EventError's own reason); a
+failure that is no single record's (anything else raising out of `process`) rewinds the batch's partitions to
+its first offsets, backs off and lets the batch be redelivered, so no later commit can pass over it.
+Dead letters: value scrubbed by the service's `dead_letter_scrub` (or withheld), detail stripped of quoted values
+and numbers; one that Kafka refuses for good, or that cannot be published within the retry budget, is kept in
+the MongoDB `dead_letters` collection (one document per record and consumer group) and the partition moves on.
 """
 
 from __future__ import annotations
@@ -175,7 +183,8 @@ class EventConsumer:
             return
         self.consecutive_failures += 1
         self.metrics.batch_failures.labels(self.topic).inc()
-        delay = min(self.batch_retry_max_delay, self.batch_retry_initial_delay * 2 ** (self.consecutive_failures - 1))
+        # The exponent is capped: a failure that lasts for days must not overflow the delay computation.
+        delay = min(self.batch_retry_max_delay, self.batch_retry_initial_delay * 2 ** min(self.consecutive_failures - 1, 20))
         log.error("batch failed; offsets rewound and the batch will be redelivered",
                   extra={"topic": self.topic, **_error_facts(exc), "records": len(records),
                          "rewound_to": {str(tp.partition): offset for tp, offset in first.items()},

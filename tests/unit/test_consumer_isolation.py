@@ -363,6 +363,9 @@ async def test_backoff_after_consecutive_batch_failures_is_bounded_and_honours_s
         db.events.fail_next = [RuntimeError("bug")]
         await asyncio.wait_for(consumer._on_batch(None, FakeMessage([record(event_json("e-1"), 0)])), 1)
     assert consumer.consecutive_failures == 5
+    consumer.consecutive_failures = 10**6  # days of failures: the delay stays bounded, its computation too
+    db.events.fail_next = [RuntimeError("bug")]
+    await asyncio.wait_for(consumer._on_batch(None, FakeMessage([record(event_json("e-1"), 0)])), 1)
     consumer.batch_retry_max_delay = 3600
     consumer.stopping.set()
     db.events.fail_next = [RuntimeError("bug")]
