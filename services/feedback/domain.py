@@ -19,7 +19,7 @@ from services.common.thai_calendar import BANGKOK, bangkok_day
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
-from services.feedback.redact import redact_to_limit
+from services.feedback.redact import count_placeholders, redact_to_limit
 
 FEEDBACK_TYPE = "feedback.response.submitted"
 BE_OFFSET = 543
@@ -78,6 +78,15 @@ def _max_length(name: str) -> int:
 
 # Every field a citizen types freely, with its stored limit (the contract's max_length).
 FREE_TEXT_LIMITS = {name: _max_length(name) for name in ("comment", "service_name")}
+
+
+def redaction_counts(data: Any) -> dict[str, int]:
+    """Redactions by kind over every free-text field of a prepared response (counted from its placeholders)."""
+    total: dict[str, int] = {}
+    for name in FREE_TEXT_LIMITS:
+        for kind, n in count_placeholders(getattr(data, name, None)).items():
+            total[kind] = total.get(kind, 0) + n
+    return total
 
 
 def scrub_dead_letter(value: bytes) -> bytes:
@@ -139,15 +148,13 @@ def response_document(event: Event) -> dict[str, Any]:
     """The stored response *is* the event's audit record (`Event.to_document()`: `_id` {source, id}, the
     CloudEvents attributes, `data` redacted and without birth year) plus what the reports derive from it.
     One document, one write: the audit trail and the responses can never disagree."""
-    from services.feedback.redact import count_placeholders
-
     data: FeedbackResponseSubmitted = event.data  # type: ignore[assignment]
     if data.age_group is None:
         raise ValueError("prepare() must run before storing (age_group missing)")
     doc = event.to_document()
     doc["cohort"] = cohort_of(data.age_group)
     doc["bangkok_day"] = bangkok_day(data.submitted_at).isoformat()
-    doc["redactions"] = count_placeholders(data.comment)
+    doc["redactions"] = redaction_counts(data)
     return doc
 
 

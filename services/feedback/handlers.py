@@ -14,7 +14,6 @@ from services.common.thai_calendar import bangkok_today, format_thai_date
 from services.contracts.envelope import Event, EventError, make_event
 from services.feedback import disclosure, domain
 from services.feedback.adapters import FeedbackRepository
-from services.feedback.redact import count_placeholders
 from services.feedback.settings import FeedbackSettings
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class FeedbackService:
         `audit=False`: the stored response is the audit record, and its keys are reported back."""
         stored = await self.repo.store(batch.events)
         batch.new_keys.update(stored)
-        redactions = sum(sum(count_placeholders(getattr(e.data, "comment", None)).values()) for e in batch.events)
+        redactions = sum(sum(domain.redaction_counts(e.data).values()) for e in batch.events)
         # Counts only: comments never reach the logs.
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
 
