@@ -109,7 +109,8 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         if isinstance(alerts, list) and len(alerts) > cap:
             raise _problem(413, "too_many_alerts", f"at most {cap} alerts per call (Alertmanager max_alerts)")
         try:
-            payload = AlertmanagerPayload.model_validate(raw)
+            # Strict: `false` is not an integer and `1` not a string, as the documented schema says.
+            payload = AlertmanagerPayload.model_validate(raw, strict=True)
         except ValidationError as exc:
             raise _problem(400, "invalid_alertmanager_payload", _validation_detail(exc)) from None
         # Answer 2xx only after the notifications are stored: Alertmanager retries us on 5xx.
@@ -156,7 +157,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         if isinstance(raw, JSONResponse):
             return raw
         try:
-            body = TestNotificationRequest.model_validate(raw)
+            body = TestNotificationRequest.model_validate(raw, strict=True)
         except ValidationError as exc:
             raise _problem(400, "invalid_request", _validation_detail(exc)) from None
         try:
