@@ -40,7 +40,7 @@ from services.common.metrics import PlatformMetrics
 from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
-from services.contracts.envelope import Event, EventError, parse_kafka
+from services.contracts.envelope import MAX_EVENT_BYTES, Event, EventError, parse_kafka
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +342,12 @@ class EventConsumer:
                 headers = list(msg.headers.items())
             except Exception:  # e.g. a time that overflows when written in UTC: the received record instead
                 pass
-        withheld = False
+        withheld, extra = False, []
         if self.dead_letter_scrub is not None:
+            if len(value) > MAX_EVENT_BYTES:
+                # Never an event anyway: its first 64 KiB are kept, so scrubbing costs what a valid event's would.
+                extra.append(("dlq-truncated-from-bytes", str(len(value)).encode()))
+                value = value[:MAX_EVENT_BYTES]
             try:
                 value = self.dead_letter_scrub(value)
                 if not isinstance(value, bytes):
@@ -363,7 +367,7 @@ class EventConsumer:
             headers.append(("dlq-exception", item.exception.encode()))
         if withheld:
             headers.append(("dlq-payload", b"withheld"))
-        return RawRecord(value, key, headers)
+        return RawRecord(value, key, headers + extra)
 
     async def _keep(self, dead: Sequence[DeadLetter], letters: Sequence[RawRecord], indexes: Sequence[int],
                     cause: str) -> None:

@@ -262,6 +262,21 @@ async def test_scrub_applies_to_every_dead_letter_and_a_failing_scrub_withholds_
     assert r.value == b"" and _header(r, "dlq-payload") == "withheld"
 
 
+async def test_an_oversized_record_is_scrubbed_within_the_event_budget():
+    seen: list[int] = []
+
+    def scrub(value: bytes) -> bytes:
+        seen.append(len(value))
+        return value
+
+    publisher = FakePublisher()
+    consumer = make_consumer(publisher=publisher, dead_letter_scrub=scrub)
+    await consumer.process([record(b'{"pad": "' + b"x" * 1_000_000 + b'"}', 0)])
+    [(_, r)] = publisher.sent
+    assert seen == [64 * 1024] and len(r.value) == 64 * 1024
+    assert _header(r, "dlq-reason") == "event_too_large" and _header(r, "dlq-truncated-from-bytes") == "1000011"
+
+
 async def test_a_refused_dead_letter_is_kept_in_the_database_and_the_batch_completes():
     db, publisher = FakeDb(), FakePublisher(refuse=b"REFUSE-ME")
     consumer = make_consumer(db, publisher, dead_letter_scrub=lambda v: v.replace(b"secret", b"[X]"))
