@@ -337,8 +337,9 @@ def count_placeholders(text: str | None) -> dict[str, int]:
 # Fields that are personal by name and dropped outright from a dead letter (the feedback form's birth year).
 BIRTH_KEYS = re.compile(r"birth|\bdob\b|^dob$|ปีเกิด|วันเกิด", re.IGNORECASE)
 # The same fields in a value that is not JSON (truncated, binary, nested too deep): `"birth_year": 2500,`.
+# Names start at a word boundary and are bounded, so a hostile run of letters costs linear time, not quadratic.
 _BIRTH_FIELD_RE = re.compile(
-    r"""["']?[A-Za-z_\-]*(?:birth|dob)[A-Za-z_\-]*["']?\s*[:=]\s*(?:"[^"]{0,64}"|'[^']{0,64}'|[^,;}\]\s]{0,64})\s*,?"""
+    r"""(?<![A-Za-z_\-])["']?[A-Za-z_\-]{0,32}(?:birth|dob)[A-Za-z_\-]{0,32}["']?\s*[:=]\s*(?:"[^"]{0,64}"|'[^']{0,64}'|[^,;}\]\s]{0,64})\s*,?"""
     r"""|["']?(?:ปีเกิด|วันเกิด)["']?\s*[:=]?\s*[^,;}\]\s]{0,64}\s*,?""",
     re.IGNORECASE,
 )

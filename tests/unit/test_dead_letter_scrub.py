@@ -11,7 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.common.redact import SCRUB_FAILED, TRUNCATION_MARK, count_placeholders, placeholder, redact_to_limit, scrub_payload
+from services.common.redact import (
+    SCRUB_FAILED,
+    TRUNCATION_MARK,
+    count_placeholders,
+    placeholder,
+    redact_to_limit,
+    scrub_payload,
+    scrub_text,
+)
 from services.contracts.envelope import EventError, make_event
 from services.feedback import domain
 from services.feedback.domain import FREE_TEXT_LIMITS, prepare, scrub_dead_letter
@@ -195,3 +203,13 @@ def test_now_is_not_needed_to_scrub():
     # The scrub is pure: same input, same output, at any time.
     raw = _structured(_form(comment=PII, submitted_at=datetime.now(UTC).isoformat()))
     assert scrub_dead_letter(raw) == scrub_dead_letter(raw) == scrub_payload(raw)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("unit", ["birth", "dob_", "x", "1 ", "@a", "นาย", "คุณ", "+66", "a@", "line id ", "ปีเกิด"])
+def test_hostile_runs_scrub_in_linear_time(unit):
+    # 640 KiB of one repeated unit: linear patterns take well under a second; a quadratic one (as the
+    # birth-field pattern once was: 37 s at 70 KiB) would need hours and trip the timeout.
+    text = unit * (640 * 1024 // len(unit.encode()))
+    assert isinstance(scrub_text(text), str)
+    assert isinstance(scrub_payload(text.encode()), bytes)
