@@ -63,7 +63,7 @@ class PlatformMetrics:
         self.store_retries = Counter("newnormal_consumer_store_retries_total",
                                      "Writes retried because the database was unavailable.", ["topic"], registry=registry)
         self.ingested = Counter(
-            "newnormal_ingest_events_total", "Events received over HTTP, by outcome (accepted, rejected, unavailable).",
+            "newnormal_ingest_events_total", "Events received over HTTP, by outcome (accepted, rejected, unavailable, rate_limited).",
             ["outcome"], registry=registry,
         )
         self.published = Counter("newnormal_published_events_total", "Events published to Kafka, by topic.",
