@@ -179,7 +179,10 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
         reason = str(detail.get("reason") or _reason(exc.status_code))
         body = {"type": f"urn:newnormal:problem:{reason}", "title": reason.replace("_", " "),
                 "status": exc.status_code, **detail, "reason": reason}
-        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(openapi.allowed_methods(app, request.url.path))}
+        return JSONResponse(body, status_code=exc.status_code, media_type=PROBLEM, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:

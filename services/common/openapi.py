@@ -22,9 +22,10 @@ import fastapi.routing
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
+from services.common import params
 from services.contracts import envelope
-from services.contracts.agencies import get_registry
 from services.contracts.jsonschema import schema_of
 
 PROBLEM = "application/problem+json"
@@ -138,8 +139,7 @@ def data_schema(type_name: str, components: dict[str, Any]) -> dict[str, Any]:
 
 
 def agency_code_schema() -> dict[str, Any]:
-    return {"title": "AgencyCode", "type": "string", "enum": sorted(a.code for a in get_registry().all()),
-            "description": "A code of the agency registry (GET /v1/agencies)"}
+    return {"title": "AgencyCode", **params.agency_code_schema()}
 
 
 def cloudevent_schema(types: Iterable[str], components: dict[str, Any]) -> dict[str, Any]:
@@ -163,9 +163,10 @@ def cloudevent_schema(types: Iterable[str], components: dict[str, Any]) -> dict[
                 "agency": {"$ref": _REF + "AgencyCode"},
                 "time": {"type": "string", "format": "date-time", "description": "RFC 3339 with an offset"},
                 "datacontenttype": {"type": "string", "enum": ["application/json"]},
-                "dataschema": {"type": "string", "maxLength": 500},
-                "subject": {"type": "string", "maxLength": 500},
-                "partitionkey": {"type": "string", "maxLength": 200},
+                # No own length limits: the whole event is limited (MAX_EVENT_BYTES).
+                "dataschema": {"type": "string", "minLength": 1},
+                "subject": {"type": "string", "minLength": 1},
+                "partitionkey": {"type": ["string", "null"]},
                 "data": data_schema(type_name, components),
             },
             "patternProperties": {extension: {"description": "extension attribute (kept as text)"}},
@@ -209,6 +210,15 @@ def json_body(schema: Mapping[str, Any], *, description: str = "", media_type: s
             _COMPONENTS: components}
 
 
+def data_body(type_name: str, *, optional: Iterable[str] = (), description: str = "") -> dict[str, Any]:
+    """`openapi_extra` for a plain-JSON form that is one event type's `data` (fields in `optional` may be left
+    out: the server fills them, e.g. `agency` from the key)."""
+    schema = copy.deepcopy(schema_of(type_name))
+    schema["required"] = [name for name in schema.get("required", ()) if name not in set(optional)]
+    schema["title"] = _component_name(type_name).removesuffix("Data") + "Form"
+    return json_body(schema, description=description, name=schema["title"])
+
+
 def merge(*extras: Mapping[str, Any]) -> dict[str, Any]:
     """Several `openapi_extra` fragments as one (e.g. `merge(KEYED, json_body(...))`)."""
     out: dict[str, Any] = {}
@@ -238,11 +248,20 @@ def _api_routes(app: FastAPI) -> Iterator[APIRoute]:
             yield route
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method any route offers on `path`, for a 405's `Allow` (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in _api_routes(app):
+        if compile_path(route.path_format)[0].match(path):
+            methods.update(route.methods)
+    return sorted(methods)
+
+
 def _needs(route: APIRoute, auth: object) -> bool:
     stack = [route.dependant]
     while stack:
         dependant = stack.pop()
-        if dependant.call is auth:
+        if dependant.call is auth or getattr(dependant.call, "__self__", None) is auth:  # or one of its methods
             return True
         stack.extend(dependant.dependencies)
     return False

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import copy
+import functools
+from collections.abc import Callable
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
 
 
 def _aware(value: datetime) -> datetime:
@@ -27,13 +30,94 @@ def _agency_code(value: str) -> str:
     return value
 
 
-AgencyCode = Annotated[str, AfterValidator(_agency_code)]
+class SchemaKeywords:
+    """`Annotated` metadata adding keywords to a type's JSON Schema when one is generated (lazily: the agency
+    registry is read then, not at import), so the published schemas say what the validators enforce."""
+
+    def __init__(self, keywords: Callable[[], dict[str, Any]]):
+        self.keywords = keywords
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        schema = handler(core_schema)
+        schema.update(self.keywords())
+        return schema
+
+
+def _agency_codes() -> dict[str, Any]:
+    from services.contracts.agencies import get_registry
+
+    return {"enum": sorted(a.code for a in get_registry().all())}
+
+
+AgencyCode = Annotated[str, AfterValidator(_agency_code), SchemaKeywords(_agency_codes)]
+
+
+def _event_data_schema(schema: dict[str, Any], cls: type) -> None:
+    # Strings are stripped before min_length is checked: a required text needs a non-space character.
+    for prop in schema.get("properties", {}).values():
+        for branch in (prop, *prop.get("anyOf", ())):
+            if branch.get("type") == "string" and branch.get("minLength", 0) >= 1 and "pattern" not in branch:
+                branch["pattern"] = r"\S"
+    # Rules across fields that a model validator checks and JSON Schema can state (e.g. "one of these two").
+    schema.update(copy.deepcopy(getattr(cls, "schema_rules", {})))
+
+
+def _json_type_ok(value: Any, types: frozenset[str]) -> bool:
+    if isinstance(value, bool):
+        return "boolean" in types
+    if isinstance(value, int):
+        return bool(types & {"integer", "number"})
+    if isinstance(value, float):
+        return "number" in types or ("integer" in types and value.is_integer())
+    if isinstance(value, str):
+        return "string" in types
+    if isinstance(value, date):  # our own code builds models from date and datetime objects
+        return "date" in types
+    if value is None:
+        return "null" in types
+    if isinstance(value, list | tuple):
+        return "array" in types
+    return "object" in types
+
+
+def _types_of(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    if "$ref" in schema:
+        return _types_of(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs)
+    if "anyOf" in schema:
+        return set().union(*(_types_of(branch, defs) for branch in schema["anyOf"]))
+    declared = schema.get("type")
+    if declared is None:
+        return {"string", "integer", "number", "boolean", "null", "array", "object"}
+    types = {declared} if isinstance(declared, str) else set(declared)
+    if schema.get("format") in ("date", "date-time"):
+        types.add("date")
+    return types
 
 
 class EventData(BaseModel):
     """Base of every event's `data`: strict about unknown fields so typos are caught at the edge."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True,
+                              json_schema_extra=_event_data_schema)
+    schema_rules: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_types(cls, data: Any) -> Any:
+        # Pydantic's lax mode would take 0 as a date, "5" as a number and "yes" as true: a value must already be
+        # of the JSON type the published schema states (what an integrator's validator checks too).
+        if isinstance(data, dict):
+            for name, types in _field_json_types(cls).items():
+                if name in data and not _json_type_ok(data[name], types):
+                    raise ValueError(f"{name} must be {' or '.join(sorted(types - {'date'}))}")
+        return data
+
+
+@functools.cache
+def _field_json_types(cls: type[EventData]) -> dict[str, frozenset[str]]:
+    schema = cls.model_json_schema(mode="validation")
+    defs = schema.get("$defs", {})
+    return {name: frozenset(_types_of(prop, defs)) for name, prop in schema.get("properties", {}).items()}
 
 
 class Workstream(StrEnum):

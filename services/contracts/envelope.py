@@ -22,7 +22,7 @@ from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 from pydantic import ValidationError
 
-from services.contracts import safejson
+from services.contracts import problems, safejson
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import EventData
 from services.contracts.events import DATA_AGENCY_FIELD, EVENT_TYPES, EventType
@@ -260,14 +260,14 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
 
 
 def _describe(exc: ValidationError) -> str:
-    """Field paths and pydantic's messages (which never quote the value). A path can hold a key the client
+    """Field paths and what is expected there (problems.describe: never the value). A path can hold a key the client
     invented, so it is redacted and shortened: details reach the DLQ and logs."""
     from services.common.redact import redact
 
     parts = []
     for err in exc.errors()[:10]:
         loc = ".".join(redact(str(p)).text[:40] for p in err["loc"]) or "data"
-        parts.append(f"{loc}: {err['msg']}")
+        parts.append(f"{loc}: {problems.describe([err])[0]['detail']}")  # our words, not pydantic's
     return "; ".join(parts)
 
 

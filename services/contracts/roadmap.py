@@ -4,7 +4,7 @@ and the derived alerts only the roadmap service publishes."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -23,6 +23,10 @@ class MilestonePlanned(EventData):
     weight: float = Field(default=1.0, gt=0, le=100)
     depends_on: list[MilestoneId] = Field(default_factory=list, max_length=50)
     description: str | None = Field(default=None, max_length=4000)
+
+    schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [
+        {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+        for name in ("title_th", "title_en")]}
 
     @model_validator(mode="after")
     def _has_title(self) -> MilestonePlanned:

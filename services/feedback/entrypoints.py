@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +9,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from services.common import openapi
 from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal, Role
 from services.common.http_ingest import Ingestor, problem, rate_limited, read_json
+from services.common.params import AgencyFilter, IsoDate
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import EventError
+from services.feedback.domain import FEEDBACK_TYPE
 from services.feedback.handlers import FeedbackService
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -46,15 +48,6 @@ SATISFACTION_LABELS = [("น้อยที่สุด", "Very poor"), ("น้
                        ("มากที่สุด", "Excellent")]
 
 
-def _day(value: str | None, name: str) -> date | None:
-    if value is None or value == "":
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise EventError("invalid_date", f"{name} must be a date YYYY-MM-DD (Gregorian), got {value[:20]!r}") from None
-
-
 # One citizen's form: a comment of at most 4,000 characters fits many times over.
 RESPONSE_BODY_LIMIT = 64 * 1024
 
@@ -71,6 +64,8 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
         responses={400: {"description": "invalid form"}, 401: {"description": "missing or unknown key"},
                    403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
                    503: {"description": "Kafka unavailable"}},
+        openapi_extra=openapi.data_body(FEEDBACK_TYPE, optional=["agency"],
+                                        description="`agency` defaults to the key's own agency"),
     )
     async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake)) -> JSONResponse:
         wait = limiter.take(principal.key_id)
@@ -103,27 +98,27 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
 
     @router.get("/v1/experience", summary="Citizen experience by age group x channel · ประสบการณ์ผู้รับบริการ",
                 description=read_doc, responses=reads)
-    async def experience(from_: str | None = Query(None, alias="from", description="first Bangkok day, YYYY-MM-DD"),
-                         to: str | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
-                         agency: str | None = Query(None, description="agency code"),
+    async def experience(from_: IsoDate | None = Query(None, alias="from", description="first Bangkok day, YYYY-MM-DD"),
+                         to: IsoDate | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
+                         agency: AgencyFilter = None,
                          principal: Principal = Depends(auth)) -> Any:
         try:
             _check_agency(agency)
             if agency is not None:
                 principal.read_scope(agency)  # 403 for another agency's figures
-            return await service.experience(_day(from_, "from"), _day(to, "to"), agency, principal)
+            return await service.experience(from_, to, agency, principal)
         except EventError as err:
             return problem(400, err.reason, err.detail)
 
     @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง",
                 description=read_doc, responses=reads)
-    async def gaps(from_: str | None = Query(None, alias="from"), to: str | None = Query(None),
-                   agency: str | None = Query(None), principal: Principal = Depends(auth)) -> Any:
+    async def gaps(from_: IsoDate | None = Query(None, alias="from"), to: IsoDate | None = Query(None),
+                   agency: AgencyFilter = None, principal: Principal = Depends(auth)) -> Any:
         try:
             _check_agency(agency)
             if agency is not None:
                 principal.read_scope(agency)
-            return await service.gaps(_day(from_, "from"), _day(to, "to"), agency, principal)
+            return await service.gaps(from_, to, agency, principal)
         except EventError as err:
             return problem(400, err.reason, err.detail)
 

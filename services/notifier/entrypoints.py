@@ -8,7 +8,6 @@ import binascii
 import hashlib
 import hmac
 import time
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
@@ -19,6 +18,7 @@ from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import read_json
+from services.common.params import IsoDateTime
 from services.notifier.domain import Channel, Kind, State
 from services.notifier.handlers import AlertmanagerPayload, NotifierService, public_view
 
@@ -125,7 +125,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         milestone: Annotated[str | None, Query(max_length=64)] = None,
         agency: Annotated[str | None, Query(max_length=40, description="owner agency (programme office)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        before: datetime | None = None,
+        before: IsoDateTime | None = None,
         principal: Principal = Depends(runtime.auth),
     ) -> dict:
         scope = principal.read_scope(agency)  # 403 for a survey key or another agency's filter
@@ -134,7 +134,8 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
                                        kinds=None if principal.reads_all else AGENCY_VISIBLE_KINDS)
         return {"items": [public_view(d) for d in docs], "count": len(docs)}
 
-    @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now")
+    @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now",
+                 responses=openapi.problem_responses(403, 404, s409="only failed or waiting notifications are retried"))
     async def retry(notification_id: str, _: Principal = Depends(programme_office)) -> dict:
         doc = await service.repo.retry_now(notification_id, service.clock())
         if doc is None:

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
+from services.common.params import AgencyFilter, IsoDate
 from services.common.thai_calendar import format_thai_date
 from services.contracts.common_types import Workstream
 from services.roadmap.adapters import MilestoneRepository
@@ -40,10 +41,10 @@ def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKey
     @router.get("/v1/milestones", summary="Milestones, filtered (รายการหมุดหมาย)", responses=READ_RESPONSES)
     async def list_milestones(
         workstream: Workstream | None = None,
-        agency: str | None = Query(None, description="owner agency code"),
+        agency: AgencyFilter = None,
         status: Status | None = None,
-        due_before: date | None = Query(None, description="due on or before this date (ISO)"),
-        due_after: date | None = Query(None, description="due on or after this date (ISO)"),
+        due_before: IsoDate | None = Query(None, description="due on or before this date (ISO)"),
+        due_after: IsoDate | None = Query(None, description="due on or after this date (ISO)"),
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=1_000_000),
         principal: Principal = Depends(auth),

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from services.common import openapi
 from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
 from services.common.http_ingest import problem, rate_limited, read_json
+from services.common.params import AgencyFilter
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -26,7 +28,7 @@ def readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
     @router.get("/v1/readiness", summary="ความพร้อมบุคลากรเทียบเป้าหมาย · Readiness against target",
                 responses={**READ_RESPONSES, 404: {"description": "unknown agency code",
                                                    "content": {"application/problem+json": {}}}})
-    async def readiness(fiscal_year: FiscalYear, agency: str | None = None,
+    async def readiness(fiscal_year: FiscalYear, agency: AgencyFilter = None,
                         competency: Competency | None = None, principal: Principal = Depends(auth)) -> dict[str, Any]:
         if agency is not None and agency not in get_registry():
             raise HTTPException(404, detail={"reason": "unknown_agency", "detail": f"unknown agency code {agency[:40]!r}"})
@@ -86,15 +88,29 @@ def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: 
                  429: {"description": "rate limited (per key, counted in statements); see Retry-After"},
                  503: {"description": "Kafka unavailable"}}
 
+    # The handler reads the body itself (limit before parsing, key before body): documented here instead.
+    version_header = {"parameters": [{
+        "name": xapi.VERSION_HEADER, "in": "header", "required": True, "description": "1.0.3 (any 1.0.x accepted)",
+        "schema": {"type": "string", "pattern": r"^1\.0(\.\d+)?$"}}]}
+    one = {"$defs": {"XapiStatement": xapi.STATEMENT_SCHEMA}, "$ref": "#/$defs/XapiStatement"}
+    one_or_many = {"$defs": {"XapiStatement": xapi.STATEMENT_SCHEMA}, "oneOf": [
+        {"$ref": "#/$defs/XapiStatement"},
+        {"type": "array", "items": {"$ref": "#/$defs/XapiStatement"}, "maxItems": intake.max_statements}]}
+
     @router.post("/xapi/statements", summary="Store xAPI statements (one or an array)", responses=responses,
                  description="xAPI 1.0.3 Statement Resource. Completions (verbs completed/passed/failed) become "
-                             "`training.course.completed` events; other verbs are acknowledged and ignored.")
+                             "`training.course.completed` events; other verbs are acknowledged and ignored.",
+                 openapi_extra=openapi.merge(openapi.KEYED, version_header, openapi.json_body(
+                     one_or_many, description="one statement or an array of them")))
     async def post_statements(request: Request) -> Response:
         return await handle(request, None)
 
     @router.put("/xapi/statements", summary="Store one xAPI statement under statementId", status_code=204,
-                responses=responses)
-    async def put_statement(request: Request, statementId: Annotated[str, Query()]) -> Response:
+                responses={**responses, 200: {"description": "acknowledged, not stored: not a completion verb"}},
+                openapi_extra=openapi.merge(openapi.KEYED, version_header, openapi.json_body(
+                    one, description="one statement; its id, if any, equals statementId")))
+    async def put_statement(request: Request,
+                            statementId: Annotated[str, Query(pattern=xapi.UUID_PATTERN)]) -> Response:
         return await handle(request, statementId)
 
     return router

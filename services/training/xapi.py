@@ -235,3 +235,28 @@ def map_statement(statement: dict[str, Any], statement_id: str, default_agency: 
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
         raise StatementError("invalid_statement", detail, statement_id) from None
     return Mapped(statement_id, data.agency, data)
+
+
+# --- the Statement Resource's request body, as the OpenAPI document describes it --------------------------
+# Exactly what check_statement() enforces of every statement (more is checked of completions only).
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+_PRESENT = {"not": {"enum": [None, False, 0, "", [], {}]}}
+STATEMENT_SCHEMA: dict[str, Any] = {
+    "title": "XapiStatement",
+    "description": "xAPI 1.0.3 statement. Verbs completed / passed / failed become course completions (see the "
+                   "extension IRIs in the service README); other verbs are acknowledged and ignored.",
+    "type": "object",
+    "required": ["actor", "verb", "object"],
+    "properties": {
+        "id": {"type": "string", "pattern": UUID_PATTERN, "description": "assigned by the LRS when absent"},
+        "actor": {"type": "object", "description": "an Agent with an identifier (mbox, mbox_sha1sum, openid or "
+                                                   "account), or a Group",
+                  "anyOf": [{"required": [name], "properties": {name: _PRESENT}}
+                            for name in ("mbox", "mbox_sha1sum", "openid", "account")]
+                  + [{"required": ["objectType"], "properties": {"objectType": {"const": "Group"}}}]},
+        "verb": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string", "pattern": ":"}}},
+        "object": {"type": "object", "description": "an Activity needs its IRI as `id`",
+                   "anyOf": [{"required": ["objectType"], "properties": {"objectType": {"not": {"const": "Activity"}}}},
+                             {"required": ["id"], "properties": {"id": {"type": "string"}}}]},
+    },
+}

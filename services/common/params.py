@@ -1,0 +1,56 @@
+"""Query and path parameter types every service shares, strict as their documentation says.
+
+Pydantic's lax mode takes `?due_before=0` as 1970-01-01 and `?before=0.5` as a Unix time: a client's mistake
+would then be answered with data instead of a 400. These types accept exactly what the OpenAPI document
+promises (ISO 8601 text), and agency filters are documented as the registry's codes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import BeforeValidator, WithJsonSchema
+
+from services.contracts.common_types import AgencyCode, AwareDatetime
+
+# Years 1900-2999: a filter outside them is a mistake, and date arithmetic near year 1 or 9999 overflows.
+DATE_PATTERN = r"^(19|2\d)\d{2}-\d{2}-\d{2}$"
+DATETIME_PATTERN = r"^(19|2\d)\d{2}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
+_DATE = re.compile(DATE_PATTERN)
+_DATETIME = re.compile(DATETIME_PATTERN)
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError("must be a date YYYY-MM-DD between 1900 and 2999")
+    return value  # pydantic parses it, and refuses impossible days (2026-02-30) in the same words
+
+
+def _iso_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATETIME.match(value):
+        raise ValueError("must be an RFC 3339 date-time between 1900 and 2999, e.g. 2026-05-01T09:00:00+07:00")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date),
+                    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]
+IsoDateTime = Annotated[AwareDatetime, BeforeValidator(_iso_datetime),
+                        WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATETIME_PATTERN})]
+
+
+def agency_code_schema() -> dict[str, Any]:
+    from services.contracts.agencies import get_registry
+
+    return {"type": "string", "enum": sorted(a.code for a in get_registry().all()),
+            "description": "agency code from the registry (GET /v1/agencies)"}
+
+
+# An optional agency filter: an unknown code is the client's mistake, answered 400 like any invalid parameter.
+AgencyFilter = Annotated[AgencyCode | None, Query(description="agency code from the registry (GET /v1/agencies)")]
