@@ -15,18 +15,7 @@ Status rules (highest first):
   in_progress progress > 0
   planned     otherwise
 
-Delivery confidence (Red / Amber / Green, after the common public-sector delivery-confidence
-practice: Green = on-time delivery highly likely, Amber = feasible but needs management attention,
-Red = unachievable without action such as re-planning). Shares are weighted by milestone weight
-over the milestones that count (planned, not cancelled):
-  Red    missed share >= 10 %, or missed + at-risk share >= 30 %,
-         or on-time share of the completed milestones < 70 %
-  Amber  any missed milestone, or at-risk share >= 10 %,
-         or on-time share of the completed milestones < 90 %
-  Green  otherwise (including a workstream with no milestones yet)
-"Missed" = not completed and its due date's Bangkok day has ended; "on time" = completed on or
-before its (current) due date. Missed work counts through the missed share, late deliveries
-through the on-time share, so one slip is not counted twice.
+Delivery confidence (Red / Amber / Green) over these statuses is in `confidence.py`.
 """
 
 from __future__ import annotations
@@ -65,24 +54,6 @@ class Status(StrEnum):
 
 
 OPEN_STATUSES = (Status.planned, Status.in_progress, Status.at_risk)
-RISKY = (Status.missed, Status.at_risk)
-
-
-class Rating(StrEnum):
-    green = "green"
-    amber = "amber"
-    red = "red"
-
-
-RATING_VALUE = {Rating.green: 0, Rating.amber: 1, Rating.red: 2}
-RATING_LABEL_TH = {Rating.green: "เขียว", Rating.amber: "เหลือง", Rating.red: "แดง"}
-
-# Thresholds of the confidence rule (see the module docstring; tests pin them).
-RED_MISSED_SHARE = 0.10
-RED_MISSED_OR_AT_RISK_SHARE = 0.30
-RED_ON_TIME_BELOW = 0.70
-AMBER_AT_RISK_SHARE = 0.10
-AMBER_ON_TIME_BELOW = 0.90
 
 
 # --- facts -----------------------------------------------------------------------------------
@@ -403,87 +374,3 @@ def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime) -> dict
     if kind == "missed":
         data["days_late"] = max(0, (bangkok_day(_utc(detected_at)) - _date(doc["due_date"])).days)
     return {k: v for k, v in data.items() if v is not None}
-
-
-# --- delivery confidence ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Confidence:
-    rating: Rating
-    reasons: list[str]
-    total_weight: float
-    missed_share: float
-    at_risk_share: float
-    completed_share: float
-    on_time_share: float | None  # of the completed milestones; None if none is completed yet
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rating": self.rating.value, "rating_th": RATING_LABEL_TH[self.rating],
-                "value": RATING_VALUE[self.rating], "reasons": self.reasons,
-                "total_weight": round(self.total_weight, 6), "missed_share": round(self.missed_share, 4),
-                "at_risk_share": round(self.at_risk_share, 4), "completed_share": round(self.completed_share, 4),
-                "on_time_share": None if self.on_time_share is None else round(self.on_time_share, 4)}
-
-
-@dataclass
-class WeightTally:
-    """Weights per outcome, summed over the milestones that count (pre-aggregated in MongoDB)."""
-
-    total: float = 0.0
-    missed: float = 0.0
-    at_risk: float = 0.0
-    completed: float = 0.0
-    completed_on_time: float = 0.0
-
-    def add(self, other: WeightTally) -> None:
-        for name in ("total", "missed", "at_risk", "completed", "completed_on_time"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-def tally_of(doc: Mapping[str, Any]) -> WeightTally:
-    """One milestone's contribution (used by tests; the service aggregates the same in MongoDB)."""
-    tally = WeightTally()
-    if doc.get("status") in (Status.unplanned, Status.cancelled, None):
-        return tally
-    w = float(doc.get("weight") or 0)
-    tally.total = w
-    status = doc["status"]
-    if status == Status.missed:
-        tally.missed = w
-    elif status == Status.at_risk:
-        tally.at_risk = w
-    elif status == Status.completed:
-        tally.completed = w
-        if not doc.get("days_late"):
-            tally.completed_on_time = w
-    return tally
-
-
-def confidence(tally: WeightTally) -> Confidence:
-    """Apply the Red/Amber/Green rule of the module docstring, with the reasons that decided it."""
-    if tally.total <= 0:
-        return Confidence(Rating.green, ["no_milestones"], 0.0, 0.0, 0.0, 0.0, None)
-    missed = tally.missed / tally.total
-    at_risk = tally.at_risk / tally.total
-    completed = tally.completed / tally.total
-    on_time = tally.completed_on_time / tally.completed if tally.completed > 0 else None
-    red, amber = [], []
-    if missed >= RED_MISSED_SHARE:
-        red.append(f"missed_share>={RED_MISSED_SHARE:.0%}")
-    if missed + at_risk >= RED_MISSED_OR_AT_RISK_SHARE:
-        red.append(f"missed_plus_at_risk_share>={RED_MISSED_OR_AT_RISK_SHARE:.0%}")
-    if on_time is not None and on_time < RED_ON_TIME_BELOW:
-        red.append(f"on_time_share<{RED_ON_TIME_BELOW:.0%}")
-    if missed > 0:
-        amber.append("missed_milestone")
-    if at_risk >= AMBER_AT_RISK_SHARE:
-        amber.append(f"at_risk_share>={AMBER_AT_RISK_SHARE:.0%}")
-    if on_time is not None and on_time < AMBER_ON_TIME_BELOW:
-        amber.append(f"on_time_share<{AMBER_ON_TIME_BELOW:.0%}")
-    if red:
-        rating, reasons = Rating.red, red
-    elif amber:
-        rating, reasons = Rating.amber, amber
-    else:
-        rating, reasons = Rating.green, ["on_track"]
-    return Confidence(rating, reasons, tally.total, missed, at_risk, completed, on_time)

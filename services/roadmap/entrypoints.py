@@ -17,7 +17,8 @@ from services.common.params import AgencyFilter, IsoDate
 from services.common.thai_calendar import format_thai_date
 from services.contracts.common_types import Workstream
 from services.roadmap.adapters import MilestoneRepository
-from services.roadmap.domain import RATING_LABEL_TH, Rating, Status
+from services.roadmap.confidence import confidence_rule
+from services.roadmap.domain import Status
 from services.roadmap.handlers import RoadmapService
 
 _HIDDEN = ("_id", "facts", "version")
@@ -95,10 +96,5 @@ def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKey
     return router
 
 
-CONFIDENCE_RULE = {
-    "th": ("แดง: น้ำหนักหมุดหมายที่พลาดกำหนด ≥ 10% หรือพลาด+เสี่ยง ≥ 30% หรือหมุดหมายที่เสร็จแล้วเสร็จตรงเวลาน้อยกว่า 70%; "
-           "เหลือง: มีหมุดหมายพลาดกำหนด หรือเสี่ยง ≥ 10% หรือส่งตรงเวลาน้อยกว่า 90%; เขียว: นอกเหนือจากนี้"),
-    "en": ("Red: missed weight share >= 10%, or missed + at-risk >= 30%, or on-time share of completed milestones "
-           "< 70%; Amber: any missed, or at-risk >= 10%, or on-time share < 90%; Green: otherwise"),
-    "labels": {r.value: RATING_LABEL_TH[r] for r in Rating},
-}
+# Generated from the thresholds in confidence.py, so the text cannot drift from the rule.
+CONFIDENCE_RULE = confidence_rule()

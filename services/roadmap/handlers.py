@@ -8,18 +8,17 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.common.thai_calendar import bangkok_day
 from services.contracts.agencies import PROGRAMME_OFFICE
-from services.contracts.common_types import Workstream
 from services.contracts.envelope import Event, EventError, make_event
 from services.roadmap import domain
 from services.roadmap.adapters import MilestoneRepository
-from services.roadmap.domain import ALERT_TYPES, Status, WeightTally
+from services.roadmap.confidence import compute_stats
+from services.roadmap.domain import ALERT_TYPES, Status
 from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
@@ -305,51 +304,6 @@ class RoadmapService:
         stats = compute_stats(await self.repo.tallies(), await self.repo.missed_due_dates(), self.clock())
         await self.repo.write_stats(stats)
         return stats
-
-
-def compute_stats(groups: Sequence[Mapping[str, Any]], missed: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    """Counts, weighted progress, overdue days and confidence per workstream and for the programme."""
-    today = bangkok_day(now)
-    per_ws: dict[str, dict[str, Any]] = {ws.value: {"counts": {}, "tally": WeightTally(), "progress": 0.0}
-                                         for ws in Workstream}
-    for g in groups:
-        ws, status = g["_id"]["workstream"], g["_id"]["status"]
-        entry = per_ws.setdefault(ws, {"counts": {}, "tally": WeightTally(), "progress": 0.0})
-        entry["counts"][status] = entry["counts"].get(status, 0) + g["count"]
-        if status in (Status.cancelled, Status.unplanned):
-            continue
-        t = entry["tally"]
-        w = float(g["weight"])
-        t.total += w
-        entry["progress"] += float(g["progress_weight"])
-        if status == Status.missed:
-            t.missed += w
-        elif status == Status.at_risk:
-            t.at_risk += w
-        elif status == Status.completed:
-            t.completed += w
-            t.completed_on_time += float(g["on_time_weight"])
-    overdue: dict[str, int] = defaultdict(int)
-    for m in missed:
-        overdue[m["workstream"]] += max(0, (today - date.fromisoformat(m["due_date"])).days)
-    programme_tally, programme_counts, programme_progress = WeightTally(), {}, 0.0
-    workstreams = {}
-    for ws, entry in per_ws.items():
-        t = entry["tally"]
-        programme_tally.add(t)
-        programme_progress += entry["progress"]
-        for s, n in entry["counts"].items():
-            programme_counts[s] = programme_counts.get(s, 0) + n
-        workstreams[ws] = {"counts": entry["counts"], "total": sum(entry["counts"].values()),
-                           "progress_ratio": round(entry["progress"] / t.total / 100, 6) if t.total else 0.0,
-                           "overdue_days": overdue.get(ws, 0),
-                           "confidence": domain.confidence(t).as_dict()}
-    return {"computed_at": now, "workstreams": workstreams,
-            "programme": {"counts": programme_counts, "total": sum(programme_counts.values()),
-                          "progress_ratio": round(programme_progress / programme_tally.total / 100, 6)
-                          if programme_tally.total else 0.0,
-                          "overdue_days": sum(overdue.values()),
-                          "confidence": domain.confidence(programme_tally).as_dict()}}
 
 
 _VOLATILE = {"version", "updated_at", "status_since", "created_at", "facts", "_id"}

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.roadmap import domain
-from services.roadmap.domain import Rating, Status, WeightTally, confidence, project, project_finish
+from services.roadmap.confidence import Rating, WeightTally, confidence, tally_of
+from services.roadmap.domain import Status, project, project_finish
 
 T0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
 DUE = date(2026, 3, 31)
@@ -170,9 +171,9 @@ def test_confidence_rule_thresholds():
 
 
 def test_tally_of_documents():
-    assert domain.tally_of({"status": "completed", "weight": 2, "days_late": 0}).completed_on_time == 2
-    assert domain.tally_of({"status": "completed", "weight": 2, "days_late": 3}).completed_on_time == 0
-    assert domain.tally_of({"status": "cancelled", "weight": 2}).total == 0
+    assert tally_of({"status": "completed", "weight": 2, "days_late": 0}).completed_on_time == 2
+    assert tally_of({"status": "completed", "weight": 2, "days_late": 3}).completed_on_time == 0
+    assert tally_of({"status": "cancelled", "weight": 2}).total == 0
 
 
 # --- order independence ------------------------------------------------------------------------
