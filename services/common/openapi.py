@@ -151,6 +151,8 @@ def cloudevent_schema(types: Iterable[str], components: dict[str, Any]) -> dict[
     for type_name in sorted(types):
         branches.append({
             "title": f"CloudEvent {type_name}",
+            "description": "`source` lies in the agency's namespace `/agencies/{agency}/`, and an agency named in "
+                           "`data` (`agency`, `owner_agency`) is the event's `agency`.",
             "type": "object",
             "required": ["specversion", "id", "source", "type", "agency", "data"],
             "properties": {

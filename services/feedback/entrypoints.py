@@ -52,6 +52,10 @@ SATISFACTION_LABELS = [("น้อยที่สุด", "Very poor"), ("น้
 RESPONSE_BODY_LIMIT = 64 * 1024
 
 
+RANGE_DOC = ("first Bangkok day, YYYY-MM-DD; on or before `to`, and at most NEWNORMAL_FEEDBACK_MAX_DAYS days "
+             "(default 1830) before it (`to` defaults to today)")
+
+
 def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth, limiter: TokenBucket) -> APIRouter:
     router = APIRouter(tags=["feedback"])
 
@@ -98,7 +102,7 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
 
     @router.get("/v1/experience", summary="Citizen experience by age group x channel · ประสบการณ์ผู้รับบริการ",
                 description=read_doc, responses=reads)
-    async def experience(from_: IsoDate | None = Query(None, alias="from", description="first Bangkok day, YYYY-MM-DD"),
+    async def experience(from_: IsoDate | None = Query(None, alias="from", description=RANGE_DOC),
                          to: IsoDate | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
                          agency: AgencyFilter = None,
                          principal: Principal = Depends(auth)) -> Any:
@@ -112,7 +116,8 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
 
     @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง",
                 description=read_doc, responses=reads)
-    async def gaps(from_: IsoDate | None = Query(None, alias="from"), to: IsoDate | None = Query(None),
+    async def gaps(from_: IsoDate | None = Query(None, alias="from", description=RANGE_DOC),
+                   to: IsoDate | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
                    agency: AgencyFilter = None, principal: Principal = Depends(auth)) -> Any:
         try:
             _check_agency(agency)

@@ -69,7 +69,7 @@ def _body_rules(body: Any) -> None:
     if isinstance(birth, int | float) and not isinstance(birth, bool) and isinstance(submitted, str):
         year = int(submitted[:4])
         if not 0 <= year - (birth - 543 if birth > 2400 else birth) <= 120:
-            if 1900 <= year - 30 <= 2700:
+            if 1900 <= year - 30 <= 2400:  # above 2400 a birth year is read as Buddhist era
                 body["birth_year"] = year - 30
             else:
                 body.pop("birth_year")
