@@ -19,12 +19,11 @@ colluding can pool what they know. Neither is closed here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.disclosure import NONE, CellKey, Suppression, plan_counts  # noqa: F401 (re-exported)
 from services.feedback.domain import Cell, cohort_of
 
-CellKey = tuple[str, str]  # (age_group, channel)
 _FIGURES = ("responses", "mean_satisfaction", "share_satisfied", "share_tech_difficulty", "awareness_rate",
             "satisfaction_levels")
 
@@ -33,45 +32,10 @@ def key_of(cell: Cell) -> CellKey:
     return (cell.age_group, cell.channel)
 
 
-@dataclass(frozen=True)
-class Suppression:
-    min_cell: int | None = None  # None: nothing suppressed (programme office)
-    cells: frozenset[CellKey] = field(default_factory=frozenset)
-    overall: bool = False
-
-    def hides(self, cell: Cell) -> bool:
-        return key_of(cell) in self.cells
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"applied": self.min_cell is not None, "min_cell_responses": self.min_cell,
-                "suppressed_cells": len(self.cells), "overall_suppressed": self.overall}
-
-
-NONE = Suppression()
-
-
 def plan(cells: Sequence[Cell], min_cell: int, known: Mapping[CellKey, int] | None = None) -> Suppression:
-    """Which cells (and whether the overall) an agency reader may not see. `known`: responses per cell the
-    reader already knows (its own agency's, when it reads the national aggregate)."""
-    known = known or {}
-
-    def exposed(cell: Cell) -> int:
-        return max(0, cell.responses - known.get(key_of(cell), 0))
-
-    hidden = {key_of(c) for c in cells if c.responses < min_cell or 0 < exposed(c) < min_cell}
-    residual = sum(exposed(c) for c in cells if key_of(c) in hidden)
-    # Complementary suppression: smallest exposed cells first, until the hidden group is big enough.
-    candidates = sorted((c for c in cells if key_of(c) not in hidden and exposed(c) > 0),
-                        key=lambda c: (exposed(c), c.responses, key_of(c)))
-    for cell in candidates:
-        if residual == 0 or residual >= min_cell:
-            break
-        hidden.add(key_of(cell))
-        residual += exposed(cell)
-    total = sum(c.responses for c in cells)
-    total_exposed = sum(exposed(c) for c in cells)
-    overall = (0 < total < min_cell) or (0 < total_exposed < min_cell) or (0 < residual < min_cell)
-    return Suppression(min_cell, frozenset(hidden), overall)
+    """Which cells (and whether the overall) an agency reader may not see (services.common.disclosure's rule).
+    `known`: responses per cell the reader already knows (its own agency's, when it reads the national aggregate)."""
+    return plan_counts({key_of(c): c.responses for c in cells}, min_cell, known)
 
 
 def cell_dict(cell: Cell, suppression: Suppression) -> dict[str, Any]:
