@@ -169,151 +169,258 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
     `dependency_status` gives the current status of the milestones this one depends on.
     """
     now = _utc(now)
+    accepted = accept_facts(facts)
+    progress, late_reports = progress_points(accepted.of_kind("progressed"), accepted.completed_on)
+    considered = [f for f in accepted.facts if f["kind"] != "progressed"] + progress
+    considered.sort(key=_effective_sort_key)
+    replay = replay_facts(considered, now)
+    verdict = status_and_reasons(replay.state, now, dependency_status or {})
+    return document(milestone_id, accepted, progress, replay, verdict, ignored=accepted.ignored + late_reports)
+
+
+# --- step 1: accepted facts ------------------------------------------------------------------
+
+NOT_OWNER = "agency_not_owner"  # the reason code of a report refused or ignored by the ownership rule
+
+
+def may_report(owner: str | None, agency: str) -> bool:
+    """The ownership rule: only the owner agency and the programme office report on a planned milestone.
+
+    `owner` is the agency named by the milestone's first plan (None before any plan: facts are kept
+    until the plan says whose they were). The service refuses a report this rule rejects; the
+    projection ignores a stored fact it rejects (a plan that arrived late decides afterwards).
+    """
+    return owner is None or agency in (owner, PROGRAMME_OFFICE)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The facts that count: de-duplicated, sorted by (event time, key), allowed by the ownership rule."""
+
+    facts: list[Mapping[str, Any]]
+    owner: str | None
+    ignored: list[dict[str, Any]]  # facts the ownership rule set aside
+    event_count: int  # distinct facts, ignored ones included
+
+    def of_kind(self, kind: str) -> list[Mapping[str, Any]]:
+        return [f for f in self.facts if f["kind"] == kind]
+
+    @property
+    def completion(self) -> Mapping[str, Any] | None:
+        completions = self.of_kind("completed")
+        return completions[-1] if completions else None
+
+    @property
+    def completed_on(self) -> date | None:
+        completion = self.completion
+        return _date(completion["data"]["completed_on"]) if completion else None
+
+
+def accept_facts(facts: Iterable[Mapping[str, Any]]) -> Accepted:
     unique: dict[str, Mapping[str, Any]] = {}
     for fact in facts:
         unique.setdefault(fact["key"], fact)
     ordered = sorted(unique.values(), key=_sort_key)
-    ignored: list[dict[str, Any]] = []
-
     plans = [f for f in ordered if f["kind"] == "planned"]
     owner = plans[0]["data"]["owner_agency"] if plans else None
+    accepted, ignored = [], []
+    for fact in ordered:
+        if may_report(owner, fact["agency"]):
+            accepted.append(fact)
+        else:
+            ignored.append({"event": fact["key"], "kind": fact["kind"], "reason": NOT_OWNER})
+    return Accepted(accepted, owner, ignored, len(unique))
 
-    def allowed(fact: Mapping[str, Any]) -> bool:
-        if owner is None or fact["agency"] in (owner, PROGRAMME_OFFICE):
-            return True
-        ignored.append({"event": fact["key"], "kind": fact["kind"], "reason": "agency_not_owner"})
-        return False
 
-    accepted = [f for f in ordered if allowed(f)] if owner else ordered
-    plans = [f for f in accepted if f["kind"] == "planned"]
-    completions = [f for f in accepted if f["kind"] == "completed"]
-    completion = completions[-1] if completions else None
-    completed_on = _date(completion["data"]["completed_on"]) if completion else None
+# --- step 2: progress points -----------------------------------------------------------------
 
-    # Progress: by as_of (ties: later event wins); reports dated after the completion day are ignored.
-    progress_facts = sorted((f for f in accepted if f["kind"] == "progressed"),
-                            key=lambda f: (effective_time(f), _utc(f["time"]), f["key"]))
-    kept_progress = []
-    for fact in progress_facts:
+def progress_points(reports: Iterable[Mapping[str, Any]], completed_on: date | None,
+                    ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
+    """The progress reports that count, one per `as_of` (sorted by it), and the ones ignored.
+
+    By `as_of`, ties won by the later event; a report dated after the completion day is ignored.
+    """
+    by_as_of: dict[datetime, Mapping[str, Any]] = {}
+    ignored: list[dict[str, Any]] = []
+    for fact in sorted(reports, key=_effective_sort_key):
         if completed_on is not None and bangkok_day(effective_time(fact)) > completed_on:
             ignored.append({"event": fact["key"], "kind": "progressed", "reason": "progress_after_completion"})
         else:
-            kept_progress.append(fact)
-    by_as_of: dict[datetime, Mapping[str, Any]] = {}
-    for fact in kept_progress:
-        by_as_of[effective_time(fact)] = fact  # same as_of twice: the later event (sort order) wins
+            by_as_of[effective_time(fact)] = fact  # same as_of twice: the later event (sort order) wins
+    return sorted(by_as_of.values(), key=effective_time), ignored
 
-    considered = [f for f in accepted if f["kind"] != "progressed"] + list(by_as_of.values())
-    considered.sort(key=lambda f: (effective_time(f), _utc(f["time"]), f["key"]))
 
-    # Replay in effective-time order for the due-date history and the transition timeline.
-    state = _State(points=[])
-    due_history: list[dict[str, Any]] = []
-    timeline: list[dict[str, Any]] = []
-    deadlines_seen: set[date] = set()
+def _effective_sort_key(fact: Mapping[str, Any]) -> tuple[datetime, datetime, str]:
+    return (effective_time(fact), _utc(fact["time"]), fact["key"])
 
-    def note(status: Status, at: datetime, cause: str) -> None:
-        if not timeline or timeline[-1]["status"] != status.value:
-            timeline.append({"status": status.value, "at": at, "cause": cause})
 
-    def pass_deadlines(until: datetime) -> None:
-        # A deadline between two facts is itself a moment: the milestone became missed then.
-        if state.due is not None and state.due not in deadlines_seen:
-            deadline = end_of_bangkok_day(state.due)
-            if deadline <= until and deadline <= now:
-                deadlines_seen.add(state.due)
-                status, _ = state.status(deadline)
-                note(status, deadline, "deadline_passed")
+# --- step 3: replay of due dates and timeline ------------------------------------------------
 
+def replay_facts(considered: Iterable[Mapping[str, Any]], now: datetime) -> Replay:
+    """Replay the facts in effective-time order: the due-date history and the status timeline."""
+    replay = Replay(now)
     for fact in considered:
+        replay.apply(fact)
+    replay.pass_deadlines(now)
+    return replay
+
+
+class Replay:
+    """The state as facts are applied one by one, recording each due-date change and status change."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+        self.state = _State(points=[])
+        self.due_history: list[dict[str, Any]] = []
+        self.timeline: list[dict[str, Any]] = []
+        self._deadlines_seen: set[date] = set()
+
+    def apply(self, fact: Mapping[str, Any]) -> None:
         at = effective_time(fact)
-        pass_deadlines(at)
-        kind, data = fact["kind"], fact["data"]
+        self.pass_deadlines(at)
+        kind, data, state = fact["kind"], fact["data"], self.state
         if kind == "planned":
-            first = state.plan is None
-            state.plan = dict(data)
-            rescheduled = any(h["change"] == "rescheduled" for h in due_history)
-            if first:
-                state.origin = at
-                # A reschedule stamped earlier than the plan (clock skew, late plan) still wins over it.
-                if not rescheduled:
-                    state.due = _date(data["due_date"])
-                due_history.insert(0, {"due_date": _date(data["due_date"]).isoformat(), "set_at": at,
-                                       "change": "baseline", "reason": None, "event": fact["key"]})
-            elif not rescheduled and _date(data["due_date"]) != state.due:
-                # A re-sent plan with a new date before any reschedule: the plan was revised.
-                state.due = _date(data["due_date"])
-                due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "replanned",
-                                    "reason": None, "event": fact["key"]})
+            self._plan(fact, at)
         elif kind == "rescheduled":
-            new_due = _date(data["new_due_date"])
-            due_history.append({"due_date": new_due.isoformat(), "set_at": at, "change": "rescheduled",
-                                "reason": data.get("reason"), "approved_by": data.get("approved_by"),
-                                "event": fact["key"]})
-            state.due = new_due
+            state.due = _date(data["new_due_date"])
+            self.due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "rescheduled",
+                                     "reason": data.get("reason"), "approved_by": data.get("approved_by"),
+                                     "event": fact["key"]})
         elif kind == "progressed":
             state.points.append((at, float(data["percent_complete"])))
         elif kind == "completed":
             state.completed_on = _date(data["completed_on"])
         elif kind == "cancelled":
             state.cancelled = True
-        status, _ = state.status(at)
-        note(status, at, kind)
-    pass_deadlines(now)
+        self._note(state.status(at)[0], at, kind)
 
+    def _plan(self, fact: Mapping[str, Any], at: datetime) -> None:
+        state, data = self.state, fact["data"]
+        first = state.plan is None
+        state.plan = dict(data)
+        planned_due = _date(data["due_date"])
+        rescheduled = any(h["change"] == "rescheduled" for h in self.due_history)
+        if first:
+            state.origin = at
+            # A reschedule stamped earlier than the plan (clock skew, late plan) still wins over it.
+            if not rescheduled:
+                state.due = planned_due
+            self.due_history.insert(0, {"due_date": planned_due.isoformat(), "set_at": at, "change": "baseline",
+                                        "reason": None, "event": fact["key"]})
+        elif not rescheduled and planned_due != state.due:
+            # A re-sent plan with a new date before any reschedule: the plan was revised.
+            state.due = planned_due
+            self.due_history.append({"due_date": planned_due.isoformat(), "set_at": at, "change": "replanned",
+                                     "reason": None, "event": fact["key"]})
+
+    def pass_deadlines(self, until: datetime) -> None:
+        # A deadline between two facts is itself a moment: the milestone became missed then.
+        due = self.state.due
+        if due is not None and due not in self._deadlines_seen:
+            deadline = end_of_bangkok_day(due)
+            if deadline <= until and deadline <= self.now:
+                self._deadlines_seen.add(due)
+                self._note(self.state.status(deadline)[0], deadline, "deadline_passed")
+
+    def _note(self, status: Status, at: datetime, cause: str) -> None:
+        if not self.timeline or self.timeline[-1]["status"] != status.value:
+            self.timeline.append({"status": status.value, "at": at, "cause": cause})
+
+
+# --- step 4: status and reasons --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reasons: list[str]
+    blocked_by: list[str]  # dependencies that are missed or at risk
+    projection: Projection | None
+
+
+def status_and_reasons(state: _State, now: datetime, dependency_status: Mapping[str, str]) -> Verdict:
+    """The status as at `now`, raised to at risk by a missed or at-risk dependency, with its reasons."""
     own_status, projection = state.status(now)
     status = own_status
     reasons: list[str] = []
-    deps = list(state.plan.get("depends_on", [])) if state.plan else []
-    blocking = sorted(d for d in deps if (dependency_status or {}).get(d) in (Status.missed, Status.at_risk))
+    deps = state.plan.get("depends_on", []) if state.plan else []
+    blocking = sorted(d for d in deps if dependency_status.get(d) in (Status.missed, Status.at_risk))
     if own_status is Status.at_risk:
         reasons.append("projected_finish_after_due" if projection and projection.finish else "progress_stalled")
-    if blocking and own_status in (Status.planned, Status.in_progress, Status.at_risk):
+    if blocking and own_status in OPEN_STATUSES:
         status = Status.at_risk
         reasons.append("dependency_at_risk_or_missed")
     if own_status is Status.missed:
         reasons.append("deadline_passed")
+    return Verdict(status, reasons, blocking, projection)
 
-    percent = state.points[-1][1] if state.points else 0.0
-    if completed_on is not None:
-        percent = 100.0
-    plan = state.plan or {}
-    due = state.due
+
+# --- step 5: the document --------------------------------------------------------------------
+
+def document(milestone_id: str, accepted: Accepted, progress: list[Mapping[str, Any]], replay: Replay,
+             verdict: Verdict, ignored: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stored and served form of the milestone, section by section (key order kept stable)."""
+    plan = replay.state.plan or {}
+    return {
+        "milestone_id": milestone_id,
+        "status": verdict.status.value,
+        "status_reasons": verdict.reasons,
+        "blocked_by": verdict.blocked_by,
+        "title_th": plan.get("title_th"),
+        "title_en": plan.get("title_en"),
+        "workstream": plan.get("workstream"),
+        "owner_agency": accepted.owner,
+        "weight": float(plan.get("weight", 1.0)) if plan else 0.0,
+        "depends_on": list(plan.get("depends_on", [])),
+        "description": plan.get("description"),
+        **_due_fields(replay, verdict.status),
+        **_progress_fields(replay.state, progress, verdict.projection, accepted.completed_on),
+        **_outcome_fields(accepted, replay.state.due, verdict.status),
+        "timeline": replay.timeline,
+        "ignored": ignored,
+        "event_count": accepted.event_count,
+    }
+
+
+def _due_fields(replay: Replay, status: Status) -> dict[str, Any]:
+    due, history = replay.state.due, replay.due_history
+    return {
+        "baseline_due_date": history[0]["due_date"] if history else None,
+        "due_date": due.isoformat() if due else None,
+        # The instant the due date's Bangkok day ends; `open_deadline` only while the milestone is
+        # open (planned, in progress, at risk): the deadline watcher's indexed range queries use it.
+        "deadline": end_of_bangkok_day(due) if due else None,
+        "open_deadline": end_of_bangkok_day(due) if due and status in OPEN_STATUSES else None,
+        "due_history": history,
+        "reschedule_count": sum(1 for h in history if h["change"] == "rescheduled"),
+    }
+
+
+def _progress_fields(state: _State, progress: list[Mapping[str, Any]], projection: Projection | None,
+                     completed_on: date | None) -> dict[str, Any]:
+    points = state.points or []
+    rate = projection.rate_per_day if projection else None
+    return {
+        "percent_complete": 100.0 if completed_on is not None else (points[-1][1] if points else 0.0),
+        "progress_as_of": points[-1][0] if points else None,
+        "progress_history": [{"as_of": effective_time(f), "percent_complete": float(f["data"]["percent_complete"]),
+                              **({"note": f["data"]["note"]} if f["data"].get("note") else {})}
+                             for f in progress],
+        "progress_rate_per_day": round(rate, 6) if rate is not None else None,
+        "projected_finish": projection.finish.isoformat() if projection and projection.finish else None,
+    }
+
+
+def _outcome_fields(accepted: Accepted, due: date | None, status: Status) -> dict[str, Any]:
+    completion, completed_on = accepted.completion, accepted.completed_on
     days_late = max(0, (completed_on - due).days) if (completed_on and due) else 0
-    cancellations = [f for f in accepted if f["kind"] == "cancelled"]
     # Completion reported only after the deadline had passed: the milestone was shown as missed (and
     # alerted) in between, so the completion is a recovery even when it is dated on time.
     reported_late = bool(completion and due and _utc(completion["time"]) >= end_of_bangkok_day(due))
     alert_kind = {Status.missed: "missed", Status.at_risk: "at_risk"}.get(status)
     if status is Status.completed and (days_late > 0 or reported_late):
         alert_kind = "recovered"
+    cancellations = accepted.of_kind("cancelled")
     return {
-        "milestone_id": milestone_id,
-        "status": status.value,
-        "status_reasons": reasons,
-        "blocked_by": blocking,
-        "title_th": plan.get("title_th"),
-        "title_en": plan.get("title_en"),
-        "workstream": plan.get("workstream"),
-        "owner_agency": owner,
-        "weight": float(plan.get("weight", 1.0)) if plan else 0.0,
-        "depends_on": deps,
-        "description": plan.get("description"),
-        "baseline_due_date": due_history[0]["due_date"] if due_history else None,
-        "due_date": due.isoformat() if due else None,
-        # The instant the due date's Bangkok day ends; `open_deadline` only while the milestone is
-        # open (planned, in progress, at risk): the deadline watcher's indexed range queries use it.
-        "deadline": end_of_bangkok_day(due) if due else None,
-        "open_deadline": end_of_bangkok_day(due) if due and status in OPEN_STATUSES else None,
-        "due_history": due_history,
-        "reschedule_count": sum(1 for h in due_history if h["change"] == "rescheduled"),
-        "percent_complete": percent,
-        "progress_as_of": state.points[-1][0] if state.points else None,
-        "progress_history": [{"as_of": effective_time(f), "percent_complete": float(f["data"]["percent_complete"]),
-                              **({"note": f["data"]["note"]} if f["data"].get("note") else {})}
-                             for f in sorted(by_as_of.values(), key=effective_time)],
-        "progress_rate_per_day": round(projection.rate_per_day, 6) if projection and projection.rate_per_day is not None else None,
-        "projected_finish": projection.finish.isoformat() if projection and projection.finish else None,
         "completed_on": completed_on.isoformat() if completed_on else None,
         "completion_evidence": completion["data"].get("evidence") if completion else None,
         "days_late": days_late,
@@ -321,9 +428,6 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
         # The alert this state calls for (once per due date); indexed so the rescan reads only these.
         "alert_kind": alert_kind,
         "cancelled_reason": cancellations[-1]["data"].get("reason") if cancellations else None,
-        "timeline": timeline,
-        "ignored": ignored,
-        "event_count": len(unique),
     }
 
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.contracts.agencies import PROGRAMME_OFFICE
 from services.contracts.envelope import Event, EventError, make_event
 from services.roadmap import domain
 from services.roadmap.adapters import MilestoneRepository
@@ -103,9 +102,9 @@ class RoadmapService:
             plan_owner = event.data.owner_agency if event.type == "roadmap.milestone.planned" else None
             if owner is None and plan_owner is not None:
                 owner = plan_owner
-            if owner is not None and event.agency not in (owner, PROGRAMME_OFFICE):
+            if not domain.may_report(owner, event.agency):
                 refused.append(Rejected(event, EventError(
-                    "agency_not_owner", f"milestone {mid!r} belongs to agency {owner!r}; {event.agency!r} may not report on it",
+                    domain.NOT_OWNER, f"milestone {mid!r} belongs to agency {owner!r}; {event.agency!r} may not report on it",
                     event_id=event.id, source=event.source)))
                 continue
             facts.append(domain.make_fact(type_=event.type, source=event.source, event_id=event.id,
