@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.contracts.agencies import PROGRAMME_OFFICE
 from services.roadmap import domain
 from services.roadmap.confidence import Rating, WeightTally, confidence, tally_of
 from services.roadmap.domain import Status, project, project_finish
@@ -224,3 +225,59 @@ def test_completion_reported_after_deadline_is_a_recovery_even_if_dated_on_time(
     assert doc["completion_reported_after_deadline"] and doc["alert_kind"] == "recovered"
     on_time = project("M", [planned(), completed(DUE, DEADLINE - timedelta(hours=1))], DEADLINE + timedelta(days=1))
     assert on_time["alert_kind"] is None and domain.wanted_alerts(on_time) == []
+
+
+# --- the named steps of project() ------------------------------------------------------------------
+
+def test_ownership_rule_owner_and_programme_office_only_once_planned():
+    assert domain.may_report(None, "dopa")  # no plan yet: kept until the plan says whose it is
+    assert domain.may_report("dga", "dga") and domain.may_report("dga", PROGRAMME_OFFICE)
+    assert not domain.may_report("dga", "dopa")
+
+
+def test_accept_facts_deduplicates_sorts_and_sets_aside_other_agencies():
+    late, early = progress(10, T0 + timedelta(days=3), eid="a"), progress(20, T0 + timedelta(days=2), eid="b")
+    foreign = progress(99, T0 + timedelta(days=1), eid="f", agency="dopa")
+    accepted = domain.accept_facts([late, planned(), early, late, foreign, planned()])
+    assert accepted.owner == "dga" and accepted.event_count == 4
+    assert [f["key"] for f in accepted.facts] == [planned()["key"], early["key"], late["key"]]
+    assert accepted.ignored == [{"event": foreign["key"], "kind": "progressed", "reason": domain.NOT_OWNER}]
+    assert domain.accept_facts([foreign]).facts == [foreign]  # before the plan: nobody owns it yet
+
+
+def test_progress_points_one_per_as_of_and_none_after_completion():
+    as_of = T0 + timedelta(days=5)
+    first, second = progress(30, as_of, eid="x", t=as_of), progress(25, as_of, eid="y", t=as_of + timedelta(hours=1))
+    after = progress(90, T0 + timedelta(days=40), eid="z")
+    kept, ignored = domain.progress_points([second, after, first], completed_on=date(2026, 1, 20))
+    assert kept == [second]  # same as_of: the later event wins, even if it reports less
+    assert ignored == [{"event": after["key"], "kind": "progressed", "reason": "progress_after_completion"}]
+    assert domain.progress_points([after, first], None)[0] == [first, after]
+
+
+def test_replay_records_baseline_replan_reschedule_and_the_deadline_moment():
+    facts = [planned(), planned(due=date(2026, 3, 20), eid="v2", t=T0 + timedelta(days=1)),
+             rescheduled(date(2026, 3, 25), T0 + timedelta(days=2))]
+    replay = domain.replay_facts(facts, T0 + timedelta(days=100))
+    assert [(h["change"], h["due_date"]) for h in replay.due_history] == [
+        ("baseline", "2026-03-31"), ("replanned", "2026-03-20"), ("rescheduled", "2026-03-25")]
+    assert replay.state.due == date(2026, 3, 25)
+    assert replay.timeline[-1] == {"status": "missed", "at": datetime(2026, 3, 25, 17, 0, tzinfo=UTC),
+                                   "cause": "deadline_passed"}
+
+
+def test_status_and_reasons_raise_only_open_milestones_for_dependencies():
+    state = domain.replay_facts([planned(deps=["A", "B"])], T0).state
+    verdict = domain.status_and_reasons(state, T0, {"A": "missed", "B": "completed"})
+    assert verdict.status is Status.at_risk and verdict.blocked_by == ["A"]
+    assert verdict.reasons == ["dependency_at_risk_or_missed"]
+    late = domain.status_and_reasons(state, DEADLINE, {"A": "missed"})
+    assert late.status is Status.missed and late.reasons == ["deadline_passed"]  # missed outranks at risk
+
+
+def test_document_is_the_steps_composed():
+    facts = [planned(), progress(40, T0 + timedelta(days=20)), completed(date(2026, 4, 2), T0 + timedelta(days=95))]
+    doc = project("M", facts, T0 + timedelta(days=96))
+    assert doc["status"] == "completed" and doc["percent_complete"] == 100.0 and doc["days_late"] == 2
+    assert doc["alert_kind"] == "recovered" and doc["open_deadline"] is None and doc["event_count"] == 3
+    assert [p["percent_complete"] for p in doc["progress_history"]] == [40.0]

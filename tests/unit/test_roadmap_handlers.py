@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
+from services.contracts.agencies import PROGRAMME_OFFICE
 from services.contracts.envelope import make_event
+from services.roadmap import domain
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
@@ -251,3 +253,21 @@ def test_service_applies_any_order_and_batching_to_the_same_document(order, dups
         doc.pop("ignored"), doc.pop("event_count")
     assert got == expected
     assert expected["percent_complete"] == 30 and expected["due_date"] == "2026-07-31"
+
+
+async def test_ownership_is_one_rule_refused_live_and_ignored_when_the_plan_comes_late(world):
+    repo, _pub, _clock, svc, _ = world
+    pmo = ev("progressed", {"milestone_id": "M3", "percent_complete": 10, "as_of": NOW.isoformat()},
+             agency=PROGRAMME_OFFICE, id="pmo")
+    # Before the plan nobody owns M3: the service keeps the report, the projection decides later.
+    early = ev("progressed", {"milestone_id": "M3", "percent_complete": 80, "as_of": NOW.isoformat()},
+               agency="dopa", id="early")
+    assert await svc.handle(Batch([early, pmo])) == []
+    assert await svc.handle(Batch([plan("M3", date(2026, 12, 31))])) == []
+    doc = repo.docs["M3"]
+    assert doc["ignored"] == [{"event": "/agencies/dopa/pm|early", "kind": "progressed", "reason": domain.NOT_OWNER}]
+    assert doc["percent_complete"] == 10  # the programme office may report; dopa's 80 % does not count
+    late = ev("progressed", {"milestone_id": "M3", "percent_complete": 90, "as_of": NOW.isoformat()},
+              agency="dopa", id="late")
+    [refused] = await svc.handle(Batch([late]))
+    assert refused.error.reason == domain.NOT_OWNER == "agency_not_owner"
