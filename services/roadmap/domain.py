@@ -1,4 +1,4 @@
-"""Pure rules of the roadmap: the milestone projection, derived status, alerts and delivery confidence.
+"""Pure rules of the roadmap: the milestone projection, derived status and alerts.
 
 A milestone is stored as the set of facts its events reported (each fact keyed by the event's
 source + id) and its document is *derived* from those facts by `project()`, a pure fold that sorts
