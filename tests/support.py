@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +17,23 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 T = TypeVar("T")
+
+
+class MovableClock:
+    """A `services.common.clock.Clock` for tests: real time shifted by an offset, so retries still come due
+    while a test sets or advances "now" (a deadline made to pass, a reminder made due)."""
+
+    def __init__(self, start: datetime | None = None):
+        self.set(start or datetime.now(UTC))
+
+    def set(self, instant: datetime) -> None:
+        self.offset = instant - datetime.now(UTC)
+
+    def advance(self, delta: timedelta) -> None:
+        self.offset += delta
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
 
 
 async def poll(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:

@@ -26,6 +26,7 @@ from services.common.auth import ApiKeyAuth
 from services.common.consumer import EventConsumer, Handler, Prepare
 from services.common.http_ingest import PROBLEM, Ingestor, events_router
 from services.common.kafka import EventPublisher, ensure_topics, make_broker
+from services.common.loops import Step, run_every
 from services.common.metrics import PlatformMetrics, SnapshotCollector
 from services.common.mongo import ensure_platform_indexes, make_client, retry_transient
 from services.common.settings import ServiceSettings
@@ -98,6 +99,13 @@ class Runtime:
 
         task.add_done_callback(done)
         self.background.append(task)
+
+    def every(self, interval: float, fn: Step, *, name: str, wake: asyncio.Event | None = None,
+              initial_delay: float = 0.0) -> None:
+        """The one way to run a background loop: `await fn()` every `interval` seconds (`math.inf`: only when
+        woken) until the runtime stops, sooner when `wake` is set. See `run_every`."""
+        self.spawn(run_every(interval, fn, name=name, stopping=self.stopping, wake=wake, initial_delay=initial_delay),
+                   name)
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:

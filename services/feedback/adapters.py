@@ -30,13 +30,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from services.common.clock import Clock, utc_now
 from services.common.mongo import DUPLICATE_KEY, insert_new, retry_transient
 from services.contracts.envelope import Event
 from services.feedback import domain
@@ -46,7 +47,7 @@ APPLIED_KEEP = 200
 
 
 class FeedbackRepository:
-    def __init__(self, db: AsyncDatabase, clock=lambda: datetime.now(UTC)):
+    def __init__(self, db: AsyncDatabase, clock: Clock = utc_now):
         self.db = db
         # A response is stored once, as the audit record of its event (the platform's `events` collection,
         # written here rather than by the consumer, so the audit record carries the rollup token).

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
+from services.common.clock import Clock, utc_now
 from services.common.ratelimit import TokenBucket
 from services.contracts.events import FEEDBACK_TYPES
 from services.contracts.topics import FEEDBACK_EVENTS
@@ -21,13 +19,11 @@ from services.feedback.handlers import FeedbackService
 from services.feedback.metrics import FeedbackCollector
 from services.feedback.settings import FeedbackSettings
 
-log = logging.getLogger(__name__)
 
-
-def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], datetime] | None = None,
+def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None = None,
                monotonic: Callable[[], float] = time.monotonic) -> FastAPI:
     settings = settings or FeedbackSettings()
-    clock = clock or (lambda: datetime.now(UTC))
+    clock = clock or utc_now
     runtime = Runtime(settings)
     repo = FeedbackRepository(runtime.db, clock)
     service = FeedbackService(repo, settings, clock)
@@ -41,7 +37,9 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], 
     async def startup(rt: Runtime) -> None:
         await repo.ensure_indexes()
         await repo.sweep(settings.feedback_sweep_grace_seconds)
-        rt.spawn(_sweeper(repo, settings, rt.stopping), "feedback-rollup-sweeper")
+        # A failed round is logged and the next one tries again: the journal keeps the work.
+        rt.every(settings.feedback_sweep_interval_seconds, lambda: repo.sweep(settings.feedback_sweep_grace_seconds),
+                 name="feedback-rollup-sweeper", initial_delay=settings.feedback_sweep_interval_seconds)
 
     runtime.on_startup(startup)
     app = create_service_app(runtime, title="Feedback service · บริการความคิดเห็นประชาชน",
@@ -52,16 +50,3 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Callable[[], 
     app.state.feedback = service
     app.state.feedback_repo = repo
     return app
-
-
-async def _sweeper(repo: FeedbackRepository, settings: FeedbackSettings, stopping: asyncio.Event) -> None:
-    while not stopping.is_set():
-        try:
-            await asyncio.wait_for(stopping.wait(), settings.feedback_sweep_interval_seconds)
-            return
-        except TimeoutError:
-            pass
-        try:
-            await repo.sweep(settings.feedback_sweep_grace_seconds)
-        except Exception:  # the next round tries again; the journal keeps the work
-            log.warning("rollup sweep failed", exc_info=True)

@@ -10,12 +10,13 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Container, Iterable, Mapping
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Container, Iterable, Mapping
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.mongo import TRANSIENT_ERRORS
 from services.common.thai_calendar import bangkok_today
@@ -43,11 +44,6 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- Alertmanager webhook payload (version 4) -------------------------------------------------
@@ -308,21 +304,13 @@ class NotifierService:
                                              next_due=next_due, escalated=escalated)
         return created
 
-    async def schedule_forever(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                await self.schedule_once()
-            except TRANSIENT_ERRORS as exc:
-                log.warning("reminder scheduler: database unavailable", extra={"error": type(exc).__name__})
-            except Exception:
-                log.exception("reminder scheduler iteration failed")
-            await _sleep_or(self.stopping, self.settings.notifier_scheduler_tick_seconds)
-
     # --- dispatcher ----------------------------------------------------------------------
     async def dispatch_forever(self) -> None:
         """Claim due notifications in batches into a local queue (one query serves many deliveries) and
         deliver them with bounded concurrency. The claim runs beside the deliveries, so a slow claim
-        query never leaves free delivery slots idle; the queue is refilled at half its size."""
+        query never leaves free delivery slots idle; the queue is refilled at half its size.
+        Not a Runtime.every pass: a pump that waits on its own deliveries and claim as well as on `wake`;
+        Runtime.stop() cancels it like every background task."""
         s = self.settings
         lease = timedelta(seconds=s.notifier_lease_seconds)
         queue = self.queue
@@ -470,13 +458,6 @@ def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("sequence") is not None:
         out["sequence"] = doc["sequence"]
     return out
-
-
-async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:

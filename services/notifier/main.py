@@ -11,6 +11,7 @@ import yaml
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app
+from services.common.clock import Clock, utc_now
 from services.common.mongo import retry_transient
 from services.contracts.agencies import get_registry
 from services.contracts.events import ROADMAP_ALERT_TYPES
@@ -19,7 +20,7 @@ from services.notifier import entrypoints
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import build_channels, check_webhook_signing
 from services.notifier.domain import RoutingTable, parse_routing
-from services.notifier.handlers import Clock, NotifierService, utc_now
+from services.notifier.handlers import NotifierService
 from services.notifier.holidays import load_holidays
 from services.notifier.metrics import NotificationGauges, NotifierMetrics
 from services.notifier.settings import NotifierSettings
@@ -57,7 +58,7 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
         clients.append(client)
         service.channels = build_channels(settings, client, service.routing.unsigned_webhooks)
         rt.spawn(service.dispatch_forever(), "notifier-dispatcher")
-        rt.spawn(service.schedule_forever(), "notifier-scheduler")
+        rt.every(settings.notifier_scheduler_tick_seconds, service.schedule_once, name="notifier-scheduler")
 
     async def shutdown(rt: Runtime) -> None:
         service.stopping.set()

@@ -7,12 +7,14 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
+from services.common.loops import NextRun
 from services.contracts.envelope import Event, EventError, make_event
 from services.roadmap import domain
 from services.roadmap.adapters import MilestoneRepository
@@ -22,29 +24,28 @@ from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
 WATCHER_SOURCE = "/services/roadmap/watcher"
 MAX_CASCADE_DEPTH = 10
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class RoadmapService:
     def __init__(self, repo: MilestoneRepository, publisher: EventPublisher, metrics: RoadmapMetrics,
-                 settings: RoadmapSettings, clock: Clock = utc_now):
+                 settings: RoadmapSettings, clock: Clock = utc_now, lease_clock: Clock = utc_now):
         self.repo = repo
         self.publisher = publisher
         self.metrics = metrics
         self.settings = settings
-        self.clock = clock
+        self.clock = clock  # the "now" of every status rule and alert (tests move it)
+        # Alert claims are leases between replicas in MongoDB: they need the wall time every replica shares,
+        # never a test's moved clock (a claim taken "in the future" would look stale and be sent twice).
+        self.lease_clock = lease_clock
         self.wake = asyncio.Event()  # set when deadlines may have changed: the watcher re-reads the next one
         self.stats_dirty = asyncio.Event()
         # The next open deadline as far as this replica knows: lowered by its own writes, re-read from
         # MongoDB when it has passed and at every rescan (other replicas' writes are theirs to watch).
         self._next_deadline: datetime | None = None
         self._next_known = False
+        self._next_rescan = 0.0  # monotonic time of the next safety-net rescan (0: at the first pass)
 
     # --- applying events ---------------------------------------------------------------------
     async def handle(self, batch: Batch) -> list[Rejected]:
@@ -194,7 +195,7 @@ class RoadmapService:
                            source=WATCHER_SOURCE, id=domain.alert_id(kind, doc["_id"], doc["due_date"]),
                            time=detected, subject=doc["_id"], partitionkey=doc["_id"])
         claim = {"_id": event.id, "state": "claimed", "kind": kind, "milestone_id": doc["_id"],
-                 "due_date": doc["due_date"], "claimed_at": utc_now(), "event": event.to_json_dict()}
+                 "due_date": doc["due_date"], "claimed_at": self.lease_clock(), "event": event.to_json_dict()}
         if not await self.repo.claim(claim):
             return 0  # another replica claimed it and publishes it
         return await self._publish_claimed(event, doc.get("deadline") if kind == "missed" else None)
@@ -205,7 +206,7 @@ class RoadmapService:
         except Exception as exc:
             log.warning("alert publish failed; the rescan will retry", extra={"alert_id": event.id, "error": repr(exc)[:200]})
             return 0
-        await self.repo.mark_published(event.id, utc_now())
+        await self.repo.mark_published(event.id, self.lease_clock())
         self.metrics.alerts.labels(event.type).inc()
         if deadline is not None:
             self.metrics.alert_delay.observe(max(0.0, (self.clock() - _aware(deadline)).total_seconds()))
@@ -214,7 +215,7 @@ class RoadmapService:
 
     async def republish_stale_claims(self) -> int:
         """A replica that crashed between claim and publish left a `claimed` record: send it now."""
-        now = utc_now()
+        now = self.lease_clock()
         count = 0
         for claim in await self.repo.stale_claims(now - timedelta(seconds=self.settings.alert_claim_stale_seconds)):
             if not await self.repo.retake_claim(claim["_id"], claim["claimed_at"], now):
@@ -253,49 +254,35 @@ class RoadmapService:
         self.metrics.scan_seconds.labels("rescan").observe(time.perf_counter() - started)
         return {"missed": missed, "alerts": alerts, "republished": republished}
 
-    async def watch(self, stopping: asyncio.Event) -> None:
-        """Sleep until the next deadline (or a wake-up, or the rescan period), then sweep."""
-        next_rescan = 0.0
-        while not stopping.is_set():
-            try:
-                if time.monotonic() >= next_rescan:
-                    await self.rescan()
-                    next_rescan = time.monotonic() + self.settings.watcher_rescan_seconds
-                    self._next_known = False
-                else:
-                    await self.sweep()
-                self.wake.clear()
-                now = self.clock()
-                if not self._next_known or (self._next_deadline is not None and self._next_deadline <= now):
-                    self._next_deadline = await self.repo.next_deadline(now)
-                    self._next_known = True
-                deadline = self._next_deadline
-                wait = min(self.settings.watcher_max_tick_seconds, max(0.0, next_rescan - time.monotonic()))
-                if deadline is not None:
-                    wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("deadline watcher pass failed; retrying")
-                wait = 1.0
-            if wait > 0:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), wait)
-                except TimeoutError:
-                    pass
+    async def watch_once(self) -> NextRun:
+        """One pass of the deadline watcher (run by Runtime.every, woken by `wake`): the rescan when it is due,
+        else a sweep; then sleep until the next deadline, the next rescan or the longest tick, whichever is first."""
+        # Monotonic time paces the rescan period: it is a duration, not a "now" of the domain.
+        if time.monotonic() >= self._next_rescan:
+            await self.rescan()
+            self._next_rescan = time.monotonic() + self.settings.watcher_rescan_seconds
+            self._next_known = False
+        else:
+            await self.sweep()
+        now = self.clock()
+        if not self._next_known or (self._next_deadline is not None and self._next_deadline <= now):
+            self._next_deadline = await self.repo.next_deadline(now)
+            self._next_known = True
+        deadline = self._next_deadline
+        wait = min(self.settings.watcher_max_tick_seconds, max(0.0, self._next_rescan - time.monotonic()))
+        if deadline is not None:
+            wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))
+        return NextRun(wait)
 
-    async def stats_loop(self, stopping: asyncio.Event) -> None:
-        """Recompute the summary figures after changes, at most once per `stats_refresh_seconds`."""
-        while not stopping.is_set():
-            await self.stats_dirty.wait()
-            self.stats_dirty.clear()
-            try:
-                await self.refresh_stats()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("summary figures refresh failed")
-                self.stats_dirty.set()
+    async def refresh_stats_after_change(self) -> None:
+        """Recompute the summary figures (run by Runtime.every when `stats_dirty` is set), at most once per
+        `stats_refresh_seconds`: changes during the pause set `stats_dirty` again and are taken by the next pass."""
+        try:
+            await self.refresh_stats()
+        except Exception:
+            self.stats_dirty.set()
+            raise
+        finally:
             await asyncio.sleep(self.settings.stats_refresh_seconds)
 
     # --- figures -----------------------------------------------------------------------------

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
+from services.common.clock import Clock, utc_now
 from services.contracts.events import ROADMAP_INPUT_TYPES
 from services.contracts.topics import ROADMAP_EVENTS
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.entrypoints import read_router
-from services.roadmap.handlers import Clock, RoadmapService, utc_now
+from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapCollector, RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
@@ -27,9 +30,11 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
 
     async def start(rt: Runtime) -> None:
         await repo.ensure_indexes()
-        rt.spawn(service.stats_loop(rt.stopping), "roadmap-stats")
+        rt.every(math.inf, service.refresh_stats_after_change, name="roadmap-stats", wake=service.stats_dirty)
         if settings.watcher_enabled:
-            rt.spawn(service.watch(rt.stopping), "roadmap-deadline-watcher")
+            # A failed pass retries after one tick; a pass that succeeds says when it wants to run again.
+            rt.every(settings.watcher_max_tick_seconds, service.watch_once, name="roadmap-deadline-watcher",
+                     wake=service.wake)
         service.stats_dirty.set()
 
     runtime.on_startup(start)

@@ -32,13 +32,13 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from services.common.clock import Clock
 from services.common.mongo import DUPLICATE_KEY, insert_new
 from services.training import domain
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 64  # claims remembered per rollup doc; far more than can be in flight at once
 HISTORY_KEEP = 100
-Clock = Callable[[], datetime]
 
 
 class TrainingRepository:

@@ -36,16 +36,16 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_recount(args: argparse.Namespace) -> int:
+    from services.common.clock import utc_now
     from services.common.mongo import make_client
     from services.training.adapters import TrainingRepository
-    from services.training.main import _utcnow
     from services.training.settings import TrainingSettings
 
     async def run() -> dict:
         settings = TrainingSettings()
         client = make_client(settings)
         try:
-            repo = TrainingRepository(client[settings.mongo_db], _utcnow, settings.stale_claim_seconds)
+            repo = TrainingRepository(client[settings.mongo_db], utc_now, settings.stale_claim_seconds)
             await repo.finish_stale_claims()
             return await repo.recount(write=not args.dry_run)
         finally:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
-
 from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
+from services.common.clock import Clock, utc_now
 from services.common.mongo import retry_transient
 from services.contracts.events import TRAINING_TYPES
 from services.contracts.topics import TRAINING_EVENTS
@@ -20,17 +16,11 @@ from services.training.metrics import ReadinessCollector, TrainingMetrics
 from services.training.privacy import scrub_dead_letter
 from services.training.settings import TrainingSettings
 
-log = logging.getLogger(__name__)
 
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def create_app(settings: TrainingSettings | None = None, clock: Callable[[], datetime] | None = None) -> FastAPI:
+def create_app(settings: TrainingSettings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or TrainingSettings()
     learner_secret = settings.learner_secret()  # refuses to start without it, before anything is built
-    clock = clock or _utcnow
+    clock = clock or utc_now
     runtime = Runtime(settings)
     repo = TrainingRepository(runtime.db, clock, settings.stale_claim_seconds)
     metrics = TrainingMetrics(runtime.registry)
@@ -40,7 +30,8 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
     async def startup(rt: Runtime) -> None:
         await retry_transient(repo.ensure_indexes, what="training indexes")
         await retry_transient(repo.finish_stale_claims, what="finish interrupted counting")
-        rt.spawn(_sweep(rt, repo, settings.recovery_interval_seconds), "training-stale-claims")
+        rt.every(settings.recovery_interval_seconds, repo.finish_stale_claims, name="training-stale-claims",
+                 initial_delay=settings.recovery_interval_seconds)
 
     runtime.on_startup(startup)
     runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=service.handle_batch,
@@ -55,17 +46,3 @@ def create_app(settings: TrainingSettings | None = None, clock: Callable[[], dat
     app.state.training = service
     app.state.training_repo = repo
     return app
-
-
-async def _sweep(runtime: Runtime, repo: TrainingRepository, interval: float) -> None:
-    while not runtime.stopping.is_set():
-        try:
-            await asyncio.wait_for(runtime.stopping.wait(), interval)
-        except TimeoutError:
-            pass
-        if runtime.stopping.is_set():
-            return
-        try:
-            await repo.finish_stale_claims()
-        except Exception:
-            log.warning("stale-claim sweep failed; will retry", exc_info=True)

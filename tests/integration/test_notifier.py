@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 import yaml
-from support import db_of, make_key, poll, produce_events
+from support import MovableClock, db_of, make_key, poll, produce_events
 
 from bench.notifier_sinks import HttpSink, SmtpSink
 from services.common import processes as px
@@ -32,19 +32,6 @@ LOGS = Path(__file__).resolve().parents[2] / ".data" / "test-logs"
 SECRET = generate_secret()  # Standard Webhooks signing secret, whsec_<base64>
 LINE_TOKEN = "line-test-token"
 AM_TOKEN = "am-secret-for-the-receiver-test"
-
-
-class MovableClock:
-    """Real time shifted by an adjustable offset: retries still come due, reminders follow `advance`."""
-
-    def __init__(self, start: datetime):
-        self.offset = start - datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, delta: timedelta) -> None:
-        self.offset += delta
 
 
 def alert_event(kind: str, milestone: str, *, agency: str = "dga", due: date = date(2026, 11, 20), days_late: int = 5,

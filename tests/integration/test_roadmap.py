@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from support import cloudevent, db_of, make_key, poll, read_topic, running
+from support import MovableClock, cloudevent, db_of, make_key, poll, read_topic, running
 
 from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.contracts import topics
@@ -17,19 +17,6 @@ from services.roadmap.settings import RoadmapSettings
 
 pytestmark = pytest.mark.integration
 BATCH = "application/cloudevents-batch+json"
-
-
-class MovableClock:
-    """Runs at real speed from a chosen instant, so a deadline can be made to pass during the test."""
-
-    def __init__(self) -> None:
-        self.set(datetime.now(UTC))
-
-    def set(self, instant: datetime) -> None:
-        self.base, self.real = instant, time.monotonic()
-
-    def __call__(self) -> datetime:
-        return self.base + timedelta(seconds=time.monotonic() - self.real)
 
 
 def plan(mid: str, due, *, agency: str = "dga", ws: str = "technology_access", weight: float = 1, deps=()) -> dict:
