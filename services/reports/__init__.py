@@ -1,0 +1,1 @@
+"""Reports service: the programme overview on the web (public) and the quarterly report documents (keyed)."""

@@ -1,0 +1,193 @@
+"""HTTP clients of the other services' read APIs, with a short answer cache (the only I/O of the data layer).
+
+Interface (what the handlers and RB's quarterly documents use; every method returns the API's JSON as is):
+
+    source = ReadApis(settings, metrics=None)        # start(): opens the HTTP client; close()
+    await source.summary()                            # roadmap  GET /v1/summary
+    await source.milestones(agency=None)              # roadmap  GET /v1/milestones, all pages -> list of items
+    await source.milestone(milestone_id)              # roadmap  GET /v1/milestones/{id} (due_history, timeline)
+    await source.readiness(fiscal_year, agency=None)  # training GET /v1/readiness
+    await source.laggards(fiscal_year, limit)         # training GET /v1/readiness/laggards
+    await source.experience(start, end, agency=None)  # feedback GET /v1/experience?from&to
+    await source.gaps(start, end, agency=None)        # feedback GET /v1/experience/gaps?from&to
+
+Each answer is cached for NEWNORMAL_REPORTS_CACHE_SECONDS under (service, path, params); concurrent requests
+for the same key share one upstream call. A failure raises UpstreamError (never cached). The key is the
+programme office's: these answers are unsuppressed, and the domain applies the public suppression itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import date
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from services.contracts import safejson
+from services.reports.settings import ReportsSettings
+
+PAGE = 1000  # the roadmap API's largest page
+
+
+class UpstreamError(RuntimeError):
+    """A read API did not answer usably; `service` is one of roadmap, training, feedback."""
+
+    def __init__(self, service: str, detail: str):
+        super().__init__(f"{service}: {detail}")
+        self.service = service
+
+
+class FetchObserver(Protocol):
+    def fetched(self, service: str, seconds: float, ok: bool) -> None: ...
+    def cache(self, service: str, hit: bool) -> None: ...
+
+
+class _NoMetrics:
+    def fetched(self, service: str, seconds: float, ok: bool) -> None:
+        pass
+
+    def cache(self, service: str, hit: bool) -> None:
+        pass
+
+
+class TtlCache:
+    """Answers by key for `ttl` seconds, at most `max_entries` (oldest dropped); in-flight calls shared."""
+
+    def __init__(self, ttl: float, max_entries: int, monotonic: Callable[[], float] = time.monotonic):
+        self.ttl, self.max_entries, self.monotonic = ttl, max_entries, monotonic
+        self._entries: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+        self._pending: dict[Any, asyncio.Future] = {}
+
+    def get(self, key: Any) -> tuple[bool, Any]:
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        if entry[0] <= self.monotonic():
+            del self._entries[key]
+            return False, None
+        return True, entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.ttl <= 0:
+            return
+        self._entries[key] = (self.monotonic() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def get_or_fetch(self, key: Any, fetch: Callable[[], Any]) -> tuple[bool, Any]:
+        hit, value = self.get(key)
+        if hit:
+            return True, value
+        pending = self._pending.get(key)
+        if pending is not None:  # someone is already fetching it: wait for that answer
+            return True, await asyncio.shield(pending)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            value = await fetch()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
+            raise
+        finally:
+            self._pending.pop(key, None)
+        future.set_result(value)
+        self.put(key, value)
+        return False, value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class ReadApis:
+    def __init__(self, settings: ReportsSettings, metrics: FetchObserver | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.settings = settings
+        self.metrics = metrics or _NoMetrics()
+        self.bases = {"roadmap": settings.roadmap_url.rstrip("/"), "training": settings.training_url.rstrip("/"),
+                      "feedback": settings.feedback_url.rstrip("/")}
+        self.cache = TtlCache(settings.reports_cache_seconds, settings.reports_cache_max_entries)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                headers={"X-API-Key": self.settings.api_key(), "Accept": "application/json"},
+                timeout=self.settings.reports_upstream_timeout_seconds, transport=self._transport,
+                follow_redirects=False)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # --- the read APIs -----------------------------------------------------------------------
+    async def summary(self) -> dict[str, Any]:
+        return await self.get("roadmap", "/v1/summary")
+
+    async def milestones(self, agency: str | None = None) -> list[dict[str, Any]]:
+        """Every milestone (of one agency), up to NEWNORMAL_REPORTS_MAX_MILESTONES, in the API's order."""
+        params = {"limit": PAGE, **({"agency": agency} if agency else {})}
+        first = await self.get("roadmap", "/v1/milestones", {**params, "offset": 0})
+        total = min(int(first.get("total", 0)), self.settings.reports_max_milestones)
+        pages = await asyncio.gather(*(self.get("roadmap", "/v1/milestones", {**params, "offset": offset})
+                                       for offset in range(PAGE, total, PAGE)))
+        items = list(first.get("items", []))
+        for page in pages:
+            items.extend(page.get("items", []))
+        return items[:total]
+
+    async def milestone(self, milestone_id: str) -> dict[str, Any]:
+        return await self.get("roadmap", f"/v1/milestones/{quote(milestone_id, safe='')}")
+
+    async def readiness(self, fiscal_year: int, agency: str | None = None) -> dict[str, Any]:
+        return await self.get("training", "/v1/readiness", {"fiscal_year": fiscal_year, **({"agency": agency} if agency else {})})
+
+    async def laggards(self, fiscal_year: int, limit: int = 500) -> dict[str, Any]:
+        return await self.get("training", "/v1/readiness/laggards", {"fiscal_year": fiscal_year, "limit": limit})
+
+    async def experience(self, start: date, end: date, agency: str | None = None) -> dict[str, Any]:
+        return await self.get("feedback", "/v1/experience", _range(start, end, agency))
+
+    async def gaps(self, start: date, end: date, agency: str | None = None) -> dict[str, Any]:
+        return await self.get("feedback", "/v1/experience/gaps", _range(start, end, agency))
+
+    # --- one cached GET ----------------------------------------------------------------------
+    async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+        key = (service, path, tuple(sorted((params or {}).items())))
+        hit, value = await self.cache.get_or_fetch(key, lambda: self._fetch(service, path, params or {}))
+        self.metrics.cache(service, hit)
+        return value
+
+    async def _fetch(self, service: str, path: str, params: dict[str, Any]) -> Any:
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
+        started = time.perf_counter()
+        ok = False
+        try:
+            try:
+                response = await self._client.get(self.bases[service] + path, params=params)
+            except httpx.HTTPError as exc:
+                raise UpstreamError(service, f"{type(exc).__name__}") from None
+            if response.status_code != 200:
+                raise UpstreamError(service, f"HTTP {response.status_code} for {path}")
+            try:
+                value = safejson.loads(response.content)
+            except ValueError:
+                raise UpstreamError(service, f"unreadable JSON from {path}") from None
+            ok = True
+            return value
+        finally:
+            self.metrics.fetched(service, time.perf_counter() - started, ok)
+
+
+def _range(start: date, end: date, agency: str | None) -> dict[str, Any]:
+    return {"from": start.isoformat(), "to": end.isoformat(), **({"agency": agency} if agency else {})}

@@ -1,0 +1,105 @@
+"""Service layer of the reports service: gather what the read APIs say, hand it to the pure domain.
+
+    service = ReportsService(source, settings, clock)
+    overview = await service.overview(agency=None)   # domain.Overview; a failed source leaves its sections
+                                                     # "not_reported" and its service in overview.unavailable
+    inputs = await service.inputs(agency, today)     # domain.Inputs, for documents built on the same figures
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from services.common.clock import Clock, utc_now
+from services.common.thai_calendar import bangkok_day, end_of_bangkok_day, fiscal_year_elapsed_ratio
+from services.contracts.common_types import Workstream
+from services.reports import domain
+from services.reports.adapters import ReadApis, UpstreamError
+from services.reports.settings import ReportsSettings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ReportsService:
+    def __init__(self, source: ReadApis, settings: ReportsSettings, clock: Clock = utc_now):
+        self.source = source
+        self.settings = settings
+        self.clock = clock
+
+    def rules(self) -> domain.Rules:
+        s = self.settings
+        return domain.Rules(min_cell=s.feedback_min_published_cell, late_listed=s.reports_late_listed,
+                            laggards_listed=s.reports_laggards_listed)
+
+    async def overview(self, agency: str | None = None) -> domain.Overview:
+        return domain.build_overview(await self.inputs(agency), self.rules())
+
+    async def inputs(self, agency: str | None, today: date | None = None,
+                     quarter: domain.Quarter | None = None) -> domain.Inputs:
+        """Everything one page (or one quarter's document) shows, fetched concurrently; `quarter` defaults to
+        the one containing `today` (its experience figures run from the quarter's start to `today`)."""
+        now = self.clock()
+        today = today or bangkok_day(now)
+        q = quarter or domain.quarter_of(today)
+        quarters = domain.quarters_back(q, self.settings.reports_trend_quarters)
+        failed: set[str] = set()
+        s = self.source
+
+        async def safe(service: str, call: Awaitable[T]) -> T | None:
+            try:
+                return await call
+            except UpstreamError as exc:
+                failed.add(service)
+                log.warning("read API unavailable", extra={"upstream": service, "error": str(exc)[:200]})
+                return None
+
+        results = await asyncio.gather(
+            safe("roadmap", s.summary()), safe("roadmap", s.milestones(agency)),
+            safe("training", s.readiness(q.fiscal_year, agency)),
+            safe("training", s.readiness(q.fiscal_year - 1, agency)) if q.quarter == 1 else _none(),
+            safe("training", s.laggards(q.fiscal_year)),
+            safe("feedback", s.gaps(q.start, min(today, q.end), agency)),
+            *(safe("feedback", s.experience(x.start, min(today, x.end), agency)) for x in quarters),
+        )
+        summary, milestones, readiness, readiness_prev, laggards, gaps, *experience = results
+        details = await self._details(milestones or [], today, agency, failed)
+        return domain.Inputs(
+            today=today, quarter=q, agency=agency, summary=summary, milestones=milestones, details=details,
+            readiness=readiness, readiness_previous_year=readiness_prev, laggards=laggards,
+            elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, now) if quarter is None else
+            fiscal_year_elapsed_ratio(q.fiscal_year, _end_instant(q, today)),
+            experience=experience, gaps=gaps, unavailable=tuple(sorted(failed)))
+
+    async def _details(self, milestones: list[dict[str, Any]], today: date, agency: str | None,
+                       failed: set[str]) -> dict[str, dict[str, Any]]:
+        """Detail (due history: the stated reasons) of the milestones the sections list; one failure costs
+        that milestone's reason only."""
+        limit = self.settings.reports_late_listed
+        mine = [m for m in milestones if agency is None or m.get("owner_agency") == agency]
+        ids = set(domain.to_listing(mine, today, limit))
+        ids |= set(domain.to_listing([m for m in mine if m.get("workstream") == Workstream.regulation_reform.value],
+                                     today, limit))
+        ordered = sorted(ids)
+        answers = await asyncio.gather(*(self.source.milestone(i) for i in ordered), return_exceptions=True)
+        out = {}
+        for mid, answer in zip(ordered, answers, strict=True):
+            if isinstance(answer, dict):
+                out[mid] = answer
+            elif isinstance(answer, UpstreamError):
+                failed.add("roadmap")
+            elif isinstance(answer, BaseException):
+                raise answer
+        return out
+
+
+async def _none() -> None:
+    return None
+
+
+def _end_instant(q: domain.Quarter, today: date) -> datetime:
+    return end_of_bangkok_day(min(today, q.end))
