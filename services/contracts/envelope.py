@@ -264,11 +264,7 @@ def _describe(exc: ValidationError) -> str:
     invented, so it is redacted and shortened: details reach the DLQ and logs."""
     from services.common.redact import redact
 
-    parts = []
-    for err in exc.errors()[:10]:
-        loc = ".".join(redact(str(p)).text[:40] for p in err["loc"]) or "data"
-        parts.append(f"{loc}: {problems.describe([err])[0]['detail']}")  # our words, not pydantic's
-    return "; ".join(parts)
+    return problems.explain(exc.errors(), part=lambda p: redact(p).text[:40], empty="data")
 
 
 def _from_sdk(event: Any, allowed_types: Collection[str] | None) -> Event:

@@ -7,7 +7,7 @@ Messages of our own validators (`ValueError` raised in the contracts' models) ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 MAX_ERRORS = 20
@@ -72,8 +72,8 @@ _BOUNDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _field(loc: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in loc) or "body"
+def _field(loc: Iterable[Any], part: Callable[[str], str] = str, empty: str = "body") -> str:
+    return ".".join(part(str(p)) for p in loc) or empty
 
 
 def _message(err: Mapping[str, Any]) -> str:
@@ -91,15 +91,17 @@ def _message(err: Mapping[str, Any]) -> str:
     return f"is not valid ({kind or 'invalid'})"
 
 
-def describe(errors: Iterable[Mapping[str, Any]], *, strip: int = 0) -> list[dict[str, str]]:
+def describe(errors: Iterable[Mapping[str, Any]], *, strip: int = 0, part: Callable[[str], str] = str,
+             empty: str = "body") -> list[dict[str, str]]:
     """`[{"field", "reason", "detail"}]` for a pydantic error list; `strip` drops leading loc parts
-    (e.g. the "body" FastAPI prefixes). The offending input is never echoed."""
+    (e.g. the "body" FastAPI prefixes); `part` rewrites each path part (a key the client invented may need
+    redacting before it reaches a log); `empty` names the root. The offending input is never echoed."""
     out = []
     for err in errors:
         if len(out) == MAX_ERRORS:
             break
         loc = list(err.get("loc", ()))[strip:]
-        out.append({"field": _field(loc), "reason": str(err.get("type") or "invalid"), "detail": _message(err)})
+        out.append({"field": _field(loc, part, empty), "reason": str(err.get("type") or "invalid"), "detail": _message(err)})
     return out
 
 
@@ -109,3 +111,8 @@ def summary(described: list[dict[str, str]], limit: int = 10) -> str:
     if len(described) > limit:
         text += f"; and {len(described) - limit} more"
     return text or "the request is not valid"
+
+
+def explain(errors: Iterable[Mapping[str, Any]], *, limit: int = 10, **options: Any) -> str:
+    """`summary(describe(errors, **options), limit)`: the one-line detail of a rejected input."""
+    return summary(describe(errors, **options), limit)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.common.redact import BIRTH_KEYS, scrub_payload
 from services.common.thai_calendar import BANGKOK, bangkok_day
+from services.contracts import problems
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
@@ -131,8 +132,8 @@ def prepare(event: Event) -> Event:
         model = FeedbackResponseSubmitted.model_validate(payload)
     except (ValidationError, ValueError, OverflowError, TypeError) as exc:
         # Never echo the input: the message names the fields only.
-        errors = exc.errors()[:5] if isinstance(exc, ValidationError) else []
-        fields = ", ".join(".".join(map(str, e["loc"])) for e in errors) or type(exc).__name__
+        errors = problems.describe(exc.errors()[:5]) if isinstance(exc, ValidationError) else []
+        fields = ", ".join(e["field"] for e in errors) or type(exc).__name__
         raise invalid(f"invalid after redaction: {fields}") from None
     return dataclasses.replace(event, data=model)
 

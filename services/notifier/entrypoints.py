@@ -19,6 +19,7 @@ from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import read_json
 from services.common.params import IsoDateTime
+from services.contracts import problems
 from services.notifier.domain import Channel, Kind, State
 from services.notifier.handlers import AlertmanagerPayload, NotifierService, public_view
 
@@ -61,10 +62,6 @@ def credential_matches(authorization: str, username: str, secret: str) -> bool:
         password_ok = hmac.compare_digest(_digest(password.encode()), expected)
         return bool(sep) & user_ok & password_ok
     return False
-
-
-def _validation_detail(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
 
 
 def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
@@ -112,7 +109,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
             # Strict: `false` is not an integer and `1` not a string, as the documented schema says.
             payload = AlertmanagerPayload.model_validate(raw, strict=True)
         except ValidationError as exc:
-            raise _problem(400, "invalid_alertmanager_payload", _validation_detail(exc)) from None
+            raise _problem(400, "invalid_alertmanager_payload", problems.explain(exc.errors())) from None
         # Answer 2xx only after the notifications are stored: Alertmanager retries us on 5xx.
         stored = await service.on_alertmanager(payload)
         return {"status": "stored", "alerts": len(payload.alerts), "notifications_created": stored}
@@ -160,7 +157,7 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         try:
             body = TestNotificationRequest.model_validate(raw, strict=True)
         except ValidationError as exc:
-            raise _problem(400, "invalid_request", _validation_detail(exc)) from None
+            raise _problem(400, "invalid_request", problems.explain(exc.errors())) from None
         try:
             docs = await service.test_notification(body.route, body.alert_type)
         except LookupError:

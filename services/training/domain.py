@@ -21,6 +21,7 @@ from services.common.thai_calendar import (
     parse_thai_date,
     thai_digits_to_ascii,
 )
+from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.contracts.training import TrainingCourseCompleted
@@ -230,8 +231,7 @@ def parse_csv_row(row: Mapping[str, str | None]) -> ParsedRow:
                                        competency=values["competency"], hours=hours, completed_on=completed_on,
                                        passed=passed, score=score)
     except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise RowError("invalid_value", detail) from None
+        raise RowError("invalid_value", problems.explain(exc.errors(), limit=5)) from None
     if values.get("id"):
         event_id = "csv:" + values["id"]
     else:

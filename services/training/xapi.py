@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.thai_calendar import bangkok_day, is_valid_thai_national_id
+from services.contracts import problems
 from services.contracts.common_types import Competency
 from services.contracts.training import TrainingCourseCompleted
 
@@ -232,8 +233,7 @@ def map_statement(statement: dict[str, Any], statement_id: str, default_agency: 
             competency=_competency(statement), hours=hours, completed_on=completed_on(statement, now),
             passed=passed, score=_score(result))
     except ValidationError as exc:
-        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        raise StatementError("invalid_statement", detail, statement_id) from None
+        raise StatementError("invalid_statement", problems.explain(exc.errors(), limit=5), statement_id) from None
     return Mapped(statement_id, data.agency, data)
 
 
