@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import AutoReconnect, BulkWriteError, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError
+from pymongo.errors import (
+    AutoReconnect,
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    ServerSelectionTimeoutError,
+)
 
 from services.common.settings import ServiceSettings
 
@@ -68,6 +75,34 @@ async def insert_new_or_refused(collection: AsyncCollection, docs: Sequence[dict
         refused = {e["index"]: e["code"] for e in errors if e.get("code") != DUPLICATE_KEY}
         failed = {e["index"] for e in errors}
         return [i for i in range(len(docs)) if i not in failed], refused
+
+
+async def insert_if_new(collection: AsyncCollection, doc: dict[str, Any]) -> bool:
+    """Insert one document; False when its key is already stored (by a redelivery, an earlier attempt whose
+    answer was lost, or another replica that got there first)."""
+    try:
+        await collection.insert_one(doc)
+        return True
+    except DuplicateKeyError:
+        return False
+
+
+async def bulk_write_or_duplicates(collection: AsyncCollection, ops: Sequence[Any]) -> tuple[int, set[int]]:
+    """Unordered bulk write in which a duplicate key means "another writer got there first", not an error:
+    (documents inserted, matched or upserted, positions of the operations that hit a duplicate key).
+    Any other write error raises BulkWriteError."""
+    if not ops:
+        return 0, set()
+    try:
+        result = await collection.bulk_write(list(ops), ordered=False)
+        return result.inserted_count + result.matched_count + result.upserted_count, set()
+    except BulkWriteError as exc:
+        details = exc.details
+        errors = details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        written = details.get("nInserted", 0) + details.get("nMatched", 0) + details.get("nUpserted", 0)
+        return written, {e["index"] for e in errors}
 
 
 async def retry_transient(

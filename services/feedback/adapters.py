@@ -35,10 +35,9 @@ from typing import Any
 
 from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.common.clock import Clock, utc_now
-from services.common.mongo import DUPLICATE_KEY, insert_new, retry_transient
+from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new, retry_transient
 from services.contracts.envelope import Event
 from services.feedback import domain
 
@@ -76,10 +75,8 @@ class FeedbackRepository:
         ids = [e.document_id for e in events]
 
         async def open_journal() -> None:
-            try:
-                await self.journal.insert_one({"_id": token, "at": now, "responses": ids})
-            except DuplicateKeyError:
-                pass  # an earlier attempt's insert landed before its connection dropped
+            # False when an earlier attempt's insert landed before its connection dropped: nothing to do.
+            await insert_if_new(self.journal, {"_id": token, "at": now, "responses": ids})
 
         await self._retry(open_journal, "journal")
         docs = []
@@ -136,13 +133,9 @@ class FeedbackRepository:
                     ops.append(ReplaceOne({"_id": rid, **revision}, domain.with_delta(doc, rid, delta, token, APPLIED_KEEP)))
             if not ops:
                 return
-            try:
-                result = await collection.bulk_write(ops, ordered=False)
-                if result.inserted_count + result.matched_count == len(ops):
-                    return
-            except BulkWriteError as exc:
-                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                    raise
+            written, lost = await bulk_write_or_duplicates(collection, ops)
+            if not lost and written == len(ops):
+                return
             # Another writer changed or created some of these documents first: read them again; the ones
             # written by this round now list T and drop out.
 

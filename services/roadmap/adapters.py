@@ -9,9 +9,8 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.common.mongo import DUPLICATE_KEY
+from services.common.mongo import bulk_write_or_duplicates, insert_if_new
 from services.roadmap.domain import Status
 
 STATS_ID = "current"
@@ -57,17 +56,9 @@ class MilestoneRepository:
         Each replacement matches only the version it was derived from; a new document matches
         version 0 and is inserted by the upsert. A lost race surfaces as a duplicate `_id`.
         """
-        if not docs:
-            return set()
         ops = [ReplaceOne({"_id": d["_id"], "version": d["version"] - 1}, d, upsert=True) for d in docs]
-        try:
-            await self.milestones.bulk_write(ops, ordered=False)
-            return set()
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return {docs[e["index"]]["_id"] for e in errors}
+        _, lost = await bulk_write_or_duplicates(self.milestones, ops)
+        return {docs[i]["_id"] for i in lost}
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         ids = list(set(ids))
@@ -143,11 +134,7 @@ class MilestoneRepository:
     # --- alert claims ----------------------------------------------------------------------------
     async def claim(self, claim: Mapping[str, Any]) -> bool:
         """Insert the claim with the alert's deterministic id; False if another replica holds it."""
-        try:
-            await self.claims.insert_one(dict(claim))
-            return True
-        except DuplicateKeyError:
-            return False
+        return await insert_if_new(self.claims, dict(claim))
 
     async def mark_published(self, alert_id: str, at: datetime) -> None:
         await self.claims.update_one({"_id": alert_id}, {"$set": {"state": "published", "published_at": at}})

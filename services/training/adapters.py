@@ -30,10 +30,9 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
 from services.common.clock import Clock
-from services.common.mongo import DUPLICATE_KEY, insert_new
+from services.common.mongo import bulk_write_or_duplicates, insert_new
 from services.training import domain
 
 log = logging.getLogger(__name__)
@@ -222,14 +221,8 @@ class TrainingRepository:
 
 
 async def _bulk(collection, ops: list) -> None:
-    if not ops:
-        return
-    try:
-        await collection.bulk_write(ops, ordered=False)
-    except BulkWriteError as exc:
-        # Two writers upserting the same new rollup at once: the loser's insert is a duplicate, the doc exists.
-        if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-            raise
+    # Two writers upserting the same new rollup at once: the loser's insert is a duplicate, the doc exists.
+    await bulk_write_or_duplicates(collection, ops)
 
 
 def new_claim() -> str:
