@@ -7,6 +7,19 @@ from dataclasses import dataclass
 from services.contracts import feedback, roadmap, topics, training
 from services.contracts.common_types import EventData
 
+# The CloudEvents `type` of every event: services import these names, never spell the strings out.
+MILESTONE_PLANNED = "roadmap.milestone.planned"
+MILESTONE_PROGRESSED = "roadmap.milestone.progressed"
+MILESTONE_COMPLETED = "roadmap.milestone.completed"
+MILESTONE_RESCHEDULED = "roadmap.milestone.rescheduled"
+MILESTONE_CANCELLED = "roadmap.milestone.cancelled"
+MILESTONE_AT_RISK = "roadmap.milestone.at_risk"
+MILESTONE_MISSED = "roadmap.milestone.missed"
+MILESTONE_RECOVERED = "roadmap.milestone.recovered"
+TRAINING_TARGET_SET = "training.target.set"
+TRAINING_COURSE_COMPLETED = "training.course.completed"
+FEEDBACK_RESPONSE_SUBMITTED = "feedback.response.submitted"
+
 
 @dataclass(frozen=True)
 class EventType:
@@ -24,17 +37,17 @@ class EventType:
 
 
 _TYPES = [
-    EventType("roadmap.milestone.planned", roadmap.MilestonePlanned, topics.ROADMAP_EVENTS),
-    EventType("roadmap.milestone.progressed", roadmap.MilestoneProgressed, topics.ROADMAP_EVENTS),
-    EventType("roadmap.milestone.completed", roadmap.MilestoneCompleted, topics.ROADMAP_EVENTS),
-    EventType("roadmap.milestone.rescheduled", roadmap.MilestoneRescheduled, topics.ROADMAP_EVENTS),
-    EventType("roadmap.milestone.cancelled", roadmap.MilestoneCancelled, topics.ROADMAP_EVENTS),
-    EventType("roadmap.milestone.at_risk", roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
-    EventType("roadmap.milestone.missed", roadmap.MilestoneMissed, topics.ROADMAP_ALERTS, derived=True),
-    EventType("roadmap.milestone.recovered", roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
-    EventType("training.target.set", training.TrainingTargetSet, topics.TRAINING_EVENTS),
-    EventType("training.course.completed", training.TrainingCourseCompleted, topics.TRAINING_EVENTS),
-    EventType("feedback.response.submitted", feedback.FeedbackResponseSubmitted, topics.FEEDBACK_EVENTS),
+    EventType(MILESTONE_PLANNED, roadmap.MilestonePlanned, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_PROGRESSED, roadmap.MilestoneProgressed, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_COMPLETED, roadmap.MilestoneCompleted, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_RESCHEDULED, roadmap.MilestoneRescheduled, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_CANCELLED, roadmap.MilestoneCancelled, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_AT_RISK, roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
+    EventType(MILESTONE_MISSED, roadmap.MilestoneMissed, topics.ROADMAP_ALERTS, derived=True),
+    EventType(MILESTONE_RECOVERED, roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
+    EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),
+    EventType(TRAINING_COURSE_COMPLETED, training.TrainingCourseCompleted, topics.TRAINING_EVENTS),
+    EventType(FEEDBACK_RESPONSE_SUBMITTED, feedback.FeedbackResponseSubmitted, topics.FEEDBACK_EVENTS),
 ]
 
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
@@ -46,11 +59,11 @@ FEEDBACK_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.FEEDBACK_
 
 # The `data` field that names the agency, where the data names one; it must equal the `agency` attribute.
 DATA_AGENCY_FIELD = {
-    "roadmap.milestone.planned": "owner_agency",
-    "training.target.set": "agency",
-    "training.course.completed": "agency",
-    "feedback.response.submitted": "agency",
-    "roadmap.milestone.at_risk": "owner_agency",
-    "roadmap.milestone.missed": "owner_agency",
-    "roadmap.milestone.recovered": "owner_agency",
+    MILESTONE_PLANNED: "owner_agency",
+    TRAINING_TARGET_SET: "agency",
+    TRAINING_COURSE_COMPLETED: "agency",
+    FEEDBACK_RESPONSE_SUBMITTED: "agency",
+    MILESTONE_AT_RISK: "owner_agency",
+    MILESTONE_MISSED: "owner_agency",
+    MILESTONE_RECOVERED: "owner_agency",
 }

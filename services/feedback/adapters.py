@@ -39,6 +39,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import Clock, utc_now
 from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new, retry_transient
 from services.contracts.envelope import Event
+from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback import domain
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class FeedbackRepository:
     # --- recount -----------------------------------------------------------------------------------
     async def compute_from_responses(self) -> tuple[dict[str, domain.RollupDelta], dict[str, domain.RollupDelta]]:
         """Rollups computed from scratch by reading every stored response (streamed)."""
-        cursor = self.responses.find({"type": domain.FEEDBACK_TYPE}, domain.ROLLUP_PROJECTION, batch_size=5000)
+        cursor = self.responses.find({"type": FEEDBACK_RESPONSE_SUBMITTED}, domain.ROLLUP_PROJECTION, batch_size=5000)
         totals: dict[str, domain.RollupDelta] = {}
         daily: dict[str, domain.RollupDelta] = {}
         chunk: list[dict[str, Any]] = []

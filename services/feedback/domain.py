@@ -22,7 +22,6 @@ from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
 from services.feedback.redact import count_placeholders, redact_to_limit
 
-FEEDBACK_TYPE = "feedback.response.submitted"
 BE_OFFSET = 543
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
 

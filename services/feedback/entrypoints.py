@@ -17,7 +17,7 @@ from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import EventError
-from services.feedback.domain import FEEDBACK_TYPE
+from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback.handlers import FeedbackService
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -68,7 +68,7 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
         responses={400: {"description": "invalid form"}, 401: {"description": "missing or unknown key"},
                    403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
                    503: {"description": "Kafka unavailable"}},
-        openapi_extra=openapi.data_body(FEEDBACK_TYPE, optional=["agency"],
+        openapi_extra=openapi.data_body(FEEDBACK_RESPONSE_SUBMITTED, optional=["agency"],
                                         description="`agency` defaults to the key's own agency"),
     )
     async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake)) -> JSONResponse:

@@ -12,6 +12,7 @@ from services.common.auth import Principal
 from services.common.consumer import Batch
 from services.common.thai_calendar import bangkok_today, format_thai_date
 from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback import disclosure, domain
 from services.feedback.adapters import FeedbackRepository
 from services.feedback.settings import FeedbackSettings
@@ -40,7 +41,7 @@ class FeedbackService:
         """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event)."""
         data = {k: v for k, v in body.items()}
         data["agency"] = agency
-        return make_event(domain.FEEDBACK_TYPE, data, agency=agency, source=f"/agencies/{agency}/survey",
+        return make_event(FEEDBACK_RESPONSE_SUBMITTED, data, agency=agency, source=f"/agencies/{agency}/survey",
                           id=str(uuid.uuid4()), partitionkey=agency)
 
     # --- read path ---------------------------------------------------------------------------------

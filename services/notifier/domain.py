@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.thai_calendar import BANGKOK
+from services.contracts.events import MILESTONE_AT_RISK, MILESTONE_MISSED, MILESTONE_RECOVERED
 from services.notifier.holidays import is_working_day, next_working_morning
 
 
@@ -47,9 +48,9 @@ class Kind(StrEnum):
 CLAIMABLE = (State.pending.value, State.retrying.value)
 OPEN_STATES = (State.pending.value, State.sending.value, State.retrying.value)
 ALERT_TYPE_OF_EVENT = {
-    "roadmap.milestone.at_risk": "at_risk",
-    "roadmap.milestone.missed": "missed",
-    "roadmap.milestone.recovered": "recovered",
+    MILESTONE_AT_RISK: "at_risk",
+    MILESTONE_MISSED: "missed",
+    MILESTONE_RECOVERED: "recovered",
 }
 ALERT_TYPES = frozenset({*ALERT_TYPE_OF_EVENT.values(), "operational"})
 DEFAULT_REMINDER_INTERVAL = timedelta(hours=24)

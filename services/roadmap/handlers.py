@@ -16,6 +16,7 @@ from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.common.loops import NextRun
 from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.events import MILESTONE_PLANNED
 from services.roadmap import domain
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.confidence import compute_stats
@@ -61,7 +62,7 @@ class RoadmapService:
                 break
             docs = await self.repo.load_many(pending)
             dep_ids = {d for events in pending.values() for e in events
-                       if e.type == "roadmap.milestone.planned" for d in e.data.depends_on}
+                       if e.type == MILESTONE_PLANNED for d in e.data.depends_on}
             dep_ids |= {d for doc in docs.values() for d in doc.get("depends_on", [])}
             dep_status = await self.repo.statuses(dep_ids)
             now = self.clock()
@@ -100,7 +101,7 @@ class RoadmapService:
             key = domain.fact_key(event.source, event.id)
             if key in known:
                 continue  # a duplicate changes nothing
-            plan_owner = event.data.owner_agency if event.type == "roadmap.milestone.planned" else None
+            plan_owner = event.data.owner_agency if event.type == MILESTONE_PLANNED else None
             if owner is None and plan_owner is not None:
                 owner = plan_owner
             if not domain.may_report(owner, event.agency):

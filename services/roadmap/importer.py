@@ -21,6 +21,7 @@ import yaml
 
 from services.common.thai_calendar import parse_thai_date, thai_digits_to_ascii
 from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.events import MILESTONE_PLANNED
 
 FIELDS = ("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "due_date", "weight", "depends_on",
           "description")
@@ -170,6 +171,6 @@ def row_to_event(row: Mapping[str, Any], *, source_suffix: str = DEFAULT_SOURCE_
             data[name] = str(data[name])
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
     agency = data["owner_agency"]
-    return make_event("roadmap.milestone.planned", data, agency=agency,
+    return make_event(MILESTONE_PLANNED, data, agency=agency,
                       source=f"/agencies/{agency}/{source_suffix}", id=f"plan:{data['milestone_id']}:{digest}",
                       subject=data["milestone_id"], partitionkey=data["milestone_id"])

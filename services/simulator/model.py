@@ -28,6 +28,15 @@ from typing import Any
 from services.common.thai_calendar import bangkok_day, fiscal_year_bounds, fiscal_year_of
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import AgeGroup, Channel, Competency, TechDifficulty, Workstream
+from services.contracts.events import (
+    FEEDBACK_RESPONSE_SUBMITTED,
+    MILESTONE_COMPLETED,
+    MILESTONE_PLANNED,
+    MILESTONE_PROGRESSED,
+    MILESTONE_RESCHEDULED,
+    TRAINING_COURSE_COMPLETED,
+    TRAINING_TARGET_SET,
+)
 from services.contracts.provinces import PROVINCE_CODES
 
 SPECVERSION = "1.0"
@@ -286,7 +295,7 @@ class World:
 
     def plan_events(self) -> list[dict[str, Any]]:
         """`roadmap.milestone.planned` for the whole plan (sent with the programme office's key)."""
-        return [_event(self.rng, "roadmap.milestone.planned", m.owner, "roadmap-plan", self._at(self.plan_day, 9), {
+        return [_event(self.rng, MILESTONE_PLANNED, m.owner, "roadmap-plan", self._at(self.plan_day, 9), {
             "milestone_id": m.milestone_id, "title_th": m.title_th, "title_en": m.title_en,
             "workstream": m.workstream.value, "owner_agency": m.owner, "due_date": m.due.isoformat(),
             "weight": float(self.rng.choice([1, 1, 2, 3])), "depends_on": m.depends_on,
@@ -300,7 +309,7 @@ class World:
             if m.fate == "completed":
                 assert m.completed_on is not None
                 events.append(self._progress(m, 60.0, self._at(m.completed_on - timedelta(days=14))))
-                events.append(_event(self.rng, "roadmap.milestone.completed", m.owner, "pmo-system",
+                events.append(_event(self.rng, MILESTONE_COMPLETED, m.owner, "pmo-system",
                                      self._at(m.completed_on, 16), {"milestone_id": m.milestone_id,
                                                                     "completed_on": m.completed_on.isoformat(),
                                                                     "evidence": "รายงานผลการดำเนินงาน (completion report)"},
@@ -308,7 +317,7 @@ class World:
             elif m.fate == "rescheduled":
                 assert m.new_due is not None
                 events.append(self._progress(m, m.percent, self._at(m.due - timedelta(days=10))))
-                events.append(_event(self.rng, "roadmap.milestone.rescheduled", m.owner, "pmo-system",
+                events.append(_event(self.rng, MILESTONE_RESCHEDULED, m.owner, "pmo-system",
                                      self._at(m.due - timedelta(days=3), 14),
                                      {"milestone_id": m.milestone_id, "new_due_date": m.new_due.isoformat(),
                                       "reason": self.rng.choice(RESCHEDULE_REASONS),
@@ -320,14 +329,14 @@ class World:
         return sorted(events, key=lambda e: e["time"])
 
     def _progress(self, m: Milestone, percent: float, when: datetime) -> dict[str, Any]:
-        return _event(self.rng, "roadmap.milestone.progressed", m.owner, "pmo-system", when,
+        return _event(self.rng, MILESTONE_PROGRESSED, m.owner, "pmo-system", when,
                       {"milestone_id": m.milestone_id, "percent_complete": float(min(100.0, max(0.0, percent))),
                        "as_of": _iso(when)}, subject=m.milestone_id)
 
     # --- training ----------------------------------------------------------------------------
     def target_events(self) -> list[dict[str, Any]]:
         when = self._at(self.fy_first, 9)
-        return [_event(self.rng, "training.target.set", a, "hr-system", when, {
+        return [_event(self.rng, TRAINING_TARGET_SET, a, "hr-system", when, {
             "agency": a, "competency": c.value, "fiscal_year": self.fiscal_year, "headcount": n,
         }, subject=f"{a}:{c.value}:{self.fiscal_year}") for (a, c), n in self.targets.items()]
 
@@ -349,7 +358,7 @@ class World:
     def _completion(self, agency: str, comp: Competency, when: datetime) -> dict[str, Any]:
         course_id, title = self.rng.choice(COURSES[comp])
         passed = self.rng.random() < 0.9
-        return _event(self.rng, "training.course.completed", agency, "lms", when, {
+        return _event(self.rng, TRAINING_COURSE_COMPLETED, agency, "lms", when, {
             "agency": agency, "learner_ref": f"L-{self.rng.getrandbits(48):012x}", "course_id": course_id,
             "course_title": title, "competency": comp.value, "hours": float(self.rng.choice([3, 6, 6, 12, 18])),
             "completed_on": bangkok_day(when).isoformat(), "passed": passed,
@@ -386,7 +395,7 @@ class World:
             "tech_difficulty": difficulty.value, "aware_of_digital_channels": aware,
             "province": rng.choice(self.provinces), "submitted_at": _iso(when),
         }
-        return _event(rng, "feedback.response.submitted", agency, "feedback-kiosk" if channel is Channel.walk_in else "survey",
+        return _event(rng, FEEDBACK_RESPONSE_SUBMITTED, agency, "feedback-kiosk" if channel is Channel.walk_in else "survey",
                       when, data)
 
     # --- roadmap live ------------------------------------------------------------------------
@@ -401,7 +410,7 @@ class World:
         m.percent = min(100.0, m.percent + step)
         if m.percent >= 100.0:
             m.completed_on = bangkok_day(when)
-            return _event(self.rng, "roadmap.milestone.completed", m.owner, "pmo-system", when,
+            return _event(self.rng, MILESTONE_COMPLETED, m.owner, "pmo-system", when,
                           {"milestone_id": m.milestone_id, "completed_on": m.completed_on.isoformat()},
                           subject=m.milestone_id)
         return self._progress(m, round(m.percent, 1), when)

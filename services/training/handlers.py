@@ -15,14 +15,13 @@ from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.common.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 from services.contracts.training import TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
 from services.training.adapters import TrainingRepository, new_claim
 from services.training.metrics import TrainingMetrics
 
 log = logging.getLogger(__name__)
-COMPLETED = "training.course.completed"
-TARGET_SET = "training.target.set"
 
 
 class Pseudonymiser:
@@ -32,7 +31,7 @@ class Pseudonymiser:
         self._secret = secret
 
     def __call__(self, event: Event) -> Event:
-        if event.type != COMPLETED:
+        if event.type != TRAINING_COURSE_COMPLETED:
             return event
         data: TrainingCourseCompleted = event.data  # type: ignore[assignment]
         hashed = domain.learner_hash(self._secret, data.agency, data.learner_ref)
@@ -61,11 +60,11 @@ class TrainingService:
         docs = []
         rejected: list[Rejected] = []
         for event in batch.events:
-            if event.type == TARGET_SET:
+            if event.type == TRAINING_TARGET_SET:
                 t: TrainingTargetSet = event.data  # type: ignore[assignment]
                 await self.repo.set_target(t.fiscal_year, t.agency, t.competency.value, t.headcount, event.time, event.id)
-                self.metrics.applied.labels(TARGET_SET).inc()
-            elif event.type == COMPLETED:
+                self.metrics.applied.labels(TRAINING_TARGET_SET).inc()
+            elif event.type == TRAINING_COURSE_COMPLETED:
                 c: TrainingCourseCompleted = event.data  # type: ignore[assignment]
                 if not domain.is_learner_hash(c.learner_ref):
                     # Defence in depth: never store a clear pseudonym, even if wiring forgot the prepare hook.
@@ -75,7 +74,7 @@ class TrainingService:
         new = await self.repo.add_completions(docs, claim)
         self._unfinished.discard(claim)
         if new:
-            self.metrics.applied.labels(COMPLETED).inc(new)
+            self.metrics.applied.labels(TRAINING_COURSE_COMPLETED).inc(new)
         if len(docs) - new:
             self.metrics.duplicates.inc(len(docs) - new)
         return rejected
@@ -192,7 +191,7 @@ class XapiIntake:
                 if mapped.agency != principal.agency:
                     return self._fail(403, "agency_not_allowed", f"this key belongs to agency {principal.agency!r} and may "
                                       f"not submit statements of agency {mapped.agency!r}", outcome="forbidden")
-                events.append(make_event(COMPLETED, mapped.data, agency=mapped.agency, id=f"xapi:{mapped.statement_id}",
+                events.append(make_event(TRAINING_COURSE_COMPLETED, mapped.data, agency=mapped.agency, id=f"xapi:{mapped.statement_id}",
                                          source=f"/agencies/{mapped.agency}/xapi", time=now,
                                          subject=mapped.data.course_id[:200]))
         except xapi.StatementError as err:

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training.domain import REQUIRED_COLUMNS, ParsedRow, RowError, parse_csv_row
-
-COMPLETED = "training.course.completed"
 
 
 @dataclass
@@ -57,7 +56,7 @@ def read_rows(handle: TextIO) -> Iterator[tuple[int, ParsedRow | RowError]]:
 
 def to_event(parsed: ParsedRow) -> Event:
     agency = parsed.data.agency
-    return make_event(COMPLETED, parsed.data, agency=agency, source=f"/agencies/{agency}/import", id=parsed.id,
+    return make_event(TRAINING_COURSE_COMPLETED, parsed.data, agency=agency, source=f"/agencies/{agency}/import", id=parsed.id,
                       subject=parsed.data.course_id[:200])
 
 

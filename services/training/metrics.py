@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from services.common.metrics import SnapshotCollector
 from services.common.thai_calendar import fiscal_year_of
+from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 
 
 class TrainingMetrics:
@@ -25,7 +26,7 @@ class TrainingMetrics:
                             "forbidden, unavailable).", ["outcome"], registry=registry)
         for outcome in ("accepted", "duplicate", "ignored", "rejected", "conflict", "forbidden", "unavailable"):
             self.xapi.labels(outcome)
-        for type_ in ("training.target.set", "training.course.completed"):
+        for type_ in (TRAINING_TARGET_SET, TRAINING_COURSE_COMPLETED):
             self.applied.labels(type_)
 
 

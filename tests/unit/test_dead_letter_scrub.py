@@ -21,7 +21,7 @@ from services.common.redact import (
     scrub_text,
 )
 from services.contracts.envelope import EventError, make_event
-from services.feedback import domain
+from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback.domain import FREE_TEXT_LIMITS, prepare, scrub_dead_letter
 from services.feedback.handlers import FeedbackService
 from services.training.privacy import scrub_dead_letter as scrub_training
@@ -48,7 +48,7 @@ def _form(**extra):
 
 
 def _structured(data: dict) -> bytes:
-    return json.dumps({"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/survey", "type": domain.FEEDBACK_TYPE,
+    return json.dumps({"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/survey", "type": FEEDBACK_RESPONSE_SUBMITTED,
                        "agency": "dga", "data": data}, ensure_ascii=False).encode()
 
 
@@ -143,7 +143,7 @@ def test_training_opaque_pseudonym_is_kept_for_replay():
 
 # --- prepare: hostile values, free text, truncation ----------------------------------------------------------
 def _event(**data):
-    return make_event(domain.FEEDBACK_TYPE, _form(**data), agency="dga", source="/agencies/dga/survey", id="e-1")
+    return make_event(FEEDBACK_RESPONSE_SUBMITTED, _form(**data), agency="dga", source="/agencies/dga/survey", id="e-1")
 
 
 def test_prepare_turns_out_of_range_dates_into_invalid_data_without_quoting_them():
