@@ -30,8 +30,8 @@ from bench.harness import peak_rss_mib, summary, write_results
 from bench.platform_stack import LOGS, SHARED_NOTE, Stack
 from services.common import processes as px
 from services.common.kafka import EventPublisher
-from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.contracts.envelope import make_event
+from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.roadmap.main import create_app
 from services.roadmap.settings import RoadmapSettings
 

@@ -7,6 +7,7 @@ from datetime import date
 from pydantic import Field, field_validator
 
 from services.contracts.common_types import AgencyCode, Competency, EventData
+from services.contracts.thai_calendar import is_valid_thai_national_id
 
 
 class TrainingTargetSet(EventData):
@@ -30,8 +31,6 @@ class TrainingCourseCompleted(EventData):
     @field_validator("learner_ref")
     @classmethod
     def _not_national_id(cls, value: str) -> str:
-        from services.common.thai_calendar import is_valid_thai_national_id
-
         # A real ID here would make the training store a register of citizens: refuse it at the edge.
         if is_valid_thai_national_id(value):
             raise ValueError("learner_ref looks like a Thai national ID: send an opaque pseudonym instead")

@@ -15,14 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.redact import BIRTH_KEYS, scrub_payload
-from services.common.thai_calendar import BANGKOK, bangkok_day
 from services.contracts import problems
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
+from services.contracts.thai_calendar import BANGKOK, bangkok_day, year_as_gregorian
 from services.feedback.redact import count_placeholders, redact_to_limit
 
-BE_OFFSET = 543
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
 
 # Generation cohorts as Thai government reports use them. Birth years are never stored, so the cohort
@@ -40,8 +39,8 @@ COHORT_LABELS = {"gen_z": "Gen Z", "gen_y": "Gen Y", "gen_x": "Gen X", "baby_boo
 
 # --- age --------------------------------------------------------------------------------------
 def gregorian_birth_year(birth_year: int) -> int:
-    """Birth years above 2400 are Buddhist era (2400 BE = 1857 CE, so no ambiguity with real CE years)."""
-    return birth_year - BE_OFFSET if birth_year > 2400 else birth_year
+    """Birth years above 2400 are Buddhist era (the Thai calendar's rule, stated once there)."""
+    return year_as_gregorian(birth_year)
 
 
 def age_group_for_age(age: int) -> AgeGroup:

@@ -10,9 +10,9 @@ from typing import Any
 
 from services.common.auth import Principal
 from services.common.consumer import Batch
-from services.common.thai_calendar import bangkok_today, format_thai_date
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
+from services.contracts.thai_calendar import bangkok_today, format_thai_date
 from services.feedback import disclosure, domain
 from services.feedback.adapters import FeedbackRepository
 from services.feedback.settings import FeedbackSettings

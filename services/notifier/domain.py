@@ -16,8 +16,8 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
-from services.common.thai_calendar import BANGKOK
 from services.contracts.events import MILESTONE_AT_RISK, MILESTONE_MISSED, MILESTONE_RECOVERED
+from services.contracts.thai_calendar import BANGKOK
 from services.notifier.holidays import is_working_day, next_working_morning
 
 

@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.mongo import TRANSIENT_ERRORS
-from services.common.thai_calendar import bangkok_today
 from services.contracts.agencies import get_registry
 from services.contracts.envelope import Event
+from services.contracts.thai_calendar import bangkok_today
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.domain import (

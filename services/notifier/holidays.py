@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from services.common.thai_calendar import BANGKOK
+from services.contracts.thai_calendar import BANGKOK
 
 __all__ = [
     "DEFAULT_HOLIDAYS_FILE",

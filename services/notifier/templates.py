@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from services.common.thai_calendar import BANGKOK, format_thai_date, format_thai_datetime
 from services.contracts.agencies import get_registry
+from services.contracts.thai_calendar import BANGKOK, format_thai_date, format_thai_datetime
 
 TEMPLATES = Path(__file__).parent / "templates"
 

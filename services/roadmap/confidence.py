@@ -26,8 +26,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
-from services.common.thai_calendar import bangkok_day
 from services.contracts.common_types import Workstream
+from services.contracts.thai_calendar import bangkok_day
 from services.roadmap.domain import Status
 
 # Thresholds of the confidence rule (tests pin them).

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
 from services.common.params import AgencyFilter, IsoDate
-from services.common.thai_calendar import format_thai_date
 from services.contracts.common_types import Workstream
+from services.contracts.thai_calendar import format_thai_date
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.confidence import confidence_rule
 from services.roadmap.domain import Status

@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from services.common.thai_calendar import parse_thai_date, thai_digits_to_ascii
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import MILESTONE_PLANNED
+from services.contracts.thai_calendar import parse_thai_date, thai_digits_to_ascii
 
 FIELDS = ("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "due_date", "weight", "depends_on",
           "description")

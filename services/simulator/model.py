@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.common.thai_calendar import bangkok_day, fiscal_year_bounds, fiscal_year_of
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import AgeGroup, Channel, Competency, TechDifficulty, Workstream
 from services.contracts.events import (
@@ -38,6 +37,7 @@ from services.contracts.events import (
     TRAINING_TARGET_SET,
 )
 from services.contracts.provinces import PROVINCE_CODES
+from services.contracts.thai_calendar import bangkok_day, fiscal_year_bounds, fiscal_year_of
 
 SPECVERSION = "1.0"
 MIN_MILESTONES, MAX_MILESTONES = 40, 60

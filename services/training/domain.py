@@ -14,16 +14,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.common.thai_calendar import (
+from services.contracts import problems
+from services.contracts.agencies import get_registry
+from services.contracts.common_types import Competency
+from services.contracts.thai_calendar import (
     fiscal_year_elapsed_ratio,
     fiscal_year_of,
     is_valid_thai_national_id,
     parse_thai_date,
     thai_digits_to_ascii,
 )
-from services.contracts import problems
-from services.contracts.agencies import get_registry
-from services.contracts.common_types import Competency
 from services.contracts.training import TrainingCourseCompleted
 
 HASH_PREFIX = "hmac-sha256:"

@@ -13,9 +13,9 @@ from typing import Any
 from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.common.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
+from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
 from services.training.adapters import TrainingRepository, new_claim

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from services.common.metrics import SnapshotCollector
-from services.common.thai_calendar import fiscal_year_of
 from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
+from services.contracts.thai_calendar import fiscal_year_of
 
 
 class TrainingMetrics:

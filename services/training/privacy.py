@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.common.redact import NATIONAL_ID, placeholder, scrub_payload
-from services.common.thai_calendar import is_valid_thai_national_id
+from services.contracts.thai_calendar import is_valid_thai_national_id
 
 
 def _learner_ref(value: object) -> object:

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.common.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts import problems
 from services.contracts.common_types import Competency
+from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
 
 VERSION_HEADER = "X-Experience-API-Version"

@@ -27,9 +27,9 @@ import pytest
 from support import cloudevent, make_key, poll, produce
 
 from services.common import processes as px
-from services.common.thai_calendar import bangkok_day, fiscal_year_of
 from services.contracts import topics
 from services.contracts.common_types import AgeGroup, Channel, Competency, TechDifficulty, Workstream
+from services.contracts.thai_calendar import bangkok_day, fiscal_year_of
 from services.contracts.webhooks import generate_secret
 from services.dashboards.generate import render_all
 

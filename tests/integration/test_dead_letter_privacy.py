@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from support import cloudevent, db_of, header, poll, produce, read_topic, running
 
-from services.common.thai_calendar import thai_digits_to_ascii
 from services.contracts import topics
+from services.contracts.thai_calendar import thai_digits_to_ascii
 from services.feedback.main import create_app as create_feedback
 from services.feedback.settings import FeedbackSettings
 from services.training.main import create_app as create_training

@@ -14,9 +14,9 @@ import pytest
 from support import cloudevent, db_of, make_key, poll, produce_events, read_topic, running
 
 from services.common.logging import JsonFormatter
-from services.common.thai_calendar import ascii_to_thai_digits, thai_digits_to_ascii
 from services.contracts import topics
 from services.contracts.envelope import make_event
+from services.contracts.thai_calendar import ascii_to_thai_digits, thai_digits_to_ascii
 from services.feedback.adapters import FeedbackRepository
 from services.feedback.domain import prepare
 from services.feedback.main import create_app

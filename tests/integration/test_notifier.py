@@ -18,8 +18,8 @@ from support import MovableClock, db_of, make_key, poll, produce_events
 
 from bench.notifier_sinks import HttpSink, SmtpSink
 from services.common import processes as px
-from services.common.thai_calendar import BANGKOK
 from services.contracts.envelope import make_event
+from services.contracts.thai_calendar import BANGKOK
 from services.contracts.topics import ROADMAP_ALERTS
 from services.contracts.webhooks import WebhookVerificationError, generate_secret, verify
 from services.notifier.channels import make_msgid_from_key

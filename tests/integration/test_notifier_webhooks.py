@@ -16,8 +16,8 @@ import yaml
 from support import poll, produce_events
 
 from bench.notifier_sinks import HttpSink
-from services.common.thai_calendar import BANGKOK
 from services.contracts.envelope import make_event
+from services.contracts.thai_calendar import BANGKOK
 from services.contracts.topics import ROADMAP_ALERTS
 from services.contracts.webhooks import WebhookVerificationError, generate_secret, sign_headers, verify
 from services.notifier.domain import RoutingError, idempotency_key

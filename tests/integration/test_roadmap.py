@@ -10,8 +10,8 @@ from datetime import timedelta
 import pytest
 from support import MovableClock, cloudevent, db_of, make_key, poll, read_topic, running
 
-from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.contracts import topics
+from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.roadmap.main import create_app
 from services.roadmap.settings import RoadmapSettings
 

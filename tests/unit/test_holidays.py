@@ -3,7 +3,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.common.thai_calendar import BANGKOK
+from services.contracts.thai_calendar import BANGKOK
 from services.notifier.holidays import (
     DEFAULT_HOLIDAYS_FILE,
     Holiday,

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import yaml
 
-from services.common.thai_calendar import BANGKOK
 from services.contracts.agencies import get_registry
+from services.contracts.thai_calendar import BANGKOK
 from services.notifier.domain import (
     Channel,
     Outcome,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
-from services.common.thai_calendar import BANGKOK
 from services.contracts.envelope import make_event
+from services.contracts.thai_calendar import BANGKOK
 from services.notifier.channels import DeliveryResult
 from services.notifier.domain import Channel, Outcome, parse_routing
 from services.notifier.handlers import NotifierService

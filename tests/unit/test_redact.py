@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.thai_calendar import ascii_to_thai_digits, is_valid_thai_national_id
+from services.contracts.thai_calendar import ascii_to_thai_digits, is_valid_thai_national_id
 from services.feedback.redact import count_placeholders, placeholder, redact
 
 

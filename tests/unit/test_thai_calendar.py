@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.thai_calendar import (
+from services.contracts.thai_calendar import (
     BANGKOK,
     BE_OFFSET,
     ascii_to_thai_digits,
@@ -269,3 +269,11 @@ def test_changing_check_digit_invalidates(first12, delta):
     assert is_valid_thai_national_id(f"{first12}{good}")
     bad = (good + delta) % 10
     assert not is_valid_thai_national_id(f"{first12}{bad}")
+
+
+def test_a_year_in_either_era_reads_as_gregorian():
+    from services.contracts.thai_calendar import year_as_gregorian
+
+    assert year_as_gregorian(2510) == 1967
+    assert year_as_gregorian(1967) == 1967
+    assert year_as_gregorian(2400) == 2400  # the boundary stays Gregorian, as parse_thai_date reads it

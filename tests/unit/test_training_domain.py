@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.common.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
+from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCourseCompleted
 from services.training import domain
 
