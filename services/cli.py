@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 
-SERVICES = ("roadmap", "training", "feedback", "notifier")
+SERVICES = ("roadmap", "training", "feedback", "notifier", "reports")
 
 
 def _settings_for(name: str):

@@ -19,6 +19,7 @@ programme office's: these answers are unsuppressed, and the domain applies the p
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -117,6 +118,8 @@ class ReadApis:
         self._client: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
+        # httpx logs every request at INFO: one line per upstream call would drown the service's own logs.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         if self._client is None:
             self._client = httpx.AsyncClient(
                 headers={"X-API-Key": self.settings.api_key(), "Accept": "application/json"},

@@ -544,7 +544,9 @@ def access_section(now: PublicExperience | None, gaps: Mapping[str, Any] | None,
         return AccessSection("access", "not_reported", Trend(None, None, note=NOT_REPORTED), (), None, None, None, 0,
                              False, 0, period, min_cell, False)
     gap_keys = _gap_keys(gaps)
-    maps = tuple(heatmap(now, m, (th, en), kind, higher, gap_keys) for m, th, en, kind, higher in HEAT_MEASURES)
+    # The gap test is on satisfaction: only the satisfaction map carries its marks.
+    maps = tuple(heatmap(now, m, (th, en), kind, higher, gap_keys if m == "mean_satisfaction" else set())
+                 for m, th, en, kind, higher in HEAT_MEASURES)
     share = now.figure("share_satisfied")
     values = tuple(e.figure("share_satisfied") if e else None for e in series)
     trend = Trend(share, values[-2] if len(values) >= 2 else None, True, "share", series=values)

@@ -14,11 +14,14 @@ from collections.abc import Awaitable
 from datetime import date, datetime
 from typing import Any, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from services.common.clock import Clock, utc_now
 from services.common.thai_calendar import bangkok_day, end_of_bangkok_day, fiscal_year_elapsed_ratio
 from services.contracts.common_types import Workstream
 from services.reports import domain
 from services.reports.adapters import ReadApis, UpstreamError
+from services.reports.metrics import ReportsMetrics
 from services.reports.settings import ReportsSettings
 
 log = logging.getLogger(__name__)
@@ -26,8 +29,10 @@ T = TypeVar("T")
 
 
 class ReportsService:
-    def __init__(self, source: ReadApis, settings: ReportsSettings, clock: Clock = utc_now):
+    def __init__(self, source: ReadApis, settings: ReportsSettings, clock: Clock = utc_now,
+                 metrics: ReportsMetrics | None = None):
         self.source = source
+        self.metrics = metrics or ReportsMetrics(CollectorRegistry())
         self.settings = settings
         self.clock = clock
 

@@ -1,0 +1,44 @@
+"""Composition root of the reports service: builds its dependencies, nothing runs at import.
+
+The common Runtime gives /healthz, /readyz, /metrics, MongoDB (API-key auth of the keyed report downloads) and
+the Kafka publisher (report-ready events); the service has no Kafka consumer.
+"""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import FastAPI
+
+from services.common.app import Runtime, create_service_app
+from services.common.clock import Clock, utc_now
+from services.reports.adapters import ReadApis
+from services.reports.entrypoints import build_router
+from services.reports.handlers import ReportsService
+from services.reports.metrics import ReportsMetrics
+from services.reports.settings import ReportsSettings
+
+
+def create_app(settings: ReportsSettings | None = None, *, clock: Clock = utc_now,
+               transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    settings = settings or ReportsSettings()
+    settings.api_key()  # refuse to start without the programme-office key (SecretMissing names the variable)
+    runtime = Runtime(settings)
+    metrics = ReportsMetrics(runtime.registry)
+    source = ReadApis(settings, metrics, transport)
+    service = ReportsService(source, settings, clock, metrics)
+
+    async def startup(rt: Runtime) -> None:
+        await source.start()
+
+    async def shutdown(rt: Runtime) -> None:
+        await source.close()
+
+    runtime.on_startup(startup)
+    runtime.on_shutdown(shutdown)
+    app = create_service_app(runtime, title="Reports service · บริการรายงาน",
+                             description="Programme overview (public) and quarterly reports, from the other services' "
+                                         "read APIs.")
+    app.include_router(build_router(service, runtime))
+    app.state.reports = service
+    app.state.reports_metrics = metrics
+    return app
