@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from services.common.redact import BIRTH_KEYS, scrub_payload
 from services.contracts import problems
-from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
+from services.contracts.common_types import AgeGroup, Channel
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
 from services.contracts.thai_calendar import BANGKOK, bangkok_day, year_as_gregorian
@@ -34,7 +34,6 @@ COHORTS = {
     AgeGroup.age_45_59: "gen_x",
     AgeGroup.age_60_plus: "baby_boomer",
 }
-COHORT_LABELS = {"gen_z": "Gen Z", "gen_y": "Gen Y", "gen_x": "Gen X", "baby_boomer": "Baby Boomer"}
 
 
 # --- age --------------------------------------------------------------------------------------
@@ -137,12 +136,6 @@ def prepare(event: Event) -> Event:
 
 
 # --- rollups ----------------------------------------------------------------------------------
-ROLLUP_FIELDS = (
-    "responses", "satisfaction_sum", *(f"sat_{i}" for i in range(1, 6)),
-    *(f"tech_{t.value}" for t in TechDifficulty), "aware",
-)
-
-
 def response_document(event: Event) -> dict[str, Any]:
     """The stored response *is* the event's audit record (`Event.to_document()`: `_id` {source, id}, the
     CloudEvents attributes, `data` redacted and without birth year) plus what the reports derive from it.
@@ -289,7 +282,7 @@ class Cell:
     def from_counts(cls, age_group: str, channel: str, counts: Mapping[str, int]) -> Cell:
         levels = tuple(int(counts.get(f"sat_{i}", 0)) for i in range(1, 6))
         return cls(age_group=age_group, channel=channel, responses=int(counts.get("responses", 0)),
-                   satisfied=levels[3] + levels[4], satisfaction_sum=int(counts.get("satisfaction_sum", 0)),
+                   satisfied=sum(levels[SATISFIED_MIN - 1:]), satisfaction_sum=int(counts.get("satisfaction_sum", 0)),
                    tech_difficulty=int(counts.get("tech_some", 0)) + int(counts.get("tech_severe", 0)),
                    aware=int(counts.get("aware", 0)), levels=levels)  # type: ignore[arg-type]
 

@@ -62,13 +62,6 @@ class NotificationRepository:
             await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
         return [d async for d in self.col.find({"claim": token})]
 
-    async def mark_sent(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str) -> bool:
-        res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
-            "$set": {"state": State.sent.value, "sent_at": now, "updated_at": now, "last_status": status,
-                     "last_error": detail or None},
-            "$unset": {"lease_until": "", "claim": ""}})
-        return res.modified_count == 1
-
     async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime) -> int:
         """Group commit of confirmed deliveries: one update for many (each still guarded by its claim token)."""
         res = await self.col.update_many(

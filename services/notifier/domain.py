@@ -345,7 +345,3 @@ def plan_reminder(*, now: datetime, missed_since: datetime, last_sequence: int, 
     escalate = (escalate_after_days is not None and not escalated
                 and elapsed >= timedelta(days=escalate_after_days))
     return ReminderPlan(sequence, next_due, escalate)
-
-
-def days_missed(now: datetime, missed_since: datetime) -> int:
-    return max(0, (now.astimezone(BANGKOK).date() - missed_since.astimezone(BANGKOK).date()).days)

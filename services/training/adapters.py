@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -227,6 +227,3 @@ async def _bulk(collection, ops: list) -> None:
 
 def new_claim() -> str:
     return uuid.uuid4().hex
-
-
-RetryFn = Callable[[], Awaitable[Any]]

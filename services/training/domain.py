@@ -172,7 +172,6 @@ def laggards(rows: Iterable[Mapping[str, Any]], fiscal_year: int, now: datetime)
 
 # --- CSV rows -----------------------------------------------------------------------------------
 
-CSV_COLUMNS = ("agency", "learner_ref", "course_id", "course_title", "competency", "hours", "completed_on", "passed", "score")
 REQUIRED_COLUMNS = ("agency", "learner_ref", "course_id", "competency", "hours", "completed_on", "passed")
 _TRUE = {"true", "1", "yes", "y", "t", "ผ่าน", "ใช่"}
 _FALSE = {"false", "0", "no", "n", "f", "ไม่ผ่าน", "ไม่ใช่"}

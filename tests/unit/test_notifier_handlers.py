@@ -39,10 +39,6 @@ class FakeRepo:
                 new.append(i)
         return new
 
-    async def mark_sent(self, doc, now, status, detail):
-        self.calls.append(("sent", doc["_id"]))
-        return True
-
     async def mark_sent_many(self, docs, now):
         self.calls.extend(("sent", d["_id"]) for d in docs)
         return len(docs)
