@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SYSTEM_PACKAGES := prometheus prometheus-alertmanager
+# Debian packages: what `make up` runs with (monitoring, Thai fonts for the reports), and what the tests add
+# (a headless Chromium for the pages, poppler-utils' pdftotext for the PDF reports).
+RUN_PACKAGES  := prometheus prometheus-alertmanager fonts-thai-tlwg
+TEST_PACKAGES := $(RUN_PACKAGES) chromium poppler-utils
 
-.PHONY: up test unit integration faults bench lint schemas dashboards system-deps clean
+.PHONY: up test unit integration faults bench lint schemas dashboards system-deps run-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,16 +16,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Prometheus and Alertmanager come from Debian packages (tests use promtool, amtool and both servers).
-system-deps:
-	@missing=""; for b in prometheus promtool prometheus-alertmanager amtool; do command -v $$b >/dev/null || missing=1; done; \
+# Installs the missing ones of $(1) as root; otherwise says what to install and runs $(2) (fail or go on).
+define debian_packages
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
-	  else echo "install: sudo apt-get install $(SYSTEM_PACKAGES)"; exit 1; fi; fi
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages:$$missing (as root: apt-get install$$missing)"; $(2); fi; fi
+endef
+
+# Tests use promtool, amtool, both servers, Chromium, pdftotext and the Thai fonts.
+system-deps:
+	$(call debian_packages,$(TEST_PACKAGES),exit 1)
+
+# `make up` on a fresh machine as root installs what it runs with; as another user it starts without them.
+run-deps:
+	$(call debian_packages,$(RUN_PACKAGES),true)
 
 ## Bring the whole system up on embedded servers (Ctrl-C stops it). Pass flags with ARGS="--no-demo".
-up: $(STAMP)
-	@command -v prometheus >/dev/null || echo "(Prometheus/Alertmanager not installed: run 'make system-deps' as root to add them)"
+up: $(STAMP) run-deps
 	$(VENV)/bin/newnormal up $(ARGS)
 
 ## Run every test: unit, integration over real Kafka-protocol broker and MongoDB-wire server, deploy checks, faults.

@@ -1,7 +1,8 @@
 """`newnormal up`: the whole system on one machine, on embedded servers.
 
 Starts Tansu (Kafka protocol), SecantusDB (MongoDB wire), Prometheus and Alertmanager when
-installed, and the four services; waits for each; writes demo API keys; Ctrl-C stops all.
+installed, and the services; waits for each; writes demo API keys and the reports service's
+programme-office key; prints the programme overview's URL first; Ctrl-C stops all.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from services.common import processes as px
 from services.contracts.webhooks import generate_secret
 
 DEFAULT_PORTS = {"kafka": 9092, "mongodb": 27017, "prometheus": 9090, "alertmanager": 9093,
-                 "roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104}
-SERVICE_NAMES = ("roadmap", "training", "feedback", "notifier")
+                 "roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104, "reports": 8105}
+SERVICE_NAMES = ("roadmap", "training", "feedback", "notifier", "reports")
+# Started once the keys exist: it reads the others' APIs with a programme-office key of its own.
+LATE_SERVICES = ("reports",)
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
 
@@ -91,6 +94,28 @@ def _write_alertmanager_config(path: Path, ports: dict[str, int], credential_fil
 
 
 DEMO_KEY_LABEL = "demo"
+REPORTS_KEY_LABEL = "reports"
+REPORTS_KEY_FILE = "reports-api-key"
+
+
+async def _write_reports_key(mongo_uri: str, db_name: str, path: Path) -> None:
+    """A programme-office key labelled `reports` into `path` (0600), fresh on each start (the file is the only copy)."""
+    from pymongo import AsyncMongoClient
+
+    from services.common.auth import Role, create_key, revoke_keys
+    from services.contracts.agencies import PROGRAMME_OFFICE
+
+    client = AsyncMongoClient(mongo_uri)
+    try:
+        db = client[db_name]
+        await revoke_keys(db, PROGRAMME_OFFICE, label=REPORTS_KEY_LABEL)
+        key = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, REPORTS_KEY_LABEL)
+    finally:
+        await client.close()
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key)
 
 
 async def _write_keys(mongo_uri: str, db_name: str, path: Path, survey_path: Path) -> dict[str, str]:
@@ -166,12 +191,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         urls["Kafka (Tansu)"] = f"127.0.0.1:{ports['kafka']}"
         launch(px.secantus(ports["mongodb"], str(data / "mongodb"), logs), lambda: px.mongo_ready(mongo_uri))
         urls["MongoDB (SecantusDB)"] = mongo_uri
-        for name in SERVICE_NAMES:
+        for name in (n for n in SERVICE_NAMES if n not in LATE_SERVICES):
             port = ports[name]
             launch(px.service(name, port, env, logs), lambda p=port: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120)
             urls[f"{name} service"] = f"http://127.0.0.1:{port}/docs"
         keys_path = data / "api-keys.json"
         survey_keys = asyncio.run(_write_keys(mongo_uri, "newnormal", keys_path, data / "survey-keys.json"))
+        reports_key = data / REPORTS_KEY_FILE
+        asyncio.run(_write_reports_key(mongo_uri, "newnormal", reports_key))
+        port = ports["reports"]
+        launch(px.service("reports", port, {**env, "NEWNORMAL_REPORTS_API_KEY_FILE": str(reports_key)}, logs),
+               lambda: px.http_ok(f"http://127.0.0.1:{port}/readyz"), 120)
+        urls["reports service"] = f"http://127.0.0.1:{port}/docs"
         urls["API keys"] = str(keys_path)
         urls["Survey keys (kiosk)"] = str(data / "survey-keys.json")
         demo_agency = "dga" if "dga" in survey_keys else next(iter(survey_keys))
@@ -200,6 +231,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 started.append(proc)
                 urls["Demo simulator log"] = str(proc.log_path)
         print("\nReady · พร้อมใช้งาน", flush=True)
+        # The page people read comes first; the rest is for operators.
+        print(f"  {'Programme overview':<22} http://127.0.0.1:{ports['reports']}/   (ภาพรวมแผนงาน)")
         for label, url in urls.items():
             print(f"  {label:<22} {url}")
         print(f"  {'Logs':<22} {logs}")
