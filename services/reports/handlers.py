@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry
 
 from services.common.clock import Clock, utc_now
-from services.common.thai_calendar import bangkok_day, end_of_bangkok_day, fiscal_year_elapsed_ratio
 from services.contracts.common_types import Workstream
+from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day, fiscal_year_elapsed_ratio
 from services.reports import domain
 from services.reports.adapters import ReadApis, UpstreamError
 from services.reports.metrics import ReportsMetrics

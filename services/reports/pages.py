@@ -13,8 +13,8 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from services.common.thai_calendar import BANGKOK, format_thai_date, format_thai_datetime
 from services.contracts.agencies import get_registry
+from services.contracts.thai_calendar import BANGKOK, format_thai_date, format_thai_datetime
 from services.reports import domain, svg
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
