@@ -27,15 +27,16 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
+from services.contracts import events
 from services.contracts.agencies import PROGRAMME_OFFICE
 
 # Event type -> short fact kind stored in the milestone document.
 FACT_KINDS = {
-    "roadmap.milestone.planned": "planned",
-    "roadmap.milestone.progressed": "progressed",
-    "roadmap.milestone.completed": "completed",
-    "roadmap.milestone.rescheduled": "rescheduled",
-    "roadmap.milestone.cancelled": "cancelled",
+    events.MILESTONE_PLANNED: "planned",
+    events.MILESTONE_PROGRESSED: "progressed",
+    events.MILESTONE_COMPLETED: "completed",
+    events.MILESTONE_RESCHEDULED: "rescheduled",
+    events.MILESTONE_CANCELLED: "cancelled",
 }
 
 # How far back progress reports count towards the "recent" rate, and how many at most.
@@ -434,9 +435,9 @@ def _outcome_fields(accepted: Accepted, due: date | None, status: Status) -> dic
 # --- alerts ----------------------------------------------------------------------------------
 
 ALERT_TYPES = {
-    "missed": "roadmap.milestone.missed",
-    "at_risk": "roadmap.milestone.at_risk",
-    "recovered": "roadmap.milestone.recovered",
+    "missed": events.MILESTONE_MISSED,
+    "at_risk": events.MILESTONE_AT_RISK,
+    "recovered": events.MILESTONE_RECOVERED,
 }
 
 
