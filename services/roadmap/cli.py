@@ -11,7 +11,6 @@ from typing import Any
 
 from services.roadmap.importer import DEFAULT_SOURCE_SUFFIX, ParsedPlan, RowError, parse_file
 
-CHUNK = 500
 DEFAULT_URL = "http://127.0.0.1:8101"
 
 
@@ -59,44 +58,30 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _post_http(plan: ParsedPlan, url: str, key: str) -> tuple[int, list[RowError]]:
-    import httpx
+    from services.common.intake_client import HttpIntake
 
-    errors: list[RowError] = []
-    sent = 0
-    with httpx.Client(timeout=30) as client:
-        for start in range(0, len(plan.events), CHUNK):
-            chunk = plan.events[start:start + CHUNK]
-            body = json.dumps([e.to_json_dict() for _, e in chunk], ensure_ascii=False)
-            try:
-                resp = client.post(f"{url}/v1/events", content=body.encode(),
-                                   headers={"Content-Type": "application/cloudevents-batch+json", "X-API-Key": key})
-            except httpx.HTTPError as exc:
-                errors.extend(RowError(line, e.data.milestone_id, "unreachable", str(exc)[:200]) for line, e in chunk)
-                continue
-            payload = resp.json() if resp.headers.get("content-type", "").endswith("json") else {}
-            accepted = {a["index"] for a in payload.get("accepted", [])}
-            rejected = {r["index"]: r for r in payload.get("rejected", payload.get("errors", []))}
-            for index, (line, event) in enumerate(chunk):
-                if index in accepted:
-                    sent += 1
-                elif index in rejected:
-                    errors.append(RowError(line, event.data.milestone_id, rejected[index].get("reason", "rejected"),
-                                           rejected[index].get("detail", "")))
-                else:
-                    errors.append(RowError(line, event.data.milestone_id, payload.get("reason", f"http_{resp.status_code}"),
-                                           payload.get("detail", resp.text[:200])))
-    return sent, errors
+    async def send() -> list:
+        intake = HttpIntake(url, key, timeout=30)
+        try:
+            return await intake.send([e for _, e in plan.events])
+        finally:
+            await intake.close()
+
+    return _report(plan, asyncio.run(send()))
 
 
 async def _publish_kafka(plan: ParsedPlan) -> tuple[int, list[RowError]]:
-    from services.common.kafka import EventPublisher
+    from services.common.intake_client import KafkaIntake
     from services.roadmap.settings import RoadmapSettings
 
-    publisher = EventPublisher(RoadmapSettings())
-    await publisher.start()
+    intake = await KafkaIntake.start(RoadmapSettings())
     try:
-        results = await publisher.publish_many([e for _, e in plan.events])
+        return _report(plan, await intake.send([e for _, e in plan.events]))
     finally:
-        await publisher.stop()
-    errors = [RowError(line, e.data.milestone_id, "publish_failed", str(err)) for (line, e), err in zip(plan.events, results) if err]
+        await intake.close()
+
+
+def _report(plan: ParsedPlan, outcomes: list) -> tuple[int, list[RowError]]:
+    errors = [RowError(line, e.data.milestone_id, o.reason, o.detail)
+              for (line, e), o in zip(plan.events, outcomes) if not o.accepted]
     return len(plan.events) - len(errors), errors

@@ -9,7 +9,6 @@ Retry-After (only the events not accepted are sent again) and reports progress o
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import sys
@@ -21,9 +20,9 @@ from typing import Any, TextIO
 
 import httpx
 
+from services.common.intake_client import HttpIntake, KafkaIntake, Outcome
 from services.common.kafka import EventPublisher
 from services.common.settings import ServiceSettings
-from services.contracts.envelope import BATCH, validate_attributes
 from services.contracts.events import EVENT_TYPES
 
 log = logging.getLogger(__name__)
@@ -109,6 +108,7 @@ class Sender:
         self.batch_size = batch_size
         self.max_attempts = max_attempts
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._intakes: dict[tuple[str, str], HttpIntake] = {}  # one per (service, key), sharing `client`
         self.publisher: EventPublisher | None = None
 
     async def start(self) -> None:
@@ -139,78 +139,33 @@ class Sender:
         await asyncio.gather(*jobs)
 
     async def _post(self, service: str, key_owner: str, events: list[dict[str, Any]]) -> None:
-        url = f"{self.urls[service].rstrip('/')}/v1/events"
-        headers = {"Content-Type": BATCH, "X-API-Key": self.keys[key_owner]}
-        pending = events
-        delay = 0.5
-        for _attempt in range(self.max_attempts):
-            try:
-                resp = await self.client.post(url, content=json.dumps(pending, ensure_ascii=False).encode(), headers=headers)
-            except httpx.HTTPError as exc:
-                self.stats.retries += 1
-                log.warning("service unreachable, retrying", extra={"service": service, "error": type(exc).__name__})
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
-                continue
-            if resp.status_code in (202, 503, 400, 403, 413):
-                body = _json(resp)
-                accepted = len(body.get("accepted") or [])
-                self.stats.sent += accepted
-                self.stats.http += accepted
-                rejected = body.get("rejected") or body.get("errors") or []
-                if rejected:
-                    self.stats.rejected += len(rejected)
-                    log.warning("events rejected", extra={"service": service, "count": len(rejected),
-                                                          "reasons": sorted({r.get("reason", "?") for r in rejected})})
-                if resp.status_code != 503:
-                    return
-                # Kafka did not take these: send again after Retry-After (accepted ones are not re-sent).
-                not_taken = {(e["source"], e["id"]) for e in body.get("not_accepted") or []}
-                pending = [e for e in pending if (e["source"], e["id"]) in not_taken] or pending
-                self.stats.retries += 1
-                await asyncio.sleep(_retry_after(resp, delay))
-                delay = min(10.0, delay * 2)
-                continue
-            if resp.status_code >= 500 or resp.status_code == 429:
-                self.stats.retries += 1
-                await asyncio.sleep(_retry_after(resp, delay))
-                delay = min(10.0, delay * 2)
-                continue
-            self.stats.errors += len(pending)
-            log.error("request refused", extra={"service": service, "status": resp.status_code, "body": resp.text[:300]})
-            return
-        self.stats.errors += len(pending)
-        log.error("giving up on a batch", extra={"service": service, "events": len(pending)})
+        intake = self._intakes.get((service, key_owner))
+        if intake is None:
+            intake = HttpIntake(self.urls[service], self.keys[key_owner], client=self.client,
+                                max_attempts=self.max_attempts, on_retry=self._retried)
+            self._intakes[(service, key_owner)] = intake
+        self._count(await intake.send(events), "http", service)
 
     async def _publish(self, events: list[dict[str, Any]]) -> None:
         assert self.publisher is not None
-        pending = [validate_attributes({k: v for k, v in e.items() if k != "data"}, e["data"]) for e in events]
-        delay = 0.5
-        for _ in range(self.max_attempts):
-            errors = await self.publisher.publish_many(pending)
-            ok = sum(1 for err in errors if err is None)
-            self.stats.sent += ok
-            self.stats.kafka += ok
-            pending = [e for e, err in zip(pending, errors) if err is not None]
-            if not pending:
-                return
-            self.stats.retries += 1
-            await asyncio.sleep(delay)
-            delay = min(10.0, delay * 2)
-        self.stats.errors += len(pending)
+        intake = KafkaIntake(self.publisher, max_attempts=self.max_attempts, owns_publisher=False,
+                             on_retry=self._retried)
+        self._count(await intake.send(events), "kafka", "kafka")
 
+    def _retried(self) -> None:
+        self.stats.retries += 1
 
-def _json(resp: httpx.Response) -> dict[str, Any]:
-    try:
-        body = resp.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _retry_after(resp: httpx.Response, default: float) -> float:
-    value = resp.headers.get("retry-after", "")
-    try:
-        return min(60.0, max(0.1, float(value)))
-    except ValueError:
-        return default
+    def _count(self, outcomes: list[Outcome], path: str, service: str) -> None:
+        accepted = sum(1 for o in outcomes if o.accepted)
+        self.stats.sent += accepted
+        setattr(self.stats, path, getattr(self.stats, path) + accepted)
+        rejected = [o for o in outcomes if o.status == "rejected"]
+        if rejected:
+            self.stats.rejected += len(rejected)
+            log.warning("events rejected", extra={"service": service, "count": len(rejected),
+                                                  "reasons": sorted({o.reason for o in rejected})})
+        failed = [o for o in outcomes if o.status == "failed"]
+        if failed:
+            self.stats.errors += len(failed)
+            log.error("giving up on events", extra={"service": service, "events": len(failed),
+                                                    "reasons": sorted({o.reason for o in failed})})

@@ -8,7 +8,6 @@ importing the same file twice stores every completion once.
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from services.common.intake_client import HttpIntake, IntakeClient, KafkaIntake
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training.domain import REQUIRED_COLUMNS, ParsedRow, RowError, parse_csv_row
@@ -79,12 +79,12 @@ async def run_import(path: Path, settings, *, url: str | None = None, key: str |
     async def flush() -> None:
         if not pending:
             return
-        errors = await send.publish([e for _, e in pending])
-        for (line, _), err in zip(pending, errors):
-            if err is None:
+        outcomes = await send.send([e for _, e in pending])
+        for (line, _), outcome in zip(pending, outcomes):
+            if outcome.accepted:
                 summary.accepted += 1
             else:
-                summary.reject(line, getattr(err, "reason", "publish_failed"), str(getattr(err, "detail", err))[:300])
+                summary.reject(line, outcome.reason, outcome.detail[:300])
         bar.update(len(pending))
         pending.clear()
 
@@ -111,55 +111,12 @@ async def run_import(path: Path, settings, *, url: str | None = None, key: str |
     return summary
 
 
-class _KafkaSender:
-    def __init__(self, publisher):
-        self.publisher = publisher
-
-    async def publish(self, events: list[Event]) -> list[Exception | None]:
-        return await self.publisher.publish_many(events)
-
-    async def close(self) -> None:
-        await self.publisher.stop()
-
-
-class _HttpSender:
-    """Through a running service's `POST /v1/events` (batched mode, at most 500 events per request)."""
-
-    def __init__(self, url: str, key: str):
-        import httpx
-
-        self.client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=60,
-                                        headers={"X-API-Key": key, "Content-Type": "application/cloudevents-batch+json"})
-
-    async def publish(self, events: list[Event]) -> list[Exception | None]:
-        out: list[Exception | None] = []
-        for start in range(0, len(events), 500):
-            part = events[start:start + 500]
-            response = await self.client.post("/v1/events", content=json.dumps([e.to_json_dict() for e in part]))
-            results: list[Exception | None] = [None] * len(part)
-            if response.status_code == 202:
-                for r in response.json().get("rejected", []):
-                    results[r["index"]] = EventError(r["reason"], r.get("detail", ""))
-            else:
-                body = response.json() if response.headers.get("content-type", "").endswith("json") else {}
-                for r in body.get("errors", []) or [{"index": i, "reason": body.get("reason", f"http_{response.status_code}"),
-                                                      "detail": body.get("detail", response.text[:200])} for i in range(len(part))]:
-                    results[r["index"]] = EventError(r["reason"], r.get("detail", ""))
-            out.extend(results)
-        return out
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-
-async def _sender(settings, url: str | None, key: str | None):
+async def _sender(settings, url: str | None, key: str | None) -> IntakeClient:
     if url:
         if not key:
             raise SystemExit("--key is required with --url")
-        return _HttpSender(url, key)
-    from services.common.kafka import EventPublisher, ensure_topics
+        return HttpIntake(url, key)
+    from services.common.kafka import ensure_topics
 
     await ensure_topics(settings)
-    publisher = EventPublisher(settings)
-    await publisher.start()
-    return _KafkaSender(publisher)
+    return await KafkaIntake.start(settings)
