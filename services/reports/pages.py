@@ -60,17 +60,19 @@ def context(overview: domain.Overview, lang: str, as_of: datetime) -> dict[str, 
     registry = get_registry()
     agency = registry.get(overview.agency) if overview.agency else None
     q, prev = overview.quarter, overview.quarter.previous()
-    quarters = domain.quarters_back(q, len(overview.access.trend.series) or 1)
-    spark_labels = [x.label(lang) for x in quarters]
+    def spark(trend: domain.Trend, th: str, en: str) -> Markup:
+        if not trend.series:
+            return Markup("")
+        labels = [x.label(lang) for x in domain.quarters_back(q, len(trend.series))]
+        return Markup(svg.sparkline(trend.series, labels, "share", lang, th if lang == "th" else en))
+
     charts = {
         "heatmaps": [Markup(svg.heatmap(h, lang)) for h in overview.access.heatmaps if h.reported],
         "bars": {r.competency: Markup(svg.progress_bar(r.ready, r.target, overview.readiness.elapsed_ratio, lang,
                                                        domain.label(domain.COMPETENCY_LABELS, r.competency, lang)))
                  for r in overview.readiness.rows},
-        "spark_access": Markup(svg.sparkline(overview.access.trend.series, spark_labels, "share", lang,
-                                             "ผู้พึงพอใจรายไตรมาส" if lang == "th" else "Share satisfied by quarter")),
-        "spark_awareness": Markup(svg.sparkline(overview.awareness.trend.series, spark_labels, "share", lang,
-                                                "การรับรู้รายไตรมาส" if lang == "th" else "Awareness by quarter")),
+        "spark_access": spark(overview.access.trend, "ผู้พึงพอใจรายไตรมาส", "Share satisfied by quarter"),
+        "spark_awareness": spark(overview.awareness.trend, "การรับรู้รายไตรมาส", "Awareness by quarter"),
     }
     return {
         "lang": lang, "ov": overview, "agency": agency, "as_of": be_datetime(as_of, lang),
