@@ -1,0 +1,229 @@
+"""The quarterly report over fake read APIs (httpx.MockTransport): validation of the quarter, schedule changes
+and their flag, one content object rendered as HTML, PDF (read back with pdftotext) and XLSX (read back with
+openpyxl), hostile text from agencies, and the route's key rules."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from datetime import UTC, date, datetime
+
+import httpx
+import pytest
+from openpyxl import load_workbook
+
+from services.reports import domain, pages, quarterly
+from services.reports.adapters import ReadApis
+from services.reports.handlers import ReportsService
+from services.reports.quarterly_service import QuarterlyReports, render
+from services.reports.settings import ReportsSettings
+
+NOW = datetime(2026, 4, 3, 2, 30, tzinfo=UTC)  # Q3 FY2569 has begun: Q2 (Jan-Mar 2026) is complete
+KEY = "po-key-for-tests-0123456789"
+HOSTILE = '=HYPERLINK("http://x.invalid","ok")<script>alert(1)</script>\x07'
+
+MILESTONES = [
+    # slipped 61 days with a stated reason
+    {"milestone_id": "REG-1", "status": "missed", "due_date": "2026-03-01", "baseline_due_date": "2025-12-31",
+     "workstream": "regulation_reform", "owner_agency": "ocsc", "title_th": "แก้ไขระเบียบงานสารบรรณ",
+     "title_en": "Revise the records rules"},
+    # slipped 45 days, no reason: flagged
+    {"milestone_id": "RD-7", "status": "at_risk", "due_date": "2026-05-15", "baseline_due_date": "2026-03-31",
+     "workstream": "technology_access", "owner_agency": "rd", "title_th": HOSTILE, "title_en": HOSTILE},
+    # slipped 10 days, no reason: listed, not flagged
+    {"milestone_id": "DGA-2", "status": "in_progress", "due_date": "2026-06-10", "baseline_due_date": "2026-05-31",
+     "workstream": "roadmap_governance", "owner_agency": "dga", "title_th": "ระบบกลาง", "title_en": "Core system"},
+    # on its baseline: not a schedule change
+    {"milestone_id": "DGA-3", "status": "completed", "due_date": "2026-01-31", "baseline_due_date": "2026-01-31",
+     "completed_on": "2026-01-30", "workstream": "public_awareness", "owner_agency": "dga", "title_th": "สื่อประชาสัมพันธ์",
+     "title_en": "Campaign"},
+]
+HISTORY = {
+    "REG-1": [{"change": "baseline", "due_date": "2025-12-31", "reason": None},
+              {"change": "rescheduled", "due_date": "2026-03-01", "reason": "รอความเห็น\nคณะกรรมการกฤษฎีกา"}],
+    "RD-7": [{"change": "baseline", "due_date": "2026-03-31", "reason": None},
+             {"change": "rescheduled", "due_date": "2026-05-15", "reason": "  "}],
+    "DGA-2": [{"change": "baseline", "due_date": "2026-05-31"}, {"change": "replanned", "due_date": "2026-06-10"}],
+}
+CELLS = [
+    {"age_group": "60_plus", "channel": "walk_in", "responses": 40, "mean_satisfaction": 3.1, "share_satisfied": 0.4,
+     "share_tech_difficulty": 0.55, "awareness_rate": 0.3, "mean_trust": 3.4, "mean_ease": 2.9},
+    {"age_group": "60_plus", "channel": "mobile_app", "responses": 3, "mean_satisfaction": 1.0, "share_satisfied": 0.0,
+     "share_tech_difficulty": 1.0, "awareness_rate": 0.0, "mean_trust": 1.0, "mean_ease": 1.0},
+    {"age_group": "25_34", "channel": "mobile_app", "responses": 200, "mean_satisfaction": 4.4, "share_satisfied": 0.88,
+     "share_tech_difficulty": 0.05, "awareness_rate": 0.9, "mean_trust": 4.2, "mean_ease": 4.5},
+]
+OVERALL = {"responses": 243, "share_satisfied": 0.7893, "mean_satisfaction": 4.17, "awareness_rate": 0.79}
+
+
+def fake_apis(fail: frozenset[str] = frozenset(), calls: list[str] | None = None) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["X-API-Key"] == KEY
+        path, params = request.url.path, dict(request.url.params)
+        service = {8101: "roadmap", 8102: "training", 8103: "feedback"}[request.url.port]
+        if calls is not None:
+            calls.append(f"{service}{path}")
+        if service in fail or (path.startswith("/v1/milestones/") and "detail" in fail):
+            return httpx.Response(503)
+        if path == "/v1/summary":
+            return httpx.Response(200, json={
+                "workstreams": {"regulation_reform": {"counts": {"missed": 1}, "progress_ratio": 0.42,
+                                                      "confidence": {"rating": "amber_red", "reasons": ["missed_share>=10%"]}}},
+                "programme": {"confidence": {"rating": "amber", "reasons": []}}})
+        if path == "/v1/milestones":
+            items = [m for m in MILESTONES if params.get("agency") in (None, m["owner_agency"])]
+            return httpx.Response(200, json={"total": len(items), "items": items if params["offset"] == "0" else []})
+        if path.startswith("/v1/milestones/"):
+            return httpx.Response(200, json={"due_history": HISTORY.get(path.rsplit("/", 1)[1], [])})
+        if path == "/v1/readiness":
+            return httpx.Response(200, json={"rows": [{"agency": "ocsc", "competency": "mindset", "target": 1200,
+                                                       "ready_learners": 487},
+                                                      {"agency": "ocsc", "competency": "digital_technology", "target": 800,
+                                                       "ready_learners": 512}]})
+        if path == "/v1/readiness/laggards":
+            return httpx.Response(200, json={"agencies": [{"agency": "ocsc", "rank": 1, "target": 2000,
+                                                           "ready_learners": 999, "expected": 1000.5, "gap": 1.5}]})
+        if path == "/v1/experience/gaps":
+            return httpx.Response(200, json={"overall": OVERALL, "gaps": [{"age_group": "60_plus", "channel": "walk_in"}]})
+        if path == "/v1/experience":
+            return httpx.Response(200, json={"overall": OVERALL, "cells": CELLS})
+        return httpx.Response(404)
+    return httpx.MockTransport(handler)
+
+
+def make_reports(fail: frozenset[str] = frozenset(), calls: list[str] | None = None) -> QuarterlyReports:
+    settings = ReportsSettings(reports_api_key=KEY)
+    return QuarterlyReports(ReportsService(ReadApis(settings, transport=fake_apis(fail, calls)), settings,
+                                           clock=lambda: NOW))
+
+
+async def build(agency: str | None = None, fail: frozenset[str] = frozenset()) -> quarterly.QuarterlyReport:
+    return await make_reports(fail).build(2569, 2, agency)
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("fy", "q", "reason"), [
+    (2026, 2, "invalid_fiscal_year"), (0, 1, "invalid_fiscal_year"), (99999, 1, "invalid_fiscal_year"),
+    (2569, 0, "invalid_quarter"), (2569, 5, "invalid_quarter"), (-1, -1, "invalid_fiscal_year"),
+    (2569, 4, "quarter_not_started"), (2570, 1, "quarter_not_started"),
+])
+def test_request_validation_names_the_reason(fy, q, reason):
+    with pytest.raises(quarterly.ReportRequestError) as err:
+        quarterly.validate_request(fy, q, date(2026, 4, 3))
+    assert err.value.reason == reason
+
+
+def test_quarters_follow_the_thai_fiscal_year():
+    q = quarterly.validate_request(2569, 1, date(2026, 4, 3))
+    assert (q.start, q.end) == (date(2025, 10, 1), date(2025, 12, 31))
+    q = quarterly.validate_request(2569, 3, date(2026, 4, 3))  # running: allowed, covers up to today
+    assert (q.start, q.end) == (date(2026, 4, 1), date(2026, 6, 30))
+
+
+# --- content -----------------------------------------------------------------------------------------
+
+async def test_schedule_changes_have_variance_reason_and_flag():
+    report = await build()
+    slips = {s.milestone_id: s for s in report.slips}
+    assert list(slips) == ["REG-1", "RD-7", "DGA-2"]  # largest slip first; DGA-3 never moved
+    assert (slips["REG-1"].variance_days, slips["REG-1"].reason, slips["REG-1"].flagged) == (
+        60, "รอความเห็น คณะกรรมการกฤษฎีกา", False)
+    assert (slips["RD-7"].variance_days, slips["RD-7"].reason, slips["RD-7"].flagged) == (45, None, True)
+    assert (slips["DGA-2"].variance_days, slips["DGA-2"].flagged) == (10, False)
+    assert report.flagged == 1 and report.slips_total == 3
+
+
+async def test_an_unknown_history_is_not_flagged_and_the_report_says_roadmap_was_partial():
+    report = await build(fail=frozenset({"detail"}))
+    assert not any(s.flagged for s in report.slips)
+    assert "roadmap" in report.unavailable
+
+
+async def test_agency_report_holds_only_that_agencys_milestones():
+    report = await build("ocsc")
+    assert [s.milestone_id for s in report.slips] == ["REG-1"]
+    assert report.overview.agency == "ocsc"
+
+
+def test_sheet_columns_are_the_published_ones():
+    cols = quarterly.sheet_columns()
+    assert list(cols) == ["about", "summary", "roadmap", "roadmap_late", "regulation", "regulation_late", "readiness",
+                          "readiness_laggards", "access", "awareness", "schedule_changes"]
+    assert cols["schedule_changes"] == ("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "status",
+                                        "baseline_due_date", "current_due_date", "variance_days", "stated_reason",
+                                        "flag_over_30_days_no_reason")
+
+
+# --- the three formats -------------------------------------------------------------------------------
+
+async def test_xlsx_holds_the_same_figures_as_the_content_and_defuses_formulas():
+    report = await build()
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    sheets = quarterly.tables(report)
+    assert book.sheetnames == list(sheets)
+    for name, table in sheets.items():
+        rows = list(book[name].iter_rows(values_only=True))
+        assert rows[0] == table.columns
+        assert len(rows) - 1 == len(table.rows)
+    schedule = {r[0]: r for r in book["schedule_changes"].iter_rows(min_row=2, values_only=True)}
+    assert schedule["REG-1"][8] == 60 and schedule["RD-7"][10] is True
+    cell = next(c for c in book["schedule_changes"]["B"] if c.value and "HYPERLINK" in str(c.value))
+    assert cell.data_type == "s" and "\x07" not in cell.value  # text, not a formula; no control characters
+    readiness = {r[1]: r for r in book["readiness"].iter_rows(min_row=2, values_only=True)}
+    assert readiness["mindset"][3:5] == (1200, 487) and readiness["all"][3:5] == (2000, 999)
+    access = {(r[0], r[1], r[2]): r for r in book["access"].iter_rows(min_row=2, values_only=True)}
+    assert access[("mean_trust", "25_34", "mobile_app")][3] == 4.2
+    assert access[("mean_satisfaction", "60_plus", "mobile_app")][3:6] == (None, None, True)  # small cell suppressed
+
+
+async def test_html_is_the_same_document_and_escapes_agency_text():
+    report = await build()
+    html = render(report, "html").decode()
+    assert "<script>alert" not in html and "&lt;script&gt;" in html
+    for key in ("roadmap", "regulation", "readiness", "access", "awareness", "schedule"):
+        assert f'id="{key}"' in html
+    assert "487" in html and "78.9%" in html and "รอความเห็น คณะกรรมการกฤษฎีกา" in html
+    assert 'class="flag"' in html  # RD-7's slip is marked
+    assert "ข้อมูล ณ 3 เม.ย. 2569 09:30 น." in html  # Buddhist-era date, Bangkok time
+
+
+def pdftotext(pdf: bytes) -> str:
+    return subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+_MARKS = dict.fromkeys([0x0E31, *range(0x0E34, 0x0E3B), *range(0x0E47, 0x0E4F), 0x20])
+
+
+def thai_letters(text: str) -> str:
+    """Consonants and vowels in order, without the marks: the fonts draw SARA AM and lowered tone marks as
+    glyph variants that pdftotext maps back to a sibling character (a ToUnicode limit, not a shaping error;
+    the pages are checked by eye as PNG), so titles are compared on their letters."""
+    return text.replace("\u0e33", "\u0e32").translate(_MARKS)
+
+
+async def test_pdf_is_a4_with_thai_titles_figures_fonts_and_page_numbers(tmp_path):
+    report = await build()
+    pdf = render(report, "pdf")
+    assert pdf.startswith(b"%PDF")
+    text = pdftotext(pdf)
+    for title in ("การปรับปรุงกฎระเบียบ", "การเข้าถึงเทคโนโลยีของประชาชน", "สารบัญ"):
+        assert title in text  # these come back exactly
+    for title in [*(t[0] for t in pages.SECTION_TITLES.values()), "การเปลี่ยนแปลงกำหนดส่งมอบ", "ข้อมูล ณ"]:
+        assert thai_letters(title) in thai_letters(text)
+    assert "487" in text and "1,200" in text and "78.9%" in text
+    assert "3 เม.ย. 2569" in text and "หน้า 2 /" in text
+    path = tmp_path / "r.pdf"
+    path.write_bytes(pdf)
+    info = subprocess.run(["pdfinfo", str(path)], capture_output=True, check=True, text=True).stdout
+    assert "595.28 x 841.89" in info or "595.276 x 841.89" in info  # A4 in points
+    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, check=True, text=True).stdout
+    thai = [line for line in fonts.splitlines() if any(f in line for f in ("Laksaman", "Garuda", "Loma"))]
+    assert thai and all(" yes yes " in line for line in thai)  # embedded subsets
+
+
+async def test_a_failed_source_still_gives_a_document_that_says_so():
+    report = await build(fail=frozenset({"feedback"}))
+    assert report.overview.access.status == "not_reported" and report.unavailable == ("feedback",)
+    html = render(report, "html").decode()
+    assert "feedback" in html and domain.STATUS_LABELS["not_reported"][0] in html
