@@ -30,6 +30,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.clock import utc_now
 from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.envelope import Event, EventError
@@ -144,7 +145,7 @@ async def create_key(db: AsyncDatabase, agency: str, role: Role = Role.agency, l
         raise ValueError(f"unknown agency code {agency!r}")
     if role is Role.programme_office and agency != PROGRAMME_OFFICE:
         raise ValueError(f"the programme-office role belongs to {PROGRAMME_OFFICE!r}")
-    now = now or datetime.now(UTC)
+    now = now or utc_now()
     key = generate_key(agency)
     digest = hash_key(key)
     await db.api_keys.insert_one({
@@ -182,7 +183,7 @@ async def revoke_key(db: AsyncDatabase, key_id: str, now: datetime | None = None
         raise ValueError(f"key id {key_id} is ambiguous; revoke by agency instead")
     doc = docs[0]
     await db.api_keys.update_one({"_id": doc["_id"]},
-                                 {"$set": {"revoked": True, "revoked_at": now or datetime.now(UTC)}})
+                                 {"$set": {"revoked": True, "revoked_at": now or utc_now()}})
     return {"key_id": key_id, "agency": doc["agency"], "role": doc["role"], "label": doc.get("label"),
             "already_revoked": bool(doc.get("revoked"))}
 
@@ -192,7 +193,7 @@ async def revoke_keys(db: AsyncDatabase, agency: str, label: str | None = None) 
     query: dict[str, Any] = {"agency": agency, "revoked": False}
     if label is not None:
         query["label"] = label
-    result = await db.api_keys.update_many(query, {"$set": {"revoked": True, "revoked_at": datetime.now(UTC)}})
+    result = await db.api_keys.update_many(query, {"$set": {"revoked": True, "revoked_at": utc_now()}})
     return result.modified_count
 
 
@@ -257,7 +258,7 @@ class ApiKeyAuth:
         self._known = _Lru(max_entries)
         self._unknown = _Lru(max_entries)
         self._monotonic = monotonic
-        self._now = now or (lambda: datetime.now(UTC))
+        self._now = now or utc_now
         self._touching: set[asyncio.Task] = set()
         self.survey_intake = self.allowing(SURVEY_INTAKE)
 

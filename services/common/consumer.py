@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import bson
@@ -35,6 +35,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.common.clock import utc_now
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
 from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
@@ -53,7 +54,7 @@ class Batch:
     # (source, id) of the events the audit trail had not seen before (a hint; handlers stay idempotent).
     # With audit=False the handler owns the audit write and adds the keys it stored for the first time.
     new_keys: set[tuple[str, str]] = field(default_factory=set)
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    received_at: datetime = field(default_factory=utc_now)
 
 
 @dataclass
@@ -371,7 +372,7 @@ class EventConsumer:
 
     async def _keep(self, dead: Sequence[DeadLetter], letters: Sequence[RawRecord], indexes: Sequence[int],
                     cause: str) -> None:
-        now = datetime.now(UTC)
+        now = utc_now()
         docs = [_dead_letter_document(dead[i], letters[i], self.group, cause, now) for i in indexes]
         await retry_transient(lambda: insert_new(self.db.dead_letters, docs), what=f"keep dead letters of {self.topic}",
                               stop=self.stopping, on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())
