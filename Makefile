@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages: what `make up` runs with (monitoring, Thai fonts for the reports), and what the tests add
 # (a headless Chromium for the pages, poppler-utils' pdftotext for the PDF reports).
-RUN_PACKAGES  := prometheus prometheus-alertmanager fonts-thai-tlwg
+# WeasyPrint (the quarterly PDF) needs Pango and HarfBuzz, which shape Thai.
+RUN_PACKAGES  := prometheus prometheus-alertmanager fonts-thai-tlwg libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 TEST_PACKAGES := $(RUN_PACKAGES) chromium poppler-utils
 
 .PHONY: up test unit integration faults bench lint schemas dashboards system-deps run-deps clean
