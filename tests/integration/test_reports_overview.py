@@ -1,0 +1,204 @@
+"""The programme overview as a person sees it: a real headless Chromium on the live stack.
+
+roadmap, training and feedback run as child processes (`newnormal run`) on the test Tansu + SecantusDB; the
+agency simulator (`newnormal simulate`) sends them a plan, targets, training history and citizen feedback
+through their HTTP intakes; the reports service runs with its own programme-office key and no answer cache,
+so once the data has settled the page must show exactly what the read APIs say. Debian's chromium, driven by
+Playwright, opens the overview and an agency page without any key, reads the figures by their data-*
+attributes, compares them with the APIs and saves screenshots at 390x844 and 1440x900 into
+.data/test-output/reports/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from support import poll
+
+from services.common import processes as px
+from services.common.disclosure import plan_counts
+from services.contracts.thai_calendar import BANGKOK
+from services.localstack import _write_keys, _write_reports_key
+from services.reports.domain import quarter_of
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / ".data" / "test-logs" / "reports-overview"
+OUT = ROOT / ".data" / "test-output" / "reports"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORTS = ((390, 844), (1440, 900))
+MIN_CELL = 10
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reports-overview")
+    db_name = f"t_reports_{uuid.uuid4().hex[:10]}"
+    env = {
+        "NEWNORMAL_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "NEWNORMAL_MONGO_URI": mongo_uri,
+        "NEWNORMAL_MONGO_DB": db_name, "NEWNORMAL_HTTP_HOST": "127.0.0.1",
+        "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"rep-{uuid.uuid4().hex[:6]}",
+        "NEWNORMAL_KAFKA_SESSION_TIMEOUT_MS": "6000", "NEWNORMAL_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+        "NEWNORMAL_KAFKA_TOPIC_PARTITIONS": "2", "NEWNORMAL_API_KEY_CACHE_SECONDS": "0",
+        "NEWNORMAL_LOG_LEVEL": "WARNING", "NEWNORMAL_STATS_REFRESH_SECONDS": "1",
+    }
+    ports = {name: px.free_port() for name in ("roadmap", "training", "feedback", "reports")}
+    for name in ("roadmap", "training", "feedback"):
+        env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    procs: list[px.ManagedProcess] = []
+    try:
+        for name in ("roadmap", "training", "feedback"):
+            procs.append(px.service(name, ports[name], env, LOGS).start())
+        for proc, name in zip(procs, ("roadmap", "training", "feedback"), strict=True):
+            px.wait_until(lambda p=ports[name]: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120, name, proc=proc)
+        keys_path = tmp / "api-keys.json"
+        asyncio.run(_write_keys(mongo_uri, db_name, keys_path, tmp / "survey-keys.json"))
+        reports_key = tmp / "reports-api-key"
+        asyncio.run(_write_reports_key(mongo_uri, db_name, reports_key))
+        # Simulated agencies: the plan, targets, training history, then a day of live traffic squeezed into 25 s.
+        sim = px.ManagedProcess("simulator", [sys.executable, "-m", "services.cli", "simulate", "--duration", "25",
+                                              "--rate", "300", "--speedup", "3456", "--kafka-share", "0",
+                                              "--training-history", "800", "--keys", str(keys_path)],
+                                LOGS / "simulator.log", env=env).start()
+        procs.append(sim)
+        px.wait_until(lambda: not sim.running, 240, "simulator run", interval=0.5)
+        procs.append(px.service("reports", ports["reports"], {
+            **env, "NEWNORMAL_REPORTS_API_KEY_FILE": str(reports_key), "NEWNORMAL_REPORTS_CACHE_SECONDS": "0",
+            "NEWNORMAL_FEEDBACK_MIN_PUBLISHED_CELL": str(MIN_CELL)}, LOGS).start())
+        px.wait_until(lambda: px.http_ok(f"http://127.0.0.1:{ports['reports']}/readyz"), 120, "reports", proc=procs[-1])
+        keys = json.loads(keys_path.read_text(encoding="utf-8"))
+        yield {"ports": ports, "po_key": keys["programme_office"], "keys": keys}
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+
+
+def api(stack, service: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://127.0.0.1:{stack['ports'][service]}", timeout=30,
+                             headers={"X-API-Key": stack["po_key"]})
+
+
+async def settled(stack) -> dict:
+    """Wait until the consumers have stored everything the simulator sent: two equal readings in a row."""
+    today = datetime.now(BANGKOK).date()
+    q = quarter_of(today)
+    params = {"from": q.start.isoformat(), "to": today.isoformat()}
+    previous: list = [None]
+
+    async def reading():
+        async with api(stack, "feedback") as fb, api(stack, "training") as tr, api(stack, "roadmap") as rm:
+            exp = (await fb.get("/v1/experience", params=params)).json()
+            ready = (await tr.get("/v1/readiness", params={"fiscal_year": q.fiscal_year})).json()
+            ms = (await rm.get("/v1/milestones", params={"limit": 1})).json()["total"]
+            summary = (await rm.get("/v1/summary")).json()
+        now = (exp["overall"]["responses"], sum(r["ready_learners"] for r in ready["rows"]), ms,
+               json.dumps(summary["programme"]["counts"], sort_keys=True))
+        same = now == previous[0] and now[0] > 0 and now[2] > 0
+        previous[0] = now
+        await asyncio.sleep(2)
+        return same
+
+    await poll(reading, timeout=120, interval=0.1, what="stored figures settled")
+    return {"quarter": q, "params": params}
+
+
+async def figures_in(page) -> dict[str, str]:
+    return await page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('[data-figure][data-value]')]
+                                    .map(e => [e.dataset.figure, e.dataset.value]))""")
+
+
+async def heat_cells(page, measure: str) -> dict[str, dict]:
+    return await page.evaluate("""(m) => Object.fromEntries([...document.querySelectorAll(`svg[data-measure="${m}"] [data-cell]`)]
+                                  .map(e => [e.dataset.cell, {...e.dataset}]))""", measure)
+
+
+async def test_overview_and_agency_page_in_a_browser_show_the_apis_figures(stack):
+    from playwright.async_api import async_playwright
+
+    ctx = await settled(stack)
+    q, params = ctx["quarter"], ctx["params"]
+    base = f"http://127.0.0.1:{stack['ports']['reports']}"
+    async with api(stack, "feedback") as fb, api(stack, "training") as tr, api(stack, "roadmap") as rm:
+        exp = (await fb.get("/v1/experience", params=params)).json()
+        readiness = (await tr.get("/v1/readiness", params={"fiscal_year": q.fiscal_year})).json()
+        laggards = (await tr.get("/v1/readiness/laggards", params={"fiscal_year": q.fiscal_year, "limit": 5})).json()
+        missed = (await rm.get("/v1/milestones", params={"status": "missed", "limit": 1})).json()["total"]
+        at_risk = (await rm.get("/v1/milestones", params={"status": "at_risk", "limit": 1})).json()["total"]
+        total = (await rm.get("/v1/milestones", params={"limit": 1})).json()["total"]
+        agency = laggards["agencies"][0]["agency"]
+        agency_ready = (await tr.get("/v1/readiness", params={"fiscal_year": q.fiscal_year, "agency": agency})).json()
+        agency_total = (await rm.get("/v1/milestones", params={"agency": agency, "limit": 1})).json()["total"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            for width, height in VIEWPORTS:
+                page = await browser.new_page(viewport={"width": width, "height": height})
+                # No key anywhere: the overview is the public transparency view.
+                response = await page.goto(base + "/")
+                assert response.status == 200
+                await page.screenshot(path=str(OUT / f"overview-{width}x{height}.png"), full_page=True)
+                assert await page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways page scroll"
+                font = await page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)")
+                assert font >= 16
+                f = await figures_in(page)
+                assert float(f["access-share-satisfied"]) == exp["overall"]["share_satisfied"]
+                assert int(f["access-responses"]) == exp["overall"]["responses"]
+                assert int(f["readiness-ready"]) == sum(r["ready_learners"] for r in readiness["rows"])
+                assert int(f["readiness-target"]) == sum(r["target"] for r in readiness["rows"])
+                assert (int(f["roadmap-missed"]), int(f["roadmap-at-risk"]), int(f["roadmap-total"])) == (missed, at_risk, total)
+                # Every heat-map cell: the API's figure, or hidden exactly where the agency readers' rule hides it.
+                plan = plan_counts({(c["age_group"], c["channel"]): c["responses"] for c in exp["cells"]}, MIN_CELL)
+                cells = await heat_cells(page, "mean_satisfaction")
+                for c in exp["cells"]:
+                    shown = cells[f"{c['age_group']}|{c['channel']}"]
+                    if (c["age_group"], c["channel"]) in plan.cells:
+                        assert shown.get("suppressed") == "true" and "value" not in shown
+                    else:
+                        assert float(shown["value"]) == c["mean_satisfaction"] and int(shown["responses"]) == c["responses"]
+                laggard_rows = await page.eval_on_selector_all("[data-laggard]", "rs => rs.map(r => r.dataset.laggard)")
+                assert laggard_rows == [a["agency"] for a in laggards["agencies"]]
+                text = await page.inner_text("body")
+                assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text) and not re.search(r"\b\d{13}\b", text)
+                assert "ไตรมาส" in text and str(q.fiscal_year) in text
+
+                page = await browser.new_page(viewport={"width": width, "height": height})
+                assert (await page.goto(f"{base}/agencies/{agency}?lang=en")).status == 200
+                await page.screenshot(path=str(OUT / f"agency-{agency}-{width}x{height}.png"), full_page=True)
+                assert await page.evaluate("document.documentElement.scrollWidth") <= width
+                f = await figures_in(page)
+                assert int(f["readiness-ready"]) == sum(r["ready_learners"] for r in agency_ready["rows"])
+                assert int(f["roadmap-total"]) == agency_total
+                assert await page.evaluate("document.documentElement.lang") == "en"
+
+            page = await browser.new_page()
+            response = await page.goto(base + "/agencies/" + "%3Cscript%3E" + "x" * 3000)
+            assert response.status == 404 and "No such agency" not in await page.inner_text("body")
+            assert "ไม่พบหน่วยงานนี้" in await page.inner_text("body")
+        finally:
+            await browser.close()
+    for width, height in VIEWPORTS:
+        assert (OUT / f"overview-{width}x{height}.png").stat().st_size > 10_000
+
+
+async def test_reports_metrics_and_no_key_needed(stack):
+    base = f"http://127.0.0.1:{stack['ports']['reports']}"
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        assert (await client.get("/")).status_code == 200
+        assert (await client.get("/agencies/unknown-agency")).status_code == 404
+        metrics = (await client.get("/metrics")).text
+    assert re.search(r'newnormal_reports_page_renders_total\{outcome="ok",page="overview"\} [1-9]', metrics)
+    assert re.search(r'newnormal_reports_page_renders_total\{outcome="ok",page="not_found"\} [1-9]', metrics)
+    assert re.search(r'newnormal_reports_upstream_fetch_seconds_count\{outcome="ok",service="feedback"\} [1-9]', metrics)
+    assert 'newnormal_reports_cache_lookups_total{result="miss",service="roadmap"}' in metrics
