@@ -295,6 +295,9 @@ def complete(document: dict[str, Any], keyed: set[tuple[str, str]]) -> dict[str,
             for status, response in list(responses.items()):
                 if status[:1] in ("4", "5"):
                     fresh = problem_response(int(status), response.get("description"))
+                    # A media type the route declares on purpose (an HTML error page) is kept beside the problem.
+                    fresh["content"].update({media: spec for media, spec in response.get("content", {}).items()
+                                             if media != "application/json"})
                     fresh["headers"] = {**fresh.get("headers", {}), **response.get("headers", {})}
                     if not fresh["headers"]:
                         fresh.pop("headers")
