@@ -82,9 +82,9 @@ CHANNEL_LABELS = {
 }
 REASON_LABELS = {  # codes the roadmap service states; unknown codes are shown as they are
     "deadline_passed": ("เลยกำหนดแล้ว", "deadline passed"),
-    "blocked_by_dependency": ("รอหมุดหมายที่ต้องเสร็จก่อน", "waiting for a milestone it depends on"),
-    "behind_schedule": ("ความคืบหน้าช้ากว่าแผน", "progress behind plan"),
-    "projected_late": ("คาดว่าจะเสร็จหลังกำหนด", "projected to finish late"),
+    "projected_finish_after_due": ("คาดว่าจะเสร็จหลังกำหนด", "projected to finish after the due date"),
+    "progress_stalled": ("ไม่มีความคืบหน้า", "progress stalled"),
+    "dependency_at_risk_or_missed": ("หมุดหมายที่ต้องเสร็จก่อนเสี่ยงหรือพลาดกำหนด", "a milestone it depends on is at risk or missed"),
     "no_milestones": ("ยังไม่มีหมุดหมาย", "no milestones yet"),
 }
 OPEN_STATUSES = ("planned", "in_progress", "at_risk", "missed")

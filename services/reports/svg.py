@@ -119,15 +119,16 @@ def progress_bar(ready: int, target: int, expected_ratio: float, lang: str, name
 
 
 def sparkline(values: Sequence[float | None], labels: Sequence[str], kind: str, lang: str, name: str) -> str:
-    """A small line over the last quarters; missing quarters leave a gap (and say so in the text)."""
+    """A small line over the last quarters; missing quarters leave a gap (and say so in the text). Fewer than
+    two known points draw nothing: a lone dot reads as a chart with no axis."""
     width, height, pad = 160, 40, 5
     uid = next(_ids)
     known = [v for v in values if v is not None]
     words = "; ".join(f"{lab}: {fmt(v, kind)}" for lab, v in zip(labels, values, strict=True))
     head = (f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-labelledby="s{uid}" '
             f'xmlns="http://www.w3.org/2000/svg"><title id="s{uid}">{escape(name)}: {escape(words)}</title>')
-    if not known:
-        return head + "</svg>"
+    if len(known) < 2:
+        return ""
     lo, hi = min(known), max(known)
     if hi - lo < 1e-9:
         lo, hi = lo - 0.05, hi + 0.05
