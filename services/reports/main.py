@@ -15,6 +15,8 @@ from services.reports.adapters import ReadApis
 from services.reports.entrypoints import build_router
 from services.reports.handlers import ReportsService
 from services.reports.metrics import ReportsMetrics
+from services.reports.quarterly_routes import QuarterlyMetrics, quarterly_router
+from services.reports.quarterly_service import QuarterlyReports
 from services.reports.settings import ReportsSettings
 
 
@@ -39,6 +41,8 @@ def create_app(settings: ReportsSettings | None = None, *, clock: Clock = utc_no
                              description="Programme overview (public) and quarterly reports, from the other services' "
                                          "read APIs.")
     app.include_router(build_router(service, runtime))
+    quarterly = QuarterlyReports(service)
+    app.include_router(quarterly_router(quarterly, runtime.auth, QuarterlyMetrics(runtime.registry)))
     app.state.reports = service
     app.state.reports_metrics = metrics
     return app

@@ -10,11 +10,17 @@ from datetime import UTC, date, datetime
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from openpyxl import load_workbook
+from prometheus_client import CollectorRegistry
 
+from services.cli import main as cli_main
+from services.common.auth import ApiKeyAuth, Principal, Role
 from services.reports import domain, pages, quarterly
 from services.reports.adapters import ReadApis
 from services.reports.handlers import ReportsService
+from services.reports.quarterly_routes import QuarterlyMetrics, quarterly_router
 from services.reports.quarterly_service import QuarterlyReports, render
 from services.reports.settings import ReportsSettings
 
@@ -227,3 +233,101 @@ async def test_a_failed_source_still_gives_a_document_that_says_so():
     assert report.overview.access.status == "not_reported" and report.unavailable == ("feedback",)
     html = render(report, "html").decode()
     assert "feedback" in html and domain.STATUS_LABELS["not_reported"][0] in html
+
+
+# --- the route: key rules and parameters ---------------------------------------------------------------
+
+class KeysInMemory(ApiKeyAuth):
+    """The real authentication rules over a dict of keys instead of the key store."""
+
+    KEYS = {"nn_opdc_" + "p" * 40: Principal("opdc", Role.programme_office, "po"),
+            "nn_ocsc_" + "a" * 40: Principal("ocsc", Role.agency, "ag"),
+            "nn_ocsc_" + "s" * 40: Principal("ocsc", Role.survey, "sv")}
+
+    def __init__(self):
+        super().__init__(lambda: None)
+
+    async def lookup(self, key: str) -> Principal | None:
+        return self.KEYS.get(key)
+
+
+PO, AGENCY, SURVEY = (f"nn_{a}_{c * 40}" for a, c in (("opdc", "p"), ("ocsc", "a"), ("ocsc", "s")))
+
+
+@pytest.fixture
+def client():
+    app = FastAPI()
+    registry = CollectorRegistry()
+    app.include_router(quarterly_router(make_reports(), KeysInMemory(), QuarterlyMetrics(registry)))
+    with TestClient(app) as c:
+        c.registry = registry
+        yield c
+
+
+def get(client, key: str | None, **params):
+    params = {"fiscal_year": 2569, "quarter": 2, **params}
+    return client.get("/v1/reports/quarterly", params=params, headers={"X-API-Key": key} if key else {})
+
+
+@pytest.mark.parametrize(("key", "params", "status", "reason"), [
+    (None, {}, 401, "missing_api_key"),
+    ("nn_opdc_" + "x" * 40, {}, 401, "invalid_api_key"),
+    (SURVEY, {}, 403, "role_not_allowed"),
+    (AGENCY, {"agency": "rd"}, 403, "agency_not_allowed"),
+    (PO, {"fiscal_year": 2026}, 400, "invalid_fiscal_year"),
+    (PO, {"quarter": 9}, 400, "invalid_quarter"),
+    (PO, {"quarter": 4}, 400, "quarter_not_started"),
+])
+def test_route_refuses_with_the_shared_reasons(client, key, params, status, reason):
+    answer = get(client, key, **params)
+    assert answer.status_code == status
+    assert answer.json()["detail"]["reason"] == reason
+
+
+def test_route_bad_types_are_refused_before_any_fetch(client):
+    for params in ({"fiscal_year": "2569abc"}, {"format": "docx"}, {"agency": "../etc"}):
+        assert get(client, PO, **params).status_code == 422  # 400 invalid_request in the service app
+
+
+def test_route_serves_the_three_formats_to_the_programme_office(client):
+    pdf = get(client, PO, format="pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert 'attachment; filename="newnormal-quarterly-2569-q2-all.pdf"' == pdf.headers["content-disposition"]
+    assert pdf.headers["cache-control"] == "private, no-store"
+    html = get(client, PO, format="html")
+    assert html.headers["content-type"].startswith("text/html") and "script-src" not in html.headers[
+        "content-security-policy"] and "default-src 'none'" in html.headers["content-security-policy"]
+    xlsx = get(client, PO, format="xlsx")
+    assert load_workbook(io.BytesIO(xlsx.content)).sheetnames[0] == "about"
+    assert client.registry.get_sample_value("newnormal_reports_quarterly_documents_total",
+                                            {"format": "pdf", "outcome": "ok"}) == 1
+
+
+def test_an_agency_key_gets_its_own_agencys_report(client):
+    own = get(client, AGENCY, format="xlsx")
+    book = load_workbook(io.BytesIO(own.content))
+    about = dict(book["about"].iter_rows(min_row=2, values_only=True))
+    assert about["agency"] == "ocsc"
+    assert [r[0] for r in book["schedule_changes"].iter_rows(min_row=2, values_only=True)] == ["REG-1"]
+    assert get(client, AGENCY, agency="ocsc", format="html").status_code == 200
+
+
+# --- the CLI without a stack ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--out", "r.docx"], "cannot tell the format"),
+    (["--out", "r.pdf", "--agency", "nope"], "unknown agency"),
+])
+def test_cli_refuses_bad_arguments(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = cli_main(["report", "quarterly", "--fiscal-year", "2569", "--quarter", "2", *argv])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_cli_without_a_key_names_the_variable(capsys, tmp_path, monkeypatch):
+    for name in ("NEWNORMAL_REPORTS_API_KEY", "NEWNORMAL_REPORTS_API_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    code = cli_main(["report", "quarterly", "--fiscal-year", "2569", "--quarter", "2", "--out", str(tmp_path / "r.pdf")])
+    assert code == 2 and "NEWNORMAL_REPORTS_API_KEY" in capsys.readouterr().err
