@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.contracts import feedback, roadmap, topics, training
+from services.contracts import feedback, reports, roadmap, topics, training
 from services.contracts.common_types import EventData
 
 # The CloudEvents `type` of every event: services import these names, never spell the strings out.
@@ -19,6 +19,7 @@ MILESTONE_RECOVERED = "roadmap.milestone.recovered"
 TRAINING_TARGET_SET = "training.target.set"
 TRAINING_COURSE_COMPLETED = "training.course.completed"
 FEEDBACK_RESPONSE_SUBMITTED = "feedback.response.submitted"
+REPORT_QUARTERLY_GENERATED = "reports.quarterly.generated"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ _TYPES = [
     EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),
     EventType(TRAINING_COURSE_COMPLETED, training.TrainingCourseCompleted, topics.TRAINING_EVENTS),
     EventType(FEEDBACK_RESPONSE_SUBMITTED, feedback.FeedbackResponseSubmitted, topics.FEEDBACK_EVENTS),
+    EventType(REPORT_QUARTERLY_GENERATED, reports.QuarterlyReportGenerated, topics.REPORTS_EVENTS, derived=True),
 ]
 
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
@@ -56,6 +58,7 @@ ROADMAP_INPUT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROAD
 ROADMAP_ALERT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROADMAP_ALERTS)
 TRAINING_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.TRAINING_EVENTS)
 FEEDBACK_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.FEEDBACK_EVENTS)
+REPORT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.REPORTS_EVENTS)
 
 # The `data` field that names the agency, where the data names one; it must equal the `agency` attribute.
 DATA_AGENCY_FIELD = {
