@@ -15,7 +15,8 @@ from services.reports.adapters import ReadApis
 from services.reports.entrypoints import build_router
 from services.reports.handlers import ReportsService
 from services.reports.metrics import ReportsMetrics
-from services.reports.quarterly_routes import QuarterlyMetrics, quarterly_router
+from services.reports.quarterly_delivery import QuarterlyArchive, QuarterlyDelivery
+from services.reports.quarterly_routes import QuarterlyMetrics, archive_router, quarterly_router
 from services.reports.quarterly_service import QuarterlyReports
 from services.reports.settings import ReportsSettings
 
@@ -42,7 +43,18 @@ def create_app(settings: ReportsSettings | None = None, *, clock: Clock = utc_no
                                          "read APIs.")
     app.include_router(build_router(service, runtime))
     quarterly = QuarterlyReports(service)
+    archive = QuarterlyArchive(runtime.db)
     app.include_router(quarterly_router(quarterly, runtime.auth, QuarterlyMetrics(runtime.registry)))
+    app.include_router(archive_router(archive, runtime.auth))
+    if settings.reports_quarterly_schedule_enabled:
+        delivery = QuarterlyDelivery(quarterly, archive, runtime.publisher, day=settings.reports_quarterly_schedule_day,
+                                     base_url=settings.reports_public_url, clock=clock)
+        runtime.on_startup(lambda rt: _schedule(rt, delivery, settings.reports_quarterly_check_seconds))
+        app.state.quarterly_delivery = delivery
     app.state.reports = service
     app.state.reports_metrics = metrics
     return app
+
+
+async def _schedule(rt: Runtime, delivery: QuarterlyDelivery, every: float) -> None:
+    rt.every(every, delivery.tick, name="reports-quarterly-delivery", initial_delay=min(5.0, every))

@@ -95,3 +95,26 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
             metrics.seconds.labels(format).observe(time.perf_counter() - started)
 
     return router
+
+
+def archive_router(archive, auth) -> APIRouter:
+    """`GET /v1/reports/quarterly/archive/{document_id}.{format}`: the documents a scheduled run archived and
+    announced, exactly as sent. Programme-wide reports: the programme-office key only; an agency key gets 404,
+    as for another agency's record asked for by id (docs/security.md)."""
+    router = APIRouter(tags=["reports"])
+
+    @router.get("/v1/reports/quarterly/archive/{name}", response_class=Response,
+                summary="An archived quarterly report (as announced) · รายงานรายไตรมาสที่จัดเก็บ",
+                responses={**READ_RESPONSES, 404: {"description": "no such archived document"},
+                           200: {"content": {m: {} for m in FORMATS.values()}}})
+    async def archived(name: str, principal: Principal = Depends(auth)) -> Response:
+        principal.read_scope(None if principal.reads_all else principal.agency)  # 403 for a survey key
+        doc_id, _, fmt = name.rpartition(".")
+        body = None
+        if principal.reads_all and fmt in FORMATS and 0 < len(doc_id) <= 64:
+            body = await archive.document(doc_id, fmt)
+        if body is None:
+            raise HTTPException(404, detail={"reason": "not_found", "detail": "no archived report of that name"})
+        return Response(body, media_type=FORMATS[fmt], headers=_headers(FORMATS[fmt], name))
+
+    return router

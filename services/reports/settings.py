@@ -36,6 +36,14 @@ class ReportsSettings(ServiceSettings):
     reports_late_listed: int = Field(10, ge=1, le=100, description="missed / at-risk milestones listed per section")
     reports_laggards_listed: int = Field(5, ge=1, le=50, description="agencies furthest behind listed")
     reports_trend_quarters: int = Field(4, ge=2, le=8, description="quarters drawn in the trend sparklines")
+    # --- quarterly report delivery (services/reports/quarterly_delivery.py) -----------------------
+    reports_public_url: str = Field("http://127.0.0.1:8105", description="this service's base URL as readers reach "
+                                    "it: the links in reports.quarterly.generated events and e-mails")
+    reports_quarterly_schedule_enabled: bool = Field(False, description="make, archive and announce the programme's "
+                                                     "quarterly report after each quarter ends")
+    reports_quarterly_schedule_day: int = Field(5, ge=1, le=28, description="day of the month after the quarter on "
+                                                "(or after) which it is made (Bangkok time)")
+    reports_quarterly_check_seconds: float = Field(600.0, gt=0, description="how often the schedule is checked")
     # Same variable as the feedback service's, so the public pages hide exactly what agency readers cannot see.
     feedback_min_published_cell: int = Field(
         10, ge=1, description="responses a cell needs before the public pages show its figures (smaller: suppressed)")

@@ -4,6 +4,7 @@ openpyxl), hostile text from agencies, and the route's key rules."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import subprocess
 from datetime import UTC, date, datetime
@@ -20,6 +21,7 @@ from services.common.auth import ApiKeyAuth, Principal, Role
 from services.reports import domain, pages, quarterly
 from services.reports.adapters import ReadApis
 from services.reports.handlers import ReportsService
+from services.reports.quarterly_delivery import QuarterlyDelivery, due_quarter
 from services.reports.quarterly_routes import QuarterlyMetrics, quarterly_router
 from services.reports.quarterly_service import QuarterlyReports, render
 from services.reports.settings import ReportsSettings
@@ -331,3 +333,64 @@ def test_cli_without_a_key_names_the_variable(capsys, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     code = cli_main(["report", "quarterly", "--fiscal-year", "2569", "--quarter", "2", "--out", str(tmp_path / "r.pdf")])
     assert code == 2 and "NEWNORMAL_REPORTS_API_KEY" in capsys.readouterr().err
+
+
+# --- scheduled delivery ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("today", "day", "due"), [
+    (date(2026, 4, 4), 5, None),  # Q2 ended, but the 5th has not come
+    (date(2026, 4, 5), 5, (2569, 2)), (date(2026, 6, 30), 5, (2569, 2)),
+    (date(2026, 1, 1), 1, (2569, 1)),  # Q1 (Oct-Dec 2025) on 1 January
+    (date(2025, 10, 28), 28, (2568, 4)),  # Q4 of the previous fiscal year
+])
+def test_the_quarter_due_for_delivery(today, day, due):
+    q = due_quarter(today, day)
+    assert ((q.fiscal_year, q.quarter) if q else None) == due
+
+
+class ArchiveInMemory:
+    def __init__(self):
+        self.docs: dict[str, dict] = {}
+
+    async def claim(self, doc_id, now):
+        doc = self.docs.setdefault(doc_id, {"_id": doc_id, "state": "generating"})
+        if doc.get("mine") is None:
+            doc["mine"] = True
+            return dict(doc)
+        return dict(doc) if doc["state"] == "archived" else None
+
+    async def save(self, doc_id, documents, event, now):
+        self.docs[doc_id].update(state="archived", event=event, **{f"doc_{k}": v for k, v in documents.items()})
+
+    async def published(self, doc_id, now):
+        self.docs[doc_id]["state"] = "published"
+
+
+class PublisherInMemory:
+    def __init__(self, fail_first: bool = False):
+        self.events, self.fail_first = [], fail_first
+
+    async def publish(self, event):
+        if self.fail_first:
+            self.fail_first = False
+            raise RuntimeError("broker down")
+        self.events.append(event)
+
+
+async def test_delivery_archives_three_formats_and_announces_once():
+    archive, publisher = ArchiveInMemory(), PublisherInMemory(fail_first=True)
+    delivery = QuarterlyDelivery(make_reports(), archive, publisher, day=3, base_url="https://reports.example.go.th/")
+    with pytest.raises(RuntimeError):
+        await delivery.tick()  # archived, not announced: the next pass announces the stored event
+    assert archive.docs["2569-q2-all"]["state"] == "archived" and not publisher.events
+    assert await delivery.tick() == "2569-q2-all"
+    assert await delivery.tick() is None  # announced: never twice
+    (event,) = publisher.events
+    data = event.data_dict()
+    assert event.type == "reports.quarterly.generated" and event.agency == "opdc" and event.id == "quarterly:2569-q2-all"
+    assert data["pdf_url"] == "https://reports.example.go.th/v1/reports/quarterly/archive/2569-q2-all.pdf"
+    pdf = archive.docs["2569-q2-all"]["doc_pdf"]
+    assert data["pdf_sha256"] == hashlib.sha256(pdf).hexdigest() and data["pdf_bytes"] == len(pdf)
+    assert data["flagged_slips"] == 1 and data["schedule_changes"] == 3
+    assert data["section_status"]["regulation"] == "red"
+    assert len(event.to_kafka().value) < 64 * 1024  # a link, not the document
