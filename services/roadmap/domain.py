@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from services.common.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.contracts import events
 from services.contracts.agencies import PROGRAMME_OFFICE
+from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
 
 # Event type -> short fact kind stored in the milestone document.
 FACT_KINDS = {
