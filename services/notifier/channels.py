@@ -48,6 +48,7 @@ class Delivery:
     address: str
     message: Message
     payload: dict[str, Any]  # structured facts for machine receivers (generic webhook)
+    attachments: tuple[Any, ...] = ()  # files for e-mail (reports.Attachment); other channels carry the link
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,8 @@ class EmailChannel:
         msg["Content-Language"] = "th, en"
         msg.set_content(m.text, charset="utf-8")
         msg.add_alternative(m.html, subtype="html", charset="utf-8")
+        for a in delivery.attachments:
+            msg.add_attachment(a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
         return msg
 
     async def send(self, delivery: Delivery) -> DeliveryResult:

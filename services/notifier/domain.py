@@ -43,6 +43,7 @@ class Kind(StrEnum):
     escalation = "escalation"
     operational = "operational"
     test = "test"
+    report = "report"  # a quarterly report announced by the reports service (services/notifier/reports.py)
 
 
 CLAIMABLE = (State.pending.value, State.retrying.value)
@@ -52,7 +53,7 @@ ALERT_TYPE_OF_EVENT = {
     MILESTONE_MISSED: "missed",
     MILESTONE_RECOVERED: "recovered",
 }
-ALERT_TYPES = frozenset({*ALERT_TYPE_OF_EVENT.values(), "operational"})
+ALERT_TYPES = frozenset({*ALERT_TYPE_OF_EVENT.values(), "operational", "quarterly_report"})
 DEFAULT_REMINDER_INTERVAL = timedelta(hours=24)
 
 

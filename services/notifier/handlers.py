@@ -40,6 +40,7 @@ from services.notifier.domain import (
     plan_reminder,
 )
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.reports import report_notifications
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
 
@@ -93,6 +94,7 @@ class NotifierService:
         self.queue: deque[dict[str, Any]] = deque()
         self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
+        self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
 
     # --- building notifications ----------------------------------------------------------
     def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,
@@ -144,6 +146,12 @@ class NotifierService:
         if new:
             self.wake.set()
         return len(new)
+
+    # --- Kafka: reports.events (quarterly reports to e-mail) -------------------------------
+    async def on_reports(self, batch: Batch) -> list[Rejected]:
+        now = self.clock()
+        await self.store([d for event in batch.events for d in report_notifications(self, event, now)])
+        return []
 
     # --- Kafka: roadmap.alerts -----------------------------------------------------------
     async def on_alerts(self, batch: Batch) -> list[Rejected]:
@@ -372,7 +380,7 @@ class NotifierService:
         try:
             message = self.renderer.render(doc)
             delivery = Delivery(notification_id=doc["_id"], key=doc["key"], address=doc["address"], message=message,
-                                payload=_machine_payload(doc))
+                                payload=_machine_payload(doc), attachments=await self.attachments(doc))
             result = await self.channels[channel].send(delivery)
         except Exception as exc:  # a template or channel bug must not kill the dispatcher
             log.exception("delivery raised", extra={"notification_id": doc["_id"], "channel": channel.value})
@@ -445,6 +453,10 @@ class NotifierService:
                 fut.set_result(None)
 
 
+async def _no_attachments(doc: dict[str, Any]) -> tuple[Any, ...]:
+    return ()
+
+
 def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
     """Structured facts for the generic webhook (no recipient addresses: receivers do not need them)."""
     out: dict[str, Any] = {"kind": doc.get("kind"), "alert_type": doc.get("alert_type"), "event_id": doc.get("event_id"),
@@ -455,6 +467,8 @@ def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
         out["days_late"] = doc.get("days_late_now")
     if doc.get("operational") is not None:
         out["operational"] = doc["operational"]
+    if doc.get("report") is not None:
+        out["report"] = doc["report"]
     if doc.get("sequence") is not None:
         out["sequence"] = doc["sequence"]
     return out

@@ -14,8 +14,8 @@ from services.common.app import Runtime, create_service_app
 from services.common.clock import Clock, utc_now
 from services.common.mongo import retry_transient
 from services.contracts.agencies import get_registry
-from services.contracts.events import ROADMAP_ALERT_TYPES
-from services.contracts.topics import ROADMAP_ALERTS
+from services.contracts.events import REPORT_TYPES, ROADMAP_ALERT_TYPES
+from services.contracts.topics import REPORTS_EVENTS, ROADMAP_ALERTS
 from services.notifier import entrypoints
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import build_channels, check_webhook_signing
@@ -23,6 +23,7 @@ from services.notifier.domain import RoutingTable, parse_routing
 from services.notifier.handlers import NotifierService
 from services.notifier.holidays import load_holidays
 from services.notifier.metrics import NotificationGauges, NotifierMetrics
+from services.notifier.reports import ReportFetcher
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
 
@@ -48,6 +49,8 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                               holidays=load_holidays(settings.notifier_holidays_file), clock=clock or utc_now)
     runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds))
     runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=service.on_alerts, allowed_types=ROADMAP_ALERT_TYPES)
+    runtime.add_consumer(topic=REPORTS_EVENTS, group="notifier-reports", handler=service.on_reports,
+                         allowed_types=REPORT_TYPES)
     clients: list[httpx.AsyncClient] = []
 
     async def startup(rt: Runtime) -> None:
@@ -57,6 +60,10 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                                    follow_redirects=False)
         clients.append(client)
         service.channels = build_channels(settings, client, service.routing.unsigned_webhooks)
+        key = settings.notifier_reports_api_key
+        service.attachments = ReportFetcher(client, key.get_secret_value() if key else None,
+                                            settings.notifier_report_attachment_max_bytes,
+                                            settings.notifier_max_attempts, settings.notifier_reports_url).attachments
         rt.spawn(service.dispatch_forever(), "notifier-dispatcher")
         rt.every(settings.notifier_scheduler_tick_seconds, service.schedule_once, name="notifier-scheduler")
 

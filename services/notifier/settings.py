@@ -62,6 +62,15 @@ class NotifierSettings(ServiceSettings):
         default_factory=dict,
         description="named webhook URLs (JSON object) used by recipients of the webhook, slack and teams channels")
 
+    # --- quarterly reports by e-mail (services/notifier/reports.py) -------------------------------
+    notifier_reports_url: str = Field("http://127.0.0.1:8105", description="base URL of the reports service: the "
+                                      "only place the key below is sent to fetch an announced PDF")
+    notifier_reports_api_key: SecretStr | None = Field(
+        None, description="programme-office API key to fetch announced report PDFs for e-mail attachment; without "
+                          "it report e-mails carry the link only (no default)")
+    notifier_report_attachment_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024, description="largest PDF attached (a larger one: link only)")
+
     # --- Alertmanager receiver (POST /v1/alertmanager) -------------------------------------
     # Required, no default: the notifier refuses to start without it (the receiver is never open).
     notifier_alertmanager_token: SecretStr | None = Field(

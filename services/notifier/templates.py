@@ -47,6 +47,8 @@ class Renderer:
     def render(self, doc: dict[str, Any]) -> Message:
         if doc.get("alert_type") == "operational":
             return self._operational(doc)
+        if doc.get("kind") == "report":
+            return self._report(doc)
         return self._milestone(doc)
 
     def milestone_link(self, milestone_id: str) -> str:
@@ -115,6 +117,34 @@ class Renderer:
         return Message(subject=subject[:250], text=self.env.get_template("operational.txt.j2").render(ctx).strip(),
                        html=self.env.get_template("operational.html.j2").render(ctx), title=subject, link=ctx["link"],
                        facts=facts, severity="resolved" if resolved else (op.get("severity") or "warning"))
+
+
+    def _report(self, doc: dict[str, Any]) -> Message:
+        """A quarterly report announced by the reports service (services/notifier/reports.py)."""
+        r = doc["report"]
+        agency_th, agency_en = self._agency(r.get("report_agency")) if r.get("report_agency") else (
+            "ทุกหน่วยงาน", "whole programme")
+        as_of = _as_datetime(r.get("data_as_of"))
+        status_th = {"green": "เป็นไปตามแผน", "amber": "ต้องติดตาม", "red": "ต้องเร่งแก้ไข",
+                     "not_reported": "ยังไม่มีรายงาน"}
+        sections = [("แผนงานและกลไกขับเคลื่อน", "roadmap"), ("การปรับปรุงกฎระเบียบ", "regulation"),
+                    ("ความพร้อมของข้าราชการ", "readiness"), ("การเข้าถึงเทคโนโลยีของประชาชน", "access"),
+                    ("การรับรู้ของประชาชน", "awareness")]
+        ctx = dict(quarter=r["quarter"], fiscal_year=r["fiscal_year"], agency_th=agency_th, agency_en=agency_en,
+                   as_of_th=format_thai_datetime(as_of) if as_of else "-",
+                   statuses=[(th, status_th.get(r.get("section_status", {}).get(key, ""), "-"),
+                              r.get("section_status", {}).get(key, "-")) for th, key in sections],
+                   schedule_changes=r.get("schedule_changes", 0), flagged=r.get("flagged_slips", 0),
+                   unavailable=", ".join(r.get("unavailable") or []), link=r["pdf_url"], html_url=r["html_url"],
+                   xlsx_url=r["xlsx_url"])
+        subject = (f"📊 รายงานความก้าวหน้า ไตรมาส {r['quarter']}/{r['fiscal_year']} ({agency_th}) · "
+                   f"Quarterly report Q{r['quarter']} FY{r['fiscal_year']}")
+        ctx["subject"] = subject
+        facts = [(f"{th} / {key}", label) for th, label, key in ctx["statuses"]]
+        facts.append(("เลื่อน > 30 วันไม่แจ้งเหตุผล / Slips > 30 days without reason", str(ctx["flagged"])))
+        return Message(subject=subject[:250], text=self.env.get_template("report.txt.j2").render(ctx).strip(),
+                       html=self.env.get_template("report.html.j2").render(ctx), title=subject, link=ctx["link"],
+                       facts=facts, severity="info")
 
 
 def _as_date(value: Any) -> date | None:
