@@ -49,7 +49,8 @@ class RoadmapCollector(SnapshotCollector):
                                      "Weighted mean completion (0-1) of the workstream's milestones (cancelled excluded).",
                                      labels=["workstream"])
         conf = GaugeMetricFamily("newnormal_roadmap_delivery_confidence",
-                                 "Delivery confidence: 0 green, 1 amber, 2 red (rule in README, Delivery confidence).",
+                                 "Delivery confidence on the five-point scale: 0 green, 1 amber_green, 2 amber, 3 amber_red, "
+                                 "4 red (rule in docs/roadmap.md, Delivery confidence).",
                                  labels=["workstream"])
         overdue = GaugeMetricFamily("newnormal_roadmap_milestone_overdue_days",
                                     "Days past due summed over missed (not completed) milestones.", labels=["workstream"])

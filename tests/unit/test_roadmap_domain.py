@@ -156,19 +156,20 @@ def _tally(total, missed=0.0, at_risk=0.0, completed=0.0, on_time=0.0) -> Weight
 
 
 def test_confidence_rule_thresholds():
+    # Boundaries of every level: tests/unit/test_roadmap_confidence.py.
     assert confidence(WeightTally()).rating is Rating.green
     assert confidence(_tally(10)).rating is Rating.green
     assert confidence(_tally(10, completed=5, on_time=5)).rating is Rating.green
-    # Amber: a missed milestone below 10 %, at risk >= 10 %, on-time share below 90 %.
+    assert confidence(_tally(10, at_risk=0.9)).rating is Rating.amber_green
     assert confidence(_tally(100, missed=5)).rating is Rating.amber
     assert confidence(_tally(100, at_risk=10)).rating is Rating.amber
-    assert confidence(_tally(10, at_risk=0.9)).rating is Rating.green
     assert confidence(_tally(100, completed=10, on_time=8)).rating is Rating.amber
-    # Red: missed >= 10 %, missed + at risk >= 30 %, on-time share below 70 %.
-    red = confidence(_tally(100, missed=10))
-    assert red.rating is Rating.red and red.reasons == ["missed_share>=10%"]
-    assert confidence(_tally(100, missed=5, at_risk=25)).rating is Rating.red
-    assert confidence(_tally(100, completed=10, on_time=6)).rating is Rating.red
+    amber_red = confidence(_tally(100, missed=10))
+    assert amber_red.rating is Rating.amber_red and amber_red.reasons == ["missed_share>=10%"]
+    assert confidence(_tally(100, missed=5, at_risk=25)).rating is Rating.amber_red
+    assert confidence(_tally(100, completed=10, on_time=6)).rating is Rating.amber_red
+    assert confidence(_tally(100, missed=20)).rating is Rating.red
+    assert confidence(_tally(100, completed=10, on_time=4)).rating is Rating.red
 
 
 def test_tally_of_documents():

@@ -206,7 +206,7 @@ async def test_figures_per_workstream_and_programme(world):
     stats = await svc.refresh_stats()
     ws = stats["workstreams"]["technology_access"]
     assert ws["counts"] == {"missed": 1, "planned": 1} and ws["overdue_days"] == 28
-    assert ws["confidence"]["rating"] == "red" and stats["programme"]["confidence"]["value"] == 2
+    assert ws["confidence"]["rating"] == "red" and stats["programme"]["confidence"]["value"] == 4  # 0 green .. 4 red
     assert stats["workstreams"]["public_awareness"]["confidence"]["rating"] == "green"
 
 
