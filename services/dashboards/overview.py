@@ -24,12 +24,16 @@ from services.dashboards.panels import (
 UID = "newnormal-overview"
 TITLE = "ภาพรวมโครงการ · Programme overview"
 
+# The roadmap service's five-point scale (metric value 0 best .. 4 worst, rule in docs/roadmap.md).
+AMBER_GREEN, AMBER_RED = "yellow", "dark-orange"
 CONFIDENCE_MAPPINGS = [model.ValueMap(options={
     "0": model.ValueMappingResult(text="เขียว · Green", color=GREEN, index=0),
-    "1": model.ValueMappingResult(text="เหลือง · Amber", color=AMBER, index=1),
-    "2": model.ValueMappingResult(text="แดง · Red", color=RED, index=2),
+    "1": model.ValueMappingResult(text="เหลือง/เขียว · Amber/Green", color=AMBER_GREEN, index=1),
+    "2": model.ValueMappingResult(text="เหลือง · Amber", color=AMBER, index=2),
+    "3": model.ValueMappingResult(text="เหลือง/แดง · Amber/Red", color=AMBER_RED, index=3),
+    "4": model.ValueMappingResult(text="แดง · Red", color=RED, index=4),
 })]
-CONFIDENCE_STEPS = ((None, GREEN), (1, AMBER), (2, RED))
+CONFIDENCE_STEPS = ((None, GREEN), (1, AMBER_GREEN), (2, AMBER), (3, AMBER_RED), (4, RED))
 SATISFACTION_STEPS = ((None, RED), (2.61, AMBER), (3.41, GREEN))  # Thai 5-level bands: 3.41+ = "high"
 DIFFICULTY_STEPS = ((None, GREEN), (0.2, AMBER), (0.35, RED))
 AWARE = db_increase("newnormal_feedback_aware_total", "$__range", "", "age_group")
@@ -46,7 +50,8 @@ def build():
             "ภาพรวมทั้งโครงการ (แผนงานที่แย่ที่สุด) · Programme (worst workstream)",
             [query("max(workstream:newnormal_roadmap_delivery_confidence:max)", "โครงการ · Programme", instant=True)],
             w=6, h=6, steps=CONFIDENCE_STEPS, mappings=CONFIDENCE_MAPPINGS,
-            description="0 เขียว / 1 เหลือง / 2 แดง ตามกฎของบริการแผนงาน · Green/Amber/Red as rated by the roadmap service."))
+            description="0 เขียว / 1 เหลือง/เขียว / 2 เหลือง / 3 เหลือง/แดง / 4 แดง ตามกฎของบริการแผนงาน · "
+                        "Green, Amber/Green, Amber, Amber/Red, Red as rated by the roadmap service."))
         .with_panel(stat_panel(
             "สัญญาณไฟรายแผนงาน · Delivery confidence per workstream",
             [query("workstream:newnormal_roadmap_delivery_confidence:max", "{{workstream}}", instant=True)],
