@@ -12,17 +12,20 @@ Interface (what the handlers and RB's quarterly documents use; every method retu
     await source.gaps(start, end, agency=None)        # feedback GET /v1/experience/gaps?from&to
 
 Each answer is cached for NEWNORMAL_REPORTS_CACHE_SECONDS under (service, path, params); concurrent requests
-for the same key share one upstream call. A failure raises UpstreamError (never cached). The key is the
+for the same key share one upstream call. Inside `with source.refreshing():` every call fetches anew and
+replaces its entry (the service refreshes the national overview's answers ahead of their expiry this way). A failure raises UpstreamError (never cached). The key is the
 programme office's: these answers are unsuppressed, and the domain applies the public suppression itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -33,6 +36,7 @@ from services.contracts import safejson
 from services.reports.settings import ReportsSettings
 
 PAGE = 1000  # the roadmap API's largest page
+_REFRESHING: contextvars.ContextVar[bool] = contextvars.ContextVar("reports_refreshing", default=False)
 
 
 class UpstreamError(RuntimeError):
@@ -81,8 +85,9 @@ class TtlCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
-    async def get_or_fetch(self, key: Any, fetch: Callable[[], Any]) -> tuple[bool, Any]:
-        hit, value = self.get(key)
+    async def get_or_fetch(self, key: Any, fetch: Callable[[], Any], refresh: bool = False) -> tuple[bool, Any]:
+        """(hit, value); `refresh`: fetch even if cached, and replace the entry."""
+        hit, value = (False, None) if refresh else self.get(key)
         if hit:
             return True, value
         pending = self._pending.get(key)
@@ -162,10 +167,19 @@ class ReadApis:
     async def gaps(self, start: date, end: date, agency: str | None = None) -> dict[str, Any]:
         return await self.get("feedback", "/v1/experience/gaps", _range(start, end, agency))
 
+    @contextlib.contextmanager
+    def refreshing(self) -> Iterator[None]:
+        token = _REFRESHING.set(True)
+        try:
+            yield
+        finally:
+            _REFRESHING.reset(token)
+
     # --- one cached GET ----------------------------------------------------------------------
     async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
         key = (service, path, tuple(sorted((params or {}).items())))
-        hit, value = await self.cache.get_or_fetch(key, lambda: self._fetch(service, path, params or {}))
+        hit, value = await self.cache.get_or_fetch(key, lambda: self._fetch(service, path, params or {}),
+                                                   refresh=_REFRESHING.get())
         self.metrics.cache(service, hit)
         return value
 

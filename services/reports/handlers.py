@@ -4,6 +4,7 @@
     overview = await service.overview(agency=None)   # domain.Overview; a failed source leaves its sections
                                                      # "not_reported" and its service in overview.unavailable
     inputs = await service.inputs(agency, today)     # domain.Inputs, for documents built on the same figures
+    await service.refresh_overview()                 # the front page's answers fetched anew (background loop)
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ class ReportsService:
 
     async def overview(self, agency: str | None = None) -> domain.Overview:
         return domain.build_overview(await self.inputs(agency), self.rules())
+
+    async def refresh_overview(self) -> None:
+        """Fetch the national overview's answers anew, replacing the cached ones before they expire: the
+        front page is then always served from the cache, and its figures are never older than the cache time."""
+        with self.source.refreshing():
+            await self.inputs(None)
 
     async def inputs(self, agency: str | None, today: date | None = None,
                      quarter: domain.Quarter | None = None) -> domain.Inputs:

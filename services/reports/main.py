@@ -32,6 +32,8 @@ def create_app(settings: ReportsSettings | None = None, *, clock: Clock = utc_no
 
     async def startup(rt: Runtime) -> None:
         await source.start()
+        if settings.reports_refresh_ahead and settings.reports_cache_seconds > 0:
+            rt.every(max(1.0, settings.reports_cache_seconds * 0.8), service.refresh_overview, name="reports-refresh-ahead")
 
     async def shutdown(rt: Runtime) -> None:
         await source.close()

@@ -29,6 +29,9 @@ class ReportsSettings(ServiceSettings):
     reports_api_key_file: Path | None = Field(None, description="file holding that key (read at start-up)")
     reports_cache_seconds: float = Field(60.0, ge=0, le=3600,
                                          description="how long a read API answer is reused (0: never cached)")
+    reports_refresh_ahead: bool = Field(
+        True, description="refresh the front page's answers in the background before they expire (at 80% of "
+                          "NEWNORMAL_REPORTS_CACHE_SECONDS), so no visitor waits for the read APIs")
     reports_cache_max_entries: int = Field(512, ge=1, description="bound of the answer cache (oldest dropped)")
     reports_upstream_timeout_seconds: float = Field(10.0, gt=0, description="timeout of one read API request")
     reports_max_milestones: int = Field(20_000, ge=1000, le=1_000_000,

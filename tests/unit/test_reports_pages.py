@@ -194,3 +194,15 @@ def test_sparkline_and_bars():
                                                      (1234, "count", "1,234"), (None, "share", "–")])
 def test_number_formats(value, kind, text):
     assert svg.fmt(value, kind) == text
+
+
+async def test_refresh_ahead_fetches_anew_and_the_next_view_is_served_from_the_cache():
+    calls: list[str] = []
+    service = make_service(calls=calls)
+    await service.overview()
+    first = len(calls)
+    await service.refresh_overview()
+    assert len(calls) == 2 * first, "every answer of the front page fetched again"
+    await service.overview()
+    assert len(calls) == 2 * first, "and the next view finds them cached"
+    await service.source.close()
