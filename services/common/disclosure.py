@@ -38,14 +38,16 @@ class Suppression:
 NONE = Suppression()
 
 
-def plan_counts(counts: Mapping[CellKey, int], min_cell: int, known: Mapping[CellKey, int] | None = None) -> Suppression:
-    """Which cells (and whether the overall) a reader may not see, from responses per cell."""
+def plan_counts(counts: Mapping[CellKey, int], min_cell: int, known: Mapping[CellKey, int] | None = None,
+                always: frozenset[CellKey] = frozenset()) -> Suppression:
+    """Which cells (and whether the overall) a reader may not see, from responses per cell; `always`: cells
+    hidden whatever their count (another plan's), counted in the hidden group like the others."""
     known = known or {}
 
     def exposed(key: CellKey) -> int:
         return max(0, counts[key] - known.get(key, 0))
 
-    hidden = {k for k, n in counts.items() if n < min_cell or 0 < exposed(k) < min_cell}
+    hidden = {k for k, n in counts.items() if n < min_cell or 0 < exposed(k) < min_cell or k in always}
     residual = sum(exposed(k) for k in hidden)
     # Complementary suppression: smallest exposed cells first, until the hidden group is big enough.
     candidates = sorted((k for k in counts if k not in hidden and exposed(k) > 0),
@@ -59,3 +61,15 @@ def plan_counts(counts: Mapping[CellKey, int], min_cell: int, known: Mapping[Cel
     total_exposed = sum(exposed(k) for k in counts)
     overall = (0 < total < min_cell) or (0 < total_exposed < min_cell) or (0 < residual < min_cell)
     return Suppression(min_cell, frozenset(hidden), overall)
+
+
+def plan_item(counts: Mapping[CellKey, int], min_cell: int, base: Suppression,
+              known: Mapping[CellKey, int] | None = None) -> Suppression:
+    """The plan for a figure only some respondents give (an optional question such as ease or trust): `counts`
+    are the answers to it per cell. A cell's answers could be as few as one in a cell whose responses are many,
+    so the same rule runs over the answers, on top of `base` (the responses' plan): what `base` hides stays
+    hidden, and the hidden group's answers must reach `min_cell` too, else the overall figure is hidden."""
+    if base.min_cell is None:
+        return base
+    item = plan_counts(counts, min_cell, known, always=base.cells)
+    return Suppression(min_cell, item.cells | base.cells, item.overall or base.overall)

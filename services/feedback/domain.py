@@ -23,6 +23,9 @@ from services.contracts.thai_calendar import BANGKOK, bangkok_day, year_as_grego
 from services.feedback.redact import count_placeholders, redact_to_limit
 
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
+# Optional 1-5 items reported beside satisfaction (the same scale; "agree" = 4 or 5). Each is counted
+# over the responses that answered it, with its own answer count: a mean over all responses would be wrong.
+ITEMS = ("ease", "trust")
 
 # Generation cohorts as Thai government reports use them. Birth years are never stored, so the cohort
 # follows the age group (an approximation at the group edges, stated in README, Feedback service).
@@ -153,7 +156,7 @@ def response_document(event: Event) -> dict[str, Any]:
 # What the rollups read of a stored response (also the projection of a recount).
 ROLLUP_PROJECTION = {"_id": 0, "source": 1, "id": 1, "agency": 1, "bangkok_day": 1, "data.channel": 1,
                      "data.age_group": 1, "data.satisfaction": 1, "data.tech_difficulty": 1,
-                     "data.aware_of_digital_channels": 1}
+                     "data.aware_of_digital_channels": 1, "data.ease": 1, "data.trust": 1}
 
 
 def increments(doc: Mapping[str, Any]) -> dict[str, int]:
@@ -162,6 +165,11 @@ def increments(doc: Mapping[str, Any]) -> dict[str, int]:
     inc = {"responses": 1, "satisfaction_sum": satisfaction, f"sat_{satisfaction}": 1, f"tech_{data['tech_difficulty']}": 1}
     if data.get("aware_of_digital_channels"):
         inc["aware"] = 1
+    for item in ITEMS:  # `<item>_<level>` counts the answers, `<item>_sum` their total (unanswered: nothing)
+        answer = data.get(item)
+        if answer is not None:
+            inc[f"{item}_{int(answer)}"] = 1
+            inc[f"{item}_sum"] = int(answer)
     return inc
 
 
@@ -268,6 +276,36 @@ def batch_token(keys: Iterable[tuple[str, str]], nonce: str) -> str:
 
 # --- experience figures -----------------------------------------------------------------------
 @dataclass(frozen=True)
+class ItemCounts:
+    """Answers to one optional 1-5 item (ease, trust) in a cell: per level, and their sum."""
+
+    levels: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    total: int = 0
+
+    @classmethod
+    def from_counts(cls, item: str, counts: Mapping[str, int]) -> ItemCounts:
+        return cls(tuple(int(counts.get(f"{item}_{i}", 0)) for i in range(1, 6)),  # type: ignore[arg-type]
+                   int(counts.get(f"{item}_sum", 0)))
+
+    @property
+    def answers(self) -> int:
+        return sum(self.levels)
+
+    @property
+    def agree(self) -> int:
+        return sum(self.levels[SATISFIED_MIN - 1:])
+
+    def __add__(self, other: ItemCounts) -> ItemCounts:
+        return ItemCounts(tuple(a + b for a, b in zip(self.levels, other.levels, strict=True)),  # type: ignore[arg-type]
+                          self.total + other.total)
+
+
+# Figures of an item in the API (e.g. ease_responses, mean_ease, share_ease_agree, ease_levels).
+def item_figures(item: str) -> tuple[str, ...]:
+    return (f"{item}_responses", f"mean_{item}", f"share_{item}_agree", f"{item}_levels")
+
+
+@dataclass(frozen=True)
 class Cell:
     age_group: str
     channel: str
@@ -277,6 +315,8 @@ class Cell:
     tech_difficulty: int
     aware: int
     levels: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    ease: ItemCounts = ItemCounts()
+    trust: ItemCounts = ItemCounts()
 
     @classmethod
     def from_counts(cls, age_group: str, channel: str, counts: Mapping[str, int]) -> Cell:
@@ -284,11 +324,15 @@ class Cell:
         return cls(age_group=age_group, channel=channel, responses=int(counts.get("responses", 0)),
                    satisfied=sum(levels[SATISFIED_MIN - 1:]), satisfaction_sum=int(counts.get("satisfaction_sum", 0)),
                    tech_difficulty=int(counts.get("tech_some", 0)) + int(counts.get("tech_severe", 0)),
-                   aware=int(counts.get("aware", 0)), levels=levels)  # type: ignore[arg-type]
+                   aware=int(counts.get("aware", 0)), levels=levels,  # type: ignore[arg-type]
+                   ease=ItemCounts.from_counts("ease", counts), trust=ItemCounts.from_counts("trust", counts))
+
+    def item(self, name: str) -> ItemCounts:
+        return getattr(self, name)
 
     def as_dict(self) -> dict[str, Any]:
         n = self.responses
-        return {
+        out = {
             "age_group": self.age_group,
             "cohort": cohort_of(self.age_group) if self.age_group in COHORTS else None,
             "channel": self.channel,
@@ -299,6 +343,14 @@ class Cell:
             "awareness_rate": round(self.aware / n, 4) if n else None,
             "satisfaction_levels": {str(i + 1): c for i, c in enumerate(self.levels)},
         }
+        for name in ITEMS:
+            counts, answers = self.item(name), self.item(name).answers
+            responses, mean, share, levels = item_figures(name)
+            out[responses] = answers
+            out[mean] = round(counts.total / answers, 3) if answers else None
+            out[share] = round(counts.agree / answers, 4) if answers else None
+            out[levels] = {str(i + 1): c for i, c in enumerate(counts.levels)}
+        return out
 
 
 def cells_in_order(cells: Iterable[Cell]) -> list[Cell]:
@@ -312,7 +364,8 @@ def overall(cells: Iterable[Cell]) -> Cell:
     levels = tuple(sum(c.levels[i] for c in cells) for i in range(5))
     return Cell("all", "all", sum(c.responses for c in cells), sum(c.satisfied for c in cells),
                 sum(c.satisfaction_sum for c in cells), sum(c.tech_difficulty for c in cells),
-                sum(c.aware for c in cells), levels)  # type: ignore[arg-type]
+                sum(c.aware for c in cells), levels,  # type: ignore[arg-type]
+                ease=sum((c.ease for c in cells), ItemCounts()), trust=sum((c.trust for c in cells), ItemCounts()))
 
 
 # --- gap test ---------------------------------------------------------------------------------

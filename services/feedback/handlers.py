@@ -67,10 +67,10 @@ class FeedbackService:
         national aggregate, an agency is assumed to know its own agency's part of it."""
         if reader is None or reader.reads_all:
             return disclosure.NONE
-        known = None
+        known_cells = None
         if agency is None:
-            known = disclosure.known_counts(await self.cells(start, end, reader.agency))
-        return disclosure.plan(cells, self.settings.feedback_min_published_cell, known)
+            known_cells = await self.cells(start, end, reader.agency)
+        return disclosure.plan(cells, self.settings.feedback_min_published_cell, known_cells=known_cells)
 
     async def experience(self, start: date | None, end: date | None, agency: str | None,
                          reader: Principal | None = None) -> dict[str, Any]:

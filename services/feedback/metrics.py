@@ -13,6 +13,9 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from services.common.metrics import SnapshotCollector
 from services.contracts.common_types import TechDifficulty
 from services.feedback.adapters import FeedbackRepository
+from services.feedback.domain import ITEMS
+
+ITEM_HELP = {"ease": "Ease of use", "trust": "Trust in the service"}
 
 
 class FeedbackCollector(SnapshotCollector):
@@ -31,6 +34,12 @@ def build_families(docs: Iterable[dict]) -> list[Metric]:
         "newnormal_feedback_satisfaction",
         "Satisfaction score (1-5) of the responses, by channel and age group (buckets at each level).",
         labels=["channel", "age_group"])
+    # Optional items (ease, trust): counted over the responses that answered them (_count), so a mean is
+    # _sum / _count of the item, never over all responses.
+    items = {item: HistogramMetricFamily(
+        f"newnormal_feedback_{item}",
+        f"{ITEM_HELP[item]} score (1-5) of the responses that answered it, by channel and age group (buckets at each level).",
+        labels=["channel", "age_group"]) for item in ITEMS}
     tech = CounterMetricFamily("newnormal_feedback_tech_difficulty", "Responses by reported difficulty with technology.",
                                labels=["channel", "age_group", "level"])
     aware_by_age: dict[str, int] = {}
@@ -44,6 +53,13 @@ def build_families(docs: Iterable[dict]) -> list[Metric]:
             buckets.append((str(float(level)), cumulative))
         buckets.append(("+Inf", count))
         satisfaction.add_metric(labels, buckets, float(doc.get("satisfaction_sum", 0)))
+        for item, family in items.items():
+            cumulative, buckets = 0, []
+            for level in range(1, 6):
+                cumulative += int(doc.get(f"{item}_{level}", 0))
+                buckets.append((str(float(level)), cumulative))
+            buckets.append(("+Inf", cumulative))
+            family.add_metric(labels, buckets, float(doc.get(f"{item}_sum", 0)))
         for level in TechDifficulty:
             tech.add_metric([*labels, level.value], int(doc.get(f"tech_{level.value}", 0)))
         aware_by_age[doc["age_group"]] = aware_by_age.get(doc["age_group"], 0) + int(doc.get("aware", 0))
@@ -51,4 +67,4 @@ def build_families(docs: Iterable[dict]) -> list[Metric]:
                                 labels=["age_group"])
     for age_group in sorted(aware_by_age):
         aware.add_metric([age_group], aware_by_age[age_group])
-    return [responses, satisfaction, tech, aware]
+    return [responses, satisfaction, *items.values(), tech, aware]
