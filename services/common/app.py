@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.common import openapi
 from services.common.auth import ApiKeyAuth
 from services.common.consumer import EventConsumer, Handler, Prepare
-from services.common.http_ingest import PROBLEM, Ingestor, events_router
+from services.common.http_ingest import PROBLEM, Ingestor, events_router, problem
 from services.common.kafka import EventPublisher, ensure_topics, make_broker
 from services.common.loops import Step, run_every
 from services.common.metrics import PlatformMetrics, SnapshotCollector
@@ -32,6 +32,8 @@ from services.common.mongo import ensure_platform_indexes, make_client, retry_tr
 from services.common.settings import ServiceSettings
 from services.contracts import problems
 from services.contracts.agencies import get_registry
+from services.contracts.common_types import UNKNOWN_AGENCY
+from services.contracts.envelope import EventError
 
 log = logging.getLogger(__name__)
 Hook = Callable[["Runtime"], Awaitable[None]]
@@ -57,6 +59,7 @@ class Runtime:
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
         self.background: list[asyncio.Task] = []
+        self.intake: Ingestor | None = None  # the service's `/v1/events` intake, once mounted (its limiter is shared)
         self.stopping = asyncio.Event()
         self.ready = False
 
@@ -195,10 +198,15 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
     @app.exception_handler(RequestValidationError)
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
         # 400 like every other malformed input (same mistake, same status), in our own words (problems.describe).
+        # An unknown agency in a filter keeps its own reason, as on every other route that names an agency.
         errors = problems.describe(exc.errors())
-        return JSONResponse({"type": "urn:newnormal:problem:invalid_request", "title": "invalid request", "status": 400,
-                             "reason": "invalid_request", "detail": problems.summary(errors), "errors": errors},
-                            status_code=400, media_type=PROBLEM)
+        reason = UNKNOWN_AGENCY if errors and all(e["reason"] == UNKNOWN_AGENCY for e in errors) else "invalid_request"
+        return problem(400, reason, problems.summary(errors), errors=errors)
+
+    @app.exception_handler(EventError)
+    async def input_problem(request: Request, exc: EventError) -> JSONResponse:
+        # A rule of the contracts refused the input (a date range, an agency code): 400 with its reason.
+        return problem(400, exc.reason, exc.detail)
 
     @app.get("/healthz", tags=["platform"], summary="Process alive")
     async def healthz() -> dict[str, str]:
@@ -233,7 +241,9 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
 
 
 def mount_event_intake(app: FastAPI, runtime: Runtime, allowed_types: Iterable[str], prepare: Prepare | None = None) -> Ingestor:
-    ingestor = runtime.ingestor(allowed_types, prepare)
+    """`POST /v1/events`; the ingestor is kept as `runtime.intake`, so the service's own intake routes
+    (xAPI, survey responses) publish through it and share its per-key budget."""
+    ingestor = runtime.intake = runtime.ingestor(allowed_types, prepare)
     app.include_router(events_router(ingestor, runtime.auth))
     return ingestor
 

@@ -25,6 +25,7 @@ from services.common.metrics import PlatformMetrics
 from services.common.ratelimit import TokenBucket, retry_after_seconds
 from services.common.settings import ServiceSettings
 from services.contracts import safejson
+from services.contracts.common_types import UNKNOWN_AGENCY
 from services.contracts.envelope import BATCH, MAX_EVENT_BYTES, STRUCTURED, Event, EventError, http_mode, parse_http
 
 log = logging.getLogger(__name__)
@@ -138,15 +139,23 @@ async def read_body(request: Request, limit: int, *, reason: str = "request_too_
     return bytes(body)
 
 
+def json_media_type(content_type: str | None) -> bool:
+    """A JSON body's declared type: none at all (curl, simple clients), `application/json` or any `+json`."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def read_json(request: Request, limit: int, *, max_items: int | None = None,
                     too_many_reason: str = "too_many_items", headers: dict[str, str] | None = None) -> Any | JSONResponse:
-    """A bounded body decoded with safejson, or the problem answer: 413 `request_too_large` over `limit`,
+    """A bounded body decoded with safejson, or the problem answer: 415 `unsupported_media_type` for a
+    declared type that is not JSON (before the body is read), 413 `request_too_large` over `limit`,
     400 `invalid_json` / `json_too_deep`, 413 `too_many_reason` when a top-level array holds more than
     `max_items` (counted before its items are decoded). Call it after authenticating: auth reads headers only.
     `headers` are added to a problem answer (xAPI's version header)."""
     answer: Any
-    body = await read_body(request, limit)
-    if isinstance(body, JSONResponse):
+    if not json_media_type(request.headers.get("content-type")):
+        answer = problem(415, "unsupported_media_type", "send the body as application/json")
+    elif isinstance(body := await read_body(request, limit), JSONResponse):
         answer = body
     else:
         try:
@@ -165,6 +174,31 @@ async def read_json(request: Request, limit: int, *, max_items: int | None = Non
     if headers:
         answer.headers.update(headers)
     return answer
+
+
+async def read_json_rated(request: Request, principal: Principal, limiter: TokenBucket, limit: int, *, what: str,
+                          max_items: int | None = None, too_many_reason: str = "too_many_items",
+                          headers: dict[str, str] | None = None) -> Any | JSONResponse:
+    """`read_json` behind the key's budget, as every intake route counts it: one token before the body is read
+    (a key sending junk is limited too), the rest once a top-level array's items are counted; over budget, 429
+    `rate_limited` with Retry-After, in `what` units."""
+    wait = limiter.take(principal.key_id)
+    if wait <= 0:
+        payload = await read_json(request, limit, max_items=max_items, too_many_reason=too_many_reason, headers=headers)
+        if isinstance(payload, JSONResponse) or not (isinstance(payload, list) and len(payload) > 1):
+            return payload
+        wait = limiter.take(principal.key_id, len(payload) - 1)
+        if wait <= 0:
+            return payload
+    answer = rate_limited(wait, what)
+    answer.headers.update(headers or {})
+    return answer
+
+
+def unknown_agency(code: str) -> JSONResponse:
+    """404 `unknown_agency`: a path naming an agency the registry does not hold (a filter naming one is 400
+    `unknown_agency`, from the validation handler). The code is shortened: it is the client's text."""
+    return problem(404, UNKNOWN_AGENCY, f"no agency {code[:40]!r} in the registry (GET /v1/agencies)")
 
 
 def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:

@@ -68,7 +68,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 DESCRIPTIONS = {
-    400: "Invalid request (`reason` says what: invalid_request, invalid_json, ...)",
+    400: "Invalid request (`reason` says what: invalid_request, unknown_agency, invalid_json, ...)",
     401: "Missing, unknown, revoked or expired credential",
     403: "The credential may not do this (another agency's data, or a role without this right)",
     404: "No such record (or not visible to this key)",
@@ -292,6 +292,8 @@ def complete(document: dict[str, Any], keyed: set[tuple[str, str]]) -> dict[str,
                 responses.setdefault("503", problem_response(503))  # the key store may be unreachable
             if op.get("parameters") or op.get("requestBody"):
                 responses.setdefault("400", problem_response(400))
+            if op.get("requestBody"):  # a declared Content-Type that is not JSON (http_ingest.read_json)
+                responses.setdefault("415", problem_response(415))
             for status, response in list(responses.items()):
                 if status[:1] in ("4", "5"):
                     fresh = problem_response(int(status), response.get("description"))

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, GetJsonSchemaHandler, model_validator
+from pydantic_core import PydanticCustomError
 
 
 def _aware(value: datetime) -> datetime:
@@ -20,13 +21,15 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+UNKNOWN_AGENCY = "unknown_agency"  # the validation error type (and problem reason) of an agency code not registered
 
 
 def _agency_code(value: str) -> str:
     from services.contracts.agencies import get_registry
 
     if value not in get_registry():
-        raise ValueError(f"unknown agency code {value!r}: see the agency registry (GET /v1/agencies)")
+        # Its own reason code: an unknown agency is answered `unknown_agency` wherever it is named.
+        raise PydanticCustomError(UNKNOWN_AGENCY, "is not an agency code of the registry (GET /v1/agencies)")
     return value
 
 

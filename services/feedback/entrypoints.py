@@ -10,13 +10,12 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from services.common import openapi
-from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal, Role
-from services.common.http_ingest import Ingestor, problem, rate_limited, read_json
+from services.common.app import Runtime
+from services.common.auth import READ_RESPONSES, Principal, Role
+from services.common.http_ingest import problem, read_json_rated, unknown_agency
 from services.common.params import AgencyFilter, IsoDate
-from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
-from services.contracts.envelope import EventError
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback.handlers import FeedbackService
 
@@ -56,8 +55,9 @@ RANGE_DOC = ("first Bangkok day, YYYY-MM-DD; on or before `to`, and at most NEWN
              "(default 1830) before it (`to` defaults to today)")
 
 
-def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth, limiter: TokenBucket) -> APIRouter:
+def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["feedback"])
+    auth = runtime.auth
 
     @router.post(
         "/v1/responses", status_code=202,
@@ -72,28 +72,12 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
                                         description="`agency` defaults to the key's own agency"),
     )
     async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake)) -> JSONResponse:
-        wait = limiter.take(principal.key_id)
-        if wait > 0:
-            return rate_limited(wait, "responses")
-        form = await read_json(request, RESPONSE_BODY_LIMIT)
+        form = await read_json_rated(request, principal, service.form_limiter, RESPONSE_BODY_LIMIT, what="responses")
         if isinstance(form, JSONResponse):
             return form
-        if not isinstance(form, dict):
-            return problem(400, "invalid_form", "the body must be a JSON object")
-        agency = form.pop("agency", None) or principal.agency
-        if agency != principal.agency:
-            return problem(403, "agency_not_allowed",
-                           f"this key belongs to agency {principal.agency!r}, not {str(agency)[:40]!r}")
-        try:
-            event = service.survey_event(form, agency)
-        except EventError as err:
-            return problem(400, err.reason, err.detail)
-        answer = await ingestor.ingest([event], principal)
-        if answer.status_code != 202:
-            return answer
-        return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
+        return await service.submit_response(form, principal)
 
-    reads = {**READ_RESPONSES, 400: {"description": "bad date, range or agency code",
+    reads = {**READ_RESPONSES, 400: {"description": "bad date, range (`invalid_range`) or agency code (`unknown_agency`)",
                                      "content": {"application/problem+json": {}}}}
     read_doc = ("Agency or programme-office key. `agency` omitted: all agencies together (the national aggregate); "
                 "an agency key may name only its own agency (else 403). For agency keys, cells with fewer than "
@@ -106,26 +90,14 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
                          to: IsoDate | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
                          agency: AgencyFilter = None,
                          principal: Principal = Depends(auth)) -> Any:
-        try:
-            _check_agency(agency)
-            if agency is not None:
-                principal.read_scope(agency)  # 403 for another agency's figures
-            return await service.experience(from_, to, agency, principal)
-        except EventError as err:
-            return problem(400, err.reason, err.detail)
+        return await service.experience(from_, to, agency, principal)
 
     @router.get("/v1/experience/gaps", summary="Cells significantly below overall satisfaction · กลุ่มที่ถูกทิ้งไว้ข้างหลัง",
                 description=read_doc, responses=reads)
     async def gaps(from_: IsoDate | None = Query(None, alias="from", description=RANGE_DOC),
                    to: IsoDate | None = Query(None, description="last Bangkok day (inclusive), YYYY-MM-DD"),
                    agency: AgencyFilter = None, principal: Principal = Depends(auth)) -> Any:
-        try:
-            _check_agency(agency)
-            if agency is not None:
-                principal.read_scope(agency)
-            return await service.gaps(from_, to, agency, principal)
-        except EventError as err:
-            return problem(400, err.reason, err.detail)
+        return await service.gaps(from_, to, agency, principal)
 
     @router.get("/survey/{agency}", response_class=HTMLResponse, tags=["survey"],
                 summary="Survey form page for web forms and kiosks · แบบสอบถาม",
@@ -139,7 +111,7 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
                      channel: str | None = Query(None)) -> HTMLResponse:
         record = get_registry().get(agency) if agency in get_registry() else None
         if record is None:
-            return problem(404, "unknown_agency", f"no agency {agency[:40]!r} in the registry")  # type: ignore[return-value]
+            return unknown_agency(agency)  # type: ignore[return-value]
         if key:
             # A kiosk URL is seen by every citizen who passes: an agency or programme-office key in it would
             # let anyone post and read as the agency. Refuse to serve it, so the mistake shows at once.
@@ -162,7 +134,3 @@ def build_router(service: FeedbackService, ingestor: Ingestor, auth: ApiKeyAuth,
 
     return router
 
-
-def _check_agency(agency: str | None) -> None:
-    if agency is not None and agency not in get_registry():
-        raise EventError("unknown_agency", f"unknown agency code {agency[:40]!r}")

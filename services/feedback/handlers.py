@@ -8,8 +8,12 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from fastapi.responses import JSONResponse
+
 from services.common.auth import Principal
 from services.common.consumer import Batch
+from services.common.http_ingest import Ingestor, problem
+from services.common.ratelimit import TokenBucket
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.contracts.thai_calendar import bangkok_today, format_thai_date
@@ -21,10 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class FeedbackService:
-    def __init__(self, repo: FeedbackRepository, settings: FeedbackSettings, clock: Callable[[], datetime]):
+    def __init__(self, repo: FeedbackRepository, settings: FeedbackSettings, clock: Callable[[], datetime],
+                 intake: Ingestor | None = None, form_limiter: TokenBucket | None = None):
         self.repo = repo
         self.settings = settings
         self.clock = clock
+        self.intake = intake  # the service's /v1/events intake: forms are published through it
+        self.form_limiter = form_limiter  # the per-key budget of /v1/responses, counted in responses
 
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> None:
@@ -43,6 +50,25 @@ class FeedbackService:
         data["agency"] = agency
         return make_event(FEEDBACK_RESPONSE_SUBMITTED, data, agency=agency, source=f"/agencies/{agency}/survey",
                           id=str(uuid.uuid4()), partitionkey=agency)
+
+    async def submit_response(self, form: Any, principal: Principal) -> JSONResponse:
+        """One citizen's form (plain JSON; `agency` defaults to the key's) wrapped into a CloudEvent and
+        published through the service's intake, so every rule of `/v1/events` applies unchanged: the key's
+        own agency only (403 `agency_not_allowed`), prepare (redaction), 503 when Kafka does not take it."""
+        if not isinstance(form, dict):
+            return problem(400, "invalid_form", "the body must be a JSON object")
+        agency = form.pop("agency", None) or principal.agency
+        if not isinstance(agency, str):
+            return problem(400, "invalid_form", "agency must be an agency code (GET /v1/agencies)")
+        try:
+            event = self.survey_event(form, agency)
+        except EventError as err:
+            return problem(400, err.reason, err.detail)
+        assert self.intake is not None, "create_app mounts the intake before the routes"
+        answer = await self.intake.ingest([event], principal)
+        if answer.status_code != 202:
+            return answer
+        return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
 
     # --- read path ---------------------------------------------------------------------------------
     def resolve_range(self, start: date | None, end: date | None) -> tuple[date, date]:
@@ -74,6 +100,7 @@ class FeedbackService:
 
     async def experience(self, start: date | None, end: date | None, agency: str | None,
                          reader: Principal | None = None) -> dict[str, Any]:
+        _check_reader(agency, reader)
         start, end = self.resolve_range(start, end)
         cells = await self.cells(start, end, agency)
         hidden = await self.suppression(cells, start, end, agency, reader)
@@ -82,6 +109,7 @@ class FeedbackService:
 
     async def gaps(self, start: date | None, end: date | None, agency: str | None,
                    reader: Principal | None = None) -> dict[str, Any]:
+        _check_reader(agency, reader)
         start, end = self.resolve_range(start, end)
         cells = await self.cells(start, end, agency)
         hidden = await self.suppression(cells, start, end, agency, reader)
@@ -105,6 +133,13 @@ class FeedbackService:
             },
             "gaps": [disclosure.gap_dict(_gap(r), r.cell, hidden) for r in results if r.significant],
         }
+
+
+def _check_reader(agency: str | None, reader: Principal | None) -> None:
+    """`agency` omitted is the national aggregate, readable by every reader; naming an agency is the read
+    rule of every service (another agency's figures: 403 `agency_not_allowed`)."""
+    if agency is not None and reader is not None:
+        reader.read_scope(agency)
 
 
 def _period(start: date, end: date, agency: str | None) -> dict[str, Any]:

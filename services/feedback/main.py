@@ -26,7 +26,8 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     clock = clock or utc_now
     runtime = Runtime(settings)
     repo = FeedbackRepository(runtime.db, clock)
-    service = FeedbackService(repo, settings, clock)
+    limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
+    service = FeedbackService(repo, settings, clock, form_limiter=limiter)
 
     # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
     # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).
@@ -44,9 +45,8 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     runtime.on_startup(startup)
     app = create_service_app(runtime, title="Feedback service · บริการความคิดเห็นประชาชน",
                              description="Citizen experience by age group and service channel; personal data redacted at intake.")
-    ingestor = mount_event_intake(app, runtime, FEEDBACK_TYPES, prepare=prepare)
-    limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
-    app.include_router(build_router(service, ingestor, runtime.auth, limiter))
+    service.intake = mount_event_intake(app, runtime, FEEDBACK_TYPES, prepare=prepare)
+    app.include_router(build_router(service, runtime))
     app.state.feedback = service
     app.state.feedback_repo = repo
     return app

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
-import time
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -18,10 +16,10 @@ from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import read_json
-from services.common.params import IsoDateTime
+from services.common.params import AgencyFilter, IsoDateTime
 from services.contracts import problems
-from services.notifier.domain import Channel, Kind, State
-from services.notifier.handlers import AlertmanagerPayload, NotifierService, public_view
+from services.notifier.domain import Channel, State
+from services.notifier.handlers import AlertmanagerPayload, NotifierService, NotRetryable, public_view
 
 
 class TestNotificationRequest(BaseModel):
@@ -31,9 +29,6 @@ class TestNotificationRequest(BaseModel):
 
 
 TEST_NOTIFICATION_MAX_BODY_BYTES = 4096  # three short fields: anything larger is not a test request
-# Notifications an agency key may read: the ones about its own milestones. Operational and test
-# notifications go to the programme office's operators and stay with the programme office.
-AGENCY_VISIBLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
 
 
 def _problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
@@ -64,7 +59,7 @@ def credential_matches(authorization: str, username: str, secret: str) -> bool:
     return False
 
 
-def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
+def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notifier"])
     settings = service.settings
     # Refuse to start without the receiver's credential: an open receiver lets anyone who reaches the
@@ -120,28 +115,25 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
     async def list_notifications(
         state: State | None = None, channel: Channel | None = None,
         milestone: Annotated[str | None, Query(max_length=64)] = None,
-        agency: Annotated[str | None, Query(max_length=40, description="owner agency (programme office)")] = None,
+        agency: AgencyFilter = None,  # the milestones' owner agency
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         before: IsoDateTime | None = None,
         principal: Principal = Depends(runtime.auth),
     ) -> dict:
-        scope = principal.read_scope(agency)  # 403 for a survey key or another agency's filter
-        docs = await service.repo.list(state=state.value if state else None, channel=channel.value if channel else None,
-                                       milestone=milestone, limit=limit, before=before, agency=scope,
-                                       kinds=None if principal.reads_all else AGENCY_VISIBLE_KINDS)
+        docs = await service.notifications(state=state.value if state else None,
+                                           channel=channel.value if channel else None, milestone=milestone,
+                                           limit=limit, before=before, reader=principal, agency=agency)
         return {"items": [public_view(d) for d in docs], "count": len(docs)}
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now",
                  responses=openapi.problem_responses(403, 404, s409="only failed or waiting notifications are retried"))
     async def retry(notification_id: str, _: Principal = Depends(programme_office)) -> dict:
-        doc = await service.repo.retry_now(notification_id, service.clock())
-        if doc is None:
-            existing = await service.repo.get(notification_id)
-            if existing is None:
-                raise _problem(404, "not_found", "no such notification")
-            raise _problem(409, "conflict", f"notification is {existing['state']}; only failed or waiting ones are retried")
-        service.wake.set()
-        return public_view(doc)
+        try:
+            return public_view(await service.retry(notification_id))
+        except LookupError:
+            raise _problem(404, "not_found", "no such notification") from None
+        except NotRetryable as exc:
+            raise _problem(409, "conflict", f"notification is {exc.state}; only failed or waiting ones are retried") from None
 
     @router.post("/test-notification", summary="Send a test notification through one route, end to end",
                  openapi_extra=openapi.json_body(TestNotificationRequest.model_json_schema(),
@@ -159,17 +151,9 @@ def mount(app: FastAPI, runtime: Runtime, service: NotifierService) -> None:
         except ValidationError as exc:
             raise _problem(400, "invalid_request", problems.explain(exc.errors())) from None
         try:
-            docs = await service.test_notification(body.route, body.alert_type)
+            docs = await service.test_notification(body.route, body.alert_type, body.wait_seconds)
         except LookupError:
             raise _problem(404, "unknown_route", f"no route named {body.route!r}") from None
-        ids = [d["_id"] for d in docs]
-        deadline = time.monotonic() + body.wait_seconds
-        current = docs
-        while ids and time.monotonic() < deadline:
-            current = [await service.repo.get(i) or d for i, d in zip(ids, docs)]
-            if all(d["state"] in (State.sent.value, State.failed.value) for d in current):
-                break
-            await asyncio.sleep(0.1)
-        return {"route": body.route, "items": [public_view(d) for d in current]}
+        return {"route": body.route, "items": [public_view(d) for d in docs]}
 
-    app.include_router(router)
+    return router

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Container, Iterable, Mapping
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.mongo import TRANSIENT_ERRORS
@@ -74,6 +76,19 @@ class AlertmanagerPayload(BaseModel):
     commonAnnotations: dict[str, str] = Field(default_factory=dict)
     externalURL: str = ""
     alerts: list[AlertmanagerAlert] = Field(max_length=1000)
+
+
+# Notifications an agency key may read: the ones about its own milestones. Operational and test
+# notifications go to the programme office's operators and stay with the programme office.
+AGENCY_VISIBLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
+
+
+class NotRetryable(Exception):
+    """Only failed or waiting notifications are retried; `state` is the notification's."""
+
+    def __init__(self, state: str):
+        super().__init__(state)
+        self.state = state
 
 
 class NotifierService:
@@ -243,7 +258,46 @@ class NotifierService:
         return await self.store(list(docs.values()))
 
     # --- test notification ---------------------------------------------------------------
-    async def test_notification(self, route_name: str, alert_type: str = "missed") -> list[dict[str, Any]]:
+    async def test_notification(self, route_name: str, alert_type: str = "missed",
+                                wait_seconds: float = 0.0) -> list[dict[str, Any]]:
+        """Store one test notification per target of `route_name` (LookupError: no such route) and wait up to
+        `wait_seconds` for their outcome; the notifications as they stand then."""
+        docs = await self._store_test(route_name, alert_type)
+        ids = [d["_id"] for d in docs]
+        deadline = time.monotonic() + wait_seconds
+        while ids and time.monotonic() < deadline:
+            docs = [await self.repo.get(i) or d for i, d in zip(ids, docs)]
+            if all(d["state"] in (State.sent.value, State.failed.value) for d in docs):
+                break
+            await asyncio.sleep(0.1)  # the outcome is another task's write to MongoDB: read it again shortly
+        return docs
+
+    # --- reads and operations (the HTTP routes' one call each) ----------------------------
+    async def notifications(self, *, state: str | None, channel: str | None, milestone: str | None, limit: int,
+                            before: datetime | None, reader: Principal, agency: str | None) -> list[dict[str, Any]]:
+        """Newest first. The programme office reads all (or `agency`'s); an agency key the notifications about
+        its own milestones; operational and test notifications stay with the programme office."""
+        scope = reader.read_scope(agency)  # 403 for a survey key or another agency's filter
+        return await self.repo.list(state=state, channel=channel, milestone=milestone, limit=limit, before=before,
+                                    agency=scope, kinds=None if reader.reads_all else AGENCY_VISIBLE_KINDS)
+
+    async def retry(self, notification_id: str) -> dict[str, Any]:
+        """Make a failed or waiting notification due now and wake the dispatcher; LookupError: no such
+        notification; NotRetryable: it is in another state."""
+        doc = await self.repo.retry_now(notification_id, self.clock())
+        if doc is None:
+            existing = await self.repo.get(notification_id)
+            if existing is None:
+                raise LookupError(notification_id)
+            raise NotRetryable(existing["state"])
+        self.wake_dispatcher()
+        return doc
+
+    def wake_dispatcher(self) -> None:
+        """New work is due now: the dispatcher claims it without waiting for its tick."""
+        self.wake.set()
+
+    async def _store_test(self, route_name: str, alert_type: str) -> list[dict[str, Any]]:
         route = self.routing.route(route_name)
         if route is None:
             raise LookupError(route_name)

@@ -84,5 +84,5 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                              description="Turns roadmap alerts and Alertmanager alerts into notifications (e-mail, "
                                          "webhook, Slack, Teams, LINE) to the people responsible, with retries and reminders.")
     app.state.notifier = service
-    entrypoints.mount(app, runtime, service)
+    app.include_router(entrypoints.build_router(service, runtime))
     return app

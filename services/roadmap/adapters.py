@@ -4,7 +4,8 @@ and the pre-aggregated figures that the summary endpoint and the metrics read.""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
@@ -19,6 +20,30 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # grow by about 2x and the first non-empty one holds few documents (a sort would fetch them all).
 _WINDOWS = tuple(timedelta(seconds=s) for s in (60, 600, 3600, 6 * 3600)) + tuple(
     timedelta(days=2 ** k) for k in range(10)) + (timedelta(days=100 * 366),)
+
+
+@dataclass(frozen=True)
+class MilestoneFilter:
+    """What a milestone list may be narrowed by (typed values; the repository turns them into a query)."""
+
+    workstream: str | None = None
+    owner_agency: str | None = None
+    status: str | None = None
+    due_before: date | None = None  # inclusive
+    due_after: date | None = None  # inclusive
+
+
+def _query(where: MilestoneFilter) -> dict[str, Any]:
+    query: dict[str, Any] = {name: value for name in ("workstream", "owner_agency", "status")
+                             if (value := getattr(where, name)) is not None}
+    due: dict[str, str] = {}
+    if where.due_before is not None:
+        due["$lte"] = where.due_before.isoformat()  # ISO dates sort as strings
+    if where.due_after is not None:
+        due["$gte"] = where.due_after.isoformat()
+    if due:
+        query["due_date"] = due
+    return query
 
 
 class MilestoneRepository:
@@ -87,12 +112,12 @@ class MilestoneRepository:
         return [d async for d in self.milestones.find(query, {"facts": 0, "timeline": 0, "progress_history": 0,
                                                               "due_history": 0})]
 
-    async def find(self, query: Mapping[str, Any], *, limit: int, skip: int = 0) -> list[dict[str, Any]]:
-        cursor = self.milestones.find(dict(query), {"facts": 0}).sort([("deadline", ASCENDING), ("_id", ASCENDING)])
+    async def find(self, where: MilestoneFilter, *, limit: int, skip: int = 0) -> list[dict[str, Any]]:
+        cursor = self.milestones.find(_query(where), {"facts": 0}).sort([("deadline", ASCENDING), ("_id", ASCENDING)])
         return [d async for d in cursor.skip(skip).limit(limit)]
 
-    async def count(self, query: Mapping[str, Any]) -> int:
-        return await self.milestones.count_documents(dict(query))
+    async def count(self, where: MilestoneFilter) -> int:
+        return await self.milestones.count_documents(_query(where))
 
     async def get(self, milestone_id: str) -> dict[str, Any] | None:
         return await self.milestones.find_one({"_id": milestone_id}, {"facts": 0})

@@ -12,12 +12,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
+from services.common.app import Runtime
+from services.common.auth import READ_RESPONSES, Principal
 from services.common.params import AgencyFilter, IsoDate
 from services.contracts.common_types import Workstream
 from services.contracts.thai_calendar import format_thai_date
-from services.roadmap.adapters import MilestoneRepository
-from services.roadmap.confidence import confidence_rule
+from services.roadmap.adapters import MilestoneFilter
 from services.roadmap.domain import Status
 from services.roadmap.handlers import RoadmapService
 
@@ -36,8 +36,9 @@ def present(doc: dict[str, Any], *, full: bool = True) -> dict[str, Any]:
     return out
 
 
-def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKeyAuth) -> APIRouter:
+def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
     router = APIRouter(tags=["roadmap"])
+    auth = runtime.auth
 
     @router.get("/v1/milestones", summary="Milestones, filtered (รายการหมุดหมาย)", responses=READ_RESPONSES)
     async def list_milestones(
@@ -50,51 +51,25 @@ def read_router(repo: MilestoneRepository, service: RoadmapService, auth: ApiKey
         offset: int = Query(0, ge=0, le=1_000_000),
         principal: Principal = Depends(auth),
     ) -> dict[str, Any]:
-        query: dict[str, Any] = {}
-        if workstream:
-            query["workstream"] = workstream.value
-        owner = principal.read_scope(agency)  # an agency key lists its own milestones; another agency: 403
-        if owner:
-            query["owner_agency"] = owner
-        if status:
-            query["status"] = status.value
-        due: dict[str, str] = {}
-        if due_before:
-            due["$lte"] = due_before.isoformat()
-        if due_after:
-            due["$gte"] = due_after.isoformat()
-        if due:
-            query["due_date"] = due  # ISO dates sort as strings
-        items = await repo.find(query, limit=limit, skip=offset)
-        return {"total": await repo.count(query), "limit": limit, "offset": offset,
-                "items": [present(d, full=False) for d in items]}
+        where = MilestoneFilter(workstream=workstream.value if workstream else None,
+                                owner_agency=principal.read_scope(agency),  # an agency: its own; another: 403
+                                status=status.value if status else None, due_before=due_before, due_after=due_after)
+        total, items = await service.list_milestones(where, limit=limit, offset=offset)
+        return {"total": total, "limit": limit, "offset": offset, "items": [present(d, full=False) for d in items]}
 
     @router.get("/v1/milestones/{milestone_id}", summary="One milestone with its history (หมุดหมายและประวัติ)",
                 responses={**READ_RESPONSES, 404: {"description": "no such milestone, or another agency's",
                                                    "content": {"application/problem+json": {}}}})
     async def get_milestone(milestone_id: str, principal: Principal = Depends(auth)) -> dict[str, Any]:
-        doc = await repo.get(milestone_id)
-        if doc is None or not principal.may_see(doc.get("owner_agency")):  # 404: existence is not revealed
+        doc = await service.milestone(milestone_id, principal)
+        if doc is None:  # 404 also for another agency's: existence is not revealed
             raise HTTPException(404, {"reason": "milestone_not_found", "detail": f"no milestone {milestone_id!r}"})
         return present(doc)
 
     @router.get("/v1/summary", summary="Counts, delivery confidence and next due milestones (สรุปสถานะ)",
                 responses=READ_RESPONSES)
     async def summary(principal: Principal = Depends(auth)) -> dict[str, Any]:
-        stats = await repo.read_stats()
-        if stats is None:
-            stats = await service.refresh_stats()
-        stats = {k: v for k, v in stats.items() if k != "_id"}
-        stats["rule"] = CONFIDENCE_RULE
-        # Counts and confidence are programme-wide (national totals, readable by every agency); the list of
-        # next due milestones names milestones, so an agency sees only its own.
-        owner = principal.read_scope(None)
-        stats["next_due_agency"] = owner
-        stats["next_due"] = [present(d, full=False) for d in await repo.next_due(10, owner)]
-        return stats
+        stats = await service.summary(principal.read_scope(None))
+        return {**stats, "next_due": [present(d, full=False) for d in stats["next_due"]]}
 
     return router
-
-
-# Generated from the thresholds in confidence.py, so the text cannot drift from the rule.
-CONFIDENCE_RULE = confidence_rule()

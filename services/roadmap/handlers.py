@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
@@ -18,8 +19,8 @@ from services.common.loops import NextRun
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import MILESTONE_PLANNED
 from services.roadmap import domain
-from services.roadmap.adapters import MilestoneRepository
-from services.roadmap.confidence import compute_stats
+from services.roadmap.adapters import MilestoneFilter, MilestoneRepository
+from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES, Status
 from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
@@ -27,6 +28,8 @@ from services.roadmap.settings import RoadmapSettings
 log = logging.getLogger(__name__)
 WATCHER_SOURCE = "/services/roadmap/watcher"
 MAX_CASCADE_DEPTH = 10
+# Generated from the thresholds in confidence.py, so the text cannot drift from the rule.
+CONFIDENCE_RULE = confidence_rule()
 
 
 class RoadmapService:
@@ -285,6 +288,28 @@ class RoadmapService:
             raise
         finally:
             await asyncio.sleep(self.settings.stats_refresh_seconds)
+
+    # --- reads (the HTTP routes' one call each) ----------------------------------------------
+    async def list_milestones(self, where: MilestoneFilter, *, limit: int, offset: int) -> tuple[int, list[dict[str, Any]]]:
+        """The total matching `where` and one page of it, by deadline."""
+        return await self.repo.count(where), await self.repo.find(where, limit=limit, skip=offset)
+
+    async def milestone(self, milestone_id: str, principal: Principal) -> dict[str, Any] | None:
+        """None also for another agency's milestone: its existence is not revealed."""
+        doc = await self.repo.get(milestone_id)
+        return doc if doc is not None and principal.may_see(doc.get("owner_agency")) else None
+
+    async def summary(self, next_due_owner: str | None) -> dict[str, Any]:
+        """Programme-wide counts and confidence (national totals) with the rule's text, and the next due
+        milestones of `next_due_owner` (None: all): those name milestones, so an agency sees only its own."""
+        stats = await self.repo.read_stats()
+        if stats is None:
+            stats = await self.refresh_stats()
+        stats = {k: v for k, v in stats.items() if k != "_id"}
+        stats["rule"] = CONFIDENCE_RULE
+        stats["next_due_agency"] = next_due_owner
+        stats["next_due"] = await self.repo.next_due(10, next_due_owner)
+        return stats
 
     # --- figures -----------------------------------------------------------------------------
     async def refresh_stats(self) -> dict[str, Any]:

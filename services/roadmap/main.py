@@ -11,7 +11,7 @@ from services.common.clock import Clock, utc_now
 from services.contracts.events import ROADMAP_INPUT_TYPES
 from services.contracts.topics import ROADMAP_EVENTS
 from services.roadmap.adapters import MilestoneRepository
-from services.roadmap.entrypoints import read_router
+from services.roadmap.entrypoints import build_router
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapCollector, RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
@@ -41,6 +41,6 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
     app = create_service_app(runtime, title="Roadmap service · บริการติดตามแผนงาน",
                              description="Programme milestones, delivery status, at-risk and missed-milestone alerts.")
     mount_event_intake(app, runtime, ROADMAP_INPUT_TYPES)
-    app.include_router(read_router(repo, service, runtime.auth))
+    app.include_router(build_router(service, runtime))
     app.state.roadmap = service
     return app

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from services.common import openapi
+from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
-from services.common.http_ingest import problem, rate_limited, read_json
+from services.common.http_ingest import problem, read_json_rated
 from services.common.params import AgencyFilter
 from services.common.ratelimit import TokenBucket
-from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.training import xapi
 from services.training.handlers import TrainingService, XapiIntake
@@ -20,20 +20,26 @@ from services.training.handlers import TrainingService, XapiIntake
 FiscalYear = Annotated[int, Query(ge=2560, le=2600, description="Thai fiscal year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)")]
 
 
-def readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
+def build_router(service: TrainingService, runtime: Runtime) -> APIRouter:
+    """The readiness reads and the xAPI statement resource (which shares the `/v1/events` budget per key)."""
+    router = APIRouter()
+    router.include_router(_readiness_router(service, runtime.auth))
+    if service.xapi is not None and runtime.intake is not None:
+        router.include_router(_xapi_router(service.xapi, runtime.auth, runtime.settings.ingest_max_body_bytes,
+                                           runtime.intake.limiter))
+    return router
+
+
+def _readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
     """Agency or programme-office key. An agency reads its own rows plus the national total (`agency`
     omitted means its own); naming another agency answers 403. The programme office reads every agency."""
     router = APIRouter(tags=["readiness"])
 
     @router.get("/v1/readiness", summary="ความพร้อมบุคลากรเทียบเป้าหมาย · Readiness against target",
-                responses={**READ_RESPONSES, 404: {"description": "unknown agency code",
-                                                   "content": {"application/problem+json": {}}}})
+                responses=READ_RESPONSES)
     async def readiness(fiscal_year: FiscalYear, agency: AgencyFilter = None,
                         competency: Competency | None = None, principal: Principal = Depends(auth)) -> dict[str, Any]:
-        if agency is not None and agency not in get_registry():
-            raise HTTPException(404, detail={"reason": "unknown_agency", "detail": f"unknown agency code {agency[:40]!r}"})
-        scope = principal.read_scope(agency)
-        return await service.readiness(fiscal_year, scope, competency.value if competency else None)
+        return await service.readiness(fiscal_year, principal.read_scope(agency), competency.value if competency else None)
 
     @router.get("/v1/readiness/laggards", responses=READ_RESPONSES,
                 summary="หน่วยงานที่ล่าช้ากว่าแผน · Agencies furthest behind a linear path to target")
@@ -44,7 +50,7 @@ def readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
     return router
 
 
-def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: TokenBucket | None = None) -> APIRouter:
+def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: TokenBucket) -> APIRouter:
     """`limiter`: the service's per-key event budget (shared with /v1/events), counted in statements."""
     router = APIRouter(tags=["xAPI"])
     version = {xapi.VERSION_HEADER: xapi.VERSION}
@@ -52,25 +58,16 @@ def xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: 
     async def handle(request: Request, put_id: str | None) -> Response:
         if not xapi.version_ok(request.headers.get(xapi.VERSION_HEADER)):
             return problem(400, "xapi_version_required", f"send {xapi.VERSION_HEADER}: 1.0.3 (1.0.x accepted)", headers=version)
-        try:
+        try:  # authenticated here, after the version check, so a problem answer carries the version header too
             principal = await auth(request)
         except HTTPException as exc:
             return problem(exc.status_code, exc.detail["reason"], exc.detail["detail"],
                            headers={**version, **(exc.headers or {})})
-        # Authenticated on headers alone; one token before the body is read, the rest once statements are counted.
-        if limiter is not None and (wait := limiter.take(principal.key_id)) > 0:
-            answer = rate_limited(wait, "statements")
-            answer.headers.update(version)
-            return answer
-        payload = await read_json(request, body_limit, max_items=intake.max_statements,
-                                  too_many_reason="too_many_statements", headers=version)
+        payload = await read_json_rated(request, principal, limiter, body_limit, what="statements",
+                                        max_items=intake.max_statements, too_many_reason="too_many_statements",
+                                        headers=version)
         if isinstance(payload, JSONResponse):
             return payload
-        if limiter is not None and isinstance(payload, list) and len(payload) > 1 \
-                and (wait := limiter.take(principal.key_id, len(payload) - 1)) > 0:
-            answer = rate_limited(wait, "statements")
-            answer.headers.update(version)
-            return answer
         outcome = await intake.submit(payload, principal, put_id)
         if outcome.reason is not None:
             headers = dict(version)

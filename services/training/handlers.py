@@ -39,10 +39,12 @@ class Pseudonymiser:
 
 
 class TrainingService:
-    def __init__(self, repo: TrainingRepository, metrics: TrainingMetrics, clock: Callable[[], datetime]):
+    def __init__(self, repo: TrainingRepository, metrics: TrainingMetrics, clock: Callable[[], datetime],
+                 xapi: XapiIntake | None = None):
         self.repo = repo
         self.metrics = metrics
         self.clock = clock
+        self.xapi = xapi  # the xAPI statement intake its routes call
         # Claims this process started and did not finish (the handler failed and will be retried): nothing
         # else can be working on them, so the next batch finishes them at once instead of waiting to go stale.
         self._unfinished: set[str] = set()

@@ -10,7 +10,7 @@ from services.common.mongo import retry_transient
 from services.contracts.events import TRAINING_TYPES
 from services.contracts.topics import TRAINING_EVENTS
 from services.training.adapters import TrainingRepository
-from services.training.entrypoints import readiness_router, xapi_router
+from services.training.entrypoints import build_router
 from services.training.handlers import Pseudonymiser, TrainingService, XapiIntake
 from services.training.metrics import ReadinessCollector, TrainingMetrics
 from services.training.privacy import scrub_dead_letter
@@ -24,8 +24,8 @@ def create_app(settings: TrainingSettings | None = None, clock: Clock | None = N
     runtime = Runtime(settings)
     repo = TrainingRepository(runtime.db, clock, settings.stale_claim_seconds)
     metrics = TrainingMetrics(runtime.registry)
-    service = TrainingService(repo, metrics, clock)
     intake = XapiIntake(repo, runtime.publisher, metrics, clock, settings.xapi_max_statements)
+    service = TrainingService(repo, metrics, clock, xapi=intake)
 
     async def startup(rt: Runtime) -> None:
         await retry_transient(repo.ensure_indexes, what="training indexes")
@@ -40,9 +40,8 @@ def create_app(settings: TrainingSettings | None = None, clock: Clock | None = N
     app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
                              description="Civil-servant training completions and readiness against target, "
                                          "per agency and competency for the Thai fiscal year; xAPI intake for LMSs.")
-    ingestor = mount_event_intake(app, runtime, TRAINING_TYPES)
-    app.include_router(readiness_router(service, runtime.auth))
-    app.include_router(xapi_router(intake, runtime.auth, settings.ingest_max_body_bytes, ingestor.limiter))
+    mount_event_intake(app, runtime, TRAINING_TYPES)
+    app.include_router(build_router(service, runtime))
     app.state.training = service
     app.state.training_repo = repo
     return app
