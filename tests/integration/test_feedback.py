@@ -112,9 +112,10 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             # 40 older citizens online with low satisfaction, 160 others mostly satisfied: a significant gap.
             for i in range(40):
                 direct.append(cloudevent(TYPE, form(satisfaction=2 if i % 4 else 4), agency="dga", source="/agencies/dga/kiosk"))
-            for i in range(160):
+            for i in range(160):  # ease answered by 120 (3 of 4: 4, 5, 2), trust by 80 (every other: 5 or 1)
+                items = {**({"ease": (4, 5, 2)[i % 4 - 1]} if i % 4 else {}), **({} if i % 2 else {"trust": 1 if i % 10 == 0 else 5})}
                 direct.append(cloudevent(TYPE, form(age_group="25_34", channel="mobile_app", satisfaction=5 if i % 5 else 3,
-                                                    tech_difficulty="none", aware_of_digital_channels=True),
+                                                    tech_difficulty="none", aware_of_digital_channels=True, **items),
                                          agency="dga", source="/agencies/dga/kiosk"))
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, direct)
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, direct[:5])  # redelivery
@@ -134,6 +135,13 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             assert older_online["satisfaction_levels"] == {"1": 0, "2": 2 + 1 + 30, "3": 0, "4": 10, "5": 0}
             assert cells[("25_34", "mobile_app")]["responses"] == 161  # 160 Kafka + 1 HTTP by birth year 1995
             assert cells[("60_plus", "walk_in")]["mean_satisfaction"] == 4.0
+            # Ease and trust: over the responses that answered them, the way satisfaction is reported.
+            young_app = cells[("25_34", "mobile_app")]
+            assert young_app["ease_responses"] == 120 and young_app["ease_levels"] == {"1": 0, "2": 40, "3": 0, "4": 40, "5": 40}
+            assert young_app["mean_ease"] == round((2 + 4 + 5) * 40 / 120, 3) and young_app["share_ease_agree"] == round(80 / 120, 4)
+            assert young_app["trust_responses"] == 80 and young_app["mean_trust"] == round((16 * 1 + 64 * 5) / 80, 3)
+            assert young_app["share_trust_agree"] == 0.8 and older_online["mean_trust"] is None
+            assert body["overall"]["ease_responses"] == 120 and body["overall"]["mean_trust"] == young_app["mean_trust"]
             assert body["period_th"].startswith("1 มี.ค.") or "2569" in body["period_th"]
             assert (await client.get("/v1/experience", params={"from": "2026-03-17", "to": "2026-03-31"},
                                      headers=office)).json()["cells"] == []
@@ -161,6 +169,9 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
                 sum(c["responses"] * c["share_tech_difficulty"] for c in body["cells"]) - \
                 await _metric_sum(client, "newnormal_feedback_tech_difficulty_total", level="some")
             assert await _metric_sum(client, "newnormal_feedback_aware_total", age_group="25_34") == 161
+            assert await _metric_sum(client, "newnormal_feedback_trust_count") == 80
+            assert await _metric_sum(client, "newnormal_feedback_trust_sum") == 16 * 1 + 64 * 5
+            assert await _metric_sum(client, "newnormal_feedback_ease_bucket", le="3.0") == 40
 
             # --- Rate limiting: the bucket of a key empties (clock frozen), 429 + Retry-After, another key unaffected.
             statuses = []
@@ -226,7 +237,8 @@ def _events(n: int, start: int = 0, agency: str = "dga"):
         data = form(satisfaction=1 + i % 5, channel=["online_web", "walk_in", "call_center"][i % 3],
                     age_group=["18_24", "45_59", "60_plus"][i % 3], tech_difficulty=["none", "some", "severe"][i % 3],
                     aware_of_digital_channels=bool(i % 2), submitted_at=f"2026-03-{1 + i % 28:02d}T23:30:00+07:00",
-                    comment=f"โทร 08{i % 10}-234-5678", agency=agency)
+                    comment=f"โทร 08{i % 10}-234-5678", agency=agency,
+                    **({"ease": 1 + i % 5} if i % 4 else {}), **({"trust": 5 - i % 5} if i % 3 else {}))
         out.append(prepare(make_event(TYPE, data, agency=agency, source=f"/agencies/{agency}/kiosk", id=f"r-{i}")))
     return out
 
@@ -286,11 +298,56 @@ async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
         totals = await repo.totals_documents()
         assert sum(t["responses"] for t in totals) == 175 == await db.events.count_documents({})
         assert await db.events.count_documents({"data.comment": {"$regex": "08"}}) == 0
-        before = sorted((t["_id"], t["responses"], t["satisfaction_sum"]) for t in totals)
+        # Ease and trust roll up exactly once too: equal to the stored responses' answers.
+        answers = {item: [d["data"][item] async for d in db.events.find({f"data.{item}": {"$exists": True}})]
+                   for item in ("ease", "trust")}
+        for item, given in answers.items():
+            assert sum(t.get(f"{item}_sum", 0) for t in totals) == sum(given) and given
+            assert sum(t.get(f"{item}_{level}", 0) for t in totals for level in range(1, 6)) == len(given)
+        fields = ("responses", "satisfaction_sum", "ease_sum", "ease_5", "trust_sum", "trust_1")
+        before = sorted((t["_id"], *(t.get(f, 0) for f in fields)) for t in totals)
         result = await repo.recount()
         assert result["responses"] == 175
-        assert sorted((t["_id"], t["responses"], t["satisfaction_sum"]) for t in await repo.totals_documents()) == before
+        assert sorted((t["_id"], *(t.get(f, 0) for f in fields)) for t in await repo.totals_documents()) == before
         assert await repo.rollup_differences() == []
         assert await repo.store(b) == set() and await repo.rollup_differences() == []  # still idempotent after a recount
+    finally:
+        await db.client.close()
+
+
+async def test_an_agency_reader_gets_ease_and_trust_suppressed_by_their_own_answer_counts(settings_for):
+    """A cell big enough to publish may hold few answers to an optional item: those answers (and a complement)
+    are hidden from an agency reader, the programme office sees them all."""
+    settings = settings_for(FeedbackSettings, feedback_min_published_cell=10)
+    app = create_app(settings, clock=lambda: NOW)
+    dga = {"x-api-key": await make_key(settings, "dga")}
+    office = {"x-api-key": await make_key(settings, "opdc", "programme_office")}
+    db = db_of(settings)
+    repo = FeedbackRepository(db, clock=lambda: NOW)
+    # 3 cells of 20 responses: trust answered by 2, 9 and 20 of them; ease by all.
+    cells = [("online_web", "60_plus", 2), ("walk_in", "45_59", 9), ("mobile_app", "25_34", 20)]
+    events = []
+    for channel, age_group, trusting in cells:
+        for i in range(20):
+            data = form(channel=channel, age_group=age_group, ease=4, agency="dga",
+                        **({"trust": 1} if i < trusting else {}))
+            events.append(prepare(make_event(TYPE, data, agency="dga", source="/agencies/dga/kiosk",
+                                             id=f"{channel}-{age_group}-{i}")))
+    try:
+        async with running(app) as client:
+            await repo.store(events)
+            params = {"from": "2026-03-01", "to": "2026-03-31", "agency": "dga"}
+            seen = (await client.get("/v1/experience", params=params, headers=dga)).json()
+            by_cell = {(c["channel"], c["age_group"]): c for c in seen["cells"]}
+            assert all(c["responses"] == 20 and c["mean_ease"] == 4.0 and not c["suppressed"] for c in seen["cells"])
+            # 2 answers hidden, and the next smallest (9) with them: the overall minus the rest gives 11, not 2.
+            assert [by_cell[(ch, a)]["mean_trust"] for ch, a, _ in cells] == [None, None, 1.0]
+            assert by_cell[("online_web", "60_plus")]["trust_responses"] is None
+            assert seen["overall"]["trust_responses"] == 31 and seen["overall"]["mean_trust"] == 1.0
+            assert seen["suppression"]["items"]["trust"] == {"suppressed_cells": 2, "overall_suppressed": False}
+            everything = (await client.get("/v1/experience", params=params, headers=office)).json()
+            assert [c["trust_responses"] for c in everything["cells"]] != [] and \
+                {(c["channel"], c["age_group"]): c["trust_responses"] for c in everything["cells"]} == \
+                {(ch, a): n for ch, a, n in cells}
     finally:
         await db.client.close()
