@@ -48,9 +48,9 @@ def report_notifications(service: Any, event: Event, now: datetime) -> list[dict
             key = idempotency_key(event.id, target.recipient, target.channel)
             if key in docs:
                 continue
-            # Not urgent: a report waits for working hours like a reminder does.
+            # Sent when announced: the reports service's schedule (day of the month) already says when.
             doc = service._doc(key=key, kind=Kind.report, alert_type=REPORT_TYPE, event_id=event.id,
-                               event_time=event.time, target=target, route=route, urgent=False, now=now, agency=agency)
+                               event_time=event.time, target=target, route=route, urgent=True, now=now, agency=agency)
             doc["report"] = data
             docs[key] = doc
     return list(docs.values())
