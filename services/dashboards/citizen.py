@@ -1,4 +1,4 @@
-"""4. Citizen experience: satisfaction by age group × channel, tech difficulty, awareness, response volumes."""
+"""4. Citizen experience: satisfaction, trust and ease by age group × channel, tech difficulty, awareness, volumes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.dashboards.panels import (
     db_increase,
     matrix_panel,
     mean_satisfaction,
+    mean_score,
     new_dashboard,
     query,
     row,
@@ -31,8 +32,8 @@ def _mean(by: str) -> str:
 
 def build():
     return (
-        new_dashboard(UID, TITLE, "ความพึงพอใจ (1–5) ความยากในการใช้เทคโนโลยี และการรับรู้ ตามกลุ่มอายุและช่องทาง · "
-                      "Satisfaction (1–5), technology difficulty and awareness by age group and channel.")
+        new_dashboard(UID, TITLE, "ความพึงพอใจ ความเชื่อมั่น ความง่าย (1–5) ความยากในการใช้เทคโนโลยี และการรับรู้ ตามกลุ่มอายุและช่องทาง · "
+                      "Satisfaction, trust, ease (1–5), technology difficulty and awareness by age group and channel.")
         .with_variable(age_group_variable())
         .with_variable(channel_variable())
         .with_row(row("ความพึงพอใจ · Satisfaction"))
@@ -57,6 +58,22 @@ def build():
             [query(_mean("age_group, channel"), "", instant=True, table_format=True)],
             row_field="age_group", column_field="channel", unit="none", min_val=1, max_val=5,
             steps=SATISFACTION_STEPS, h=9))
+        .with_row(row("ความเชื่อมั่นและความง่าย · Trust and ease"))
+        .with_panel(stat_panel(
+            "ความเชื่อมั่นเฉลี่ย · Mean trust",
+            [query(mean_score("trust", "$__range", "", SEL), "เฉลี่ย · Mean", instant=True)],
+            unit="none", decimals=2, w=6, h=8, steps=SATISFACTION_STEPS,
+            description="ความเชื่อมั่นต่อบริการ 1–5 เฉลี่ยจากผู้ที่ตอบข้อนี้ (ข้อหลักของงานประสบการณ์ผู้รับบริการภาครัฐ) · "
+                        "Trust in the service, 1–5, over the responses that answered it (the headline CX item)."))
+        .with_panel(matrix_panel(
+            "ความเชื่อมั่นเฉลี่ย กลุ่มอายุ × ช่องทาง · Mean trust, age group × channel",
+            [query(mean_score("trust", "$__range", "age_group, channel", SEL), "", instant=True, table_format=True)],
+            row_field="age_group", column_field="channel", unit="none", min_val=1, max_val=5,
+            steps=SATISFACTION_STEPS, w=10, h=8))
+        .with_panel(bargauge_panel(
+            "ความง่ายในการใช้บริการเฉลี่ยรายกลุ่มอายุ · Mean ease by age group",
+            [query(mean_score("ease", "$__range", "age_group", SEL), "{{age_group}}", instant=True)],
+            unit="none", min_val=1, max_val=5, steps=SATISFACTION_STEPS, w=8, h=8))
         .with_row(row("ความยากในการใช้เทคโนโลยี · Technology difficulty"))
         .with_panel(bargauge_panel(
             "สัดส่วนที่ใช้ยาก (บ้าง/มาก) รายกลุ่มอายุ · Share with some or severe difficulty",

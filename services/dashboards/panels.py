@@ -289,9 +289,14 @@ def share_with_difficulty(window: str, by: str, selector: str = "") -> str:
 
 
 def mean_satisfaction(window: str, by: str, selector: str = "") -> str:
+    return mean_score("satisfaction", window, by, selector)
+
+
+def mean_score(item: str, window: str, by: str, selector: str = "") -> str:
+    """Mean of a 1-5 feedback histogram (satisfaction, ease, trust): sum over count of the answers given."""
     keep = "channel, age_group"
-    return (f"{db_increase('newnormal_feedback_satisfaction_sum', window, by, keep, selector)}"
-            f" / ({db_increase('newnormal_feedback_satisfaction_count', window, by, keep, selector)} > 0)")
+    return (f"{db_increase(f'newnormal_feedback_{item}_sum', window, by, keep, selector)}"
+            f" / ({db_increase(f'newnormal_feedback_{item}_count', window, by, keep, selector)} > 0)")
 
 
 def quantile(q: float, metric: str, by: str = "", selector: str = "", window: str = "$__rate_interval") -> str:

@@ -220,6 +220,7 @@ class Traffic:
                     "satisfaction": self.rng.randint(1, 3) if age in older else self.rng.randint(3, 5),
                     "tech_difficulty": (TechDifficulty("severe") if severe else self.rng.choice(list(TechDifficulty))).value,
                     "aware_of_digital_channels": self.rng.random() < 0.6,
+                    "ease": self.rng.randint(1, 5), "trust": self.rng.randint(2, 5),  # the trust and ease panels
                     "submitted_at": self.now.isoformat()}, agency=agency))
         return out
 
