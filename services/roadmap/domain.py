@@ -15,7 +15,7 @@ Status rules (highest first):
   in_progress progress > 0
   planned     otherwise
 
-Delivery confidence (Red / Amber / Green) over these statuses is in `confidence.py`.
+Delivery confidence (five-point scale, Green to Red) over these statuses is in `confidence.py`.
 """
 
 from __future__ import annotations
