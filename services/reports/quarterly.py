@@ -23,6 +23,9 @@ from services.contracts.thai_calendar import format_thai_datetime
 from services.reports import domain
 
 SLIP_FLAG_DAYS = 30
+# Schedule changes printed in the PDF: every flagged one first, then the largest slips. The XLSX and HTML list
+# every change; past a few hundred rows a printed table is unreadable and WeasyPrint needs seconds per page.
+PDF_SCHEDULE_ROWS = 150
 ROADMAP_COUNT_COLUMNS = ("planned", "in_progress", "at_risk", "missed", "completed", "cancelled", "unplanned")
 
 
@@ -214,13 +217,19 @@ def _awareness(s: domain.AwarenessSection) -> Table:
                        for a in s.by_age))
 
 
-def _schedule(r: QuarterlyReport) -> Table:
+def printed_slips(slips: Sequence[Slip], limit: int | None = None) -> tuple[Slip, ...]:
+    """The schedule changes the PDF prints: flagged ones first (largest slip first), then the largest others."""
+    limit = PDF_SCHEDULE_ROWS if limit is None else limit
+    return tuple(sorted(slips, key=lambda s: (not s.flagged, -s.variance_days, s.milestone_id))[:limit])
+
+
+def schedule_table(r: QuarterlyReport, slips: Sequence[Slip] | None = None) -> Table:
     return Table("schedule", ("การเปลี่ยนแปลงกำหนดส่งมอบ", "Schedule changes"),
                  ("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "status", "baseline_due_date",
                   "current_due_date", "variance_days", "stated_reason", "flag_over_30_days_no_reason"),
                  tuple((s.milestone_id, s.title_th, s.title_en, s.workstream, s.owner_agency, s.status,
                         s.baseline_due_date, s.due_date, s.variance_days, s.reason or "", s.flagged)
-                       for s in r.slips))
+                       for s in (r.slips if slips is None else slips)))
 
 
 def tables(report: QuarterlyReport) -> dict[str, Table]:
@@ -233,7 +242,7 @@ def tables(report: QuarterlyReport) -> dict[str, Table]:
         "regulation": _workstreams(ov.regulation), "regulation_late": _late(ov.regulation),
         "readiness": readiness, "readiness_laggards": laggards,
         "access": _access(ov.access), "awareness": _awareness(ov.awareness),
-        "schedule_changes": _schedule(report),
+        "schedule_changes": schedule_table(report),
     }
 
 

@@ -109,6 +109,8 @@ def heat_table(hm: domain.HeatMap) -> dict[str, Any]:
 def render_html(report: quarterly.QuarterlyReport, *, for_print: bool = False) -> str:
     ov = report.overview
     sheets = quarterly.tables(report)
+    printed = quarterly.printed_slips(report.slips) if for_print else report.slips
+    sheets["schedule_changes"] = quarterly.schedule_table(report, printed)
     charts = {"heatmaps": [heat_table(h) for h in ov.access.heatmaps if h.reported]}
     return pages.TEMPLATES.get_template("quarterly.html").render(
         r=report, ov=ov, t={name: printable(t) for name, t in sheets.items()}, charts=charts, for_print=for_print,
@@ -117,4 +119,4 @@ def render_html(report: quarterly.QuarterlyReport, *, for_print: bool = False) -
         quarter_label=report.quarter.label("th"),
         period=(format_thai_date(report.quarter.start, "long"), format_thai_date(report.period_end, "long")),
         as_of=pages.be_datetime(report.data_as_of, "th"), flag_days=quarterly.SLIP_FLAG_DAYS,
-        fmt=svg.fmt, label=lambda mapping, key: domain.label(mapping, key, "th"))
+        printed_slips=len(printed), fmt=svg.fmt, label=lambda mapping, key: domain.label(mapping, key, "th"))

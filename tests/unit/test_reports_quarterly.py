@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import subprocess
+import sys
 from datetime import UTC, date, datetime
 
 import httpx
@@ -278,7 +279,7 @@ def get(client, key: str | None, **params):
     (AGENCY, {"agency": "rd"}, 403, "agency_not_allowed"),
     (PO, {"fiscal_year": 2026}, 400, "invalid_fiscal_year"),
     (PO, {"quarter": 9}, 400, "invalid_quarter"),
-    (PO, {"quarter": 4}, 400, "quarter_not_started"),
+    (PO, {"quarter": 4}, 404, "quarter_not_started"),
 ])
 def test_route_refuses_with_the_shared_reasons(client, key, params, status, reason):
     answer = get(client, key, **params)
@@ -394,3 +395,28 @@ async def test_delivery_archives_three_formats_and_announces_once():
     assert data["flagged_slips"] == 1 and data["schedule_changes"] == 3
     assert data["section_status"]["regulation"] == "red"
     assert len(event.to_kafka().value) < 64 * 1024  # a link, not the document
+
+
+def test_the_pdf_prints_flagged_changes_first_and_points_to_the_full_list():
+    slips = [quarterly.Slip(f"M-{i:04d}", "t", "t", "roadmap_governance", "dga", "in_progress", "2026-01-01",
+                            "2026-03-01", i, None if i % 100 == 0 else "ok", i % 100 == 0 and i > 30)
+             for i in range(1, 1001)]
+    printed = quarterly.printed_slips(slips, 20)
+    assert [s.milestone_id for s in printed[:10]] == [f"M-{i:04d}" for i in range(1000, 0, -100)]  # all 10 flagged
+    assert [s.variance_days for s in printed[10:]] == list(range(999, 989, -1))  # then the largest slips
+
+
+async def test_a_long_schedule_is_complete_in_xlsx_and_html_and_capped_in_the_pdf(monkeypatch):
+    extra = [{"milestone_id": f"B-{i:04d}", "status": "in_progress", "due_date": "2026-08-30",
+              "baseline_due_date": "2026-07-01", "workstream": "technology_access", "owner_agency": "dga",
+              "title_th": f"หมุดหมาย {i}", "title_en": f"M {i}"} for i in range(400)]
+    monkeypatch.setattr(sys.modules[__name__], "MILESTONES", MILESTONES + extra)
+    monkeypatch.setattr(quarterly, "PDF_SCHEDULE_ROWS", 30)
+    report = await build()
+    assert len(report.slips) == report.slips_total == 403
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    assert book["schedule_changes"].max_row == 404
+    assert render(report, "html").decode().count("<tr") > 403
+    text = pdftotext(render(report, "pdf"))
+    assert "RD-7" in text and "schedule_changes" in text and "403" in text
+    assert "B-0000" in text and "B-0399" not in text  # the flagged one, then the largest slips (ties by id)
