@@ -61,11 +61,15 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
                     "from the read APIs at this moment. Sheets and columns of the XLSX: docs/reports.md.",
         response_class=Response,
         responses={**READ_RESPONSES, 400: {"description": "bad parameter (`reason` says which)"},
+                   404: {"description": "the quarter has not started yet (`quarter_not_started`)"},
                    200: {"content": {m: {} for m in FORMATS.values()}},
                    503: {"description": "every read API failed: no report to make"}})
     async def quarterly_report(
-        fiscal_year: int = Query(..., description="Buddhist-era fiscal year, e.g. 2569 (1 Oct 2025 - 30 Sep 2026)"),
-        quarter: int = Query(..., description="1-4; Q1 = October-December"),
+        # Bounds documented, checked by quarterly.quarter_of with their own reasons (invalid_fiscal_year, ...).
+        fiscal_year: int = Query(..., json_schema_extra={"minimum": 2560, "maximum": 2700},
+                                 description="Buddhist-era fiscal year, e.g. 2569 (1 Oct 2025 - 30 Sep 2026)"),
+        quarter: int = Query(..., json_schema_extra={"minimum": 1, "maximum": 4},
+                             description="1-4; Q1 = October-December"),
         agency: AgencyFilter = None,
         format: Literal["pdf", "html", "xlsx"] = Query("pdf", description="document format"),
         principal: Principal = Depends(auth),
@@ -77,7 +81,9 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
                 report = await reports.build(fiscal_year, quarter, scope)
             except quarterly.ReportRequestError as exc:
                 outcome = "rejected"
-                raise HTTPException(400, detail={"reason": exc.reason, "detail": exc.detail}) from None
+                # A quarter that has not started has no report yet: not found, like any record not there.
+                status = 404 if exc.reason == "quarter_not_started" else 400
+                raise HTTPException(status, detail={"reason": exc.reason, "detail": exc.detail}) from None
             if len(report.unavailable) == 3:
                 raise HTTPException(503, detail={"reason": "upstream_unavailable",
                                                  "detail": "no read API answered: try again shortly"})
