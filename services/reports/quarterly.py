@@ -111,15 +111,26 @@ def stated_reason(detail: Mapping[str, Any] | None) -> str | None:
     return None
 
 
+def reason_known(item: Mapping[str, Any]) -> bool:
+    """The list item says its stated reason (`latest_reason`, None when none was stated); an item projected
+    before the roadmap API gave it needs its detail (due history) instead."""
+    return "latest_reason" in item
+
+
 def slip_of(item: Mapping[str, Any], detail: Mapping[str, Any] | None) -> Slip:
     variance = _variance(item)
-    reason = stated_reason(detail) if detail is not None else None
+    if detail is not None:
+        reason = stated_reason(detail)
+    elif reason_known(item):
+        reason = stated_reason({"due_history": [{"reason": item.get("latest_reason")}]})
+    else:
+        reason = None
     return Slip(str(item.get("milestone_id")), str(item.get("title_th") or ""),
                 str(item.get("title_en") or item.get("title_th") or ""), str(item.get("workstream") or ""),
                 str(item.get("owner_agency") or ""), str(item.get("status") or ""),
                 str(item.get("baseline_due_date"))[:10], str(item.get("due_date"))[:10], variance, reason,
                 # Unknown history (its fetch failed) is not "no reason": only a known silence is flagged.
-                detail is not None and variance > SLIP_FLAG_DAYS and reason is None)
+                (detail is not None or reason_known(item)) and variance > SLIP_FLAG_DAYS and reason is None)
 
 
 def build_quarterly(inputs: domain.Inputs, slip_details: Mapping[str, Mapping[str, Any]], rules: domain.Rules,

@@ -4,8 +4,9 @@
     report = await reports.build(fiscal_year, quarter, agency)   # quarterly.QuarterlyReport (ReportRequestError: 400)
     body, media_type, filename = await reports.document(report, "pdf")   # rendering runs in a worker thread
 
-The overview's inputs are fetched once (ReportsService.inputs, for the quarter asked); the due history of every
-milestone whose due date moved is fetched on top (bounded concurrency), for its stated reason.
+The overview's inputs are fetched once (ReportsService.inputs, for the quarter asked). A moved milestone's stated
+reason comes with the list (`latest_reason`); only an item projected before the roadmap API gave it costs a
+detail request (its due history; bounded concurrency).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class QuarterlyReports:
         q = quarterly.validate_request(fiscal_year, quarter, bangkok_day(now))
         inputs = await self.service.inputs(agency, bangkok_day(now), q)
         changed = quarterly.moved(inputs.milestones or [], agency)[: self.max_slips]
-        details = await self._details([str(m.get("milestone_id")) for m in changed], inputs)
+        unknown = [str(m.get("milestone_id")) for m in changed if not quarterly.reason_known(m)]
+        details = await self._details(unknown, inputs)
         return quarterly.build_quarterly(inputs, details, self.service.rules(), now, max_slips=self.max_slips)
 
     async def _details(self, ids: list[str], inputs: Any) -> Mapping[str, Mapping[str, Any]]:

@@ -393,6 +393,9 @@ def _due_fields(replay: Replay, status: Status) -> dict[str, Any]:
         "open_deadline": end_of_bangkok_day(due) if due and status in OPEN_STATUSES else None,
         "due_history": history,
         "reschedule_count": sum(1 for h in history if h["change"] == "rescheduled"),
+        # The stated reason of the latest due-date change, in the list too (the list omits due_history): the
+        # quarterly report prints it for every moved milestone without one detail request each.
+        "latest_reason": next((h["reason"] for h in reversed(history) if h.get("reason")), None),
     }
 
 

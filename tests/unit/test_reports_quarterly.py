@@ -424,11 +424,12 @@ async def test_a_long_schedule_is_complete_in_xlsx_and_html_and_capped_in_the_pd
 
 async def test_the_lists_latest_reason_spares_a_detail_request_per_moved_milestone(monkeypatch):
     listed = [{**m, "latest_reason": HISTORY.get(m["milestone_id"], [{}])[-1].get("reason") or None} for m in MILESTONES]
-    listed[0]["latest_reason"] = "รอความเห็นกฤษฎีกา"
     monkeypatch.setattr(sys.modules[__name__], "MILESTONES", listed)
     calls: list[str] = []
     report = await make_reports(calls=calls).build(2569, 2, None)
     slips = {s.milestone_id: s for s in report.slips}
-    assert (slips["REG-1"].reason, slips["RD-7"].reason, slips["RD-7"].flagged) == ("รอความเห็นกฤษฎีกา", None, True)
+    assert (slips["REG-1"].reason, slips["RD-7"].reason, slips["RD-7"].flagged) == (
+        "รอความเห็น คณะกรรมการกฤษฎีกา", None, True)
+    assert slips["DGA-2"].reason is None and not slips["DGA-2"].flagged  # 10 days: listed, not flagged
     details = [c for c in calls if c.startswith("roadmap/v1/milestones/")]
     assert set(details) <= {"roadmap/v1/milestones/REG-1", "roadmap/v1/milestones/RD-7"}  # the late lists' own
