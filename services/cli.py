@@ -73,12 +73,13 @@ def _when(value) -> str:
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     """Key ids and metadata only: the keys themselves are not stored and cannot be shown."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from services.common.auth import list_keys
+    from services.common.clock import utc_now
 
     keys = _with_key_store(lambda db: list_keys(db, args.agency))
-    now = datetime.now(UTC)
+    now = utc_now()
     for k in keys:
         expired = k["expires_at"] is not None and k["expires_at"].replace(tzinfo=k["expires_at"].tzinfo or UTC) <= now
         k["state"] = "revoked" if k["revoked"] else ("expired" if expired else "active")

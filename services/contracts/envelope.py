@@ -196,7 +196,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     if not agency:
         raise fail("missing_attribute", "required extension attribute 'agency' is missing")
     if agency not in get_registry():
-        raise fail("unknown_agency", f"unknown agency code {agency!r}")
+        raise fail("unknown_agency", f"unknown agency code {str(agency)[:40]!r}")
     src = str(attrs["source"])
     if event_type.derived:
         if not src.startswith(SERVICE_SOURCE_PREFIX):
@@ -259,12 +259,19 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     )
 
 
-def _describe(exc: ValidationError) -> str:
-    """Field paths and what is expected there (problems.describe: never the value). A path can hold a key the client
-    invented, so it is redacted and shortened: details reach the DLQ and logs."""
-    from services.common.redact import redact
+# A path part echoed as it is: a field name of the shape the contracts use (ASCII, no run of digits). Anything
+# else is a key the client invented that may hold personal data (a phone, an ID, a Thai name): details reach
+# the DLQ and logs, so it is named only by what it is.
+_PLAIN_NAME = re.compile(r"^(?!.*\d{4})[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
-    return problems.explain(exc.errors(), part=lambda p: redact(p).text[:40], empty="data")
+
+def _path_part(part: str) -> str:
+    return part if part.isdigit() and len(part) < 4 or _PLAIN_NAME.match(part) else "(invented field)"
+
+
+def _describe(exc: ValidationError) -> str:
+    """Field paths and what is expected there (problems.describe: never the value, nor an invented key's text)."""
+    return problems.explain(exc.errors(), part=_path_part, empty="data")
 
 
 def _from_sdk(event: Any, allowed_types: Collection[str] | None) -> Event:

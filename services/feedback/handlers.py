@@ -44,12 +44,13 @@ class FeedbackService:
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
 
     @staticmethod
-    def survey_event(body: dict[str, Any], agency: str) -> Event:
-        """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event)."""
+    def survey_event(body: dict[str, Any], agency: str, time: datetime | None = None) -> Event:
+        """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event);
+        `time`: when it was received (the service's clock)."""
         data = {k: v for k, v in body.items()}
         data["agency"] = agency
         return make_event(FEEDBACK_RESPONSE_SUBMITTED, data, agency=agency, source=f"/agencies/{agency}/survey",
-                          id=str(uuid.uuid4()), partitionkey=agency)
+                          id=str(uuid.uuid4()), time=time, partitionkey=agency)
 
     async def submit_response(self, form: Any, principal: Principal) -> JSONResponse:
         """One citizen's form (plain JSON; `agency` defaults to the key's) wrapped into a CloudEvent and
@@ -61,7 +62,7 @@ class FeedbackService:
         if not isinstance(agency, str):
             return problem(400, "invalid_form", "agency must be an agency code (GET /v1/agencies)")
         try:
-            event = self.survey_event(form, agency)
+            event = self.survey_event(form, agency, self.clock())
         except EventError as err:
             return problem(400, err.reason, err.detail)
         assert self.intake is not None, "create_app mounts the intake before the routes"

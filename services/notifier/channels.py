@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 
+from services.common.clock import utc_now
 from services.contracts import webhooks
 from services.notifier.domain import (
     Channel,
@@ -67,7 +68,7 @@ class ChannelSender(Protocol):
 
 def _from_response(response: httpx.Response, *, now: datetime | None = None) -> DeliveryResult:
     outcome = classify_status(response.status_code)
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now or datetime.now(UTC))
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now or utc_now())
     detail = "" if outcome is Outcome.sent else response.text[:300]
     return DeliveryResult(outcome, response.status_code, detail, retry_after if outcome is Outcome.retry else None)
 
@@ -279,7 +280,7 @@ class EmailChannel:
         msg["Subject"] = m.subject
         msg["From"] = self.settings.notifier_email_from
         msg["To"] = delivery.address
-        msg["Date"] = format_datetime(datetime.now(UTC))
+        msg["Date"] = format_datetime(utc_now())
         # Same key -> same Message-ID: mail systems and clients can drop a repeated delivery.
         msg["Message-ID"] = make_msgid_from_key(delivery.key)
         msg["X-NewNormal-Idempotency-Key"] = delivery.key

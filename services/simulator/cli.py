@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 DEFAULT_URLS = {"roadmap": "http://127.0.0.1:8101", "training": "http://127.0.0.1:8102", "feedback": "http://127.0.0.1:8103"}
@@ -56,11 +56,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 async def simulate(args: argparse.Namespace, keys: dict[str, str], duration: float | None) -> int:
+    from services.common.clock import utc_now
     from services.common.settings import ServiceSettings
     from services.simulator.model import World
     from services.simulator.sender import Pacer, Progress, Sender, Stats
 
-    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    start = datetime.fromisoformat(args.start) if args.start else utc_now()
     world = World(args.seed, start, agencies=args.agencies)
     missing = [a for a in world.agencies if a not in keys]
     if "programme_office" not in keys or missing:
