@@ -103,8 +103,11 @@ class NotifierService:
         self.metrics = metrics
         self.holidays = holidays
         self.clock = clock
-        self.wake = asyncio.Event()
-        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()  # the dispatcher's: new work, or a finished claim or delivery
+        self._claim: asyncio.Task | None = None  # the dispatcher's claim query in flight
+        self._claimed_at = float("-inf")  # monotonic time of the last claim
+        self._idle = False  # the last claim found nothing
+        self._poked = False  # new work since the last pass
         self.inflight: set[asyncio.Task] = set()
         self.queue: deque[dict[str, Any]] = deque()
         self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
@@ -159,7 +162,7 @@ class NotifierService:
         for i in new:
             self.metrics.created.labels(docs[i]["kind"]).inc()
         if new:
-            self.wake.set()
+            self.wake_dispatcher()
         return len(new)
 
     # --- Kafka: reports.events (quarterly reports to e-mail) -------------------------------
@@ -295,6 +298,7 @@ class NotifierService:
 
     def wake_dispatcher(self) -> None:
         """New work is due now: the dispatcher claims it without waiting for its tick."""
+        self._poked = True
         self.wake.set()
 
     async def _store_test(self, route_name: str, alert_type: str) -> list[dict[str, Any]]:
@@ -367,47 +371,46 @@ class NotifierService:
         return created
 
     # --- dispatcher ----------------------------------------------------------------------
-    async def dispatch_forever(self) -> None:
-        """Claim due notifications in batches into a local queue (one query serves many deliveries) and
-        deliver them with bounded concurrency. The claim runs beside the deliveries, so a slow claim
-        query never leaves free delivery slots idle; the queue is refilled at half its size.
-        Not a Runtime.every pass: a pump that waits on its own deliveries and claim as well as on `wake`;
-        Runtime.stop() cancels it like every background task."""
+    async def dispatch_once(self) -> None:
+        """One pass of the dispatcher, run by `Runtime.every(tick, dispatch_once, wake=self.wake)`.
+
+        Claims due notifications in batches into a local queue (one query serves many deliveries) and delivers
+        them with bounded concurrency. The claim runs beside the deliveries, so a slow claim query never leaves
+        free delivery slots idle; the queue is refilled at half its size. A finished claim or delivery sets
+        `wake`, so the next pass follows at once; new work (`wake_dispatcher`) does too; else a tick passes.
+        After a claim found nothing, the next one waits for new work or a tick (retries and a moved clock come due)."""
         s = self.settings
-        lease = timedelta(seconds=s.notifier_lease_seconds)
-        queue = self.queue
+        if self._poked or time.monotonic() - self._claimed_at >= s.notifier_scheduler_tick_seconds:
+            self._poked, self._idle = False, False
+        if self._claim is not None and self._claim.done():
+            claimed = await self._claim_result(self._claim)
+            self._claim = None
+            self.queue.extend(claimed)
+            self._idle = not claimed
+        while self.queue and len(self.inflight) < s.notifier_concurrency:
+            doc = self.queue.popleft()
+            # A doc that waited past its lease may already be someone else's: never send it twice.
+            if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
+                continue
+            task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
+            self.inflight.add(task)
+            task.add_done_callback(self._delivered)
+        room = s.notifier_claim_batch - len(self.queue)
         refill_below = max(s.notifier_concurrency, s.notifier_claim_batch // 2)
-        claim_task: asyncio.Task | None = None
-        idle = False
-        try:
-            while not self.stopping.is_set():
-                while queue and len(self.inflight) < s.notifier_concurrency:
-                    doc = queue.popleft()
-                    # A doc that waited past its lease may already be someone else's: never send it twice.
-                    if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
-                        continue
-                    task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
-                    self.inflight.add(task)
-                    task.add_done_callback(self.inflight.discard)
-                room = s.notifier_claim_batch - len(queue)
-                if claim_task is None and not idle and room > 0 and len(queue) < refill_below:
-                    self.wake.clear()
-                    claim_task = asyncio.create_task(self.repo.claim(self.clock(), lease, room))
-                wake = asyncio.create_task(self.wake.wait())
-                waiters = {*self.inflight, wake} | ({claim_task} if claim_task is not None else set())
-                done, _ = await asyncio.wait(waiters, timeout=s.notifier_scheduler_tick_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                wake.cancel()
-                if wake in done or not done:
-                    idle = False  # something new, or a tick passed (retries and a moved clock come due)
-                if claim_task is not None and claim_task.done():
-                    claimed = await self._claim_result(claim_task)
-                    claim_task = None
-                    queue.extend(claimed)
-                    idle = not claimed
-        finally:
-            if claim_task is not None:
-                claim_task.cancel()
+        if self._claim is None and not self._idle and room > 0 and len(self.queue) < refill_below:
+            self._claimed_at = time.monotonic()
+            self._claim = asyncio.create_task(
+                self.repo.claim(self.clock(), timedelta(seconds=s.notifier_lease_seconds), room))
+            self._claim.add_done_callback(lambda _: self.wake.set())
+
+    def _delivered(self, task: asyncio.Task) -> None:
+        self.inflight.discard(task)
+        self.wake.set()  # a delivery slot is free
+
+    def stop_claiming(self) -> None:
+        """On shutdown: a claim still running is cancelled (what it took is released when its lease expires)."""
+        if self._claim is not None:
+            self._claim.cancel()
 
     @staticmethod
     async def _claim_result(task: asyncio.Task) -> list[dict[str, Any]]:

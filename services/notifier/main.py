@@ -64,11 +64,12 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
         service.attachments = ReportFetcher(client, key.get_secret_value() if key else None,
                                             settings.notifier_report_attachment_max_bytes,
                                             settings.notifier_max_attempts, settings.notifier_reports_url).attachments
-        rt.spawn(service.dispatch_forever(), "notifier-dispatcher")
+        rt.every(settings.notifier_scheduler_tick_seconds, service.dispatch_once, name="notifier-dispatcher",
+                 wake=service.wake)
         rt.every(settings.notifier_scheduler_tick_seconds, service.schedule_once, name="notifier-scheduler")
 
     async def shutdown(rt: Runtime) -> None:
-        service.stopping.set()
+        service.stop_claiming()
         with contextlib.suppress(Exception):
             await service.release_queue()
         await service.drain(timeout=5.0)
