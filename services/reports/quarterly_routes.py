@@ -23,6 +23,7 @@ from services.reports.quarterly_service import FORMATS, QuarterlyReports
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("ok", "partial", "rejected", "error")
+_PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
 
 
 class QuarterlyMetrics:
@@ -60,10 +61,10 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
         description="The five Cabinet points and every schedule change of one Thai fiscal quarter (Q1 = Oct-Dec), "
                     "from the read APIs at this moment. Sheets and columns of the XLSX: docs/reports.md.",
         response_class=Response,
-        responses={**READ_RESPONSES, 400: {"description": "bad parameter (`reason` says which)"},
-                   404: {"description": "the quarter has not started yet (`quarter_not_started`)"},
+        responses={**READ_RESPONSES, 400: {"description": "bad parameter (`reason` says which)", "content": _PROBLEM},
+                   404: {"description": "the quarter has not started yet (`quarter_not_started`)", "content": _PROBLEM},
                    200: {"content": {m: {} for m in FORMATS.values()}},
-                   503: {"description": "every read API failed: no report to make"}})
+                   503: {"description": "no read API answered: no report to make", "content": _PROBLEM}})
     async def quarterly_report(
         # Bounds documented, checked by quarterly.quarter_of with their own reasons (invalid_fiscal_year, ...).
         fiscal_year: int = Query(..., json_schema_extra={"minimum": 2560, "maximum": 2700},
@@ -111,7 +112,7 @@ def archive_router(archive, auth) -> APIRouter:
 
     @router.get("/v1/reports/quarterly/archive/{name}", response_class=Response,
                 summary="An archived quarterly report (as announced) · รายงานรายไตรมาสที่จัดเก็บ",
-                responses={**READ_RESPONSES, 404: {"description": "no such archived document"},
+                responses={**READ_RESPONSES, 404: {"description": "no such archived document", "content": _PROBLEM},
                            200: {"content": {m: {} for m in FORMATS.values()}}})
     async def archived(name: str, principal: Principal = Depends(auth)) -> Response:
         principal.read_scope(None if principal.reads_all else principal.agency)  # 403 for a survey key
