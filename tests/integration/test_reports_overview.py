@@ -78,7 +78,7 @@ def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
             "NEWNORMAL_FEEDBACK_MIN_PUBLISHED_CELL": str(MIN_CELL)}, LOGS).start())
         px.wait_until(lambda: px.http_ok(f"http://127.0.0.1:{ports['reports']}/readyz"), 120, "reports", proc=procs[-1])
         keys = json.loads(keys_path.read_text(encoding="utf-8"))
-        # env, tmp, the reports key file and survey keys: test_reports_quarterly.py starts more processes on this stack.
+        # env, tmp, the reports key file and survey keys: test_reports_quarterly_live.py starts more processes on this stack.
         yield {"ports": ports, "po_key": keys["programme_office"], "keys": keys, "env": env, "tmp": tmp,
                "reports_key_file": reports_key,
                "survey_keys": json.loads((tmp / "survey-keys.json").read_text(encoding="utf-8"))}
