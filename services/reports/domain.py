@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from services.common.disclosure import CellKey, Suppression, plan_counts
+from services.common.disclosure import CellKey, Suppression, plan_counts, plan_item
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, Competency, Workstream
 
@@ -526,12 +526,25 @@ def _gap_keys(gaps: Mapping[str, Any] | None) -> set[CellKey]:
             if not g.get("suppressed")}
 
 
+# Figures over an optional question: a cell with many responses may hold one or two answers to it, so
+# these are hidden by their own answer counts on top of the responses' plan (as the feedback API does).
+ITEM_ANSWERS = {"mean_trust": "trust_responses", "mean_ease": "ease_responses"}
+
+
+def item_plan(exp: PublicExperience, measure: str) -> Suppression:
+    answers = ITEM_ANSWERS.get(measure)
+    if answers is None:
+        return exp.plan
+    return plan_item({k: int(c.get(answers) or 0) for k, c in exp.cells.items()}, exp.plan.min_cell or 0, exp.plan)
+
+
 def heatmap(exp: PublicExperience, measure: str, title: tuple[str, str], kind: str, higher: bool,
             gaps: set[CellKey]) -> HeatMap:
     reported = any(measure in c for c in exp.cells.values())
+    plan = item_plan(exp, measure)
     cells = {}
     for key, c in exp.cells.items():
-        hidden = exp.plan.hides_key(key)
+        hidden = plan.hides_key(key)
         value = None if hidden or not reported else c.get(measure)
         cells[key] = HeatCell(key[0], key[1], value, None if hidden else int(c.get("responses") or 0), hidden,
                               (not hidden) and key in gaps)

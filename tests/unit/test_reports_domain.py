@@ -169,7 +169,8 @@ def test_trust_and_ease_are_shown_once_the_api_reports_them():
     assert {h.measure: h.reported for h in before.heatmaps} == {
         "mean_satisfaction": True, "mean_trust": False, "mean_ease": False, "share_tech_difficulty": True}
     after = domain.access_section(domain.public_experience(
-        experience([cell("18_24", "online_web", 50, mean_trust=3.5, mean_ease=4.25)]), 10), None, [], ("", ""), 10)
+        experience([cell("18_24", "online_web", 50, mean_trust=3.5, mean_ease=4.25,
+                     trust_responses=50, ease_responses=50)]), 10), None, [], ("", ""), 10)
     trust = next(h for h in after.heatmaps if h.measure == "mean_trust")
     assert trust.reported and trust.cells[("18_24", "online_web")].value == 3.5
 
@@ -206,3 +207,24 @@ def test_overview_with_every_source_down_says_not_reported_everywhere():
                                                unavailable=("feedback", "roadmap", "training")))
     assert [s.key for s in view.sections()] == ["roadmap", "regulation", "readiness", "access", "awareness"]
     assert {s.status for s in view.sections()} == {"not_reported"}
+
+
+def test_trust_and_ease_cells_hidden_by_their_own_answer_counts():
+    # A cell with 40 responses but 2 trust answers must not publish a trust figure (one person's answer could be
+    # picked out); satisfaction over the same cell stays published.
+    from services.reports.domain import heatmap, public_experience
+
+    def cell(age, channel, responses, trust):
+        return {"age_group": age, "channel": channel, "responses": responses, "mean_satisfaction": 4.0,
+                "trust_responses": trust, "mean_trust": 3.5, "ease_responses": responses, "mean_ease": 4.1}
+
+    answer = {"cells": [cell("60_plus", "walk_in", 40, 2), cell("18_24", "online_web", 40, 40),
+                        cell("25_34", "online_web", 40, 40), cell("35_44", "online_web", 40, 40)],
+              "overall": {"responses": 160}}
+    exp = public_experience(answer, 10)
+    trust = heatmap(exp, "mean_trust", ("", ""), "mean", True, set())
+    satisfaction = heatmap(exp, "mean_satisfaction", ("", ""), "mean", True, set())
+    assert trust.cells[("60_plus", "walk_in")].value is None and trust.cells[("60_plus", "walk_in")].suppressed
+    # complementary suppression: the hidden answers alone are under the threshold, so one more cell is hidden
+    assert sum(1 for c in trust.cells.values() if c.suppressed) >= 2
+    assert satisfaction.cells[("60_plus", "walk_in")].value == 4.0
