@@ -140,9 +140,10 @@ async def measure(stack: Stack, db: str, urls: dict[str, str], key: str, repeats
     return out
 
 
-async def main(args) -> dict:
-    storage = Path(tempfile.mkdtemp(prefix="bench-reports-"))
-    db = f"bench_reports_{uuid.uuid4().hex[:6]}"
+async def run(args, measure_fn, prefix: str) -> dict:
+    """Load the three upstream services through their intakes, then time `measure_fn` (shared by the reports benches)."""
+    storage = Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+    db = f"bench_{prefix}_{uuid.uuid4().hex[:6]}"
     with Stack(storage) as stack:
         urls = {name: stack.service(name, db)[1] for name in ("roadmap", "training", "feedback")}
         client = AsyncMongoClient(stack.uri)
@@ -151,19 +152,23 @@ async def main(args) -> dict:
         finally:
             await client.close()
         loaded = await load(stack, db, urls, key, args)
-        results = await measure(stack, db, urls, key, args.repeats)
+        results = await measure_fn(stack, db, urls, key, args.repeats)
     return {"params": vars(args), "loaded": loaded, **results, "load_average_1m_after": round(os.getloadavg()[0], 2),
             "note": SHARED_NOTE}
 
 
-if __name__ == "__main__":
+def cli(measure_fn, prefix: str, name: str, repeats: int) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--milestones", type=int, default=10_000)
     parser.add_argument("--completions", type=int, default=200_000)
     parser.add_argument("--responses", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--name", default="reports_overview", help="results file name in bench/results/")
-    cli = parser.parse_args()
-    result = asyncio.run(main(cli))
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--name", default=name, help="results file name in bench/results/")
+    args = parser.parse_args()
+    result = asyncio.run(run(args, measure_fn, prefix))
     print(json.dumps(result, indent=2, ensure_ascii=False))
-    print(write_results(cli.name, result))
+    print(write_results(args.name, result))
+
+
+if __name__ == "__main__":
+    cli(measure, "reports", "reports_overview", repeats=5)

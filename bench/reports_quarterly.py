@@ -13,27 +13,18 @@ before every request (cold: nothing reused from the previous document).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import io
-import json
-import os
 import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from openpyxl import load_workbook
-from pymongo import AsyncMongoClient
 
-from bench.harness import running, write_results
-from bench.platform_stack import SHARED_NOTE, Stack
-from bench.reports_overview import load
-from services.common.auth import Role, create_key
-from services.contracts.agencies import PROGRAMME_OFFICE
+from bench.harness import running
+from bench.platform_stack import Stack
+from bench.reports_overview import cli
 from services.reports.main import create_app
 from services.reports.settings import ReportsSettings
 
@@ -75,30 +66,5 @@ async def measure(stack: Stack, db: str, urls: dict[str, str], key: str, repeats
     return out
 
 
-async def main(args) -> dict:
-    storage = Path(tempfile.mkdtemp(prefix="bench-quarterly-"))
-    db = f"bench_quarterly_{uuid.uuid4().hex[:6]}"
-    with Stack(storage) as stack:
-        urls = {name: stack.service(name, db)[1] for name in ("roadmap", "training", "feedback")}
-        client = AsyncMongoClient(stack.uri)
-        try:
-            key = await create_key(client[db], PROGRAMME_OFFICE, Role.programme_office, "reports-bench")
-        finally:
-            await client.close()
-        loaded = await load(stack, db, urls, key, args)
-        results = await measure(stack, db, urls, key, args.repeats)
-    return {"params": vars(args), "loaded": loaded, **results, "load_average_1m_after": round(os.getloadavg()[0], 2),
-            "note": SHARED_NOTE}
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--milestones", type=int, default=10_000)
-    parser.add_argument("--completions", type=int, default=200_000)
-    parser.add_argument("--responses", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--name", default="reports_quarterly", help="results file name in bench/results/")
-    cli = parser.parse_args()
-    result = asyncio.run(main(cli))
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    print(write_results(cli.name, result))
+    cli(measure, "quarterly", "reports_quarterly", repeats=3)
