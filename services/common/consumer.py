@@ -356,6 +356,8 @@ class EventConsumer:
             except Exception as exc:  # never the unscrubbed value
                 log.warning("dead-letter scrub failed; payload withheld", extra={"topic": self.topic, **_error_facts(exc)})
                 value, withheld = b"", True
+            # Binary mode carries attributes in headers (ce_subject, extensions): they are scrubbed like the value.
+            headers = [(name, self._scrub_header(raw)) for name, raw in headers]
         headers += [
             ("dlq-reason", err.reason.encode()),
             ("dlq-detail", safe_detail(err.detail).encode()),
@@ -369,6 +371,13 @@ class EventConsumer:
         if withheld:
             headers.append(("dlq-payload", b"withheld"))
         return RawRecord(value, key, headers + extra)
+
+    def _scrub_header(self, raw: bytes | None) -> bytes:
+        try:
+            value = self.dead_letter_scrub(bytes((raw or b"")[:MAX_EVENT_BYTES]))  # type: ignore[misc]
+            return value if isinstance(value, bytes) else b""
+        except Exception:  # never the unscrubbed header
+            return b""
 
     async def _keep(self, dead: Sequence[DeadLetter], letters: Sequence[RawRecord], indexes: Sequence[int],
                     cause: str) -> None:
