@@ -56,11 +56,14 @@ HISTORY = {
 }
 CELLS = [
     {"age_group": "60_plus", "channel": "walk_in", "responses": 40, "mean_satisfaction": 3.1, "share_satisfied": 0.4,
-     "share_tech_difficulty": 0.55, "awareness_rate": 0.3, "mean_trust": 3.4, "mean_ease": 2.9},
+     "share_tech_difficulty": 0.55, "awareness_rate": 0.3, "mean_trust": 3.4, "mean_ease": 2.9,
+     "trust_responses": 40, "ease_responses": 40},
     {"age_group": "60_plus", "channel": "mobile_app", "responses": 3, "mean_satisfaction": 1.0, "share_satisfied": 0.0,
-     "share_tech_difficulty": 1.0, "awareness_rate": 0.0, "mean_trust": 1.0, "mean_ease": 1.0},
+     "share_tech_difficulty": 1.0, "awareness_rate": 0.0, "mean_trust": 1.0, "mean_ease": 1.0,
+     "trust_responses": 3, "ease_responses": 3},
     {"age_group": "25_34", "channel": "mobile_app", "responses": 200, "mean_satisfaction": 4.4, "share_satisfied": 0.88,
-     "share_tech_difficulty": 0.05, "awareness_rate": 0.9, "mean_trust": 4.2, "mean_ease": 4.5},
+     "share_tech_difficulty": 0.05, "awareness_rate": 0.9, "mean_trust": 4.2, "mean_ease": 4.5,
+     "trust_responses": 200, "ease_responses": 200},
 ]
 OVERALL = {"responses": 243, "share_satisfied": 0.7893, "mean_satisfaction": 4.17, "awareness_rate": 0.79}
 
