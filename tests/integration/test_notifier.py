@@ -4,7 +4,6 @@ aiosmtpd for e-mail, an HTTP sink for webhook/Slack/Teams/LINE, and a real Alert
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -12,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from support import MovableClock, db_of, make_key, poll, produce_events
+from support import MovableClock, db_of, make_key, poll, produce_events, serving
 
 from bench.notifier_sinks import HttpSink, SmtpSink
 from services.common import processes as px
@@ -82,20 +80,6 @@ def notifier_settings(settings_for, tmp_path: Path, sink: HttpSink, smtp: SmtpSi
         notifier_alertmanager_token=AM_TOKEN, dashboard_url="https://dash.example.go.th", **extra)
 
 
-@contextlib.asynccontextmanager
-async def serve(app, port: int):
-    """The notifier on a real socket (Alertmanager needs one), in this test's event loop."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    await poll(lambda: _true(server.started), 60, what="notifier started")
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
 async def _true(value):
     return value
 
@@ -118,7 +102,7 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
         office_key = await make_key(settings, "opdc", "programme_office")
         agency_key = await make_key(settings, "dga", "agency")
         office = {"X-API-Key": office_key}
-        async with serve(app, settings.http_port) as client:
+        async with serving(app, settings.http_port) as client:
             # --- 1. A missed milestone reaches every channel within seconds; the webhook answers 500, 500, 200.
             sink.script["/webhook"] = [500, (500, {"Retry-After": "0"})]
             missed = alert_event("missed", "M-1", now=clock())

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import subprocess
@@ -18,9 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from support import db_of, make_key, poll, produce_events, running
+from support import db_of, make_key, poll, produce_events, running, serving
 
 from bench.notifier_sinks import HttpSink
 from services.common import processes as px
@@ -82,24 +80,6 @@ def alert_event(kind: str, milestone: str, agency: str) -> dict:
                       id=f"{kind}:{milestone}:{due.isoformat()}", time=now, partitionkey=agency).to_json_dict()
 
 
-@contextlib.asynccontextmanager
-async def serve(app, port: int):
-    """The notifier on a real socket: Alertmanager and the body-size checks need one."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    await poll(lambda: _value(server.started), 60, what="notifier started")
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-
-
-async def _value(value):
-    return value
-
-
 async def test_alertmanager_receiver_is_always_authenticated_bounded_and_works_with_real_alertmanager(
         settings_for, tmp_path):
     sink = await HttpSink().start()
@@ -108,7 +88,7 @@ async def test_alertmanager_receiver_is_always_authenticated_bounded_and_works_w
     am = None
     office = {"X-API-Key": await make_key(settings, "opdc", "programme_office")}
     try:
-        async with serve(create_app(settings), settings.http_port) as client:
+        async with serving(create_app(settings), settings.http_port) as client:
             async def stored() -> int:
                 return await db.notifications.count_documents({})
 
