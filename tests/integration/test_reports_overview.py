@@ -109,10 +109,10 @@ async def settled(stack) -> dict:
                json.dumps(summary["programme"]["counts"], sort_keys=True))
         same = now == previous[0] and now[0] > 0 and now[2] > 0
         previous[0] = now
-        await asyncio.sleep(2)
         return same
 
-    await poll(reading, timeout=120, interval=0.1, what="stored figures settled")
+    # Settled: two readings 2 s apart agree (the poll's interval is the window).
+    await poll(reading, timeout=120, interval=2.0, what="stored figures settled")
     return {"quarter": q, "params": params}
 
 
