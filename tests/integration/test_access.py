@@ -108,7 +108,7 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
                 ok = (m.json()["total"] == 2 and len(t.json()["rows"]) == 2 and f.json()["overall"]["responses"] == 45)
                 return ok or None
 
-            await poll(seeded, 40, what="seed data visible to the programme office")
+            await poll(seeded, 90, what="seed data visible to the programme office")
 
             # --- No key: 401; a survey key: 403 role_not_allowed, on every read route. Platform routes stay open.
             for path, (service, params) in READS.items():
@@ -172,7 +172,7 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
                 body = (await http["feedback"].get("/v1/experience", params={**MARCH, "agency": "dga"}, headers=h(dga))).json()
                 return body if body["overall"]["responses"] == 43 else None
 
-            own = await poll(dga_experience, 20, what="kiosk response stored")  # 42 + the lone one + the kiosk's
+            own = await poll(dga_experience, 60, what="kiosk response stored")  # 42 + the lone one + the kiosk's
             cells = {(c["age_group"], c["channel"]): c for c in own["cells"]}
             lone = cells[("60_plus", "walk_in")]
             assert lone["suppressed"] is True and lone["responses"] is None and lone["mean_satisfaction"] is None
@@ -204,7 +204,7 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
                 keys = {k["key_id"]: k for k in await list_keys(db, "dga")}
                 return keys if keys[dga_id]["last_used_at"] is not None else None
 
-            listed_keys = await poll(used, 10, what="last_used_at recorded")
+            listed_keys = await poll(used, 30, what="last_used_at recorded")
             assert listed_keys[key_id_of(hash_key(kiosk))]["role"] == "survey"
             capsys.readouterr()
             assert await asyncio.to_thread(cli.main, ["keys", "list", "--agency", "dga"]) == 0
