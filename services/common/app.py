@@ -135,6 +135,8 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await hook(self)
         await self.publisher.stop()
+        with contextlib.suppress(Exception):  # the last `last_used_at` writes go out before the client closes
+            await asyncio.wait_for(self.auth.settled(), 2)
         await self.mongo.close()
 
     async def readiness(self) -> dict[str, bool]:

@@ -340,5 +340,10 @@ class ApiKeyAuth:
         self._touching.add(task)
         task.add_done_callback(self._touching.discard)
 
+    async def settled(self) -> None:
+        """Wait for the background `last_used_at` writes started so far (shutdown, and tests that read them)."""
+        if self._touching:
+            await asyncio.gather(*list(self._touching), return_exceptions=True)
+
     def cache_sizes(self) -> tuple[int, int]:
         return len(self._known), len(self._unknown)

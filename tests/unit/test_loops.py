@@ -16,6 +16,12 @@ async def _until(check, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def _idle(rounds: int = 20) -> None:
+    """Let every ready task run until all are blocked (no timer involved: the event loop's ready queue drains)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
 async def test_runs_every_interval_until_stopped():
     stopping, passes = asyncio.Event(), []
 
@@ -27,9 +33,7 @@ async def test_runs_every_interval_until_stopped():
     await _until(lambda: len(passes) >= 3)
     stopping.set()
     await asyncio.wait_for(task, 1)
-    count = len(passes)
-    await asyncio.sleep(0.05)
-    assert len(passes) == count
+    assert task.done() and task.exception() is None  # stopped: the runner returned, so no pass can follow
 
 
 async def test_wake_ends_the_wait_and_initial_delay_is_kept():
@@ -39,13 +43,13 @@ async def test_wake_ends_the_wait_and_initial_delay_is_kept():
         passes.append(1)
 
     task = asyncio.create_task(run_every(math.inf, step, name="t", stopping=stopping, wake=wake, initial_delay=math.inf))
-    await asyncio.sleep(0.05)
-    assert passes == []  # waits for the wake-up
+    await _idle()
+    assert passes == [] and not task.done()  # nothing left to run but the wait for a wake-up
     wake.set()
     await _until(lambda: len(passes) == 1)
     assert not wake.is_set()  # cleared before the pass
-    await asyncio.sleep(0.05)
-    assert len(passes) == 1
+    await _idle()
+    assert len(passes) == 1  # one wake, one pass: the runner is back to waiting
     stopping.set()
     await asyncio.wait_for(task, 1)
 
