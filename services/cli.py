@@ -135,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     from services.localstack import register as register_up
+    from services.mailsink import register as register_mailsink
 
     register_up(sub)
+    register_mailsink(sub)
 
     keys = sub.add_parser("keys", help="API keys: create, list, revoke")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

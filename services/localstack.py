@@ -1,7 +1,7 @@
 """`newnormal up`: the whole system on one machine, on embedded servers.
 
-Starts Tansu (Kafka protocol), SecantusDB (MongoDB wire), Prometheus and Alertmanager when
-installed, and the services; waits for each; writes demo API keys and the reports service's
+Starts Tansu (Kafka protocol), SecantusDB (MongoDB wire), a mail sink (every notification e-mail
+lands in `.data/mail/`, a Maildir), Prometheus and Alertmanager when installed, and the services; waits for each; writes demo API keys and the reports service's
 programme-office key; prints the programme overview's URL first; Ctrl-C stops all.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from services.common import processes as px
 from services.contracts.webhooks import generate_secret
 
-DEFAULT_PORTS = {"kafka": 9092, "mongodb": 27017, "prometheus": 9090, "alertmanager": 9093,
+DEFAULT_PORTS = {"kafka": 9092, "mongodb": 27017, "prometheus": 9090, "alertmanager": 9093, "smtp": 8025,
                  "roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104, "reports": 8105}
 SERVICE_NAMES = ("roadmap", "training", "feedback", "notifier", "reports")
 # Started once the keys exist: it reads the others' APIs with a programme-office key of its own.
@@ -160,6 +160,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     }
     for name in SERVICE_NAMES:
         env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    # Notification e-mail goes to the local mail sink unless an SMTP server is configured explicitly.
+    maildir = data / "mail"
+    env["NEWNORMAL_NOTIFIER_SMTP_HOST"] = os.environ.get("NEWNORMAL_NOTIFIER_SMTP_HOST", "127.0.0.1")
+    env["NEWNORMAL_NOTIFIER_SMTP_PORT"] = os.environ.get("NEWNORMAL_NOTIFIER_SMTP_PORT", str(ports["smtp"]))
+    use_sink = "NEWNORMAL_NOTIFIER_SMTP_HOST" not in os.environ and "NEWNORMAL_NOTIFIER_SMTP_PORT" not in os.environ
     # Secrets have no defaults in code: generated once into .data/ (0600) and reused on every start. A learner
     # secret already in the environment wins (it is the one existing pseudonyms were made with).
     am_credential = data / AM_CREDENTIAL_FILE  # Alertmanager reads the same file (credentials_file)
@@ -191,6 +196,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         urls["Kafka (Tansu)"] = f"127.0.0.1:{ports['kafka']}"
         launch(px.secantus(ports["mongodb"], str(data / "mongodb"), logs), lambda: px.mongo_ready(mongo_uri))
         urls["MongoDB (SecantusDB)"] = mongo_uri
+        if use_sink:
+            launch(px.mailsink(ports["smtp"], maildir, logs), lambda: px.port_open(ports["smtp"]))
+            urls["Mailbox (Maildir)"] = f"{maildir}   (every notification e-mail · อีเมลแจ้งเตือนทุกฉบับ)"
         for name in (n for n in SERVICE_NAMES if n not in LATE_SERVICES):
             port = ports[name]
             launch(px.service(name, port, env, logs), lambda p=port: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120)

@@ -148,6 +148,11 @@ def alertmanager(port: int, config: Path, data_dir: Path, log_dir: Path) -> Mana
                           log_dir / "alertmanager.log")
 
 
+def mailsink(port: int, maildir: Path, log_dir: Path) -> ManagedProcess:
+    return ManagedProcess("mail sink", [sys.executable, "-m", "services.cli", "mailsink", "--port", str(port),
+                                        "--dir", str(maildir)], log_dir / "mailsink.log")
+
+
 def service(name: str, port: int, env: dict[str, str], log_dir: Path) -> ManagedProcess:
     return ManagedProcess(name, [sys.executable, "-m", "services.cli", "run", name],
                           log_dir / f"{name}.log", env={**env, f"NEWNORMAL_{name.upper()}_PORT": str(port)})

@@ -297,10 +297,10 @@ class EmailChannel:
             return DeliveryResult(Outcome.failed, None, "invalid e-mail address")
         password = s.notifier_smtp_password.get_secret_value() if s.notifier_smtp_password else None
         try:
-            await aiosmtplib.send(self.build(delivery), hostname=s.notifier_smtp_host, port=s.notifier_smtp_port,
-                                  start_tls=s.notifier_smtp_starttls, use_tls=s.notifier_smtp_tls,
-                                  username=s.notifier_smtp_username, password=password,
-                                  timeout=s.notifier_smtp_timeout_seconds)
+            _, reply = await aiosmtplib.send(
+                self.build(delivery), hostname=s.notifier_smtp_host, port=s.notifier_smtp_port,
+                start_tls=s.notifier_smtp_starttls, use_tls=s.notifier_smtp_tls, username=s.notifier_smtp_username,
+                password=password, timeout=s.notifier_smtp_timeout_seconds)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [r.code for r in exc.recipients]
             permanent = all(500 <= c < 600 for c in codes)
@@ -311,7 +311,8 @@ class EmailChannel:
             return DeliveryResult(Outcome.failed if permanent else Outcome.retry, exc.code, exc.message[:200])
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return DeliveryResult(Outcome.retry, None, type(exc).__name__)
-        return DeliveryResult(Outcome.sent, 250)
+        # The server's answer to DATA names its queue id: the receipt that finds the message in the mail logs.
+        return DeliveryResult(Outcome.sent, 250, str(reply)[:200])
 
 
 def make_msgid_from_key(key: str) -> str:
