@@ -41,7 +41,16 @@ from services.common.metrics import PlatformMetrics
 from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
-from services.contracts.envelope import MAX_EVENT_BYTES, Event, EventError, parse_kafka
+from services.contracts.envelope import (
+    CONTENT_HASH_FIELD,
+    ID_CONFLICT,
+    MAX_EVENT_BYTES,
+    Event,
+    EventError,
+    content_hash,
+    id_conflict,
+    parse_kafka,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,29 @@ class DeadLetter:
     error: EventError
     exception: str | None = None  # class name of the unexpected exception, when it was not an EventError
     event: Event | None = None  # a validated (prepared) event the service rejected: sent re-serialised
+
+
+async def content_conflicts(collection: Any, events: Sequence[Event]) -> list[Event]:
+    """Of `events` whose (source, id) is already stored in `collection` (the audit trail), those whose stored
+    content differs: one query for the whole batch (hashes only); records written before the hash was kept are
+    compared on their stored fields, in one more query for those alone. A key not found is no conflict."""
+    if not events:
+        return []
+    by_id = {e.key: e for e in events}
+    ids = [e.document_id for e in by_id.values()]
+    stored: dict[tuple[str, str], str] = {}
+    legacy: list[dict[str, str]] = []
+    async for doc in collection.find({"_id": {"$in": ids}}, {CONTENT_HASH_FIELD: 1}):
+        key = (doc["_id"]["source"], doc["_id"]["id"])
+        if CONTENT_HASH_FIELD in doc:
+            stored[key] = doc[CONTENT_HASH_FIELD]
+        else:
+            legacy.append(doc["_id"])
+    if legacy:
+        async for doc in collection.find({"_id": {"$in": legacy}}, {"type": 1, "agency": 1, "subject": 1,
+                                                                  "dataschema": 1, "time": 1, "data": 1}):
+            stored[(doc["_id"]["source"], doc["_id"]["id"])] = content_hash(doc)
+    return [e for key, e in by_id.items() if key in stored and stored[key] != e.content_hash()]
 
 
 class ConsumerStopping(Exception):
@@ -217,16 +249,22 @@ class EventConsumer:
                 dead.append(DeadLetter(record, EventError(
                     UNPROCESSABLE, f"{name}: the record could not be decoded, validated or prepared"), exception=name))
                 continue
-            # Duplicates inside one batch are one event (CloudEvents: same source+id = same event).
+            # Duplicates inside one batch are one event (CloudEvents: same source+id = same event); the same key
+            # with other content is a conflict, and the first one in the batch wins, as the first stored does.
             if event.key not in origin:
                 origin[event.key] = record
                 documents[event.key] = document
                 events.append(event)
+            elif document[CONTENT_HASH_FIELD] != documents[event.key][CONTENT_HASH_FIELD]:
+                dead.append(DeadLetter(record, id_conflict(event), event=event))
         fresh: set[tuple[str, str]] = set()
         rejected = await self._store(events, [documents[e.key] for e in events], fresh)
         dead_records = dead + [DeadLetter(origin.get(r.event.key) or _record_of(r.event, self.topic), r.error,
                                           r.exception, r.event) for r in rejected]
         await self._dead_letter(dead_records)
+        conflicts = sum(1 for d in dead_records if d.error.reason == ID_CONFLICT)
+        if conflicts:
+            self.metrics.id_conflicts.labels(self.topic).inc(conflicts)
         refused = {r.event.key for r in rejected}
         # "stored" counts events the audit trail had not seen, so the counter agrees with the database
         # under redelivery and re-sends; everything else valid is a duplicate.
@@ -263,6 +301,12 @@ class EventConsumer:
             # A document the server refuses for its content is that event's failure: dead-letter it alone.
             unstorable = [Rejected(events[i], EventError("unstorable", "the database refused this event's document"),
                                    "WriteError") for i in sorted(refused)]
+            # Already stored: a duplicate is applied again (handlers are idempotent, and a crash may have come
+            # between the audit write and the apply); one whose stored content differs is refused, first wins.
+            seen = set(inserted) | set(refused)
+            conflicting = await content_conflicts(self.db.events, [e for i, e in enumerate(events) if i not in seen])
+            unstorable += [Rejected(e, id_conflict(e)) for e in conflicting]
+            refused = set(refused) | {i for i, e in enumerate(events) if e.key in {c.key for c in conflicting}}
             kept = [e for i, e in enumerate(events) if i not in refused]
             if not kept:
                 return unstorable

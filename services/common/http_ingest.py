@@ -26,7 +26,16 @@ from services.common.ratelimit import TokenBucket, retry_after_seconds
 from services.common.settings import ServiceSettings
 from services.contracts import safejson
 from services.contracts.common_types import UNKNOWN_AGENCY
-from services.contracts.envelope import BATCH, MAX_EVENT_BYTES, STRUCTURED, Event, EventError, http_mode, parse_http
+from services.contracts.envelope import (
+    BATCH,
+    MAX_EVENT_BYTES,
+    STRUCTURED,
+    Event,
+    EventError,
+    http_mode,
+    id_conflict,
+    parse_http,
+)
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -83,6 +92,8 @@ class Ingestor:
                            f"at most {self.settings.ingest_max_events_per_request} events per request")
         accepted: list[tuple[int, Event]] = []
         rejected: list[dict[str, Any]] = []
+        duplicates: list[dict[str, Any]] = []
+        first: dict[tuple[str, str], tuple[int, str]] = {}  # key -> (index, content hash) of its first occurrence
         for index, item in enumerate(results):
             if isinstance(item, Event):
                 try:
@@ -95,19 +106,23 @@ class Ingestor:
                                       event_id=item.id, source=item.source)
             if isinstance(item, EventError):
                 rejected.append({"index": index, **item.as_problem()})
-            else:
+                continue
+            # Same source+id twice in one request is one event, published once; with other content, a conflict.
+            seen = first.setdefault(item.key, (index, item.content_hash()))
+            if seen[0] == index:
                 accepted.append((index, item))
+            elif seen[1] == item.content_hash():
+                duplicates.append({"index": index, "id": item.id, "source": item.source, "duplicate_of": seen[0]})
+            else:
+                rejected.append({"index": index, **id_conflict(item).as_problem(), "conflicts_with": seen[0]})
         self.metrics.ingested.labels("rejected").inc(len(rejected))
         if not accepted:
             forbidden = all(r["reason"] == "agency_not_allowed" for r in rejected)
             status = 403 if forbidden else (413 if all(r["reason"] == "event_too_large" for r in rejected) else 400)
             first = rejected[0] if rejected else {"reason": "empty_batch", "detail": "no events in the request"}
             return problem(status, first["reason"], first["detail"], errors=rejected)
-        # Same source+id twice in one request is one event: publish it once.
-        unique: dict[tuple[str, str], Event] = {}
-        for _, event in accepted:
-            unique.setdefault(event.key, event)
-        to_send = list(unique.values())
+        self.metrics.ingested.labels("duplicate").inc(len(duplicates))
+        to_send = [event for _, event in accepted]
         errors = await self.publisher.publish_many(to_send)
         failed = {event.key for event, err in zip(to_send, errors) if err is not None}
         ok = [{"index": i, "id": e.id, "source": e.source} for i, e in accepted if e.key not in failed]
@@ -118,9 +133,9 @@ class Ingestor:
             not_taken = [{"index": i, "id": e.id, "source": e.source} for i, e in accepted if e.key in failed]
             return problem(503, "broker_unavailable", "Kafka did not acknowledge these events; retry later",
                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)}, accepted=ok, not_accepted=not_taken,
-                           rejected=rejected)
+                           rejected=rejected, duplicates=duplicates)
         self.metrics.ingested.labels("accepted").inc(len(ok))
-        return JSONResponse({"accepted": ok, "rejected": rejected}, status_code=202)
+        return JSONResponse({"accepted": ok, "rejected": rejected, "duplicates": duplicates}, status_code=202)
 
 
 async def read_body(request: Request, limit: int, *, reason: str = "request_too_large",

@@ -40,6 +40,11 @@ class PlatformMetrics:
             "Dead letters written to the MongoDB dead_letters collection because the dead-letter topic refused them "
             "(cause=refused) or stayed unreachable (cause=unavailable).", ["topic", "cause"], registry=registry,
         )
+        self.id_conflicts = Counter(
+            "newnormal_events_id_conflicts_total",
+            "Events dead-lettered as id_conflict: their (source, id) was already stored, or earlier in the batch, "
+            "with other content (the first one stands).", ["topic"], registry=registry,
+        )
         self.dead_letter_retries = Counter(
             "newnormal_dead_letter_publish_retries_total",
             "Dead-letter publishes retried after a transient Kafka error.", ["topic"], registry=registry,
@@ -63,7 +68,7 @@ class PlatformMetrics:
         self.store_retries = Counter("newnormal_consumer_store_retries_total",
                                      "Writes retried because the database was unavailable.", ["topic"], registry=registry)
         self.ingested = Counter(
-            "newnormal_ingest_events_total", "Events received over HTTP, by outcome (accepted, rejected, unavailable, rate_limited).",
+            "newnormal_ingest_events_total", "Events received over HTTP, by outcome (accepted, duplicate, rejected, unavailable, rate_limited).",
             ["outcome"], registry=registry,
         )
         self.published = Counter("newnormal_published_events_total", "Events published to Kafka, by topic.",

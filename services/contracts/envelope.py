@@ -8,6 +8,7 @@ of each event type, the 64 KiB limit, and a reason code for every refusal.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -113,16 +114,60 @@ class Event:
 
     def to_document(self) -> dict[str, Any]:
         """Shape of the `events` audit collection: keyed by `_id` {source, id}, attributes as top-level
-        fields plus `data`."""
+        fields plus `data`, and the content hash a redelivery is compared with (`content_hash`)."""
         doc: dict[str, Any] = {"_id": self.document_id}
         doc.update(self.attributes())
         doc["data"] = self.data_dict()
+        doc[CONTENT_HASH_FIELD] = content_hash(doc)
         return doc
+
+    def content_hash(self) -> str:
+        return content_hash({**self.attributes(), "data": self.data_dict()})
 
     def to_kafka(self) -> ce_kafka.KafkaMessage:
         """Structured mode, keyed by `partitionkey` (falls back to the agency so one agency stays ordered)."""
         event = CloudEvent(self.attributes(), self.data_dict())
         return ce_kafka.to_structured(event, _FORMAT, key_mapper=lambda e: (self.partitionkey or self.agency))
+
+
+# What an event says, as opposed to how it travelled. Two events with one (source, id) are the same event when
+# these agree; they conflict (`id_conflict`) when they differ. Left out: `id`/`source` (the key itself),
+# `specversion`, `datacontenttype`, `partitionkey` (the Kafka key) and other extensions such as trace context,
+# which a re-send may change. `time` counts as the instant in UTC to the millisecond (BSON's precision), so only
+# its formatting may differ (`+07:00` vs `Z`, trailing zeros).
+CONTENT_ATTRIBUTES = ("type", "agency", "subject", "dataschema", "time", "data")
+CONTENT_HASH_FIELD = "content_sha256"
+
+
+def content_hash(fields: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of an event's content (CONTENT_ATTRIBUTES): from an event's
+    attributes + data, or from a stored audit record written before records carried the hash (same result)."""
+    canonical = {name: fields.get(name) for name in CONTENT_ATTRIBUTES}
+    canonical["time"] = _canonical_time(canonical["time"])
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _canonical_time(value: Any) -> Any:
+    if not isinstance(value, datetime):
+        return value
+    if value.tzinfo is None:  # a stored BSON date read by a client without tz_aware: it is UTC
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # near year 1 or 9999: compare the text as given (BSON refuses it anyway)
+        return value.isoformat()
+    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Reason of an event whose (source, id) is already stored, or earlier in its batch or request, with other content.
+ID_CONFLICT = "id_conflict"
+
+
+def id_conflict(event: Event) -> EventError:
+    return EventError(ID_CONFLICT, "this source and id already came with other content (type, agency, subject, "
+                      "dataschema, time or data); the first one stands: send a correction under a new id",
+                      event_id=event.id, source=event.source)
 
 
 def document_id(source: str, id: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from services.common.auth import Principal
-from services.common.consumer import Batch
+from services.common.consumer import Batch, Rejected, content_conflicts, id_conflict
 from services.common.http_ingest import Ingestor, problem
 from services.common.ratelimit import TokenBucket
 from services.contracts.envelope import Event, EventError, make_event
@@ -34,14 +34,18 @@ class FeedbackService:
         self.form_limiter = form_limiter  # the per-key budget of /v1/responses, counted in responses
 
     # --- write path --------------------------------------------------------------------------------
-    async def handle_batch(self, batch: Batch) -> None:
+    async def handle_batch(self, batch: Batch) -> list[Rejected]:
         """Consumer handler: events arrive prepared (redacted, age group set). The consumer runs with
-        `audit=False`: the stored response is the audit record, and its keys are reported back."""
+        `audit=False`: the stored response is the audit record, and its keys are reported back. A response
+        whose (source, id) was stored before with other content is refused `id_conflict` (the first stands:
+        only newly stored responses reach the rollups)."""
         stored = await self.repo.store(batch.events)
         batch.new_keys.update(stored)
+        conflicting = await content_conflicts(self.repo.responses, [e for e in batch.events if e.key not in stored])
         redactions = sum(sum(domain.redaction_counts(e.data).values()) for e in batch.events)
         # Counts only: comments never reach the logs.
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
+        return [Rejected(e, id_conflict(e)) for e in conflicting]
 
     @staticmethod
     def survey_event(body: dict[str, Any], agency: str, time: datetime | None = None) -> Event:

@@ -58,6 +58,14 @@ class FakeCollection:
         if errors:
             raise BulkWriteError({"writeErrors": errors})
 
+    def find(self, query: dict[str, Any], projection: dict[str, Any] | None = None) -> Any:
+        """PyMongo's cursor for the one query the consumer runs: stored audit records by `_id` ($in)."""
+        async def cursor() -> Any:
+            for _id in query["_id"]["$in"]:
+                if (doc := self.docs.get(json.dumps(_id, sort_keys=True))) is not None:
+                    yield doc
+        return cursor()
+
 
 class FakeDb:
     def __init__(self) -> None:
