@@ -18,6 +18,7 @@ MILESTONE_MISSED = "roadmap.milestone.missed"
 MILESTONE_RECOVERED = "roadmap.milestone.recovered"
 TRAINING_TARGET_SET = "training.target.set"
 TRAINING_COURSE_COMPLETED = "training.course.completed"
+TRAINING_COMPLETION_VOIDED = "training.course.completion_voided"
 FEEDBACK_RESPONSE_SUBMITTED = "feedback.response.submitted"
 REPORT_QUARTERLY_GENERATED = "reports.quarterly.generated"
 
@@ -48,6 +49,7 @@ _TYPES = [
     EventType(MILESTONE_RECOVERED, roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
     EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),
     EventType(TRAINING_COURSE_COMPLETED, training.TrainingCourseCompleted, topics.TRAINING_EVENTS),
+    EventType(TRAINING_COMPLETION_VOIDED, training.TrainingCompletionVoided, topics.TRAINING_EVENTS),
     EventType(FEEDBACK_RESPONSE_SUBMITTED, feedback.FeedbackResponseSubmitted, topics.FEEDBACK_EVENTS),
     EventType(REPORT_QUARTERLY_GENERATED, reports.QuarterlyReportGenerated, topics.REPORTS_EVENTS, derived=True),
 ]
@@ -65,6 +67,7 @@ DATA_AGENCY_FIELD = {
     MILESTONE_PLANNED: "owner_agency",
     TRAINING_TARGET_SET: "agency",
     TRAINING_COURSE_COMPLETED: "agency",
+    TRAINING_COMPLETION_VOIDED: "agency",
     FEEDBACK_RESPONSE_SUBMITTED: "agency",
     MILESTONE_AT_RISK: "owner_agency",
     MILESTONE_MISSED: "owner_agency",

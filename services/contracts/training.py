@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.contracts.common_types import AgencyCode, Competency, EventData
 from services.contracts.thai_calendar import is_valid_thai_national_id
@@ -35,3 +35,19 @@ class TrainingCourseCompleted(EventData):
         if is_valid_thai_national_id(value):
             raise ValueError("learner_ref looks like a Thai national ID: send an opaque pseudonym instead")
         return value
+
+
+class TrainingCompletionVoided(EventData):
+    """Retraction of one `training.course.completed` (xAPI `voided`, or an agency correcting a wrong record):
+    the training projections treat the referenced completion as never sent, exactly once."""
+    agency: AgencyCode
+    voided_source: str = Field(min_length=1, max_length=500, description="`source` of the completion retracted, "
+                               "under the same agency's namespace /agencies/<agency>/")
+    voided_id: str = Field(min_length=1, max_length=500, description="`id` of the completion retracted")
+
+    @model_validator(mode="after")
+    def _own_namespace(self) -> TrainingCompletionVoided:
+        # One agency may not retract another's facts: the reference must lie in its own source namespace.
+        if not self.voided_source.startswith(f"/agencies/{self.agency}/"):
+            raise ValueError(f"voided_source must start with /agencies/{self.agency}/")
+        return self
