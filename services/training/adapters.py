@@ -50,6 +50,7 @@ class TrainingRepository:
         self.rollups = db.training_readiness
         self.statements = db.training_xapi_statements
         self.claims = db.training_claims
+        self.voids = db.training_voids  # completion _id -> the retraction that voided it (arrived first or later)
         self._known_rollups: set[str] = set()
         # Test hook: called with a stage name; raising there simulates a crash at that point.
         self.fault: Callable[[str], None] | None = None
@@ -61,6 +62,12 @@ class TrainingRepository:
         # Finished claims are only needed while a redelivery could still refer to them.
         await self.claims.create_index([("done_at", ASCENDING)], name="done_ttl", expireAfterSeconds=7 * 86400)
         await self.rollups.create_index([("fiscal_year", ASCENDING), ("agency", ASCENDING)], name="fy_agency")
+        # A retraction asks "does this learner have another counted pass in this fy x competency?".
+        await self.completions.create_index([("learner_hash", ASCENDING), ("fiscal_year", ASCENDING)], name="learner")
+        # The readable LRS: GET /xapi/statements pages an agency's statements by (stored, _id).
+        await self.statements.create_index([("agency", ASCENDING), ("stored", ASCENDING), ("_id", ASCENDING)],
+                                           name="agency_stored")
+        await self.statements.create_index([("voids", ASCENDING)], name="voids", sparse=True)
 
     def _stage(self, name: str) -> None:
         if self.fault is not None:
@@ -73,6 +80,9 @@ class TrainingRepository:
             return 0
         await self.claims.insert_one({"_id": claim, "done": False, "at": self.clock(),
                                       "completions": [d["_id"] for d in docs]})
+        voided = {d["_id"] async for d in self.voids.find({"_id": {"$in": [d["_id"] for d in docs]}}, {"_id": 1})}
+        if voided:  # retracted before it arrived: stored for the record, never counted
+            docs = [{**d, "voided": True, "void_claim": "before_arrival"} if d["_id"] in voided else d for d in docs]
         inserted = await insert_new(self.completions, docs)
         new = [docs[i] for i in inserted]
         self._stage("after_completions")
@@ -83,21 +93,81 @@ class TrainingRepository:
         now = self.clock()
         candidate = {}
         for c in new_completions:  # one doc per learner x competency x fy even when the batch has several
-            if c["passed"]:
+            if c["passed"] and not c.get("voided"):
                 doc = domain.learner_doc(c, claim, now)
                 candidate.setdefault(doc["_id"], doc)
         learner_docs = list(candidate.values())
         inserted = await insert_new(self.learners, learner_docs)
+        revived = await self._revive(learner_docs, inserted, claim)
         if recovering and learner_docs:
             # The claim's learners are the stored docs carrying this claim (a first run may have inserted them).
-            mine = [d async for d in self.learners.find({"_id": {"$in": list(candidate)}, "claim": claim},
-                                                         {"fiscal_year": 1, "agency": 1, "competency": 1})]
+            mine = [d async for d in self.learners.find({"_id": {"$in": list(candidate)}, "claim": claim,
+                                                         "gone": {"$exists": False}},
+                                                        {"fiscal_year": 1, "agency": 1, "competency": 1})]
         else:
-            mine = [learner_docs[i] for i in inserted]
+            mine = [learner_docs[i] for i in inserted] + revived
         self._stage("after_learners")
         await self._apply(claim, domain.deltas(new_completions, mine))
         self._stage("after_rollups")
         await self.claims.update_one({"_id": claim}, {"$set": {"done": True, "done_at": now}})
+
+    async def _revive(self, learner_docs: Sequence[dict[str, Any]], inserted: Sequence[int],
+                      claim: str) -> list[dict[str, Any]]:
+        """A learner whose counted passes were all voided (`gone`) is ready again with this claim's new pass."""
+        revived: list[dict[str, Any]] = []
+        taken = set(inserted)
+        dup = {d["_id"]: d for i, d in enumerate(learner_docs) if i not in taken}
+        if not dup:
+            return revived
+        async for doc in self.learners.find({"_id": {"$in": list(dup)}, "gone": {"$exists": True}}, {"_id": 1}):
+            new = dup[doc["_id"]]
+            result = await self.learners.update_one({"_id": doc["_id"], "gone": {"$exists": True}},
+                                                    {"$unset": {"gone": ""}, "$set": {"claim": claim,
+                                                     "first_completion": new["first_completion"]}})
+            if result.modified_count:
+                revived.append(new)
+        return revived
+
+    # --- retractions -------------------------------------------------------------------------
+    async def void_completions(self, refs: Sequence[tuple[str, str]], claim: str) -> int:
+        """Treat the completions `refs` [(completion _id, retraction key)] as never sent, exactly once: each is
+        marked voided by one claim only, and that claim's decrements are guarded like increments. A retraction
+        that arrives before its completion is remembered (`training_voids`) and the completion is then stored
+        voided. Returns how many stored completions this call voided."""
+        if not refs:
+            return 0
+        now = self.clock()
+        await insert_new(self.voids, [{"_id": cid, "by": by, "at": now} for cid, by in refs])
+        ids = sorted({cid for cid, _ in refs})
+        await self.claims.insert_one({"_id": claim, "done": False, "at": now, "voids": ids})
+        return await self._void_claim(claim, ids)
+
+    async def _void_claim(self, claim: str, ids: Sequence[str]) -> int:
+        await self.completions.update_many({"_id": {"$in": list(ids)}, "voided": {"$ne": True}},
+                                           {"$set": {"voided": True, "void_claim": claim}})
+        gone = [d async for d in self.completions.find({"_id": {"$in": list(ids)}, "void_claim": claim})]
+        self._stage("after_void_completions")
+        learner_ids = []
+        for c in gone:
+            if not c["passed"]:
+                continue
+            lid = domain.learner_competency_id(c["fiscal_year"], c["agency"], c["competency"], c["learner_hash"])
+            learner_ids.append(lid)
+            other = await self.completions.find_one({"learner_hash": c["learner_hash"], "fiscal_year": c["fiscal_year"],
+                                                     "agency": c["agency"], "competency": c["competency"],
+                                                     "passed": True, "voided": {"$ne": True}}, {"_id": 1})
+            if other is None:
+                await self.learners.update_one({"_id": lid, "gone": {"$exists": False}}, {"$set": {"gone": claim}})
+            else:
+                await self.learners.update_one({"_id": lid, "first_completion": c["_id"]},
+                                               {"$set": {"first_completion": other["_id"]}})
+        lost = [d async for d in self.learners.find({"_id": {"$in": learner_ids}, "gone": claim},
+                                                    {"fiscal_year": 1, "agency": 1, "competency": 1})]
+        self._stage("after_void_learners")
+        await self._apply(claim, domain.negated(domain.deltas([{**c, "voided": False} for c in gone], lost)))
+        self._stage("after_void_rollups")
+        await self.claims.update_one({"_id": claim}, {"$set": {"done": True, "done_at": self.clock()}})
+        return len(gone)
 
     async def _apply(self, claim: str, deltas: dict[str, domain.Delta]) -> None:
         if not deltas:
@@ -126,7 +196,11 @@ class TrainingRepository:
 
     async def finish_claim(self, claim: str) -> None:
         """Redo steps 2-4 for one claim from its stored completions (harmless if it was already finished)."""
-        doc = await self.claims.find_one({"_id": claim}, {"completions": 1})
+        doc = await self.claims.find_one({"_id": claim}, {"completions": 1, "voids": 1})
+        if doc and "voids" in doc:
+            log.warning("finishing an interrupted retraction", extra={"claim": claim, "completions": len(doc["voids"])})
+            await self._void_claim(claim, doc["voids"])
+            return
         ids = doc["completions"] if doc else []
         completions = [d async for d in self.completions.find({"_id": {"$in": ids}, "claim": claim})]
         log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
@@ -184,7 +258,7 @@ class TrainingRepository:
                                       {"completions": 0, "passed_completions": 0, "hours": 0.0, "passed_hours": 0.0,
                                        "ready_learners": 0})
 
-        pipeline = [{"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency", "p": "$passed"},
+        pipeline = [{"$match": {"voided": {"$ne": True}}}, {"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency", "p": "$passed"},
                                 "n": {"$sum": 1}, "h": {"$sum": "$hours"}}}]
         async for d in await self.completions.aggregate(pipeline):
             s = slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])
@@ -193,7 +267,7 @@ class TrainingRepository:
             if d["_id"]["p"]:
                 s["passed_completions"] += d["n"]
                 s["passed_hours"] += d["h"]
-        async for d in await self.learners.aggregate([{"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency"},
+        async for d in await self.learners.aggregate([{"$match": {"gone": {"$exists": False}}}, {"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency"},
                                                            "n": {"$sum": 1}}}]):
             slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])["ready_learners"] += d["n"]
         for s in figures.values():
@@ -212,12 +286,36 @@ class TrainingRepository:
                                                      "passed_hours": 0.0, "ready_learners": 0}})
         return figures
 
-    # --- xAPI statement ids ----------------------------------------------------------------
-    async def known_statements(self, ids: Sequence[str]) -> dict[str, str]:
-        return {d["_id"]: d["hash"] async for d in self.statements.find({"_id": {"$in": list(ids)}}, {"hash": 1})}
+    # --- xAPI statements ---------------------------------------------------------------------
+    # One doc per statement id (`_id`): inserting it is THE decision between concurrent requests of one id.
+    # state `pending` until Kafka acknowledged the statement's event, then `stored` (only those are readable).
+    async def reserve_statements(self, docs: Sequence[dict[str, Any]]) -> list[int]:
+        return await insert_new(self.statements, docs)
 
-    async def remember_statements(self, docs: Sequence[dict[str, Any]]) -> None:
-        await insert_new(self.statements, docs)
+    async def statement_docs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d async for d in self.statements.find({"_id": {"$in": list(ids)}})}
+
+    async def release_statements(self, ids: Sequence[str], token: str) -> None:
+        """Undo this request's reservations (its batch was refused after all); never another request's."""
+        await self.statements.delete_many({"_id": {"$in": list(ids)}, "token": token, "state": "pending"})
+
+    async def mark_stored(self, ids: Sequence[str]) -> None:
+        await self.statements.update_many({"_id": {"$in": list(ids)}, "state": "pending"}, {"$set": {"state": "stored"}})
+
+    async def mark_voided(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self.statements.update_many({"_id": {"$in": list(ids)}, "voiding": {"$ne": True}},
+                                              {"$set": {"voided": True}})
+
+    async def voided_among(self, ids: Sequence[str]) -> list[str]:
+        """Which of `ids` a stored voiding statement already names (the voiding one arrived first)."""
+        return [d["voids"] async for d in self.statements.find({"voids": {"$in": list(ids)}, "state": "stored"},
+                                                                 {"voids": 1})]
+
+    async def find_statements(self, query: dict[str, Any], ascending: bool, limit: int) -> list[dict[str, Any]]:
+        order = ASCENDING if ascending else -1
+        cursor = self.statements.find(query).sort([("stored", order), ("_id", order)]).limit(limit)
+        return [d async for d in cursor]
 
 
 async def _bulk(collection, ops: list) -> None:

@@ -93,6 +93,8 @@ def deltas(completions: Iterable[Mapping[str, Any]], learners: Iterable[Mapping[
     """Rollup increments for a set of newly stored completions and learner docs."""
     out: dict[str, Delta] = {}
     for c in completions:
+        if c.get("voided"):
+            continue  # a completion voided before it arrived is stored (traceable) and never counted
         d = out.setdefault(rollup_id(c["fiscal_year"], c["agency"], c["competency"]), Delta())
         d.completions += 1
         d.hours += c["hours"]
@@ -102,6 +104,17 @@ def deltas(completions: Iterable[Mapping[str, Any]], learners: Iterable[Mapping[
     for learner in learners:
         out.setdefault(rollup_id(learner["fiscal_year"], learner["agency"], learner["competency"]), Delta()).ready_learners += 1
     return out
+
+
+def negated(deltas_: dict[str, Delta]) -> dict[str, Delta]:
+    """The decrements that take voided completions (and the learners they made ready) back out of the rollups."""
+    return {rid: Delta(-d.completions, -d.passed_completions, -d.hours, -d.passed_hours, -d.ready_learners)
+            for rid, d in deltas_.items()}
+
+
+def voided_key(source: str, event_id: str) -> str:
+    """`_id` of the completion a `training.course.completion_voided` names (the completion's own `_id`)."""
+    return f"{source}\x1f{event_id}"
 
 
 # --- targets ------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -9,10 +10,12 @@ from fastapi.responses import JSONResponse, Response
 
 from services.common import openapi
 from services.common.app import Runtime
-from services.common.auth import READ_RESPONSES, ApiKeyAuth, Principal
+from services.common.auth import READ_RESPONSES, WRITERS, ApiKeyAuth, Principal
+from services.common.clock import utc_now
 from services.common.http_ingest import problem, read_json_rated
 from services.common.params import AgencyFilter
 from services.common.ratelimit import TokenBucket
+from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.training import xapi
 from services.training.handlers import TrainingService, XapiIntake
@@ -28,6 +31,17 @@ def build_router(service: TrainingService, runtime: Runtime) -> APIRouter:
         router.include_router(_xapi_router(service.xapi, runtime.auth, runtime.settings.ingest_max_body_bytes,
                                            runtime.intake.limiter))
     return router
+
+
+def _basic_password(header: str) -> str | None:
+    """The password of an `Authorization: Basic` header (None when the header is not Basic)."""
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
 
 
 def _readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
@@ -55,14 +69,39 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     router = APIRouter(tags=["xAPI"])
     version = {xapi.VERSION_HEADER: xapi.VERSION}
 
-    async def handle(request: Request, put_id: str | None) -> Response:
+    def headers() -> dict[str, str]:
+        # Every answer of the Statement Resource: the version, and that everything stored is readable now
+        # (a statement is readable once its answer was sent).
+        now = utc_now().isoformat().replace("+00:00", "Z")
+        return {**version, "X-Experience-API-Consistent-Through": now}
+
+    async def authenticated(request: Request) -> Principal | Response:
+        """Version header, then the key (header-only, before any body is read): X-API-Key, Bearer, or HTTP
+        Basic with the key as the password (how LRS clients and the ADL conformance suite authenticate)."""
         if not xapi.version_ok(request.headers.get(xapi.VERSION_HEADER)):
-            return problem(400, "xapi_version_required", f"send {xapi.VERSION_HEADER}: 1.0.3 (1.0.x accepted)", headers=version)
-        try:  # authenticated here, after the version check, so a problem answer carries the version header too
-            principal = await auth(request)
+            return problem(400, "xapi_version_required", f"send {xapi.VERSION_HEADER}: 1.0.3 (1.0.x accepted)",
+                           headers=version)
+        try:
+            basic = _basic_password(request.headers.get("authorization", ""))
+            if basic is None:
+                return await auth(request)
+            principal = await auth.lookup(basic)
+            if principal is None:
+                raise HTTPException(401, detail={"reason": "invalid_api_key", "detail": "unknown, revoked or expired "
+                                                 "API key (HTTP Basic: the key is the password)"},
+                                    headers={"WWW-Authenticate": 'Basic realm="xAPI"'})
+            if principal.role not in WRITERS:
+                raise HTTPException(403, detail={"reason": "role_not_allowed",
+                                                 "detail": f"a {principal.role.value} key may not use this route"})
+            return principal
         except HTTPException as exc:
             return problem(exc.status_code, exc.detail["reason"], exc.detail["detail"],
                            headers={**version, **(exc.headers or {})})
+
+    async def handle(request: Request, put_id: str | None) -> Response:
+        principal = await authenticated(request)
+        if isinstance(principal, Response):
+            return principal
         payload = await read_json_rated(request, principal, limiter, body_limit, what="statements",
                                         max_items=intake.max_statements, too_many_reason="too_many_statements",
                                         headers=version)
@@ -70,13 +109,13 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
             return payload
         outcome = await intake.submit(payload, principal, put_id)
         if outcome.reason is not None:
-            headers = dict(version)
+            extra = headers()
             if "retry_after" in outcome.extra:
-                headers["Retry-After"] = str(outcome.extra.pop("retry_after"))
-            return problem(outcome.status, outcome.reason, outcome.detail or "", headers=headers, **outcome.extra)
+                extra["Retry-After"] = str(outcome.extra.pop("retry_after"))
+            return problem(outcome.status, outcome.reason, outcome.detail or "", headers=extra, **outcome.extra)
         if outcome.status == 204:
-            return Response(status_code=204, headers=version)
-        return JSONResponse(outcome.body, status_code=outcome.status, headers=version)
+            return Response(status_code=204, headers=headers())
+        return JSONResponse(outcome.body, status_code=outcome.status, headers=headers())
 
     responses = {400: {"description": "malformed statement, missing version header, duplicate ids in the batch"},
                  401: {"description": "missing or unknown key"}, 403: {"description": "statement of another agency"},
@@ -109,5 +148,46 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     async def put_statement(request: Request,
                             statementId: Annotated[str, Query(pattern=xapi.UUID_PATTERN)]) -> Response:
         return await handle(request, statementId)
+
+    @router.get("/xapi/statements", summary="Read stored xAPI statements (one by id, or a filtered page)",
+                responses={400: {"description": "bad parameter or version header"}, 401: {"description": "missing key"},
+                           404: {"description": "no such statement for this agency"}},
+                openapi_extra=openapi.merge(openapi.KEYED, version_header, {"parameters": [
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                    for n in ("statementId", "voidedStatementId", "agent", "verb", "activity", "since", "until",
+                              "limit", "ascending", "more")]}))
+    async def get_statements(request: Request) -> Response:
+        principal = await authenticated(request)
+        if isinstance(principal, Response):
+            return principal
+        params = dict(request.query_params)
+        agency = principal.read_scope(None)
+        try:
+            for name in ("statementId", "voidedStatementId"):
+                if name in params:
+                    if len(params) > 1 + ("format" in params) + ("attachments" in params):
+                        raise xapi.StatementError("invalid_parameter", f"{name} takes no other filter")
+                    sid = params[name].lower()
+                    if not xapi.is_uuid(sid):
+                        raise xapi.StatementError("invalid_parameter", f"{name} must be a UUID")
+                    found = await intake.one(sid, name == "voidedStatementId", agency)
+                    if found is None:
+                        return problem(404, "statement_not_found", f"no {'voided ' if name != 'statementId' else ''}"
+                                       "statement with this id for this key", headers=headers())
+                    return JSONResponse(found, headers=headers())
+            if "more" in params:
+                if len(params) > 1:
+                    raise xapi.StatementError("invalid_parameter", "more takes no other parameter")
+                query = xapi.decode_cursor(params["more"])
+            else:
+                query = xapi.parse_query(params)
+        except xapi.StatementError as err:
+            return problem(400, err.reason, err.detail, headers=headers())
+        page = await intake.query(query, agency, sorted(get_registry().codes()) if agency is None else [])
+        return JSONResponse(page, headers=headers())
+
+    @router.get("/xapi/about", summary="xAPI versions this LRS speaks (no key needed)")
+    async def about() -> Response:
+        return JSONResponse({"version": list(xapi.SUPPORTED_VERSIONS)}, headers=version)
 
     return router

@@ -7,16 +7,16 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.contracts.envelope import Event, EventError, make_event
-from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
+from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
-from services.contracts.training import TrainingCourseCompleted, TrainingTargetSet
+from services.contracts.training import TrainingCompletionVoided, TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
 from services.training.adapters import TrainingRepository, new_claim
 from services.training.metrics import TrainingMetrics
@@ -60,6 +60,7 @@ class TrainingService:
         self._unfinished.add(claim)
         now = self.clock()
         docs = []
+        voids: list[tuple[str, str]] = []
         rejected: list[Rejected] = []
         for event in batch.events:
             if event.type == TRAINING_TARGET_SET:
@@ -73,8 +74,18 @@ class TrainingService:
                     rejected.append(Rejected(event, EventError("not_pseudonymised", "learner_ref was not hashed")))
                     continue
                 docs.append(domain.completion_doc(event.source, event.id, c, c.learner_ref, claim, now))
+            elif event.type == TRAINING_COMPLETION_VOIDED:
+                v: TrainingCompletionVoided = event.data  # type: ignore[assignment]
+                voids.append((domain.voided_key(v.voided_source, v.voided_id), domain.voided_key(event.source, event.id)))
         new = await self.repo.add_completions(docs, claim)
         self._unfinished.discard(claim)
+        if voids:  # after this batch's completions, so a completion and its retraction in one batch cancel out
+            void_claim = new_claim()
+            self._unfinished.add(void_claim)
+            voided = await self.repo.void_completions(voids, void_claim)
+            self._unfinished.discard(void_claim)
+            if voided:  # completions newly taken out of the rollups (a redelivered retraction adds nothing)
+                self.metrics.applied.labels(TRAINING_COMPLETION_VOIDED).inc(voided)
         if new:
             self.metrics.applied.labels(TRAINING_COURSE_COMPLETED).inc(new)
         if len(docs) - new:
@@ -124,15 +135,17 @@ class XapiOutcome:
 
 
 class XapiIntake:
-    """xAPI 1.0.3 statement resource (POST / PUT) mapped onto `training.course.completed` events."""
+    """xAPI 1.0.3 Statement Resource: POST / PUT (completions become `training.course.completed`, `voided`
+    statements naming one become `training.course.completion_voided`) and GET (the agency's stored statements)."""
 
     def __init__(self, repo: TrainingRepository, publisher: EventPublisher, metrics: TrainingMetrics,
-                 clock: Callable[[], datetime], max_statements: int):
+                 clock: Callable[[], datetime], max_statements: int, learner_secret: str = ""):
         self.repo = repo
         self.publisher = publisher
         self.metrics = metrics
         self.clock = clock
         self.max_statements = max_statements
+        self._secret = learner_secret
 
     def _fail(self, status: int, reason: str, detail: str, outcome: str = "rejected", **extra: Any) -> XapiOutcome:
         self.metrics.xapi.labels(outcome).inc()
@@ -143,6 +156,10 @@ class XapiIntake:
         return self._fail(400, "malformed_statement", "a statement holds a value of an unexpected type or range "
                           "(for example context or result not an object, a timestamp out of range)")
 
+    def learner_key(self, agency: str, agent: dict[str, Any]) -> str:
+        """The keyed hash an Agent is stored and filtered by (the same as the consumer's learner hash)."""
+        return domain.learner_hash(self._secret, agency, xapi.agent_ref(agent))
+
     async def submit(self, payload: Any, principal: Principal, put_id: str | None = None) -> XapiOutcome:
         statements = payload if isinstance(payload, list) else [payload]
         if put_id is not None and isinstance(payload, list):
@@ -151,76 +168,177 @@ class XapiIntake:
             return XapiOutcome(200, body=[])
         if len(statements) > self.max_statements:
             return self._fail(413, "too_many_statements", f"at most {self.max_statements} statements per request")
-        ids: list[str] = []
         try:
-            for index, st in enumerate(statements):
-                sid = xapi.check_statement(st, index)
-                if put_id is not None:
-                    try:
-                        put_id = str(uuid.UUID(put_id))
-                    except ValueError:
-                        raise xapi.StatementError("invalid_statement_id", f"statementId {put_id!r} is not a UUID") from None
-                    if sid is not None and sid != put_id:
-                        raise xapi.StatementError("id_mismatch", "statementId differs from the statement's id")
-                    sid = put_id
-                if sid is None:
-                    sid = str(uuid.uuid4())  # the LRS assigns ids to statements without one
-                st = {**st, "id": sid}
-                statements[index] = st
-                ids.append(sid)
+            ids = self._ids(statements, put_id)
         except xapi.StatementError as err:
             return self._fail(400, err.reason, err.detail)
         except Exception as exc:  # a value of an unexpected type or range: this request's 400, never a 500
             return self._malformed(exc)
         if len(set(ids)) != len(ids):
             return self._fail(400, "duplicate_statement_id", "the same statement id appears twice in this request")
-        hashes = {st["id"]: xapi.canonical_hash(st) for st in statements}
-        known = await self.repo.known_statements(ids)
-        conflicts = [sid for sid, h in known.items() if h != hashes[sid]]
-        if conflicts:
-            return self._fail(409, "statement_conflict", "a different statement is already stored under this id "
-                              "(statements are immutable)", outcome="conflict", statement_ids=conflicts)
-        fresh = [st for st in statements if st["id"] not in known]
-        now = self.clock()
-        events: list[Event] = []
-        ignored: list[str] = []
+        now = domain.bson_time(self.clock())  # ms: a republished event's `time` equals the stored one
         try:
-            for st in fresh:
-                if not xapi.is_completion(st):
-                    ignored.append(st["id"])
-                    continue
-                mapped = xapi.map_statement(st, st["id"], principal.agency, now)
-                if mapped.agency != principal.agency:
-                    return self._fail(403, "agency_not_allowed", f"this key belongs to agency {principal.agency!r} and may "
-                                      f"not submit statements of agency {mapped.agency!r}", outcome="forbidden")
-                events.append(make_event(TRAINING_COURSE_COMPLETED, mapped.data, agency=mapped.agency, id=f"xapi:{mapped.statement_id}",
-                                         source=f"/agencies/{mapped.agency}/xapi", time=now,
-                                         subject=mapped.data.course_id[:200]))
+            planned = [await self._plan(st, principal, now) for st in statements]
+        except _Refused as refused:
+            return refused.outcome
         except xapi.StatementError as err:
             return self._fail(400, err.reason, err.detail)
         except EventError as err:
             return self._fail(400, err.reason, err.detail)
         except Exception as exc:  # mapping is pure: anything else is a value it could not handle
             return self._malformed(exc)
+        return await self._decide_and_publish(planned, principal, put_id, now)
+
+    def _ids(self, statements: list[Any], put_id: str | None) -> list[str]:
+        ids: list[str] = []
+        for index, st in enumerate(statements):
+            sid = xapi.check_statement(st, index)
+            if put_id is not None:
+                try:
+                    put_id = str(uuid.UUID(put_id))
+                except ValueError:
+                    raise xapi.StatementError("invalid_statement_id", f"statementId {put_id!r} is not a UUID") from None
+                if sid is not None and sid != put_id:
+                    raise xapi.StatementError("id_mismatch", "statementId differs from the statement's id")
+                sid = put_id
+            statements[index] = {**st, "id": sid or str(uuid.uuid4())}  # the LRS assigns missing ids
+            ids.append(statements[index]["id"])
+        return ids
+
+    async def _plan(self, st: dict[str, Any], principal: Principal, now: datetime) -> _Planned:
+        """What one statement becomes: its reservation doc and the event (if any) its acceptance publishes."""
+        sid = st["id"]
+        agency = principal.agency
+        event = None
+        voids = None
+        if xapi.is_voiding(st):
+            voids = xapi.voided_target(st)
+            target = (await self.repo.statement_docs([voids])).get(voids)
+            if target is not None and target.get("voiding"):
+                raise xapi.StatementError("invalid_voiding", "a voiding statement cannot itself be voided")
+            if target is not None and target["agency"] != agency:
+                raise _Refused(self._fail(403, "agency_not_allowed", "the statement to void belongs to another "
+                                          "agency", outcome="forbidden"))
+            event = make_event(TRAINING_COMPLETION_VOIDED,
+                               TrainingCompletionVoided(agency=agency, voided_source=f"/agencies/{agency}/xapi",
+                                                        voided_id=f"xapi:{voids}"),
+                               agency=agency, id=f"xapi-void:{sid}", source=f"/agencies/{agency}/xapi", time=now)
+        elif xapi.is_completion(st):
+            mapped = xapi.map_statement(st, sid, agency, now)
+            if mapped.agency != agency:
+                raise _Refused(self._fail(403, "agency_not_allowed", f"this key belongs to agency {agency!r} and may "
+                                          f"not submit statements of agency {mapped.agency!r}", outcome="forbidden"))
+            event = make_event(TRAINING_COURSE_COMPLETED, mapped.data, agency=agency, id=f"xapi:{sid}",
+                               source=f"/agencies/{agency}/xapi", time=now, subject=mapped.data.course_id[:200])
+        stored_iso = now.isoformat().replace("+00:00", "Z")
+        readable = xapi.pseudonymised(st, lambda a: self.learner_key(agency, a))
+        readable = {**readable, "stored": stored_iso, "timestamp": st.get("timestamp", stored_iso),
+                    "version": st.get("version", xapi.VERSION),
+                    "authority": {"objectType": "Agent", "account": {"homePage": xapi.AUTHORITY_HOME, "name": agency}}}
+        obj = st["object"]
+        doc = {"_id": sid, "hash": xapi.canonical_hash(st), "hash_version": 2, "agency": agency,
+               "verb": st["verb"]["id"], "state": "pending", "stored": now,
+               "event_id": event.id if event is not None else None, "learner": self.learner_key(agency, st["actor"]),
+               "activity": obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None,
+               "voided": False, "voiding": voids is not None, "statement": readable}
+        if voids is not None:
+            doc["voids"] = voids
+        return _Planned(sid, st, doc, event)
+
+    async def _decide_and_publish(self, planned: list[_Planned], principal: Principal, put_id: str | None,
+                                  now: datetime) -> XapiOutcome:
+        token = uuid.uuid4().hex
+        docs = [{**p.doc, "token": token} for p in planned]
+        inserted = set(await self.repo.reserve_statements(docs))  # the unique _id decides, atomically
+        mine = [planned[i] for i in sorted(inserted)]
+        others = [p for i, p in enumerate(planned) if i not in inserted]
+        existing = await self.repo.statement_docs([p.sid for p in others]) if others else {}
+        conflicts = [p.sid for p in others if not _same(existing.get(p.sid), p)]
+        if conflicts:
+            await self.repo.release_statements([p.sid for p in mine], token)
+            return self._fail(409, "statement_conflict", "a different statement is already stored under this id "
+                              "(statements are immutable)", outcome="conflict", statement_ids=conflicts)
+        # An identical statement still pending (its first request is between reservation and Kafka's answer, or
+        # got 503): publish the same event again (same id, content and time), so answering 200 is true.
+        again = [p for p in others if existing[p.sid].get("state") == "pending"
+                 and existing[p.sid]["agency"] == principal.agency and p.event is not None]
+        events = [p.event for p in mine if p.event is not None]
+        events += [dataclasses.replace(p.event, time=existing[p.sid]["stored"].replace(tzinfo=UTC)) for p in again]
         errors = await self.publisher.publish_many(events)
         if any(e is not None for e in errors):
-            self.metrics.xapi.labels("unavailable").inc(len(statements))
+            self.metrics.xapi.labels("unavailable").inc(len(planned))
             return XapiOutcome(503, reason="broker_unavailable", detail="Kafka did not acknowledge; retry later",
                                extra={"retry_after": 5})
-        # Recorded after Kafka acknowledged: a crash in between means the LMS retries and the same event id is
-        # published again, which the consumer stores once.
-        await self.repo.remember_statements([{"_id": st["id"], "hash": hashes[st["id"]], "agency": principal.agency,
-                                              "verb": st["verb"]["id"], "stored": now,
-                                              "event_id": None if st["id"] in ignored else f"xapi:{st['id']}"}
-                                             for st in fresh])
-        if events:
-            self.metrics.xapi.labels("accepted").inc(len(events))
-        if ignored:
-            self.metrics.xapi.labels("ignored").inc(len(ignored))
-        if len(statements) - len(fresh):
-            self.metrics.xapi.labels("duplicate").inc(len(statements) - len(fresh))
-        if ignored:
-            return XapiOutcome(200, body={"ids": ids, "ignored": ignored,
-                                          "reason": "only the verbs completed, passed and failed are recorded; "
-                                                    "other statements are acknowledged and not stored"})
-        return XapiOutcome(204 if put_id is not None else 200, body=None if put_id is not None else ids)
+        # A crash before this line leaves the reservation pending: the LMS retries, gets here through `again`.
+        await self.repo.mark_stored([p.sid for p in mine] + [p.sid for p in again])
+        await self.repo.mark_voided([p.doc["voids"] for p in mine if "voids" in p.doc])
+        await self.repo.mark_voided(await self.repo.voided_among([p.sid for p in mine]))
+        counted = sum(1 for p in mine if p.event is not None)
+        if counted:
+            self.metrics.xapi.labels("accepted").inc(counted)
+        if len(mine) - counted:
+            self.metrics.xapi.labels("ignored").inc(len(mine) - counted)
+        if others:
+            self.metrics.xapi.labels("duplicate").inc(len(others))
+        return XapiOutcome(204 if put_id is not None else 200, body=None if put_id is not None else [p.sid for p in planned])
+
+    # --- GET /xapi/statements ----------------------------------------------------------------------
+    async def one(self, sid: str, voided: bool, agency: str | None) -> dict[str, Any] | None:
+        doc = (await self.repo.statement_docs([sid])).get(sid)
+        if doc is None or doc.get("state") != "stored" or "statement" not in doc or bool(doc.get("voided")) != voided:
+            return None
+        if agency is not None and doc["agency"] != agency:
+            return None
+        return doc["statement"]
+
+    async def query(self, q: xapi.StatementQuery, agency: str | None, agencies: list[str]) -> dict[str, Any]:
+        """A page of statements (voided ones left out, as the spec says) and the `more` cursor."""
+        mongo: dict[str, Any] = {"state": "stored", "statement": {"$exists": True}, "voided": {"$ne": True}}
+        if agency is not None:
+            mongo["agency"] = agency
+        if q.agent is not None:
+            mongo["learner"] = {"$in": sorted({self.learner_key(a, q.agent) for a in ([agency] if agency else agencies)})}
+        if q.verb is not None:
+            mongo["verb"] = q.verb
+        if q.activity is not None:
+            mongo["activity"] = q.activity
+        stored: dict[str, Any] = {}
+        if q.since is not None:
+            stored["$gt"] = q.since
+        if q.until is not None:
+            stored["$lte"] = q.until
+        if stored:
+            mongo["stored"] = stored
+        if q.after is not None:  # keyset paging on (stored, _id)
+            op = "$gt" if q.ascending else "$lt"
+            after = [{"stored": {op: q.after[0]}}, {"stored": q.after[0], "_id": {op: q.after[1]}}]
+            mongo = {"$and": [mongo, {"$or": after}]}
+        docs = await self.repo.find_statements(mongo, q.ascending, q.limit + 1)
+        more = None
+        if len(docs) > q.limit:
+            docs = docs[:q.limit]
+            more = xapi.encode_cursor(q, (docs[-1]["stored"], docs[-1]["_id"]))
+        return {"statements": [d["statement"] for d in docs], "more": more or ""}
+
+
+@dataclass
+class _Planned:
+    sid: str
+    statement: dict[str, Any]
+    doc: dict[str, Any]
+    event: Event | None
+
+
+class _Refused(Exception):
+    def __init__(self, outcome: XapiOutcome):
+        self.outcome = outcome
+
+
+def _same(stored: dict[str, Any] | None, planned: _Planned) -> bool:
+    """Whether a stored statement doc holds the same statement (xapi.canonical_hash; docs written before the
+    comparison rules were compared with the hash of that time)."""
+    if stored is None:  # reserved and released again by a refused batch in between: the client may retry
+        return False
+    if stored.get("hash_version") == 2:
+        return stored["hash"] == planned.doc["hash"]
+    return stored["hash"] == xapi.legacy_hash(planned.statement)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from services.common.metrics import SnapshotCollector
-from services.contracts.events import TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
+from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 from services.contracts.thai_calendar import fiscal_year_of
 
 
@@ -26,7 +26,7 @@ class TrainingMetrics:
                             "forbidden, unavailable).", ["outcome"], registry=registry)
         for outcome in ("accepted", "duplicate", "ignored", "rejected", "conflict", "forbidden", "unavailable"):
             self.xapi.labels(outcome)
-        for type_ in (TRAINING_TARGET_SET, TRAINING_COURSE_COMPLETED):
+        for type_ in (TRAINING_TARGET_SET, TRAINING_COURSE_COMPLETED, TRAINING_COMPLETION_VOIDED):
             self.applied.labels(type_)
 
 

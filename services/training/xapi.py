@@ -15,26 +15,30 @@ keyed hash (see `domain.learner_hash`).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from services.contracts import problems
+from services.contracts import problems, safejson
 from services.contracts.common_types import Competency
 from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
 
 VERSION_HEADER = "X-Experience-API-Version"
 VERSION = "1.0.3"
+SUPPORTED_VERSIONS = ("1.0.3", "1.0.2", "1.0.1", "1.0.0")
 VERB_COMPLETED = "http://adlnet.gov/expapi/verbs/completed"
 VERB_PASSED = "http://adlnet.gov/expapi/verbs/passed"
 VERB_FAILED = "http://adlnet.gov/expapi/verbs/failed"
+VERB_VOIDED = "http://adlnet.gov/expapi/verbs/voided"
 COMPLETION_VERBS = frozenset({VERB_COMPLETED, VERB_PASSED, VERB_FAILED})
 EXT_AGENCY = "https://newnormal.go.th/xapi/extensions/agency"
 EXT_COMPETENCY = "https://newnormal.go.th/xapi/extensions/competency"
@@ -78,9 +82,110 @@ def duration_hours(text: str) -> float:
 
 
 def canonical_hash(statement: dict[str, Any]) -> str:
-    """Hash of what the statement says, ignoring what the LRS adds (stored, authority, version)."""
+    """Hash of what the statement says, per xAPI 1.0.3 Data 2.3.1 (Statement Immutability and the Statement
+    Comparison Requirements): ignored are what the LRS assigns (`id`, `authority`, `stored`, `version`, and
+    `timestamp` when one side has none), the formatting of a timestamp (compared as an instant, ms),
+    the order of object members, attachments and Group members, the case of UUIDs, mailto domains and
+    language tags, and 1 vs 1.0. Everything else (the content) must match."""
+    body = comparable(statement)
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+def legacy_hash(statement: dict[str, Any]) -> str:
+    """The hash statements were remembered by before the comparison rules (docs without `hash_version`)."""
     body = {k: v for k, v in statement.items() if k not in ("stored", "authority", "version")}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+
+def comparable(statement: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in statement.items() if k not in ("id", "stored", "authority", "version")}
+    if "timestamp" in body:
+        try:
+            body["timestamp"] = _instant(body["timestamp"])
+        except (StatementError, TypeError):
+            pass  # not comparable as an instant: the text itself counts
+    return _normal(body, "")
+
+
+def _instant(text: Any) -> str:
+    moment = parse_timestamp(text, "timestamp")
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _normal(value: Any, key: str) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str) and key not in ("mbox", "registration"):
+        return value
+    if isinstance(value, str):
+        return normal_mbox(value) if key == "mbox" else value.lower()
+    if isinstance(value, (int, float)):
+        return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+    if isinstance(value, list):
+        items = [_normal(v, "") for v in value]
+        if key in ("attachments", "member"):  # unordered collections
+            items.sort(key=lambda v: json.dumps(v, sort_keys=True, ensure_ascii=False))
+        return items
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if key in ("display", "name", "description") and isinstance(v, str):
+                out[k.lower()] = v  # a language map: tags are case-insensitive
+            else:
+                out[k] = _normal(v, k)
+        if value.get("objectType") == "StatementRef" and isinstance(value.get("id"), str):
+            out["id"] = value["id"].lower()
+        return out
+    return value
+
+
+# --- the Inverse Functional Identifier of an Agent -------------------------------------------------------
+
+def normal_mbox(mbox: str) -> str:
+    """`mailto:` + local part as sent + '@' + domain in lower case (domains are case-insensitive, RFC 5321;
+    the local part may not be). Scheme in lower case too."""
+    text = mbox.strip()
+    if not text.lower().startswith("mailto:") or "@" not in text:
+        raise StatementError("malformed_statement", "actor.mbox must be a mailto: IRI with an address")
+    local, _, domain = text[len("mailto:"):].rpartition("@")
+    if not local or not domain:
+        raise StatementError("malformed_statement", "actor.mbox must be a mailto: IRI with an address")
+    return f"mailto:{local}@{domain.lower()}"
+
+
+def normal_home_page(url: str) -> str:
+    """Scheme and host in lower case, no trailing slash on an empty path: one LMS spelt two ways is one LMS."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    host, slash, path = rest.partition("/")
+    path = (slash + path).rstrip("/") if path.strip("/") else ""
+    return f"{scheme.lower()}://{host.lower()}{path}"
+
+
+def ifi_of(agent: dict[str, Any], where: str = "actor") -> tuple[str, str]:
+    """(kind, normalised value) of the one Inverse Functional Identifier of an Agent (raise StatementError)."""
+    ids = _identifier(agent)
+    if len(ids) != 1:
+        raise StatementError("malformed_statement", f"{where} needs exactly one of mbox, mbox_sha1sum, openid, account")
+    kind = ids[0]
+    if kind == "account":
+        account = agent["account"]
+        if not isinstance(account, dict) or not isinstance(account.get("name"), str) or not account["name"].strip() \
+                or not isinstance(account.get("homePage"), str) or not account["homePage"].strip():
+            raise StatementError("malformed_statement", f"{where}.account needs homePage and name (strings)")
+        return kind, normal_home_page(account["homePage"]) + "\x1f" + account["name"].strip()
+    value = agent[kind]
+    if not isinstance(value, str):
+        raise StatementError("invalid_type", f"{where}.{kind} must be a string")
+    if kind == "mbox":
+        return kind, normal_mbox(value)
+    if kind == "mbox_sha1sum":
+        digest = value.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{40}", digest):
+            raise StatementError("malformed_statement", f"{where}.mbox_sha1sum must be 40 hex digits")
+        return kind, digest
+    return kind, value.strip()
 
 
 def check_statement(statement: Any, index: int) -> str | None:
@@ -105,7 +210,173 @@ def check_statement(statement: Any, index: int) -> str | None:
     if not _identifier(statement["actor"]) and statement["actor"].get("objectType") != "Group":
         raise StatementError("malformed_statement",
                              f"statement {index}: actor needs exactly one of mbox, mbox_sha1sum, openid, account", sid)
+    try:
+        check_types(statement)
+        if is_voiding(statement):
+            voided_target(statement)
+    except StatementError as err:
+        raise StatementError(err.reason, f"statement {index}: {err.detail}", sid) from None
     return sid.lower() if isinstance(sid, str) else None
+
+
+def is_voiding(statement: dict[str, Any]) -> bool:
+    return statement["verb"].get("id") == VERB_VOIDED
+
+
+def voided_target(statement: dict[str, Any]) -> str:
+    """The statement id a `voided` statement retracts; its object must be a StatementRef (xAPI 1.0.3 Data 2.3.2)."""
+    obj = statement["object"]
+    if obj.get("objectType") != "StatementRef" or not is_uuid(obj.get("id")):
+        raise StatementError("invalid_voiding", "a voiding statement's object must be a StatementRef with the UUID "
+                             "of the statement it voids")
+    return obj["id"].lower()
+
+
+# --- strict JSON types (xAPI 1.0.3 Data 2.4): a string where a boolean or number belongs is refused ----------
+_STR, _BOOL, _NUM, _OBJ, _LIST = "a string", "a boolean", "a number", "an object", "an array"
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _OBJ:
+        return isinstance(value, dict)
+    if kind == _LIST:
+        return isinstance(value, list)
+    return isinstance(value, (dict, list))  # an Activity or an array of them
+
+
+def _fields(obj: Any, path: str, spec: dict[str, str], closed: bool = True) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise StatementError("invalid_type", f"{path} must be an object")
+    for name, value in obj.items():
+        if name not in spec:
+            if closed:
+                raise StatementError("unknown_property", f"{path}.{name} is not a property of xAPI 1.0.3")
+            continue
+        if value is None or not _type_ok(value, spec[name]):
+            raise StatementError("invalid_type", f"{path}.{name} must be {spec[name]}")
+    return obj
+
+
+def _language_map_ok(value: Any, path: str) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise StatementError("invalid_type", f"{path} must be a language map (tag -> string)")
+
+
+_AGENT = {"objectType": _STR, "name": _STR, "mbox": _STR, "mbox_sha1sum": _STR, "openid": _STR, "account": _OBJ,
+          "member": _LIST}
+
+
+def _agent(value: Any, path: str) -> None:
+    obj = _fields(value, path, _AGENT)
+    if obj.get("objectType", "Agent") not in ("Agent", "Group"):
+        raise StatementError("invalid_type", f"{path}.objectType must be Agent or Group")
+    if "account" in obj:
+        _fields(obj["account"], f"{path}.account", {"homePage": _STR, "name": _STR})
+    if "member" in obj:
+        if obj.get("objectType") != "Group":
+            raise StatementError("unknown_property", f"{path}.member belongs to a Group")
+        for i, m in enumerate(obj["member"]):
+            _agent(m, f"{path}.member[{i}]")
+    if obj.get("objectType") != "Group" or _identifier(obj):
+        ifi_of(obj, path)
+
+
+def _activity(value: Any, path: str) -> None:
+    obj = _fields(value, path, {"objectType": _STR, "id": _STR, "definition": _OBJ})
+    if "definition" in obj:
+        d = _fields(obj["definition"], f"{path}.definition", {
+            "name": _OBJ, "description": _OBJ, "type": _STR, "moreInfo": _STR, "extensions": _OBJ,
+            "interactionType": _STR, "correctResponsesPattern": _LIST, "choices": _LIST, "scale": _LIST,
+            "source": _LIST, "target": _LIST, "steps": _LIST})
+        for lm in ("name", "description"):
+            if lm in d:
+                _language_map_ok(d[lm], f"{path}.definition.{lm}")
+
+
+def _statement_ref(value: Any, path: str) -> None:
+    obj = _fields(value, path, {"objectType": _STR, "id": _STR})
+    if obj.get("objectType") != "StatementRef" or not is_uuid(obj.get("id")):
+        raise StatementError("malformed_statement", f"{path} must be a StatementRef with a UUID id")
+
+
+def is_uuid(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False
+
+
+def _object(value: Any, path: str, sub: bool) -> None:
+    kind = value.get("objectType", "Activity") if isinstance(value, dict) else None
+    if kind == "Activity":
+        _activity(value, path)
+    elif kind in ("Agent", "Group"):
+        _agent(value, path)
+    elif kind == "StatementRef":
+        _statement_ref(value, path)
+    elif kind == "SubStatement" and not sub:
+        _body(value, path, sub=True)
+    else:
+        raise StatementError("invalid_type", f"{path}.objectType must be Activity, Agent, Group, StatementRef"
+                             + ("" if sub else " or SubStatement"))
+
+
+_RESULT = {"score": _OBJ, "success": _BOOL, "completion": _BOOL, "response": _STR, "duration": _STR, "extensions": _OBJ}
+_SCORE = {"scaled": _NUM, "raw": _NUM, "min": _NUM, "max": _NUM}
+_CONTEXT = {"registration": _STR, "instructor": _OBJ, "team": _OBJ, "contextActivities": _OBJ, "revision": _STR,
+            "platform": _STR, "language": _STR, "statement": _OBJ, "extensions": _OBJ}
+_TOP = {"id": _STR, "actor": _OBJ, "verb": _OBJ, "object": _OBJ, "result": _OBJ, "context": _OBJ, "timestamp": _STR,
+        "stored": _STR, "authority": _OBJ, "version": _STR, "attachments": _LIST}
+_SUB = {"objectType": _STR, "actor": _OBJ, "verb": _OBJ, "object": _OBJ, "result": _OBJ, "context": _OBJ, "timestamp": _STR}
+
+
+def _body(st: dict[str, Any], path: str, sub: bool) -> None:
+    _fields(st, path, _SUB if sub else _TOP)
+    for name in ("actor", "verb", "object"):
+        if name not in st:
+            raise StatementError("malformed_statement", f"{path}.{name} is required")
+    _agent(st["actor"], f"{path}.actor")
+    verb = _fields(st["verb"], f"{path}.verb", {"id": _STR, "display": _OBJ})
+    if not isinstance(verb.get("id"), str) or ":" not in verb["id"]:
+        raise StatementError("malformed_statement", f"{path}.verb.id must be an IRI")
+    if "display" in verb:
+        _language_map_ok(verb["display"], f"{path}.verb.display")
+    _object(st["object"], f"{path}.object", sub)
+    if "result" in st:
+        result = _fields(st["result"], f"{path}.result", _RESULT)
+        if "score" in result:
+            score = _fields(result["score"], f"{path}.result.score", _SCORE)
+            if "scaled" in score and not -1 <= score["scaled"] <= 1:
+                raise StatementError("malformed_statement", f"{path}.result.score.scaled must be between -1 and 1")
+    if "context" in st:
+        ctx = _fields(st["context"], f"{path}.context", _CONTEXT)
+        if "registration" in ctx and not is_uuid(ctx["registration"]):
+            raise StatementError("malformed_statement", f"{path}.context.registration must be a UUID")
+        for who in ("instructor", "team"):
+            if who in ctx:
+                _agent(ctx[who], f"{path}.context.{who}")
+        if "statement" in ctx:
+            _statement_ref(ctx["statement"], f"{path}.context.statement")
+        for group, acts in _fields(ctx.get("contextActivities", {}), f"{path}.context.contextActivities",
+                                   dict.fromkeys(("parent", "grouping", "category", "other"), "x"), closed=True).items():
+            for i, act in enumerate(acts if isinstance(acts, list) else [acts]):
+                _activity(act, f"{path}.context.contextActivities.{group}[{i}]")
+    if "timestamp" in st:
+        parse_timestamp(st["timestamp"], f"{path}.timestamp")
+
+
+def check_types(statement: dict[str, Any]) -> None:
+    """Every property of the statement has the type xAPI 1.0.3 gives it; unknown properties are refused
+    (raise StatementError `invalid_type` / `unknown_property` with the path)."""
+    _body(statement, "statement", sub=False)
+    if "authority" in statement:
+        _agent(statement["authority"], "statement.authority")
 
 
 def is_completion(statement: dict[str, Any]) -> bool:
@@ -117,33 +388,27 @@ def _identifier(actor: dict[str, Any]) -> list[str]:
 
 
 def learner_ref_of(actor: dict[str, Any]) -> str:
+    """The learner pseudonym from the actor's Inverse Functional Identifier (then keyed-hashed by the consumer).
+
+    - `mbox`: the SHA-1 of the normalised address, i.e. the spec's `mbox_sha1sum` of it, so both forms of one
+      mailbox are one learner, whatever the case of its domain (unchanged for addresses sent in lower case);
+    - `mbox_sha1sum`: as sent (hex in lower case);
+    - `openid`: `openid:` + SHA-1 of the URI (unchanged);
+    - `account`: `account:` + SHA-256 of (normalised homePage, name): one name on two LMSs is two learners.
+    """
     if actor.get("objectType") == "Group":
         raise StatementError("group_actor", "a course completion needs an individual Agent as actor, not a Group")
-    ids = _identifier(actor)
-    if len(ids) != 1:
-        raise StatementError("malformed_statement", "actor needs exactly one of mbox, mbox_sha1sum, openid, account")
-    kind = ids[0]
+    kind, value = ifi_of(actor)
     if kind == "account":
-        account = actor["account"]
-        name = account.get("name") if isinstance(account, dict) else None
-        if not isinstance(name, str) or not name.strip() or not isinstance(account.get("homePage"), str):
-            raise StatementError("malformed_statement", "actor.account needs homePage and name")
-        if is_valid_thai_national_id(name.strip().replace("-", "")):
+        name = value.split("\x1f", 1)[1]
+        if is_valid_thai_national_id(name.replace("-", "")):
             raise StatementError("national_id", "actor.account.name looks like a Thai national ID: use an opaque pseudonym")
-        name = name.strip()
-        return name if len(name) <= 200 else "sha1:" + hashlib.sha1(name.encode()).hexdigest()
+        return "account:" + hashlib.sha256(value.encode()).hexdigest()
     if kind == "mbox":
-        mbox = str(actor["mbox"]).strip()
-        if not mbox.lower().startswith("mailto:"):
-            raise StatementError("malformed_statement", "actor.mbox must be a mailto: IRI")
-        # Same digest as the spec's mbox_sha1sum, so both forms of one person are one learner.
-        return "mbox_sha1sum:" + hashlib.sha1(mbox.encode()).hexdigest()
+        return "mbox_sha1sum:" + hashlib.sha1(value.encode()).hexdigest()
     if kind == "mbox_sha1sum":
-        value = str(actor["mbox_sha1sum"]).strip().lower()
-        if not re.fullmatch(r"[0-9a-f]{40}", value):
-            raise StatementError("malformed_statement", "actor.mbox_sha1sum must be 40 hex digits")
         return "mbox_sha1sum:" + value
-    return "openid:" + hashlib.sha1(str(actor["openid"]).encode()).hexdigest()
+    return "openid:" + hashlib.sha1(value.encode()).hexdigest()
 
 
 def _language_map(value: Any) -> str | None:
@@ -190,17 +455,23 @@ def _score(result: dict[str, Any]) -> float | None:
     return None
 
 
+def parse_timestamp(ts: Any, where: str) -> datetime:
+    if not isinstance(ts, str):
+        raise StatementError("invalid_type", f"{where} must be an ISO 8601 string")
+    try:
+        moment = datetime.fromisoformat(ts.strip())
+    except ValueError:
+        raise StatementError("malformed_statement", f"{where} {ts[:40]!r} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        raise StatementError("malformed_statement", f"{where} needs a timezone offset")
+    return moment
+
+
 def completed_on(statement: dict[str, Any], now: datetime) -> date:
     ts = statement.get("timestamp")
     if ts is None:
         return bangkok_day(now)
-    try:
-        moment = datetime.fromisoformat(str(ts))
-    except ValueError:
-        raise StatementError("malformed_statement", f"timestamp {ts!r} is not ISO 8601") from None
-    if moment.tzinfo is None:
-        raise StatementError("malformed_statement", "timestamp needs a timezone offset")
-    return bangkok_day(moment)
+    return bangkok_day(parse_timestamp(ts, "timestamp"))
 
 
 def map_statement(statement: dict[str, Any], statement_id: str, default_agency: str, now: datetime) -> Mapped:
@@ -217,8 +488,8 @@ def map_statement(statement: dict[str, Any], statement_id: str, default_agency: 
         hours = duration_hours(result["duration"])
     else:
         raw = (context.get("extensions") or {}).get(EXT_HOURS, 0)
-        if not isinstance(raw, (int, float)):
-            raise StatementError("malformed_statement", f"{EXT_HOURS} must be a number")
+        if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+            raise StatementError("invalid_type", f"context.extensions[{EXT_HOURS!r}] must be a number")
         hours = float(raw)
     if verb == VERB_PASSED:
         passed = True
@@ -235,6 +506,135 @@ def map_statement(statement: dict[str, Any], statement_id: str, default_agency: 
     except ValidationError as exc:
         raise StatementError("invalid_statement", problems.explain(exc.errors(), limit=5), statement_id) from None
     return Mapped(statement_id, data.agency, data)
+
+
+# --- the stored (readable) form of a statement ------------------------------------------------------------
+PSEUDONYM_HOME = "https://newnormal.go.th/xapi/learner"
+AUTHORITY_HOME = "https://newnormal.go.th/xapi/agency"
+
+
+def pseudonymised(statement: dict[str, Any], pseudonym: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """A copy whose Agents (actor, Agent objects, instructor, team, Group members, also in a SubStatement) are
+    replaced by an account holding `pseudonym(agent)` (a keyed hash): no e-mail address, OpenID or LMS account
+    name is stored in clear (PDPA), and the `agent` filter still finds them by the same hash."""
+    def agent(a: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"objectType": a.get("objectType", "Agent")}
+        if out["objectType"] == "Group" and "member" in a:
+            out["member"] = [agent(m) for m in a["member"]]
+        if out["objectType"] != "Group" or _identifier(a):
+            out["account"] = {"homePage": PSEUDONYM_HOME, "name": pseudonym(a)}
+        return out
+
+    def body(st: dict[str, Any]) -> dict[str, Any]:
+        out = dict(st)
+        out["actor"] = agent(st["actor"])
+        obj = st["object"]
+        if obj.get("objectType") in ("Agent", "Group"):
+            out["object"] = agent(obj)
+        elif obj.get("objectType") == "SubStatement":
+            out["object"] = body(obj)
+        if isinstance(st.get("context"), dict):
+            ctx = dict(st["context"])
+            for who in ("instructor", "team"):
+                if isinstance(ctx.get(who), dict):
+                    ctx[who] = agent(ctx[who])
+            out["context"] = ctx
+        return out
+
+    return body(statement)
+
+
+def agent_ref(agent: dict[str, Any]) -> str:
+    """The learner pseudonym of any Agent (`learner_ref_of`), or of a Group by its members' pseudonyms."""
+    if agent.get("objectType") == "Group" and not _identifier(agent):
+        members = sorted(agent_ref(m) for m in agent.get("member", []))
+        return "group:" + hashlib.sha256("\x1f".join(members).encode()).hexdigest()
+    return learner_ref_of({k: v for k, v in agent.items() if k != "objectType"})
+
+
+# --- GET /xapi/statements parameters and its `more` cursor -------------------------------------------------
+MAX_LIMIT = 500
+QUERY_PARAMS = frozenset({"agent", "verb", "activity", "since", "until", "limit", "ascending", "format",
+                          "attachments", "related_activities", "related_agents", "registration"})
+
+
+@dataclass(frozen=True)
+class StatementQuery:
+    agent: dict[str, Any] | None = None
+    verb: str | None = None
+    activity: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = MAX_LIMIT
+    ascending: bool = False
+    after: tuple[datetime, str] | None = None  # keyset: the last (stored, id) of the previous page
+
+
+def _flag(params: Mapping[str, str], name: str) -> bool:
+    value = params.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise StatementError("invalid_parameter", f"{name} must be true or false")
+    return value == "true"
+
+
+def parse_query(params: Mapping[str, str]) -> StatementQuery:
+    """The filters of a statement query (raise StatementError `invalid_parameter` / `unsupported_parameter`)."""
+    unknown = sorted(set(params) - QUERY_PARAMS)
+    if unknown:
+        raise StatementError("invalid_parameter", f"unknown parameter {unknown[0][:40]!r}")
+    for name in ("related_activities", "related_agents", "attachments"):
+        if _flag(params, name):
+            raise StatementError("unsupported_parameter", f"{name}=true is not supported by this LRS")
+    if params.get("format", "exact") not in ("exact", "ids", "canonical"):
+        raise StatementError("invalid_parameter", "format must be exact, ids or canonical")
+    if params.get("registration") is not None:
+        raise StatementError("unsupported_parameter", "the registration filter is not supported by this LRS")
+    agent = None
+    if params.get("agent") is not None:
+        try:
+            agent = safejson.loads(params["agent"].encode())
+        except ValueError:
+            raise StatementError("invalid_parameter", "agent must be a JSON Agent object") from None
+        _agent(agent, "agent")
+    try:
+        limit = int(params.get("limit", "0"))
+    except ValueError:
+        raise StatementError("invalid_parameter", "limit must be a whole number") from None
+    if limit < 0:
+        raise StatementError("invalid_parameter", "limit must be 0 (the server's maximum) or more")
+    for name in ("verb", "activity"):
+        if params.get(name) is not None and ":" not in params[name]:
+            raise StatementError("invalid_parameter", f"{name} must be an IRI")
+    since = parse_timestamp(params["since"], "since") if "since" in params else None
+    until = parse_timestamp(params["until"], "until") if "until" in params else None
+    return StatementQuery(agent, params.get("verb"), params.get("activity"), since, until,
+                          min(limit, MAX_LIMIT) if limit else MAX_LIMIT, _flag(params, "ascending"))
+
+
+def encode_cursor(q: StatementQuery, after: tuple[datetime, str]) -> str:
+    """The `more` URL: the same filters and where the page ended, opaque to the client (base64url JSON)."""
+    def iso(d: datetime | None) -> str | None:
+        return None if d is None else d.replace(tzinfo=d.tzinfo or UTC).isoformat()
+    state = {"agent": q.agent, "verb": q.verb, "activity": q.activity, "since": iso(q.since), "until": iso(q.until),
+             "limit": q.limit, "ascending": q.ascending, "after": [iso(after[0]), after[1]]}
+    token = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+    return "/xapi/statements?more=" + token
+
+
+def decode_cursor(token: str) -> StatementQuery:
+    try:
+        state = safejson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after = state["after"]
+        if state["agent"] is not None:
+            _agent(state["agent"], "agent")
+        return StatementQuery(
+            state["agent"], state["verb"], state["activity"],
+            datetime.fromisoformat(state["since"]) if state["since"] else None,
+            datetime.fromisoformat(state["until"]) if state["until"] else None,
+            max(1, min(int(state["limit"]), MAX_LIMIT)), bool(state["ascending"]),
+            (datetime.fromisoformat(after[0]), str(after[1])))
+    except Exception:  # anything not made by encode_cursor
+        raise StatementError("invalid_parameter", "more is not a cursor this LRS issued") from None
 
 
 # --- the Statement Resource's request body, as the OpenAPI document describes it --------------------------

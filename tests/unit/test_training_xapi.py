@@ -62,7 +62,9 @@ def test_account_actor_category_competency_and_failed_verb():
     st["context"] = {"contextActivities": {"category": [{"id": xapi.COMPETENCY_CATEGORY_PREFIX + "mindset"}]}}
     del st["result"]["duration"]
     m = xapi.map_statement(st, st["id"], "ocsc", NOW)
-    assert m.agency == "ocsc" and m.data.learner_ref == "1625378" and m.data.competency.value == "mindset"
+    assert m.agency == "ocsc" and m.data.competency.value == "mindset"
+    # The account IFI is (homePage, name): the name alone no longer identifies the learner.
+    assert m.data.learner_ref == "account:" + hashlib.sha256(b"http://www.example.com\x1f1625378").hexdigest()
     assert m.data.passed is False and m.data.hours == 0
     st["verb"]["id"] = xapi.VERB_COMPLETED
     st["result"]["success"] = False
