@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.common import openapi
 from services.common.auth import ApiKeyAuth
+from services.common.clock import Clock, utc_now
 from services.common.consumer import EventConsumer, Handler, Prepare
 from services.common.http_ingest import PROBLEM, Ingestor, events_router, problem
 from services.common.kafka import EventPublisher, ensure_topics, make_broker
@@ -42,8 +43,10 @@ Hook = Callable[["Runtime"], Awaitable[None]]
 class Runtime:
     """Everything a service's adapters need, opened and closed in one place."""
 
-    def __init__(self, settings: ServiceSettings):
+    def __init__(self, settings: ServiceSettings, clock: Clock | None = None):
         self.settings = settings
+        # The receiving clock of the intake and the consumers (date windows): the service's own Clock.
+        self.clock: Clock = clock or utc_now
         self.registry = CollectorRegistry()
         self.metrics = PlatformMetrics(self.registry, settings.service_name)
         self.mongo = make_client(settings)
@@ -71,7 +74,7 @@ class Runtime:
         dead_letters collection): a service whose events carry personal data removes it there."""
         consumer = EventConsumer(topic=topic, group=group, handler=handler, db=self.db, publisher=self.publisher,
                                  metrics=self.metrics, settings=self.settings, allowed_types=allowed_types,
-                                 prepare=prepare, audit=audit, dead_letter_scrub=dead_letter_scrub)
+                                 prepare=prepare, audit=audit, dead_letter_scrub=dead_letter_scrub, clock=self.clock)
         consumer.stopping = self.stopping
         consumer.register(self.broker)
         self.consumers.append(consumer)
@@ -79,7 +82,7 @@ class Runtime:
 
     def ingestor(self, allowed_types: Iterable[str], prepare: Prepare | None = None) -> Ingestor:
         return Ingestor(publisher=self.publisher, metrics=self.metrics, settings=self.settings,
-                        allowed_types=allowed_types, prepare=prepare)
+                        allowed_types=allowed_types, prepare=prepare, clock=self.clock)
 
     def add_collector(self, collector: SnapshotCollector) -> None:
         self.registry.register(collector)

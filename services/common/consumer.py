@@ -35,12 +35,13 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.clock import utc_now
+from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
 from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
+from services.contracts.dates import check_event_dates
 from services.contracts.envelope import (
     CONTENT_HASH_FIELD,
     ID_CONFLICT,
@@ -144,6 +145,7 @@ class EventConsumer:
         prepare: Prepare | None = None,
         audit: bool = True,
         dead_letter_scrub: Scrub | None = None,
+        clock: Clock = utc_now,
     ):
         """audit=False hands the audit-trail write to the handler: it must store each event's
         `to_document()` record (more fields allowed) idempotently and add new keys to `Batch.new_keys`.
@@ -159,6 +161,9 @@ class EventConsumer:
         self.prepare = prepare
         self.audit = audit
         self.dead_letter_scrub = dead_letter_scrub
+        # The receiving clock and the date windows: the same check_event_dates as the HTTP intake.
+        self.clock = clock
+        self.date_window = settings.date_window()
         self.stopping = asyncio.Event()
         # Test hook: awaited after the write and before the commit (to prove redelivery is harmless).
         self.before_commit: Callable[[], Awaitable[None]] | None = None
@@ -280,6 +285,9 @@ class EventConsumer:
         value MongoDB cannot hold (an integer over 8 bytes, a date that overflows in UTC) must fail alone, not
         the batch's insert."""
         event = parse_kafka(record.headers, record.key, record.value, allowed_types=self.allowed_types)
+        refused = check_event_dates(event, self.clock(), self.date_window)
+        if refused is not None:
+            raise refused
         if self.prepare is not None:
             event = self.prepare(event)
         document = event.to_document()

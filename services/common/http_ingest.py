@@ -20,12 +20,14 @@ from fastapi.responses import JSONResponse
 
 from services.common import openapi
 from services.common.auth import ApiKeyAuth, Principal
+from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher
 from services.common.metrics import PlatformMetrics
 from services.common.ratelimit import TokenBucket, retry_after_seconds
 from services.common.settings import ServiceSettings
 from services.contracts import safejson
 from services.contracts.common_types import UNKNOWN_AGENCY
+from services.contracts.dates import check_event_dates
 from services.contracts.envelope import (
     BATCH,
     MAX_EVENT_BYTES,
@@ -65,8 +67,11 @@ class Ingestor:
 
     def __init__(self, *, publisher: EventPublisher, metrics: PlatformMetrics, settings: ServiceSettings,
                  allowed_types: Iterable[str], prepare: Callable[[Event], Event] | None = None,
-                 limiter: TokenBucket | None = None):
+                 limiter: TokenBucket | None = None, clock: Clock = utc_now):
         self.publisher = publisher
+        # The receiving clock and the date windows (check_event_dates, the same rule the consumer applies).
+        self.clock = clock
+        self.date_window = settings.date_window()
         self.metrics = metrics
         self.settings = settings
         self.allowed_types = frozenset(allowed_types)
@@ -80,6 +85,9 @@ class Ingestor:
             return EventError("type_not_accepted", f"{item.type} is not accepted by this service",
                               event_id=item.id, source=item.source)
         refused = principal.may_submit(item)
+        if refused is not None:
+            return refused
+        refused = check_event_dates(item, self.clock(), self.date_window)
         if refused is not None:
             return refused
         return self.prepare(item) if self.prepare is not None else item

@@ -6,10 +6,13 @@ SCRAM credentials (in the URI) are switched on here, never by code changes.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.contracts.dates import DateWindow
 
 
 class ServiceSettings(BaseSettings):
@@ -70,6 +73,21 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_cache_seconds: float = Field(5.0, ge=0, description="how long DB-derived metrics are cached between scrapes")
     dashboard_url: str = Field("http://127.0.0.1:3000", description="Grafana base URL used in notification links")
+
+    # --- Date windows (docs/platform.md "Dates") -------------------------------------------
+    event_time_tolerance_seconds: float = Field(
+        300.0, ge=0, le=3600, description="how far ahead of the receiving clock an event's time, a progress as_of or "
+                                          "a submitted_at may be (clock skew); beyond it: time_in_future")
+    programme_horizon_start: date = Field(date(2020, 1, 1), description="earliest date of the programme (due dates, "
+                                          "completions, observed instants); before it: date_out_of_range")
+    programme_horizon_end: date = Field(date(2040, 12, 31), description="latest due date of the programme; after it: "
+                                        "date_out_of_range")
+
+    def date_window(self) -> DateWindow:
+        if self.programme_horizon_start > self.programme_horizon_end:
+            raise ValueError("NEWNORMAL_PROGRAMME_HORIZON_START is after NEWNORMAL_PROGRAMME_HORIZON_END")
+        return DateWindow(self.programme_horizon_start, self.programme_horizon_end,
+                          timedelta(seconds=self.event_time_tolerance_seconds))
 
     def consumer_group(self, name: str) -> str:
         return f"{self.kafka_consumer_group_prefix}.{name}"

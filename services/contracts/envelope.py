@@ -23,7 +23,7 @@ from cloudevents.core.v1.event import CloudEvent
 from dateutil.parser import isoparse
 from pydantic import ValidationError
 
-from services.contracts import problems, safejson
+from services.contracts import dates, problems, safejson
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import EventData
 from services.contracts.events import DATA_AGENCY_FIELD, EVENT_TYPES, EventType
@@ -272,6 +272,8 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
         time.astimezone(UTC)  # a far offset can carry a valid local time past year 9999 in UTC
     except (OverflowError, ValueError):
         raise fail("invalid_attribute", "time is out of range once converted to UTC") from None
+    if (year_refused := dates.be_year_refusal(time.year)) is not None:  # the one date rule, as in data
+        raise fail(year_refused[0], f"time {year_refused[1]}")
     dct = attrs.get("datacontenttype") or "application/json"
     if not _FORMAT.JSON_CONTENT_TYPE_PATTERN.match(str(dct)):
         raise fail("unsupported_content_type", f"datacontenttype {dct!r}: data must be JSON")
@@ -285,7 +287,9 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     try:
         model = event_type.model.model_validate(data)
     except ValidationError as exc:
-        raise fail("invalid_data", _describe(exc)) from None
+        # A date rule's refusal is the event's reason (buddhist_era_date, date_out_of_range), not invalid_data.
+        kinds = [str(e.get("type")) for e in exc.errors() if e.get("type") in dates.STATIC_REASONS]
+        raise fail(kinds[0] if kinds else "invalid_data", _describe(exc)) from None
     agency_field = DATA_AGENCY_FIELD.get(type_)
     if agency_field and getattr(model, agency_field) != agency:
         raise fail("agency_mismatch", f"data.{agency_field} {getattr(model, agency_field)!r} differs from the agency attribute {agency!r}")

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from services.contracts.common_types import AgeGroup, AgencyCode, AwareDatetime, Channel, EventData, TechDifficulty
+from services.contracts.common_types import AgeGroup, AgencyCode, Channel, EventData, TechDifficulty
+from services.contracts.dates import ObservedAt
 
 
 def _province_codes() -> dict[str, Any]:
@@ -29,7 +30,7 @@ class FeedbackResponseSubmitted(EventData):
     province: str | None = Field(default=None, description="ISO 3166-2:TH code, e.g. TH-10 for Bangkok",
                                  json_schema_extra=lambda schema: schema["anyOf"][0].update(_province_codes()))
     comment: str | None = Field(default=None, max_length=4000)
-    submitted_at: AwareDatetime
+    submitted_at: ObservedAt
 
     schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [
         {"required": ["age_group"], "properties": {"age_group": {"not": {"type": "null"}}}},

@@ -85,7 +85,8 @@ def _message(err: Mapping[str, Any]) -> str:
         name, text = _BOUNDS[kind]
         if name in ctx:
             return text.format(str(ctx[name])[:200])
-    if kind == "unknown_agency":  # our own error type (common_types.AgencyCode); its text names no input
+    if kind in ("unknown_agency", "buddhist_era_date", "date_out_of_range"):  # our own error types (common_types,
+        # dates): their text names no input but the year, and the year is what the hint is about
         return str(err.get("msg") or "is not a registered agency code")[:_MAX_DETAIL]
     if kind in ("value_error", "assertion_error") and isinstance(ctx.get("error"), ValueError | AssertionError):
         # Raised by the contracts' own validators: our sentence, kept (bounded).

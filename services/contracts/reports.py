@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from services.contracts.common_types import AgencyCode, AwareDatetime, EventData
+from services.contracts.common_types import AgencyCode, EventData
+from services.contracts.dates import PlausibleDatetime
 
 SectionStatus = Literal["green", "amber", "red", "not_reported"]
 HttpUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
@@ -22,7 +23,7 @@ class QuarterlyReportGenerated(EventData):
     fiscal_year: int = Field(ge=2560, le=2700, description="Buddhist-era fiscal year (2569 = Oct 2025 - Sep 2026)")
     quarter: int = Field(ge=1, le=4, description="Q1 = October-December")
     report_agency: AgencyCode | None = Field(default=None, description="the agency reported on; absent: the programme")
-    data_as_of: AwareDatetime
+    data_as_of: PlausibleDatetime
     pdf_url: HttpUrl
     html_url: HttpUrl
     xlsx_url: HttpUrl

@@ -8,7 +8,8 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from services.contracts.common_types import AgencyCode, AwareDatetime, EventData, Workstream
+from services.contracts.common_types import AgencyCode, EventData, Workstream
+from services.contracts.dates import DoneOn, DueDate, GregorianDate, ObservedAt, PlausibleDatetime
 
 MilestoneId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 
@@ -19,7 +20,7 @@ class MilestonePlanned(EventData):
     title_en: str | None = Field(default=None, max_length=300)
     workstream: Workstream
     owner_agency: AgencyCode
-    due_date: date
+    due_date: DueDate
     weight: float = Field(default=1.0, gt=0, le=100)
     depends_on: list[MilestoneId] = Field(default_factory=list, max_length=50)
     description: str | None = Field(default=None, max_length=4000)
@@ -40,19 +41,19 @@ class MilestonePlanned(EventData):
 class MilestoneProgressed(EventData):
     milestone_id: MilestoneId
     percent_complete: float = Field(ge=0, le=100)
-    as_of: AwareDatetime
+    as_of: ObservedAt
     note: str | None = Field(default=None, max_length=2000)
 
 
 class MilestoneCompleted(EventData):
     milestone_id: MilestoneId
-    completed_on: date
+    completed_on: DoneOn
     evidence: str | None = Field(default=None, max_length=2000)
 
 
 class MilestoneRescheduled(EventData):
     milestone_id: MilestoneId
-    new_due_date: date
+    new_due_date: DueDate
     reason: str = Field(min_length=1, max_length=2000)
     approved_by: str | None = Field(default=None, max_length=200)
 
@@ -70,13 +71,14 @@ class MilestoneAlert(EventData):
     title_en: str | None = None
     workstream: Workstream
     owner_agency: AgencyCode
-    due_date: date
+    due_date: GregorianDate
     percent_complete: float = Field(default=0, ge=0, le=100)
     days_late: int = Field(default=0, ge=0)
     reason: str | None = None
+    # A forecast from the progress rate, not a date anyone sent: it may lie far ahead and is not year-checked.
     projected_finish: date | None = None
-    completed_on: date | None = None
-    detected_at: AwareDatetime
+    completed_on: GregorianDate | None = None
+    detected_at: PlausibleDatetime
 
 
 class MilestoneAtRisk(MilestoneAlert):

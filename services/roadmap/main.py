@@ -20,7 +20,7 @@ from services.roadmap.settings import RoadmapSettings
 def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     """`clock` returns the aware "now" every status rule uses (tests inject a movable one)."""
     settings = settings or RoadmapSettings()
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, clock)
     repo = MilestoneRepository(runtime.db)
     metrics = RoadmapMetrics(runtime.registry)
     service = RoadmapService(repo, runtime.publisher, metrics, settings, clock or utc_now)
