@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from pydantic import Field, field_validator, model_validator
 
 from services.contracts.common_types import AgencyCode, Competency, EventData
+from services.contracts.dates import CompletedOnReadable
 from services.contracts.thai_calendar import is_valid_thai_national_id
 
 
@@ -24,7 +23,7 @@ class TrainingCourseCompleted(EventData):
     course_title: str | None = Field(default=None, max_length=500)
     competency: Competency
     hours: float = Field(ge=0, le=1000)
-    completed_on: date
+    completed_on: CompletedOnReadable
     passed: bool
     score: float | None = Field(default=None, ge=0, le=100)
 
