@@ -13,6 +13,7 @@ MILESTONE_PROGRESSED = "roadmap.milestone.progressed"
 MILESTONE_COMPLETED = "roadmap.milestone.completed"
 MILESTONE_RESCHEDULED = "roadmap.milestone.rescheduled"
 MILESTONE_CANCELLED = "roadmap.milestone.cancelled"
+FACT_RETRACTED = "roadmap.fact.retracted"
 MILESTONE_AT_RISK = "roadmap.milestone.at_risk"
 MILESTONE_MISSED = "roadmap.milestone.missed"
 MILESTONE_RECOVERED = "roadmap.milestone.recovered"
@@ -45,6 +46,7 @@ _TYPES = [
     EventType(MILESTONE_RESCHEDULED, roadmap.MilestoneRescheduled, topics.ROADMAP_EVENTS),
     EventType(MILESTONE_CANCELLED, roadmap.MilestoneCancelled, topics.ROADMAP_EVENTS),
     EventType(MILESTONE_AT_RISK, roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
+    EventType(FACT_RETRACTED, roadmap.FactRetracted, topics.ROADMAP_EVENTS),
     EventType(MILESTONE_MISSED, roadmap.MilestoneMissed, topics.ROADMAP_ALERTS, derived=True),
     EventType(MILESTONE_RECOVERED, roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
     EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),

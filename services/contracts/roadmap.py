@@ -63,6 +63,17 @@ class MilestoneCancelled(EventData):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class FactRetracted(EventData):
+    """A correction: the milestone's fact sent as event (`retracted_source`, `retracted_id`) is to be treated as
+    never sent. Sent from the retracted fact's own agency namespace (or with programme-office authority); the
+    retraction is itself a fact with its own key, so it counts once however often it is re-sent."""
+
+    milestone_id: MilestoneId
+    retracted_source: str = Field(min_length=1, max_length=500, description="`source` of the event retracted")
+    retracted_id: str = Field(min_length=1, max_length=500, description="`id` of the event retracted")
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 class MilestoneAlert(EventData):
     """Common shape of the derived alerts (at_risk, missed, recovered) on `roadmap.alerts`."""
 
