@@ -33,7 +33,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import utc_now
 from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
-from services.contracts.envelope import Event, EventError
+from services.contracts.envelope import AUTHORITY, PROGRAMME_OFFICE_AUTHORITY, Event, EventError, with_authority
 from services.contracts.events import FEEDBACK_TYPES, ROADMAP_INPUT_TYPES
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,10 @@ class Principal:
 
     def may_submit(self, event: Event) -> EventError | None:
         """An agency writes only its own data; the programme office may also plan roadmaps for any agency;
-        a survey key only citizen responses of its agency."""
+        a survey key only citizen responses of its agency. The `authority` attribute is the intake's to set."""
+        if AUTHORITY in event.extensions:
+            return EventError("reserved_attribute", f"the {AUTHORITY!r} attribute is set by the intake from the key's "
+                              "role; do not send it", event_id=event.id, source=event.source)
         if self.role is Role.survey and event.type not in FEEDBACK_TYPES:
             return EventError("role_not_allowed", "a survey key may only submit citizen responses",
                               event_id=event.id, source=event.source)
@@ -95,6 +98,11 @@ class Principal:
         return EventError("agency_not_allowed",
                           f"this key belongs to agency {self.agency!r} and may not submit events of agency {event.agency!r}",
                           event_id=event.id, source=event.source)
+
+    def stamp(self, event: Event) -> Event:
+        """The event as forwarded: a programme-office key's events carry its authority, which the consumers
+        trust (the roadmap's ownership rule); an agency code alone, OPDC's included, grants nothing more."""
+        return with_authority(event, PROGRAMME_OFFICE_AUTHORITY) if self.role is Role.programme_office else event
 
     def read_scope(self, requested: str | None) -> str | None:
         """The agency a read is limited to (None: all agencies, programme office only).

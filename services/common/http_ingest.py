@@ -90,6 +90,7 @@ class Ingestor:
         refused = check_event_dates(item, self.clock(), self.date_window)
         if refused is not None:
             return refused
+        item = principal.stamp(item)
         return self.prepare(item) if self.prepare is not None else item
 
     async def ingest(self, results: list[Event | EventError], principal: Principal) -> JSONResponse:

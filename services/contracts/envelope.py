@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,11 @@ _FORMAT = JSONFormat()
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _STANDARD = {"id", "source", "specversion", "type", "time", "datacontenttype", "dataschema", "subject"}
 _ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+# Extension attribute naming the authority an event was sent with, beyond its own agency. Only the HTTP intake
+# sets it (for a programme-office key) and refuses it from clients; records produced straight to Kafka are
+# trusted as far as the topic's ACLs (docs/security.md). The roadmap's ownership rule reads it.
+AUTHORITY = "authority"
+PROGRAMME_OFFICE_AUTHORITY = "programme_office"
 
 
 class EventError(ValueError):
@@ -210,6 +215,11 @@ def make_event(
     if partitionkey:
         attrs["partitionkey"] = partitionkey
     return validate_attributes({k: v for k, v in attrs.items() if v is not None}, payload)
+
+
+def with_authority(event: Event, authority: str) -> Event:
+    """The event as the intake forwards it, marked with the authority of the key that sent it."""
+    return replace(event, extensions={**event.extensions, AUTHORITY: authority})
 
 
 def agency_source_prefix(agency: str) -> str:

@@ -91,6 +91,18 @@ class MilestoneRepository:
             return []
         return [d["_id"] async for d in self.milestones.find({"depends_on": {"$in": ids}}, {"_id": 1})]
 
+    async def dependencies_of(self, ids: Iterable[str]) -> dict[str, list[str]]:
+        """The stored edges (current plan's `depends_on`) of these milestones: one level of the graph walk."""
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        return {d["_id"]: list(d.get("depends_on") or [])
+                async for d in self.milestones.find({"_id": {"$in": ids}}, {"depends_on": 1})}
+
+    async def count_unknown_dependencies(self) -> int:
+        """Milestones with at least one dependency that names no planned milestone (for the summary)."""
+        return await self.milestones.count_documents({"unknown_dependencies.0": {"$exists": True}})
+
     async def overdue_open(self, now: datetime, limit: int = 500) -> list[str]:
         """Milestones still open whose deadline has passed: they have just become missed."""
         # Bounded below: an open-ended range also walks the index's null keys (closed milestones).

@@ -27,8 +27,9 @@ from enum import StrEnum
 from typing import Any
 
 from services.contracts import events
-from services.contracts.agencies import PROGRAMME_OFFICE
+from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY
 from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
+from services.roadmap.dependencies import unknown_dependencies
 
 # Event type -> short fact kind stored in the milestone document.
 FACT_KINDS = {
@@ -63,11 +64,18 @@ def fact_key(source: str, event_id: str) -> str:
     return f"{source}|{event_id}"
 
 
-def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored form of an event's contribution to a milestone (JSON-mode data, UTC time)."""
+def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: datetime, data: Mapping[str, Any],
+              authority: str | None = None) -> dict[str, Any]:
+    """The stored form of an event's contribution to a milestone (JSON-mode data, UTC time).
+
+    `authority`: the authority the event was sent with (`programme_office` from a programme-office key), kept
+    with the fact so the ownership rule, and therefore `project()`, stays a function of the stored facts."""
     # milestone_id is the document's own id: not repeated in every fact.
-    return {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
+    fact = {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
             "time": _utc(time), "data": {k: v for k, v in data.items() if k != "milestone_id"}}
+    if authority:
+        fact["authority"] = authority
+    return fact
 
 
 def _utc(value: datetime | str) -> datetime:
@@ -182,16 +190,41 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
 # --- step 1: accepted facts ------------------------------------------------------------------
 
 NOT_OWNER = "agency_not_owner"  # the reason code of a report refused or ignored by the ownership rule
+ID_TAKEN = "milestone_id_taken"  # a plan naming another owner for a milestone that already has one
 
 
-def may_report(owner: str | None, agency: str) -> bool:
-    """The ownership rule: only the owner agency and the programme office report on a planned milestone.
+def may_report(owner: str | None, agency: str, authority: str | None = None) -> bool:
+    """The ownership rule: only the owner agency, and events sent with programme-office authority, report
+    on a planned milestone. The authority is the role of the key that sent the event (set by the intake),
+    never the agency code: an ordinary key of OPDC is one agency among others.
 
-    `owner` is the agency named by the milestone's first plan (None before any plan: facts are kept
+    `owner` is the agency named by the milestone's accepted plans (None before any plan: facts are kept
     until the plan says whose they were). The service refuses a report this rule rejects; the
     projection ignores a stored fact it rejects (a plan that arrived late decides afterwards).
     """
-    return owner is None or agency in (owner, PROGRAMME_OFFICE)
+    return owner is None or agency == owner or authority == PROGRAMME_OFFICE_AUTHORITY
+
+
+def refusal(owner: str | None, fact: Mapping[str, Any]) -> str | None:
+    """The reason the ownership rule refuses this fact, or None. A plan may name the current owner (its
+    re-plan) or, with programme-office authority, any agency: the programme office re-plans any milestone
+    and may hand it to another owner (how a squatted id is given back). Any other plan is `milestone_id_taken`."""
+    if fact["kind"] == "planned":
+        named = fact["data"]["owner_agency"]
+        ok = owner is None or named == owner or fact.get("authority") == PROGRAMME_OFFICE_AUTHORITY
+        return None if ok else ID_TAKEN
+    return None if may_report(owner, fact["agency"], fact.get("authority")) else NOT_OWNER
+
+
+def owner_of(plans: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[Mapping[str, Any]]]:
+    """The owner after these plan facts in (event time, key) order, and the plans the rule refused."""
+    owner, refused = None, []
+    for plan in sorted(plans, key=_sort_key):
+        if refusal(owner, plan) is None:
+            owner = plan["data"]["owner_agency"]
+        else:
+            refused.append(plan)
+    return owner, refused
 
 
 @dataclass(frozen=True)
@@ -222,14 +255,15 @@ def accept_facts(facts: Iterable[Mapping[str, Any]]) -> Accepted:
     for fact in facts:
         unique.setdefault(fact["key"], fact)
     ordered = sorted(unique.values(), key=_sort_key)
-    plans = [f for f in ordered if f["kind"] == "planned"]
-    owner = plans[0]["data"]["owner_agency"] if plans else None
+    owner, refused_plans = owner_of(f for f in ordered if f["kind"] == "planned")
+    refused_keys = {f["key"] for f in refused_plans}
     accepted, ignored = [], []
     for fact in ordered:
-        if may_report(owner, fact["agency"]):
+        reason = ID_TAKEN if fact["key"] in refused_keys else (None if fact["kind"] == "planned" else refusal(owner, fact))
+        if reason is None:
             accepted.append(fact)
         else:
-            ignored.append({"event": fact["key"], "kind": fact["kind"], "reason": NOT_OWNER})
+            ignored.append({"event": fact["key"], "kind": fact["kind"], "reason": reason})
     return Accepted(accepted, owner, ignored, len(unique))
 
 
@@ -336,6 +370,7 @@ class Verdict:
     reasons: list[str]
     blocked_by: list[str]  # dependencies that are missed or at risk
     projection: Projection | None
+    unknown_dependencies: list[str]  # dependencies that name no planned milestone
 
 
 def status_and_reasons(state: _State, now: datetime, dependency_status: Mapping[str, str]) -> Verdict:
@@ -352,7 +387,7 @@ def status_and_reasons(state: _State, now: datetime, dependency_status: Mapping[
         reasons.append("dependency_at_risk_or_missed")
     if own_status is Status.missed:
         reasons.append("deadline_passed")
-    return Verdict(status, reasons, blocking, projection)
+    return Verdict(status, reasons, blocking, projection, unknown_dependencies(deps, dependency_status))
 
 
 # --- step 5: the document --------------------------------------------------------------------
@@ -372,6 +407,9 @@ def document(milestone_id: str, accepted: Accepted, progress: list[Mapping[str, 
         "owner_agency": accepted.owner,
         "weight": float(plan.get("weight", 1.0)) if plan else 0.0,
         "depends_on": list(plan.get("depends_on", [])),
+        # Dependencies naming no planned milestone: kept on the plan, shown, counted in the summary, and
+        # cleared when that milestone is planned (its planning refreshes its dependants).
+        "unknown_dependencies": verdict.unknown_dependencies,
         "description": plan.get("description"),
         **_due_fields(replay, verdict.status),
         **_progress_fields(replay.state, progress, verdict.projection, accepted.completed_on),

@@ -16,9 +16,9 @@ from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.common.loops import NextRun
-from services.contracts.envelope import Event, EventError, make_event
+from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
 from services.contracts.events import MILESTONE_PLANNED
-from services.roadmap import domain
+from services.roadmap import dependencies, domain
 from services.roadmap.adapters import MilestoneFilter, MilestoneRepository
 from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES, Status
@@ -27,7 +27,6 @@ from services.roadmap.settings import RoadmapSettings
 
 log = logging.getLogger(__name__)
 WATCHER_SOURCE = "/services/roadmap/watcher"
-MAX_CASCADE_DEPTH = 10
 # Generated from the thresholds in confidence.py, so the text cannot drift from the rule.
 CONFIDENCE_RULE = confidence_rule()
 
@@ -59,6 +58,7 @@ class RoadmapService:
             by_milestone[event.data.milestone_id].append(event)
         rejected: list[Rejected] = []
         changed: list[dict[str, Any]] = []
+        cycles = await self._cycles(batch.events)
         pending = dict(by_milestone)
         for _attempt in range(self.settings.write_conflict_retries):
             if not pending:
@@ -72,7 +72,7 @@ class RoadmapService:
             to_save, outcome = [], {}
             for mid, events in pending.items():
                 doc = docs.get(mid)
-                new_doc, refused, applied = self._apply(mid, doc, events, now, dep_status)
+                new_doc, refused, applied = self._apply(mid, doc, events, now, dep_status, cycles)
                 outcome[mid] = (refused, applied)
                 if new_doc is not None:
                     to_save.append(new_doc)
@@ -93,8 +93,26 @@ class RoadmapService:
         await self.after_change(changed)
         return rejected
 
+    async def _cycles(self, events: Sequence[Event]) -> dict[tuple[str, str], list[str]]:
+        """Plans whose depends_on would close a cycle in the stored graph (plus this batch's earlier plans),
+        by event key, with the cycle's path. Checked before anything is written, so a refused plan leaves
+        its milestone as it was."""
+        overlay: dict[str, list[str]] = {}
+        found: dict[tuple[str, str], list[str]] = {}
+        for event in events:
+            if event.type != MILESTONE_PLANNED or not event.data.depends_on:
+                continue
+            mid = event.data.milestone_id
+            path = await dependencies.cycle_path(mid, event.data.depends_on, self.repo.dependencies_of, overlay)
+            if path is None:
+                overlay[mid] = list(event.data.depends_on)
+            else:
+                found[event.key] = path
+        return found
+
     def _apply(self, mid: str, doc: Mapping[str, Any] | None, events: Sequence[Event], now: datetime,
-               dep_status: Mapping[str, str]) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
+               dep_status: Mapping[str, str], cycles: Mapping[tuple[str, str], list[str]] | None = None,
+               ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
         known = {f["key"] for f in facts}
         owner = doc.get("owner_agency") if doc else None
@@ -104,21 +122,38 @@ class RoadmapService:
             key = domain.fact_key(event.source, event.id)
             if key in known:
                 continue  # a duplicate changes nothing
-            plan_owner = event.data.owner_agency if event.type == MILESTONE_PLANNED else None
-            if owner is None and plan_owner is not None:
-                owner = plan_owner
-            if not domain.may_report(owner, event.agency):
-                refused.append(Rejected(event, EventError(
-                    domain.NOT_OWNER, f"milestone {mid!r} belongs to agency {owner!r}; {event.agency!r} may not report on it",
-                    event_id=event.id, source=event.source)))
+            error = self._refusal(mid, owner, event, (cycles or {}).get(event.key))
+            if error is not None:
+                refused.append(Rejected(event, error))
                 continue
             facts.append(domain.make_fact(type_=event.type, source=event.source, event_id=event.id,
-                                          agency=event.agency, time=event.time, data=event.data_dict()))
+                                          agency=event.agency, time=event.time, data=event.data_dict(),
+                                          authority=event.extensions.get(AUTHORITY)))
+            if event.type == MILESTONE_PLANNED:
+                owner = domain.owner_of(f for f in facts if f["kind"] == "planned")[0]
             known.add(key)
             applied.append(event)
         if not applied:
             return None, refused, applied
         return self._derive(mid, facts, doc, now, dep_status), refused, applied
+
+    @staticmethod
+    def _refusal(mid: str, owner: str | None, event: Event, cycle: list[str] | None) -> EventError | None:
+        """Why this event may not be applied to milestone `mid` owned by `owner`, or None."""
+        if cycle is not None:
+            return EventError(dependencies.CYCLE, f"milestone {mid!r} cannot depend on {cycle[1]!r}: that closes the "
+                              f"cycle {' -> '.join(cycle)}", event_id=event.id, source=event.source)
+        fact = {"kind": domain.FACT_KINDS[event.type], "agency": event.agency,
+                "authority": event.extensions.get(AUTHORITY), "data": event.data_dict()}
+        reason = domain.refusal(owner, fact)
+        if reason == domain.ID_TAKEN:
+            return EventError(reason, f"milestone id {mid!r} is already planned by agency {owner!r}; only the programme "
+                              "office may re-plan it for another agency (choose another id)",
+                              event_id=event.id, source=event.source)
+        if reason is not None:
+            return EventError(reason, f"milestone {mid!r} belongs to agency {owner!r}; {event.agency!r} may not report on it",
+                              event_id=event.id, source=event.source)
+        return None
 
     def _derive(self, mid: str, facts: list[dict[str, Any]], doc: Mapping[str, Any] | None, now: datetime,
                 dep_status: Mapping[str, str]) -> dict[str, Any]:
@@ -154,15 +189,16 @@ class RoadmapService:
         if not changed:
             return
         all_changed = list(changed)
-        frontier = changed
-        for _ in range(MAX_CASCADE_DEPTH):
-            dependants = await self.repo.dependants(d["_id"] for d in frontier)
-            if not dependants:
-                break
-            frontier = await self.refresh(dependants)
-            all_changed.extend(frontier)
-            if not frontier:
-                break
+        # Any depth, one level per round trip: refresh the dependants of what changed, until nothing changes.
+        walk = dependencies.Propagation(d["_id"] for d in changed)
+        while not walk.done:
+            dependants = await self.repo.dependants(walk.frontier)
+            refreshed = await self.refresh(dependants) if dependants else []
+            all_changed.extend(refreshed)
+            walk.advance(d["_id"] for d in refreshed)
+        if walk.frontier:
+            log.warning("dependency cascade stopped at its level bound (a cycle?)",
+                        extra={"levels": walk.levels, "milestones": len(walk.seen)})
         latest: dict[str, dict[str, Any]] = {d["_id"]: d for d in all_changed}
         for doc in latest.values():
             deadline = doc.get("open_deadline")
@@ -314,6 +350,7 @@ class RoadmapService:
     # --- figures -----------------------------------------------------------------------------
     async def refresh_stats(self) -> dict[str, Any]:
         stats = compute_stats(await self.repo.tallies(), await self.repo.missed_due_dates(), self.clock())
+        stats["milestones_with_unknown_dependencies"] = await self.repo.count_unknown_dependencies()
         await self.repo.write_stats(stats)
         return stats
 

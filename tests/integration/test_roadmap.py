@@ -64,11 +64,15 @@ async def test_deadline_alerts_with_two_replicas_summary_and_metrics(settings_fo
                 cloudevent("roadmap.milestone.rescheduled", {"milestone_id": "M-RESCHED",
                                                              "new_due_date": far.isoformat(), "reason": "งบประมาณ"},
                            agency="dga", id="r1"),
-                # Another agency may not report on dga's milestone: refused (dead-lettered), nothing changes.
-                cloudevent("roadmap.milestone.progressed", {"milestone_id": "M-OK", "percent_complete": 90,
-                                                            "as_of": clock().isoformat()}, agency="dopa", id="x1"),
             ]
             r = await http.post("/v1/events", content=json.dumps(progress), headers=headers)
+            assert r.status_code == 202, r.text
+            # Another agency's key may not report on dga's milestone: refused (dead-lettered), nothing changes.
+            # (Sent with the programme-office key it would count: that key's events carry its authority.)
+            foreign = cloudevent("roadmap.milestone.progressed", {"milestone_id": "M-OK", "percent_complete": 90,
+                                                                  "as_of": clock().isoformat()}, agency="dopa", id="x1")
+            r = await http.post("/v1/events", content=json.dumps([foreign]),
+                                headers={**headers, "X-API-Key": await make_key(settings, "dopa")})
             assert r.status_code == 202, r.text
 
             async def applied():

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.contracts.agencies import PROGRAMME_OFFICE
+from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY
 from services.roadmap import domain
 from services.roadmap.confidence import Rating, WeightTally, confidence, tally_of
 from services.roadmap.domain import Status, project, project_finish
@@ -133,10 +134,13 @@ def test_cancelled_and_unplanned_and_foreign_agency():
     early = progress(20, T0 + timedelta(days=1))
     assert status([early], T0 + timedelta(days=2)) == Status.unplanned
     foreign = progress(90, T0 + timedelta(days=2), agency="dopa")
-    opdc = progress(25, T0 + timedelta(days=3), agency="opdc")
+    opdc = {**progress(25, T0 + timedelta(days=3), agency="opdc"), "authority": PROGRAMME_OFFICE_AUTHORITY}
     doc = project("M", [planned(), foreign, opdc], T0 + timedelta(days=4))
     assert doc["percent_complete"] == 25
     assert doc["ignored"] == [{"event": foreign["key"], "kind": "progressed", "reason": "agency_not_owner"}]
+    # OPDC's agency code alone is one agency among others (issue 17.6): without the authority it is ignored.
+    plain = progress(50, T0 + timedelta(days=3), eid="plain", agency="opdc")
+    assert project("M", [planned(), plain], T0 + timedelta(days=4))["ignored"][0]["reason"] == "agency_not_owner"
 
 
 def test_projection_window_uses_recent_rate():
@@ -232,8 +236,9 @@ def test_completion_reported_after_deadline_is_a_recovery_even_if_dated_on_time(
 
 def test_ownership_rule_owner_and_programme_office_only_once_planned():
     assert domain.may_report(None, "dopa")  # no plan yet: kept until the plan says whose it is
-    assert domain.may_report("dga", "dga") and domain.may_report("dga", PROGRAMME_OFFICE)
+    assert domain.may_report("dga", "dga") and domain.may_report("dga", "dopa", PROGRAMME_OFFICE_AUTHORITY)
     assert not domain.may_report("dga", "dopa")
+    assert not domain.may_report("dga", PROGRAMME_OFFICE)  # the agency code grants nothing; the key's role does
 
 
 def test_accept_facts_deduplicates_sorts_and_sets_aside_other_agencies():

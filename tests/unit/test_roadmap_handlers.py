@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
 from services.contracts.agencies import PROGRAMME_OFFICE
-from services.contracts.envelope import make_event
+from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY, make_event, with_authority
 from services.roadmap import domain
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapMetrics
@@ -48,6 +48,12 @@ class FakeRepo:
     async def dependants(self, ids):
         ids = set(ids)
         return [i for i, d in self.docs.items() if ids & set(d.get("depends_on", []))]
+
+    async def dependencies_of(self, ids):
+        return {i: list(self.docs[i].get("depends_on", [])) for i in set(ids) if i in self.docs}
+
+    async def count_unknown_dependencies(self):
+        return sum(1 for d in self.docs.values() if d.get("unknown_dependencies"))
 
     async def overdue_open(self, now, limit=500):
         return [i for i, d in self.docs.items() if d["open_deadline"] and d["open_deadline"] <= now][:limit]
@@ -257,8 +263,9 @@ def test_service_applies_any_order_and_batching_to_the_same_document(order, dups
 
 async def test_ownership_is_one_rule_refused_live_and_ignored_when_the_plan_comes_late(world):
     repo, _pub, _clock, svc, _ = world
-    pmo = ev("progressed", {"milestone_id": "M3", "percent_complete": 10, "as_of": NOW.isoformat()},
-             agency=PROGRAMME_OFFICE, id="pmo")
+    # Sent with a programme-office key: the intake marked it with that authority (an OPDC agency key would not).
+    pmo = with_authority(ev("progressed", {"milestone_id": "M3", "percent_complete": 10, "as_of": NOW.isoformat()},
+                            agency=PROGRAMME_OFFICE, id="pmo"), PROGRAMME_OFFICE_AUTHORITY)
     # Before the plan nobody owns M3: the service keeps the report, the projection decides later.
     early = ev("progressed", {"milestone_id": "M3", "percent_complete": 80, "as_of": NOW.isoformat()},
                agency="dopa", id="early")

@@ -1,0 +1,122 @@
+"""Dependencies as a graph (issue 17.5): cycles refused, propagation at any depth in one round trip per
+level, unknown dependencies kept and flagged until planned. Pure graph functions and the service over fakes."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from test_roadmap_handlers import NOW, Clock, FakePublisher, FakeRepo, ev, plan, service
+
+from services.common.consumer import Batch
+from services.roadmap import dependencies
+
+DUE = date(2026, 12, 31)
+
+
+def edges(graph):
+    calls = []
+
+    async def load(ids):
+        calls.append(set(ids))
+        return {i: graph[i] for i in ids if i in graph}
+    return load, calls
+
+
+async def test_cycle_path_finds_two_and_long_cycles_and_self():
+    load, calls = edges({"Y": ["X"]})
+    assert await dependencies.cycle_path("X", ["Y"], load) == ["X", "Y", "X"]
+    chain = {f"C{i}": [f"C{i + 1}"] for i in range(50)}  # C0 -> C1 -> ... -> C50
+    load, calls = edges(chain)
+    assert await dependencies.cycle_path("C50", ["C0"], load) == ["C50", *[f"C{i}" for i in range(51)]]
+    assert len(calls) == 50  # one load per level (C0 … C49; C49 names C50)
+    assert await dependencies.cycle_path("X", ["X"], edges({})[0]) == ["X", "X"]
+    # No cycle: a diamond and unknown ids terminate (visited set) without a false alarm.
+    load, calls = edges({"A": ["B", "C"], "B": ["D"], "C": ["D"], "D": []})
+    assert await dependencies.cycle_path("X", ["A", "NOPE"], load) is None
+    assert sum(len(c) for c in calls) == 5  # A, NOPE, B, C, D: each loaded once (D reached twice)
+
+
+async def test_cycle_path_sees_the_same_batch_overlay():
+    load, _ = edges({})
+    assert await dependencies.cycle_path("X", ["Y"], load, overlay={"Y": ["Z"], "Z": ["X"]}) == ["X", "Y", "Z", "X"]
+    # An overlay replaces the stored edges of its milestone (a re-plan that dropped the dependency).
+    load, _ = edges({"Y": ["X"]})
+    assert await dependencies.cycle_path("X", ["Y"], load, overlay={"Y": []}) is None
+
+
+def test_unknown_dependencies_and_propagation_bound():
+    assert dependencies.unknown_dependencies(["A", "B", "C"], {"A": "planned", "B": "unplanned"}) == ["B", "C"]
+    walk = dependencies.Propagation(["A"])
+    for _ in range(10):  # a cycle that slipped through keeps changing: the bound stops it
+        walk.advance(["A", "B"])
+    assert walk.done and walk.frontier
+
+
+class CountingRepo(FakeRepo):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    async def dependants(self, ids):
+        self.calls += 1
+        return await super().dependants(ids)
+
+    async def load_many(self, ids):
+        self.calls += 1
+        return await super().load_many(ids)
+
+
+@pytest.fixture
+def world():
+    repo, pub, clock = CountingRepo(), FakePublisher(), Clock(NOW)
+    return repo, service(repo, pub, clock)
+
+
+async def test_cycles_are_dead_lettered_and_change_nothing(world):
+    repo, svc = world
+    assert await svc.handle(Batch([plan("X", DUE, deps=["Y"]), plan("Y", DUE)])) == []
+    replan = ev("planned", {"milestone_id": "Y", "title_th": "ย", "workstream": "technology_access",
+                            "owner_agency": "dga", "due_date": DUE.isoformat(), "depends_on": ["X"]}, id="replan-Y")
+    before = repo.docs["Y"]["version"]
+    [refused] = await svc.handle(Batch([replan]))
+    assert refused.error.reason == "dependency_cycle" and "Y -> X -> Y" in refused.error.detail
+    assert repo.docs["Y"]["version"] == before and repo.docs["Y"]["depends_on"] == []
+    # A cycle closed inside one batch (neither stored yet) is refused too: the later plan.
+    [refused] = await svc.handle(Batch([plan("P", DUE, deps=["Q"]), plan("Q", DUE, deps=["R"]),
+                                        plan("R", DUE, deps=["P"])]))
+    assert refused.event.data.milestone_id == "R" and refused.error.reason == "dependency_cycle"
+    assert "R" not in repo.docs and repo.docs["Q"]["depends_on"] == ["R"]
+
+
+async def test_a_missed_root_puts_a_chain_of_100_at_risk_in_linear_round_trips(world):
+    repo, svc = world
+    chain = [plan("L0", NOW.date() + timedelta(days=1))] + [plan(f"L{i}", DUE, deps=[f"L{i - 1}"]) for i in range(1, 100)]
+    assert await svc.handle(Batch(chain)) == []
+    assert {d["status"] for d in repo.docs.values()} == {"planned"}
+    svc.clock.now = NOW + timedelta(days=3)  # L0's deadline has passed
+    repo.calls = 0
+    assert await svc.sweep() >= 1
+    statuses = [repo.docs[f"L{i}"]["status"] for i in range(100)]
+    assert statuses == ["missed"] + ["at_risk"] * 99
+    assert repo.docs["L99"]["blocked_by"] == ["L98"]
+    assert repo.calls <= 2 * 100 + 10, repo.calls  # a dependants query and a load per level: linear, not 100²
+    # Completing the root clears the whole chain again.
+    done = ev("completed", {"milestone_id": "L0", "completed_on": (NOW + timedelta(days=2)).date().isoformat()})
+    await svc.handle(Batch([done]))
+    assert {repo.docs[f"L{i}"]["status"] for i in range(1, 100)} == {"planned"}
+
+
+async def test_unknown_dependencies_are_flagged_counted_and_cleared_when_planned(world):
+    repo, svc = world
+    await svc.handle(Batch([plan("A", DUE, deps=["GHOST", "B"]), plan("B", DUE)]))
+    assert repo.docs["A"]["unknown_dependencies"] == ["GHOST"] and repo.docs["B"]["unknown_dependencies"] == []
+    stats = await svc.refresh_stats()
+    assert stats["milestones_with_unknown_dependencies"] == 1
+    # Facts for GHOST before its plan: still not a planned milestone.
+    await svc.handle(Batch([ev("progressed", {"milestone_id": "GHOST", "percent_complete": 5,
+                                              "as_of": NOW.isoformat()})]))
+    assert repo.docs["A"]["unknown_dependencies"] == ["GHOST"]
+    await svc.handle(Batch([plan("GHOST", DUE)]))
+    assert repo.docs["A"]["unknown_dependencies"] == []
+    assert (await svc.refresh_stats())["milestones_with_unknown_dependencies"] == 0
