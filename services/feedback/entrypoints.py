@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from services.common import openapi
+from services.common import idempotency, openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import problem, read_json_rated, unknown_agency
@@ -65,17 +66,27 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
         description=("Body: the fields of `feedback.response.submitted` data plus `agency`. Authenticated with the "
                      "agency's key (`X-API-Key`), rate-limited per key (429 + Retry-After). The server wraps the form "
                      "into a CloudEvent with a generated id; the comment is redacted before it reaches Kafka."),
-        responses={400: {"description": "invalid form"}, 401: {"description": "missing or unknown key"},
-                   403: {"description": "another agency's form"}, 429: {"description": "rate limited"},
+        responses={400: {"description": "invalid form, or `invalid_idempotency_key`"},
+                   401: {"description": "missing or unknown key"},
+                   403: {"description": "another agency's form"},
+                   409: {"description": "`idempotency_key_reused`: the Idempotency-Key came before with another body",
+                         "content": {"application/problem+json": {}}},
+                   429: {"description": "rate limited"},
                    503: {"description": "Kafka unavailable"}},
         openapi_extra=openapi.data_body(FEEDBACK_RESPONSE_SUBMITTED, optional=["agency"],
                                         description="`agency` defaults to the key's own agency"),
     )
-    async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake)) -> JSONResponse:
+    async def post_response(request: Request, principal: Principal = Depends(auth.survey_intake),
+                            idempotency_key: str | None = Header(
+                                None, alias=idempotency.HEADER,
+                                description=f"{idempotency.KEY_FORMAT}, one per filled form and kept across retries: a "
+                                "retry with the same body gets the first answer (same id) and is counted once; "
+                                "another body under the same key is 409 `idempotency_key_reused`. Scoped to the "
+                                "key's agency.")) -> JSONResponse:
         form = await read_json_rated(request, principal, service.form_limiter, RESPONSE_BODY_LIMIT, what="responses")
         if isinstance(form, JSONResponse):
             return form
-        return await service.submit_response(form, principal)
+        return await service.submit_response(form, principal, idempotency_key)
 
     reads = {**READ_RESPONSES, 400: {"description": "bad date, range (`invalid_range`) or agency code (`unknown_agency`)",
                                      "content": {"application/problem+json": {}}}}
@@ -122,6 +133,7 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
                                f"newnormal keys create --agency {agency} --role survey")
         html = TEMPLATES.get_template("survey.html").render(
             agency=record, key=key or "", service_name=service_name or "",
+            idempotency_key=uuid.uuid4().hex,  # this form's first submission (no-store: a new one per page load)
             channel=channel if channel in {c.value for c in Channel} else "",
             channels=[(c.value, *CHANNEL_LABELS[c]) for c in Channel],
             age_groups=[(a.value, *AGE_LABELS[a]) for a in AgeGroup],

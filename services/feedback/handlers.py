@@ -10,9 +10,11 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
+from services.common import idempotency as idempotency_keys
 from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected, content_conflicts, id_conflict
 from services.common.http_ingest import Ingestor, problem
+from services.common.idempotency import IdempotencyStore
 from services.common.ratelimit import TokenBucket
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
@@ -26,12 +28,14 @@ log = logging.getLogger(__name__)
 
 class FeedbackService:
     def __init__(self, repo: FeedbackRepository, settings: FeedbackSettings, clock: Callable[[], datetime],
-                 intake: Ingestor | None = None, form_limiter: TokenBucket | None = None):
+                 intake: Ingestor | None = None, form_limiter: TokenBucket | None = None,
+                 idempotency: IdempotencyStore | None = None):
         self.repo = repo
         self.settings = settings
         self.clock = clock
         self.intake = intake  # the service's /v1/events intake: forms are published through it
         self.form_limiter = form_limiter  # the per-key budget of /v1/responses, counted in responses
+        self.idempotency = idempotency or IdempotencyStore(repo.db.feedback_idempotency_keys)
 
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
@@ -48,30 +52,50 @@ class FeedbackService:
         return [Rejected(e, id_conflict(e)) for e in conflicting]
 
     @staticmethod
-    def survey_event(body: dict[str, Any], agency: str, time: datetime | None = None) -> Event:
-        """Wrap a plain form submission into a CloudEvent with a server-generated id (validated like any event);
-        `time`: when it was received (the service's clock)."""
+    def survey_event(body: dict[str, Any], agency: str, time: datetime | None = None, id: str | None = None) -> Event:
+        """Wrap a plain form submission into a CloudEvent with a server-generated id, or the one an idempotency
+        key stands for (validated like any event); `time`: when it was received (the service's clock)."""
         data = {k: v for k, v in body.items()}
         data["agency"] = agency
         return make_event(FEEDBACK_RESPONSE_SUBMITTED, data, agency=agency, source=f"/agencies/{agency}/survey",
-                          id=str(uuid.uuid4()), time=time, partitionkey=agency)
+                          id=id or str(uuid.uuid4()), time=time, partitionkey=agency)
 
-    async def submit_response(self, form: Any, principal: Principal) -> JSONResponse:
+    async def submit_response(self, form: Any, principal: Principal, idempotency_key: str | None = None) -> JSONResponse:
         """One citizen's form (plain JSON; `agency` defaults to the key's) wrapped into a CloudEvent and
         published through the service's intake, so every rule of `/v1/events` applies unchanged: the key's
-        own agency only (403 `agency_not_allowed`), prepare (redaction), 503 when Kafka does not take it."""
+        own agency only (403 `agency_not_allowed`), prepare (redaction), 503 when Kafka does not take it.
+
+        With an `Idempotency-Key`, a retry of the same body gets the first answer (the same response id; the same
+        event is published again and the consumer stores it once); another body under that key: 409."""
+        if idempotency_key is not None and not idempotency_keys.valid_key(idempotency_key):
+            return problem(400, idempotency_keys.INVALID_KEY, f"{idempotency_keys.HEADER} must be {idempotency_keys.KEY_FORMAT}")
         if not isinstance(form, dict):
             return problem(400, "invalid_form", "the body must be a JSON object")
+        body_fingerprint = idempotency_keys.fingerprint(form)
         agency = form.pop("agency", None) or principal.agency
         if not isinstance(agency, str):
             return problem(400, "invalid_form", "agency must be an agency code (GET /v1/agencies)")
+        now = self.clock()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # as MongoDB keeps it: a retry repeats it exactly
+        event_id = idempotency_keys.event_id(idempotency_key) if idempotency_key else None
         try:
-            event = self.survey_event(form, agency, self.clock())
+            event = self.survey_event(form, agency, now, event_id)
         except EventError as err:
             return problem(400, err.reason, err.detail)
+        claim = None
+        if idempotency_key is not None and principal.may_submit(event) is None:
+            claim = await self.idempotency.claim(principal.agency, idempotency_key, body_fingerprint, now)
+            if claim.fingerprint != body_fingerprint:
+                return problem(409, idempotency_keys.KEY_REUSED, f"this {idempotency_keys.HEADER} was sent before with another "
+                               "body: make a new key for every new submission")
+            if not claim.first:
+                event = self.survey_event(form, agency, claim.time, event_id)
         assert self.intake is not None, "create_app mounts the intake before the routes"
         answer = await self.intake.ingest([event], principal)
         if answer.status_code != 202:
+            if claim is not None and claim.first and 400 <= answer.status_code < 500:
+                # Refused, nothing published: the key stays free for the corrected form.
+                await self.idempotency.release(principal.agency, idempotency_key)  # type: ignore[arg-type]
             return answer
         return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
 
