@@ -74,6 +74,18 @@ def check_teams(body: Any) -> list[str]:
     return []
 
 
+def _line_message_ok(m: dict[str, Any]) -> bool:
+    """LINE Messaging API limits: text <= 5000 chars; a buttons template: altText <= 400, text <= 160 (no
+    title or image), 1-4 actions, a URI action's label <= 20 chars and uri <= 1000 (http, https, line, tel)."""
+    if m["type"] == "text":
+        return 0 < len(m["text"]) <= 5000
+    t = m["template"]
+    return (m["type"] == "template" and 0 < len(m["altText"]) <= 400 and t["type"] == "buttons"
+            and 0 < len(t["text"]) <= 160 and 1 <= len(t["actions"]) <= 4
+            and all(a["type"] == "uri" and 0 < len(a["label"]) <= 20 and len(a["uri"]) <= 1000
+                    and a["uri"].split(":", 1)[0] in ("http", "https", "line", "tel") for a in t["actions"]))
+
+
 def check_line(headers: dict[str, str], body: Any, token: str) -> list[str]:
     problems = []
     if headers.get("authorization") != f"Bearer {token}":
@@ -87,9 +99,9 @@ def check_line(headers: dict[str, str], body: Any, token: str) -> list[str]:
         assert isinstance(body["to"], str) and body["to"]
         msgs = body["messages"]
         assert isinstance(msgs, list) and 1 <= len(msgs) <= 5
-        assert all(m["type"] == "text" and 0 < len(m["text"]) <= 5000 for m in msgs)
+        assert all(_line_message_ok(m) for m in msgs)
     except (AssertionError, KeyError, TypeError):
-        problems.append("line: body is not {to, messages: [{type: text, text <= 5000}]}")
+        problems.append("line: body is not {to, messages: [text <= 5000 | buttons template with URI actions]}")
     return problems
 
 

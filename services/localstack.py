@@ -59,6 +59,7 @@ DEPLOY_AM_CREDENTIAL_FILE = "/run/secrets/alertmanager-notifier-token"
 LEARNER_SECRET_FILE = "learner-hmac-secret"
 AM_CREDENTIAL_FILE = "alertmanager-notifier-token"
 WEBHOOK_SECRET_FILE = "notifier-webhook-secret"
+ACK_SECRET_FILE = "notifier-ack-secret"
 
 
 def local_secret(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
@@ -174,6 +175,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     # Webhooks are signed (Standard Webhooks, whsec_ format) and the default routes name one webhook.
     env["NEWNORMAL_NOTIFIER_WEBHOOK_SECRET"] = (os.environ.get("NEWNORMAL_NOTIFIER_WEBHOOK_SECRET")
                                                  or local_secret(data / WEBHOOK_SECRET_FILE, generate_secret))
+    # Acknowledge links are signed with it; the links in the local mailbox point at the local notifier.
+    env["NEWNORMAL_NOTIFIER_ACK_SECRET"] = (os.environ.get("NEWNORMAL_NOTIFIER_ACK_SECRET")
+                                            or local_secret(data / ACK_SECRET_FILE))
+    env["NEWNORMAL_NOTIFIER_PUBLIC_URL"] = f"http://127.0.0.1:{ports['notifier']}"
     started: list[px.ManagedProcess] = []
     stop_requested = False
 

@@ -18,7 +18,8 @@ LOGS = Path(__file__).resolve().parent.parent / ".data" / "test-logs"
 # Secrets have no defaults in code: every test, and every service process a test starts (they inherit the
 # environment), gets throw-away ones. Tests of the refusal to start remove them with monkeypatch.
 TEST_SECRETS = {"NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": "test-learner-hmac-secret-not-for-production",
-                "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "test-alertmanager-token-not-for-production"}
+                "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "test-alertmanager-token-not-for-production",
+                "NEWNORMAL_NOTIFIER_ACK_SECRET": "test-acknowledge-link-secret-not-for-production"}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,6 +17,7 @@ FACT_RETRACTED = "roadmap.fact.retracted"
 MILESTONE_AT_RISK = "roadmap.milestone.at_risk"
 MILESTONE_MISSED = "roadmap.milestone.missed"
 MILESTONE_RECOVERED = "roadmap.milestone.recovered"
+MILESTONE_ACKNOWLEDGED = "roadmap.milestone.acknowledged"
 TRAINING_TARGET_SET = "training.target.set"
 TRAINING_COURSE_COMPLETED = "training.course.completed"
 TRAINING_COMPLETION_VOIDED = "training.course.completion_voided"
@@ -45,10 +46,12 @@ _TYPES = [
     EventType(MILESTONE_COMPLETED, roadmap.MilestoneCompleted, topics.ROADMAP_EVENTS),
     EventType(MILESTONE_RESCHEDULED, roadmap.MilestoneRescheduled, topics.ROADMAP_EVENTS),
     EventType(MILESTONE_CANCELLED, roadmap.MilestoneCancelled, topics.ROADMAP_EVENTS),
-    EventType(MILESTONE_AT_RISK, roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
     EventType(FACT_RETRACTED, roadmap.FactRetracted, topics.ROADMAP_EVENTS),
+    EventType(MILESTONE_AT_RISK, roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
     EventType(MILESTONE_MISSED, roadmap.MilestoneMissed, topics.ROADMAP_ALERTS, derived=True),
     EventType(MILESTONE_RECOVERED, roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
+    # An owner acknowledged a missed or at-risk notification: published by the notifier, recorded by the roadmap.
+    EventType(MILESTONE_ACKNOWLEDGED, roadmap.MilestoneAcknowledged, topics.ROADMAP_EVENTS, derived=True),
     EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),
     EventType(TRAINING_COURSE_COMPLETED, training.TrainingCourseCompleted, topics.TRAINING_EVENTS),
     EventType(TRAINING_COMPLETION_VOIDED, training.TrainingCompletionVoided, topics.TRAINING_EVENTS),
@@ -58,7 +61,9 @@ _TYPES = [
 
 EVENT_TYPES: dict[str, EventType] = {t.name: t for t in _TYPES}
 
-ROADMAP_INPUT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROADMAP_EVENTS)
+# What agencies may send about milestones (HTTP intake); the roadmap consumer also takes the notifier's events.
+ROADMAP_INPUT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROADMAP_EVENTS and not t.derived)
+ROADMAP_CONSUMED_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROADMAP_EVENTS)
 ROADMAP_ALERT_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.ROADMAP_ALERTS)
 TRAINING_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.TRAINING_EVENTS)
 FEEDBACK_TYPES = frozenset(t.name for t in _TYPES if t.topic == topics.FEEDBACK_EVENTS)
@@ -74,4 +79,5 @@ DATA_AGENCY_FIELD = {
     MILESTONE_AT_RISK: "owner_agency",
     MILESTONE_MISSED: "owner_agency",
     MILESTONE_RECOVERED: "owner_agency",
+    MILESTONE_ACKNOWLEDGED: "owner_agency",
 }

@@ -92,6 +92,24 @@ class MilestoneAlert(EventData):
     detected_at: PlausibleDatetime
 
 
+class MilestoneAcknowledged(EventData):
+    """An owner (or an escalation contact) acknowledged a notification about the milestone's missed or at-risk
+    state for one due date. Published by the notifier (`/services/notifier`) on `roadmap.events`; the roadmap
+    records it in the milestone's history, and a forecast later than its projection becomes the projected finish.
+    `acknowledged_by` is the routing recipient id (a role such as `dga-owner`), never an address."""
+
+    milestone_id: MilestoneId
+    owner_agency: AgencyCode
+    due_date: GregorianDate
+    alert_type: str = Field(pattern=r"^(missed|at_risk)$")
+    notification_id: str = Field(min_length=1, max_length=100)
+    acknowledged_by: str = Field(min_length=1, max_length=100)
+    acknowledged_by_name: str | None = Field(default=None, max_length=300)
+    acknowledged_at: PlausibleDatetime
+    note: str | None = Field(default=None, max_length=1000, description="recovery note, personal identifiers redacted")
+    forecast_completion: DueDate | None = None
+
+
 class MilestoneAtRisk(MilestoneAlert):
     pass
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import insert_new
 from services.notifier.domain import CLAIMABLE, OPEN_STATES, State
@@ -25,6 +26,7 @@ class NotificationRepository:
         self.db = db
         self.col = db.notifications
         self.reminders = db.notifier_reminders
+        self.acks = db.notifier_acknowledgements
         self.instance = instance or uuid.uuid4().hex[:12]
 
     async def ensure_indexes(self) -> None:
@@ -36,6 +38,8 @@ class NotificationRepository:
         await self.col.create_index([("claim", ASCENDING)], name="claim", sparse=True)
         await self.reminders.create_index([("active", ASCENDING), ("next_due", ASCENDING)], name="active_due")
         await self.reminders.create_index([("milestone_id", ASCENDING)], name="milestone")
+        await self.acks.create_index([("episode", ASCENDING)], name="episode")
+        await self.acks.create_index([("published", ASCENDING)], name="published")
 
     # --- notifications -------------------------------------------------------------------
     async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]:
@@ -173,4 +177,51 @@ class NotificationRepository:
         res = await self.reminders.update_one(
             {"_id": schedule["_id"], "sequence": schedule["sequence"], "active": True},
             {"$set": {"sequence": sequence, "next_due": next_due, "escalated": escalated}})
+        return res.modified_count == 1
+
+    # --- acknowledgements (services/notifier/acknowledgements.py) -------------------------------
+    async def add_acknowledgement(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Store a new acknowledgement (None); if this person already acknowledged this episode, the first one."""
+        try:
+            await self.acks.insert_one(doc)
+            return None
+        except DuplicateKeyError:
+            return await self.acks.find_one({"_id": doc["_id"]})
+
+    async def acknowledgements(self, episode: str) -> list[dict[str, Any]]:
+        return [d async for d in self.acks.find({"episode": episode}).sort("acknowledged_at", ASCENDING)]
+
+    async def episode_acknowledged(self, episode: str) -> bool:
+        return await self.acks.find_one({"episode": episode}, {"_id": 1}) is not None
+
+    async def unpublished_acknowledgements(self, limit: int = 100) -> list[dict[str, Any]]:
+        return [d async for d in self.acks.find({"published": False}).limit(limit)]
+
+    async def mark_acknowledgement_published(self, ack_id: str, now: datetime) -> None:
+        await self.acks.update_one({"_id": ack_id}, {"$set": {"published": True, "published_at": now}})
+
+    async def episode_notifications(self, milestone_id: str, due_date: str) -> list[dict[str, Any]]:
+        return [d async for d in self.col.find(
+            {"milestone_id": milestone_id, "alert.due_date": due_date},
+            {"recipient": 1, "channel": 1, "kind": 1, "state": 1, "sent_at": 1, "created_at": 1})]
+
+    async def close_episode(self, milestone_id: str, due_date: str, *, recipient: str, at: datetime) -> int:
+        """An acknowledgement stops the episode: schedules end, unsent reminders and escalations are cancelled,
+        every notification of the episode shows who acknowledged first. Returns how many were cancelled."""
+        episode = {"milestone_id": milestone_id, "alert.due_date": due_date}
+        await self.reminders.update_many({**episode, "active": True}, {"$set": {
+            "active": False, "stopped_by": "acknowledged", "acknowledged_by": recipient, "acknowledged_at": at}})
+        cancelled = await self.col.update_many(
+            {**episode, "kind": {"$in": ["reminder", "escalation"]}, "state": {"$in": list(CLAIMABLE)}},
+            {"$set": {"state": State.cancelled.value, "cancelled_at": at, "updated_at": at},
+             "$unset": {"lease_until": "", "claim": ""}})
+        await self.col.update_many({**episode, "acknowledged_at": {"$exists": False}},
+                                   {"$set": {"acknowledged_at": at, "acknowledged_by": recipient}})
+        return cancelled.modified_count
+
+    async def cancel(self, doc: dict[str, Any], now: datetime) -> bool:
+        """A claimed reminder or escalation whose episode was acknowledged meanwhile: not sent."""
+        res = await self.col.update_one({"_id": doc["_id"], "claim": doc.get("claim"), "state": State.sending.value}, {
+            "$set": {"state": State.cancelled.value, "cancelled_at": now, "updated_at": now},
+            "$unset": {"lease_until": "", "claim": ""}})
         return res.modified_count == 1

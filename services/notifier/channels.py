@@ -37,6 +37,7 @@ from services.notifier.templates import Message
 
 log = logging.getLogger(__name__)
 LINE_TEXT_LIMIT = 5000
+LINE_BUTTONS_TEXT_LIMIT = 160  # a buttons template without an image or title
 SLACK_SECTION_LIMIT = 3000
 
 
@@ -149,6 +150,8 @@ class WebhookChannel(_HttpChannel):
         body = {"id": delivery.notification_id, "idempotency_key": delivery.key,
                 "subject": delivery.message.subject, "text": delivery.message.text, "link": delivery.message.link,
                 "severity": delivery.message.severity, **delivery.payload}
+        if delivery.message.ack_url:
+            body["acknowledge_url"] = delivery.message.ack_url
         raw = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
         return raw, {"User-Agent": "newnormal-notifier/1"}
 
@@ -206,8 +209,12 @@ class SlackChannel(_HttpChannel):
         ]
         if fields:
             blocks.append({"type": "section", "fields": fields})
-        blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "แดชบอร์ด · Dashboard"}, "url": m.link}]})
+        buttons: list[dict[str, Any]] = []
+        if m.ack_url:
+            buttons.append({"type": "button", "style": "primary", "url": m.ack_url,
+                            "text": {"type": "plain_text", "text": "รับทราบ · Acknowledge"}})
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "แดชบอร์ด · Dashboard"}, "url": m.link})
+        blocks.append({"type": "actions", "elements": buttons})
         body = {"text": m.title, "blocks": blocks}
         return json.dumps(body, ensure_ascii=False).encode(), {}
 
@@ -229,7 +236,9 @@ class TeamsChannel(_HttpChannel):
                 {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in m.facts]},
                 {"type": "TextBlock", "text": m.text, "wrap": True, "isSubtle": True},
             ],
-            "actions": [{"type": "Action.OpenUrl", "title": "แดชบอร์ด · Dashboard", "url": m.link}],
+            "actions": ([{"type": "Action.OpenUrl", "title": "รับทราบ · Acknowledge", "url": m.ack_url,
+                          "style": "positive"}] if m.ack_url else [])
+                       + [{"type": "Action.OpenUrl", "title": "แดชบอร์ด · Dashboard", "url": m.link}],
         }
         body = {"type": "message", "attachments": [
             {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
@@ -253,7 +262,13 @@ class LineChannel(_HttpChannel):
         text = delivery.message.text
         if len(text) > LINE_TEXT_LIMIT:
             text = text[:LINE_TEXT_LIMIT - 1] + "…"
-        body = {"to": delivery.address, "messages": [{"type": "text", "text": text}]}
+        messages: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        if delivery.message.ack_url:
+            # A buttons template with a URI action: one tap opens the acknowledge page (labels: 20 chars at most).
+            messages.append({"type": "template", "altText": "รับทราบการแจ้งเตือน · Acknowledge", "template": {
+                "type": "buttons", "text": delivery.message.title[:LINE_BUTTONS_TEXT_LIMIT],
+                "actions": [{"type": "uri", "label": "รับทราบ Acknowledge", "uri": delivery.message.ack_url}]}})
+        body = {"to": delivery.address, "messages": messages}
         url = self.settings.notifier_line_base_url.rstrip("/") + "/v2/bot/message/push"
         try:
             response = await self.client.post(url, content=json.dumps(body, ensure_ascii=False).encode(), headers={

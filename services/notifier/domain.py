@@ -35,6 +35,7 @@ class State(StrEnum):
     retrying = "retrying"
     sent = "sent"
     failed = "failed"
+    cancelled = "cancelled"  # a reminder or escalation not yet sent when the owner acknowledged
 
 
 class Kind(StrEnum):
@@ -105,6 +106,10 @@ class RoutingTable:
     routes: tuple[Route, ...]
     recipients: Mapping[str, Mapping[Channel, tuple[str, ...]]]
     unsigned_webhooks: frozenset[str] = frozenset()  # webhook addresses opted out of signing (explicitly)
+    names: Mapping[str, str] = field(default_factory=dict)  # recipient id -> display name (an office, not a person)
+
+    def display_name(self, recipient: str) -> str:
+        return self.names.get(recipient) or recipient
 
     def match(self, alert_type: str, agency: str | None, workstream: str | None,
               labels: Mapping[str, str] | None = None) -> list[Route]:
@@ -161,6 +166,7 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
         raise RoutingError("the routing file must be a mapping with 'recipients' and 'routes'")
     defaults = doc.get("defaults") or {}
     recipients: dict[str, dict[Channel, tuple[str, ...]]] = {}
+    names: dict[str, str] = {}
     signed: set[str] = set()
     unsigned: set[str] = set()
     for name, spec in (doc.get("recipients") or {}).items():
@@ -179,6 +185,8 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
                 raise RoutingError(f"recipient {name!r}: {ch} needs a non-empty address or list of addresses")
             addresses[channel] = tuple(v.strip() for v in values)
         recipients[str(name)] = addresses
+        if isinstance(spec.get("name"), str) and spec["name"].strip():
+            names[str(name)] = spec["name"].strip()
         # Webhooks are signed unless the recipient says otherwise, in so many words.
         signing = spec.get("webhook_signing", "standard")
         if signing not in ("standard", "none"):
@@ -236,7 +244,7 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
             escalate_after_days=escalate, escalation_recipients=esc,
             urgent_reminders=bool(spec.get("urgent_reminders", False)),
         ))
-    return RoutingTable(tuple(routes), recipients, frozenset(unsigned))
+    return RoutingTable(tuple(routes), recipients, frozenset(unsigned), names)
 
 
 # --- identity --------------------------------------------------------------------------------

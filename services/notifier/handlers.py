@@ -113,6 +113,7 @@ class NotifierService:
         self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
         self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
+        self.acks: Any = None  # main.py sets acknowledgements.Acknowledgements(...)
 
     # --- building notifications ----------------------------------------------------------
     def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,
@@ -211,6 +212,9 @@ class NotifierService:
                     continue  # an older alert redelivered after a newer one: the newer state stands
                 if known is not None and known.get("active") and known.get("event_id") == event.id:
                     continue  # redelivery of the alert that started this schedule
+                if (known is not None and known.get("stopped_by") == "acknowledged"
+                        and (known.get("alert") or {}).get("due_date") == data["due_date"]):
+                    continue  # the owner acknowledged this due date's miss: no new chain until the date moves
                 doc = {"_id": schedule_id, "milestone_id": data["milestone_id"], "route": route.name,
                        "event_id": event.id, "alert": data, "agency": data["owner_agency"],
                        "workstream": data["workstream"], "active": True, "detected_at": detected,
@@ -435,6 +439,11 @@ class NotifierService:
     async def deliver(self, doc: dict[str, Any]) -> None:
         channel = Channel(doc["channel"])
         try:
+            # Acknowledged between its creation and now: a reminder or escalation is no longer news.
+            if self.acks is not None and await self.acks.superseded(doc):
+                if await self.repo.cancel(doc, self.clock()):
+                    self.metrics.cancelled.inc()
+                return
             message = self.renderer.render(doc)
             delivery = Delivery(notification_id=doc["_id"], key=doc["key"], address=doc["address"], message=message,
                                 payload=_machine_payload(doc), attachments=await self.attachments(doc))
@@ -534,9 +543,9 @@ def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:
     """What the API shows: state and routing, never the recipient's address (personal data)."""
     keys = ("key", "kind", "alert_type", "event_id", "channel", "recipient", "route", "state", "attempts",
-            "milestone_id", "agency", "workstream", "sequence", "last_status", "last_error")
+            "milestone_id", "agency", "workstream", "sequence", "last_status", "last_error", "acknowledged_by")
     view = {"id": doc["_id"], **{k: doc.get(k) for k in keys}}
-    for k in ("created_at", "next_attempt_at", "sent_at", "failed_at", "event_time"):
+    for k in ("created_at", "next_attempt_at", "sent_at", "failed_at", "event_time", "acknowledged_at", "cancelled_at"):
         value = doc.get(k)
         view[k] = value.isoformat() if isinstance(value, datetime) else value
     return view

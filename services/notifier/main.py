@@ -17,6 +17,8 @@ from services.contracts.agencies import get_registry
 from services.contracts.events import REPORT_TYPES, ROADMAP_ALERT_TYPES
 from services.contracts.topics import REPORTS_EVENTS, ROADMAP_ALERTS
 from services.notifier import entrypoints
+from services.notifier.ack_routes import build_ack_router
+from services.notifier.acknowledgements import Acknowledgements
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import build_channels, check_webhook_signing
 from services.notifier.domain import RoutingTable, parse_routing
@@ -44,9 +46,14 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
     repo = NotificationRepository(runtime.db)
     metrics = NotifierMetrics(runtime.registry)
     # A broken routing file fails at start-up, not on the first alert.
-    service = NotifierService(settings=settings, repo=repo, routing=load_routing(settings.notifier_routes_file, settings),
-                              renderer=Renderer(settings.dashboard_url), channels={}, metrics=metrics,
-                              holidays=load_holidays(settings.notifier_holidays_file), clock=clock or utc_now)
+    routing = load_routing(settings.notifier_routes_file, settings)
+    clock = clock or utc_now
+    acks = Acknowledgements(settings=settings, repo=repo, routing=routing, publisher=runtime.publisher,
+                            metrics=metrics, clock=clock)
+    renderer = Renderer(settings.dashboard_url, ack_link=acks.link)
+    service = NotifierService(settings=settings, repo=repo, routing=routing, renderer=renderer, channels={},
+                              metrics=metrics, holidays=load_holidays(settings.notifier_holidays_file), clock=clock)
+    service.acks = acks
     runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds))
     runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=service.on_alerts, allowed_types=ROADMAP_ALERT_TYPES)
     runtime.add_consumer(topic=REPORTS_EVENTS, group="notifier-reports", handler=service.on_reports,
@@ -67,6 +74,7 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
         rt.every(settings.notifier_scheduler_tick_seconds, service.dispatch_once, name="notifier-dispatcher",
                  wake=service.wake)
         rt.every(settings.notifier_scheduler_tick_seconds, service.schedule_once, name="notifier-scheduler")
+        rt.every(settings.notifier_scheduler_tick_seconds, acks.publish_pending, name="notifier-ack-outbox")
 
     async def shutdown(rt: Runtime) -> None:
         service.stop_claiming()
@@ -86,4 +94,5 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                                          "webhook, Slack, Teams, LINE) to the people responsible, with retries and reminders.")
     app.state.notifier = service
     app.include_router(entrypoints.build_router(service, runtime))
+    app.include_router(build_ack_router(acks, renderer.env))
     return app

@@ -28,6 +28,21 @@ class NotifierMetrics:
         self.created = Counter("newnormal_notifier_created_total",
                                "Notifications created, by kind (alert, reminder, escalation, operational, test).",
                                ["kind"], registry=registry)
+        self.acknowledgements = Counter(
+            "newnormal_notifier_acknowledgements_total",
+            "Episodes acknowledged from a notification's link, by alert type (missed, at_risk) and by the kind of "
+            "notification acknowledged (alert, reminder, escalation).", ["alert_type", "kind"], registry=registry)
+        self.ack_seconds = Histogram(
+            "newnormal_notifier_acknowledgement_seconds",
+            "Time from a notification's delivery to its recipient's acknowledgement.",
+            registry=registry, buckets=(60, 300, 900, 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 3 * 86400,
+                                        7 * 86400, 14 * 86400, 30 * 86400))
+        self.cancelled = Counter("newnormal_notifier_cancelled_total",
+                                 "Reminders and escalations not sent because the episode was acknowledged.",
+                                 registry=registry)
+        for alert_type in ("missed", "at_risk"):
+            for kind in ("alert", "reminder", "escalation"):
+                self.acknowledgements.labels(alert_type, kind)
         for channel in Channel:
             self.retries.labels(channel.value)
             for outcome in ("sent", "failed"):

@@ -71,6 +71,25 @@ class NotifierSettings(ServiceSettings):
     notifier_report_attachment_max_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, le=50 * 1024 * 1024, description="largest PDF attached (a larger one: link only)")
 
+    # --- acknowledge links (services/notifier/acknowledgements.py) -------------------------------
+    notifier_public_url: str = Field(
+        "http://127.0.0.1:8104", description="the notifier's address as recipients reach it: acknowledge links are "
+                                             "`<this>/ack/<notification>/<token>`")
+    # Required, no default: the notifier refuses to start without it (a guessable key would let anyone acknowledge).
+    notifier_ack_secret: SecretStr | None = Field(
+        None, description="HMAC key of the acknowledge links, at least 32 characters; several separated by spaces "
+                          "during a rotation (the first signs, any verifies)")
+    notifier_ack_link_days: float = Field(30.0, gt=0, le=366, description="an acknowledge link works this many days "
+                                                                          "after its notification was created")
+
+    def ack_secrets(self) -> tuple[str, ...]:
+        secret = require_secret(self.notifier_ack_secret, "NEWNORMAL_NOTIFIER_ACK_SECRET",
+                                "key that signs acknowledge links")
+        parts = tuple(secret.split())
+        if not parts or any(len(p) < 32 for p in parts):
+            raise SecretMissing("NEWNORMAL_NOTIFIER_ACK_SECRET: each key must be at least 32 characters")
+        return parts
+
     # --- Alertmanager receiver (POST /v1/alertmanager) -------------------------------------
     # Required, no default: the notifier refuses to start without it (the receiver is never open).
     notifier_alertmanager_token: SecretStr | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -35,11 +36,13 @@ class Message:
     link: str
     facts: list[tuple[str, str]] = field(default_factory=list)  # label (Thai / English) -> value
     severity: str = "warning"
+    ack_url: str | None = None       # the recipient's personal acknowledge link (missed / at-risk milestones)
 
 
 class Renderer:
-    def __init__(self, dashboard_url: str):
+    def __init__(self, dashboard_url: str, ack_link: Callable[[dict[str, Any]], str | None] | None = None):
         self.dashboard_url = dashboard_url.rstrip("/")
+        self.ack_link = ack_link or (lambda doc: None)
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=False,
                                autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False))
         self.registry = get_registry()
@@ -82,7 +85,7 @@ class Renderer:
             percent=_percent(alert.get("percent_complete", 0)), agency_th=agency_th, agency_en=agency_en,
             projected_th=format_thai_date(projected) if projected else "", projected_en=projected.strftime("%d %b %Y") if projected else "",
             completed_th=format_thai_date(completed) if completed else "", completed_en=completed.strftime("%d %b %Y") if completed else "",
-            reason=alert.get("reason") or "", link=link,
+            reason=alert.get("reason") or "", link=link, ack_url=self.ack_link(doc),
         )
         subject = f"{icon} {head_th}{suffix_th}: {title_th} · {head_en}"
         ctx["subject"] = subject
@@ -92,7 +95,7 @@ class Renderer:
         return Message(subject=subject[:250], text=self.env.get_template("milestone.txt.j2").render(ctx).strip(),
                        html=self.env.get_template("milestone.html.j2").render(ctx),
                        title=f"{icon} {head_th}{suffix_th}: {title_th} · {head_en}: {title_en}", link=link, facts=facts,
-                       severity=severity)
+                       severity=severity, ack_url=ctx["ack_url"])
 
     def _operational(self, doc: dict[str, Any]) -> Message:
         op = doc["operational"]

@@ -53,6 +53,14 @@ def test_require_secret_names_the_variable_and_refuses_weak_values():
 def test_no_secret_has_a_default(monkeypatch):
     monkeypatch.delenv("NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET", raising=False)
     monkeypatch.delenv("NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN", raising=False)
+    monkeypatch.delenv("NEWNORMAL_NOTIFIER_ACK_SECRET", raising=False)
+    with pytest.raises(SecretMissing, match="NEWNORMAL_NOTIFIER_ACK_SECRET"):
+        NotifierSettings().ack_secrets()
+    monkeypatch.setenv("NEWNORMAL_NOTIFIER_ACK_SECRET", "x" * 31)
+    with pytest.raises(SecretMissing, match="at least 32"):
+        NotifierSettings().ack_secrets()
+    monkeypatch.setenv("NEWNORMAL_NOTIFIER_ACK_SECRET", f"{'a' * 32} {'b' * 40}")
+    assert NotifierSettings().ack_secrets() == ("a" * 32, "b" * 40)
     with pytest.raises(SecretMissing, match="NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET"):
         TrainingSettings().learner_secret()
     with pytest.raises(SecretMissing, match="NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN"):

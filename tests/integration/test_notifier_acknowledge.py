@@ -1,0 +1,172 @@
+"""Owners acknowledge from the message, over the real broker, database and SMTP (issue: acknowledgement).
+
+A milestone goes missed; the e-mail is read back from the real mail sink's Maildir; its personal link is
+followed by a real HTTP client; the page is submitted; the acknowledgement event reaches `roadmap.events`;
+reminders and escalation of that milestone stop while an unacknowledged twin escalates; bad links are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mailbox
+import re
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from support import MovableClock, db_of, make_key, poll, produce_events, read_topic, serving
+from test_notifier import alert_event
+
+from services.common import processes as px
+from services.contracts.thai_calendar import BANGKOK
+from services.contracts.topics import ROADMAP_ALERTS, ROADMAP_EVENTS
+from services.mailsink import serve
+from services.notifier import ack
+from services.notifier.main import create_app
+from services.notifier.settings import NotifierSettings
+
+pytestmark = pytest.mark.integration
+LINK = re.compile(r"http://127\.0\.0\.1:\d+/ack/\S+")
+
+
+def write_routes(tmp_path: Path) -> Path:
+    doc = {
+        "recipients": {
+            "dga-owner": {"name": "ผู้รับผิดชอบภารกิจ สพร.", "email": "owner@dga.go.th"},
+            "opdc-director": {"name": "ผู้อำนวยการกองติดตามประเมินผล", "email": "director@opdc.go.th"},
+        },
+        "routes": [{"name": "dga", "match": {"agency": "dga", "type": ["at_risk", "missed", "recovered"]},
+                    "recipients": ["dga-owner"], "channels": ["email"], "reminder_interval": "1h",
+                    "escalate_after_days": 1, "escalation_recipients": ["opdc-director"]}],
+    }
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def mails(maildir: Path, to: str) -> list:
+    if not maildir.exists():
+        return []
+    box = mailbox.Maildir(maildir, create=False)
+    out = [message_from_bytes(box.get_bytes(k), policy=policy.default) for k in box.keys()]
+    return [m for m in out if to in (m.get_all("Delivered-To") or [])]
+
+
+async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that_milestone_only(
+        settings_for, kafka_bootstrap, tmp_path):
+    smtp_port, maildir = px.free_port(), tmp_path / "mail"
+    stopping, started = asyncio.Event(), asyncio.Event()
+    sink = asyncio.create_task(serve(maildir, port=smtp_port, stopping=stopping, started=started))
+    await asyncio.wait_for(started.wait(), 10)
+    port = px.free_port()
+    settings = settings_for(NotifierSettings, http_port=port, notifier_routes_file=write_routes(tmp_path),
+                            notifier_smtp_port=smtp_port, notifier_scheduler_tick_seconds=0.2,
+                            notifier_public_url=f"http://127.0.0.1:{port}")
+    # Wednesday 25 Nov 2026, 10:00 Bangkok: a working day, inside working hours.
+    clock = MovableClock(datetime(2026, 11, 25, 10, 0, tzinfo=BANGKOK))
+    app = create_app(settings, clock=clock)
+    office = {"X-API-Key": await make_key(settings, "opdc", "programme_office")}
+    try:
+        async with serving(app, port) as api, httpx.AsyncClient(follow_redirects=False, timeout=30) as person:
+            await produce_events(kafka_bootstrap, ROADMAP_ALERTS, [alert_event("missed", "M-ACK", now=clock()),
+                                                                   alert_event("missed", "M-TWIN", now=clock())])
+
+            async def two_emails():
+                got = mails(maildir, "owner@dga.go.th")
+                return got if len(got) == 2 else None
+
+            emails = await poll(two_emails, 30, what="both missed e-mails in the Maildir")
+            email = next(m for m in emails if "M-ACK" in m.get_body(("plain",)).get_content())
+            text = email.get_body(("plain",)).get_content()
+            [link] = set(LINK.findall(text))
+            assert link in email.get_body(("html",)).get_content()  # the HTML button carries the same link
+            twin = next(m for m in emails if m is not email)
+            [twin_link] = set(LINK.findall(twin.get_body(("plain",)).get_content()))
+
+            # --- Opening the link shows the page; it acknowledges nothing by itself (scanners only GET).
+            page = await person.get(link)
+            assert page.status_code == 200, page.text
+            assert page.headers["referrer-policy"] == "no-referrer" and page.headers["cache-control"] == "no-store"
+            assert "ระบบสารบรรณอิเล็กทรอนิกส์ M-ACK" in page.text and "20 พ.ย. 2569" in page.text
+            assert "ผู้รับผิดชอบภารกิจ สพร." in page.text and "owner@dga.go.th" not in page.text
+            assert page.text.index("รับทราบ") < page.text.index("Acknowledge")  # Thai first
+            db = db_of(settings)
+            assert await db.notifier_acknowledgements.count_documents({}) == 0
+
+            # --- Bad links are refused with a clear page.
+            nid, token = link.rsplit("/", 2)[-2:]
+            twin_nid = twin_link.rsplit("/", 2)[-2]
+            for url, status, reason in [
+                (f"http://127.0.0.1:{port}/ack/{twin_nid}/{token}", 403, "ack_token_for_another_notification"),
+                (f"http://127.0.0.1:{port}/ack/{nid}/{token[:-3]}xyz", 403, "ack_token_invalid"),
+                (f"http://127.0.0.1:{port}/ack/{nid}/garbage", 400, "ack_token_malformed"),
+                (f"http://127.0.0.1:{port}/ack/{nid}/" + ack.make_token(
+                    settings.ack_secrets(), nid, "dga-owner", clock() - timedelta(seconds=1)), 410, "ack_token_expired"),
+            ]:
+                for method in ("GET", "POST"):
+                    r = await person.request(method, url, data={"note": "x"})
+                    assert (r.status_code, r.headers.get("x-reason")) == (status, reason), (method, url)
+                    assert "ลิงก์" in r.text
+            assert await db.notifier_acknowledgements.count_documents({}) == 0
+
+            # --- A forecast in the past is explained on the page, nothing recorded.
+            r = await person.post(link, data={"note": "x", "forecast": "2026-01-01"})
+            assert r.status_code == 400 and "ต้องไม่ก่อนวันนี้" in r.text
+
+            # --- Acknowledging: a POST from the page, with a recovery note (a phone number in it) and a forecast.
+            r = await person.post(link, data={"note": "เร่งติดตั้งแล้ว ติดต่อ 081-234-5678", "forecast": "2026-12-15"})
+            assert r.status_code == 303 and r.headers["location"].endswith(token)
+            done = await person.get(link)
+            assert "รับทราบแล้ว" in done.text and "15 ธ.ค. 2569" in done.text
+            assert "081-234-5678" not in done.text and "[REDACTED:PHONE]" in done.text
+            again = await person.post(link, data={"note": "second", "forecast": ""})
+            assert again.status_code == 303
+            [record] = [d async for d in db.notifier_acknowledgements.find({})]
+            assert record["note"].startswith("เร่งติดตั้งแล้ว") and record["forecast_completion"] == "2026-12-15"
+
+            # --- The acknowledgement is an event on roadmap.events, from the notifier, once.
+            async def ack_events():
+                got = [json.loads(r.value) for r in await read_topic(kafka_bootstrap, ROADMAP_EVENTS)]
+                got = [e for e in got if e["type"] == "roadmap.milestone.acknowledged"]
+                return got or None
+
+            [event] = await poll(ack_events, 20, what="acknowledgement event")
+            assert event["source"] == "/services/notifier" and event["agency"] == "dga"
+            data = event["data"]
+            assert (data["milestone_id"], data["due_date"], data["acknowledged_by"]) == ("M-ACK", "2026-11-20",
+                                                                                       "dga-owner")
+            assert data["forecast_completion"] == "2026-12-15" and "081-234-5678" not in json.dumps(event)
+
+            # --- Reminders and escalation: the twin gets both, the acknowledged milestone neither.
+            clock.advance(timedelta(hours=1, minutes=1))
+
+            async def twin_reminder():
+                return [m for m in mails(maildir, "owner@dga.go.th") if "แจ้งเตือนซ้ำ" in m["Subject"]] or None
+
+            reminders = await poll(twin_reminder, 30, what="the twin's reminder")
+            assert all("M-TWIN" in m.get_body(("plain",)).get_content() for m in reminders)
+            clock.advance(timedelta(days=1))
+            escalations = await poll(lambda: _ready(mails(maildir, "director@opdc.go.th")), 30,
+                                     what="the twin's escalation")
+            assert [("M-TWIN" in m.get_body(("plain",)).get_content()) for m in escalations] == [True]
+            for _ in range(3):  # more scheduler passes: still nothing for the acknowledged milestone
+                await app.state.notifier.schedule_once()
+            assert not [m for m in mails(maildir, "owner@dga.go.th") + mails(maildir, "director@opdc.go.th")
+                        if "แจ้งเตือนซ้ำ" in m["Subject"] and "M-ACK" in m.get_body(("plain",)).get_content()]
+            assert await db.notifications.count_documents({"milestone_id": "M-ACK", "kind": {"$ne": "alert"}}) == 0
+
+            # --- The API shows who acknowledged, on every notification of the episode.
+            r = await api.get("/v1/notifications", params={"milestone": "M-ACK"}, headers=office)
+            [item] = r.json()["items"]
+            assert item["acknowledged_by"] == "dga-owner" and item["acknowledged_at"]
+    finally:
+        stopping.set()
+        await asyncio.wait_for(sink, 10)
+
+
+async def _ready(value):
+    return value or None
