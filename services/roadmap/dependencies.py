@@ -16,11 +16,16 @@ EdgeLoader = Callable[[set[str]], Awaitable[Mapping[str, Sequence[str]]]]
 
 
 async def cycle_path(milestone_id: str, depends_on: Iterable[str], load_edges: EdgeLoader,
-                     overlay: Mapping[str, Sequence[str]] | None = None) -> list[str] | None:
+                     overlay: Mapping[str, Sequence[str]] | None = None,
+                     cache: dict[str, Sequence[str]] | None = None) -> list[str] | None:
     """The cycle the plan `milestone_id -> depends_on` would close, as a path from `milestone_id` back to
     it (e.g. ["X", "Y", "X"]), or None. `overlay` holds plans accepted earlier in the same batch (not stored
-    yet); they replace the stored edges of their milestones. Breadth-first, one `load_edges` call per level."""
+    yet); their edges count besides the stored ones (whether a plan becomes its milestone's current one is
+    decided later, by event time, so both are assumed: a refusal is never missed). Breadth-first, one `load_edges` call per level
+    for the milestones not in `cache` (share one cache across a batch: a re-imported chain of N plans then
+    costs about N loads in all, not N per plan)."""
     overlay = overlay or {}
+    cache = {} if cache is None else cache
     parent: dict[str, str] = {}
     frontier: list[str] = []
     for dep in dict.fromkeys(depends_on):
@@ -29,11 +34,13 @@ async def cycle_path(milestone_id: str, depends_on: Iterable[str], load_edges: E
         parent[dep] = milestone_id
         frontier.append(dep)
     while frontier:
-        stored_ids = {m for m in frontier if m not in overlay}
-        stored = await load_edges(stored_ids) if stored_ids else {}
+        missing = {m for m in frontier if m not in cache}
+        if missing:
+            loaded = await load_edges(missing)
+            cache.update({m: tuple(loaded.get(m, ())) for m in missing})  # absent: an unknown id, no edges
         next_level: list[str] = []
         for node in frontier:
-            for dep in overlay[node] if node in overlay else stored.get(node, ()):
+            for dep in (*overlay.get(node, ()), *cache[node]):
                 if dep == milestone_id:
                     return _path(parent, node, milestone_id)
                 if dep not in parent:  # visited set: every node is expanded once, so the walk terminates

@@ -98,14 +98,15 @@ class RoadmapService:
         by event key, with the cycle's path. Checked before anything is written, so a refused plan leaves
         its milestone as it was."""
         overlay: dict[str, list[str]] = {}
+        cache: dict[str, Sequence[str]] = {}  # stored edges read for this batch, shared by its plans
         found: dict[tuple[str, str], list[str]] = {}
         for event in events:
             if event.type != MILESTONE_PLANNED or not event.data.depends_on:
                 continue
             mid = event.data.milestone_id
-            path = await dependencies.cycle_path(mid, event.data.depends_on, self.repo.dependencies_of, overlay)
+            path = await dependencies.cycle_path(mid, event.data.depends_on, self.repo.dependencies_of, overlay, cache)
             if path is None:
-                overlay[mid] = list(event.data.depends_on)
+                overlay.setdefault(mid, []).extend(event.data.depends_on)
             else:
                 found[event.key] = path
         return found

@@ -40,9 +40,18 @@ async def test_cycle_path_finds_two_and_long_cycles_and_self():
 async def test_cycle_path_sees_the_same_batch_overlay():
     load, _ = edges({})
     assert await dependencies.cycle_path("X", ["Y"], load, overlay={"Y": ["Z"], "Z": ["X"]}) == ["X", "Y", "Z", "X"]
-    # An overlay replaces the stored edges of its milestone (a re-plan that dropped the dependency).
+    # Overlay edges count besides the stored ones: which plan becomes current is decided later, by event time.
     load, _ = edges({"Y": ["X"]})
-    assert await dependencies.cycle_path("X", ["Y"], load, overlay={"Y": []}) is None
+    assert await dependencies.cycle_path("X", ["Y"], load, overlay={"Y": ["Q"]}) == ["X", "Y", "X"]
+
+
+async def test_one_cache_per_batch_reads_each_stored_milestone_once():
+    chain = {f"C{i}": [f"C{i - 1}"] for i in range(1, 200)}  # C199 -> ... -> C0
+    load, calls = edges(chain)
+    cache: dict = {}
+    for i in range(199, 100, -1):  # a re-import of the upper half of the chain, one plan after another
+        assert await dependencies.cycle_path(f"C{i}", [f"C{i - 1}"], load, cache=cache) is None
+    assert sum(len(c) for c in calls) == 199  # C198 … C0 once each, not once per plan
 
 
 def test_unknown_dependencies_and_propagation_bound():
