@@ -123,10 +123,8 @@ async def test_the_63_record_mix_on_feedback_stores_all_60_valid_once_and_dead_l
             by_offset = {int(header(r, "dlq-original-offset")): r for r in dead}
             assert sorted(by_offset) == [20, 41, 62]
             assert header(by_offset[20], "dlq-reason") == "event_too_large"
-            # The overflow fails in prepare (birth year -> age group in Bangkok time): unprocessable, or the stable
-            # reason prepare gives it once it catches the overflow itself.
-            reason = header(by_offset[41], "dlq-reason")
-            assert reason == "invalid_data" or (reason == "unprocessable" and header(by_offset[41], "dlq-exception") == "OverflowError")
+            # A year-9999 submitted_at is refused by the date rule (issue 17) before prepare could overflow on it.
+            assert header(by_offset[41], "dlq-reason") == "date_out_of_range"
             assert header(by_offset[62], "dlq-reason") == "invalid_data"
             for r in dead:
                 assert header(r, "dlq-original-topic") == topics.FEEDBACK_EVENTS
@@ -206,8 +204,8 @@ async def test_hostile_mix_on_roadmap_events(settings_for):
             assert len({(header(r, "dlq-original-partition"), header(r, "dlq-original-offset")) for r in dead}) == len(dead)
             # The handler's refusal keeps the event in the audit trail (received, not applied); a contract refusal not.
             [far_dead] = [r for r in dead if far["id"].encode() in r.value]
-            assert (header(far_dead, "dlq-reason"), header(far_dead, "dlq-exception")) in {
-                ("processing_failed", "OverflowError"), ("invalid_data", None)}
+            # Issue 17: a due date outside the programme horizon is a contract refusal, no longer the handler's.
+            assert (header(far_dead, "dlq-reason"), header(far_dead, "dlq-exception")) == ("date_out_of_range", None)
             assert await db.events.count_documents({"id": {"$nin": ids + [far["id"]]}}) == 0
             reasons = Counter(header(r, "dlq-reason") for r in dead)
             assert reasons["invalid_json"] >= 4 and reasons["invalid_data"] >= 6, reasons
