@@ -145,7 +145,8 @@ def agency_code_schema() -> dict[str, Any]:
 def cloudevent_schema(types: Iterable[str], components: dict[str, Any]) -> dict[str, Any]:
     """A structured-mode CloudEvent whose `type` and `data` are one of `types` (oneOf, one branch per type)."""
     components.setdefault("AgencyCode", agency_code_schema())
-    standard = sorted(envelope._STANDARD | {"agency", "partitionkey", "data", "data_base64"})
+    # Names an extension may not take: the standard attributes, ours, and `authority` (the intake's to set).
+    standard = sorted(envelope._STANDARD | {"agency", "partitionkey", "data", "data_base64", envelope.AUTHORITY})
     extension = f"^(?!(?:{'|'.join(standard)})$)[a-z0-9]{{1,20}}$"
     branches = []
     for type_name in sorted(types):
