@@ -29,6 +29,7 @@ from typing import Any
 from services.contracts import events
 from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY
 from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
+from services.roadmap import corrections
 from services.roadmap.dependencies import unknown_dependencies
 
 # Event type -> short fact kind stored in the milestone document.
@@ -38,6 +39,7 @@ FACT_KINDS = {
     events.MILESTONE_COMPLETED: "completed",
     events.MILESTONE_RESCHEDULED: "rescheduled",
     events.MILESTONE_CANCELLED: "cancelled",
+    events.FACT_RETRACTED: corrections.RETRACTED,
 }
 
 # How far back progress reports count towards the "recent" rate, and how many at most.
@@ -178,13 +180,18 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
     `dependency_status` gives the current status of the milestones this one depends on.
     """
     now = _utc(now)
-    accepted = accept_facts(facts)
+    corrected = corrections.apply_retractions(facts)  # a retracted fact counts as never sent
+    accepted = accept_facts(corrected.facts)
     progress, late_reports = progress_points(accepted.of_kind("progressed"), accepted.completed_on)
     considered = [f for f in accepted.facts if f["kind"] != "progressed"] + progress
     considered.sort(key=_effective_sort_key)
     replay = replay_facts(considered, now)
     verdict = status_and_reasons(replay.state, now, dependency_status or {})
-    return document(milestone_id, accepted, progress, replay, verdict, ignored=accepted.ignored + late_reports)
+    doc = document(milestone_id, accepted, progress, replay, verdict,
+                   ignored=corrected.ignored + accepted.ignored + late_reports)
+    doc["event_count"] = corrected.count
+    doc["retractions"] = corrected.retractions
+    return doc
 
 
 # --- step 1: accepted facts ------------------------------------------------------------------
@@ -309,6 +316,8 @@ class Replay:
         self.due_history: list[dict[str, Any]] = []
         self.timeline: list[dict[str, Any]] = []
         self._deadlines_seen: set[date] = set()
+        # (kind, due date) of each alert the facts call for, in the order the replay meets them.
+        self.alerts: list[tuple[str, date]] = []
 
     def apply(self, fact: Mapping[str, Any]) -> None:
         at = effective_time(fact)
@@ -317,14 +326,16 @@ class Replay:
         if kind == "planned":
             self._plan(fact, at)
         elif kind == "rescheduled":
-            state.due = _date(data["new_due_date"])
-            self.due_history.append({"due_date": state.due.isoformat(), "set_at": at, "change": "rescheduled",
+            new_due = _date(data["new_due_date"])
+            self.due_history.append({"due_date": new_due.isoformat(), "set_at": at, "change": self._move_due(new_due),
                                      "reason": data.get("reason"), "approved_by": data.get("approved_by"),
                                      "event": fact["key"]})
         elif kind == "progressed":
             state.points.append((at, float(data["percent_complete"])))
         elif kind == "completed":
             state.completed_on = _date(data["completed_on"])
+            if ("missed", state.due) in self.alerts:
+                self._alert("recovered", state.due)  # only after a real miss of the due date in force
         elif kind == "cancelled":
             state.cancelled = True
         self._note(state.status(at)[0], at, kind)
@@ -344,9 +355,17 @@ class Replay:
                                         "reason": None, "event": fact["key"]})
         elif not rescheduled and planned_due != state.due:
             # A re-sent plan with a new date before any reschedule: the plan was revised.
-            state.due = planned_due
-            self.due_history.append({"due_date": planned_due.isoformat(), "set_at": at, "change": "replanned",
+            change = self._move_due(planned_due, "replanned")
+            self.due_history.append({"due_date": planned_due.isoformat(), "set_at": at, "change": change,
                                      "reason": None, "event": fact["key"]})
+
+    def _move_due(self, new_due: date, change: str = "rescheduled") -> str:
+        """Move the due date, unless the milestone is already completed: lateness is measured against the due
+        date in force when the completion was reported, so a later move is only recorded (`..._after_completion`)."""
+        if self.state.completed_on is not None and self.state.due is not None:
+            return f"{change}_after_completion"
+        self.state.due = new_due
+        return change
 
     def pass_deadlines(self, until: datetime) -> None:
         # A deadline between two facts is itself a moment: the milestone became missed then.
@@ -358,8 +377,14 @@ class Replay:
                 self._note(self.state.status(deadline)[0], deadline, "deadline_passed")
 
     def _note(self, status: Status, at: datetime, cause: str) -> None:
+        if status in (Status.missed, Status.at_risk) and self.state.due is not None:
+            self._alert(status.value, self.state.due)
         if not self.timeline or self.timeline[-1]["status"] != status.value:
             self.timeline.append({"status": status.value, "at": at, "cause": cause})
+
+    def _alert(self, kind: str, due: date) -> None:
+        if (kind, due) not in self.alerts:  # at most one per kind and due date
+            self.alerts.append((kind, due))
 
 
 # --- step 4: status and reasons --------------------------------------------------------------
@@ -413,7 +438,8 @@ def document(milestone_id: str, accepted: Accepted, progress: list[Mapping[str, 
         "description": plan.get("description"),
         **_due_fields(replay, verdict.status),
         **_progress_fields(replay.state, progress, verdict.projection, accepted.completed_on),
-        **_outcome_fields(accepted, replay.state.due, verdict.status),
+        **_outcome_fields(accepted, replay.state.due),
+        **_alert_fields(milestone_id, replay, verdict),
         "timeline": replay.timeline,
         "ignored": ignored,
         "event_count": accepted.event_count,
@@ -433,7 +459,8 @@ def _due_fields(replay: Replay, status: Status) -> dict[str, Any]:
         "reschedule_count": sum(1 for h in history if h["change"] == "rescheduled"),
         # The stated reason of the latest due-date change, in the list too (the list omits due_history): the
         # quarterly report prints it for every moved milestone without one detail request each.
-        "latest_reason": next((h["reason"] for h in reversed(history) if h.get("reason")), None),
+        "latest_reason": next((h["reason"] for h in reversed(history)
+                               if h.get("reason") and not h["change"].endswith("_after_completion")), None),
     }
 
 
@@ -452,23 +479,19 @@ def _progress_fields(state: _State, progress: list[Mapping[str, Any]], projectio
     }
 
 
-def _outcome_fields(accepted: Accepted, due: date | None, status: Status) -> dict[str, Any]:
+def _outcome_fields(accepted: Accepted, due: date | None) -> dict[str, Any]:
+    # `due` is the due date in force when the completion was reported (a later move does not rewrite lateness).
     completion, completed_on = accepted.completion, accepted.completed_on
     days_late = max(0, (completed_on - due).days) if (completed_on and due) else 0
     # Completion reported only after the deadline had passed: the milestone was shown as missed (and
     # alerted) in between, so the completion is a recovery even when it is dated on time.
     reported_late = bool(completion and due and _utc(completion["time"]) >= end_of_bangkok_day(due))
-    alert_kind = {Status.missed: "missed", Status.at_risk: "at_risk"}.get(status)
-    if status is Status.completed and (days_late > 0 or reported_late):
-        alert_kind = "recovered"
     cancellations = accepted.of_kind("cancelled")
     return {
         "completed_on": completed_on.isoformat() if completed_on else None,
         "completion_evidence": completion["data"].get("evidence") if completion else None,
         "days_late": days_late,
         "completion_reported_after_deadline": reported_late,
-        # The alert this state calls for (once per due date); indexed so the rescan reads only these.
-        "alert_kind": alert_kind,
         "cancelled_reason": cancellations[-1]["data"].get("reason") if cancellations else None,
     }
 
@@ -487,36 +510,48 @@ def alert_id(kind: str, milestone_id: str, due_date: str) -> str:
     return f"{kind}:{milestone_id}:{due_date}"
 
 
-def wanted_alerts(doc: Mapping[str, Any], missed_alerted: bool = False) -> list[str]:
-    """Alert kinds the milestone's current state calls for (each at most once per due date).
+def _alert_fields(milestone_id: str, replay: Replay, verdict: Verdict) -> dict[str, Any]:
+    """The alerts the milestone's facts call for, as a function of the facts like the rest of the record.
 
-    `missed_alerted`: a `missed` alert was already sent for the current due date, so a completion
-    now (even one dated on time but reported late) is a recovery.
+    From the replay in effective-time order: `missed` for each due date whose Bangkok day ended while it was in
+    force and the milestone open; `recovered` for a completion reported after such a miss, the due date unchanged;
+    `at_risk` for a due date during which the milestone's own progress put it at risk. Plus the one alert about
+    the current state that other milestones' facts decide: `at_risk` for the current due date while a dependency
+    is missed or at risk. At most one alert per kind and due date.
     """
-    status = doc.get("status")
-    if not doc.get("due_date"):
-        return []
-    if status == Status.missed:
-        return ["missed"]
-    if status == Status.at_risk:
-        return ["at_risk"]
-    if status == Status.completed and (doc.get("days_late", 0) > 0 or missed_alerted
-                                       or doc.get("completion_reported_after_deadline")):
-        return ["recovered"]
-    return []
+    due = list(replay.alerts)
+    current = replay.state.due
+    if verdict.status is Status.at_risk and current is not None and ("at_risk", current) not in due:
+        due.append(("at_risk", current))
+    return {
+        # The latest alert kind the facts call for (null: none); indexed so the rescan reads only these.
+        "alert_kind": due[-1][0] if due else None,
+        "alerts_due": [{"id": alert_id(kind, milestone_id, day.isoformat()), "kind": kind, "due_date": day.isoformat()}
+                       for kind, day in due],
+    }
 
 
-def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime) -> dict[str, Any]:
+def alerts_due(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(kind, due date) of every alert a stored milestone's facts call for (a document written before
+    `alerts_due` existed: the one its `alert_kind` named, for its current due date)."""
+    if "alerts_due" in doc:
+        return [(a["kind"], a["due_date"]) for a in doc["alerts_due"] or []]
+    return [(doc["alert_kind"], doc["due_date"])] if doc.get("alert_kind") and doc.get("due_date") else []
+
+
+def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime, due_date: str | None = None) -> dict[str, Any]:
+    """The alert's data; `due_date`: the due date it is about (default: the current one)."""
+    due_date = due_date or doc["due_date"]
     reason = {"missed": "deadline_passed", "recovered": "completed_after_deadline"}.get(
         kind, ",".join(doc.get("status_reasons") or []) or None)
     data = {
         "milestone_id": doc["milestone_id"], "title_th": doc.get("title_th"), "title_en": doc.get("title_en"),
-        "workstream": doc["workstream"], "owner_agency": doc["owner_agency"], "due_date": doc["due_date"],
+        "workstream": doc["workstream"], "owner_agency": doc["owner_agency"], "due_date": due_date,
         "percent_complete": min(100.0, float(doc.get("percent_complete") or 0)),
         "days_late": int(doc.get("days_late") or 0), "reason": reason,
         "projected_finish": doc.get("projected_finish"), "completed_on": doc.get("completed_on"),
         "detected_at": _utc(detected_at).isoformat(),
     }
     if kind == "missed":
-        data["days_late"] = max(0, (bangkok_day(_utc(detected_at)) - _date(doc["due_date"])).days)
+        data["days_late"] = max(0, (bangkok_day(_utc(detected_at)) - _date(due_date)).days)
     return {k: v for k, v in data.items() if v is not None}

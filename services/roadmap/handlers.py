@@ -17,11 +17,11 @@ from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.common.loops import NextRun
 from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
-from services.contracts.events import MILESTONE_PLANNED
-from services.roadmap import dependencies, domain
+from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED
+from services.roadmap import corrections, dependencies, domain
 from services.roadmap.adapters import MilestoneFilter, MilestoneRepository
 from services.roadmap.confidence import compute_stats, confidence_rule
-from services.roadmap.domain import ALERT_TYPES, Status
+from services.roadmap.domain import ALERT_TYPES
 from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
@@ -49,6 +49,7 @@ class RoadmapService:
         self._next_deadline: datetime | None = None
         self._next_known = False
         self._next_rescan = 0.0  # monotonic time of the next safety-net rescan (0: at the first pass)
+        self._settling: dict[str, datetime] = {}  # milestone id -> when its held alerts may go out
 
     # --- applying events ---------------------------------------------------------------------
     async def handle(self, batch: Batch) -> list[Rejected]:
@@ -124,6 +125,7 @@ class RoadmapService:
             if key in known:
                 continue  # a duplicate changes nothing
             error = self._refusal(mid, owner, event, (cycles or {}).get(event.key))
+            error = error or _retraction_refusal(mid, event, facts)
             if error is not None:
                 refused.append(Rejected(event, error))
                 continue
@@ -161,8 +163,12 @@ class RoadmapService:
         projected = domain.project(mid, facts, now, dep_status)
         previous_status = doc.get("status") if doc else None
         status_since = doc.get("status_since") if doc and previous_status == projected["status"] else now
+        # When the facts last grew (they never shrink; null on records older than this field): alerts wait until
+        # the facts have settled, so a burst arriving in any order raises what the whole burst calls for.
+        same_facts = doc is not None and len(doc.get("facts", [])) == len(facts)
+        facts_at = doc.get("facts_at") if same_facts else now
         return {"_id": mid, "version": (doc.get("version", 0) if doc else 0) + 1, "facts": facts, **projected,
-                "status_since": status_since, "updated_at": now,
+                "status_since": status_since, "facts_at": facts_at, "updated_at": now,
                 "created_at": doc.get("created_at", now) if doc else now}
 
     async def refresh(self, ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -211,35 +217,54 @@ class RoadmapService:
 
     # --- alerts ------------------------------------------------------------------------------
     async def raise_alerts(self, docs: Iterable[Mapping[str, Any]]) -> int:
-        docs = [d for d in docs if d.get("due_date") and d.get("status") in (Status.missed, Status.at_risk, Status.completed)]
-        if not docs:
-            return 0
-        completed = [d for d in docs if d["status"] == Status.completed]
-        missed_claimed = await self.repo.claimed_ids(domain.alert_id("missed", d["_id"], d["due_date"]) for d in completed)
-        wanted = []
+        """Publish, once each, the alerts the milestones' facts call for (`domain.alerts_due`: a function of the
+        facts, so arrival order cannot add one), for each milestone whose record has settled (`_ready_at`); an
+        unsettled one is held and raised from its fresh record by `raise_settled`."""
+        now = self.clock()
+        wanted: list[tuple[str, str, Mapping[str, Any]]] = []
         for doc in docs:
-            was_missed = domain.alert_id("missed", doc["_id"], doc["due_date"]) in missed_claimed
-            for kind in domain.wanted_alerts(doc, missed_alerted=was_missed):
-                wanted.append((kind, doc))
-        already = await self.repo.claimed_ids(domain.alert_id(k, d["_id"], d["due_date"]) for k, d in wanted)
-        published = 0
-        for kind, doc in wanted:
-            aid = domain.alert_id(kind, doc["_id"], doc["due_date"])
-            if aid in already:
+            due = domain.alerts_due(doc)
+            if not due or not doc.get("owner_agency") or not doc.get("workstream"):
                 continue
-            published += await self._claim_and_publish(kind, doc)
+            ready_at = self._ready_at(doc)
+            if ready_at > now:
+                self._settling[doc["_id"]] = min(ready_at, self._settling.get(doc["_id"], ready_at))
+                continue
+            wanted.extend((kind, day, doc) for kind, day in due)
+        already = await self.repo.claimed_ids(domain.alert_id(k, d["_id"], day) for k, day, d in wanted)
+        published = 0
+        for kind, day, doc in wanted:
+            if domain.alert_id(kind, doc["_id"], day) not in already:
+                published += await self._claim_and_publish(kind, doc, day)
         return published
 
-    async def _claim_and_publish(self, kind: str, doc: Mapping[str, Any]) -> int:
+    def _ready_at(self, doc: Mapping[str, Any]) -> datetime:
+        """When the milestone's alerts may go out: `alert_settle_seconds` after its facts last grew, and, while a
+        dependency holds it at risk (another milestone's facts, possibly still arriving), after its status last
+        changed. A deadline passing is not a change of facts: a missed alert is not delayed by it."""
+        marks = [doc.get("facts_at")] + ([doc.get("status_since")] if doc.get("blocked_by") else [])
+        latest = max((_aware(m) for m in marks if m is not None), default=None)
+        return _EPOCH if latest is None else latest + timedelta(seconds=self.settings.alert_settle_seconds)
+
+    async def raise_settled(self) -> int:
+        """Raise the alerts held while their milestones' facts settled, from the records as they are now."""
+        now = self.clock()
+        ids = [mid for mid, at in self._settling.items() if at <= now]
+        for mid in ids:
+            del self._settling[mid]
+        return await self.raise_alerts((await self.repo.load_many(ids)).values()) if ids else 0
+
+    async def _claim_and_publish(self, kind: str, doc: Mapping[str, Any], due_date: str) -> int:
         detected = self.clock()
-        event = make_event(ALERT_TYPES[kind], domain.alert_data(kind, doc, detected), agency=doc["owner_agency"],
-                           source=WATCHER_SOURCE, id=domain.alert_id(kind, doc["_id"], doc["due_date"]),
+        event = make_event(ALERT_TYPES[kind], domain.alert_data(kind, doc, detected, due_date),
+                           agency=doc["owner_agency"], source=WATCHER_SOURCE, id=domain.alert_id(kind, doc["_id"], due_date),
                            time=detected, subject=doc["_id"], partitionkey=doc["_id"])
         claim = {"_id": event.id, "state": "claimed", "kind": kind, "milestone_id": doc["_id"],
-                 "due_date": doc["due_date"], "claimed_at": self.lease_clock(), "event": event.to_json_dict()}
+                 "due_date": due_date, "claimed_at": self.lease_clock(), "event": event.to_json_dict()}
         if not await self.repo.claim(claim):
             return 0  # another replica claimed it and publishes it
-        return await self._publish_claimed(event, doc.get("deadline") if kind == "missed" else None)
+        on_time = kind == "missed" and due_date == doc.get("due_date")  # the watcher's deadline: measure the delay
+        return await self._publish_claimed(event, doc.get("deadline") if on_time else None)
 
     async def _publish_claimed(self, event: Event, deadline: datetime | None = None) -> int:
         try:
@@ -305,6 +330,7 @@ class RoadmapService:
             self._next_known = False
         else:
             await self.sweep()
+        await self.raise_settled()
         now = self.clock()
         if not self._next_known or (self._next_deadline is not None and self._next_deadline <= now):
             self._next_deadline = await self.repo.next_deadline(now)
@@ -313,6 +339,8 @@ class RoadmapService:
         wait = min(self.settings.watcher_max_tick_seconds, max(0.0, self._next_rescan - time.monotonic()))
         if deadline is not None:
             wait = min(wait, max(0.0, (_aware(deadline) - self.clock()).total_seconds()))
+        if self._settling:
+            wait = min(wait, max(0.0, (min(self._settling.values()) - self.clock()).total_seconds()))
         return NextRun(wait)
 
     async def refresh_stats_after_change(self) -> None:
@@ -356,7 +384,24 @@ class RoadmapService:
         return stats
 
 
-_VOLATILE = {"version", "updated_at", "status_since", "created_at", "facts", "_id"}
+_VOLATILE = {"version", "updated_at", "status_since", "facts_at", "created_at", "facts", "_id"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _retraction_refusal(mid: str, event: Event, facts: Sequence[Mapping[str, Any]]) -> EventError | None:
+    """Why a retraction may not be stored (decidable now: its namespace, or the target already among the facts)."""
+    if event.type != FACT_RETRACTED:
+        return None
+    retraction = domain.make_fact(type_=event.type, source=event.source, event_id=event.id, agency=event.agency,
+                                  time=event.time, data=event.data_dict(), authority=event.extensions.get(AUTHORITY))
+    target_key = corrections.target_key(retraction)
+    reason = corrections.refusal(retraction, next((f for f in facts if f["key"] == target_key), None))
+    if reason is None:
+        return None
+    detail = (f"event {target_key!r} of milestone {mid!r} is itself a retraction: re-send the fact under a new id instead"
+              if reason == corrections.RETRACTION_OF_RETRACTION else
+              f"agency {event.agency!r} may retract only its own facts (source under /agencies/{event.agency}/)")
+    return EventError(reason, detail, event_id=event.id, source=event.source)
 
 
 def _derived_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

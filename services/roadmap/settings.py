@@ -16,5 +16,8 @@ class RoadmapSettings(ServiceSettings):
         1.0, gt=0, description="longest single sleep of the watcher; bounds the reaction to a moved (test) clock")
     alert_claim_stale_seconds: float = Field(
         30.0, ge=0, description="a claimed alert not marked published after this long is republished (same id)")
+    alert_settle_seconds: float = Field(
+        5.0, ge=0, description="an alert goes out once its milestone's facts have not grown for this long, so a burst "
+        "of facts in any order raises what the whole burst calls for (a passing deadline is not delayed)")
     stats_refresh_seconds: float = Field(1.0, ge=0, description="least time between two recomputations of the summary figures")
     write_conflict_retries: int = Field(20, ge=1, description="compare-and-set retries when replicas update one milestone")

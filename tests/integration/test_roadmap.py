@@ -31,8 +31,9 @@ async def alerts_on_topic(bootstrap: str) -> list[dict]:
 
 
 async def test_deadline_alerts_with_two_replicas_summary_and_metrics(settings_for, kafka_bootstrap):
+    # Alerts wait 1 s for a milestone's facts to settle (default 5 s): the polls below allow 10 s each.
     settings = settings_for(RoadmapSettings, watcher_max_tick_seconds=0.5, watcher_rescan_seconds=30,
-                            stats_refresh_seconds=0.2)
+                            stats_refresh_seconds=0.2, alert_settle_seconds=1)
     clock = MovableClock()
     today = bangkok_day(clock())
     deadline = end_of_bangkok_day(today)

@@ -89,7 +89,7 @@ def test_completion_after_missed_records_lateness_and_timeline():
     doc = project("M", facts, DEADLINE + timedelta(days=4))
     assert doc["status"] == Status.completed and doc["days_late"] == 3
     assert [t["status"] for t in doc["timeline"]] == ["planned", "missed", "completed"]
-    assert domain.wanted_alerts(doc) == ["recovered"]
+    assert domain.alerts_due(doc) == [("missed", "2026-03-31"), ("recovered", "2026-03-31")]
 
 
 def test_reschedule_keeps_baseline_and_clears_missed():
@@ -125,7 +125,7 @@ def test_dependency_missed_or_at_risk_puts_milestone_at_risk():
     doc = project("M", facts, now, {"A": "missed", "B": "in_progress"})
     assert doc["status"] == Status.at_risk and doc["blocked_by"] == ["A"]
     assert doc["status_reasons"] == ["dependency_at_risk_or_missed"]
-    assert domain.wanted_alerts(doc) == ["at_risk"]
+    assert domain.alerts_due(doc) == [("at_risk", DUE.isoformat())]
 
 
 def test_cancelled_and_unplanned_and_foreign_agency():
@@ -229,7 +229,7 @@ def test_completion_reported_after_deadline_is_a_recovery_even_if_dated_on_time(
     assert doc["status"] == Status.completed and doc["days_late"] == 0
     assert doc["completion_reported_after_deadline"] and doc["alert_kind"] == "recovered"
     on_time = project("M", [planned(), completed(DUE, DEADLINE - timedelta(hours=1))], DEADLINE + timedelta(days=1))
-    assert on_time["alert_kind"] is None and domain.wanted_alerts(on_time) == []
+    assert on_time["alert_kind"] is None and domain.alerts_due(on_time) == []
 
 
 # --- the named steps of project() ------------------------------------------------------------------

@@ -128,7 +128,7 @@ class Clock:
 
 
 def service(repo, publisher, clock):
-    settings = RoadmapSettings(alert_claim_stale_seconds=0.0)
+    settings = RoadmapSettings(alert_claim_stale_seconds=0.0, alert_settle_seconds=0.0)
     return RoadmapService(repo, publisher, RoadmapMetrics(CollectorRegistry()), settings, clock)
 
 
