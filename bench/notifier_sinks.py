@@ -211,7 +211,9 @@ class HttpSink:
             self.accepted_line[key] = uuid.uuid4().hex
             self.first_at.setdefault(key, rec.at)
             rec.status = 200
-            return JSONResponse({"sentMessages": [{"id": str(len(self.accepted_line)), "quoteToken": "q"}]})
+            # LINE names every request it answers (x-line-request-id): the sender keeps it as the receipt.
+            return JSONResponse({"sentMessages": [{"id": str(len(self.accepted_line)), "quoteToken": "q"}]},
+                                headers={"x-line-request-id": self.accepted_line[key]})
         key = headers.get("idempotency-key")
         if key:
             self.first_at.setdefault(key, rec.at)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -66,13 +66,18 @@ class NotificationRepository:
             await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
         return [d async for d in self.col.find({"claim": token})]
 
-    async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime) -> int:
-        """Group commit of confirmed deliveries: one update for many (each still guarded by its claim token)."""
-        res = await self.col.update_many(
-            {"_id": {"$in": [d["_id"] for d in docs]}, "claim": {"$in": sorted({d["claim"] for d in docs})},
-             "state": State.sending.value},
-            {"$set": {"state": State.sent.value, "sent_at": now, "updated_at": now, "last_error": None},
-             "$unset": {"lease_until": "", "claim": ""}})
+    async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
+                             attempts: Sequence[dict[str, Any]] | None = None) -> int:
+        """Group commit of confirmed deliveries: one round trip for many (each still guarded by its claim token),
+        each keeping its attempt's receipt."""
+        attempts = attempts or [None] * len(docs)
+        ops = [UpdateOne({"_id": d["_id"], "claim": d["claim"], "state": State.sending.value},
+                         {"$set": {"state": State.sent.value, "sent_at": now, "updated_at": now, "last_error": None},
+                          "$unset": {"lease_until": "", "claim": ""}, **_log(a)})
+               for d, a in zip(docs, attempts)]
+        if not ops:
+            return 0
+        res = await self.col.bulk_write(ops, ordered=False)
         return res.modified_count
 
     async def release(self, docs: Sequence[dict[str, Any]], now: datetime) -> int:
@@ -85,18 +90,19 @@ class NotificationRepository:
         return res.modified_count
 
     async def mark_retry(self, doc: dict[str, Any], now: datetime, next_at: datetime, status: int | None,
-                         detail: str) -> bool:
+                         detail: str, attempt: dict[str, Any] | None = None) -> bool:
         res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
             "$set": {"state": State.retrying.value, "next_attempt_at": next_at, "updated_at": now,
                      "last_status": status, "last_error": detail[:300]},
-            "$unset": {"lease_until": "", "claim": ""}})
+            "$unset": {"lease_until": "", "claim": ""}, **_log(attempt)})
         return res.modified_count == 1
 
-    async def mark_failed(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str) -> bool:
+    async def mark_failed(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str,
+                          attempt: dict[str, Any] | None = None) -> bool:
         res = await self.col.update_one({"_id": doc["_id"], "claim": doc["claim"], "state": State.sending.value}, {
             "$set": {"state": State.failed.value, "failed_at": now, "updated_at": now, "last_status": status,
                      "last_error": detail[:300]},
-            "$unset": {"lease_until": "", "claim": ""}})
+            "$unset": {"lease_until": "", "claim": ""}, **_log(attempt)})
         return res.modified_count == 1
 
     async def retry_now(self, notification_id: str, now: datetime) -> dict[str, Any] | None:
@@ -225,3 +231,13 @@ class NotificationRepository:
             "$set": {"state": State.cancelled.value, "cancelled_at": now, "updated_at": now},
             "$unset": {"lease_until": "", "claim": ""}})
         return res.modified_count == 1
+
+
+DELIVERY_LOG_LENGTH = 20  # attempts kept per notification (the retry budget is 8; operator retries add more)
+
+
+def _log(attempt: dict[str, Any] | None) -> dict[str, Any]:
+    """`$push` of one attempt's record onto `deliveries`, the newest DELIVERY_LOG_LENGTH kept."""
+    if attempt is None:
+        return {}
+    return {"$push": {"deliveries": {"$each": [attempt], "$slice": -DELIVERY_LOG_LENGTH}}}

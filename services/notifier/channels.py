@@ -59,6 +59,21 @@ class DeliveryResult:
     status: int | None = None
     detail: str = ""
     retry_after: float | None = None
+    receipt: str = ""  # the channel's own identifier of the attempt: SMTP reply (queue id), an HTTP request id
+
+
+# Response headers that name a request at the receiver (LINE, Slack, Microsoft, AWS, common gateways).
+REQUEST_ID_HEADERS = ("x-line-request-id", "x-slack-req-id", "request-id", "x-ms-request-id", "x-request-id",
+                      "x-amzn-requestid", "x-correlation-id")
+
+
+def receipt_of(response: httpx.Response) -> str:
+    """`HTTP <status>` and the receiver's request id, if it sent one: what finds the attempt in its logs."""
+    for name in REQUEST_ID_HEADERS:
+        value = response.headers.get(name)
+        if value:
+            return f"HTTP {response.status_code}; {name}: {value[:120]}"
+    return f"HTTP {response.status_code}"
 
 
 class ChannelSender(Protocol):
@@ -71,7 +86,8 @@ def _from_response(response: httpx.Response, *, now: datetime | None = None) -> 
     outcome = classify_status(response.status_code)
     retry_after = parse_retry_after(response.headers.get("retry-after"), now or utc_now())
     detail = "" if outcome is Outcome.sent else response.text[:300]
-    return DeliveryResult(outcome, response.status_code, detail, retry_after if outcome is Outcome.retry else None)
+    return DeliveryResult(outcome, response.status_code, detail, retry_after if outcome is Outcome.retry else None,
+                          receipt_of(response))
 
 
 class _HttpChannel:
@@ -277,7 +293,9 @@ class LineChannel(_HttpChannel):
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             return DeliveryResult(Outcome.retry, None, type(exc).__name__)
         if response.status_code == 409 and response.headers.get("x-line-accepted-request-id"):
-            return DeliveryResult(Outcome.sent, 409, "already accepted (retry key)")
+            accepted = response.headers["x-line-accepted-request-id"][:120]
+            return DeliveryResult(Outcome.sent, 409, "already accepted (retry key)",
+                                  receipt=f"HTTP 409; x-line-accepted-request-id: {accepted}")
         return _from_response(response)
 
 
@@ -323,11 +341,12 @@ class EmailChannel:
                                   "recipient refused")
         except aiosmtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.code < 600  # 4xx SMTP replies are transient by definition
-            return DeliveryResult(Outcome.failed if permanent else Outcome.retry, exc.code, exc.message[:200])
+            return DeliveryResult(Outcome.failed if permanent else Outcome.retry, exc.code, exc.message[:200],
+                                  receipt=f"SMTP {exc.code}")
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             return DeliveryResult(Outcome.retry, None, type(exc).__name__)
         # The server's answer to DATA names its queue id: the receipt that finds the message in the mail logs.
-        return DeliveryResult(Outcome.sent, 250, str(reply)[:200])
+        return DeliveryResult(Outcome.sent, 250, receipt=f"SMTP 250 {str(reply)[:200]}")
 
 
 def make_msgid_from_key(key: str) -> str:

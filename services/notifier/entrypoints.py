@@ -8,7 +8,7 @@ import hashlib
 import hmac
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -124,6 +124,19 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
                                            channel=channel.value if channel else None, milestone=milestone,
                                            limit=limit, before=before, reader=principal, agency=agency)
         return {"items": [public_view(d) for d in docs], "count": len(docs)}
+
+    @router.get("/notifications/{notification_id}", summary="One notification: delivery receipts, acknowledgement",
+                responses={**READ_RESPONSES, 404: {"description": "no such notification, or not the reader's",
+                                                   "content": {"application/problem+json": {}}}},
+                description="Every attempt with the channel's answer (SMTP reply with its queue id, HTTP status "
+                            "and the receiver's request id, LINE's x-line-request-id) and the acknowledgements of "
+                            "its milestone and due date. An agency reads its own milestones' notifications only.")
+    async def get_notification(notification_id: Annotated[str, Path(max_length=100)],
+                               principal: Principal = Depends(runtime.auth)) -> dict:
+        view = await service.notification(notification_id, principal)
+        if view is None:  # 404 also for another agency's: existence is not revealed
+            raise _problem(404, "not_found", "no such notification")
+        return view
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now",
                  responses=openapi.problem_responses(403, 404, s409="only failed or waiting notifications are retried"))

@@ -24,6 +24,7 @@ from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import get_registry
 from services.contracts.envelope import Event
 from services.contracts.thai_calendar import bangkok_today
+from services.notifier import ack
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.domain import (
@@ -110,7 +111,7 @@ class NotifierService:
         self._poked = False  # new work since the last pass
         self.inflight: set[asyncio.Task] = set()
         self.queue: deque[dict[str, Any]] = deque()
-        self._sent: list[tuple[dict[str, Any], asyncio.Future]] = []
+        self._sent: list[tuple[dict[str, Any], dict[str, Any] | None, asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
         self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
         self.acks: Any = None  # main.py sets acknowledgements.Acknowledgements(...)
@@ -288,6 +289,24 @@ class NotifierService:
         return await self.repo.list(state=state, channel=channel, milestone=milestone, limit=limit, before=before,
                                     agency=scope, kinds=None if reader.reads_all else AGENCY_VISIBLE_KINDS)
 
+    async def notification(self, notification_id: str, reader: Principal) -> dict[str, Any] | None:
+        """One notification with its delivery receipts and the acknowledgement of its episode; None when there is
+        none or the reader may not see it (an agency: only about its own milestones)."""
+        doc = await self.repo.get(notification_id)
+        if doc is None or not (reader.reads_all or (reader.may_see(doc.get("agency"))
+                                                    and doc.get("kind") in AGENCY_VISIBLE_KINDS)):
+            return None
+        view = public_view(doc)
+        view["deliveries"] = [_delivery_view(a) for a in doc.get("deliveries", [])]
+        alert = doc.get("alert")
+        if self.acks is not None and alert and doc.get("milestone_id"):
+            view["acknowledgements"] = [
+                {"recipient": a["recipient"], "name": self.routing.display_name(a["recipient"]),
+                 "acknowledged_at": _iso(a["acknowledged_at"]), "via_notification": a["notification_id"],
+                 "note": a.get("note"), "forecast_completion": a.get("forecast_completion")}
+                for a in await self.repo.acknowledgements(ack.episode_id(alert["milestone_id"], alert["due_date"]))]
+        return view
+
     async def retry(self, notification_id: str) -> dict[str, Any]:
         """Make a failed or waiting notification due now and wake the dispatcher; LookupError: no such
         notification; NotRetryable: it is in another state."""
@@ -459,9 +478,11 @@ class NotifierService:
         now = self.clock()
         extra = {"notification_id": doc["_id"], "channel": channel.value, "status": result.status,
                  "attempt": doc.get("attempts"), "kind": doc.get("kind")}
+        attempt = {"at": now, "attempt": doc.get("attempts"), "outcome": result.outcome.value, "status": result.status,
+                   "receipt": result.receipt[:250], "detail": result.detail[:200]}
         try:
             if result.outcome is Outcome.sent:
-                await self._mark_sent(doc)
+                await self._mark_sent(doc, attempt)
                 self.metrics.notifications.labels(channel.value, "sent").inc()
                 due = doc.get("due_at") or doc.get("created_at")
                 if due is not None:
@@ -473,12 +494,13 @@ class NotifierService:
                     delay = min(result.retry_after, s.notifier_retry_after_max_seconds)
                 else:
                     delay = backoff_delay(doc.get("attempts", 1), s.notifier_retry_base_seconds, s.notifier_retry_max_seconds)
-                await self.repo.mark_retry(doc, now, now + timedelta(seconds=delay), result.status, result.detail)
+                await self.repo.mark_retry(doc, now, now + timedelta(seconds=delay), result.status, result.detail,
+                                           attempt)
                 self.metrics.retries.labels(channel.value).inc()
                 log.warning("notification will be retried", extra={**extra, "retry_in_s": round(delay, 2),
                                                                     "error": result.detail[:200]})
                 return
-            if await self.repo.mark_failed(doc, now, result.status, result.detail):
+            if await self.repo.mark_failed(doc, now, result.status, result.detail, attempt):
                 self.metrics.notifications.labels(channel.value, "failed").inc()
             log.error("notification failed", extra={**extra, "error": result.detail[:200]})
         except Exception as exc:
@@ -486,11 +508,11 @@ class NotifierService:
             log.warning("could not record delivery outcome", extra={**extra, "error": type(exc).__name__})
 
 
-    async def _mark_sent(self, doc: dict[str, Any]) -> None:
+    async def _mark_sent(self, doc: dict[str, Any], attempt: dict[str, Any] | None = None) -> None:
         """Confirmed deliveries are recorded in groups (one update per ~20 ms); the delivery task waits for
         its group, so a slot is freed only once `sent` is stored."""
         future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._sent.append((doc, future))
+        self._sent.append((doc, attempt, future))
         if len(self._sent) >= self.settings.notifier_concurrency:
             await self._flush_sent()
         elif self._flush_task is None or self._flush_task.done():
@@ -508,13 +530,13 @@ class NotifierService:
         if not group:
             return
         try:
-            await self.repo.mark_sent_many([d for d, _ in group], self.clock())
+            await self.repo.mark_sent_many([d for d, _, _ in group], self.clock(), [a for _, a, _ in group])
         except Exception as exc:
-            for _, fut in group:
+            for _, _, fut in group:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for _, fut in group:
+        for _, _, fut in group:
             if not fut.done():
                 fut.set_result(None)
 
@@ -538,6 +560,14 @@ def _machine_payload(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("sequence") is not None:
         out["sequence"] = doc["sequence"]
     return out
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _delivery_view(attempt: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(attempt.get(k)) for k in ("at", "attempt", "outcome", "status", "receipt", "detail")}
 
 
 def public_view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -84,6 +84,11 @@ async def _true(value):
     return value
 
 
+async def _sent(db, key: str):
+    doc = await db.notifications.find_one({"key": key})
+    return doc if doc and doc["state"] == "sent" else None
+
+
 def webhook_for(sink: HttpSink, key: str, ok_only: bool = True):
     return [r for r in sink.of("/webhook", ok_only) if r.headers.get("idempotency-key") == key]
 
@@ -138,6 +143,8 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
 
             line = sink.of("/v2/bot/message/push", True)[0]
             assert line.body["to"] == "Uowner0001"
+            # The personal acknowledge link rides along as a buttons template with a URI action.
+            assert line.body["messages"][1]["template"]["actions"][0]["uri"].startswith(settings.notifier_public_url)
             assert line.headers["x-line-retry-key"] == retry_key_uuid(idempotency_key(missed["id"], "owner", "line"))
             assert line.body["messages"][0]["text"].startswith("⚠️ ภารกิจเลยกำหนด")
             assert all(not r.problems for r in sink.received)
@@ -151,6 +158,13 @@ async def test_alerts_reach_every_channel_with_retries_reminders_escalation_aler
 
                 doc = await poll(webhook_doc, 10, what="webhook notification recorded sent")
                 assert doc["attempts"] == 3
+                # Every attempt keeps the receiver's answer: two 500s, then the 200.
+                assert [(a["outcome"], a["status"]) for a in doc["deliveries"]] == [("retry", 500), ("retry", 500),
+                                                                                    ("sent", 200)]
+                line_id = idempotency_key(missed["id"], "owner", "line")
+                line_doc = await poll(lambda: _sent(db, line_id), 10, what="LINE notification recorded sent")
+                receipt = line_doc["deliveries"][-1]["receipt"]
+                assert receipt == f"HTTP 200; x-line-request-id: {sink.accepted_line[retry_key_uuid(line_id)]}"
 
                 # --- 2. The same alert redelivered by Kafka sends nothing again (an at_risk behind it proves it was read).
                 at_risk = alert_event("at_risk", "M-2", now=clock(), days_late=0)

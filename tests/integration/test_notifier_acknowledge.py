@@ -163,6 +163,18 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
             r = await api.get("/v1/notifications", params={"milestone": "M-ACK"}, headers=office)
             [item] = r.json()["items"]
             assert item["acknowledged_by"] == "dga-owner" and item["acknowledged_at"]
+            # --- One notification: the SMTP receipt names the message in the Maildir; the acknowledgement is shown.
+            one = (await api.get(f"/v1/notifications/{nid}", headers=office)).json()
+            [delivery] = one["deliveries"]
+            maildir_keys = mailbox.Maildir(maildir, create=False).keys()
+            assert delivery["outcome"] == "sent" and delivery["status"] == 250
+            assert any(f"queued as {k}" in delivery["receipt"] for k in maildir_keys), delivery
+            [acknowledged] = one["acknowledgements"]
+            assert acknowledged["name"] == "ผู้รับผิดชอบภารกิจ สพร." and acknowledged["forecast_completion"] == "2026-12-15"
+            dga = {"X-API-Key": await make_key(settings, "dga", "agency")}
+            dopa = {"X-API-Key": await make_key(settings, "dopa", "agency")}
+            assert (await api.get(f"/v1/notifications/{nid}", headers=dga)).status_code == 200
+            assert (await api.get(f"/v1/notifications/{nid}", headers=dopa)).status_code == 404
     finally:
         stopping.set()
         await asyncio.wait_for(sink, 10)

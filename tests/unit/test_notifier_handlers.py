@@ -39,15 +39,15 @@ class FakeRepo:
                 new.append(i)
         return new
 
-    async def mark_sent_many(self, docs, now):
+    async def mark_sent_many(self, docs, now, attempts=None):
         self.calls.extend(("sent", d["_id"]) for d in docs)
         return len(docs)
 
-    async def mark_retry(self, doc, now, next_at, status, detail):
+    async def mark_retry(self, doc, now, next_at, status, detail, attempt=None):
         self.calls.append(("retry", doc["_id"], (next_at - now).total_seconds()))
         return True
 
-    async def mark_failed(self, doc, now, status, detail):
+    async def mark_failed(self, doc, now, status, detail, attempt=None):
         self.calls.append(("failed", doc["_id"]))
         return True
 
@@ -155,7 +155,7 @@ async def test_group_commit_never_leaves_a_delivery_waiting():
     svc, repo = service(clock, notifier_concurrency=5)
     groups: list[int] = []
 
-    async def slow_many(docs, now):
+    async def slow_many(docs, now, attempts=None):
         groups.append(len(docs))
         await asyncio.sleep(0.03)
         return len(docs)
