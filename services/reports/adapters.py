@@ -4,7 +4,8 @@ Interface (what the handlers and RB's quarterly documents use; every method retu
 
     source = ReadApis(settings, metrics=None)        # start(): opens the HTTP client; close()
     await source.summary()                            # roadmap  GET /v1/summary
-    await source.milestones(agency=None)              # roadmap  GET /v1/milestones, all pages -> list of items
+    await source.roadmap_overview(agency, days, late) # roadmap  GET /v1/overview (counts, overdue at days, late lists)
+    await source.milestones(agency=None, moved=None)  # roadmap  GET /v1/milestones, all pages -> list of items
     await source.milestone(milestone_id)              # roadmap  GET /v1/milestones/{id} (due_history, timeline)
     await source.readiness(fiscal_year, agency=None)  # training GET /v1/readiness
     await source.laggards(fiscal_year, limit)         # training GET /v1/readiness/laggards
@@ -25,7 +26,7 @@ import contextvars
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -42,9 +43,10 @@ _REFRESHING: contextvars.ContextVar[bool] = contextvars.ContextVar("reports_refr
 class UpstreamError(RuntimeError):
     """A read API did not answer usably; `service` is one of roadmap, training, feedback."""
 
-    def __init__(self, service: str, detail: str):
+    def __init__(self, service: str, detail: str, status: int | None = None):
         super().__init__(f"{service}: {detail}")
         self.service = service
+        self.status = status  # the HTTP status when there was an answer (404: no such route or record)
 
 
 class FetchObserver(Protocol):
@@ -140,9 +142,27 @@ class ReadApis:
     async def summary(self) -> dict[str, Any]:
         return await self.get("roadmap", "/v1/summary")
 
-    async def milestones(self, agency: str | None = None) -> list[dict[str, Any]]:
-        """Every milestone (of one agency), up to NEWNORMAL_REPORTS_MAX_MILESTONES, in the API's order."""
-        params = {"limit": PAGE, **({"agency": agency} if agency else {})}
+    async def roadmap_overview(self, agency: str | None, days: Sequence[date], late: int) -> dict[str, Any] | None:
+        """Per workstream: counts by status, open milestones past due at the end of each of `days`, and the
+        `late` earliest-due missed and at-risk milestones, computed by the roadmap in its database. None from a
+        roadmap older than this route (its 404 is kept like an answer): read `milestones()` instead."""
+        params: dict[str, Any] = {"at": tuple(d.isoformat() for d in days), "late": late,
+                                  **({"agency": agency} if agency else {})}
+
+        async def fetch() -> Any:
+            try:
+                return await self._fetch("roadmap", "/v1/overview", params)
+            except UpstreamError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+        return await self.get("roadmap", "/v1/overview", params, fetch)
+
+    async def milestones(self, agency: str | None = None, moved: bool | None = None) -> list[dict[str, Any]]:
+        """Every milestone (of one agency; `moved`: only those whose due date moved from the baseline), up to
+        NEWNORMAL_REPORTS_MAX_MILESTONES, in the API's order."""
+        params = {"limit": PAGE, **({"agency": agency} if agency else {}),
+                  **({"moved": "true" if moved else "false"} if moved is not None else {})}
         first = await self.get("roadmap", "/v1/milestones", {**params, "offset": 0})
         total = min(int(first.get("total", 0)), self.settings.reports_max_milestones)
         pages = await asyncio.gather(*(self.get("roadmap", "/v1/milestones", {**params, "offset": offset})
@@ -176,9 +196,10 @@ class ReadApis:
             _REFRESHING.reset(token)
 
     # --- one cached GET ----------------------------------------------------------------------
-    async def get(self, service: str, path: str, params: dict[str, Any] | None = None) -> Any:
+    async def get(self, service: str, path: str, params: dict[str, Any] | None = None,
+                  fetch: Callable[[], Any] | None = None) -> Any:
         key = (service, path, tuple(sorted((params or {}).items())))
-        hit, value = await self.cache.get_or_fetch(key, lambda: self._fetch(service, path, params or {}),
+        hit, value = await self.cache.get_or_fetch(key, fetch or (lambda: self._fetch(service, path, params or {})),
                                                    refresh=_REFRESHING.get())
         self.metrics.cache(service, hit)
         return value
@@ -195,7 +216,7 @@ class ReadApis:
             except httpx.HTTPError as exc:
                 raise UpstreamError(service, f"{type(exc).__name__}") from None
             if response.status_code != 200:
-                raise UpstreamError(service, f"HTTP {response.status_code} for {path}")
+                raise UpstreamError(service, f"HTTP {response.status_code} for {path}", response.status_code)
             try:
                 value = safejson.loads(response.content)
             except ValueError:

@@ -20,8 +20,9 @@ experience cells' `mean_trust` and `mean_ease` (1-5). A milestone's latest reaso
 
 Trend sources: experience by the API's from/to per quarter; readiness by fiscal year only (the API has no
 as-of date: a trend exists when the previous quarter ended the previous fiscal year); roadmap from the
-milestones' current due dates and completion dates (open and overdue at the end of each quarter; the list API
-carries no history, so a milestone re-planned since then counts with its new due date).
+milestones' current due dates and completion dates (open and overdue at the end of each quarter, counted by the
+roadmap's GET /v1/overview; the roadmap keeps no status history, so a milestone re-planned since then counts with
+its new due date).
 """
 
 from __future__ import annotations
@@ -325,33 +326,64 @@ def _reason_text(code: str, lang: str) -> str:
     return label(REASON_LABELS, code, lang)
 
 
+def roadmap_digest(items: Sequence[Mapping[str, Any]], agency: str | None, days: Sequence[date]) -> dict[str, Any]:
+    """The roadmap's `GET /v1/overview` answer computed from milestone list items (the rule the roadmap runs in
+    its database; used when it answers without that route): per workstream the counts by status, the open
+    milestones past their due date at the end of each of `days`, and its missed and at-risk milestones,
+    earliest due first (all of them; the route gives the first `late`)."""
+    out: dict[str, dict[str, Any]] = {}
+    keys = [d.isoformat() for d in days]
+    for item in items:
+        if agency is not None and item.get("owner_agency") != agency or item.get("workstream") is None:
+            continue
+        entry = out.setdefault(str(item.get("workstream")),
+                               {"counts": {}, "open_overdue_at": dict.fromkeys(keys, 0), "missed": [], "at_risk": []})
+        status = str(item.get("status"))
+        entry["counts"][status] = entry["counts"].get(status, 0) + 1
+        if status in ("missed", "at_risk"):
+            entry[status].append(item)
+    for ws, entry in out.items():
+        mine = [i for i in items if i.get("workstream") == ws and (agency is None or i.get("owner_agency") == agency)]
+        entry["open_overdue_at"] = {k: open_overdue_at(mine, d) for k, d in zip(keys, days, strict=True)}
+        for status in ("missed", "at_risk"):
+            # All of them (not only `limit`): late_milestones makes the final choice with its own order.
+            entry[status] = sorted(entry[status], key=lambda i: (str(i.get("due_date") or ""), str(i.get("milestone_id"))))
+    return {"agency": agency, "at": keys, "workstreams": out}
+
+
 def roadmap_section(key: str, summary: Mapping[str, Any] | None, items: Sequence[Mapping[str, Any]] | None,
                     today: date, quarter: Quarter, *, agency: str | None, limit: int,
                     details: Mapping[str, Mapping[str, Any]] | None = None,
-                    workstreams: Sequence[str] | None = None) -> RoadmapSection:
-    """Roadmap (all workstreams) or one workstream's section (`workstreams=["regulation_reform"]`)."""
+                    workstreams: Sequence[str] | None = None, digest: Mapping[str, Any] | None = None) -> RoadmapSection:
+    """Roadmap (all workstreams) or one workstream's section (`workstreams=["regulation_reform"]`), from the
+    roadmap's overview `digest` (GET /v1/overview with at=today and at=the previous quarter's end) or, without
+    one, from the milestone list `items`."""
     wanted = list(workstreams or [w.value for w in Workstream])
-    if items is None:
+    prev_end = quarter.previous().end
+    if digest is None and items is not None:
+        digest = roadmap_digest(items, agency, [today, prev_end])
+    if digest is None:
         return RoadmapSection(key, "not_reported", Trend(None, None, False, "count", NOT_REPORTED), (), (), 0, 0, 0, False)
-    mine = [i for i in items if i.get("workstream") in wanted and (agency is None or i.get("owner_agency") == agency)]
+    of_ws = {ws: (digest.get("workstreams") or {}).get(ws) or {} for ws in wanted}
     ws_entries = (summary or {}).get("workstreams") or {}
     rows = []
     for ws in wanted:
-        of_ws = [i for i in mine if i.get("workstream") == ws]
-        counts: dict[str, int] = {}
-        for i in of_ws:
-            counts[str(i.get("status"))] = counts.get(str(i.get("status")), 0) + 1
+        counts = _counts(of_ws[ws].get("counts"))
         entry = ws_entries.get(ws) if agency is None else None
         rating, reasons, texts = confidence_of(entry)
         progress = entry.get("progress_ratio") if entry else None
         if entry and agency is None:  # the API's counts are the authority for the national view
             counts = dict(entry.get("counts") or counts)
         rows.append(WorkstreamRow(ws, rating, reasons, texts, counts, sum(counts.values()), progress, agency is None))
-    missed = sum(1 for i in mine if i.get("status") == "missed")
-    at_risk = sum(1 for i in mine if i.get("status") == "at_risk")
-    prev_end = quarter.previous().end
-    trend = Trend(float(open_overdue_at(mine, today)), float(open_overdue_at(mine, prev_end)), False, "count",
-                  series=())
+    mine_counts = [_counts(e.get("counts")) for e in of_ws.values()]
+    missed = sum(c.get("missed", 0) for c in mine_counts)
+    at_risk = sum(c.get("at_risk", 0) for c in mine_counts)
+    total = sum(sum(c.values()) for c in mine_counts)
+
+    def overdue(day: date) -> float:
+        return float(sum(_counts(e.get("open_overdue_at")).get(day.isoformat(), 0) for e in of_ws.values()))
+
+    trend = Trend(overdue(today), overdue(prev_end), False, "count", series=())
     if agency is None and len(wanted) > 1:
         programme = (summary or {}).get("programme")
         rating = confidence_of(programme)[0]
@@ -362,9 +394,17 @@ def roadmap_section(key: str, summary: Mapping[str, Any] | None, items: Sequence
         status = {"green": "green", "amber_green": "amber", "amber": "amber", "amber_red": "red", "red": "red"}.get(
             rating or "", "not_reported")
     else:
-        status = "red" if missed else "amber" if at_risk else ("green" if mine else "not_reported")
-    late = tuple(late_milestones(mine, today, limit, details))
-    return RoadmapSection(key, status, trend, tuple(rows), late, missed, at_risk, len(mine))
+        status = "red" if missed else "amber" if at_risk else ("green" if total else "not_reported")
+    listed = [i for e in of_ws.values() for s in ("missed", "at_risk") for i in e.get(s) or [] if isinstance(i, Mapping)]
+    late = tuple(late_milestones(listed, today, limit, details))
+    return RoadmapSection(key, status, trend, tuple(rows), late, missed, at_risk, total)
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """A {name: count} answer, anything that is not a count dropped (a page never fails on one odd value)."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 # --- civil-servant readiness --------------------------------------------------------------------
@@ -610,7 +650,9 @@ class Inputs:
     quarter: Quarter
     agency: str | None
     summary: Mapping[str, Any] | None = None
-    milestones: Sequence[Mapping[str, Any]] | None = None
+    milestones: Sequence[Mapping[str, Any]] | None = None  # every one: only from a roadmap without /v1/overview
+    roadmap: Mapping[str, Any] | None = None  # roadmap GET /v1/overview at today and the previous quarter's end
+    moved: Sequence[Mapping[str, Any]] | None = None  # GET /v1/milestones?moved=true (the quarterly report's)
     details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readiness: Mapping[str, Any] | None = None
     readiness_previous_year: Mapping[str, Any] | None = None
@@ -640,9 +682,10 @@ class Overview:
 def build_overview(inputs: Inputs, rules: Rules = Rules()) -> Overview:
     q, today = inputs.quarter, inputs.today
     road = roadmap_section("roadmap", inputs.summary, inputs.milestones, today, q, agency=inputs.agency,
-                           limit=rules.late_listed, details=inputs.details)
+                           limit=rules.late_listed, details=inputs.details, digest=inputs.roadmap)
     reg = roadmap_section("regulation", inputs.summary, inputs.milestones, today, q, agency=inputs.agency,
-                          limit=rules.late_listed, details=inputs.details, workstreams=[Workstream.regulation_reform.value])
+                          limit=rules.late_listed, details=inputs.details, workstreams=[Workstream.regulation_reform.value],
+                          digest=inputs.roadmap)
     ready = readiness_section(inputs.readiness, inputs.readiness_previous_year, inputs.laggards, q.fiscal_year,
                               inputs.elapsed_ratio, q, agency=inputs.agency, limit=rules.laggards_listed)
     series = [public_experience(e, rules.min_cell) for e in inputs.experience]

@@ -52,9 +52,10 @@ class ReportsService:
             await self.inputs(None)
 
     async def inputs(self, agency: str | None, today: date | None = None,
-                     quarter: domain.Quarter | None = None) -> domain.Inputs:
+                     quarter: domain.Quarter | None = None, moved: bool = False) -> domain.Inputs:
         """Everything one page (or one quarter's document) shows, fetched concurrently; `quarter` defaults to
-        the one containing `today` (its experience figures run from the quarter's start to `today`)."""
+        the one containing `today` (its experience figures run from the quarter's start to `today`); `moved`:
+        also the milestones whose due date moved (the quarterly report's schedule changes)."""
         now = self.clock()
         today = today or bangkok_day(now)
         q = quarter or domain.quarter_of(today)
@@ -70,32 +71,44 @@ class ReportsService:
                 log.warning("read API unavailable", extra={"upstream": service, "error": str(exc)[:200]})
                 return None
 
+        async def roadmap() -> tuple[Any, Any]:
+            """(the roadmap's overview figures, None); from a roadmap without that route, (None, every milestone)."""
+            figures = await s.roadmap_overview(agency, [today, q.previous().end], self.settings.reports_late_listed)
+            return (figures, None) if figures is not None else (None, await s.milestones(agency))
+
         results = await asyncio.gather(
-            safe("roadmap", s.summary()), safe("roadmap", s.milestones(agency)),
+            safe("roadmap", s.summary()), safe("roadmap", roadmap()),
+            safe("roadmap", s.milestones(agency, moved=True)) if moved else _none(),
             safe("training", s.readiness(q.fiscal_year, agency)),
             safe("training", s.readiness(q.fiscal_year - 1, agency)) if q.quarter == 1 else _none(),
             safe("training", s.laggards(q.fiscal_year)),
             safe("feedback", s.gaps(q.start, min(today, q.end), agency)),
             *(safe("feedback", s.experience(x.start, min(today, x.end), agency)) for x in quarters),
         )
-        summary, milestones, readiness, readiness_prev, laggards, gaps, *experience = results
-        details = await self._details(milestones or [], today, agency, failed)
+        summary, road, moved_items, readiness, readiness_prev, laggards, gaps, *experience = results
+        figures, milestones = road or (None, None)
+        if figures is None and milestones is not None:
+            figures_for_listing = domain.roadmap_digest(milestones, agency, [today])
+        else:
+            figures_for_listing = figures
+        details = await self._details(figures_for_listing, today, failed)
         return domain.Inputs(
-            today=today, quarter=q, agency=agency, summary=summary, milestones=milestones, details=details,
+            today=today, quarter=q, agency=agency, summary=summary, milestones=milestones, roadmap=figures,
+            moved=moved_items, details=details,
             readiness=readiness, readiness_previous_year=readiness_prev, laggards=laggards,
             elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, now) if quarter is None else
             fiscal_year_elapsed_ratio(q.fiscal_year, _end_instant(q, today)),
             experience=experience, gaps=gaps, unavailable=tuple(sorted(failed)))
 
-    async def _details(self, milestones: list[dict[str, Any]], today: date, agency: str | None,
-                       failed: set[str]) -> dict[str, dict[str, Any]]:
-        """Detail (due history: the stated reasons) of the milestones the sections list; one failure costs
-        that milestone's reason only."""
+    async def _details(self, figures: Any, today: date, failed: set[str]) -> dict[str, dict[str, Any]]:
+        """Detail (due history: the stated reasons) of the milestones the sections list (from the roadmap's
+        overview figures, already of the agency asked); one failure costs that milestone's reason only."""
         limit = self.settings.reports_late_listed
-        mine = [m for m in milestones if agency is None or m.get("owner_agency") == agency]
-        ids = set(domain.to_listing(mine, today, limit))
-        ids |= set(domain.to_listing([m for m in mine if m.get("workstream") == Workstream.regulation_reform.value],
-                                     today, limit))
+        by_ws = (figures or {}).get("workstreams") or {}
+        listed = {ws: [i for st in ("missed", "at_risk") for i in (e or {}).get(st) or [] if isinstance(i, dict)]
+                  for ws, e in by_ws.items() if isinstance(e, dict)}
+        ids = set(domain.to_listing([i for items in listed.values() for i in items], today, limit))
+        ids |= set(domain.to_listing(listed.get(Workstream.regulation_reform.value, []), today, limit))
         ordered = sorted(ids)
         answers = await asyncio.gather(*(self.source.milestone(i) for i in ordered), return_exceptions=True)
         out = {}

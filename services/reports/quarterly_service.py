@@ -51,8 +51,9 @@ class QuarterlyReports:
     async def build(self, fiscal_year: int, quarter: int, agency: str | None) -> quarterly.QuarterlyReport:
         now = self.service.clock()
         q = quarterly.validate_request(fiscal_year, quarter, bangkok_day(now))
-        inputs = await self.service.inputs(agency, bangkok_day(now), q)
-        changed = quarterly.moved(inputs.milestones or [], agency)[: self.max_slips]
+        inputs = await self.service.inputs(agency, bangkok_day(now), q, moved=True)
+        changed = quarterly.moved(inputs.moved if inputs.moved is not None else inputs.milestones or [],
+                                  agency)[: self.max_slips]
         unknown = [str(m.get("milestone_id")) for m in changed if not quarterly.reason_known(m)]
         details = await self._details(unknown, inputs)
         return quarterly.build_quarterly(inputs, details, self.service.rules(), now, max_slips=self.max_slips)

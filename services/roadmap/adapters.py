@@ -22,6 +22,9 @@ _WINDOWS = tuple(timedelta(seconds=s) for s in (60, 600, 3600, 6 * 3600)) + tupl
     timedelta(days=2 ** k) for k in range(10)) + (timedelta(days=100 * 366),)
 
 
+_LIST_PROJECTION = {"facts": 0, "timeline": 0, "progress_history": 0, "due_history": 0, "ignored": 0}
+
+
 @dataclass(frozen=True)
 class MilestoneFilter:
     """What a milestone list may be narrowed by (typed values; the repository turns them into a query)."""
@@ -31,6 +34,7 @@ class MilestoneFilter:
     status: str | None = None
     due_before: date | None = None  # inclusive
     due_after: date | None = None  # inclusive
+    moved: bool | None = None  # True: the current due date differs from the baseline; False: it does not
 
 
 def _query(where: MilestoneFilter) -> dict[str, Any]:
@@ -43,6 +47,12 @@ def _query(where: MilestoneFilter) -> dict[str, Any]:
         due["$gte"] = where.due_after.isoformat()
     if due:
         query["due_date"] = due
+    if where.moved is not None:
+        differs = {"$ne": ["$baseline_due_date", "$due_date"]}
+        query["$expr"] = differs if where.moved else {"$not": [differs]}
+        if where.moved:  # both dates known (a milestone never planned has neither)
+            query.setdefault("due_date", {})["$gte"] = max(query.get("due_date", {}).get("$gte", ""), "")
+            query["baseline_due_date"] = {"$gte": ""}
     return query
 
 
@@ -60,6 +70,8 @@ class MilestoneRepository:
         await self.milestones.create_index([("depends_on", ASCENDING)], name="depends_on")
         await self.milestones.create_index([("status", ASCENDING)], name="status")
         await self.milestones.create_index([("alert_kind", ASCENDING)], name="alert_kind")
+        # An agency's page and report read only its milestones (GET /v1/overview?agency=, lists by agency).
+        await self.milestones.create_index([("owner_agency", ASCENDING)], name="owner_agency")
         await self.claims.create_index([("state", ASCENDING), ("claimed_at", ASCENDING)], name="state_claimed_at")
 
     # --- milestones ----------------------------------------------------------------------------
@@ -156,6 +168,29 @@ class MilestoneRepository:
             }},
         ]
         return [d async for d in await self.milestones.aggregate(pipeline)]
+
+    async def overview_tallies(self, owner: str | None, days: Sequence[date]) -> list[dict[str, Any]]:
+        """Per workstream and status (of `owner`'s milestones; None: all): the count, and `overdue_<i>`, how
+        many had a due date before `days[i]` and were not completed by the end of that day. One pass in the
+        database: a page shows these figures without reading the milestones themselves."""
+        group: dict[str, Any] = {"_id": {"workstream": "$workstream", "status": "$status"}, "count": {"$sum": 1}}
+        for i, day in enumerate(days):
+            d = day.isoformat()  # ISO dates compare as strings; a missing date sorts below "" (no date)
+            group[f"overdue_{i}"] = {"$sum": {"$cond": [{"$and": [
+                {"$gte": ["$due_date", ""]}, {"$lt": ["$due_date", d]},
+                {"$not": [{"$and": [{"$gte": ["$completed_on", ""]}, {"$lte": ["$completed_on", d]}]}]}]}, 1, 0]}}
+        pipeline = [{"$match": {"workstream": {"$ne": None}, **({"owner_agency": owner} if owner else {})}},
+                    {"$group": group}]
+        return [d async for d in await self.milestones.aggregate(pipeline)]
+
+    async def earliest_due(self, status: str, workstream: str, owner: str | None, limit: int) -> list[dict[str, Any]]:
+        """Milestones of one status and workstream, earliest current due date first (the longest overdue
+        of the missed, the most urgent of the at-risk), at most `limit`, without their histories."""
+        if limit <= 0:  # a zero limit would mean "no limit" to the driver
+            return []
+        query = {"status": status, "workstream": workstream, **({"owner_agency": owner} if owner else {})}
+        cursor = self.milestones.find(query, _LIST_PROJECTION).sort([("due_date", ASCENDING), ("_id", ASCENDING)])
+        return [d async for d in cursor.limit(limit)]
 
     async def missed_due_dates(self) -> list[dict[str, Any]]:
         return [d async for d in self.milestones.find({"status": Status.missed.value},

@@ -16,10 +16,11 @@ from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal
 from services.common.params import AgencyFilter, IsoDate
 from services.contracts.common_types import Workstream
-from services.contracts.thai_calendar import format_thai_date
+from services.contracts.thai_calendar import bangkok_day, format_thai_date
 from services.roadmap.adapters import MilestoneFilter
 from services.roadmap.domain import Status
 from services.roadmap.handlers import RoadmapService
+from services.roadmap.overview import overview as overview_figures
 
 _HIDDEN = ("_id", "facts", "version")
 
@@ -47,13 +48,16 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
         status: Status | None = None,
         due_before: IsoDate | None = Query(None, description="due on or before this date (ISO)"),
         due_after: IsoDate | None = Query(None, description="due on or after this date (ISO)"),
+        moved: bool | None = Query(None, description="true: only milestones whose current due date differs from "
+                                                     "the baseline (rescheduled or re-planned); false: only the others"),
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0, le=1_000_000),
         principal: Principal = Depends(auth),
     ) -> dict[str, Any]:
         where = MilestoneFilter(workstream=workstream.value if workstream else None,
                                 owner_agency=principal.read_scope(agency),  # an agency: its own; another: 403
-                                status=status.value if status else None, due_before=due_before, due_after=due_after)
+                                status=status.value if status else None, due_before=due_before, due_after=due_after,
+                                moved=moved)
         total, items = await service.list_milestones(where, limit=limit, offset=offset)
         return {"total": total, "limit": limit, "offset": offset, "items": [present(d, full=False) for d in items]}
 
@@ -71,5 +75,22 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
     async def summary(principal: Principal = Depends(auth)) -> dict[str, Any]:
         stats = await service.summary(principal.read_scope(None))
         return {**stats, "next_due": [present(d, full=False) for d in stats["next_due"]]}
+
+    @router.get("/v1/overview", summary="Per-workstream counts, overdue counts and late milestones (ภาพรวม)",
+                responses=READ_RESPONSES)
+    async def overview(
+        agency: AgencyFilter = None,
+        at: list[IsoDate] | None = Query(None, max_length=8, description="count milestones open past their current due "
+                                  "date at the end of each of these days (ISO, repeatable; default today in Bangkok)"),
+        late: int = Query(10, ge=0, le=100, description="missed and at-risk milestones listed per workstream, "
+                          "earliest due first"),
+        principal: Principal = Depends(auth),
+    ) -> dict[str, Any]:
+        days = list(dict.fromkeys(at)) if at else [bangkok_day(service.clock())]
+        figures = await overview_figures(service.repo, principal.read_scope(agency), days, late)  # agency: own only
+        for entry in figures["workstreams"].values():
+            for status in ("missed", "at_risk"):
+                entry[status] = [present(d, full=False) for d in entry.get(status, [])]
+        return figures
 
     return router
