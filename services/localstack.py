@@ -97,10 +97,14 @@ def _write_alertmanager_config(path: Path, ports: dict[str, int], credential_fil
 DEMO_KEY_LABEL = "demo"
 REPORTS_KEY_LABEL = "reports"
 REPORTS_KEY_FILE = "reports-api-key"
+# The notifier fetches the quarterly report's PDF from the reports service (to attach it) with its own key.
+NOTIFIER_REPORTS_KEY_LABEL = "notifier-reports"
+NOTIFIER_REPORTS_KEY_FILE = "notifier-reports-api-key"
 
 
-async def _write_reports_key(mongo_uri: str, db_name: str, path: Path) -> None:
-    """A programme-office key labelled `reports` into `path` (0600), fresh on each start (the file is the only copy)."""
+async def _write_reports_key(mongo_uri: str, db_name: str, path: Path, label: str = REPORTS_KEY_LABEL) -> str:
+    """A programme-office key labelled `label` into `path` (0600), fresh on each start (the file is the only
+    copy; the previous key of that label is revoked). Returns the key."""
     from pymongo import AsyncMongoClient
 
     from services.common.auth import Role, create_key, revoke_keys
@@ -109,14 +113,15 @@ async def _write_reports_key(mongo_uri: str, db_name: str, path: Path) -> None:
     client = AsyncMongoClient(mongo_uri)
     try:
         db = client[db_name]
-        await revoke_keys(db, PROGRAMME_OFFICE, label=REPORTS_KEY_LABEL)
-        key = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, REPORTS_KEY_LABEL)
+        await revoke_keys(db, PROGRAMME_OFFICE, label=label)
+        key = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, label)
     finally:
         await client.close()
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(key)
+    return key
 
 
 async def _write_keys(mongo_uri: str, db_name: str, path: Path, survey_path: Path) -> dict[str, str]:
@@ -201,6 +206,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         urls["Kafka (Tansu)"] = f"127.0.0.1:{ports['kafka']}"
         launch(px.secantus(ports["mongodb"], str(data / "mongodb"), logs), lambda: px.mongo_ready(mongo_uri))
         urls["MongoDB (SecantusDB)"] = mongo_uri
+        # Before the notifier starts: it e-mails the quarterly report with the PDF attached, fetched from the
+        # reports service (and only from there) with this key.
+        env["NEWNORMAL_NOTIFIER_REPORTS_API_KEY"] = asyncio.run(_write_reports_key(
+            mongo_uri, "newnormal", data / NOTIFIER_REPORTS_KEY_FILE, NOTIFIER_REPORTS_KEY_LABEL))
+        env["NEWNORMAL_NOTIFIER_REPORTS_URL"] = f"http://127.0.0.1:{ports['reports']}"
         if use_sink:
             launch(px.mailsink(ports["smtp"], maildir, logs), lambda: px.port_open(ports["smtp"]))
             urls["Mailbox (Maildir)"] = f"{maildir}   (every notification e-mail · อีเมลแจ้งเตือนทุกฉบับ)"
