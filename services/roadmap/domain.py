@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.contracts import events
+from services.contracts.agencies import PROGRAMME_OFFICE
 from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY
 from services.contracts.thai_calendar import bangkok_day, end_of_bangkok_day
 from services.roadmap import corrections
@@ -75,8 +76,9 @@ def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: date
     # milestone_id is the document's own id: not repeated in every fact.
     fact = {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
             "time": _utc(time), "data": {k: v for k, v in data.items() if k != "milestone_id"}}
-    if authority:
-        fact["authority"] = authority
+    # Always present (None: the sender's own agency only): a fact without the key was stored before facts
+    # carried one, and the ownership rule reads it as it was read then (`fact_authority`).
+    fact["authority"] = authority or None
     return fact
 
 
@@ -218,9 +220,18 @@ def refusal(owner: str | None, fact: Mapping[str, Any]) -> str | None:
     and may hand it to another owner (how a squatted id is given back). Any other plan is `milestone_id_taken`."""
     if fact["kind"] == "planned":
         named = fact["data"]["owner_agency"]
-        ok = owner is None or named == owner or fact.get("authority") == PROGRAMME_OFFICE_AUTHORITY
+        ok = owner is None or named == owner or fact_authority(fact) == PROGRAMME_OFFICE_AUTHORITY
         return None if ok else ID_TAKEN
-    return None if may_report(owner, fact["agency"], fact.get("authority")) else NOT_OWNER
+    return None if may_report(owner, fact["agency"], fact_authority(fact)) else NOT_OWNER
+
+
+def fact_authority(fact: Mapping[str, Any]) -> str | None:
+    """The authority a fact was sent with. A fact stored before facts carried one (no `authority` key) keeps
+    the reading it had then, since which key sent it is not known: the programme office's agency code acted
+    with its authority. So an upgrade changes no stored record; every fact stored since is judged by its key."""
+    if "authority" in fact:
+        return fact["authority"]
+    return PROGRAMME_OFFICE_AUTHORITY if fact.get("agency") == PROGRAMME_OFFICE else None
 
 
 def owner_of(plans: Iterable[Mapping[str, Any]]) -> tuple[str | None, list[Mapping[str, Any]]]:

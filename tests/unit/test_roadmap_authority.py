@@ -118,3 +118,20 @@ def test_fold_is_order_independent_with_squats_and_transfers():
     doc = domain.project("M", facts, t0 + timedelta(days=1), {})
     assert doc["owner_agency"] == "rd" and doc["percent_complete"] == 30 and doc["title_th"] == "z"
     assert doc["ignored"] == [{"event": "/agencies/dga/pm|p2", "kind": "planned", "reason": "milestone_id_taken"}]
+
+
+def test_facts_stored_before_facts_carried_an_authority_keep_their_reading():
+    def progress(eid: str, pct: float) -> dict:
+        return domain.make_fact(type_="roadmap.milestone.progressed", source="/agencies/opdc/pm", event_id=eid,
+                                agency="opdc", time=NOW + timedelta(days=1),
+                                data={"milestone_id": "M", "percent_complete": pct, "as_of": NOW.isoformat()})
+    planned = domain.make_fact(type_="roadmap.milestone.planned", source="/agencies/dga/pm", event_id="p", agency="dga",
+                               time=NOW, data={"milestone_id": "M", "title_th": "x", "workstream": "technology_access",
+                                               "owner_agency": "dga", "due_date": DUE.isoformat()})
+    new = progress("new", 40)
+    assert new["authority"] is None  # every fact stored now says it: None is "its own agency only"
+    legacy = {k: v for k, v in progress("old", 20).items() if k != "authority"}  # stored before the field
+    assert domain.fact_authority(legacy) == PROGRAMME_OFFICE_AUTHORITY and domain.fact_authority(new) is None
+    doc = domain.project("M", [planned, legacy, new], NOW + timedelta(days=2), {})
+    assert doc["percent_complete"] == 20  # the upgrade changes no stored record; the new unmarked report is ignored
+    assert doc["ignored"] == [{"event": "/agencies/opdc/pm|new", "kind": "progressed", "reason": "agency_not_owner"}]
