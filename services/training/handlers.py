@@ -13,6 +13,7 @@ from typing import Any
 from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
+from services.contracts.dates import DateWindow, check_event_dates
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
@@ -139,8 +140,10 @@ class XapiIntake:
     statements naming one become `training.course.completion_voided`) and GET (the agency's stored statements)."""
 
     def __init__(self, repo: TrainingRepository, publisher: EventPublisher, metrics: TrainingMetrics,
-                 clock: Callable[[], datetime], max_statements: int, learner_secret: str = ""):
+                 clock: Callable[[], datetime], max_statements: int, learner_secret: str = "",
+                 date_window: DateWindow | None = None):
         self.repo = repo
+        self.date_window = date_window or DateWindow()  # the settings' windows (docs/platform.md "Dates")
         self.publisher = publisher
         self.metrics = metrics
         self.clock = clock
@@ -230,6 +233,10 @@ class XapiIntake:
                                           f"not submit statements of agency {mapped.agency!r}", outcome="forbidden"))
             event = make_event(TRAINING_COURSE_COMPLETED, mapped.data, agency=agency, id=f"xapi:{sid}",
                                source=f"/agencies/{agency}/xapi", time=now, subject=mapped.data.course_id[:200])
+            # The date windows /v1/events and the consumer apply (one function): refused here, never 200 and then
+            # dead-lettered.
+            if (refused := check_event_dates(event, now, self.date_window)) is not None:
+                raise xapi.StatementError(refused.reason, refused.detail, sid)
         stored_iso = now.isoformat().replace("+00:00", "Z")
         readable = xapi.pseudonymised(st, lambda a: self.learner_key(agency, a))
         readable = {**readable, "stored": stored_iso, "timestamp": st.get("timestamp", stored_iso),

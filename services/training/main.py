@@ -24,7 +24,8 @@ def create_app(settings: TrainingSettings | None = None, clock: Clock | None = N
     runtime = Runtime(settings)
     repo = TrainingRepository(runtime.db, clock, settings.stale_claim_seconds)
     metrics = TrainingMetrics(runtime.registry)
-    intake = XapiIntake(repo, runtime.publisher, metrics, clock, settings.xapi_max_statements, learner_secret)
+    intake = XapiIntake(repo, runtime.publisher, metrics, clock, settings.xapi_max_statements, learner_secret,
+                        date_window=settings.date_window())
     service = TrainingService(repo, metrics, clock, xapi=intake)
 
     async def startup(rt: Runtime) -> None:

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from services.contracts import problems, safejson
 from services.contracts.common_types import Competency
+from services.contracts.dates import STATIC_REASONS
 from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
 
@@ -504,7 +505,10 @@ def map_statement(statement: dict[str, Any], statement_id: str, default_agency: 
             competency=_competency(statement), hours=hours, completed_on=completed_on(statement, now),
             passed=passed, score=_score(result))
     except ValidationError as exc:
-        raise StatementError("invalid_statement", problems.explain(exc.errors(), limit=5), statement_id) from None
+        # The date rule's own reason (buddhist_era_date, date_out_of_range), as /v1/events answers it.
+        kinds = [str(e["type"]) for e in exc.errors() if e["type"] in STATIC_REASONS]
+        raise StatementError(kinds[0] if kinds else "invalid_statement", problems.explain(exc.errors(), limit=5),
+                             statement_id) from None
     return Mapped(statement_id, data.agency, data)
 
 

@@ -50,6 +50,15 @@ def _roadmap_events(tag: str) -> tuple[list[dict], list[dict], dict[str, str]]:
     return good, [event for event, _ in bad.values()], {eid: reason for eid, (_, reason) in bad.items()}
 
 
+def _statement(timestamp: str) -> dict:
+    return {"id": str(uuid.uuid4()), "timestamp": timestamp,
+            "actor": {"objectType": "Agent", "account": {"homePage": "https://lms.dga.or.th", "name": "emp-x"}},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/completed", "display": {"en-US": "completed"}},
+            "object": {"id": "https://lms.dga.or.th/c/1", "definition": {"name": {"en-US": "Course"}}},
+            "result": {"success": True, "completion": True, "duration": "PT1H"},
+            "context": {"extensions": {"https://newnormal.go.th/xapi/extensions/competency": "mindset"}}}
+
+
 async def _dead_letters(bootstrap: str, topic: str, ids: set[str]) -> dict[str, str]:
     async def all_there():
         found = {}
@@ -130,6 +139,13 @@ async def test_training_completion_dates_stay_where_the_readiness_api_shows_them
                 headers={"X-API-Key": key, "Content-Type": BATCH})
             assert r.status_code == 400, r.text
             assert {e["id"]: e["reason"] for e in r.json()["errors"]} == {f"h-{k}": v for k, v in expected.items()}
+
+            # xAPI: a completion's day comes from `timestamp`; the same rule, answered 400 before anything is stored.
+            tomorrow = (datetime.now(UTC) + timedelta(days=1, hours=1)).isoformat()
+            for timestamp, why in ((tomorrow, "date_in_future"), ("2569-03-01T10:00:00+07:00", "buddhist_era_date")):
+                r = await http.post("/xapi/statements", json=_statement(timestamp), headers={
+                    "X-API-Key": key, "X-Experience-API-Version": "1.0.3"})
+                assert r.status_code == 400 and r.json()["reason"] == why, r.text
 
             good = completion(f"{tag}-ok", date(2026, 1, 5).isoformat())
             await produce_events(kafka_bootstrap, topics.TRAINING_EVENTS,
