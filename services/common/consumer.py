@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -95,27 +95,49 @@ class DeadLetter:
     event: Event | None = None  # a validated (prepared) event the service rejected: sent re-serialised
 
 
-async def content_conflicts(collection: Any, events: Sequence[Event]) -> list[Event]:
-    """Of `events` whose (source, id) is already stored in `collection` (the audit trail), those whose stored
-    content differs: one query for the whole batch (hashes only); records written before the hash was kept are
-    compared on their stored fields, in one more query for those alone. A key not found is no conflict."""
+async def stored_content(collection: Any, events: Sequence[Event]) -> dict[tuple[str, str], tuple[str, Any]]:
+    """(content hash, time) of the stored audit records of `events`' keys, those found: one query for the whole
+    batch (hash and time only); records written before the hash was kept are hashed from their stored fields, in one
+    more query for those alone."""
     if not events:
-        return []
-    by_id = {e.key: e for e in events}
-    ids = [e.document_id for e in by_id.values()]
-    stored: dict[tuple[str, str], str] = {}
+        return {}
+    ids = list({e.key: e.document_id for e in events}.values())
+    stored: dict[tuple[str, str], tuple[str, Any]] = {}
     legacy: list[dict[str, str]] = []
-    async for doc in collection.find({"_id": {"$in": ids}}, {CONTENT_HASH_FIELD: 1}):
-        key = (doc["_id"]["source"], doc["_id"]["id"])
+    async for doc in collection.find({"_id": {"$in": ids}}, {CONTENT_HASH_FIELD: 1, "time": 1}):
         if CONTENT_HASH_FIELD in doc:
-            stored[key] = doc[CONTENT_HASH_FIELD]
+            stored[(doc["_id"]["source"], doc["_id"]["id"])] = (doc[CONTENT_HASH_FIELD], doc.get("time"))
         else:
             legacy.append(doc["_id"])
     if legacy:
         async for doc in collection.find({"_id": {"$in": legacy}}, {"type": 1, "agency": 1, "subject": 1,
                                                                   "dataschema": 1, "time": 1, "data": 1}):
-            stored[(doc["_id"]["source"], doc["_id"]["id"])] = content_hash(doc)
-    return [e for key, e in by_id.items() if key in stored and stored[key] != e.content_hash()]
+            stored[(doc["_id"]["source"], doc["_id"]["id"])] = (content_hash(doc), doc.get("time"))
+    return stored
+
+
+async def content_conflicts(collection: Any, events: Sequence[Event]) -> list[Event]:
+    """Of `events` whose (source, id) is already stored in `collection` (the audit trail), those whose stored
+    content differs (`stored_content`). A key not found is no conflict."""
+    stored = await stored_content(collection, events)
+    return [e for e in events if e.key in stored and stored[e.key][0] != e.content_hash()]
+
+
+def as_first_stored(event: Event, stored_time: Any) -> Event:
+    """A duplicate as it was first stored: a re-send may carry a new `time` (not content), which must not reorder
+    anything the handler decides by time (latest target, latest reschedule)."""
+    if not isinstance(stored_time, datetime):
+        return event
+    if stored_time.tzinfo is None:  # BSON dates are UTC; a client without tz_aware reads them naive
+        stored_time = stored_time.replace(tzinfo=UTC)
+    if _ms(stored_time) == _ms(event.time):
+        return event
+    return dataclasses.replace(event, time=stored_time)
+
+
+def _ms(value: datetime) -> datetime:
+    """An instant as BSON keeps it (milliseconds), so a redelivery compares equal to its stored self."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 class ConsumerStopping(Exception):
@@ -312,10 +334,13 @@ class EventConsumer:
             # Already stored: a duplicate is applied again (handlers are idempotent, and a crash may have come
             # between the audit write and the apply); one whose stored content differs is refused, first wins.
             seen = set(inserted) | set(refused)
-            conflicting = await content_conflicts(self.db.events, [e for i, e in enumerate(events) if i not in seen])
-            unstorable += [Rejected(e, id_conflict(e)) for e in conflicting]
-            refused = set(refused) | {i for i, e in enumerate(events) if e.key in {c.key for c in conflicting}}
-            kept = [e for i, e in enumerate(events) if i not in refused]
+            stored = await stored_content(self.db.events, [e for i, e in enumerate(events) if i not in seen])
+            conflicting = {i for i, e in enumerate(events) if i not in seen and e.key in stored
+                           and stored[e.key][0] != e.content_hash()}
+            unstorable += [Rejected(events[i], id_conflict(events[i])) for i in sorted(conflicting)]
+            refused = set(refused) | conflicting
+            kept = [as_first_stored(e, stored[e.key][1]) if e.key in stored else e
+                    for i, e in enumerate(events) if i not in refused]
             if not kept:
                 return unstorable
             return unstorable + list(await self._handle(Batch(kept, set(fresh))) or [])

@@ -138,9 +138,10 @@ class Event:
 # What an event says, as opposed to how it travelled. Two events with one (source, id) are the same event when
 # these agree; they conflict (`id_conflict`) when they differ. Left out: `id`/`source` (the key itself),
 # `specversion`, `datacontenttype`, `partitionkey` (the Kafka key) and other extensions such as trace context,
-# which a re-send may change. `time` counts as the instant in UTC to the millisecond (BSON's precision), so only
-# its formatting may differ (`+07:00` vs `Z`, trailing zeros).
-CONTENT_ATTRIBUTES = ("type", "agency", "subject", "dataschema", "time", "data")
+# which a re-send may change, and `time`: a re-send (a re-run import, a retry) may stamp a new one, so a re-send
+# that differs only in `time` is a duplicate, and the consumer applies it with the first one's time
+# (`stored_content`): the first stands, a later stamp cannot reorder anything.
+CONTENT_ATTRIBUTES = ("type", "agency", "subject", "dataschema", "data")
 CONTENT_HASH_FIELD = "content_sha256"
 
 
@@ -148,21 +149,8 @@ def content_hash(fields: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of an event's content (CONTENT_ATTRIBUTES): from an event's
     attributes + data, or from a stored audit record written before records carried the hash (same result)."""
     canonical = {name: fields.get(name) for name in CONTENT_ATTRIBUTES}
-    canonical["time"] = _canonical_time(canonical["time"])
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _canonical_time(value: Any) -> Any:
-    if not isinstance(value, datetime):
-        return value
-    if value.tzinfo is None:  # a stored BSON date read by a client without tz_aware: it is UTC
-        value = value.replace(tzinfo=UTC)
-    try:
-        value = value.astimezone(UTC)
-    except OverflowError:  # near year 1 or 9999: compare the text as given (BSON refuses it anyway)
-        return value.isoformat()
-    return value.replace(microsecond=value.microsecond // 1000 * 1000).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # Reason of an event whose (source, id) is already stored, or earlier in its batch or request, with other content.

@@ -43,10 +43,11 @@ def test_content_ignores_transport_and_time_formatting() -> None:
     assert target(time=T0.astimezone(bangkok)).content_hash() == base  # +07:00 vs Z
     assert target(time=T0.replace(microsecond=123999)).content_hash() == base  # below BSON's millisecond
     assert target(partitionkey="other").content_hash() == base  # the Kafka key is transport
+    assert target(time=T0 + timedelta(days=3)).content_hash() == base  # a re-send's new stamp: not content
 
 
 @pytest.mark.parametrize("change", [
-    {"headcount": 121}, {"time": T0 + timedelta(seconds=1)}, {"subject": "x"}, {"id_type": "training.course.completed"},
+    {"headcount": 121}, {"subject": "x"}, {"id_type": "training.course.completed"},
 ])
 def test_content_differs_for_any_fact(change: dict[str, Any]) -> None:
     if "id_type" in change:  # another type with the same id: compare the stored forms' hashes directly
@@ -115,11 +116,13 @@ class Applier:
 
     def __init__(self) -> None:
         self.targets: dict[str, int] = {}
+        self.times: list[datetime] = []
         self.applied = 0
 
     async def __call__(self, batch: Batch) -> None:
         for event in batch.events:
             self.targets[event.id] = event.data.headcount
+            self.times.append(event.time)
             self.applied += 1
 
 
@@ -169,6 +172,15 @@ async def test_same_id_other_content_is_dead_lettered_and_the_first_stands() -> 
     assert sample(c, "newnormal_events_id_conflicts_total") == 1
     assert sample(c, "newnormal_dead_letter_records_total", reason="id_conflict") == 1
     assert db.events.finds == 1  # one query for the batch's already-stored keys, not one per event
+
+
+async def test_a_resend_with_a_new_time_is_applied_with_the_first_time() -> None:
+    db, pub, handler = FakeDb(), FakePublisher(), Applier()
+    c = consumer(db, pub, handler)
+    await c.process([record(target(), 0)])
+    await c.process([record(target(time=T0 + timedelta(days=100)), 1)])  # e.g. a re-run import stamps "now"
+    assert dlq_reasons(pub) == [] and sample(c, "newnormal_consumer_records_total", outcome="duplicate") == 1
+    assert [t.replace(microsecond=0) for t in handler.times] == [T0.replace(microsecond=0)] * 2
 
 
 async def test_one_batch_holding_an_id_twice() -> None:
