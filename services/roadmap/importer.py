@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from services.common.clock import utc_now
+from services.contracts.dates import DateWindow, check_event_dates
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import MILESTONE_PLANNED
 from services.contracts.thai_calendar import parse_thai_date, thai_digits_to_ascii
@@ -54,7 +56,8 @@ def parse_file(path: str | Path, *, source_suffix: str = DEFAULT_SOURCE_SUFFIX) 
     return parse_text(text, kind, source_suffix=source_suffix)
 
 
-def parse_text(text: str, kind: str, *, source_suffix: str = DEFAULT_SOURCE_SUFFIX) -> ParsedPlan:
+def parse_text(text: str, kind: str, *, source_suffix: str = DEFAULT_SOURCE_SUFFIX,
+               window: DateWindow | None = None) -> ParsedPlan:
     plan = ParsedPlan()
     try:
         rows = _csv_rows(text) if kind == "csv" else _yaml_rows(text)
@@ -67,6 +70,9 @@ def parse_text(text: str, kind: str, *, source_suffix: str = DEFAULT_SOURCE_SUFF
         mid = str(row.get("milestone_id") or "").strip() or None
         try:
             event = row_to_event(row, source_suffix=source_suffix)
+            # The windows the intake and the consumer apply, per row here, so the report names the line.
+            if (refused := check_event_dates(event, utc_now(), window or DateWindow())) is not None:
+                raise refused
         except EventError as err:
             plan.errors.append(RowError(line, mid, err.reason, err.detail))
             continue

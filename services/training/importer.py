@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from services.common.clock import utc_now
 from services.common.intake_client import HttpIntake, IntakeClient, KafkaIntake
+from services.contracts.dates import check_event_dates
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training.domain import REQUIRED_COLUMNS, ParsedRow, RowError, parse_csv_row
@@ -97,7 +99,11 @@ async def run_import(path: Path, settings, *, url: str | None = None, key: str |
                     bar.update(1)
                     continue
                 try:
-                    pending.append((line, to_event(item)))
+                    event = to_event(item)
+                    # The windows the intake and the consumer apply, per row here, so the report names the line.
+                    if (refused := check_event_dates(event, utc_now(), settings.date_window())) is not None:
+                        raise refused
+                    pending.append((line, event))
                 except EventError as err:
                     summary.reject(line, err.reason, err.detail)
                     bar.update(1)

@@ -229,3 +229,19 @@ def test_the_csv_importer_still_converts_buddhist_era_dates_people_type(typed):
     row = {"agency": "dga", "learner_ref": "emp-1", "course_id": "c1", "competency": "mindset", "hours": "1",
            "completed_on": typed, "passed": "yes"}
     assert parse_csv_row(row).data.completed_on == date(2026, 9, 30)  # roadmap's importer: test_roadmap_import
+
+
+def test_the_plan_importer_converts_buddhist_era_and_refuses_rows_outside_the_horizon_by_line():
+    from services.roadmap.importer import parse_text
+
+    csv_text = ("milestone_id,title_th,workstream,owner_agency,due_date\n"
+                "M-BE,แผน,roadmap_governance,opdc,30/09/2569\n"      # typed BE: converted, as before
+                "M-ISO,แผน,roadmap_governance,opdc,2569-09-30\n"     # ISO text with a BE year: converted too
+                "M-FAR,แผน,roadmap_governance,opdc,31/12/2588\n"     # 2045 CE: beyond the horizon
+                "M-NARROW,แผน,roadmap_governance,opdc,2026-09-30\n")
+    plan = parse_text(csv_text, "csv")
+    dues = {e.data.milestone_id: e.data.due_date for _, e in plan.events}
+    assert dues == {"M-BE": date(2026, 9, 30), "M-ISO": date(2026, 9, 30), "M-NARROW": date(2026, 9, 30)}
+    assert [(e.line, e.reason) for e in plan.errors] == [(4, "date_out_of_range")]
+    narrow = parse_text(csv_text, "csv", window=DateWindow(date(2020, 1, 1), date(2026, 1, 1)))
+    assert sorted(e.line for e in narrow.errors) == [2, 3, 4, 5]
