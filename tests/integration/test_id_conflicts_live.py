@@ -69,6 +69,19 @@ async def test_training_target_resent_with_another_headcount_does_not_move_the_t
         dead = await poll(lambda: _at_least(conflicts_dead_lettered(settings, topics.TRAINING_EVENTS), 1), 30,
                           what="dead letter")
         assert len(dead) == 1 and header(dead[0], "dlq-original-offset") is not None
+
+        # One HTTP batch holding an id three times: published once, the repeats listed, not accepted.
+        key = await make_key(settings, "dga")
+        again = cloudevent("training.target.set", dict(data, fiscal_year=2570), agency="dga")
+        resp = await client.post("/v1/events", json=[again, dict(again), dict(again, data=dict(data, headcount=1))],
+                                 headers={"x-api-key": key, "content-type": "application/cloudevents-batch+json"})
+        body = resp.json()
+        assert resp.status_code == 202 and [a["index"] for a in body["accepted"]] == [0]
+        assert [(d["index"], d["duplicate_of"]) for d in body["duplicates"]] == [(1, 0)]
+        assert [(r["index"], r["reason"]) for r in body["rejected"]] == [(2, "id_conflict")]
+        row = await poll(lambda: db.training_readiness.find_one({"_id": "2570:dga:mindset", "target": 40}), 60,
+                         what="the batch's target applied")
+        assert [h["headcount"] for h in row["target_history"]] == [40]
     await db.client.close()
 
 
