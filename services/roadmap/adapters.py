@@ -111,6 +111,14 @@ class MilestoneRepository:
         return {d["_id"]: list(d.get("depends_on") or [])
                 async for d in self.milestones.find({"_id": {"$in": ids}}, {"depends_on": 1})}
 
+    async def dependency_states(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Status, reasons and risk roots of these milestones: what a dependant's projection reads of them."""
+        ids = list(set(ids))
+        if not ids:
+            return {}
+        fields = {"status": 1, "status_reasons": 1, "risk_roots": 1}
+        return {d.pop("_id"): d async for d in self.milestones.find({"_id": {"$in": ids}}, fields)}
+
     async def count_unknown_dependencies(self) -> int:
         """Milestones with at least one dependency that names no planned milestone (for the summary)."""
         return await self.milestones.count_documents({"unknown_dependencies.0": {"$exists": True}})

@@ -9,6 +9,7 @@ round trips, never N² and never the whole collection.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 CYCLE = "dependency_cycle"  # reason code of a plan refused because its depends_on would close a cycle
 
@@ -87,3 +88,45 @@ class Propagation:
         self.frontier = list(dict.fromkeys(changed))
         self.seen.update(self.frontier)
         self.levels += 1
+
+
+# --- risk through dependencies, robust to cycles ---------------------------------------------------
+# A milestone is at risk through its dependencies when one of them is at risk by its own state (missed, or its own
+# progress) or through *other* milestones. Each milestone stores the `risk_roots` its dependency risk comes from;
+# a risk whose only roots are the milestone itself came back round a cycle and does not count, so a cycle that
+# slipped in (two replicas at the same instant, or data older than the cycle check) cannot hold itself at risk.
+DEPENDENCY_REASON = "dependency_at_risk_or_missed"
+_RISKY = ("missed", "at_risk")
+
+
+def _own_risk(state: Mapping[str, Any]) -> bool:
+    reasons = state.get("status_reasons") or ["unknown"]  # no reasons stored: assume its own
+    return state.get("status") in _RISKY and any(r != DEPENDENCY_REASON for r in reasons)
+
+
+def _roots_through(milestone_id: str, dep: str, state: Mapping[str, Any]) -> set[str]:
+    if state.get("status") not in _RISKY:
+        return set()
+    if _own_risk(state):
+        return {dep}
+    stored = state.get("risk_roots")
+    roots = set(stored) if isinstance(stored, list) else {dep}  # a record older than risk_roots: the dep itself
+    return roots - {milestone_id}
+
+
+def as_seen_from(milestone_id: str, states: Mapping[str, Mapping[str, Any]]) -> dict[str, str | None]:
+    """The dependencies' statuses for `milestone_id`'s projection: a risk that only comes back round a cycle
+    through `milestone_id` itself is shown as not at risk (`planned`), everything else as stored."""
+    seen: dict[str, str | None] = {}
+    for dep, state in states.items():
+        status = state.get("status")
+        seen[dep] = status if status not in _RISKY or _roots_through(milestone_id, dep, state) else "planned"
+    return seen
+
+
+def risk_roots(milestone_id: str, blocked_by: Iterable[str], states: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The milestones whose own state puts `milestone_id` at risk through the dependencies in `blocked_by`."""
+    roots: set[str] = set()
+    for dep in blocked_by:
+        roots |= _roots_through(milestone_id, dep, states.get(dep, {}))
+    return sorted(roots)

@@ -68,7 +68,7 @@ class RoadmapService:
             dep_ids = {d for events in pending.values() for e in events
                        if e.type == MILESTONE_PLANNED for d in e.data.depends_on}
             dep_ids |= {d for doc in docs.values() for d in doc.get("depends_on", [])}
-            dep_status = await self.repo.statuses(dep_ids)
+            dep_status = await self.repo.dependency_states(dep_ids)
             now = self.clock()
             to_save, outcome = [], {}
             for mid, events in pending.items():
@@ -113,7 +113,7 @@ class RoadmapService:
         return found
 
     def _apply(self, mid: str, doc: Mapping[str, Any] | None, events: Sequence[Event], now: datetime,
-               dep_status: Mapping[str, str], cycles: Mapping[tuple[str, str], list[str]] | None = None,
+               dep_status: Mapping[str, Mapping[str, Any]], cycles: Mapping[tuple[str, str], list[str]] | None = None,
                ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
         known = {f["key"] for f in facts}
@@ -159,8 +159,11 @@ class RoadmapService:
         return None
 
     def _derive(self, mid: str, facts: list[dict[str, Any]], doc: Mapping[str, Any] | None, now: datetime,
-                dep_status: Mapping[str, str]) -> dict[str, Any]:
-        projected = domain.project(mid, facts, now, dep_status)
+                dep_status: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        # A dependency's risk that only comes back round a cycle through `mid` does not count (dependencies.py).
+        projected = domain.project(mid, facts, now, dependencies.as_seen_from(mid, dep_status))
+        by_dependency = dependencies.DEPENDENCY_REASON in projected["status_reasons"]
+        projected["risk_roots"] = dependencies.risk_roots(mid, projected["blocked_by"], dep_status) if by_dependency else []
         previous_status = doc.get("status") if doc else None
         status_since = doc.get("status_since") if doc and previous_status == projected["status"] else now
         # When the facts last grew (they never shrink; null on records older than this field): alerts wait until
@@ -179,7 +182,7 @@ class RoadmapService:
             if not pending:
                 break
             docs = await self.repo.load_many(pending)
-            dep_status = await self.repo.statuses({d for doc in docs.values() for d in doc.get("depends_on", [])})
+            dep_status = await self.repo.dependency_states({d for doc in docs.values() for d in doc.get("depends_on", [])})
             now = self.clock()
             to_save = []
             for mid, doc in docs.items():

@@ -129,3 +129,36 @@ async def test_unknown_dependencies_are_flagged_counted_and_cleared_when_planned
     await svc.handle(Batch([plan("GHOST", DUE)]))
     assert repo.docs["A"]["unknown_dependencies"] == []
     assert (await svc.refresh_stats())["milestones_with_unknown_dependencies"] == 0
+
+
+def test_a_risk_that_only_comes_back_round_a_cycle_does_not_count():
+    own = {"status": "missed", "status_reasons": ["deadline_passed"]}
+    via_x = {"status": "at_risk", "status_reasons": [dependencies.DEPENDENCY_REASON], "risk_roots": ["X"]}
+    assert dependencies.as_seen_from("Y", {"X": own}) == {"X": "missed"}
+    assert dependencies.risk_roots("Y", ["X"], {"X": own}) == ["X"]
+    assert dependencies.as_seen_from("X", {"Y": via_x}) == {"Y": "planned"}  # X's own risk coming back
+    assert dependencies.as_seen_from("Z", {"Y": via_x}) == {"Y": "at_risk"}
+    assert dependencies.risk_roots("Z", ["Y"], {"Y": via_x}) == ["X"]
+    legacy = {"status": "at_risk", "status_reasons": [dependencies.DEPENDENCY_REASON]}  # stored before risk_roots
+    assert dependencies.as_seen_from("X", {"Y": legacy}) == {"Y": "at_risk"}
+
+
+async def test_a_cycle_that_slipped_in_does_not_hold_itself_at_risk(world):
+    repo, svc = world
+    await svc.handle(Batch([plan("X", NOW.date() + timedelta(days=1), deps=["Y"]), plan("Y", DUE)]))
+
+    async def no_check(events):  # two replicas planning X->Y and Y->X at the same instant
+        return {}
+    svc._cycles = no_check
+    replan = ev("planned", {"milestone_id": "Y", "title_th": "ย", "workstream": "technology_access",
+                            "owner_agency": "dga", "due_date": DUE.isoformat(), "depends_on": ["X"]}, id="replan-Y")
+    assert await svc.handle(Batch([replan])) == []
+    svc.clock.now = NOW + timedelta(days=3)
+    await svc.sweep()
+    assert (repo.docs["X"]["status"], repo.docs["Y"]["status"]) == ("missed", "at_risk")
+    assert repo.docs["Y"]["risk_roots"] == ["X"]
+    moved = ev("rescheduled", {"milestone_id": "X", "new_due_date": DUE.isoformat(), "reason": "งบ"}, id="move-X",
+               time=svc.clock.now)
+    assert await svc.handle(Batch([moved])) == []
+    assert (repo.docs["X"]["status"], repo.docs["Y"]["status"]) == ("planned", "planned")
+    assert repo.docs["X"]["risk_roots"] == repo.docs["Y"]["risk_roots"] == []

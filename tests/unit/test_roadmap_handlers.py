@@ -49,6 +49,10 @@ class FakeRepo:
         ids = set(ids)
         return [i for i, d in self.docs.items() if ids & set(d.get("depends_on", []))]
 
+    async def dependency_states(self, ids):
+        return {i: {k: self.docs[i][k] for k in ("status", "status_reasons", "risk_roots") if k in self.docs[i]}
+                for i in set(ids) if i in self.docs}
+
     async def dependencies_of(self, ids):
         return {i: list(self.docs[i].get("depends_on", [])) for i in set(ids) if i in self.docs}
 
