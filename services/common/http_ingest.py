@@ -102,7 +102,7 @@ class Ingestor:
         accepted: list[tuple[int, Event]] = []
         rejected: list[dict[str, Any]] = []
         duplicates: list[dict[str, Any]] = []
-        first: dict[tuple[str, str], tuple[int, str]] = {}  # key -> (index, content hash) of its first occurrence
+        first_seen: dict[tuple[str, str], tuple[int, Event]] = {}  # key -> its first occurrence (index, event)
         for index, item in enumerate(results):
             if isinstance(item, Event):
                 try:
@@ -117,10 +117,11 @@ class Ingestor:
                 rejected.append({"index": index, **item.as_problem()})
                 continue
             # Same source+id twice in one request is one event, published once; with other content, a conflict.
-            seen = first.setdefault(item.key, (index, item.content_hash()))
+            # Hashed only when an id repeats: a batch of distinct ids costs nothing here.
+            seen = first_seen.setdefault(item.key, (index, item))
             if seen[0] == index:
                 accepted.append((index, item))
-            elif seen[1] == item.content_hash():
+            elif seen[1].content_hash() == item.content_hash():
                 duplicates.append({"index": index, "id": item.id, "source": item.source, "duplicate_of": seen[0]})
             else:
                 rejected.append({"index": index, **id_conflict(item).as_problem(), "conflicts_with": seen[0]})
