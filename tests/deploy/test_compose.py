@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("roadmap", "training", "feedback", "notifier")
+APP_SERVICES = ("roadmap", "training", "feedback", "notifier", "reports")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|KEYFILE|WEBHOOK_URLS", re.IGNORECASE)
 
 
@@ -70,7 +70,7 @@ def test_every_service_has_image_or_build_healthcheck_and_restart():
 
 
 def test_ports_match_the_services_defaults():
-    defaults = {"roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104}
+    defaults = {"roadmap": 8101, "training": 8102, "feedback": 8103, "notifier": 8104, "reports": 8105}
     for name, port in defaults.items():
         env = env_of(SERVICES[name])
         assert env["NEWNORMAL_HTTP_PORT"] == str(port) and env["NEWNORMAL_HTTP_HOST"] == "0.0.0.0"
