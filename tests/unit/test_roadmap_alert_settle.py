@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from test_roadmap_corrections import T0, fact_sets
 from test_roadmap_handlers import Clock, FakePublisher, FakeRepo
 
 from services.common.consumer import Batch
@@ -21,6 +22,7 @@ from services.roadmap.settings import RoadmapSettings
 
 NOW = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 SETTLE = 5.0
+LATER = T0 + timedelta(days=200)  # after every fact of the random histories
 
 
 def service(repo, publisher, clock, settle: float = SETTLE) -> RoadmapService:
@@ -139,3 +141,38 @@ def test_retractions_refused_on_arrival_when_decidable():
     assert doc["percent_complete"] == 0 and doc["progress_history"] == []
     assert [r["effect"] for r in doc["retractions"]] == ["applied", "applied"]
     assert domain.alerts_due(doc) == []
+
+
+def _as_event(fact: dict):
+    """A stored fact back as the event that made it (the fold's fact sets, replayed through the service)."""
+    source, event_id = fact["key"].split("|", 1)
+    type_ = "roadmap.fact.retracted" if fact["kind"] == "retracted" else f"roadmap.milestone.{fact['kind']}"
+    return make_event(type_, {"milestone_id": "M", **fact["data"]}, agency=fact["agency"], source=source, id=event_id,
+                      time=fact["time"])
+
+
+@hyp_settings(max_examples=30, deadline=None)
+@given(fact_sets(), st.randoms(use_true_random=False), st.lists(st.integers(1, 4), min_size=1, max_size=6))
+def test_random_histories_through_the_service_publish_what_the_fold_calls_for(facts, rnd, sizes):
+    events = [_as_event(f) for f in facts]
+    rnd.shuffle(events)
+    repo, pub, clock = FakeRepo(), FakePublisher(), Clock(LATER)
+    svc = service(repo, pub, clock)
+
+    async def go():
+        i, k = 0, 0
+        while i < len(events):
+            await svc.handle(Batch(events[i:i + sizes[k % len(sizes)]]))
+            i, k = i + sizes[k % len(sizes)], k + 1
+        assert pub.sent == []
+        clock.now += timedelta(seconds=SETTLE + 1)
+        await svc.watch_once()
+    asyncio.run(go())
+    expected = domain.project("M", facts, clock.now)
+    doc = repo.docs["M"]
+    # A retraction refused on arrival (a retraction of a retraction already stored) is dead-lettered instead of
+    # kept and set aside: the same record but for the `ignored` list and the count of facts kept.
+    local = ("ignored", "event_count")
+    assert {k: v for k, v in doc.items() if k in expected and k not in local} == \
+        {k: v for k, v in expected.items() if k not in local}
+    assert sorted(e.id for e in pub.sent) == sorted(a["id"] for a in expected["alerts_due"])
