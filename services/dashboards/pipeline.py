@@ -1,4 +1,5 @@
-"""5. Pipeline health: events in and out, consumer lag, processing latency, dead letters, notifier, service up."""
+"""5. Pipeline health: events in and out, consumer lag, processing latency, dead letters, notifier, reports,
+service up."""
 
 from __future__ import annotations
 
@@ -110,4 +111,37 @@ def build():
             w=8, h=8, decimals=0, steps=((None, GREEN), (1, RED)),
             description="การแจ้งเตือนที่หมดจำนวนครั้งลองใหม่ ส่งซ้ำได้ทาง API · Notifications that exhausted their "
                         "retries; re-send through POST /v1/notifications/{id}/retry."))
+        .with_row(row("รายงาน · Reports"))
+        .with_panel(timeseries_panel(
+            "เวลาแสดงหน้าภาพรวม p95 · Page server time p95 (target 300 ms)",
+            [query(quantile(0.95, "newnormal_reports_page_render_seconds", "page", JOB), "p95 {{page}}")],
+            unit="s", w=8,
+            description="เวลาฝั่งเซิร์ฟเวอร์ของหน้าภาพรวมและหน้าหน่วยงาน รวมการอ่าน API ต้นทาง · Server time of the "
+                        "overview and agency pages, read API fetches included (issue 13: <= 300 ms)."))
+        .with_panel(timeseries_panel(
+            "หน้าที่แสดงตามผลลัพธ์ · Page views by outcome",
+            [query(f"sum by (page, outcome) (rate(newnormal_reports_page_renders_total{{{JOB}}}[$__rate_interval]))",
+                   "{{page}} · {{outcome}}")], unit="ops", w=8,
+            description="partial: บริการต้นทางไม่ตอบ ส่วนนั้นแสดง 'ยังไม่มีรายงาน' · a read API did not answer and "
+                        "its sections say 'not yet reported'."))
+        .with_panel(timeseries_panel(
+            "อ่าน API ต้นทาง p95 · Read API fetch p95 (cache misses)",
+            [query(quantile(0.95, "newnormal_reports_upstream_fetch_seconds", "service", JOB), "{{service}}")],
+            unit="s", w=8))
+        .with_panel(stat_panel(
+            "ตอบจากแคช · Answers from the cache in range",
+            [query(f'sum by (service) (increase(newnormal_reports_cache_lookups_total{{{JOB},result="hit"}}[$__range]))'
+                   f" / sum by (service) (increase(newnormal_reports_cache_lookups_total{{{JOB}}}[$__range]))",
+                   "{{service}}", instant=True)], unit="percentunit", w=8, h=6,
+            description="สัดส่วนคำตอบของ API ต้นทางที่ใช้ซ้ำจากแคช (NEWNORMAL_REPORTS_CACHE_SECONDS) · Share of read "
+                        "API answers reused from the cache."))
+        .with_panel(table_panel(
+            "รายงานรายไตรมาส · Quarterly documents in range",
+            [query(f"sum by (format, outcome) (increase(newnormal_reports_quarterly_documents_total{{{JOB}}}[$__range]))"
+                   " > 0", "{{format}}", instant=True, table_format=True)],
+            w=8, h=6, rename={"format": "รูปแบบ · Format", "outcome": "ผล · Outcome", "Value": "จำนวน · Documents"}))
+        .with_panel(timeseries_panel(
+            "เวลาสร้างรายงานรายไตรมาส p95 · Quarterly document time p95 (PDF target 10 s)",
+            [query(quantile(0.95, "newnormal_reports_quarterly_seconds", "format", JOB), "{{format}}")],
+            unit="s", w=8))
     )

@@ -1,6 +1,6 @@
 """Every dashboard panel's query returns sensible data from a real Prometheus scraping the real services.
 
-The four services run as child processes (`newnormal run <service>`) on the test Tansu + SecantusDB;
+The five services run as child processes (`newnormal run <service>`) on the test Tansu + SecantusDB;
 Prometheus scrapes them every second and evaluates the committed recording rules. Realistic traffic goes
 in through the services' own intakes in two waves (counters computed from the database need a first
 scrape before an increase can be seen): milestones (one past due, one at risk, one completed), training
@@ -12,6 +12,7 @@ Prometheus' HTTP API and must return a non-empty, finite result inside the panel
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import random
@@ -37,7 +38,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".data" / "test-logs" / "dashboards-live"
-SERVICES = {"roadmap": 0, "training": 0, "feedback": 0, "notifier": 0}
+SERVICES = {"roadmap": 0, "training": 0, "feedback": 0, "notifier": 0, "reports": 0}
+REPORTS_KEY: dict[str, str] = {}  # the programme-office key the reports service reads with (made by the fixture)
 AGENCIES = ("dga", "ocsc", "dbd", "cgd")
 BATCH = "application/cloudevents-batch+json"
 # Grafana's built-in interval variables, at values that fit a test a few minutes long.
@@ -91,6 +93,35 @@ def substitute(expr: str, fiscal_year: int) -> str:
     return re.sub(r"\$(\w+)", ".*", expr)
 
 
+async def _programme_office_key(mongo_uri: str, db_name: str) -> str:
+    from pymongo import AsyncMongoClient
+
+    from services.common.auth import Role, create_key
+
+    client = AsyncMongoClient(mongo_uri)
+    try:
+        return await create_key(client[db_name], "opdc", Role.programme_office, "reports")
+    finally:
+        await client.close()
+
+
+async def view_reports(port: int, fy: int, quarter: int) -> None:
+    """What readers do: the overview, an agency page, a quarterly XLSX (the programme office's key). A client
+    of its own: a connection pooled since the last wave may be closed by the server's keep-alive timeout."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await _view_reports(client, port, fy, quarter)
+
+
+async def _view_reports(client: httpx.AsyncClient, port: int, fy: int, quarter: int) -> None:
+    for path in ("/", "/agencies/dga"):
+        resp = await client.get(f"http://127.0.0.1:{port}{path}")
+        assert resp.status_code == 200, (path, resp.status_code)
+    resp = await client.get(f"http://127.0.0.1:{port}/v1/reports/quarterly",
+                            params={"fiscal_year": fy, "quarter": quarter, "format": "xlsx"},
+                            headers={"X-API-Key": REPORTS_KEY["key"]}, timeout=120)
+    assert resp.status_code == 200, resp.text[:300]
+
+
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dashboards-live")
@@ -122,6 +153,12 @@ def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
     }
     procs: list[px.ManagedProcess] = []
     ports = {name: px.free_port() for name in SERVICES}
+    # The reports service reads the other three's APIs with a programme-office key; every view fetches anew
+    # (no cache), so its fetch histograms move with the traffic.
+    REPORTS_KEY["key"] = asyncio.run(_programme_office_key(mongo_uri, db_name))
+    env.update({"NEWNORMAL_REPORTS_API_KEY": REPORTS_KEY["key"], "NEWNORMAL_REPORTS_CACHE_SECONDS": "0",
+                "NEWNORMAL_REPORTS_REFRESH_AHEAD": "false",
+                **{f"NEWNORMAL_{n.upper()}_URL": f"http://127.0.0.1:{ports[n]}" for n in ("roadmap", "training", "feedback")}})
     try:
         for name, port in ports.items():
             procs.append(px.service(name, port, env, LOGS).start())
@@ -302,6 +339,10 @@ async def test_every_panel_shows_data(stack):
         await poll(scraped("newnormal_feedback_responses_total"), 60, 0.5, "feedback totals scraped")
         await poll(scraped("newnormal_training_ready_learners > 0"), 60, 0.5, "training readiness scraped")
         await poll(scraped('newnormal_roadmap_milestones{status="missed"} > 0'), 60, 0.5, "missed milestone scraped")
+        quarter = (bangkok_day(now).month - 10) % 12 // 3 + 1  # Thai fiscal quarter: Q1 = October-December
+        await view_reports(ports["reports"], traffic.fy, quarter)
+        await poll(scraped("newnormal_reports_page_render_seconds_count > 0"), 60, 0.5, "reports pages scraped")
+        await poll(scraped("newnormal_reports_quarterly_seconds_count > 0"), 60, 0.5, "quarterly document scraped")
 
         # Wave 2: more of the same, a poison record, an operational alert for the notifier.
         await traffic.send(client, "training", traffic.completions(per_agency=3))
@@ -320,6 +361,7 @@ async def test_every_panel_shows_data(stack):
         assert resp.status_code < 300, resp.text
         await poll(scraped("increase(newnormal_notifier_delivery_seconds_count[2m]) > 0"), 60, 0.5,
                    "a delivery counted in the histogram")
+        await view_reports(ports["reports"], traffic.fy, quarter)
 
     fy = traffic.fy
     targets = panel_targets()
