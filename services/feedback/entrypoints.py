@@ -72,7 +72,8 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
                    409: {"description": "`idempotency_key_reused`: the Idempotency-Key came before with another body",
                          "content": {"application/problem+json": {}}},
                    429: {"description": "rate limited"},
-                   503: {"description": "Kafka unavailable"}},
+                   503: {"description": "Kafka (`broker_unavailable`) or, with an Idempotency-Key, the response store "
+                              "(`database_unavailable`) unavailable: retry with the same key"}},
         openapi_extra=openapi.data_body(FEEDBACK_RESPONSE_SUBMITTED, optional=["agency"],
                                         description="`agency` defaults to the key's own agency"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected, content_conflicts, id_conflict
 from services.common.http_ingest import Ingestor, problem
 from services.common.idempotency import IdempotencyStore
+from services.common.mongo import TRANSIENT_ERRORS
 from services.common.ratelimit import TokenBucket
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
@@ -84,7 +86,11 @@ class FeedbackService:
             return problem(400, err.reason, err.detail)
         claim = None
         if idempotency_key is not None and principal.may_submit(event) is None:
-            claim = await self.idempotency.claim(principal.agency, idempotency_key, body_fingerprint, now)
+            try:
+                claim = await self.idempotency.claim(principal.agency, idempotency_key, body_fingerprint, now)
+            except TRANSIENT_ERRORS:
+                return problem(503, "database_unavailable", f"the response store is unreachable; retry later with the "
+                               f"same {idempotency_keys.HEADER}", headers={"Retry-After": "5"})
             if claim.fingerprint != body_fingerprint:
                 return problem(409, idempotency_keys.KEY_REUSED, f"this {idempotency_keys.HEADER} was sent before with another "
                                "body: make a new key for every new submission")
@@ -94,8 +100,10 @@ class FeedbackService:
         answer = await self.intake.ingest([event], principal)
         if answer.status_code != 202:
             if claim is not None and claim.first and 400 <= answer.status_code < 500:
-                # Refused, nothing published: the key stays free for the corrected form.
-                await self.idempotency.release(principal.agency, idempotency_key)  # type: ignore[arg-type]
+                # Refused, nothing published: the key stays free for the corrected form (the page makes a new
+                # key after a 4xx anyway, so a release lost to an outage costs nothing).
+                with contextlib.suppress(*TRANSIENT_ERRORS):
+                    await self.idempotency.release(principal.agency, idempotency_key)  # type: ignore[arg-type]
             return answer
         return JSONResponse({"id": event.id, "source": event.source, "status": "accepted"}, status_code=202)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.responses import JSONResponse
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import AutoReconnect, DuplicateKeyError
 
 from services.common import idempotency
 from services.common.auth import Principal, Role
@@ -123,6 +123,28 @@ async def test_after_a_503_the_retry_publishes_the_same_event(service: FeedbackS
     service.intake.status = 202  # type: ignore[union-attr]
     again = await service.submit_response(dict(FORM), KIOSK, KEY)
     assert again.status_code == 202 and body(again)["id"] == idempotency.event_id(KEY)
+
+
+async def test_a_database_outage_is_503_and_the_retry_succeeds(service: FeedbackService) -> None:
+    store = service.idempotency.collection
+    real = store.insert_one
+    store.insert_one = _raise_once(real)  # type: ignore[method-assign]
+    answer = await service.submit_response(dict(FORM), KIOSK, KEY)
+    assert answer.status_code == 503 and body(answer)["reason"] == "database_unavailable"
+    assert answer.headers["retry-after"] == "5" and service.intake.published == []  # type: ignore[union-attr]
+    again = await service.submit_response(dict(FORM), KIOSK, KEY)
+    assert again.status_code == 202 and body(again)["id"] == idempotency.event_id(KEY)
+
+
+def _raise_once(real: Any) -> Any:
+    calls = []
+
+    async def insert_one(doc: dict[str, Any]) -> None:
+        calls.append(doc)
+        if len(calls) == 1:
+            raise AutoReconnect("connection refused")
+        await real(doc)
+    return insert_one
 
 
 async def test_without_a_key_each_request_is_a_new_response(service: FeedbackService) -> None:
