@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import cloudevent, db_of, make_key, poll, read_topic, running
+from support import cloudevent, db_of, header, make_key, poll, read_topic, running
 
 from services.contracts import topics
 from services.contracts.thai_calendar import bangkok_day
@@ -110,3 +110,46 @@ async def test_same_facts_in_two_orders_give_equal_records_and_equal_alerts(sett
 
 async def _at_least(value, n: int) -> bool:
     return await value >= n
+
+
+async def test_refused_retractions_are_dead_lettered_with_their_reason(settings_for, kafka_bootstrap):
+    settings = settings_for(RoadmapSettings, alert_settle_seconds=1)
+    dga, dopa = await make_key(settings, "dga"), await make_key(settings, "dopa")
+    now = datetime.now(UTC)
+    facts = facts_for("REF-1", now)
+    plan, typo, undo = facts[0], facts[3], facts[4]
+    undo_undo = cloudevent("roadmap.fact.retracted", {"milestone_id": "REF-1", "retracted_source": SOURCE,
+                                                      "retracted_id": "REF-1-undo"}, agency="dga", id="REF-1-undo-undo",
+                           source=SOURCE)
+    # dopa names dga's event from its own namespace's point of view: another agency's fact, refused by the source.
+    foreign = cloudevent("roadmap.fact.retracted", {"milestone_id": "REF-1", "retracted_source": SOURCE,
+                                                    "retracted_id": "REF-1-typo"}, agency="dopa", id="REF-1-dopa",
+                         source="/agencies/dopa/pm")
+    db = db_of(settings)
+    try:
+        async with running(create_app(settings)) as http:
+            async def stored() -> bool:
+                doc = await db.milestones.find_one({"_id": "REF-1"}, {"event_count": 1})
+                return bool(doc and doc["event_count"] == 3)
+
+            for n, (key, batch) in enumerate(((dga, [plan, typo, undo]), (dga, [undo_undo]), (dopa, [foreign]))):
+                r = await http.post("/v1/events", content=json.dumps(batch), headers={"X-API-Key": key,
+                                                                                      "Content-Type": BATCH})
+                assert r.status_code == 202, r.text
+                if n == 0:  # the retraction is stored before anyone tries to retract it
+                    await poll(stored, 30, what="plan, report and retraction stored")
+
+            async def dead_letters() -> dict[str, str] | None:
+                found = {json.loads(r.value)["id"]: header(r, "dlq-reason")
+                         for r in await read_topic(kafka_bootstrap, topics.dlq(topics.ROADMAP_EVENTS), timeout=2)}
+                return found if {"REF-1-undo-undo", "REF-1-dopa"} <= found.keys() else None
+
+            reasons = await poll(dead_letters, 60, what="refused retractions dead-lettered")
+            assert reasons["REF-1-undo-undo"] == "cannot_retract_retraction"
+            # dopa is not REF-1's owner: the ownership rule refuses it first (retraction_not_same_agency otherwise).
+            assert reasons["REF-1-dopa"] in ("agency_not_owner", "retraction_not_same_agency")
+            doc = await db.milestones.find_one({"_id": "REF-1"})
+            assert doc["progress_history"] == [] and [r["effect"] for r in doc["retractions"]] == ["applied"]
+            assert doc["event_count"] == 3
+    finally:
+        await db.client.close()
