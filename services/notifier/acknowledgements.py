@@ -88,13 +88,13 @@ class Acknowledgements:
     async def _view(self, doc: dict[str, Any], recipient: str) -> AckView:
         alert = doc["alert"]
         episode = ack.episode_id(alert["milestone_id"], alert["due_date"])
-        told = sorted({self.routing.display_name(n["recipient"])
+        told = sorted({n.get("recipient_name") or self.routing.display_name(n["recipient"])
                        for n in await self.repo.episode_notifications(alert["milestone_id"], alert["due_date"])})
         acks = await self.repo.acknowledgements(episode)
         for a in acks:
-            a["name"] = self.routing.display_name(a["recipient"])
+            a["name"] = a.get("recipient_name") or self.routing.display_name(a["recipient"])
         mine = next((a for a in acks if a["recipient"] == recipient), None)
-        return AckView(doc, recipient, self.routing.display_name(recipient), told, acks, mine)
+        return AckView(doc, recipient, _name(doc, self.routing), told, acks, mine)
 
     async def acknowledge(self, notification_id: str, token: str, note: str | None, forecast: str | None) -> AckView:
         """Record the acknowledgement (first one per person and episode wins), close the episode, publish.
@@ -114,7 +114,8 @@ class Acknowledgements:
             "milestone_id": alert["milestone_id"], "due_date": alert["due_date"],
             "owner_agency": alert["owner_agency"], "alert_type": doc["alert_type"],
             "notification_id": doc["_id"], "channel": doc["channel"], "kind": doc["kind"],
-            "recipient": claim.recipient, "acknowledged_at": now, "note": clean_note,
+            "recipient": claim.recipient, "recipient_name": _name(doc, self.routing), "acknowledged_at": now,
+            "note": clean_note,
             "forecast_completion": forecast_day.isoformat() if forecast_day else None,
             "event_id": _event_id(ack_id), "published": False,
         }
@@ -139,6 +140,7 @@ class Acknowledgements:
         data = {"milestone_id": record["milestone_id"], "owner_agency": record["owner_agency"],
                 "due_date": record["due_date"], "alert_type": record["alert_type"],
                 "notification_id": record["notification_id"], "acknowledged_by": record["recipient"],
+                # Office names from the routes file only: a registered contact's name is personal, not for Kafka.
                 "acknowledged_by_name": self.routing.names.get(record["recipient"]),
                 "acknowledged_at": _aware(record["acknowledged_at"]).isoformat(), "note": record.get("note"),
                 "forecast_completion": record.get("forecast_completion")}
@@ -179,6 +181,10 @@ def _event_id(ack_id: str) -> str:
     # Stable across retries (the event's (source, id) makes the roadmap's write idempotent); ASCII whatever
     # the recipient id holds.
     return "ack-" + hashlib.sha256(ack_id.encode("utf-8")).hexdigest()[:40]
+
+
+def _name(doc: dict[str, Any], routing: RoutingTable) -> str:
+    return doc.get("recipient_name") or routing.display_name(doc["recipient"])
 
 
 def _aware(value: datetime) -> datetime:

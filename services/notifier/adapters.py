@@ -9,7 +9,7 @@ left in `sending` by a killed instance becomes claimable again when its lease ex
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,8 @@ class NotificationRepository:
         self.col = db.notifications
         self.reminders = db.notifier_reminders
         self.acks = db.notifier_acknowledgements
+        self.contacts = db.agency_contacts
+        self.contacts_audit = db.agency_contacts_audit
         self.instance = instance or uuid.uuid4().hex[:12]
 
     async def ensure_indexes(self) -> None:
@@ -40,6 +42,7 @@ class NotificationRepository:
         await self.reminders.create_index([("milestone_id", ASCENDING)], name="milestone")
         await self.acks.create_index([("episode", ASCENDING)], name="episode")
         await self.acks.create_index([("published", ASCENDING)], name="published")
+        await self.contacts_audit.create_index([("agency", ASCENDING), ("at", DESCENDING)], name="agency_at")
 
     # --- notifications -------------------------------------------------------------------
     async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]:
@@ -209,7 +212,7 @@ class NotificationRepository:
     async def episode_notifications(self, milestone_id: str, due_date: str) -> list[dict[str, Any]]:
         return [d async for d in self.col.find(
             {"milestone_id": milestone_id, "alert.due_date": due_date},
-            {"recipient": 1, "channel": 1, "kind": 1, "state": 1, "sent_at": 1, "created_at": 1})]
+            {"recipient": 1, "recipient_name": 1, "channel": 1, "kind": 1, "state": 1, "sent_at": 1, "created_at": 1})]
 
     async def close_episode(self, milestone_id: str, due_date: str, *, recipient: str, at: datetime) -> int:
         """An acknowledgement stops the episode: schedules end, unsent reminders and escalations are cancelled,
@@ -231,6 +234,36 @@ class NotificationRepository:
             "$set": {"state": State.cancelled.value, "cancelled_at": now, "updated_at": now},
             "$unset": {"lease_until": "", "claim": ""}})
         return res.modified_count == 1
+
+    # --- agencies' own contacts (services/notifier/contacts.py) ------------------------------------
+    async def contacts_of(self, agencies: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """agency -> its contacts per workstream, for the agencies that registered some."""
+        ids = sorted({a for a in agencies if a})
+        if not ids:
+            return {}
+        return {d["_id"]: d["workstreams"] async for d in self.contacts.find({"_id": {"$in": ids}})}
+
+    async def contacts_doc(self, agency: str) -> dict[str, Any] | None:
+        return await self.contacts.find_one({"_id": agency})
+
+    async def replace_contacts(self, agency: str, workstreams: dict[str, Any], expected_version: int,
+                               now: datetime, audit: dict[str, Any]) -> bool:
+        """Compare-and-set on `version`; the audit record (no addresses) is written with it. False: lost a race."""
+        doc = {"_id": agency, "workstreams": workstreams, "version": expected_version + 1, "updated_at": now,
+               "updated_by": audit["key_id"]}
+        try:
+            res = await self.contacts.replace_one({"_id": agency, "version": expected_version}, doc,
+                                                  upsert=expected_version == 0)
+        except DuplicateKeyError:
+            return False
+        if res.matched_count == 0 and res.upserted_id is None:
+            return False
+        await insert_new(self.contacts_audit, [{"_id": f"{agency}:{expected_version + 1}", **audit}])
+        return True
+
+    async def contacts_history(self, agency: str, limit: int = 50) -> list[dict[str, Any]]:
+        return [d async for d in self.contacts_audit.find({"agency": agency}, {"_id": 0}).sort("at", DESCENDING)
+                .limit(limit)]
 
 
 DELIVERY_LOG_LENGTH = 20  # attempts kept per notification (the retry budget is 8; operator retries add more)

@@ -56,6 +56,10 @@ ALERT_TYPE_OF_EVENT = {
 }
 ALERT_TYPES = frozenset({*ALERT_TYPE_OF_EVENT.values(), "operational", "quarterly_report"})
 DEFAULT_REMINDER_INTERVAL = timedelta(hours=24)
+# Recipient names a route may use instead of people: the owner agency's own contacts (services/notifier/contacts.py).
+OWNER_CONTACTS = "owner_contacts"
+OWNER_ESCALATION_CONTACTS = "owner_escalation_contacts"
+DYNAMIC_RECIPIENTS = frozenset({OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS})
 
 
 class RoutingError(ValueError):
@@ -110,6 +114,11 @@ class RoutingTable:
 
     def display_name(self, recipient: str) -> str:
         return self.names.get(recipient) or recipient
+
+    @property
+    def uses_contacts(self) -> bool:
+        """Some route names the owner agency's registered contacts instead of people."""
+        return any(DYNAMIC_RECIPIENTS & {*r.recipients, *r.escalation_recipients} for r in self.routes)
 
     def match(self, alert_type: str, agency: str | None, workstream: str | None,
               labels: Mapping[str, str] | None = None) -> list[Route]:
@@ -223,8 +232,9 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
         rec = tuple(spec.get("recipients") or ())
         esc = tuple(spec.get("escalation_recipients") or ())
         for r in (*rec, *esc):
-            if r not in recipients:
-                raise RoutingError(f"route {name!r}: unknown recipient {r!r}")
+            if r not in recipients and r not in DYNAMIC_RECIPIENTS:
+                raise RoutingError(f"route {name!r}: unknown recipient {r!r} (define it under `recipients`, or use "
+                                   f"{OWNER_CONTACTS} / {OWNER_ESCALATION_CONTACTS})")
         if not rec:
             raise RoutingError(f"route {name!r}: needs at least one recipient")
         try:

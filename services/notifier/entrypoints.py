@@ -15,9 +15,12 @@ from pydantic import BaseModel, Field, ValidationError
 from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
-from services.common.http_ingest import read_json
+from services.common.http_ingest import read_json, unknown_agency
 from services.common.params import AgencyFilter, IsoDateTime
 from services.contracts import problems
+from services.contracts.agencies import get_registry
+from services.notifier.contact_book import ContactsConflict
+from services.notifier.contacts import AgencyContacts
 from services.notifier.domain import Channel, State
 from services.notifier.handlers import AlertmanagerPayload, NotifierService, NotRetryable, public_view
 
@@ -29,6 +32,8 @@ class TestNotificationRequest(BaseModel):
 
 
 TEST_NOTIFICATION_MAX_BODY_BYTES = 4096  # three short fields: anything larger is not a test request
+AgencyPath = Annotated[str, Path(max_length=40, description="agency code from the registry (GET /v1/agencies)")]
+CONTACTS_MAX_BODY_BYTES = 64 * 1024  # 6 workstreams x 20 contacts with long names fit several times over
 
 
 def _problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
@@ -137,6 +142,39 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
         if view is None:  # 404 also for another agency's: existence is not revealed
             raise _problem(404, "not_found", "no such notification")
         return view
+
+    contacts_schema = AgencyContacts.model_json_schema()
+
+    @router.get("/contacts/{agency}", summary="An agency's contacts per workstream, with the change history",
+                responses={**READ_RESPONSES, 404: {"description": "unknown agency",
+                                                   "content": {"application/problem+json": {}}}},
+                description="That agency's key or the programme office. Addresses are personal data: shown only here.")
+    async def get_contacts(agency: AgencyPath, principal: Principal = Depends(runtime.auth)) -> dict:
+        if agency not in get_registry():
+            return unknown_agency(agency)  # type: ignore[return-value]
+        return await service.contacts.read(agency, principal)
+
+    @router.put("/contacts/{agency}", summary="Set an agency's contacts (replaces them; audited)",
+                openapi_extra=openapi.json_body(contacts_schema, name="AgencyContacts",
+                                                description="contacts per workstream; `*` for any other workstream"),
+                responses=openapi.problem_responses(
+                    s400="invalid contacts", s403="another agency's contacts, or a survey key", s404="unknown agency",
+                    s409="changed by someone else meanwhile: send again", s413=f"body over {CONTACTS_MAX_BODY_BYTES} bytes"))
+    async def put_contacts(agency: AgencyPath, request: Request, principal: Principal = Depends(runtime.auth)) -> dict:
+        if agency not in get_registry():
+            return unknown_agency(agency)  # type: ignore[return-value]
+        principal.read_scope(agency)  # the key decides before the body is read
+        raw = await read_json(request, CONTACTS_MAX_BODY_BYTES)
+        if isinstance(raw, JSONResponse):
+            return raw
+        try:
+            body = AgencyContacts.model_validate(raw)
+        except ValidationError as exc:
+            raise _problem(400, "invalid_contacts", problems.explain(exc.errors())) from None
+        try:
+            return await service.contacts.replace(agency, body, principal)
+        except ContactsConflict:
+            raise _problem(409, "conflict", "the contacts were changed meanwhile; read them and send again") from None
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now",
                  responses=openapi.problem_responses(403, 404, s409="only failed or waiting notifications are retried"))

@@ -27,6 +27,7 @@ from services.contracts.thai_calendar import bangkok_today
 from services.notifier import ack
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import ChannelSender, Delivery
+from services.notifier.contact_book import ContactBook, resolve
 from services.notifier.domain import (
     ALERT_TYPE_OF_EVENT,
     Channel,
@@ -115,12 +116,14 @@ class NotifierService:
         self._flush_task: asyncio.Task | None = None
         self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
         self.acks: Any = None  # main.py sets acknowledgements.Acknowledgements(...)
+        self.contacts = ContactBook(repo, routing, clock)
 
     # --- building notifications ----------------------------------------------------------
     def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,
              route: Route | None, urgent: bool, now: datetime, agency: str | None = None, workstream: str | None = None,
              milestone_id: str | None = None, alert: dict[str, Any] | None = None,
-             operational: dict[str, Any] | None = None, sequence: int | None = None) -> dict[str, Any]:
+             operational: dict[str, Any] | None = None, sequence: int | None = None,
+             recipient_name: str | None = None) -> dict[str, Any]:
         s = self.settings
         when = deliver_at(now, urgent=urgent, holidays=self.holidays, quiet_start=s.notifier_quiet_start_hour,
                           quiet_end=s.notifier_quiet_end_hour)
@@ -130,6 +133,7 @@ class NotifierService:
             # Latency is measured from the alert itself, or from when a deferred reminder was allowed out.
             "due_at": event_time if kind in (Kind.alert, Kind.operational) else when,
             "channel": target.channel.value, "recipient": target.recipient, "address": target.address,
+            "recipient_name": recipient_name or self.routing.display_name(target.recipient),
             "route": route.name if route else None, "urgent": urgent, "agency": agency, "workstream": workstream,
             "milestone_id": milestone_id, "state": State.pending.value, "attempts": 0, "next_attempt_at": when,
             "created_at": now, "updated_at": now,
@@ -144,17 +148,19 @@ class NotifierService:
             doc["sequence"] = sequence
         return doc
 
-    def alert_notifications(self, event: Event, now: datetime) -> list[dict[str, Any]]:
+    def alert_notifications(self, event: Event, now: datetime,
+                            registered: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         alert_type = ALERT_TYPE_OF_EVENT[event.type]
         data = event.data_dict()
         docs: dict[str, dict[str, Any]] = {}
         for route in self.routing.match(alert_type, data["owner_agency"], data["workstream"]):
-            for target in self.routing.targets(route.recipients, route.channels):
+            for target, name in resolve(self.routing, route.recipients, route.channels, agency=data["owner_agency"],
+                                        workstream=data["workstream"], registered=registered or {}):
                 key = idempotency_key(event.id, target.recipient, target.channel)
                 docs.setdefault(key, self._doc(
                     key=key, kind=Kind.alert, alert_type=alert_type, event_id=event.id, event_time=event.time,
                     target=target, route=route, urgent=True, now=now, agency=data["owner_agency"],
-                    workstream=data["workstream"], milestone_id=data["milestone_id"], alert=data))
+                    workstream=data["workstream"], milestone_id=data["milestone_id"], alert=data, recipient_name=name))
         return list(docs.values())
 
     async def store(self, docs: list[dict[str, Any]]) -> int:
@@ -176,9 +182,10 @@ class NotifierService:
     # --- Kafka: roadmap.alerts -----------------------------------------------------------
     async def on_alerts(self, batch: Batch) -> list[Rejected]:
         now = self.clock()
+        registered = await self.contacts.preload(e.data_dict()["owner_agency"] for e in batch.events)
         docs: list[dict[str, Any]] = []
         for event in batch.events:
-            docs.extend(self.alert_notifications(event, now))
+            docs.extend(self.alert_notifications(event, now, registered))
         await self.store(docs)
         # Schedules after the first notifications: both writes are idempotent, so a crash in between is harmless.
         await self._track(sorted(batch.events, key=lambda e: e.data.detected_at))  # type: ignore[attr-defined]
@@ -301,7 +308,7 @@ class NotifierService:
         alert = doc.get("alert")
         if self.acks is not None and alert and doc.get("milestone_id"):
             view["acknowledgements"] = [
-                {"recipient": a["recipient"], "name": self.routing.display_name(a["recipient"]),
+                {"recipient": a["recipient"], "name": a.get("recipient_name") or self.routing.display_name(a["recipient"]),
                  "acknowledged_at": _iso(a["acknowledged_at"]), "via_notification": a["notification_id"],
                  "note": a.get("note"), "forecast_completion": a.get("forecast_completion")}
                 for a in await self.repo.acknowledgements(ack.episode_id(alert["milestone_id"], alert["due_date"]))]
@@ -359,7 +366,9 @@ class NotifierService:
         """Create the reminder/escalation notifications that are due; returns how many were created."""
         now = self.clock()
         created = 0
-        for schedule in await self.repo.due_reminders(now):
+        schedules = await self.repo.due_reminders(now)
+        registered = await self.contacts.preload(s["agency"] for s in schedules)
+        for schedule in schedules:
             route = self.routing.route(schedule["route"])
             if route is None:  # the route was removed from the file: nothing to remind on
                 await self.repo.set_latest(schedule["milestone_id"], schedule["detected_at"], "route_removed")
@@ -372,13 +381,14 @@ class NotifierService:
             docs: dict[str, dict[str, Any]] = {}
 
             def add(recipients: Iterable[str], kind: Kind, prefix: str, sequence: int | None) -> None:
-                for target in self.routing.targets(recipients, route.channels):
+                for target, name in resolve(self.routing, recipients, route.channels, agency=schedule["agency"],
+                                            workstream=schedule["workstream"], registered=registered):
                     key = idempotency_key(event_id, target.recipient, target.channel, prefix=prefix)
                     docs.setdefault(key, self._doc(
                         key=key, kind=kind, alert_type="missed", event_id=event_id, event_time=schedule["detected_at"],
                         target=target, route=route, urgent=route.urgent_reminders, now=now, agency=schedule["agency"],
                         workstream=schedule["workstream"], milestone_id=schedule["milestone_id"], alert=alert,
-                        sequence=sequence))
+                        sequence=sequence, recipient_name=name))
 
             if plan.escalate:
                 add(route.escalation_recipients, Kind.escalation, "escalation", None)
