@@ -8,12 +8,16 @@ recomputing, so the same events give the same document whatever order or how oft
 Status rules (highest first):
   unplanned   facts arrived before the `planned` event (kept, waiting for the plan)
   cancelled   a cancellation was reported
-  completed   a completion was reported (late completions record `days_late`)
+  completed   a completion was reported (late completions record `days_late`, measured against the due date
+              in force when the completion was reported: a later reschedule is recorded, not applied)
   missed      the current due date's Asia/Bangkok day has ended without completion
   at_risk     the projected finish (recent progress rate extrapolated to 100 %) falls after the due
               date, or a dependency is missed or at risk
   in_progress progress > 0
   planned     otherwise
+
+A `roadmap.fact.retracted` fact makes the fact it names count as never sent (`corrections.py`), and the alerts
+a milestone's facts call for (`alerts_due`) are derived by the same replay, so they too are a function of the facts.
 
 Delivery confidence (five-point scale, Green to Red) over these statuses is in `confidence.py`.
 """
