@@ -102,14 +102,18 @@ class ReportsService:
 
     async def _details(self, figures: Any, today: date, failed: set[str]) -> dict[str, dict[str, Any]]:
         """Detail (due history: the stated reasons) of the milestones the sections list (from the roadmap's
-        overview figures, already of the agency asked); one failure costs that milestone's reason only."""
+        overview figures, already of the agency asked) whose item does not state its latest reason; one failure
+        costs that milestone's reason only."""
         limit = self.settings.reports_late_listed
         by_ws = (figures or {}).get("workstreams") or {}
         listed = {ws: [i for st in ("missed", "at_risk") for i in (e or {}).get(st) or [] if isinstance(i, dict)]
                   for ws, e in by_ws.items() if isinstance(e, dict)}
         ids = set(domain.to_listing([i for items in listed.values() for i in items], today, limit))
         ids |= set(domain.to_listing(listed.get(Workstream.regulation_reform.value, []), today, limit))
-        ordered = sorted(ids)
+        # An item that carries `latest_reason` (the roadmap states it in lists) needs no detail request: the
+        # quarterly report reads it the same way (quarterly.reason_known).
+        stated = {str(i.get("milestone_id")) for items in listed.values() for i in items if "latest_reason" in i}
+        ordered = sorted(ids - stated)
         answers = await asyncio.gather(*(self.source.milestone(i) for i in ordered), return_exceptions=True)
         out = {}
         for mid, answer in zip(ordered, answers, strict=True):

@@ -44,6 +44,8 @@ def roadmap_with_overview(calls: list[str]) -> httpx.MockTransport:
             assert params.get("moved") == "true", "the whole list is not read when the roadmap has /v1/overview"
             items = [m for m in quarterly.moved(ALL, params.get("agency"))]
             return httpx.Response(200, json={"total": len(items), "items": items if params["offset"] == "0" else []})
+        if path.startswith("/v1/milestones/"):
+            calls.append(path)
         return base(request)
     return httpx.MockTransport(handler)
 
@@ -81,6 +83,8 @@ async def test_overview_from_the_roadmap_figures_equals_the_one_from_the_whole_l
         asked = [c for c in calls if "/v1/overview" in c]
         assert len(asked) == 1 and "at=2026-04-03" in asked[0] and "at=2026-03-31" in asked[0] and "late=10" in asked[0]
         assert not [c for c in calls if "/v1/milestones?" in c]  # the overview reads no list at all
+        # Details only for listed items that do not state their latest reason (LATE-* carry latest_reason).
+        assert not [c for c in calls if c.startswith("/v1/milestones/LATE-")]
     whole = await service(roadmap_with_overview([])).overview(None)
     assert whole.regulation.missed_total == 15 and len(whole.regulation.late) == 10  # listed: 10 of 15
     # Open past their due date at the end of 31 Mar and of today: REG-1 and the 14 LATE ones (DONE-LATE was done).
