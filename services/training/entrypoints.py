@@ -183,7 +183,9 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
                 query = xapi.parse_query(params)
         except xapi.StatementError as err:
             return problem(400, err.reason, err.detail, headers=headers())
-        page = await intake.query(query, agency, sorted(get_registry().codes()) if agency is None else [])
+        languages = [part.split(";")[0].strip() for part in request.headers.get("accept-language", "").split(",")
+                     if part.strip()]
+        page = await intake.query(query, agency, sorted(get_registry().codes()) if agency is None else [], languages)
         return JSONResponse(page, headers=headers())
 
     @router.get("/xapi/about", summary="xAPI versions this LRS speaks (no key needed)")

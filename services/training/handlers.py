@@ -243,11 +243,15 @@ class XapiIntake:
                     "version": st.get("version", xapi.VERSION),
                     "authority": {"objectType": "Agent", "account": {"homePage": xapi.AUTHORITY_HOME, "name": agency}}}
         obj = st["object"]
+        activities, agents = xapi.related(st)
+        registration = (st.get("context") or {}).get("registration")
         doc = {"_id": sid, "hash": xapi.canonical_hash(st), "hash_version": 2, "agency": agency,
                "verb": st["verb"]["id"], "state": "pending", "stored": now,
                "event_id": event.id if event is not None else None, "learner": self.learner_key(agency, st["actor"]),
                "activity": obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None,
-               "voided": False, "voiding": voids is not None, "statement": readable}
+               "voided": False, "voiding": voids is not None, "statement": readable,
+               "registration": registration.lower() if registration else None, "activities": sorted(set(activities)),
+               "agents": sorted({self.learner_key(agency, a) for a in agents})}
         if voids is not None:
             doc["voids"] = voids
         return _Planned(sid, st, doc, event)
@@ -298,17 +302,20 @@ class XapiIntake:
             return None
         return doc["statement"]
 
-    async def query(self, q: xapi.StatementQuery, agency: str | None, agencies: list[str]) -> dict[str, Any]:
+    async def query(self, q: xapi.StatementQuery, agency: str | None, agencies: list[str],
+                    languages: list[str] | None = None) -> dict[str, Any]:
         """A page of statements (voided ones left out, as the spec says) and the `more` cursor."""
         mongo: dict[str, Any] = {"state": "stored", "statement": {"$exists": True}, "voided": {"$ne": True}}
         if agency is not None:
             mongo["agency"] = agency
         if q.agent is not None:
-            mongo["learner"] = {"$in": sorted({self.learner_key(a, q.agent) for a in ([agency] if agency else agencies)})}
+            mongo["agents" if q.related_agents else "learner"] = {"$in": sorted({self.learner_key(a, q.agent) for a in ([agency] if agency else agencies)})}
         if q.verb is not None:
             mongo["verb"] = q.verb
         if q.activity is not None:
-            mongo["activity"] = q.activity
+            mongo["activities" if q.related_activities else "activity"] = q.activity
+        if q.registration is not None:
+            mongo["registration"] = q.registration
         stored: dict[str, Any] = {}
         if q.since is not None:
             stored["$gt"] = q.since
@@ -325,7 +332,8 @@ class XapiIntake:
         if len(docs) > q.limit:
             docs = docs[:q.limit]
             more = xapi.encode_cursor(q, (docs[-1]["stored"], docs[-1]["_id"]))
-        return {"statements": [d["statement"] for d in docs], "more": more or ""}
+        return {"statements": [xapi.formatted(d["statement"], q.format, languages or []) for d in docs],
+                "more": more or ""}
 
 
 @dataclass

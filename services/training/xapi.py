@@ -548,6 +548,52 @@ def pseudonymised(statement: dict[str, Any], pseudonym: Callable[[dict[str, Any]
     return body(statement)
 
 
+def related(statement: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Activity ids and Agents a statement involves anywhere (object, context activities, instructor, team,
+    a SubStatement's), for `related_activities` / `related_agents`."""
+    activities: list[str] = []
+    agents: list[dict[str, Any]] = [statement["actor"]]
+    obj = statement["object"]
+    kind = obj.get("objectType", "Activity")
+    if kind == "Activity":
+        activities.append(obj["id"])
+    elif kind in ("Agent", "Group"):
+        agents.append(obj)
+    elif kind == "SubStatement":
+        more_activities, more_agents = related(obj)
+        activities += more_activities
+        agents += more_agents
+    ctx = statement.get("context") or {}
+    for acts in (ctx.get("contextActivities") or {}).values():
+        activities += [a["id"] for a in (acts if isinstance(acts, list) else [acts]) if isinstance(a.get("id"), str)]
+    agents += [ctx[who] for who in ("instructor", "team") if isinstance(ctx.get(who), dict)]
+    return activities, agents
+
+
+def formatted(statement: dict[str, Any], fmt: str, languages: list[str]) -> dict[str, Any]:
+    """`format=ids`: Activities, Verbs and Agents by their identifiers only; `canonical`: language maps reduced
+    to the best language of Accept-Language; `exact`: as stored."""
+    if fmt == "exact":
+        return statement
+
+    def walk(value: Any, key: str) -> Any:
+        if isinstance(value, list):
+            return [walk(v, key) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if key in ("display", "name", "description") and value and all(isinstance(v, str) for v in value.values()):
+            if fmt == "ids":
+                return None
+            pick = next((lang for lang in languages if lang in value), None) or next(iter(value))
+            return {pick: value[pick]}
+        out = {k: walk(v, k) for k, v in value.items()}
+        if fmt == "ids" and key in ("object", "verb") and "definition" in out:
+            out.pop("definition")
+        return {k: v for k, v in out.items() if v is not None}
+
+    return walk(statement, "")
+
+
 def agent_ref(agent: dict[str, Any]) -> str:
     """The learner pseudonym of any Agent (`learner_ref_of`), or of a Group by its members' pseudonyms."""
     if agent.get("objectType") == "Group" and not _identifier(agent):
@@ -572,6 +618,10 @@ class StatementQuery:
     limit: int = MAX_LIMIT
     ascending: bool = False
     after: tuple[datetime, str] | None = None  # keyset: the last (stored, id) of the previous page
+    registration: str | None = None
+    related_activities: bool = False
+    related_agents: bool = False
+    format: str = "exact"
 
 
 def _flag(params: Mapping[str, str], name: str) -> bool:
@@ -586,13 +636,13 @@ def parse_query(params: Mapping[str, str]) -> StatementQuery:
     unknown = sorted(set(params) - QUERY_PARAMS)
     if unknown:
         raise StatementError("invalid_parameter", f"unknown parameter {unknown[0][:40]!r}")
-    for name in ("related_activities", "related_agents", "attachments"):
-        if _flag(params, name):
-            raise StatementError("unsupported_parameter", f"{name}=true is not supported by this LRS")
+    if _flag(params, "attachments"):
+        raise StatementError("unsupported_parameter", "attachments=true: this LRS stores no attachments")
     if params.get("format", "exact") not in ("exact", "ids", "canonical"):
         raise StatementError("invalid_parameter", "format must be exact, ids or canonical")
-    if params.get("registration") is not None:
-        raise StatementError("unsupported_parameter", "the registration filter is not supported by this LRS")
+    registration = params.get("registration")
+    if registration is not None and not is_uuid(registration.lower()):
+        raise StatementError("invalid_parameter", "registration must be a UUID")
     agent = None
     if params.get("agent") is not None:
         try:
@@ -612,7 +662,9 @@ def parse_query(params: Mapping[str, str]) -> StatementQuery:
     since = parse_timestamp(params["since"], "since") if "since" in params else None
     until = parse_timestamp(params["until"], "until") if "until" in params else None
     return StatementQuery(agent, params.get("verb"), params.get("activity"), since, until,
-                          min(limit, MAX_LIMIT) if limit else MAX_LIMIT, _flag(params, "ascending"))
+                          min(limit, MAX_LIMIT) if limit else MAX_LIMIT, _flag(params, "ascending"), None,
+                          registration.lower() if registration else None, _flag(params, "related_activities"),
+                          _flag(params, "related_agents"), params.get("format", "exact"))
 
 
 def encode_cursor(q: StatementQuery, after: tuple[datetime, str]) -> str:
@@ -620,7 +672,8 @@ def encode_cursor(q: StatementQuery, after: tuple[datetime, str]) -> str:
     def iso(d: datetime | None) -> str | None:
         return None if d is None else d.replace(tzinfo=d.tzinfo or UTC).isoformat()
     state = {"agent": q.agent, "verb": q.verb, "activity": q.activity, "since": iso(q.since), "until": iso(q.until),
-             "limit": q.limit, "ascending": q.ascending, "after": [iso(after[0]), after[1]]}
+             "limit": q.limit, "ascending": q.ascending, "after": [iso(after[0]), after[1]],
+             "registration": q.registration, "related": [q.related_activities, q.related_agents], "format": q.format}
     token = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
     return "/xapi/statements?more=" + token
 
@@ -636,7 +689,8 @@ def decode_cursor(token: str) -> StatementQuery:
             datetime.fromisoformat(state["since"]) if state["since"] else None,
             datetime.fromisoformat(state["until"]) if state["until"] else None,
             max(1, min(int(state["limit"]), MAX_LIMIT)), bool(state["ascending"]),
-            (datetime.fromisoformat(after[0]), str(after[1])))
+            (datetime.fromisoformat(after[0]), str(after[1])), state["registration"], bool(state["related"][0]),
+            bool(state["related"][1]), state["format"] if state["format"] in ("exact", "ids", "canonical") else "exact")
     except Exception:  # anything not made by encode_cursor
         raise StatementError("invalid_parameter", "more is not a cursor this LRS issued") from None
 

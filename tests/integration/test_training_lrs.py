@@ -1,0 +1,212 @@
+"""The xAPI LRS over the real broker and database: IFI identity, atomic id conflicts, voiding, reading back."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import cloudevent, db_of, make_key, poll, produce_events, running
+
+from services.contracts.topics import TRAINING_EVENTS
+from services.training import xapi
+from services.training.main import create_app
+from services.training.settings import TrainingSettings
+
+pytestmark = pytest.mark.integration
+
+START = datetime(2026, 4, 1, 3, 0, tzinfo=UTC)  # FY 2569
+XAPI = {xapi.VERSION_HEADER: "1.0.3"}
+
+
+def ticking():
+    """A clock that moves one second per reading, so statements get distinct `stored` times."""
+    counter = itertools.count()
+    return lambda: START + timedelta(seconds=next(counter))
+
+
+def statement(actor: dict, course: str, sid: str | None = None, success=True, competency="mindset") -> dict:
+    st = {"timestamp": "2026-03-01T10:00:00+07:00", "actor": actor,
+          "verb": {"id": xapi.VERB_COMPLETED, "display": {"en-US": "completed"}},
+          "object": {"id": course, "definition": {"name": {"en-US": course.rsplit("/", 1)[-1]}}},
+          "result": {"success": success, "duration": "PT2H"},
+          "context": {"extensions": {xapi.EXT_COMPETENCY: competency}}}
+    if sid:
+        st["id"] = sid
+    return st
+
+
+def account(home: str, name: str) -> dict:
+    return {"objectType": "Agent", "account": {"homePage": home, "name": name}}
+
+
+async def test_identity_conflicts_voiding_and_reading_back(settings_for):
+    settings = settings_for(TrainingSettings, learner_hmac_secret="lrs-integration-secret")
+    app = create_app(settings, clock=ticking())
+    key = await make_key(settings, "dga")
+    db = db_of(settings)
+    basic = "Basic " + base64.b64encode(f"lms:{key}".encode()).decode()
+    h = {**XAPI, "Authorization": basic}  # LRS clients send the key as the HTTP Basic password
+    async with running(app) as client:
+        async def readiness(competency: str) -> dict:
+            r = await client.get("/v1/readiness", params={"fiscal_year": 2569, "agency": "dga", "competency": competency},
+                                 headers={"X-API-Key": key})
+            rows = r.json()["rows"]
+            return rows[0] if rows else {"completions": 0, "ready_learners": 0}
+
+        # Identity: one account name on two LMSs is two learners; one mailbox in two cases is one.
+        batch = [statement(account("https://lms.dga.or.th", "emp-1"), "https://lms.dga.or.th/c/1"),
+                 statement(account("https://moodle.dga.or.th", "emp-1"), "https://moodle.dga.or.th/c/1"),
+                 statement({"mbox": "mailto:Somchai@DGA.or.th"}, "https://lms.dga.or.th/c/2"),
+                 statement({"mbox": "mailto:Somchai@dga.OR.TH"}, "https://lms.dga.or.th/c/3")]
+        r = await client.post("/xapi/statements", json=batch, headers=h)
+        assert r.status_code == 200 and len(r.json()) == 4, r.text
+        ids = r.json()
+
+        async def four():
+            row = await readiness("mindset")
+            return row if row["completions"] == 4 else None
+
+        row = await poll(four, 60, what="four completions counted")
+        assert row["ready_learners"] == 3
+
+        # Strict types and refusals carry a reason, the path and the version header.
+        r = await client.post("/xapi/statements", json=statement(account("https://lms.dga.or.th", "emp-9"),
+                                                                 "https://lms.dga.or.th/c/1", success="false"), headers=h)
+        assert r.status_code == 400 and r.json()["reason"] == "invalid_type" and "result.success" in r.json()["detail"]
+        assert r.headers[xapi.VERSION_HEADER] == "1.0.3"
+        deep = {"actor": {"mbox": "mailto:a@b.c"}, "verb": {"id": "http://x/y"}, "object": {"id": "http://x/z"}}
+        deep["result"] = {"extensions": {"http://x/e": json.loads("[" * 60 + "]" * 60)}}
+        r = await client.post("/xapi/statements", json=deep, headers=h)
+        assert r.status_code == 400 and r.json()["reason"] in ("json_too_deep", "too_complex")
+        assert r.headers[xapi.VERSION_HEADER] == "1.0.3"
+        r = await client.post("/xapi/statements", headers={**XAPI, "Authorization": "Basic " + base64.b64encode(
+            b"lms:nnk_dga_wrong").decode()}, json=deep)
+        assert r.status_code == 401 and r.headers[xapi.VERSION_HEADER] == "1.0.3"
+
+        # Ten concurrent requests of one id with different content: one 200, nine 409, and the stored
+        # completion is the remembered statement.
+        sid = str(uuid.uuid4())
+        variants = [statement(account("https://lms.dga.or.th", f"racer-{i}"), f"https://lms.dga.or.th/race/{i}", sid,
+                              competency="public_service") for i in range(10)]
+        answers = await asyncio.gather(*[
+            client.put("/xapi/statements", params={"statementId": sid}, json=v, headers=h) if i % 2 else
+            client.post("/xapi/statements", json=v, headers=h) for i, v in enumerate(variants)])
+        codes = sorted(a.status_code for a in answers)
+        assert sum(c in (200, 204) for c in codes) == 1 and codes.count(409) == 9, codes
+        winner = next(i for i, a in enumerate(answers) if a.status_code in (200, 204))
+        got = await client.get("/xapi/statements", params={"statementId": sid}, headers=h)
+        assert got.status_code == 200 and got.json()["object"]["id"] == f"https://lms.dga.or.th/race/{winner}"
+        assert got.json()["id"] == sid and "racer" not in got.text  # actor stored as a keyed hash only
+
+        async def raced():
+            return (await readiness("public_service"))["completions"] == 1
+
+        await poll(raced, 60, what="race winner counted")
+        [stored] = [d async for d in db.training_completions.find({"id": f"xapi:{sid}"})]
+        assert stored["course_id"] == f"https://lms.dga.or.th/race/{winner}"
+
+        # Voiding: not a StatementRef is refused; a voided completion stops counting, exactly once.
+        voider = {"mbox": "mailto:registrar@dga.or.th"}
+        r = await client.post("/xapi/statements", headers=h, json={
+            "actor": voider, "verb": {"id": xapi.VERB_VOIDED}, "object": {"id": "https://lms.dga.or.th/c/1"}})
+        assert r.status_code == 400 and r.json()["reason"] == "invalid_voiding"
+        void_id = str(uuid.uuid4())
+        voiding = {"id": void_id, "actor": voider, "verb": {"id": xapi.VERB_VOIDED, "display": {"en-US": "voided"}},
+                   "object": {"objectType": "StatementRef", "id": ids[1]}}
+        for _ in range(2):  # the LMS retries: same statement, nothing more happens
+            r = await client.post("/xapi/statements", json=voiding, headers=h)
+            assert r.status_code == 200 and r.json() == [void_id]
+
+        async def voided():
+            row = await readiness("mindset")
+            return row if row["completions"] == 3 else None
+
+        row = await poll(voided, 60, what="voided completion no longer counted")
+        assert row["ready_learners"] == 2 and row["passed_completions"] == 3
+        # The retraction redelivered (a batch applied again after a lost commit) takes nothing out twice.
+        repo = app.state.training_repo
+        ref = (f"/agencies/dga/xapi\x1fxapi:{ids[1]}", f"/agencies/dga/xapi\x1fxapi-void:{void_id}")
+        assert await repo.void_completions([ref], "redelivered-claim") == 0
+        assert (await readiness("mindset"))["completions"] == 3
+        # A retraction sent as an event by the agency itself (HTTP intake), of a completion it sent over Kafka.
+        kafka_completion = cloudevent("training.course.completed", {
+            "agency": "dga", "learner_ref": "emp-kafka", "course_id": "K-1", "competency": "academic_knowledge",
+            "hours": 3, "completed_on": "2026-03-02", "passed": True}, agency="dga", time=START.isoformat())
+        await produce_events(settings.kafka_bootstrap_servers, TRAINING_EVENTS, [kafka_completion])
+
+        async def academic(n: int):
+            row = await readiness("academic_knowledge")
+            return row if row["completions"] == n else None
+
+        await poll(lambda: academic(1), 60, what="kafka completion counted")
+        retract = cloudevent("training.course.completion_voided", {
+            "agency": "dga", "voided_source": kafka_completion["source"], "voided_id": kafka_completion["id"]},
+            agency="dga", time=START.isoformat())
+        r = await client.post("/v1/events", json=[retract], headers={"X-API-Key": key,
+                                                                      "Content-Type": "application/cloudevents-batch+json"})
+        assert r.status_code == 202, r.text
+        row = await poll(lambda: academic(0), 60, what="kafka completion retracted")
+        assert row["ready_learners"] == 0
+        # A retraction that arrives before its completion: the completion is stored voided, never counted.
+        early = str(uuid.uuid4())
+        r = await client.post("/xapi/statements", headers=h, json={
+            "actor": voider, "verb": {"id": xapi.VERB_VOIDED}, "object": {"objectType": "StatementRef", "id": early}})
+        assert r.status_code == 200
+        late = statement(account("https://lms.dga.or.th", "emp-late"), "https://lms.dga.or.th/c/9", early)
+        r = await client.post("/xapi/statements", json=late, headers=h)
+        assert r.status_code == 200
+
+        async def late_settled():
+            doc = await db.training_completions.find_one({"id": f"xapi:{early}"})
+            open_claims = await db.training_claims.count_documents({"done": False})
+            return doc if doc and not open_claims else None
+
+        # Both orders end the same: stored voided and not counted (in one batch: counted, then taken out).
+        doc = await poll(late_settled, 60, what="late completion stored and its batch finished")
+        assert doc["voided"] is True
+        row = await readiness("mindset")
+        assert row["completions"] == 3 and row["ready_learners"] == 2
+        recount = await repo.recount(write=False)
+        rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+        assert {k: rollup[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
+
+        # Reading back: voided by voidedStatementId only; filters; paging with `more`.
+        r = await client.get("/xapi/statements", params={"statementId": ids[1]}, headers=h)
+        assert r.status_code == 404 and r.headers[xapi.VERSION_HEADER] == "1.0.3"
+        r = await client.get("/xapi/statements", params={"voidedStatementId": ids[1]}, headers=h)
+        assert r.status_code == 200 and r.json()["id"] == ids[1]
+        r = await client.get("/xapi/statements", headers=h,
+                             params={"agent": json.dumps({"mbox": "mailto:somchai@dga.or.th"})})
+        assert r.status_code == 200 and r.json()["statements"] == []  # the local part is case-sensitive
+        r = await client.get("/xapi/statements", headers=h,
+                             params={"agent": json.dumps({"mbox": "mailto:Somchai@dga.or.th"}), "ascending": "true"})
+        # One request: one `stored` instant, so their order is the id's.
+        assert [s["id"] for s in r.json()["statements"]] == sorted([ids[2], ids[3]])
+        assert "X-Experience-API-Consistent-Through" in r.headers
+        r = await client.get("/xapi/statements", params={"verb": xapi.VERB_VOIDED}, headers=h)
+        assert {s["id"] for s in r.json()["statements"]} >= {void_id}
+        r = await client.get("/xapi/statements", params={"activity": "https://lms.dga.or.th/c/2"}, headers=h)
+        assert [s["id"] for s in r.json()["statements"]] == [ids[2]]
+        seen: list[str] = []
+        url, params = "/xapi/statements", {"limit": "2", "verb": xapi.VERB_COMPLETED}
+        while url:
+            r = await client.get(url, params=params, headers=h)
+            assert r.status_code == 200 and len(r.json()["statements"]) <= 2
+            seen += [s["id"] for s in r.json()["statements"]]
+            url, params = r.json()["more"], None
+        # Two pages; voided statements (voided after or before they arrived) are left out; the nine losers
+        # were never stored.
+        assert len(seen) == len(set(seen)) == 4 and ids[1] not in seen and early not in seen and sid in seen
+        r = await client.get("/xapi/statements", params={"since": (START + timedelta(days=1)).isoformat()}, headers=h)
+        assert r.json()["statements"] == []
+        other = await make_key(settings, "ocsc")
+        r = await client.get("/xapi/statements", params={"statementId": ids[0]}, headers={**XAPI, "X-API-Key": other})
+        assert r.status_code == 404  # scoped by the key's agency
+        about = await client.get("/xapi/about")
+        assert "1.0.3" in about.json()["version"]
+    await db.client.close()
