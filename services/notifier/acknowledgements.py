@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -31,6 +31,7 @@ from services.notifier.settings import NotifierSettings
 log = logging.getLogger(__name__)
 
 SOURCE = "/services/notifier"
+OUTBOX_GRACE = timedelta(seconds=30)
 ACKNOWLEDGEABLE_TYPES = ("missed", "at_risk")
 ACKNOWLEDGEABLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
 
@@ -161,9 +162,11 @@ class Acknowledgements:
         return True
 
     async def publish_pending(self) -> int:
-        """The outbox loop's pass: publish what a broker outage or a crash left unpublished."""
+        """The outbox loop's pass: publish what a broker outage or a crash left unpublished. Records younger than
+        OUTBOX_GRACE are the request's own to publish: the loop leaves them, so one acknowledgement is normally
+        published once (a duplicate would be harmless: the event id is stable and the roadmap's write idempotent)."""
         published = 0
-        for record in await self.repo.unpublished_acknowledgements():
+        for record in await self.repo.unpublished_acknowledgements(before=self.clock() - OUTBOX_GRACE):
             if not await self.publish(record):
                 break
             published += 1

@@ -157,17 +157,18 @@ class NotificationRepository:
 
     async def insert_reminders(self, docs: list[dict[str, Any]]) -> None:
         """New schedules in one round trip; one that appeared meanwhile (another instance) is kept."""
-        await insert_new(self.reminders, [{**d, "sequence": 0, "escalated": False} for d in docs])
+        await insert_new(self.reminders, [{**d, "sequence": 0, "escalated": False, "level": 0} for d in docs])
 
     async def start_reminders(self, doc: dict[str, Any], *, reset: bool) -> None:
         """Start a schedule, or refresh the alert it reminds about; `reset` starts counting afresh
         (a milestone missed again after it had recovered)."""
         if reset:
-            await self.reminders.replace_one({"_id": doc["_id"]}, {**doc, "sequence": 0, "escalated": False}, upsert=True)
+            await self.reminders.replace_one({"_id": doc["_id"]}, {**doc, "sequence": 0, "escalated": False, "level": 0},
+                                             upsert=True)
             return
         await self.reminders.update_one(
             {"_id": doc["_id"]},
-            {"$setOnInsert": {"sequence": 0, "escalated": False, "missed_since": doc["missed_since"]},
+            {"$setOnInsert": {"sequence": 0, "escalated": False, "level": 0, "missed_since": doc["missed_since"]},
              "$set": {k: v for k, v in doc.items() if k not in ("_id", "missed_since")}},
             upsert=True)
 
@@ -181,11 +182,11 @@ class NotificationRepository:
         return [d async for d in self.reminders.find({"active": True, "next_due": {"$lte": now}}).limit(limit)]
 
     async def advance_reminder(self, schedule: dict[str, Any], *, sequence: int, next_due: datetime,
-                               escalated: bool) -> bool:
+                               escalated: bool, level: int = 0) -> bool:
         """Compare-and-set on the sequence so two instances never advance one schedule twice."""
         res = await self.reminders.update_one(
             {"_id": schedule["_id"], "sequence": schedule["sequence"], "active": True},
-            {"$set": {"sequence": sequence, "next_due": next_due, "escalated": escalated}})
+            {"$set": {"sequence": sequence, "next_due": next_due, "escalated": escalated, "level": level}})
         return res.modified_count == 1
 
     # --- acknowledgements (services/notifier/acknowledgements.py) -------------------------------
@@ -203,8 +204,9 @@ class NotificationRepository:
     async def episode_acknowledged(self, episode: str) -> bool:
         return await self.acks.find_one({"episode": episode}, {"_id": 1}) is not None
 
-    async def unpublished_acknowledgements(self, limit: int = 100) -> list[dict[str, Any]]:
-        return [d async for d in self.acks.find({"published": False}).limit(limit)]
+    async def unpublished_acknowledgements(self, before: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        query = {"published": False, "acknowledged_at": {"$lte": before}}
+        return [d async for d in self.acks.find(query).limit(limit)]
 
     async def mark_acknowledgement_published(self, ack_id: str, now: datetime) -> None:
         await self.acks.update_one({"_id": ack_id}, {"$set": {"published": True, "published_at": now}})

@@ -18,7 +18,7 @@ from typing import Any
 
 from services.contracts.events import MILESTONE_AT_RISK, MILESTONE_MISSED, MILESTONE_RECOVERED
 from services.contracts.thai_calendar import BANGKOK
-from services.notifier.holidays import is_working_day, next_working_morning
+from services.notifier.holidays import add_working_hours, is_working_day, next_working_morning
 
 
 class Channel(StrEnum):
@@ -90,6 +90,17 @@ class Route:
     escalate_after_days: int | None = None
     escalation_recipients: tuple[str, ...] = ()
     urgent_reminders: bool = False
+    levels: tuple[EscalationLevel, ...] = ()  # `escalation:` chain; the two fields above are its one-level form
+
+    @property
+    def chain(self) -> tuple[EscalationLevel, ...]:
+        """The escalation levels in order (the legacy `escalate_after_days` form is one calendar-time level)."""
+        if self.levels:
+            return self.levels
+        if self.escalate_after_days is not None and self.escalation_recipients:
+            return (EscalationLevel(Wait(calendar=timedelta(days=self.escalate_after_days)),
+                                    self.escalation_recipients),)
+        return ()
 
     def matches(self, alert_type: str, agency: str | None, workstream: str | None,
                 labels: Mapping[str, str] | None = None) -> bool:
@@ -246,15 +257,53 @@ def parse_routing(doc: Any, known_agencies: Container[str] | None = None) -> Rou
             raise RoutingError(f"route {name!r}: escalate_after_days must be a non-negative integer")
         if escalate is not None and not esc:
             escalate = None  # nobody to escalate to
+        levels = _parse_levels(spec.get("escalation"), name, recipients)
+        if levels and (escalate is not None or esc):
+            raise RoutingError(f"route {name!r}: give either `escalation:` levels or escalate_after_days with "
+                               "escalation_recipients, not both")
         routes.append(Route(
             name=name, recipients=rec, channels=channels, agencies=agencies,
             workstreams=_str_set(match.get("workstream"), f"route {name!r} match.workstream"), types=types,
             labels=labels,
             reminder_interval=parse_duration(spec.get("reminder_interval", defaults.get("reminder_interval", "24h"))),
-            escalate_after_days=escalate, escalation_recipients=esc,
+            escalate_after_days=escalate, escalation_recipients=esc, levels=levels,
             urgent_reminders=bool(spec.get("urgent_reminders", False)),
         ))
     return RoutingTable(tuple(routes), recipients, frozenset(unsigned), names)
+
+
+def _parse_levels(spec: Any, route: str, recipients: Mapping[str, Any]) -> tuple[EscalationLevel, ...]:
+    if spec is None:
+        return ()
+    if not isinstance(spec, list) or not spec:
+        raise RoutingError(f"route {route!r}: escalation must be a non-empty list of levels")
+    if len(spec) > MAX_LEVELS:
+        raise RoutingError(f"route {route!r}: at most {MAX_LEVELS} escalation levels")
+    levels: list[EscalationLevel] = []
+    for n, level in enumerate(spec, start=1):
+        where = f"route {route!r} escalation level {n}"
+        if not isinstance(level, dict) or "after" not in level:
+            raise RoutingError(f"{where}: expected a mapping with `after` and `recipients`")
+        try:
+            wait = parse_wait(level["after"])
+        except RoutingError as exc:
+            raise RoutingError(f"{where}: {exc} (or say e.g. `1 working day`, `4 working hours`)") from None
+        who = tuple(level.get("recipients") or ())
+        if not who:
+            raise RoutingError(f"{where}: needs at least one recipient")
+        for r in who:
+            if r not in recipients and r not in DYNAMIC_RECIPIENTS:
+                raise RoutingError(f"{where}: unknown recipient {r!r}")
+        channels = None
+        if level.get("channels") is not None:
+            try:
+                channels = tuple(Channel(c) for c in level["channels"])
+            except (ValueError, TypeError) as exc:
+                raise RoutingError(f"{where}: {exc}") from None
+        if levels and wait.order <= levels[-1].wait.order:
+            raise RoutingError(f"{where}: must wait longer than level {n - 1}")
+        levels.append(EscalationLevel(wait, who, channels))
+    return tuple(levels)
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -348,19 +397,88 @@ class ReminderPlan:
     """What the scheduler does for one (milestone, route) whose alert is still `missed`."""
 
     sequence: int          # number of the reminder to send now (1, 2, ...); 0 = none due
-    next_due: datetime     # when the following reminder becomes due
-    escalate: bool         # escalation recipients must be told now (first time)
+    next_due: datetime     # when the following reminder or escalation level becomes due
+    escalate: bool         # some escalation level must be told now (for the first time)
+    levels: tuple[int, ...] = ()  # the escalation levels (0-based) reached by this pass, in order
+
+    @property
+    def levels_done(self) -> int | None:
+        """Levels told once this pass is done (None: no new level)."""
+        return self.levels[-1] + 1 if self.levels else None
 
 
 def plan_reminder(*, now: datetime, missed_since: datetime, last_sequence: int, interval: timedelta,
-                  escalate_after_days: int | None, escalated: bool) -> ReminderPlan:
+                  escalate_after_days: int | None = None, escalated: bool = False,
+                  level_due: tuple[datetime, ...] | None = None, levels_done: int | None = None) -> ReminderPlan:
     """Reminder n is due at missed_since + n*interval; missed reminders are not replayed one by one
-    (a stopped notifier sends one reminder carrying the latest number, not a burst)."""
+    (a stopped notifier sends one reminder carrying the latest number, not a burst).
+
+    Escalation levels are due at `level_due[i]` (computed by the caller: working hours or calendar time);
+    every level due by `now` and not yet told is told in this pass, in order (a notifier that was down
+    skips none and sends none twice). `escalate_after_days`/`escalated` are the one-level form."""
+    if level_due is None:
+        level_due = (missed_since + timedelta(days=escalate_after_days),) if escalate_after_days is not None else ()
+    done = levels_done if levels_done is not None else (1 if escalated else 0)
     elapsed = now - missed_since
     due_sequence = int(elapsed / interval) if elapsed > timedelta(0) else 0
     sequence = due_sequence if due_sequence > last_sequence else 0
     current = max(last_sequence, due_sequence)
     next_due = missed_since + interval * (current + 1)
-    escalate = (escalate_after_days is not None and not escalated
-                and elapsed >= timedelta(days=escalate_after_days))
-    return ReminderPlan(sequence, next_due, escalate)
+    reached = tuple(i for i in range(done, len(level_due)) if level_due[i] <= now)
+    after = done + len(reached)
+    if after < len(level_due):
+        next_due = min(next_due, level_due[after])
+    return ReminderPlan(sequence, next_due, bool(reached), reached)
+
+
+# --- escalation chains -----------------------------------------------------------------------
+
+WORKING_HOURS_PER_DAY = 8  # 08:30-16:30 (services/notifier/holidays.py)
+MAX_LEVELS = 5
+_WAIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(working\s+days?|working\s+hours?|wd|wh)\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long a level waits after the milestone was missed: office hours on working days, or calendar time."""
+
+    working_hours: float | None = None
+    calendar: timedelta | None = None
+
+    def due(self, missed_since: datetime, holidays: Container[date]) -> datetime:
+        if self.working_hours is not None:
+            return add_working_hours(missed_since, self.working_hours, holidays)
+        return missed_since + (self.calendar or timedelta(0))
+
+    def describe(self) -> str:
+        if self.working_hours is not None:
+            days, hours = divmod(self.working_hours, WORKING_HOURS_PER_DAY)
+            if hours == 0:
+                return (f"{days:g} วันทำการ · {days:g} working day{'s' if days != 1 else ''} "
+                        f"(08:30–16:30 Mon–Fri, public holidays excluded)")
+            return (f"{self.working_hours:g} ชั่วโมงทำการ · {self.working_hours:g} working hours "
+                    f"(08:30–16:30 Mon–Fri, public holidays excluded)")
+        return f"{self.calendar} (calendar time)"
+
+    @property
+    def order(self) -> float:
+        """Comparable size of the wait (a working day is 24 calendar hours at least): levels must grow."""
+        if self.working_hours is not None:
+            return self.working_hours / WORKING_HOURS_PER_DAY * 86400
+        return (self.calendar or timedelta(0)).total_seconds()
+
+
+def parse_wait(value: Any) -> Wait:
+    """`1 working day`, `3 working days`, `4 working hours` (`1wd`, `4wh`), or a calendar duration (`2d`, `36h`)."""
+    if isinstance(value, str) and (m := _WAIT.match(value)):
+        amount, unit = float(m.group(1)), m.group(2).lower()
+        hours = amount * WORKING_HOURS_PER_DAY if unit.startswith(("working d", "wd")) else amount
+        return Wait(working_hours=hours)
+    return Wait(calendar=parse_duration(value))
+
+
+@dataclass(frozen=True)
+class EscalationLevel:
+    wait: Wait
+    recipients: tuple[str, ...]
+    channels: tuple[Channel, ...] | None = None  # None: the route's channels

@@ -240,11 +240,10 @@ class NotifierService:
             existing.update(fresh)
             fresh.clear()
 
-    @staticmethod
-    def _first_due(route: Route, missed_since: datetime) -> datetime:
+    def _first_due(self, route: Route, missed_since: datetime) -> datetime:
         due = missed_since + route.reminder_interval
-        if route.escalate_after_days is not None:
-            due = min(due, missed_since + timedelta(days=route.escalate_after_days))
+        if route.chain:
+            due = min(due, route.chain[0].wait.due(missed_since, self.holidays))
         return due
 
     # --- Alertmanager --------------------------------------------------------------------
@@ -373,16 +372,20 @@ class NotifierService:
             if route is None:  # the route was removed from the file: nothing to remind on
                 await self.repo.set_latest(schedule["milestone_id"], schedule["detected_at"], "route_removed")
                 continue
+            chain = route.chain
+            done = _levels_done(schedule)
             plan = plan_reminder(now=now, missed_since=schedule["missed_since"], last_sequence=schedule["sequence"],
-                                 interval=route.reminder_interval, escalate_after_days=route.escalate_after_days,
-                                 escalated=schedule["escalated"])
-            escalated = schedule["escalated"] or plan.escalate
+                                 interval=route.reminder_interval, levels_done=done,
+                                 level_due=tuple(lvl.wait.due(schedule["missed_since"], self.holidays) for lvl in chain))
+            levels_done = plan.levels_done if plan.levels_done is not None else done
             alert, event_id = schedule["alert"], schedule["event_id"]
             docs: dict[str, dict[str, Any]] = {}
 
-            def add(recipients: Iterable[str], kind: Kind, prefix: str, sequence: int | None) -> None:
-                for target, name in resolve(self.routing, recipients, route.channels, agency=schedule["agency"],
-                                            workstream=schedule["workstream"], registered=registered):
+            def add(recipients: Iterable[str], kind: Kind, prefix: str, sequence: int | None,
+                    channels: Iterable[Channel] | None = None) -> None:
+                for target, name in resolve(self.routing, recipients, channels or route.channels,
+                                            agency=schedule["agency"], workstream=schedule["workstream"],
+                                            registered=registered):
                     key = idempotency_key(event_id, target.recipient, target.channel, prefix=prefix)
                     docs.setdefault(key, self._doc(
                         key=key, kind=kind, alert_type="missed", event_id=event_id, event_time=schedule["detected_at"],
@@ -390,17 +393,18 @@ class NotifierService:
                         workstream=schedule["workstream"], milestone_id=schedule["milestone_id"], alert=alert,
                         sequence=sequence, recipient_name=name))
 
-            if plan.escalate:
-                add(route.escalation_recipients, Kind.escalation, "escalation", None)
+            for n in plan.levels:  # every level due and not told yet, in order: none skipped, none twice
+                level = chain[n]
+                add(level.recipients, Kind.escalation, "escalation" if n == 0 else f"escalation:{n + 1}", None,
+                    level.channels)
+                self.metrics.escalations.labels(str(min(n + 1, 5))).inc()
             if plan.sequence:
-                recipients = route.recipients + (route.escalation_recipients if escalated and not plan.escalate else ())
+                # Reminders also go to the levels told in earlier passes (a level told now just got its message).
+                recipients = route.recipients + tuple(r for lvl in chain[:done] for r in lvl.recipients)
                 add(recipients, Kind.reminder, f"reminder:{plan.sequence}", plan.sequence)
             created += await self.store(list(docs.values()))
-            next_due = plan.next_due
-            if not escalated and route.escalate_after_days is not None:
-                next_due = min(next_due, schedule["missed_since"] + timedelta(days=route.escalate_after_days))
             await self.repo.advance_reminder(schedule, sequence=max(schedule["sequence"], plan.sequence),
-                                             next_due=next_due, escalated=escalated)
+                                             next_due=plan.next_due, escalated=levels_done > 0, level=levels_done)
         return created
 
     # --- dispatcher ----------------------------------------------------------------------
@@ -549,6 +553,11 @@ class NotifierService:
         for _, _, fut in group:
             if not fut.done():
                 fut.set_result(None)
+
+
+def _levels_done(schedule: Mapping[str, Any]) -> int:
+    """Escalation levels already told (schedules written before chains existed only say `escalated`)."""
+    return int(schedule.get("level", 1 if schedule.get("escalated") else 0))
 
 
 async def _no_attachments(doc: dict[str, Any]) -> tuple[Any, ...]:

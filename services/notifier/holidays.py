@@ -23,6 +23,9 @@ __all__ = [
     "is_working_day",
     "load_holidays",
     "next_working_morning",
+    "add_working_hours",
+    "WORKDAY_START",
+    "WORKDAY_END",
 ]
 
 DEFAULT_HOLIDAYS_FILE = Path(__file__).parent / "data" / "thai_public_holidays.json"
@@ -110,3 +113,34 @@ def next_working_morning(after: datetime, holidays: Container[date], hour: int =
             return candidate
         day += timedelta(days=1)
     raise HolidayDataError(f"no working day within {_MAX_SEARCH_DAYS} days after {after.isoformat()}; check the holiday table")
+
+
+# Office hours of Thai government agencies (08:30-16:30, Monday-Friday): a "working day" of waiting is
+# these 8 hours. Escalation waits count only time inside them, on working days.
+WORKDAY_START = time(8, 30)
+WORKDAY_END = time(16, 30)
+
+
+def add_working_hours(start: datetime, hours: float, holidays: Container[date]) -> datetime:
+    """The instant `hours` of office time after `start` (Asia/Bangkok office hours on working days only).
+
+    Time before 08:30, after 16:30, on weekends and on public holidays does not count: 8 working hours from
+    Friday 15:00 end on the next working day at 15:00 (Monday, or Tuesday when Monday is a holiday)."""
+    if start.tzinfo is None:
+        raise ValueError("add_working_hours requires a timezone-aware datetime")
+    if hours < 0:
+        raise ValueError("hours must not be negative")
+    remaining = timedelta(hours=hours)
+    local = start.astimezone(BANGKOK)
+    for _ in range(_MAX_SEARCH_DAYS * 60):  # bounded: ~60 days of searching per 8 hours waited is plenty
+        day = local.date()
+        opens = datetime.combine(day, WORKDAY_START, tzinfo=BANGKOK)
+        closes = datetime.combine(day, WORKDAY_END, tzinfo=BANGKOK)
+        if is_working_day(day, holidays) and local < closes:
+            begin = max(local, opens)
+            available = closes - begin
+            if remaining <= available:
+                return (begin + remaining).astimezone(start.tzinfo)
+            remaining -= available
+        local = datetime.combine(day + timedelta(days=1), time(0), tzinfo=BANGKOK)
+    raise HolidayDataError(f"{hours} working hours after {start.isoformat()} not reached; check the holiday table")

@@ -37,6 +37,11 @@ class NotifierMetrics:
             "Time from a notification's delivery to its recipient's acknowledgement.",
             registry=registry, buckets=(60, 300, 900, 3600, 4 * 3600, 8 * 3600, 86400, 2 * 86400, 3 * 86400,
                                         7 * 86400, 14 * 86400, 30 * 86400))
+        self.escalations = Counter("newnormal_notifier_escalations_total",
+                                   "Escalation levels reached (each level of a chain once per milestone and due date), "
+                                   "by level (1-4, 5 = fifth and beyond).", ["level"], registry=registry)
+        for level in range(1, 6):
+            self.escalations.labels(str(level))
         self.cancelled = Counter("newnormal_notifier_cancelled_total",
                                  "Reminders and escalations not sent because the episode was acknowledged.",
                                  registry=registry)

@@ -72,8 +72,8 @@ class FakeRepo:
     async def due_reminders(self, now, limit=200):
         return [dict(s) for s in self.schedules.values() if s["active"] and s["next_due"] <= now]
 
-    async def advance_reminder(self, schedule, *, sequence, next_due, escalated):
-        self.schedules[schedule["_id"]].update(sequence=sequence, next_due=next_due, escalated=escalated)
+    async def advance_reminder(self, schedule, *, sequence, next_due, escalated, level=0):
+        self.schedules[schedule["_id"]].update(sequence=sequence, next_due=next_due, escalated=escalated, level=level)
         return True
 
 
