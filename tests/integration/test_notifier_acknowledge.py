@@ -11,7 +11,7 @@ import asyncio
 import json
 import mailbox
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -184,3 +184,75 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
 
 async def _ready(value):
     return value or None
+
+
+def write_chain_routes(tmp_path: Path) -> Path:
+    doc = {
+        "recipients": {
+            "dga-owner": {"name": "ผู้รับผิดชอบภารกิจ สพร.", "email": "owner@dga.go.th"},
+            "opdc-director": {"name": "ผู้อำนวยการกองติดตามประเมินผล", "email": "director@opdc.go.th"},
+            "ps-office": {"name": "สำนักงานปลัดกระทรวง", "email": "ps@mdes.go.th"},
+        },
+        # Another agency than the first test's: this module's broker still holds that test's dga alerts.
+        "routes": [{"name": "chain", "match": {"agency": "mdes", "type": ["missed", "recovered"]},
+                    "recipients": ["dga-owner"], "channels": ["email"], "reminder_interval": "30d",
+                    "escalation": [{"after": "1 working day", "recipients": ["opdc-director"]},
+                                   {"after": "3 working days", "recipients": ["ps-office"]}]}],
+    }
+    path = tmp_path / "chain-routes.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+async def test_an_unacknowledged_milestone_climbs_the_chain_in_working_hours_across_a_weekend_a_holiday_and_a_restart(
+        settings_for, kafka_bootstrap, tmp_path):
+    smtp_port, maildir = px.free_port(), tmp_path / "mail"
+    stopping, started = asyncio.Event(), asyncio.Event()
+    sink = asyncio.create_task(serve(maildir, port=smtp_port, stopping=stopping, started=started))
+    await asyncio.wait_for(started.wait(), 10)
+    port = px.free_port()
+    settings = settings_for(NotifierSettings, http_port=port, notifier_routes_file=write_chain_routes(tmp_path),
+                            notifier_smtp_port=smtp_port, notifier_scheduler_tick_seconds=0.2)
+    # Missed on Friday 4 Dec 2026 at 15:00; Saturday 5 and Monday 7 Dec are public holidays. Level 1 (one working
+    # day = 8 office hours) is due on Tuesday 8 Dec at 15:00; level 2 (three working days) on Thursday 10 Dec... which
+    # is Constitution Day, so Friday 11 Dec at 15:00.
+    clock = MovableClock(bkk(2026, 12, 4, 15, 0))
+    db = db_of(settings)
+
+    def escalations(to: str) -> list:
+        return [m for m in mails(maildir, to) if "ยกระดับ" in m["Subject"]]
+
+    try:
+        app = create_app(settings, clock=clock)
+        async with serving(app, port):
+            await produce_events(kafka_bootstrap, ROADMAP_ALERTS,
+                                 [alert_event("missed", "M-CHAIN", agency="mdes", now=clock(), due=date(2026, 12, 4),
+                                              days_late=0)])
+            await poll(lambda: _ready(mails(maildir, "owner@dga.go.th")), 30, what="the missed e-mail")
+            for moment in (bkk(2026, 12, 5, 10, 0), bkk(2026, 12, 7, 16, 0), bkk(2026, 12, 8, 14, 59)):
+                clock.set(moment)
+                await app.state.notifier.schedule_once()
+                assert await db.notifications.count_documents({"kind": "escalation"}) == 0, moment
+            clock.set(bkk(2026, 12, 8, 15, 1))
+            await poll(lambda: _ready(escalations("director@opdc.go.th")), 30, what="level 1 on Tuesday 15:00")
+            assert not escalations("ps@mdes.go.th")
+        # --- Restart mid-chain: the new instance neither repeats level 1 nor skips level 2.
+        clock.set(bkk(2026, 12, 11, 14, 59))
+        app = create_app(settings, clock=clock)
+        async with serving(app, port):
+            await app.state.notifier.schedule_once()
+            assert not escalations("ps@mdes.go.th")  # Thursday was a holiday: not yet
+            clock.set(bkk(2026, 12, 14, 9, 0))  # the notifier slept through Friday 15:00: level 2 at the next pass
+            await poll(lambda: _ready(escalations("ps@mdes.go.th")), 30, what="level 2 after the restart")
+            for _ in range(3):
+                await app.state.notifier.schedule_once()
+        assert len(escalations("director@opdc.go.th")) == 1 and len(escalations("ps@mdes.go.th")) == 1
+        [schedule] = [d async for d in db.notifier_reminders.find({"milestone_id": "M-CHAIN"})]
+        assert schedule["level"] == 2
+    finally:
+        stopping.set()
+        await asyncio.wait_for(sink, 10)
+
+
+def bkk(*args) -> datetime:
+    return datetime(*args, tzinfo=BANGKOK)
