@@ -8,22 +8,25 @@ import json
 
 
 def cmd_check_routes(args: argparse.Namespace) -> int:
+    """Explain a routes file (who is told when), or refuse it with the line at fault."""
+    import yaml
+
     from services.notifier.domain import RoutingError
     from services.notifier.main import load_routing
+    from services.notifier.routes_explain import explain, line_of
     from services.notifier.settings import NotifierSettings
 
     settings = NotifierSettings()
     path = args.file or settings.notifier_routes_file
     try:
         table = load_routing(path, settings)
-    except (RoutingError, OSError) as exc:
-        print(f"{path}: {exc}")
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc}")
         return 1
-    for route in table.routes:
-        targets = table.targets(route.recipients, route.channels)
-        print(f"{route.name}: {len(targets)} target(s), reminders every {route.reminder_interval}, "
-              f"escalation after {route.escalate_after_days} day(s)" if route.escalate_after_days is not None else
-              f"{route.name}: {len(targets)} target(s), reminders every {route.reminder_interval}")
+    except (RoutingError, yaml.YAMLError) as exc:
+        print(f"{path}:{line_of(path, exc)}: {exc}")
+        return 1
+    print(explain(table))
     return 0
 
 
@@ -51,9 +54,14 @@ def cmd_failed(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("notifier", help="notifier operations")
     sub = parser.add_subparsers(dest="notifier_command", required=True)
-    check = sub.add_parser("check-routes", help="validate a routing YAML file")
+    check = sub.add_parser("check-routes", help="validate a routing YAML file (same as `routes check`)")
     check.add_argument("file", nargs="?")
     check.set_defaults(func=cmd_check_routes)
+    routes = sub.add_parser("routes", help="the routing file")
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    explain = routes_sub.add_parser("check", help="explain a routes file (who is told when) or show the line at fault")
+    explain.add_argument("file", nargs="?")
+    explain.set_defaults(func=cmd_check_routes)
     failed = sub.add_parser("failed", help="list notifications that failed after their retry budget")
     failed.add_argument("--channel", choices=("email", "webhook", "slack", "teams", "line"))
     failed.add_argument("--limit", type=int, default=100)

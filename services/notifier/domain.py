@@ -458,7 +458,8 @@ class Wait:
                         f"(08:30–16:30 Mon–Fri, public holidays excluded)")
             return (f"{self.working_hours:g} ชั่วโมงทำการ · {self.working_hours:g} working hours "
                     f"(08:30–16:30 Mon–Fri, public holidays excluded)")
-        return f"{self.calendar} (calendar time)"
+        days = (self.calendar or timedelta(0)).total_seconds() / 86400
+        return f"{days:g} calendar day{'s' if days != 1 else ''}" if days >= 1 else f"{self.calendar} (calendar time)"
 
     @property
     def order(self) -> float:
