@@ -8,6 +8,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from services.dashboards.panels import (
     GREEN,
     RED,
+    bargauge_panel,
     histogram_heatmap_panel,
     job_variable,
     new_dashboard,
@@ -111,6 +112,28 @@ def build():
             w=8, h=8, decimals=0, steps=((None, GREEN), (1, RED)),
             description="การแจ้งเตือนที่หมดจำนวนครั้งลองใหม่ ส่งซ้ำได้ทาง API · Notifications that exhausted their "
                         "retries; re-send through POST /v1/notifications/{id}/retry."))
+        .with_panel(bargauge_panel(
+            "ยังไม่มีผู้รับทราบ · Unacknowledged by age",
+            [query("max by (age) (newnormal_notifier_unacknowledged)", "{{age}}", instant=True)], w=8, h=8,
+            unit="none", max_val=None, steps=((None, GREEN), (1, "orange")),
+            description="ภารกิจเลยกำหนด/เสี่ยงที่แจ้งแล้วแต่ยังไม่มีผู้รับทราบ (30 วันล่าสุด) ตามเวลาตั้งแต่แจ้งครั้งแรก · "
+                        "Missed or at-risk episodes told in the last 30 days that nobody acknowledged, by age."))
+        .with_panel(stat_panel(
+            "เวลาจนรับทราบ (เฉลี่ย) · Mean time to acknowledge in range",
+            # clamp_min: no acknowledgement in the range reads 0, not NaN.
+            [query("sum(increase(newnormal_notifier_acknowledgement_seconds_sum[$__range])) / "
+                   "clamp_min(sum(increase(newnormal_notifier_acknowledgement_seconds_count[$__range])), 1)",
+                   "mean", instant=True),
+             query("sum(increase(newnormal_notifier_acknowledgements_total[$__range]))", "acknowledged",
+                   instant=True)], w=8, h=8, decimals=0,
+            description="จากการส่งถึงผู้รับจนผู้รับกดรับทราบ · From delivery to the recipient's acknowledgement "
+                        "(newnormal_notifier_acknowledgement_seconds); and how many were acknowledged."))
+        .with_panel(stat_panel(
+            "การยกระดับตามลำดับขั้น · Escalations by level in range",
+            [query("sum by (level) (increase(newnormal_notifier_escalations_total[$__range]))", "level {{level}}",
+                   instant=True),
+             query("sum(increase(newnormal_notifier_cancelled_total[$__range]))", "cancelled by an acknowledgement",
+                   instant=True)], w=8, h=8, decimals=0))
         .with_row(row("รายงาน · Reports"))
         .with_panel(timeseries_panel(
             "เวลาแสดงหน้าภาพรวม p95 · Page server time p95 (target 300 ms)",

@@ -43,6 +43,7 @@ class NotificationRepository:
         await self.acks.create_index([("episode", ASCENDING)], name="episode")
         await self.acks.create_index([("published", ASCENDING)], name="published")
         await self.contacts_audit.create_index([("agency", ASCENDING), ("at", DESCENDING)], name="agency_at")
+        await self.col.create_index([("kind", ASCENDING), ("sent_at", ASCENDING)], name="kind_sent")
 
     # --- notifications -------------------------------------------------------------------
     async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]:
@@ -142,6 +143,13 @@ class NotificationRepository:
         pipeline = [{"$match": {"state": {"$in": [*OPEN_STATES, State.failed.value]}}},
                     {"$group": {"_id": {"state": "$state", "channel": "$channel"}, "n": {"$sum": 1}}}]
         return {(d["_id"]["state"], d["_id"]["channel"]): d["n"] async for d in await self.col.aggregate(pipeline)}
+
+    async def unacknowledged_sent_since(self, since: datetime) -> list[datetime]:
+        """First delivery time of each unacknowledged missed/at-risk alert episode delivered since `since`."""
+        pipeline = [{"$match": {"kind": "alert", "sent_at": {"$gte": since}, "state": State.sent.value,
+                                "alert_type": {"$in": ["missed", "at_risk"]}, "acknowledged_at": {"$exists": False}}},
+                    {"$group": {"_id": {"m": "$milestone_id", "d": "$alert.due_date"}, "first": {"$min": "$sent_at"}}}]
+        return [d["first"] async for d in await self.col.aggregate(pipeline)]
 
     async def next_due(self) -> datetime | None:
         doc = await self.col.find_one({"state": {"$in": list(CLAIMABLE)}}, {"next_attempt_at": 1},

@@ -54,7 +54,7 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
     service = NotifierService(settings=settings, repo=repo, routing=routing, renderer=renderer, channels={},
                               metrics=metrics, holidays=load_holidays(settings.notifier_holidays_file), clock=clock)
     service.acks = acks
-    runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds))
+    runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds, clock))
     runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=service.on_alerts, allowed_types=ROADMAP_ALERT_TYPES)
     runtime.add_consumer(topic=REPORTS_EVENTS, group="notifier-reports", handler=service.on_reports,
                          allowed_types=REPORT_TYPES)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter as Counter_
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from services.common.clock import utc_now
 from services.common.metrics import SnapshotCollector
 from services.notifier.adapters import NotificationRepository
 from services.notifier.domain import OPEN_STATES, Channel, State
@@ -60,9 +63,10 @@ class NotificationGauges(SnapshotCollector):
     One aggregation over the open and failed documents only (never the bulk of `sent`), cached between scrapes.
     """
 
-    def __init__(self, repo: NotificationRepository, max_age_seconds: float):
+    def __init__(self, repo: NotificationRepository, max_age_seconds: float, clock: Callable[[], datetime] = utc_now):
         super().__init__(max_age_seconds)
         self.repo = repo
+        self.clock = clock
 
     async def load(self) -> Iterable[Metric]:
         counts = await self.repo.count_by_state_channel()
@@ -75,4 +79,22 @@ class NotificationGauges(SnapshotCollector):
         for channel in Channel:
             pending.add_metric([channel.value], sum(counts.get((s, channel.value), 0) for s in OPEN_STATES))
             failed.add_metric([channel.value], counts.get((State.failed.value, channel.value), 0))
-        return [pending, failed]
+        now = self.clock()
+        ages = Counter_(age_bucket(now - (t if t.tzinfo else t.replace(tzinfo=UTC)))
+                        for t in await self.repo.unacknowledged_sent_since(now - UNACKNOWLEDGED_WINDOW))
+        unacknowledged = GaugeMetricFamily(
+            "newnormal_notifier_unacknowledged",
+            "Missed or at-risk alert episodes (milestone and due date) delivered in the last 30 days that nobody has "
+            "acknowledged yet, by time since the first delivery.", labels=["age"])
+        for bucket in AGE_BUCKETS:
+            unacknowledged.add_metric([bucket], ages.get(bucket, 0))
+        return [pending, failed, unacknowledged]
+
+
+UNACKNOWLEDGED_WINDOW = timedelta(days=30)
+AGE_BUCKETS = ("under_1d", "1d_to_3d", "3d_to_7d", "7d_to_30d")
+
+
+def age_bucket(age: timedelta) -> str:
+    days = age.total_seconds() / 86400
+    return "under_1d" if days < 1 else "1d_to_3d" if days < 3 else "3d_to_7d" if days < 7 else "7d_to_30d"
