@@ -392,8 +392,8 @@ class Replay:
                 self._note(self.state.status(deadline)[0], deadline, "deadline_passed")
 
     def _note(self, status: Status, at: datetime, cause: str) -> None:
-        if status in (Status.missed, Status.at_risk) and self.state.due is not None:
-            self._alert(status.value, self.state.due)
+        if status is Status.missed and self.state.due is not None:
+            self._alert("missed", self.state.due)
         if not self.timeline or self.timeline[-1]["status"] != status.value:
             self.timeline.append({"status": status.value, "at": at, "cause": cause})
 
@@ -528,11 +528,11 @@ def alert_id(kind: str, milestone_id: str, due_date: str) -> str:
 def _alert_fields(milestone_id: str, replay: Replay, verdict: Verdict) -> dict[str, Any]:
     """The alerts the milestone's facts call for, as a function of the facts like the rest of the record.
 
-    From the replay in effective-time order: `missed` for each due date whose Bangkok day ended while it was in
-    force and the milestone open; `recovered` for a completion reported after such a miss, the due date unchanged;
-    `at_risk` for a due date during which the milestone's own progress put it at risk. Plus the one alert about
-    the current state that other milestones' facts decide: `at_risk` for the current due date while a dependency
-    is missed or at risk. At most one alert per kind and due date.
+    From the replay in effective-time order, history: `missed` for each due date whose Bangkok day ended while it
+    was in force and the milestone open; `recovered` for a completion reported after such a miss, the due date
+    unchanged. And the current state: `at_risk` for the current due date while the record is at risk (its own
+    progress, or a dependency missed or at risk), so a history loaded at once does not alert risks long past.
+    At most one alert per kind and due date.
     """
     due = list(replay.alerts)
     current = replay.state.due

@@ -136,6 +136,15 @@ def test_a_reschedule_stamped_before_the_deadline_means_it_was_never_missed_when
         assert domain.alerts_due(project("M", facts, DEADLINE + 5 * DAY)) == []
 
 
+def test_at_risk_is_about_the_current_state_and_a_past_risk_loaded_later_is_not_alerted():
+    slow = progress(5, T0 + 20 * DAY, "slow")  # 5 % in 20 days: far behind, at risk then
+    caught_up = progress(80, T0 + 40 * DAY, "fast")
+    doc = project("M", [planned(), slow], T0 + 21 * DAY)
+    assert doc["status"] == Status.at_risk and domain.alerts_due(doc) == [("at_risk", DUE.isoformat())]
+    now_fine = project("M", [planned(), slow, caught_up], T0 + 41 * DAY)
+    assert now_fine["status"] == Status.in_progress and domain.alerts_due(now_fine) == []
+
+
 # --- the property ---------------------------------------------------------------------------------
 
 @st.composite
@@ -188,9 +197,10 @@ def test_any_order_and_duplication_gives_the_same_record_and_the_same_alerts(fac
 @settings(max_examples=100, deadline=None)
 @given(fact_sets(), st.integers(0, 200))
 def test_alerts_only_grow_as_time_passes(facts, now_days):
-    """An alert the facts call for at one instant is still called for later: time alone never withdraws one.
+    """A missed or recovered alert the facts call for at one instant is still called for later.
     (`now` after every fact: a fact stamped in the future is refused at the edge.)"""
     now = max(domain.effective_time(f) for f in facts) + timedelta(days=now_days)
     earlier = set(domain.alerts_due(project("M", facts, now)))
     later = set(domain.alerts_due(project("M", facts, now + 30 * DAY)))
-    assert earlier <= later
+    history = {a for a in earlier if a[0] != "at_risk"}  # at risk is the current state: a deadline ends it
+    assert history <= later
