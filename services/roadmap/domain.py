@@ -45,6 +45,7 @@ FACT_KINDS = {
     events.MILESTONE_RESCHEDULED: "rescheduled",
     events.MILESTONE_CANCELLED: "cancelled",
     events.FACT_RETRACTED: corrections.RETRACTED,
+    events.MILESTONE_ACKNOWLEDGED: "acknowledged",  # from the notifier: an owner answered a missed/at-risk notice
 }
 
 # How far back progress reports count towards the "recent" rate, and how many at most.
@@ -116,6 +117,7 @@ class Projection:
     rate_per_day: float | None  # percentage points per day over the recent window
     finish: date | None  # Bangkok day on which 100 % is reached, None if never at the current rate
     stalled: bool  # two or more recent points without progress
+    source: str = "progress_rate"  # or "owner_forecast": an acknowledgement's forecast later than the rate's
 
 
 def project_finish(points: Sequence[tuple[datetime, float]], origin: datetime | None) -> Projection | None:
@@ -160,6 +162,7 @@ class _State:
     cancelled: bool = False
     points: list[tuple[datetime, float]] | None = None
     origin: datetime | None = None
+    forecast: date | None = None  # the owner's forecast completion for the current due date (acknowledgement)
 
     def status(self, now: datetime) -> tuple[Status, Projection | None]:
         if self.plan is None or self.due is None:
@@ -169,12 +172,20 @@ class _State:
         if self.completed_on is not None:
             return Status.completed, None
         if now >= end_of_bangkok_day(self.due):
-            return Status.missed, None
-        projection = project_finish(self.points or [], self.origin)
+            return Status.missed, self._with_forecast(None)
+        projection = self._with_forecast(project_finish(self.points or [], self.origin))
         if projection is not None and (projection.finish is None or projection.finish > self.due):
             return Status.at_risk, projection
         percent = self.points[-1][1] if self.points else 0.0
         return (Status.in_progress if percent > 0 else Status.planned), projection
+
+    def _with_forecast(self, projection: Projection | None) -> Projection | None:
+        """The owner's forecast becomes the projected finish when it is later than the rate's (what the owner
+        says counts against optimism, never for it); a stalled projection (never) stays."""
+        if self.forecast is None or (projection is not None and (projection.finish is None
+                                                                  or projection.finish >= self.forecast)):
+            return projection
+        return Projection(projection.rate_per_day if projection else None, self.forecast, False, "owner_forecast")
 
 
 def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime,
@@ -189,12 +200,15 @@ def project(milestone_id: str, facts: Iterable[Mapping[str, Any]], now: datetime
     corrected = corrections.apply_retractions(facts)  # a retracted fact counts as never sent
     accepted = accept_facts(corrected.facts)
     progress, late_reports = progress_points(accepted.of_kind("progressed"), accepted.completed_on)
-    considered = [f for f in accepted.facts if f["kind"] != "progressed"] + progress
+    considered = [f for f in accepted.facts if f["kind"] not in ("progressed", "acknowledged")] + progress
     considered.sort(key=_effective_sort_key)
     replay = replay_facts(considered, now)
+    acknowledged = acknowledgements(accepted.of_kind("acknowledged"), replay.state.due)
+    replay.state.forecast = acknowledged.forecast
     verdict = status_and_reasons(replay.state, now, dependency_status or {})
     doc = document(milestone_id, accepted, progress, replay, verdict,
                    ignored=corrected.ignored + accepted.ignored + late_reports)
+    doc.update(acknowledged.fields)
     doc["event_count"] = corrected.count
     doc["retractions"] = corrected.retractions
     return doc
@@ -421,7 +435,8 @@ def status_and_reasons(state: _State, now: datetime, dependency_status: Mapping[
     deps = state.plan.get("depends_on", []) if state.plan else []
     blocking = sorted(d for d in deps if dependency_status.get(d) in (Status.missed, Status.at_risk))
     if own_status is Status.at_risk:
-        reasons.append("projected_finish_after_due" if projection and projection.finish else "progress_stalled")
+        reasons.append(("owner_forecast_after_due" if projection.source == "owner_forecast" else
+                        "projected_finish_after_due") if projection and projection.finish else "progress_stalled")
     if blocking and own_status in OPEN_STATUSES:
         status = Status.at_risk
         reasons.append("dependency_at_risk_or_missed")
@@ -491,6 +506,7 @@ def _progress_fields(state: _State, progress: list[Mapping[str, Any]], projectio
                              for f in progress],
         "progress_rate_per_day": round(rate, 6) if rate is not None else None,
         "projected_finish": projection.finish.isoformat() if projection and projection.finish else None,
+        "projected_finish_source": projection.source if projection and projection.finish else None,
     }
 
 
@@ -509,6 +525,35 @@ def _outcome_fields(accepted: Accepted, due: date | None) -> dict[str, Any]:
         "completion_reported_after_deadline": reported_late,
         "cancelled_reason": cancellations[-1]["data"].get("reason") if cancellations else None,
     }
+
+
+# --- acknowledgements ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Acknowledged:
+    fields: dict[str, Any]
+    forecast: date | None  # the latest forecast given for the current due date
+
+
+def acknowledgements(facts: Iterable[Mapping[str, Any]], current_due: date | None) -> Acknowledged:
+    """Owners' acknowledgements (from the notifier's links), oldest first; those for the current due date name
+    who acknowledged it, when, their recovery note and forecast. One for an earlier due date stays in history."""
+    history = sorted(({"by": f["data"]["acknowledged_by"], "by_name": f["data"].get("acknowledged_by_name"),
+                       "at": _utc(f["data"]["acknowledged_at"]), "due_date": f["data"]["due_date"],
+                       "alert_type": f["data"].get("alert_type"), "note": f["data"].get("note"),
+                       "forecast_completion": f["data"].get("forecast_completion"), "event": f["key"]}
+                      for f in facts), key=lambda a: (a["at"], a["event"]))
+    current = [a for a in history if current_due is not None and a["due_date"] == current_due.isoformat()]
+    first = current[0] if current else None
+    forecasts = [a["forecast_completion"] for a in current if a["forecast_completion"]]
+    return Acknowledged(
+        {"acknowledgements": history,
+         "acknowledged_by": first["by"] if first else None,
+         "acknowledged_by_name": first["by_name"] if first else None,
+         "acknowledged_at": first["at"] if first else None,
+         "acknowledgement_note": next((a["note"] for a in reversed(current) if a["note"]), None),
+         "forecast_completion": forecasts[-1] if forecasts else None},
+        _date(forecasts[-1]) if forecasts else None)
 
 
 # --- alerts ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
 from services.common.clock import Clock, utc_now
-from services.contracts.events import ROADMAP_INPUT_TYPES
+from services.contracts.events import ROADMAP_CONSUMED_TYPES, ROADMAP_INPUT_TYPES
 from services.contracts.topics import ROADMAP_EVENTS
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.entrypoints import build_router
@@ -25,7 +25,9 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
     metrics = RoadmapMetrics(runtime.registry)
     service = RoadmapService(repo, runtime.publisher, metrics, settings, clock or utc_now)
 
-    runtime.add_consumer(topic=ROADMAP_EVENTS, group="roadmap", handler=service.handle, allowed_types=ROADMAP_INPUT_TYPES)
+    # Agencies' events and the notifier's acknowledgements (derived: never accepted from an agency at the edge).
+    runtime.add_consumer(topic=ROADMAP_EVENTS, group="roadmap", handler=service.handle,
+                         allowed_types=ROADMAP_CONSUMED_TYPES)
     runtime.add_collector(RoadmapCollector(repo.read_stats, settings.metrics_cache_seconds))
 
     async def start(rt: Runtime) -> None:

@@ -11,14 +11,14 @@ import asyncio
 import json
 import mailbox
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from support import MovableClock, db_of, make_key, poll, produce_events, read_topic, serving
+from support import MovableClock, cloudevent, db_of, make_key, poll, produce_events, read_topic, running, serving
 from test_notifier import alert_event
 
 from services.common import processes as px
@@ -28,9 +28,12 @@ from services.mailsink import serve
 from services.notifier import ack
 from services.notifier.main import create_app
 from services.notifier.settings import NotifierSettings
+from services.roadmap.main import create_app as create_roadmap
+from services.roadmap.settings import RoadmapSettings
 
 pytestmark = pytest.mark.integration
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/ack/\S+")
+BATCH = "application/cloudevents-batch+json"
 
 
 def write_routes(tmp_path: Path) -> Path:
@@ -66,14 +69,24 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
     settings = settings_for(NotifierSettings, http_port=port, notifier_routes_file=write_routes(tmp_path),
                             notifier_smtp_port=smtp_port, notifier_scheduler_tick_seconds=0.2,
                             notifier_public_url=f"http://127.0.0.1:{port}")
-    # Wednesday 25 Nov 2026, 10:00 Bangkok: a working day, inside working hours.
+    roadmap_settings = settings_for(RoadmapSettings, watcher_max_tick_seconds=0.5, alert_settle_seconds=0.5)
+    # Wednesday 25 Nov 2026, 10:00 Bangkok: a working day, inside working hours. Both milestones were due on
+    # Friday 20 Nov: the roadmap finds them missed and publishes the alerts the notifier turns into e-mail.
     clock = MovableClock(datetime(2026, 11, 25, 10, 0, tzinfo=BANGKOK))
     app = create_app(settings, clock=clock)
+    roadmap = create_roadmap(roadmap_settings, clock=clock)
     office = {"X-API-Key": await make_key(settings, "opdc", "programme_office")}
+    dga_roadmap = {"X-API-Key": await make_key(roadmap_settings, "dga"), "Content-Type": BATCH}
     try:
-        async with serving(app, port) as api, httpx.AsyncClient(follow_redirects=False, timeout=30) as person:
-            await produce_events(kafka_bootstrap, ROADMAP_ALERTS, [alert_event("missed", "M-ACK", now=clock()),
-                                                                   alert_event("missed", "M-TWIN", now=clock())])
+        async with serving(app, port) as api, running(roadmap) as roadmap_api, \
+                httpx.AsyncClient(follow_redirects=False, timeout=30) as person:
+            plans = [cloudevent("roadmap.milestone.planned", {
+                "milestone_id": mid, "title_th": f"ระบบสารบรรณอิเล็กทรอนิกส์ {mid}", "title_en": f"e-Saraban {mid}",
+                "workstream": "technology_access", "owner_agency": "dga", "due_date": "2026-11-20"},
+                agency="dga", id=f"plan-{mid}", time=datetime(2026, 10, 1, 3, 0, tzinfo=UTC).isoformat())
+                for mid in ("M-ACK", "M-TWIN")]
+            r = await roadmap_api.post("/v1/events", content=json.dumps(plans), headers=dga_roadmap)
+            assert r.status_code == 202, r.text
 
             async def two_emails():
                 got = mails(maildir, "owner@dga.go.th")
@@ -142,6 +155,19 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
             assert (data["milestone_id"], data["due_date"], data["acknowledged_by"]) == ("M-ACK", "2026-11-20",
                                                                                        "dga-owner")
             assert data["forecast_completion"] == "2026-12-15" and "081-234-5678" not in json.dumps(event)
+
+            # --- The roadmap records it: who, when, the note; the owner's forecast is the projected finish.
+            async def recorded():
+                got = (await roadmap_api.get("/v1/milestones/M-ACK", headers=dga_roadmap)).json()
+                return got if got.get("acknowledged_by") == "dga-owner" else None
+
+            milestone = await poll(recorded, 30, what="the acknowledgement in the roadmap read API")
+            assert milestone["status"] == "missed" and milestone["acknowledgement_note"].startswith("เร่งติดตั้งแล้ว")
+            assert milestone["projected_finish"] == "2026-12-15" and milestone["projected_finish_th"] == "15 ธ.ค. 2569"
+            assert milestone["projected_finish_source"] == "owner_forecast"
+            assert [a["by"] for a in milestone["acknowledgements"]] == ["dga-owner"]
+            twin_record = (await roadmap_api.get("/v1/milestones/M-TWIN", headers=dga_roadmap)).json()
+            assert twin_record["acknowledged_by"] is None
 
             # --- Reminders and escalation: the twin gets both, the acknowledged milestone neither.
             clock.advance(timedelta(hours=1, minutes=1))
