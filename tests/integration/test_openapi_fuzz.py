@@ -16,7 +16,7 @@ import copy
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -30,6 +30,8 @@ from support import make_key, poll
 
 from services.common import openapi
 from services.common import processes as px
+from services.contracts import dates
+from services.contracts.events import EVENT_TYPES
 
 pytestmark = [pytest.mark.integration,
               # raised inside schemathesis' own strategies, not in this project's code
@@ -57,6 +59,7 @@ def _body_rules(body: Any) -> None:
         return
     if not isinstance(body, dict):
         return
+    _date_rules(body)
     agency = body.get("agency")
     if isinstance(agency, str) and isinstance(body.get("source"), str):
         body["source"] = f"/agencies/{agency}/" + body["source"].split("/", 3)[-1]
@@ -66,6 +69,8 @@ def _body_rules(body: Any) -> None:
         for name in ("agency", "owner_agency"):
             if isinstance(agency, str) and name in data:
                 data[name] = agency
+        if isinstance(agency, str) and isinstance(data.get("voided_source"), str):  # retractions: own namespace
+            data["voided_source"] = f"/agencies/{agency}/" + data["voided_source"].split("/", 3)[-1]
         _body_rules(data)
     birth, submitted = body.get("birth_year"), body.get("submitted_at")
     if isinstance(birth, int | float) and not isinstance(birth, bool) and isinstance(submitted, str):
@@ -78,6 +83,41 @@ def _body_rules(body: Any) -> None:
                 body["age_group"] = body.get("age_group") or "25_34"
     if isinstance(body.get("depends_on"), list) and body.get("milestone_id") in body["depends_on"]:
         body["depends_on"] = [d for d in body["depends_on"] if d != body["milestone_id"]]
+
+
+def _in_window(value: Any, kind: dates.Window, now: datetime) -> bool:
+    """Whether a generated date text lies in its documented window (docs/platform.md "Dates")."""
+    try:
+        parsed = datetime.fromisoformat(value) if kind is dates.Window.observed else date.fromisoformat(value)
+        if kind is dates.Window.observed:
+            return dates._instant_refusal("x", parsed, now, dates.DateWindow()) is None and parsed.year < 2400
+        return dates._date_refusal("x", parsed, kind, now, dates.DateWindow()) is None
+    except (TypeError, ValueError, OverflowError):
+        return True  # not a date this rule judges: left as generated
+
+
+def _date_rules(body: dict[str, Any]) -> None:
+    """Dates in the windows the documents state in words (relative to now, which JSON Schema cannot express): an
+    event's `time` and its data's windowed fields (by the contracts' own types), a survey form's `submitted_at`,
+    and an xAPI statement's `timestamp` (its completion day). A value already inside is kept as generated."""
+    now = datetime.now(UTC)
+    earlier = (now - timedelta(days=1)).isoformat()
+    if isinstance(body.get("time"), str) and not _in_window(body["time"], dates.Window.observed, now):
+        body["time"] = earlier
+    if "actor" in body and isinstance(body.get("timestamp"), str) \
+            and not _in_window(body["timestamp"][:10], dates.Window.done_readable_fy, now):
+        body["timestamp"] = earlier
+    if isinstance(body.get("submitted_at"), str) and not _in_window(body["submitted_at"], dates.Window.observed, now):
+        body["submitted_at"] = earlier  # a survey form (POST /v1/responses) becomes an event with this field
+    event_type = EVENT_TYPES.get(body.get("type")) if isinstance(body.get("type"), str) else None
+    data = body.get("data")
+    if event_type is None or not isinstance(data, dict):
+        return
+    for name, kind in dates.windowed_fields(event_type.model):
+        if isinstance(data.get(name), str) and not _in_window(data[name], kind, now):
+            data[name] = earlier if kind is dates.Window.observed else (
+                (now + timedelta(days=30)).date() if kind is dates.Window.horizon else (now - timedelta(days=1)).date()
+            ).isoformat()
 
 
 def _query_rules(case: Any) -> None:
@@ -98,10 +138,18 @@ def _query_rules(case: Any) -> None:
 
 
 def _path_rules(case: Any) -> None:
-    """PUT /xapi/statements: the statement's own id, if any, is the `statementId` it is stored under."""
+    """PUT /xapi/statements: the statement's own id, if any, is the `statementId` it is stored under; GET: see below."""
     query = case.query if isinstance(case.query, dict) else {}
     if isinstance(case.body, dict) and "id" in case.body and isinstance(query.get("statementId"), str):
         case.body["id"] = query["statementId"]
+    if str(getattr(case, "method", "")).upper() == "GET" and getattr(case, "path", "") == "/xapi/statements":
+        # GET /xapi/statements: `statementId` / `voidedStatementId` stand alone (`format` aside), as its description
+        # says; `more` is only ever a cursor the service issued.
+        query.pop("more", None)
+        alone = next((n for n in ("statementId", "voidedStatementId") if n in query), None)
+        if alone:
+            for name in [n for n in query if n not in (alone, "format")]:
+                query.pop(name)
 
 
 def _consistent(context, case):
