@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from services.common.auth import Principal
 from services.common.clock import Clock
 from services.common.redact import redact_to_limit
 from services.contracts.envelope import make_event
@@ -172,6 +173,15 @@ class Acknowledgements:
             published += 1
         return published
 
+    async def summary(self, start: datetime, end: datetime, reader: Principal, agency: str | None) -> dict[str, Any]:
+        """Acknowledgement figures for episodes first notified in [start, end); an agency reads its own."""
+        scope = reader.read_scope(agency)
+        episodes = await self.repo.episodes_between(start, end, scope)
+        acks = await self.repo.acknowledgements_of(ack.episode_id(e["milestone_id"], e["due_date"]) for e in episodes)
+        escalations = await self.repo.escalation_levels_between(start, end, scope)
+        return {"start": start.isoformat(), "end": end.isoformat(), "agency": scope,
+                **summarise(episodes, acks, escalations, self.clock())}
+
     async def superseded(self, doc: dict[str, Any]) -> bool:
         """A reminder or escalation about to be sent whose episode was acknowledged meanwhile."""
         if doc.get("kind") not in (Kind.reminder.value, Kind.escalation.value) or not doc.get("alert"):
@@ -192,3 +202,57 @@ def _name(doc: dict[str, Any], routing: RoutingTable) -> str:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# --- the summary read by programme managers and the quarterly report -------------------------
+
+def summarise(episodes: list[dict[str, Any]], acks: list[dict[str, Any]], escalations: dict[int, int],
+              now: datetime) -> dict[str, Any]:
+    """Who answers their notifications: episodes notified, acknowledged, how fast, what is still open, by agency.
+    Pure: the repository gives episodes (milestone, due date, agency, first delivery), acknowledgements and
+    escalation counts."""
+    first_ack: dict[str, dict[str, Any]] = {}
+    for a in acks:
+        first_ack.setdefault(a["episode"], a)
+    hours: list[float] = []
+    open_ages: list[str] = []
+    per_agency: dict[str, dict[str, Any]] = {}
+    for ep in episodes:
+        key = ack.episode_id(ep["milestone_id"], ep["due_date"])
+        row = per_agency.setdefault(ep["agency"], {"agency": ep["agency"], "episodes": 0, "acknowledged": 0, "_h": []})
+        row["episodes"] += 1
+        answered = first_ack.get(key)
+        start = _aware(ep["first_sent"] or ep["created"])
+        if answered is not None:
+            row["acknowledged"] += 1
+            elapsed = max(0.0, (_aware(answered["acknowledged_at"]) - start).total_seconds() / 3600)
+            hours.append(elapsed)
+            row["_h"].append(elapsed)
+        else:
+            open_ages.append(_age_bucket(now - start))
+    agencies = []
+    for row in sorted(per_agency.values(), key=lambda r: (r["acknowledged"] / r["episodes"], -r["episodes"], r["agency"])):
+        h = row.pop("_h")
+        agencies.append({**row, "acknowledged_share": round(row["acknowledged"] / row["episodes"], 4),
+                         "median_hours_to_acknowledge": _quantile(h, 0.5)})
+    total = len(episodes)
+    return {
+        "episodes": total, "acknowledged": len(hours),
+        "acknowledged_share": round(len(hours) / total, 4) if total else None,
+        "median_hours_to_acknowledge": _quantile(hours, 0.5), "p90_hours_to_acknowledge": _quantile(hours, 0.9),
+        "unacknowledged": {b: open_ages.count(b) for b in ("under_1d", "1d_to_3d", "3d_to_7d", "7d_or_more")},
+        "escalations_by_level": {str(level): n for level, n in sorted(escalations.items())},
+        "agencies": agencies,  # least responsive first
+    }
+
+
+def _age_bucket(age: timedelta) -> str:
+    days = age.total_seconds() / 86400
+    return "under_1d" if days < 1 else "1d_to_3d" if days < 3 else "3d_to_7d" if days < 7 else "7d_or_more"
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)

@@ -44,6 +44,7 @@ class NotificationRepository:
         await self.acks.create_index([("published", ASCENDING)], name="published")
         await self.contacts_audit.create_index([("agency", ASCENDING), ("at", DESCENDING)], name="agency_at")
         await self.col.create_index([("kind", ASCENDING), ("sent_at", ASCENDING)], name="kind_sent")
+        await self.col.create_index([("kind", ASCENDING), ("created_at", ASCENDING)], name="kind_created")
 
     # --- notifications -------------------------------------------------------------------
     async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]:
@@ -143,6 +144,37 @@ class NotificationRepository:
         pipeline = [{"$match": {"state": {"$in": [*OPEN_STATES, State.failed.value]}}},
                     {"$group": {"_id": {"state": "$state", "channel": "$channel"}, "n": {"$sum": 1}}}]
         return {(d["_id"]["state"], d["_id"]["channel"]): d["n"] async for d in await self.col.aggregate(pipeline)}
+
+    async def episodes_between(self, start: datetime, end: datetime, agency: str | None) -> list[dict[str, Any]]:
+        """Missed/at-risk alert episodes (milestone, due date) first notified in [start, end): agency, first
+        notification and first delivery."""
+        match: dict[str, Any] = {"kind": "alert", "created_at": {"$gte": start, "$lt": end},
+                                 "alert_type": {"$in": ["missed", "at_risk"]}}
+        if agency is not None:
+            match["agency"] = agency
+        pipeline = [{"$match": match},
+                    {"$group": {"_id": {"m": "$milestone_id", "d": "$alert.due_date"}, "agency": {"$first": "$agency"},
+                                "workstream": {"$first": "$workstream"}, "created": {"$min": "$created_at"},
+                                "first_sent": {"$min": "$sent_at"}}}]
+        return [{"milestone_id": d["_id"]["m"], "due_date": d["_id"]["d"], "agency": d["agency"],
+                 "workstream": d["workstream"], "created": d["created"], "first_sent": d.get("first_sent")}
+                async for d in await self.col.aggregate(pipeline)]
+
+    async def acknowledgements_of(self, episodes: Iterable[str]) -> list[dict[str, Any]]:
+        ids = sorted(set(episodes))
+        if not ids:
+            return []
+        return [d async for d in self.acks.find({"episode": {"$in": ids}}).sort("acknowledged_at", ASCENDING)]
+
+    async def escalation_levels_between(self, start: datetime, end: datetime, agency: str | None) -> dict[int, int]:
+        """Escalation levels reached in [start, end): level -> episodes (one per milestone, due date and level)."""
+        match: dict[str, Any] = {"kind": "escalation", "created_at": {"$gte": start, "$lt": end}}
+        if agency is not None:
+            match["agency"] = agency
+        pipeline = [{"$match": match},
+                    {"$group": {"_id": {"m": "$milestone_id", "d": "$alert.due_date", "l": {"$ifNull": ["$level", 1]}}}},
+                    {"$group": {"_id": "$_id.l", "n": {"$sum": 1}}}]
+        return {int(d["_id"]): d["n"] async for d in await self.col.aggregate(pipeline)}
 
     async def unacknowledged_sent_since(self, since: datetime) -> list[datetime]:
         """First delivery time of each unacknowledged missed/at-risk alert episode delivered since `since`."""

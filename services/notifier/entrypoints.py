@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+from datetime import date, datetime, time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -16,9 +17,10 @@ from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role
 from services.common.http_ingest import read_json, unknown_agency
-from services.common.params import AgencyFilter, IsoDateTime
+from services.common.params import AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
 from services.contracts.agencies import get_registry
+from services.contracts.thai_calendar import BANGKOK
 from services.notifier.contact_book import ContactsConflict
 from services.notifier.contacts import AgencyContacts
 from services.notifier.domain import Channel, State
@@ -62,6 +64,10 @@ def credential_matches(authorization: str, username: str, secret: str) -> bool:
         password_ok = hmac.compare_digest(_digest(password.encode()), expected)
         return bool(sep) & user_ok & password_ok
     return False
+
+
+def _bangkok_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=BANGKOK)  # "a day" is an Asia/Bangkok day
 
 
 def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
@@ -142,6 +148,19 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
         if view is None:  # 404 also for another agency's: existence is not revealed
             raise _problem(404, "not_found", "no such notification")
         return view
+
+    @router.get("/acknowledgements/summary", summary="Who answers their notifications (รับทราบการแจ้งเตือน)",
+                responses={**READ_RESPONSES, 400: {"description": "invalid dates",
+                                                   "content": {"application/problem+json": {}}}},
+                description="Missed and at-risk episodes (milestone and due date) first notified in [start, end): how "
+                            "many were acknowledged, how fast (hours from the first delivery), what is still open by "
+                            "age, escalation levels reached, per agency (least responsive first). The programme "
+                            "office reads all or one agency; an agency key its own.")
+    async def acknowledgement_summary(start: IsoDate, end: IsoDate, agency: AgencyFilter = None,
+                                      principal: Principal = Depends(runtime.auth)) -> dict:
+        if end <= start or (end - start).days > 400:
+            raise _problem(400, "invalid_range", "end must be after start, at most 400 days later")
+        return await service.acks.summary(_bangkok_midnight(start), _bangkok_midnight(end), principal, agency)
 
     contacts_schema = AgencyContacts.model_json_schema()
 

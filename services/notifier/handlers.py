@@ -123,7 +123,7 @@ class NotifierService:
              route: Route | None, urgent: bool, now: datetime, agency: str | None = None, workstream: str | None = None,
              milestone_id: str | None = None, alert: dict[str, Any] | None = None,
              operational: dict[str, Any] | None = None, sequence: int | None = None,
-             recipient_name: str | None = None) -> dict[str, Any]:
+             recipient_name: str | None = None, level: int | None = None) -> dict[str, Any]:
         s = self.settings
         when = deliver_at(now, urgent=urgent, holidays=self.holidays, quiet_start=s.notifier_quiet_start_hour,
                           quiet_end=s.notifier_quiet_end_hour)
@@ -146,6 +146,8 @@ class NotifierService:
             doc["operational"] = operational
         if sequence is not None:
             doc["sequence"] = sequence
+        if level is not None:
+            doc["level"] = level  # the escalation level (1 = first) of an escalation notification
         return doc
 
     def alert_notifications(self, event: Event, now: datetime,
@@ -382,7 +384,7 @@ class NotifierService:
             docs: dict[str, dict[str, Any]] = {}
 
             def add(recipients: Iterable[str], kind: Kind, prefix: str, sequence: int | None,
-                    channels: Iterable[Channel] | None = None) -> None:
+                    channels: Iterable[Channel] | None = None, level: int | None = None) -> None:
                 for target, name in resolve(self.routing, recipients, channels or route.channels,
                                             agency=schedule["agency"], workstream=schedule["workstream"],
                                             registered=registered):
@@ -391,12 +393,12 @@ class NotifierService:
                         key=key, kind=kind, alert_type="missed", event_id=event_id, event_time=schedule["detected_at"],
                         target=target, route=route, urgent=route.urgent_reminders, now=now, agency=schedule["agency"],
                         workstream=schedule["workstream"], milestone_id=schedule["milestone_id"], alert=alert,
-                        sequence=sequence, recipient_name=name))
+                        sequence=sequence, recipient_name=name, level=level))
 
             for n in plan.levels:  # every level due and not told yet, in order: none skipped, none twice
                 level = chain[n]
                 add(level.recipients, Kind.escalation, "escalation" if n == 0 else f"escalation:{n + 1}", None,
-                    level.channels)
+                    level.channels, n + 1)
                 self.metrics.escalations.labels(str(min(n + 1, 5))).inc()
             if plan.sequence:
                 # Reminders also go to the levels told in earlier passes (a level told now just got its message).

@@ -88,3 +88,23 @@ def test_one_acknowledgement_per_person_and_episode():
     assert ack.acknowledgement_id("M-1", "2026-11-20", "dga-owner") != ack.acknowledgement_id("M-1", "2026-12-20",
                                                                                                 "dga-owner")
     assert ack.episode_id("M-1", "2026-11-20") == "M-1|2026-11-20"
+
+
+def test_the_summary_counts_episodes_answers_speed_open_ages_and_agencies():
+    from services.notifier.acknowledgements import summarise
+
+    t = datetime(2026, 11, 2, 3, 0, tzinfo=UTC)
+    episodes = [{"milestone_id": m, "due_date": "2026-11-01", "agency": a, "workstream": "technology_access",
+                 "created": t, "first_sent": t + timedelta(minutes=1) if m != "M4" else None}
+                for m, a in (("M1", "dga"), ("M2", "dga"), ("M3", "dopa"), ("M4", "dopa"))]
+    acks = [{"episode": "M1|2026-11-01", "acknowledged_at": t + timedelta(hours=2, minutes=1)},
+            {"episode": "M1|2026-11-01", "acknowledged_at": t + timedelta(hours=5)},  # a second person: not counted
+            {"episode": "M3|2026-11-01", "acknowledged_at": t + timedelta(hours=26, minutes=1)}]
+    got = summarise(episodes, acks, {1: 2, 2: 1}, now=t + timedelta(days=4))
+    assert (got["episodes"], got["acknowledged"], got["acknowledged_share"]) == (4, 2, 0.5)
+    assert got["median_hours_to_acknowledge"] == 26.0 and got["p90_hours_to_acknowledge"] == 26.0
+    assert got["unacknowledged"] == {"under_1d": 0, "1d_to_3d": 0, "3d_to_7d": 2, "7d_or_more": 0}
+    assert got["escalations_by_level"] == {"1": 2, "2": 1}
+    assert [(a["agency"], a["acknowledged"], a["median_hours_to_acknowledge"]) for a in got["agencies"]] == [
+        ("dga", 1, 2.0), ("dopa", 1, 26.0)]
+    assert summarise([], [], {}, now=t)["acknowledged_share"] is None
