@@ -152,10 +152,12 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     @router.get("/xapi/statements", summary="Read stored xAPI statements (one by id, or a filtered page)",
                 responses={400: {"description": "bad parameter or version header"}, 401: {"description": "missing key"},
                            404: {"description": "no such statement for this agency"}},
-                openapi_extra=openapi.merge(openapi.KEYED, version_header, {"parameters": [
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                    for n in ("statementId", "voidedStatementId", "agent", "verb", "activity", "since", "until",
-                              "limit", "ascending", "more")]}))
+                description="`statementId` or `voidedStatementId` stand alone (with `format` at most); `more` is the "
+                            "cursor URL of the previous page and stands alone too. Voided statements are left out of "
+                            "filtered pages. Agents are stored as keyed hashes (no address in clear): `agent` finds "
+                            "them by the identifier they were sent with.",
+                openapi_extra=openapi.merge(openapi.KEYED, {"parameters": version_header["parameters"]
+                                                                          + xapi.QUERY_PARAMETERS}))
     async def get_statements(request: Request) -> Response:
         principal = await authenticated(request)
         if isinstance(principal, Response):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -249,7 +250,9 @@ class XapiIntake:
                "verb": st["verb"]["id"], "state": "pending", "stored": now,
                "event_id": event.id if event is not None else None, "learner": self.learner_key(agency, st["actor"]),
                "activity": obj.get("id") if obj.get("objectType", "Activity") == "Activity" else None,
-               "voided": False, "voiding": voids is not None, "statement": readable,
+               # As JSON text: a statement's keys (extension IRIs, language tags) are the client's, and some
+               # are not valid MongoDB field names.
+               "voided": False, "voiding": voids is not None, "statement": json.dumps(readable, ensure_ascii=False),
                "registration": registration.lower() if registration else None, "activities": sorted(set(activities)),
                "agents": sorted({self.learner_key(agency, a) for a in agents})}
         if voids is not None:
@@ -300,7 +303,7 @@ class XapiIntake:
             return None
         if agency is not None and doc["agency"] != agency:
             return None
-        return doc["statement"]
+        return json.loads(doc["statement"])  # our own JSON text
 
     async def query(self, q: xapi.StatementQuery, agency: str | None, agencies: list[str],
                     languages: list[str] | None = None) -> dict[str, Any]:
@@ -332,7 +335,7 @@ class XapiIntake:
         if len(docs) > q.limit:
             docs = docs[:q.limit]
             more = xapi.encode_cursor(q, (docs[-1]["stored"], docs[-1]["_id"]))
-        return {"statements": [xapi.formatted(d["statement"], q.format, languages or []) for d in docs],
+        return {"statements": [xapi.formatted(json.loads(d["statement"]), q.format, languages or []) for d in docs],
                 "more": more or ""}
 
 

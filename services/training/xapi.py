@@ -48,6 +48,7 @@ COMPETENCY_CATEGORY_PREFIX = "https://newnormal.go.th/xapi/competency/"
 _LANGUAGE_PREFERENCE = ("th-TH", "th", "en-US", "en-GB", "en", "und")
 _DURATION = re.compile(r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
                        r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
+MBOX_PATTERN = r"^[mM][aA][iI][lL][tT][oO]:[^@]+@[^@]+$"
 _VERSION = re.compile(r"^1\.0(\.\d+)?$")
 
 
@@ -103,7 +104,7 @@ def comparable(statement: dict[str, Any]) -> dict[str, Any]:
     if "timestamp" in body:
         try:
             body["timestamp"] = _instant(body["timestamp"])
-        except (StatementError, TypeError):
+        except (StatementError, TypeError, OverflowError):
             pass  # not comparable as an instant: the text itself counts
     return _normal(body, "")
 
@@ -144,12 +145,9 @@ def _normal(value: Any, key: str) -> Any:
 def normal_mbox(mbox: str) -> str:
     """`mailto:` + local part as sent + '@' + domain in lower case (domains are case-insensitive, RFC 5321;
     the local part may not be). Scheme in lower case too."""
-    text = mbox.strip()
-    if not text.lower().startswith("mailto:") or "@" not in text:
-        raise StatementError("malformed_statement", "actor.mbox must be a mailto: IRI with an address")
-    local, _, domain = text[len("mailto:"):].rpartition("@")
-    if not local or not domain:
-        raise StatementError("malformed_statement", "actor.mbox must be a mailto: IRI with an address")
+    if not re.fullmatch(MBOX_PATTERN, mbox):
+        raise StatementError("malformed_statement", "mbox must be a mailto: IRI with one address (mailto:name@domain)")
+    local, _, domain = mbox[len("mailto:"):].rpartition("@")
     return f"mailto:{local}@{domain.lower()}"
 
 
@@ -172,21 +170,24 @@ def ifi_of(agent: dict[str, Any], where: str = "actor") -> tuple[str, str]:
     kind = ids[0]
     if kind == "account":
         account = agent["account"]
-        if not isinstance(account, dict) or not isinstance(account.get("name"), str) or not account["name"].strip() \
-                or not isinstance(account.get("homePage"), str) or not account["homePage"].strip():
+        if not isinstance(account, dict) or not isinstance(account.get("name"), str) \
+                or not re.search(r"\S", account["name"]) or not isinstance(account.get("homePage"), str) \
+                or not re.search(r"\S", account["homePage"]):
             raise StatementError("malformed_statement", f"{where}.account needs homePage and name (strings)")
-        return kind, normal_home_page(account["homePage"]) + "\x1f" + account["name"].strip()
+        return kind, normal_home_page(account["homePage"]) + "\x1f" + account["name"]
     value = agent[kind]
     if not isinstance(value, str):
         raise StatementError("invalid_type", f"{where}.{kind} must be a string")
     if kind == "mbox":
         return kind, normal_mbox(value)
     if kind == "mbox_sha1sum":
-        digest = value.strip().lower()
+        digest = value.lower()
         if not re.fullmatch(r"[0-9a-f]{40}", digest):
             raise StatementError("malformed_statement", f"{where}.mbox_sha1sum must be 40 hex digits")
         return kind, digest
-    return kind, value.strip()
+    if not value:
+        raise StatementError("malformed_statement", f"{where}.openid must not be empty")
+    return kind, value
 
 
 def check_statement(statement: Any, index: int) -> str | None:
@@ -283,6 +284,8 @@ def _agent(value: Any, path: str) -> None:
         if obj.get("objectType") != "Group":
             raise StatementError("unknown_property", f"{path}.member belongs to a Group")
         for i, m in enumerate(obj["member"]):
+            if isinstance(m, dict) and m.get("objectType") == "Group":
+                raise StatementError("malformed_statement", f"{path}.member[{i}] must be an Agent")
             _agent(m, f"{path}.member[{i}]")
     if obj.get("objectType") != "Group" or _identifier(obj):
         ifi_of(obj, path)
@@ -290,6 +293,8 @@ def _agent(value: Any, path: str) -> None:
 
 def _activity(value: Any, path: str) -> None:
     obj = _fields(value, path, {"objectType": _STR, "id": _STR, "definition": _OBJ})
+    if obj.get("objectType", "Activity") != "Activity" or "id" not in obj:
+        raise StatementError("malformed_statement", f"{path} must be an Activity with its id")
     if "definition" in obj:
         d = _fields(obj["definition"], f"{path}.definition", {
             "name": _OBJ, "description": _OBJ, "type": _STR, "moreInfo": _STR, "extensions": _OBJ,
@@ -385,7 +390,7 @@ def is_completion(statement: dict[str, Any]) -> bool:
 
 
 def _identifier(actor: dict[str, Any]) -> list[str]:
-    return [k for k in ("mbox", "mbox_sha1sum", "openid", "account") if actor.get(k)]
+    return [k for k in ("mbox", "mbox_sha1sum", "openid", "account") if k in actor]
 
 
 def learner_ref_of(actor: dict[str, Any]) -> str:
@@ -625,7 +630,7 @@ class StatementQuery:
 
 
 def _flag(params: Mapping[str, str], name: str) -> bool:
-    value = params.get(name, "false").lower()
+    value = params.get(name, "false")
     if value not in ("true", "false"):
         raise StatementError("invalid_parameter", f"{name} must be true or false")
     return value == "true"
@@ -696,25 +701,108 @@ def decode_cursor(token: str) -> StatementQuery:
 
 
 # --- the Statement Resource's request body, as the OpenAPI document describes it --------------------------
-# Exactly what check_statement() enforces of every statement (more is checked of completions only).
+# Built from the same tables check_types() enforces, so what the document allows is what the service accepts
+# (cross-field rules JSON Schema cannot state are in the description).
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-_PRESENT = {"not": {"enum": [None, False, 0, "", [], {}]}}
+_JSON = {_STR: {"type": "string"}, _BOOL: {"type": "boolean"}, _NUM: {"type": "number"}, _OBJ: {"type": "object"},
+         _LIST: {"type": "array"}}
+_LANG = {"type": "object", "additionalProperties": {"type": "string"}}
+_UUID = {"type": "string", "pattern": UUID_PATTERN}
+
+
+def _closed(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        out["required"] = required
+    return out
+
+
+def _agent_schema(object_type_required: bool) -> dict[str, Any]:
+    props = {"objectType": {"const": "Agent"}, "name": {"type": "string"},
+             "mbox": {"type": "string", "pattern": MBOX_PATTERN},
+             "mbox_sha1sum": {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"},
+             "openid": {"type": "string", "minLength": 1},
+             "account": _closed({"homePage": {"type": "string", "pattern": r"\S"},
+                                 "name": {"type": "string", "pattern": r"\S"}}, ["homePage", "name"])}
+    out = _closed(props, ["objectType"] if object_type_required else None)
+    out["oneOf"] = [{"required": [k]} for k in ("mbox", "mbox_sha1sum", "openid", "account")]
+    return out
+
+
+def _group_schema() -> dict[str, Any]:
+    agent = _agent_schema(False)
+    props = {k: v for k, v in agent["properties"].items() if k != "objectType"}
+    ifis = ("mbox", "mbox_sha1sum", "openid", "account")
+    out = _closed({**props, "objectType": {"const": "Group"}, "member": {"type": "array", "items": agent}},
+                  ["objectType"])
+    out["not"] = {"anyOf": [{"required": [a, b]} for i, a in enumerate(ifis) for b in ifis[i + 1:]]}
+    return out
+
+
+def _activity_schema() -> dict[str, Any]:
+    definition = _closed({"name": _LANG, "description": _LANG, "type": {"type": "string"},
+                          "moreInfo": {"type": "string"}, "extensions": {"type": "object"},
+                          "interactionType": {"type": "string"},
+                          **{k: {"type": "array"} for k in ("correctResponsesPattern", "choices", "scale", "source",
+                                                           "target", "steps")}})
+    return _closed({"objectType": {"const": "Activity"}, "id": {"type": "string"}, "definition": definition}, ["id"])
+
+
+_REF = _closed({"objectType": {"const": "StatementRef"}, "id": _UUID}, ["objectType", "id"])
+
+
+def _body_schema(sub: bool) -> dict[str, Any]:
+    actor = {"oneOf": [_agent_schema(False), _group_schema()]}
+    objects = [_activity_schema(), _agent_schema(True), _group_schema(), _REF]
+    if not sub:
+        objects.append(_body_schema(sub=True))
+    score = _closed({"scaled": {"type": "number", "minimum": -1, "maximum": 1},
+                     **{k: {"type": "number"} for k in ("raw", "min", "max")}})
+    result = _closed({**{k: _JSON[v] for k, v in _RESULT.items()}, "score": score})
+    activities = {"oneOf": [_activity_schema(), {"type": "array", "items": _activity_schema()}]}
+    context = _closed({**{k: _JSON[v] for k, v in _CONTEXT.items()}, "registration": _UUID, "instructor": actor,
+                       "team": actor, "statement": _REF,
+                       "contextActivities": _closed(dict.fromkeys(("parent", "grouping", "category", "other"),
+                                                                  activities))})
+    props = {"actor": actor, "verb": _closed({"id": {"type": "string", "pattern": ":"}, "display": _LANG}, ["id"]),
+             "object": {"oneOf": objects}, "result": result, "context": context,
+             "timestamp": {"type": "string", "format": "date-time"}}
+    if sub:
+        return _closed({**props, "objectType": {"const": "SubStatement"}}, ["objectType", "actor", "verb", "object"])
+    return _closed({**props, "id": _UUID, "stored": {"type": "string"}, "authority": actor,
+                    "version": {"type": "string"}, "attachments": {"type": "array"}}, ["actor", "verb", "object"])
+
+
 STATEMENT_SCHEMA: dict[str, Any] = {
+    **_body_schema(sub=False),
     "title": "XapiStatement",
-    "description": "xAPI 1.0.3 statement. Verbs completed / passed / failed become course completions (see the "
-                   "extension IRIs in the service README); other verbs are acknowledged and ignored.",
-    "type": "object",
-    "required": ["actor", "verb", "object"],
-    "properties": {
-        "id": {"type": "string", "pattern": UUID_PATTERN, "description": "assigned by the LRS when absent"},
-        "actor": {"type": "object", "description": "an Agent with an identifier (mbox, mbox_sha1sum, openid or "
-                                                   "account), or a Group",
-                  "anyOf": [{"required": [name], "properties": {name: _PRESENT}}
-                            for name in ("mbox", "mbox_sha1sum", "openid", "account")]
-                  + [{"required": ["objectType"], "properties": {"objectType": {"const": "Group"}}}]},
-        "verb": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string", "pattern": ":"}}},
-        "object": {"type": "object", "description": "an Activity needs its IRI as `id`",
-                   "anyOf": [{"required": ["objectType"], "properties": {"objectType": {"not": {"const": "Activity"}}}},
-                             {"required": ["id"], "properties": {"id": {"type": "string"}}}]},
-    },
+    "description": "xAPI 1.0.3 statement, with the types the specification gives every property (unknown properties "
+                   "are refused). Verbs completed / passed / failed become course completions and need the "
+                   "competency extension (see the service README); `voided` needs a StatementRef object; an "
+                   "account name that is a Thai national ID is refused; other verbs are stored and not counted.",
 }
+
+
+def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_BOOLEAN = {"type": "string", "enum": ["true", "false"]}
+QUERY_PARAMETERS: list[dict[str, Any]] = [
+    _param("statementId", _UUID, "one statement by id (not a voided one)"),
+    _param("voidedStatementId", _UUID, "one voided statement by id"),
+    {"name": "agent", "in": "query", "required": False, "description": "statements about this Agent (JSON)",
+     "content": {"application/json": {"schema": {"oneOf": [_agent_schema(False), _group_schema()]}}}},
+    _param("verb", {"type": "string", "pattern": ":"}, "verb IRI"),
+    _param("activity", {"type": "string", "pattern": ":"}, "the object's Activity IRI"),
+    _param("registration", _UUID, "context.registration"),
+    _param("related_activities", _BOOLEAN, "activity also matches context activities and sub-statements"),
+    _param("related_agents", _BOOLEAN, "agent also matches instructor, team, object and sub-statement agents"),
+    _param("since", {"type": "string", "format": "date-time"}, "stored after this instant"),
+    _param("until", {"type": "string", "format": "date-time"}, "stored at or before this instant"),
+    _param("limit", {"type": "integer", "minimum": 0}, f"page size; 0 = the maximum ({MAX_LIMIT})"),
+    _param("format", {"type": "string", "enum": ["exact", "ids", "canonical"]}, "exact (default), ids, canonical"),
+    _param("attachments", {"type": "string", "enum": ["false"]}, "this LRS stores no attachments"),
+    _param("ascending", _BOOLEAN, "oldest first (default newest first)"),
+    _param("more", {"type": "string"}, "the `more` URL's cursor of the previous page"),
+]

@@ -7,13 +7,15 @@ import base64
 import itertools
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from support import cloudevent, db_of, make_key, poll, produce_events, running
 
 from services.contracts.topics import TRAINING_EVENTS
-from services.training import xapi
+from services.contracts.training import TrainingCourseCompleted
+from services.training import domain, xapi
+from services.training.adapters import TrainingRepository, new_claim
 from services.training.main import create_app
 from services.training.settings import TrainingSettings
 
@@ -209,4 +211,51 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
         assert r.status_code == 404  # scoped by the key's agency
         about = await client.get("/xapi/about")
         assert "1.0.3" in about.json()["version"]
+    await db.client.close()
+
+
+async def test_retractions_survive_crashes_at_every_step_and_equal_recount(settings_for):
+    settings = settings_for(TrainingSettings, learner_hmac_secret="lrs-integration-secret")
+    db = db_of(settings)
+    clock = [START]
+    repo = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60)
+    await repo.ensure_indexes()
+
+    def doc(i: int, learner: str, claim: str) -> dict:
+        data = TrainingCourseCompleted(agency="dga", learner_ref=learner, course_id=f"C{i}", competency="mindset",
+                                       hours=2, completed_on=date(2026, 1, 5), passed=True)
+        return domain.completion_doc("/agencies/dga/t", f"e{i}", data, learner, claim, clock[0])
+
+    # L0 passed two courses, L1..L3 one each: 5 completions, 4 ready learners.
+    claim = new_claim()
+    batch = [doc(0, "L0", claim), doc(1, "L0", claim)] + [doc(i, f"L{i - 1}", claim) for i in (2, 3, 4)]
+    assert await repo.add_completions(batch, claim) == 5
+
+    class Crash(Exception):
+        pass
+
+    # Retract one of L0's two passes (L0 stays ready), then L1's, L2's only pass (they stop being ready).
+    for n, stage in enumerate(("after_void_completions", "after_void_learners", "after_void_rollups")):
+        def fault(name: str, stage=stage) -> None:
+            if name == stage:
+                raise Crash(name)
+
+        ref = (f"/agencies/dga/t\x1fe{n + 1}", f"/agencies/dga/t\x1fretract-{n}")
+        repo.fault = fault
+        with pytest.raises(Crash):
+            await repo.void_completions([ref], new_claim())
+        repo.fault = None
+        assert await repo.void_completions([ref], new_claim()) == 0  # redelivered: already voided by the first
+        clock[0] += timedelta(seconds=61)
+        assert await repo.finish_stale_claims() == 1
+        assert await repo.finish_stale_claims() == 0
+    rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+    recount = await repo.recount(write=False)
+    assert {k: rollup[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
+    assert rollup["completions"] == 2 and rollup["ready_learners"] == 2  # L0 and L3
+    # A new pass of a learner whose passes were all retracted makes it ready again.
+    claim = new_claim()
+    assert await repo.add_completions([doc(9, "L1", claim)], claim) == 1
+    rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+    assert rollup["ready_learners"] == 3 and (await repo.recount(write=False))["2569:dga:mindset"]["ready_learners"] == 3
     await db.client.close()
