@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN_PACKAGES  := prometheus prometheus-alertmanager fonts-thai-tlwg libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 TEST_PACKAGES := $(RUN_PACKAGES) chromium poppler-utils
 
-.PHONY: up test unit integration faults bench lint schemas dashboards system-deps run-deps clean
+.PHONY: up test unit integration faults bench bench-reports lint schemas dashboards system-deps run-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench: $(STAMP)
 
 BENCHES ?= platform_ingest platform_consumer e2e_latency deadline_notification scaling memory \
            roadmap_consumer training_import feedback_pipeline notifier_fanout hostile_body
+
+## The reports service at full size (10,000 milestones, 200,000 completions, 1,000,000 responses; several minutes).
+bench-reports: $(STAMP)
+	nice -n 10 $(PY) -m bench.reports_full
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check services tests bench
