@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -150,17 +150,21 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
         return view
 
     @router.get("/acknowledgements/summary", summary="Who answers their notifications (รับทราบการแจ้งเตือน)",
-                responses={**READ_RESPONSES, 400: {"description": "invalid dates",
+                responses={**READ_RESPONSES, 400: {"description": "bad date, range (`invalid_range`) or agency code",
                                                    "content": {"application/problem+json": {}}}},
-                description="Missed and at-risk episodes (milestone and due date) first notified in [start, end): how "
+                description="Missed and at-risk episodes (milestone and due date) first notified from `from` to `to` "
+                            "(Bangkok days, inclusive, at most 366): how "
                             "many were acknowledged, how fast (hours from the first delivery), what is still open by "
                             "age, escalation levels reached, per agency (least responsive first). The programme "
                             "office reads all or one agency; an agency key its own.")
-    async def acknowledgement_summary(start: IsoDate, end: IsoDate, agency: AgencyFilter = None,
-                                      principal: Principal = Depends(runtime.auth)) -> dict:
-        if end <= start or (end - start).days > 400:
-            raise _problem(400, "invalid_range", "end must be after start, at most 400 days later")
-        return await service.acks.summary(_bangkok_midnight(start), _bangkok_midnight(end), principal, agency)
+    async def acknowledgement_summary(
+            from_: IsoDate = Query(alias="from", description="first Bangkok day (inclusive), YYYY-MM-DD"),
+            to: IsoDate = Query(description="last Bangkok day (inclusive), YYYY-MM-DD"),
+            agency: AgencyFilter = None, principal: Principal = Depends(runtime.auth)) -> dict:
+        if from_ > to or (to - from_).days + 1 > 366:
+            raise _problem(400, "invalid_range", "from must not be after to, and at most 366 days per query")
+        return await service.acks.summary(_bangkok_midnight(from_), _bangkok_midnight(to + timedelta(days=1)),
+                                          principal, agency)
 
     contacts_schema = AgencyContacts.model_json_schema()
 

@@ -193,7 +193,7 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
             assert item["acknowledged_by"] == "dga-owner" and item["acknowledged_at"]
             # --- The summary the quarterly report reads: 2 episodes, 1 acknowledged, the twin escalated once.
             summary = (await api.get("/v1/acknowledgements/summary", headers=office,
-                                     params={"start": "2026-11-01", "end": "2026-12-01"})).json()
+                                     params={"from": "2026-11-01", "to": "2026-11-30"})).json()
             assert (summary["episodes"], summary["acknowledged"], summary["escalations_by_level"]) == (2, 1, {"1": 1})
             assert summary["unacknowledged"]["1d_to_3d"] == 1 and 0 <= summary["median_hours_to_acknowledge"] < 1
             assert [a["agency"] for a in summary["agencies"]] == ["dga"]
