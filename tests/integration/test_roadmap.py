@@ -32,8 +32,10 @@ async def alerts_on_topic(bootstrap: str) -> list[dict]:
 
 async def test_deadline_alerts_with_two_replicas_summary_and_metrics(settings_for, kafka_bootstrap):
     # Alerts wait 1 s for a milestone's facts to settle (default 5 s): the polls below allow 10 s each.
+    # The clock is set up to 10 minutes behind real time (just before the Bangkok day ends) while events carry
+    # real times: a tolerance of an hour keeps them from being refused time_in_future whenever the suite runs.
     settings = settings_for(RoadmapSettings, watcher_max_tick_seconds=0.5, watcher_rescan_seconds=30,
-                            stats_refresh_seconds=0.2, alert_settle_seconds=1)
+                            stats_refresh_seconds=0.2, alert_settle_seconds=1, event_time_tolerance_seconds=3600)
     clock = MovableClock()
     today = bangkok_day(clock())
     deadline = end_of_bangkok_day(today)
