@@ -165,11 +165,11 @@ class ReadApis:
                   **({"moved": "true" if moved else "false"} if moved is not None else {})}
         first = await self.get("roadmap", "/v1/milestones", {**params, "offset": 0})
         total = min(int(first.get("total", 0)), self.settings.reports_max_milestones)
-        pages = await asyncio.gather(*(self.get("roadmap", "/v1/milestones", {**params, "offset": offset})
-                                       for offset in range(PAGE, total, PAGE)))
         items = list(first.get("items", []))
-        for page in pages:
-            items.extend(page.get("items", []))
+        # One page after another: each page is a query of its own over the same milestones, and asked all at
+        # once they share the database's time, so each would wait for all (and time out together).
+        for offset in range(PAGE, total, PAGE):
+            items.extend((await self.get("roadmap", "/v1/milestones", {**params, "offset": offset})).get("items", []))
         return items[:total]
 
     async def milestone(self, milestone_id: str) -> dict[str, Any]:
