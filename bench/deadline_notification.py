@@ -89,7 +89,7 @@ async def project(stack: Stack, sink: Sink, smtp_port: int, milestones: int) -> 
                 await publisher.publish(make_event("roadmap.milestone.planned", {
                     "milestone_id": f"BENCH-{run}-{i}", "title_th": f"ภารกิจทดสอบ BENCH-{run}-{i}", "title_en": f"Bench {i}",
                     "workstream": "technology_access", "owner_agency": OWNER, "due_date": due.isoformat(),
-                }, agency=OWNER, source=f"/agencies/{OWNER}/bench", id=f"plan-{run}-{i}"))
+                }, agency=OWNER, source=f"/agencies/{OWNER}/bench", id=f"plan-{run}-{i}", time=datetime.now(UTC)))
             px.wait_until(lambda: px.http_ok(f"http://127.0.0.1:{notifier.env['NEWNORMAL_NOTIFIER_PORT']}/readyz"), 180,
                           "notifier", proc=notifier)
             await _planned(stack, db, milestones, run)

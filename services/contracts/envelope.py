@@ -182,11 +182,13 @@ def make_event(
     agency: str,
     source: str,
     id: str,
-    time: datetime | None = None,
+    time: datetime,
     subject: str | None = None,
     partitionkey: str | None = None,
 ) -> Event:
-    """Build an event from our own code (publishers, simulator, importers), validated like any other."""
+    """Build an event from our own code (publishers, simulator, importers), validated like any other.
+
+    `time` is required: it is the sender's clock reading (the service's injected Clock), never read here."""
     payload = data.model_dump(mode="json", exclude_none=True) if isinstance(data, EventData) else dict(data)
     attrs = {
         "specversion": "1.0",
@@ -194,7 +196,7 @@ def make_event(
         "source": source,
         "type": type_,
         "agency": agency,
-        "time": time or datetime.now(UTC),
+        "time": time,
         "datacontenttype": "application/json",
         "dataschema": EVENT_TYPES[type_].dataschema if type_ in EVENT_TYPES else None,
     }

@@ -14,12 +14,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from services.common.clock import utc_now
+from services.common.clock import Clock, utc_now
 from services.contracts.dates import DateWindow, check_event_dates
 from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import MILESTONE_PLANNED
@@ -57,8 +58,9 @@ def parse_file(path: str | Path, *, source_suffix: str = DEFAULT_SOURCE_SUFFIX) 
 
 
 def parse_text(text: str, kind: str, *, source_suffix: str = DEFAULT_SOURCE_SUFFIX,
-               window: DateWindow | None = None) -> ParsedPlan:
+               window: DateWindow | None = None, clock: Clock = utc_now) -> ParsedPlan:
     plan = ParsedPlan()
+    now = clock()  # one reading for the whole file: every row's event time and its date windows
     try:
         rows = _csv_rows(text) if kind == "csv" else _yaml_rows(text)
     except (yaml.YAMLError, csv.Error, ValueError) as exc:
@@ -69,9 +71,9 @@ def parse_text(text: str, kind: str, *, source_suffix: str = DEFAULT_SOURCE_SUFF
     for line, row in rows:
         mid = str(row.get("milestone_id") or "").strip() or None
         try:
-            event = row_to_event(row, source_suffix=source_suffix)
+            event = row_to_event(row, source_suffix=source_suffix, time=now)
             # The windows the intake and the consumer apply, per row here, so the report names the line.
-            if (refused := check_event_dates(event, utc_now(), window or DateWindow())) is not None:
+            if (refused := check_event_dates(event, now, window or DateWindow())) is not None:
                 raise refused
         except EventError as err:
             plan.errors.append(RowError(line, mid, err.reason, err.detail))
@@ -146,7 +148,7 @@ def _normalise(raw: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def row_to_event(row: Mapping[str, Any], *, source_suffix: str = DEFAULT_SOURCE_SUFFIX) -> Event:
+def row_to_event(row: Mapping[str, Any], *, time: datetime, source_suffix: str = DEFAULT_SOURCE_SUFFIX) -> Event:
     if "__invalid__" in row:
         raise ValueError(f"a milestone must be a mapping, got {row['__invalid__']}")
     unknown = sorted(set(row) - set(FIELDS))
@@ -179,4 +181,4 @@ def row_to_event(row: Mapping[str, Any], *, source_suffix: str = DEFAULT_SOURCE_
     agency = data["owner_agency"]
     return make_event(MILESTONE_PLANNED, data, agency=agency,
                       source=f"/agencies/{agency}/{source_suffix}", id=f"plan:{data['milestone_id']}:{digest}",
-                      subject=data["milestone_id"], partitionkey=data["milestone_id"])
+                      time=time, subject=data["milestone_id"], partitionkey=data["milestone_id"])

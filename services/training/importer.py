@@ -12,10 +12,11 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from services.common.clock import utc_now
+from services.common.clock import Clock, utc_now
 from services.common.intake_client import HttpIntake, IntakeClient, KafkaIntake
 from services.contracts.dates import check_event_dates
 from services.contracts.envelope import Event, EventError, make_event
@@ -56,10 +57,10 @@ def read_rows(handle: TextIO) -> Iterator[tuple[int, ParsedRow | RowError]]:
             yield line, err
 
 
-def to_event(parsed: ParsedRow) -> Event:
+def to_event(parsed: ParsedRow, time: datetime) -> Event:
     agency = parsed.data.agency
     return make_event(TRAINING_COURSE_COMPLETED, parsed.data, agency=agency, source=f"/agencies/{agency}/import", id=parsed.id,
-                      subject=parsed.data.course_id[:200])
+                      time=time, subject=parsed.data.course_id[:200])
 
 
 def count_lines(path: Path) -> int:
@@ -68,7 +69,7 @@ def count_lines(path: Path) -> int:
 
 
 async def run_import(path: Path, settings, *, url: str | None = None, key: str | None = None,
-                     progress: bool = True, chunk_size: int | None = None) -> ImportSummary:
+                     progress: bool = True, chunk_size: int | None = None, clock: Clock = utc_now) -> ImportSummary:
     """Import a CSV file; per-row errors are collected, never fatal. Returns the summary."""
     from tqdm import tqdm
 
@@ -99,9 +100,10 @@ async def run_import(path: Path, settings, *, url: str | None = None, key: str |
                     bar.update(1)
                     continue
                 try:
-                    event = to_event(item)
+                    now = clock()
+                    event = to_event(item, now)
                     # The windows the intake and the consumer apply, per row here, so the report names the line.
-                    if (refused := check_event_dates(event, utc_now(), settings.date_window())) is not None:
+                    if (refused := check_event_dates(event, now, settings.date_window())) is not None:
                         raise refused
                     pending.append((line, event))
                 except EventError as err:

@@ -245,7 +245,7 @@ def _events(n: int, start: int = 0, agency: str = "dga"):
                     aware_of_digital_channels=bool(i % 2), submitted_at=f"2026-03-{1 + i % 28:02d}T23:30:00+07:00",
                     comment=f"โทร 08{i % 10}-234-5678", agency=agency,
                     **({"ease": 1 + i % 5} if i % 4 else {}), **({"trust": 5 - i % 5} if i % 3 else {}))
-        out.append(prepare(make_event(TYPE, data, agency=agency, source=f"/agencies/{agency}/kiosk", id=f"r-{i}")))
+        out.append(prepare(make_event(TYPE, data, agency=agency, source=f"/agencies/{agency}/kiosk", id=f"r-{i}", time=datetime.now(UTC))))
     return out
 
 
@@ -340,7 +340,8 @@ async def test_an_agency_reader_gets_ease_and_trust_suppressed_by_their_own_answ
             data = form(channel=channel, age_group=age_group, ease=4, agency="dga", submitted_at="2026-02-15T09:30:00+07:00",
                         **({"trust": 1} if i < trusting else {}))
             events.append(prepare(make_event(TYPE, data, agency="dga", source="/agencies/dga/kiosk",
-                                             id=f"{channel}-{age_group}-{i}")))
+                                             id=f"{channel}-{age_group}-{i}",
+                                             time=datetime.now(UTC))))
     try:
         async with running(app) as client:
             await repo.store(events)

@@ -27,7 +27,8 @@ PLAN = {"milestone_id": "RD-1", "title_en": "e-Filing for all", "workstream": "t
 
 
 def event(type_, data, agency="rd"):
-    return make_event(type_, data, agency=agency, source=f"/agencies/{agency}/sys", id="x-1")
+    return make_event(type_, data, agency=agency, source=f"/agencies/{agency}/sys", id="x-1",
+                      time=datetime.now(UTC))
 
 
 def test_agency_key_submits_only_its_own_agency():

@@ -143,7 +143,8 @@ def test_training_opaque_pseudonym_is_kept_for_replay():
 
 # --- prepare: hostile values, free text, truncation ----------------------------------------------------------
 def _event(**data):
-    return make_event(FEEDBACK_RESPONSE_SUBMITTED, _form(**data), agency="dga", source="/agencies/dga/survey", id="e-1")
+    return make_event(FEEDBACK_RESPONSE_SUBMITTED, _form(**data), agency="dga", source="/agencies/dga/survey", id="e-1",
+                      time=datetime.now(UTC))
 
 
 def test_prepare_turns_out_of_range_dates_into_invalid_data_without_quoting_them():

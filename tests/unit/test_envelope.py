@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -102,12 +103,13 @@ def test_oversized_and_unreadable_requests():
 def test_naive_timestamps_and_national_ids_are_refused_in_data():
     with pytest.raises(EventError) as err:
         make_event("roadmap.milestone.progressed", {"milestone_id": "M-1", "percent_complete": 5, "as_of": "2026-01-01T10:00:00"},
-                   agency="dga", source="/agencies/dga/x", id="p-1")
+                   agency="dga", source="/agencies/dga/x", id="p-1", time=datetime.now(UTC))
     assert "timezone" in err.value.detail
     completion = {"agency": "dga", "learner_ref": "1101700230708", "course_id": "C1", "competency": "mindset",
                   "hours": 1, "completed_on": "2026-01-01", "passed": True}
     with pytest.raises(EventError) as err:
-        make_event("training.course.completed", completion, agency="dga", source="/agencies/dga/lms", id="c-1")
+        make_event("training.course.completed", completion, agency="dga", source="/agencies/dga/lms", id="c-1",
+                   time=datetime.now(UTC))
     assert "national ID" in err.value.detail
 
 

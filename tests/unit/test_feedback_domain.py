@@ -22,7 +22,8 @@ def event(**data):
     base.update(data)
     if "age_group" not in base and "birth_year" not in base:
         base["age_group"] = "25_34"
-    return make_event(TYPE, base, agency="dga", source="/agencies/dga/survey", id=uuid.uuid4().hex)
+    return make_event(TYPE, base, agency="dga", source="/agencies/dga/survey", id=uuid.uuid4().hex,
+                      time=datetime.now(UTC))
 
 
 @pytest.mark.parametrize("age,group", [(0, "under_18"), (17, "under_18"), (18, "18_24"), (24, "18_24"), (25, "25_34"),

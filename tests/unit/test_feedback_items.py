@@ -4,6 +4,7 @@ like satisfaction, suppressed for agency readers by their own answer counts as w
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,8 @@ def event(**data):
     base = {"agency": "dga", "service_name": "ต่อใบอนุญาต", "channel": "online_web", "satisfaction": 4,
             "tech_difficulty": "none", "aware_of_digital_channels": True, "age_group": "25_34", "submitted_at": "2026-03-01T10:00:00+07:00"}
     base.update({k: v for k, v in data.items() if v is not None})
-    return make_event(TYPE, base, agency="dga", source="/agencies/dga/survey", id=uuid.uuid4().hex)
+    return make_event(TYPE, base, agency="dga", source="/agencies/dga/survey", id=uuid.uuid4().hex,
+                      time=datetime.now(UTC))
 
 
 def stored(**data):
