@@ -119,7 +119,7 @@ class ReadApis:
         self.settings = settings
         self.metrics = metrics or _NoMetrics()
         self.bases = {"roadmap": settings.roadmap_url.rstrip("/"), "training": settings.training_url.rstrip("/"),
-                      "feedback": settings.feedback_url.rstrip("/")}
+                      "feedback": settings.feedback_url.rstrip("/"), "notifier": settings.notifier_url.rstrip("/")}
         self.cache = TtlCache(settings.reports_cache_seconds, settings.reports_cache_max_entries)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -186,6 +186,10 @@ class ReadApis:
 
     async def gaps(self, start: date, end: date, agency: str | None = None) -> dict[str, Any]:
         return await self.get("feedback", "/v1/experience/gaps", _range(start, end, agency))
+
+    async def acknowledgements(self, start: date, end: date, agency: str | None = None) -> dict[str, Any]:
+        """Who answered their missed/at-risk notifications, for episodes first notified in [start, end]."""
+        return await self.get("notifier", "/v1/acknowledgements/summary", _range(start, end, agency))
 
     @contextlib.contextmanager
     def refreshing(self) -> Iterator[None]:

@@ -79,6 +79,8 @@ class QuarterlyReport:
     slips: tuple[Slip, ...]
     slips_total: int  # moved milestones, before the MAX_SLIPS bound
     unavailable: tuple[str, ...]
+    # The notifier's GET /v1/acknowledgements/summary for the quarter (None: not available, the report says so).
+    acknowledgements: Mapping[str, Any] | None = None
 
     @property
     def flagged(self) -> int:
@@ -134,12 +136,13 @@ def slip_of(item: Mapping[str, Any], detail: Mapping[str, Any] | None) -> Slip:
 
 
 def build_quarterly(inputs: domain.Inputs, slip_details: Mapping[str, Mapping[str, Any]], rules: domain.Rules,
-                    data_as_of: datetime, *, max_slips: int = 5000) -> QuarterlyReport:
+                    data_as_of: datetime, *, max_slips: int = 5000,
+                    acknowledgements: Mapping[str, Any] | None = None) -> QuarterlyReport:
     overview = domain.build_overview(inputs, rules)
     changed = moved(inputs.moved if inputs.moved is not None else inputs.milestones or [], inputs.agency)
     slips = tuple(slip_of(i, slip_details.get(str(i.get("milestone_id")))) for i in changed[:max_slips])
     return QuarterlyReport(overview, inputs.quarter, inputs.agency, data_as_of, min(inputs.today, inputs.quarter.end),
-                           slips, len(changed), tuple(inputs.unavailable))
+                           slips, len(changed), tuple(inputs.unavailable), acknowledgements)
 
 
 # --- the figures as tables (the one source of every number in every format) ----------------------
@@ -228,6 +231,32 @@ def _awareness(s: domain.AwarenessSection) -> Table:
                        for a in s.by_age))
 
 
+ACK_AGENCY_ROWS = 20  # the least responsive agencies printed; the XLSX sheet holds every agency
+
+
+def _acknowledgements(r: QuarterlyReport) -> tuple[Table, Table]:
+    """Owners' answers to missed/at-risk notifications in the quarter (notifier): one figure per row, and per agency."""
+    a = r.acknowledgements or {}
+    ages = {"under_1d": "น้อยกว่า 1 วัน", "1d_to_3d": "1-3 วัน", "3d_to_7d": "3-7 วัน", "7d_or_more": "7 วันขึ้นไป"}
+    rows = (("episodes_notified", "ภารกิจที่แจ้งว่าเลยกำหนดหรือเสี่ยง", a.get("episodes")),
+            ("acknowledged", "มีผู้รับทราบ", a.get("acknowledged")),
+            ("acknowledged_share", "สัดส่วนที่มีผู้รับทราบ", a.get("acknowledged_share")),
+            ("median_hours_to_acknowledge", "เวลาจนรับทราบ (มัธยฐาน ชั่วโมง)", a.get("median_hours_to_acknowledge")),
+            ("p90_hours_to_acknowledge", "เวลาจนรับทราบ (เปอร์เซ็นไทล์ 90 ชั่วโมง)", a.get("p90_hours_to_acknowledge")),
+            *((f"unacknowledged_{age}", f"ยังไม่มีผู้รับทราบ แจ้งมาแล้ว {ages.get(age, age)}", n)
+              for age, n in (a.get("unacknowledged") or {}).items()),
+            *((f"escalations_level_{level}", f"ยกระดับขั้นที่ {level}", n)
+              for level, n in (a.get("escalations_by_level") or {}).items()))
+    summary = Table("acknowledgements", ("การรับทราบการแจ้งเตือน", "Acknowledgement of notifications"),
+                    ("figure", "figure_th", "value"), rows if r.acknowledgements is not None else ())
+    agencies = Table("acknowledgements", ("หน่วยงานที่รับทราบช้าหรือน้อยที่สุด", "Least responsive agencies"),
+                     ("agency", "agency_th", "episodes", "acknowledged", "acknowledged_share",
+                      "median_hours_to_acknowledge"),
+                     tuple((g["agency"], domain.agency_name(g["agency"], "th"), g["episodes"], g["acknowledged"],
+                            g["acknowledged_share"], g["median_hours_to_acknowledge"]) for g in a.get("agencies") or ()))
+    return summary, agencies
+
+
 def printed_slips(slips: Sequence[Slip], limit: int | None = None) -> tuple[Slip, ...]:
     """The schedule changes the PDF prints: flagged ones first (largest slip first), then the largest others."""
     limit = PDF_SCHEDULE_ROWS if limit is None else limit
@@ -254,6 +283,7 @@ def tables(report: QuarterlyReport) -> dict[str, Table]:
         "readiness": readiness, "readiness_laggards": laggards,
         "access": _access(ov.access), "awareness": _awareness(ov.awareness),
         "schedule_changes": schedule_table(report),
+        **dict(zip(("acknowledgements", "acknowledgements_agencies"), _acknowledgements(report), strict=True)),
     }
 
 

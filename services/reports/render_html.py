@@ -8,6 +8,7 @@ from the same overview as the public pages (services.reports.svg). `for_print` a
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from services.contracts.thai_calendar import format_thai_date
@@ -27,12 +28,13 @@ COLUMN_LABELS = {
     "age_group_th": "ช่วงอายุ", "channel": "ช่องทาง", "value": "ค่า", "responses": "ผู้ตอบ",
     "suppressed": "ปกปิด", "significant_gap": "ต่ำอย่างมีนัยสำคัญ", "awareness_rate": "อัตราการรับรู้",
     "current_due_date": "กำหนดปัจจุบัน", "variance_days": "ต่าง (วัน)", "stated_reason": "เหตุผลที่แจ้ง",
-    "flag_over_30_days_no_reason": "เลื่อน > 30 วัน ไม่แจ้งเหตุผล",
+    "flag_over_30_days_no_reason": "เลื่อน > 30 วัน ไม่แจ้งเหตุผล", "figure_th": "ตัวเลข", "episodes": "ที่แจ้ง",
+    "acknowledged": "รับทราบ", "acknowledged_share": "สัดส่วนรับทราบ", "median_hours_to_acknowledge": "ชั่วโมงจนรับทราบ",
 }
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # agencies' text: no glyph, only a box
 # Columns left out of the printed tables (codes duplicated by their Thai label, English titles).
-HIDDEN_IN_PRINT = {"workstream", "competency", "age_group", "title_en", "fiscal_year", "agency"}
-SHARE_COLUMNS = {"progress_ratio", "ready_ratio", "awareness_rate"}
+HIDDEN_IN_PRINT = {"workstream", "competency", "age_group", "title_en", "fiscal_year", "agency", "figure"}
+SHARE_COLUMNS = {"progress_ratio", "ready_ratio", "awareness_rate", "acknowledged_share"}
 DATE_COLUMNS = {"due_date", "baseline_due_date", "current_due_date"}
 MEASURE_KIND = {m: kind for m, _, _, kind, _ in domain.HEAT_MEASURES}
 STATUS_TH = {"planned": "ตามแผน", "in_progress": "ดำเนินการ", "at_risk": "เสี่ยง", "missed": "พลาดกำหนด",
@@ -45,7 +47,7 @@ def cell(column: str, value: Any, row: dict[str, Any]) -> str:
         return "–"
     if isinstance(value, bool):
         return "ใช่" if value else ""
-    if column in SHARE_COLUMNS:
+    if column in SHARE_COLUMNS or (column == "value" and str(row.get("figure", "")).endswith("_share")):
         return svg.fmt(value, "share")
     if column == "value" and "measure" in row:
         return svg.fmt(value, MEASURE_KIND.get(row.get("measure", ""), "mean"))
@@ -111,6 +113,9 @@ def render_html(report: quarterly.QuarterlyReport, *, for_print: bool = False) -
     sheets = quarterly.tables(report)
     printed = quarterly.printed_slips(report.slips) if for_print else report.slips
     sheets["schedule_changes"] = quarterly.schedule_table(report, printed)
+    if for_print:  # the least responsive agencies; every agency is in the XLSX and the HTML
+        agencies = sheets["acknowledgements_agencies"]
+        sheets["acknowledgements_agencies"] = replace(agencies, rows=agencies.rows[:quarterly.ACK_AGENCY_ROWS])
     charts = {"heatmaps": [heat_table(h) for h in ov.access.heatmaps if h.reported]}
     return pages.TEMPLATES.get_template("quarterly.html").render(
         r=report, ov=ov, t={name: printable(t) for name, t in sheets.items()}, charts=charts, for_print=for_print,

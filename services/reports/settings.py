@@ -23,6 +23,8 @@ class ReportsSettings(ServiceSettings):
     roadmap_url: str = Field("http://127.0.0.1:8101", description="base URL of the roadmap service's read API")
     training_url: str = Field("http://127.0.0.1:8102", description="base URL of the training service's read API")
     feedback_url: str = Field("http://127.0.0.1:8103", description="base URL of the feedback service's read API")
+    notifier_url: str = Field("http://127.0.0.1:8104", description="base URL of the notifier's read API (the "
+                                                                  "quarterly report's acknowledgement section)")
     reports_api_key: SecretStr | None = Field(
         None, description="programme-office API key (role programme_office) the service reads the APIs with. "
                           "Required unless NEWNORMAL_REPORTS_API_KEY_FILE is set; no default")

@@ -65,6 +65,13 @@ CELLS = [
      "share_tech_difficulty": 0.05, "awareness_rate": 0.9, "mean_trust": 4.2, "mean_ease": 4.5,
      "trust_responses": 200, "ease_responses": 200},
 ]
+ACKS = {"episodes": 12, "acknowledged": 9, "acknowledged_share": 0.75, "median_hours_to_acknowledge": 5.5,
+        "p90_hours_to_acknowledge": 40.0, "unacknowledged": {"under_1d": 1, "1d_to_3d": 0, "3d_to_7d": 2, "7d_or_more": 0},
+        "escalations_by_level": {"1": 3, "2": 1},
+        "agencies": [{"agency": "rd", "episodes": 4, "acknowledged": 1, "acknowledged_share": 0.25,
+                      "median_hours_to_acknowledge": 30.0},
+                     {"agency": "dga", "episodes": 8, "acknowledged": 8, "acknowledged_share": 1.0,
+                      "median_hours_to_acknowledge": 2.0}]}
 OVERALL = {"responses": 243, "share_satisfied": 0.7893, "mean_satisfaction": 4.17, "awareness_rate": 0.79}
 
 
@@ -72,7 +79,7 @@ def fake_apis(fail: frozenset[str] = frozenset(), calls: list[str] | None = None
     def handler(request: httpx.Request) -> httpx.Response:
         assert request.headers["X-API-Key"] == KEY
         path, params = request.url.path, dict(request.url.params)
-        service = {8101: "roadmap", 8102: "training", 8103: "feedback"}[request.url.port]
+        service = {8101: "roadmap", 8102: "training", 8103: "feedback", 8104: "notifier"}[request.url.port]
         if calls is not None:
             calls.append(f"{service}{path}")
         if service in fail or (path.startswith("/v1/milestones/") and "detail" in fail):
@@ -99,6 +106,8 @@ def fake_apis(fail: frozenset[str] = frozenset(), calls: list[str] | None = None
             return httpx.Response(200, json={"overall": OVERALL, "gaps": [{"age_group": "60_plus", "channel": "walk_in"}]})
         if path == "/v1/experience":
             return httpx.Response(200, json={"overall": OVERALL, "cells": CELLS})
+        if path == "/v1/acknowledgements/summary":
+            return httpx.Response(200, json=ACKS)
         return httpx.Response(404)
     return httpx.MockTransport(handler)
 
@@ -161,7 +170,9 @@ async def test_agency_report_holds_only_that_agencys_milestones():
 def test_sheet_columns_are_the_published_ones():
     cols = quarterly.sheet_columns()
     assert list(cols) == ["about", "summary", "roadmap", "roadmap_late", "regulation", "regulation_late", "readiness",
-                          "readiness_laggards", "access", "awareness", "schedule_changes"]
+                          "readiness_laggards", "access", "awareness", "schedule_changes", "acknowledgements",
+                          "acknowledgements_agencies"]
+    assert cols["acknowledgements"] == ("figure", "figure_th", "value")
     assert cols["schedule_changes"] == ("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "status",
                                         "baseline_due_date", "current_due_date", "variance_days", "stated_reason",
                                         "flag_over_30_days_no_reason")
@@ -436,3 +447,21 @@ async def test_the_lists_latest_reason_spares_a_detail_request_per_moved_milesto
     assert slips["DGA-2"].reason is None and not slips["DGA-2"].flagged  # 10 days: listed, not flagged
     details = [c for c in calls if c.startswith("roadmap/v1/milestones/")]
     assert set(details) <= {"roadmap/v1/milestones/REG-1", "roadmap/v1/milestones/RD-7"}  # the late lists' own
+
+
+async def test_the_acknowledgement_section_holds_the_notifiers_figures_in_every_format():
+    report = await build()
+    sheets = quarterly.tables(report)
+    figures = {row[0]: row[2] for row in sheets["acknowledgements"].rows}
+    assert figures["episodes_notified"] == 12 and figures["acknowledged_share"] == 0.75
+    assert figures["unacknowledged_3d_to_7d"] == 2 and figures["escalations_level_2"] == 1
+    assert [r[0] for r in sheets["acknowledgements_agencies"].rows] == ["rd", "dga"]  # least responsive first
+    book = load_workbook(io.BytesIO(render(report, "xlsx")))
+    assert [c.value for c in book["acknowledgements"][1]] == ["figure", "figure_th", "value"]
+    html = render(report, "html").decode()
+    assert "7. การรับทราบการแจ้งเตือนของหน่วยงาน" in html and "75.0%" in html
+    # The notifier away: the section says so, the rest of the report stands.
+    away = await build(fail=frozenset({"notifier"}))
+    assert away.acknowledgements is None and "notifier" in away.unavailable
+    assert quarterly.tables(away)["acknowledgements"].rows == ()
+    assert "ยังไม่มีรายงาน" in render(away, "html").decode()
