@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -141,13 +142,23 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     async def post_statements(request: Request) -> Response:
         return await handle(request, None)
 
+    put_param = {"name": "statementId", "in": "query", "required": True, "description": "the statement's id",
+                 "schema": {"type": "string", "pattern": xapi.UUID_PATTERN}}
+
     @router.put("/xapi/statements", summary="Store one xAPI statement under statementId", status_code=204,
-                responses={**responses, 200: {"description": "acknowledged, not stored: not a completion verb"}},
-                openapi_extra=openapi.merge(openapi.KEYED, version_header, openapi.json_body(
-                    one, description="one statement; its id, if any, equals statementId")))
-    async def put_statement(request: Request,
-                            statementId: Annotated[str, Query(pattern=xapi.UUID_PATTERN)]) -> Response:
-        return await handle(request, statementId)
+                responses=responses,
+                openapi_extra=openapi.merge(openapi.KEYED, {"parameters": version_header["parameters"] + [put_param]},
+                                            openapi.json_body(one, description="one statement; its id, if any, "
+                                                                                "equals statementId")))
+    async def put_statement(request: Request) -> Response:
+        # statementId is read here, not by FastAPI's validation, so its refusal carries the version header too.
+        statement_id = request.query_params.get("statementId")
+        if statement_id is None or not re.fullmatch(xapi.UUID_PATTERN, statement_id):
+            principal = await authenticated(request)
+            if isinstance(principal, Response):
+                return principal
+            return problem(400, "invalid_statement_id", "statementId must be a UUID", headers=headers())
+        return await handle(request, statement_id)
 
     @router.get("/xapi/statements", summary="Read stored xAPI statements (one by id, or a filtered page)",
                 responses={400: {"description": "bad parameter or version header"}, 401: {"description": "missing key"},

@@ -86,6 +86,9 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
         r = await client.post("/xapi/statements", json=deep, headers=h)
         assert r.status_code == 400 and r.json()["reason"] in ("json_too_deep", "too_complex")
         assert r.headers[xapi.VERSION_HEADER] == "1.0.3"
+        r = await client.put("/xapi/statements", params={"statementId": "not-a-uuid"}, json=deep, headers=h)
+        assert r.status_code == 400 and r.json()["reason"] == "invalid_statement_id"
+        assert r.headers[xapi.VERSION_HEADER] == "1.0.3"
         r = await client.post("/xapi/statements", headers={**XAPI, "Authorization": "Basic " + base64.b64encode(
             b"lms:nnk_dga_wrong").decode()}, json=deep)
         assert r.status_code == 401 and r.headers[xapi.VERSION_HEADER] == "1.0.3"
