@@ -18,6 +18,7 @@ MILESTONE_AT_RISK = "roadmap.milestone.at_risk"
 MILESTONE_MISSED = "roadmap.milestone.missed"
 MILESTONE_RECOVERED = "roadmap.milestone.recovered"
 MILESTONE_ACKNOWLEDGED = "roadmap.milestone.acknowledged"
+MILESTONE_REBASELINED = "roadmap.milestone.rebaselined"
 TRAINING_TARGET_SET = "training.target.set"
 TRAINING_COURSE_COMPLETED = "training.course.completed"
 TRAINING_COMPLETION_VOIDED = "training.course.completion_voided"
@@ -50,6 +51,8 @@ _TYPES = [
     EventType(MILESTONE_AT_RISK, roadmap.MilestoneAtRisk, topics.ROADMAP_ALERTS, derived=True),
     EventType(MILESTONE_MISSED, roadmap.MilestoneMissed, topics.ROADMAP_ALERTS, derived=True),
     EventType(MILESTONE_RECOVERED, roadmap.MilestoneRecovered, topics.ROADMAP_ALERTS, derived=True),
+    # A missed due date replaced by a new one: that miss's reminders and escalation end (a new chain if missed again).
+    EventType(MILESTONE_REBASELINED, roadmap.MilestoneRebaselined, topics.ROADMAP_ALERTS, derived=True),
     # An owner acknowledged a missed or at-risk notification: published by the notifier, recorded by the roadmap.
     EventType(MILESTONE_ACKNOWLEDGED, roadmap.MilestoneAcknowledged, topics.ROADMAP_EVENTS, derived=True),
     EventType(TRAINING_TARGET_SET, training.TrainingTargetSet, topics.TRAINING_EVENTS),
@@ -79,5 +82,6 @@ DATA_AGENCY_FIELD = {
     MILESTONE_AT_RISK: "owner_agency",
     MILESTONE_MISSED: "owner_agency",
     MILESTONE_RECOVERED: "owner_agency",
+    MILESTONE_REBASELINED: "owner_agency",
     MILESTONE_ACKNOWLEDGED: "owner_agency",
 }

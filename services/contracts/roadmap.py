@@ -110,6 +110,12 @@ class MilestoneAcknowledged(EventData):
     forecast_completion: DueDate | None = None
 
 
+class MilestoneRebaselined(MilestoneAlert):
+    """The missed due date `due_date` was replaced by `new_due_date` (a reschedule or re-plan after the miss)."""
+
+    new_due_date: GregorianDate | None = None
+
+
 class MilestoneAtRisk(MilestoneAlert):
     pass
 

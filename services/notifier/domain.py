@@ -16,7 +16,12 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
-from services.contracts.events import MILESTONE_AT_RISK, MILESTONE_MISSED, MILESTONE_RECOVERED
+from services.contracts.events import (
+    MILESTONE_AT_RISK,
+    MILESTONE_MISSED,
+    MILESTONE_REBASELINED,
+    MILESTONE_RECOVERED,
+)
 from services.contracts.thai_calendar import BANGKOK
 from services.notifier.holidays import add_working_hours, is_working_day, next_working_morning
 
@@ -53,6 +58,7 @@ ALERT_TYPE_OF_EVENT = {
     MILESTONE_AT_RISK: "at_risk",
     MILESTONE_MISSED: "missed",
     MILESTONE_RECOVERED: "recovered",
+    MILESTONE_REBASELINED: "rebaselined",  # a missed due date moved: that miss's reminders and escalation end
 }
 ALERT_TYPES = frozenset({*ALERT_TYPE_OF_EVENT.values(), "operational", "quarterly_report"})
 DEFAULT_REMINDER_INTERVAL = timedelta(hours=24)

@@ -22,6 +22,7 @@ _HEADLINES = {
     "at_risk": ("🟠", "ภารกิจมีความเสี่ยงจะล่าช้า", "Milestone at risk"),
     "missed": ("⚠️", "ภารกิจเลยกำหนด", "Milestone missed"),
     "recovered": ("✅", "ภารกิจกลับมาตามแผน", "Milestone recovered"),
+    "rebaselined": ("📅", "ภารกิจที่เลยกำหนดได้กำหนดเสร็จใหม่", "Missed milestone rescheduled"),
 }
 
 

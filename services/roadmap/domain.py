@@ -390,9 +390,13 @@ class Replay:
 
     def _move_due(self, new_due: date, change: str = "rescheduled") -> str:
         """Move the due date, unless the milestone is already completed: lateness is measured against the due
-        date in force when the completion was reported, so a later move is only recorded (`..._after_completion`)."""
+        date in force when the completion was reported, so a later move is only recorded (`..._after_completion`).
+        Moving a missed due date ends that miss: `rebaselined` for it (its reminders and escalation stop)."""
         if self.state.completed_on is not None and self.state.due is not None:
             return f"{change}_after_completion"
+        old = self.state.due
+        if old is not None and new_due != old and ("missed", old) in self.alerts:
+            self._alert("rebaselined", old)
         self.state.due = new_due
         return change
 
@@ -562,6 +566,7 @@ ALERT_TYPES = {
     "missed": events.MILESTONE_MISSED,
     "at_risk": events.MILESTONE_AT_RISK,
     "recovered": events.MILESTONE_RECOVERED,
+    "rebaselined": events.MILESTONE_REBASELINED,
 }
 
 
@@ -602,8 +607,8 @@ def alerts_due(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
 def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime, due_date: str | None = None) -> dict[str, Any]:
     """The alert's data; `due_date`: the due date it is about (default: the current one)."""
     due_date = due_date or doc["due_date"]
-    reason = {"missed": "deadline_passed", "recovered": "completed_after_deadline"}.get(
-        kind, ",".join(doc.get("status_reasons") or []) or None)
+    reason = {"missed": "deadline_passed", "recovered": "completed_after_deadline",
+              "rebaselined": "due_date_moved_after_miss"}.get(kind, ",".join(doc.get("status_reasons") or []) or None)
     data = {
         "milestone_id": doc["milestone_id"], "title_th": doc.get("title_th"), "title_en": doc.get("title_en"),
         "workstream": doc["workstream"], "owner_agency": doc["owner_agency"], "due_date": due_date,
@@ -614,4 +619,7 @@ def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime, due_dat
     }
     if kind == "missed":
         data["days_late"] = max(0, (bangkok_day(_utc(detected_at)) - _date(due_date)).days)
+    if kind == "rebaselined":
+        data["new_due_date"] = doc["due_date"]
+        data["reason"] = doc.get("latest_reason") or reason
     return {k: v for k, v in data.items() if v is not None}

@@ -168,3 +168,19 @@ async def test_group_commit_never_leaves_a_delivery_waiting():
 
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(23))), 5)
     assert sum(groups) == 23 and len(groups) < 23
+
+
+async def test_moving_a_missed_due_date_ends_that_misses_reminders():
+    clock = Clock(datetime(2026, 11, 25, 10, 0, tzinfo=BANGKOK).astimezone(UTC))
+    svc, repo = service(clock)
+    await svc.on_alerts(Batch([missed(clock.now)]))
+    clock.now += timedelta(days=1, minutes=1)
+    assert await svc.schedule_once() > 0  # reminders while missed
+    rebaselined = make_event("roadmap.milestone.rebaselined", {
+        "milestone_id": "M-1", "title_th": "ภารกิจ", "workstream": "technology_access", "owner_agency": "dga",
+        "due_date": "2026-11-20", "new_due_date": "2027-01-31", "detected_at": clock.now.isoformat()},
+        agency="dga", source="/services/roadmap/watcher", id="rebaselined:M-1:2026-11-20", time=clock.now)
+    await svc.on_alerts(Batch([rebaselined]))
+    assert not any(s["active"] for s in repo.schedules.values())
+    clock.now += timedelta(days=5)
+    assert await svc.schedule_once() == 0

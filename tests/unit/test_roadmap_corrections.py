@@ -126,7 +126,8 @@ def test_missed_then_moved_then_done_on_time_keeps_the_miss_without_a_recovery()
     facts = [planned(), rescheduled(DUE + 30 * DAY, DEADLINE + 2 * DAY), completed(DUE + 25 * DAY, DEADLINE + 25 * DAY)]
     doc = project("M", facts, DEADLINE + 40 * DAY)
     assert doc["days_late"] == 0
-    assert domain.alerts_due(doc) == [("missed", DUE.isoformat())]
+    # The miss stays in history; moving the missed date ends it (its reminders stop): rebaselined, no recovery.
+    assert domain.alerts_due(doc) == [("missed", DUE.isoformat()), ("rebaselined", DUE.isoformat())]
     assert doc["alerts_due"][0]["id"] == f"missed:M:{DUE.isoformat()}"
 
 
