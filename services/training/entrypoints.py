@@ -175,6 +175,7 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
             return principal
         params = dict(request.query_params)
         agency = principal.read_scope(None)
+        languages = xapi.accept_languages(request.headers.get("accept-language", ""))
         try:
             for name in ("statementId", "voidedStatementId"):
                 if name in params:
@@ -183,11 +184,14 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
                     sid = params[name].lower()
                     if not xapi.is_uuid(sid):
                         raise xapi.StatementError("invalid_parameter", f"{name} must be a UUID")
+                    fmt = params.get("format", "exact")
+                    if fmt not in ("exact", "ids", "canonical"):
+                        raise xapi.StatementError("invalid_parameter", "format must be exact, ids or canonical")
                     found = await intake.one(sid, name == "voidedStatementId", agency)
                     if found is None:
                         return problem(404, "statement_not_found", f"no {'voided ' if name != 'statementId' else ''}"
                                        "statement with this id for this key", headers=headers())
-                    return JSONResponse(found, headers=headers())
+                    return JSONResponse(xapi.formatted(found, fmt, languages), headers=headers())
             if "more" in params:
                 if len(params) > 1:
                     raise xapi.StatementError("invalid_parameter", "more takes no other parameter")
@@ -196,8 +200,6 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
                 query = xapi.parse_query(params)
         except xapi.StatementError as err:
             return problem(400, err.reason, err.detail, headers=headers())
-        languages = [part.split(";")[0].strip() for part in request.headers.get("accept-language", "").split(",")
-                     if part.strip()]
         page = await intake.query(query, agency, sorted(get_registry().codes()) if agency is None else [], languages)
         return JSONResponse(page, headers=headers())
 

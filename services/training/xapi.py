@@ -575,11 +575,103 @@ def related(statement: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     return activities, agents
 
 
+def accept_languages(header: str) -> list[str]:
+    """The language ranges of an Accept-Language header, best first (RFC 9110 q-values; q=0 means "not this";
+    a malformed q counts as 1, equal q keeps the client's order)."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(header.split(",")[:32]):  # bounded: a header is outside input
+        tag, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for p in params:
+            if p[:2].lower() == "q=":
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 1.0
+        if tag and q > 0:
+            ranked.append((-q, i, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def pick_language(value: dict[str, str], languages: list[str]) -> str:
+    """The key of a language map that best answers `languages` (RFC 4647 lookup, case-insensitive): an exact tag,
+    then a tag the range is a prefix of (`en` → `en-GB`), then the range's own prefixes (`en-GB` → `en`); `*` or
+    no match: `und` if present, else the first entry."""
+    keys = {k.lower(): k for k in value}
+    for lang in languages:
+        low = lang.lower()
+        if low == "*":
+            break
+        if low in keys:
+            return keys[low]
+        for k_low, k in keys.items():
+            if k_low.startswith(low + "-"):
+                return k
+        parts = low.split("-")
+        for n in range(len(parts) - 1, 0, -1):
+            if "-".join(parts[:n]) in keys:
+                return keys["-".join(parts[:n])]
+    return keys.get("und", next(iter(value)))
+
+
+def _context_arrays(st: dict[str, Any]) -> dict[str, Any]:
+    """xAPI 1.0.3 (Data 2.4.6.2): the LRS returns every contextActivities value as an array, a single Activity
+    as an array of one."""
+    out = dict(st)
+    ctx = st.get("context")
+    if isinstance(ctx, dict) and isinstance(ctx.get("contextActivities"), dict):
+        acts = {k: (v if isinstance(v, list) else [v]) for k, v in ctx["contextActivities"].items()}
+        out["context"] = {**ctx, "contextActivities": acts}
+    if isinstance(st.get("object"), dict) and st["object"].get("objectType") == "SubStatement":
+        out["object"] = _context_arrays(st["object"])
+    return out
+
+
 def formatted(statement: dict[str, Any], fmt: str, languages: list[str]) -> dict[str, Any]:
-    """`format=ids`: Activities, Verbs and Agents by their identifiers only; `canonical`: language maps reduced
-    to the best language of Accept-Language; `exact`: as stored."""
+    """The statement in the requested `format` (xAPI 1.0.3 Communication 2.1.3). `exact`: as stored. `ids`:
+    Agents and Groups by objectType and identifier only (an anonymous Group by its members'), Activities and
+    Verbs by `id` only. `canonical`: every language map reduced to the one language that best answers
+    Accept-Language (`languages`, best first; `pick_language`). In every format contextActivities values are
+    arrays."""
+    statement = _context_arrays(statement)
     if fmt == "exact":
         return statement
+
+    def agent(a: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in a.items() if k in ("objectType", "mbox", "mbox_sha1sum", "openid", "account")}
+        if a.get("objectType") == "Group" and not _identifier(a) and isinstance(a.get("member"), list):
+            out["member"] = [agent(m) for m in a["member"] if isinstance(m, dict)]
+        return out
+
+    def activity(a: Any) -> Any:
+        return {"id": a["id"]} if isinstance(a, dict) and "id" in a else a
+
+    def ids(st: dict[str, Any]) -> dict[str, Any]:
+        out = dict(st)
+        if isinstance(st.get("actor"), dict):
+            out["actor"] = agent(st["actor"])
+        if isinstance(st.get("verb"), dict):
+            out["verb"] = activity(st["verb"])
+        obj = st.get("object")
+        if isinstance(obj, dict):
+            kind = obj.get("objectType", "Activity")
+            out["object"] = (agent(obj) if kind in ("Agent", "Group") else ids(obj) if kind == "SubStatement"
+                             else activity(obj) if kind == "Activity" else obj)
+        ctx = st.get("context")
+        if isinstance(ctx, dict):
+            c = dict(ctx)
+            for who in ("instructor", "team"):
+                if isinstance(c.get(who), dict):
+                    c[who] = agent(c[who])
+            if isinstance(c.get("contextActivities"), dict):
+                c["contextActivities"] = {k: [activity(a) for a in v] for k, v in c["contextActivities"].items()}
+            out["context"] = c
+        if isinstance(st.get("authority"), dict):
+            out["authority"] = agent(st["authority"])
+        return out
+
+    if fmt == "ids":
+        return ids(statement)
 
     def walk(value: Any, key: str) -> Any:
         if isinstance(value, list):
@@ -587,14 +679,9 @@ def formatted(statement: dict[str, Any], fmt: str, languages: list[str]) -> dict
         if not isinstance(value, dict):
             return value
         if key in ("display", "name", "description") and value and all(isinstance(v, str) for v in value.values()):
-            if fmt == "ids":
-                return None
-            pick = next((lang for lang in languages if lang in value), None) or next(iter(value))
+            pick = pick_language(value, languages)
             return {pick: value[pick]}
-        out = {k: walk(v, k) for k, v in value.items()}
-        if fmt == "ids" and key in ("object", "verb") and "definition" in out:
-            out.pop("definition")
-        return {k: v for k, v in out.items() if v is not None}
+        return {k: walk(v, k) for k, v in value.items()}
 
     return walk(statement, "")
 

@@ -262,3 +262,49 @@ async def test_retractions_survive_crashes_at_every_step_and_equal_recount(setti
     rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert rollup["ready_learners"] == 3 and (await repo.recount(write=False))["2569:dga:mindset"]["ready_learners"] == 3
     await db.client.close()
+
+
+async def test_statement_formats_over_the_real_servers(settings_for):
+    """`format` (exact, ids, canonical with Accept-Language) on a single-statement GET and on a filtered page, and
+    contextActivities always as arrays (xAPI 1.0.3 Communication 2.1.3, Data 2.4.6.2)."""
+    settings = settings_for(TrainingSettings, learner_hmac_secret="lrs-format-secret")
+    app = create_app(settings)
+    key = await make_key(settings, "dga")
+    h = {**XAPI, "X-API-Key": key}
+    sid = str(uuid.uuid4())
+    verb = f"http://lms.dga.or.th/verbs/{uuid.uuid4()}"
+    st = {"id": sid, "actor": {"mbox": "mailto:format@dga.or.th", "name": "F"},
+          "verb": {"id": verb, "display": {"en-US": "watched", "en-GB": "watched (uk)", "th": "ดู"}},
+          "object": {"id": "https://lms.dga.or.th/c/video", "definition": {
+              "name": {"en-US": "Video", "en-GB": "Video (uk)"}, "type": "http://adlnet.gov/expapi/activities/media"}},
+          "context": {"contextActivities": {"category": {"id": "https://lms.dga.or.th/cat/media", "definition": {
+              "name": {"en-US": "Media", "th": "สื่อ"}}}}}}
+    async with running(app) as client:
+        r = await client.post("/xapi/statements", json=st, headers=h)
+        assert r.status_code == 200, r.text
+
+        async def one(fmt: str | None, lang: str | None) -> dict:
+            params = {"statementId": sid} | ({"format": fmt} if fmt else {})
+            headers = h | ({"Accept-Language": lang} if lang else {})
+            async def fetched() -> dict | None:
+                resp = await client.get("/xapi/statements", params=params, headers=headers)
+                return resp.json() if resp.status_code == 200 else None
+            return await poll(fetched, timeout=30, what=f"statement readable as {fmt}")
+
+        exact = await one(None, "en-GB")
+        assert exact["verb"]["display"] == st["verb"]["display"]  # format absent: exact, Accept-Language unused
+        assert exact["context"]["contextActivities"]["category"][0]["id"] == "https://lms.dga.or.th/cat/media"
+        canonical = await one("canonical", "th;q=0.5, en-GB")
+        assert canonical["verb"]["display"] == {"en-GB": "watched (uk)"}
+        assert canonical["object"]["definition"]["name"] == {"en-GB": "Video (uk)"}
+        assert canonical["context"]["contextActivities"]["category"][0]["definition"]["name"] == {"th": "สื่อ"}
+        ids = await one("ids", None)
+        assert ids["verb"] == {"id": verb} and ids["object"] == {"id": "https://lms.dga.or.th/c/video"}
+        assert ids["context"]["contextActivities"] == {"category": [{"id": "https://lms.dga.or.th/cat/media"}]}
+        assert set(ids["actor"]) == {"objectType", "account"}
+        page = await client.get("/xapi/statements", params={"verb": verb, "format": "canonical"},
+                                headers=h | {"Accept-Language": "en"})
+        assert [s["verb"]["display"] for s in page.json()["statements"]] == [{"en-US": "watched"}]
+        bad = await client.get("/xapi/statements", params={"statementId": sid, "format": "pretty"}, headers=h)
+        assert bad.status_code == 400 and bad.json()["reason"] == "invalid_parameter"
+        assert bad.headers[xapi.VERSION_HEADER] == "1.0.3"

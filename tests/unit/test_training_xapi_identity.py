@@ -160,3 +160,67 @@ def test_stored_statements_hold_no_address_and_query_parsing():
             xapi.parse_query(bad)
     with pytest.raises(xapi.StatementError):
         xapi.decode_cursor("not-a-cursor")
+
+
+SUB = {"id": "6f3c1a52-2b7e-4c55-9a0e-7d1f2f0e9b11",
+       "actor": {"objectType": "Agent", "mbox": "mailto:a@dga.or.th", "name": "A"},
+       "verb": {"id": "http://adlnet.gov/expapi/verbs/attempted", "display": {"en-US": "attempted", "en-GB": "tried"}},
+       "object": {"objectType": "SubStatement",
+                  "actor": {"objectType": "Group", "mbox": "mailto:g@dga.or.th", "name": "G",
+                            "member": [{"mbox": "mailto:m@dga.or.th"}]},
+                  "verb": {"id": "http://x/v2", "display": {"en-US": "v2"}},
+                  "object": {"objectType": "Activity", "id": "http://x/act",
+                             "definition": {"name": {"en-US": "n", "en-GB": "n gb"}, "type": "http://x/t"}},
+                  "context": {"contextActivities": {"parent": {"id": "http://x/p"}}}},
+       "context": {"instructor": {"objectType": "Group", "member": [{"mbox": "mailto:i@dga.or.th", "name": "I"}]},
+                   "contextActivities": {"category": {"id": "http://x/c",
+                                                      "definition": {"name": {"en-US": "c", "en-GB": "c gb",
+                                                                              "fr": "c fr"}}}}}}
+
+
+def test_format_ids_keeps_identifiers_only():
+    """xAPI 1.0.3 `ids`: Agents/Groups by objectType and IFI (an anonymous Group by its members), Activities and
+    Verbs by `id` only, at every depth (SubStatement, contextActivities)."""
+    out = xapi.formatted(copy.deepcopy(SUB), "ids", [])
+    assert out["actor"] == {"objectType": "Agent", "mbox": "mailto:a@dga.or.th"}
+    assert out["verb"] == {"id": "http://adlnet.gov/expapi/verbs/attempted"}
+    sub = out["object"]
+    assert sub["actor"] == {"objectType": "Group", "mbox": "mailto:g@dga.or.th"}  # identified: no members, no name
+    assert sub["object"] == {"id": "http://x/act"} and sub["verb"] == {"id": "http://x/v2"}
+    assert sub["context"]["contextActivities"] == {"parent": [{"id": "http://x/p"}]}
+    assert out["context"]["instructor"] == {"objectType": "Group", "member": [{"mbox": "mailto:i@dga.or.th"}]}
+    assert out["context"]["contextActivities"] == {"category": [{"id": "http://x/c"}]}
+    assert SUB["verb"]["display"]  # the stored statement is not changed
+
+
+def test_every_format_returns_context_activities_as_arrays():
+    for fmt in ("exact", "ids", "canonical"):
+        out = xapi.formatted(copy.deepcopy(SUB), fmt, ["en-US"])
+        assert isinstance(out["context"]["contextActivities"]["category"], list)
+        assert isinstance(out["object"]["context"]["contextActivities"]["parent"], list)
+    exact = xapi.formatted(copy.deepcopy(SUB), "exact", ["en-GB"])
+    assert exact["verb"]["display"] == {"en-US": "attempted", "en-GB": "tried"}  # exact ignores Accept-Language
+
+
+@pytest.mark.parametrize(("header", "verb", "category"), [
+    ("en-GB", "en-GB", "en-GB"),
+    ("fr;q=0.4, en-GB;q=0.9", "en-GB", "en-GB"),  # q-values, not header order
+    ("fr, en-GB;q=0.5", "en-GB", "fr"),           # each map its own best available language
+    ("EN-gb", "en-GB", "en-GB"),                  # tags are case-insensitive
+    ("en", "en-US", "en-US"),                     # a range matches the tags it prefixes
+    ("en-GB-oxendict", "en-GB", "en-GB"),         # a tag falls back to its prefixes
+    ("de, en-GB;q=0", "en-US", "en-US"),          # q=0 means "not this"; no match: the first entry
+    ("", "en-US", "en-US"),
+    ("*", "en-US", "en-US"),
+    (";;, ,q=x;q=abc", "en-US", "en-US"),         # garbage is ignored, never an error
+])
+def test_canonical_picks_one_language_by_accept_language(header, verb, category):
+    out = xapi.formatted(copy.deepcopy(SUB), "canonical", xapi.accept_languages(header))
+    assert list(out["verb"]["display"]) == [verb]
+    assert list(out["context"]["contextActivities"]["category"][0]["definition"]["name"]) == [category]
+    assert list(out["object"]["object"]["definition"]["name"]) == [verb]
+
+
+def test_canonical_prefers_und_when_nothing_matches():
+    assert xapi.pick_language({"en-US": "a", "und": "b"}, ["th"]) == "und"
+    assert xapi.accept_languages("a;q=0.1," * 100).count("a") == 32  # a header is bounded
