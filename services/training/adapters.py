@@ -68,6 +68,9 @@ class TrainingRepository:
         await self.statements.create_index([("agency", ASCENDING), ("stored", ASCENDING), ("_id", ASCENDING)],
                                            name="agency_stored")
         await self.statements.create_index([("voids", ASCENDING)], name="voids", sparse=True)
+        # StatementRef filter-through: a target's arrival finds its referrers by `ref`; filters match `ref_keys`.
+        await self.statements.create_index([("ref", ASCENDING)], name="ref", sparse=True)
+        await self.statements.create_index([("ref_keys", ASCENDING)], name="ref_keys", sparse=True)
 
     def _stage(self, name: str) -> None:
         if self.fault is not None:
@@ -311,6 +314,16 @@ class TrainingRepository:
         """Which of `ids` a stored voiding statement already names (the voiding one arrived first)."""
         return [d["voids"] async for d in self.statements.find({"voids": {"$in": list(ids)}, "state": "stored"},
                                                                  {"voids": 1})]
+
+    async def add_ref_keys(self, ids: Sequence[str], keys: Sequence[str]) -> None:
+        if ids and keys:
+            await self.statements.update_many({"_id": {"$in": list(ids)}},
+                                              {"$addToSet": {"ref_keys": {"$each": list(keys)}}})
+
+    async def referrers(self, ids: Sequence[str], agency: str) -> list[dict[str, Any]]:
+        """`_id` and `ref` of the agency's statements whose object is a StatementRef to one of `ids`."""
+        return [d async for d in self.statements.find({"ref": {"$in": list(ids)}, "agency": agency},
+                                                          {"ref": 1})]
 
     async def find_statements(self, query: dict[str, Any], ascending: bool, limit: int) -> list[dict[str, Any]]:
         order = ASCENDING if ascending else -1

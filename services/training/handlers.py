@@ -257,6 +257,8 @@ class XapiIntake:
                "agents": sorted({self.learner_key(agency, a) for a in agents})}
         if voids is not None:
             doc["voids"] = voids
+        if (ref := xapi.statement_ref(st)) is not None:
+            doc["ref"] = ref  # its `ref_keys` are set once stored (_link_refs)
         return _Planned(sid, st, doc, event)
 
     async def _decide_and_publish(self, planned: list[_Planned], principal: Principal, put_id: str | None,
@@ -287,6 +289,7 @@ class XapiIntake:
         await self.repo.mark_stored([p.sid for p in mine] + [p.sid for p in again])
         await self.repo.mark_voided([p.doc["voids"] for p in mine if "voids" in p.doc])
         await self.repo.mark_voided(await self.repo.voided_among([p.sid for p in mine]))
+        await self._link_refs([p.sid for p in mine + again], principal.agency)
         counted = sum(1 for p in mine if p.event is not None)
         if counted:
             self.metrics.xapi.labels("accepted").inc(counted)
@@ -295,6 +298,36 @@ class XapiIntake:
         if others:
             self.metrics.xapi.labels("duplicate").inc(len(others))
         return XapiOutcome(204 if put_id is not None else 200, body=None if put_id is not None else [p.sid for p in planned])
+
+    async def _link_refs(self, sids: list[str], agency: str) -> None:
+        """StatementRef filter-through keys (xapi.ref_keys), both ways, once `sids` are stored: statements among
+        them that target a stored statement of the agency take its keys, and statements that already targeted one
+        of them (it arrived later) take them now, up the chain to MAX_REF_DEPTH. Both steps run after the
+        statement's own reservation, so a referrer and its target stored concurrently still meet in one of them.
+        Idempotent ($addToSet): a retried request repeats them harmlessly."""
+        if not sids:
+            return
+        docs = await self.repo.statement_docs(sids)
+        refs = {sid: d["ref"] for sid, d in docs.items() if d.get("ref")}
+        if refs:
+            targets = await self.repo.statement_docs(sorted(set(refs.values())))
+            for sid, rid in refs.items():
+                target = targets.get(rid)
+                # Another agency's statement lends no keys: a filter must not reveal what it holds.
+                if target is not None and target.get("state") == "stored" and target["agency"] == agency:
+                    keys = xapi.ref_keys(target)
+                    await self.repo.add_ref_keys([sid], keys)
+                    docs[sid] = {**docs[sid], "ref_keys": sorted(set(docs[sid].get("ref_keys") or []) | set(keys))}
+        for sid, doc in docs.items():
+            keys, level = xapi.ref_keys(doc), [sid]
+            for by in range(1, xapi.MAX_REF_DEPTH + 1):
+                deeper = xapi.deepen(keys, by)
+                if not deeper:
+                    break
+                level = [r["_id"] for r in await self.repo.referrers(level, agency)]
+                if not level:
+                    break
+                await self.repo.add_ref_keys(level, deeper)
 
     # --- GET /xapi/statements ----------------------------------------------------------------------
     async def one(self, sid: str, voided: bool, agency: str | None) -> dict[str, Any] | None:
@@ -311,14 +344,18 @@ class XapiIntake:
         mongo: dict[str, Any] = {"state": "stored", "statement": {"$exists": True}, "voided": {"$ne": True}}
         if agency is not None:
             mongo["agency"] = agency
+        conditions: dict[str, list[str]] = {}  # met by the statement itself or by a statement it targets
         if q.agent is not None:
-            mongo["agents" if q.related_agents else "learner"] = {"$in": sorted({self.learner_key(a, q.agent) for a in ([agency] if agency else agencies)})}
+            conditions["agents" if q.related_agents else "learner"] = sorted(
+                {self.learner_key(a, q.agent) for a in ([agency] if agency else agencies)})
         if q.verb is not None:
-            mongo["verb"] = q.verb
+            conditions["verb"] = [q.verb]
         if q.activity is not None:
-            mongo["activities" if q.related_activities else "activity"] = q.activity
+            conditions["activities" if q.related_activities else "activity"] = [q.activity]
         if q.registration is not None:
-            mongo["registration"] = q.registration
+            conditions["registration"] = [q.registration]
+        if conditions:
+            mongo["$or"] = xapi.filter_through(conditions)
         stored: dict[str, Any] = {}
         if q.since is not None:
             stored["$gt"] = q.since

@@ -575,6 +575,60 @@ def related(statement: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]
     return activities, agents
 
 
+# --- StatementRef filter-through (xAPI 1.0.3 Communication 2.1.3 "Filter Conditions for StatementRefs") ----
+# A statement whose object is a StatementRef meets the agent/verb/activity/registration filters when its target
+# does, recursively. Each stored doc carries its targets' filter values as `ref_keys` strings "depth|field|value"
+# (depth 1 = the target, 2 = the target's target...), so one multikey index answers the query; a filter of
+# several fields must be met by ONE target (the same depth), never pieced together from different ones.
+MAX_REF_DEPTH = 3
+REF_FIELDS = ("learner", "verb", "activity", "registration", "activities", "agents")
+
+
+def statement_ref(statement: dict[str, Any]) -> str | None:
+    """The id of the statement this one targets (its object is a StatementRef), lower-cased; else None."""
+    obj = statement.get("object")
+    if isinstance(obj, dict) and obj.get("objectType") == "StatementRef" and is_uuid(obj.get("id")):
+        return obj["id"].lower()
+    return None
+
+
+def ref_keys(target: dict[str, Any]) -> list[str]:
+    """The `ref_keys` a statement targeting the stored doc `target` gets: the target's own filter values at depth
+    1, and its own `ref_keys` one level deeper (bounded by MAX_REF_DEPTH)."""
+    keys: set[str] = set()
+    for name in REF_FIELDS:
+        value = target.get(name)
+        for v in (value if isinstance(value, list) else [value]):
+            if isinstance(v, str):
+                keys.add(f"1|{name}|{v}")
+    for key in target.get("ref_keys") or []:
+        depth, _, rest = key.partition("|")
+        if depth.isdigit() and int(depth) < MAX_REF_DEPTH:
+            keys.add(f"{int(depth) + 1}|{rest}")
+    return sorted(keys)
+
+
+def deepen(keys: list[str], by: int) -> list[str]:
+    """`keys` (as `ref_keys` builds them) seen from `by - 1` levels further up a chain of references."""
+    out = []
+    for key in keys:
+        depth, _, rest = key.partition("|")
+        if depth.isdigit() and int(depth) + by - 1 <= MAX_REF_DEPTH:
+            out.append(f"{int(depth) + by - 1}|{rest}")
+    return out
+
+
+def filter_through(conditions: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The MongoDB conditions "the statement meets `conditions` (field -> accepted values) itself, or one of its
+    targets does": to be OR-ed. Empty when there is nothing to filter on."""
+    if not conditions:
+        return []
+    own = {name: values[0] if len(values) == 1 else {"$in": values} for name, values in conditions.items()}
+    through = [{"$and": [{"ref_keys": {"$in": [f"{depth}|{name}|{v}" for v in values]}}
+                         for name, values in conditions.items()]} for depth in range(1, MAX_REF_DEPTH + 1)]
+    return [own, *through]
+
+
 def accept_languages(header: str) -> list[str]:
     """The language ranges of an Accept-Language header, best first (RFC 9110 q-values; q=0 means "not this";
     a malformed q counts as 1, equal q keeps the client's order)."""
