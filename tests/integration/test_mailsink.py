@@ -43,7 +43,7 @@ async def test_a_notification_email_lands_in_the_maildir_whole(tmp_path: Path):
         box = mailbox.Maildir(maildir, create=False)
         [key] = box.keys()
         # The SMTP reply names the stored message: a receipt that finds it.
-        assert f"queued as {key}" in result.detail
+        assert f"queued as {key}" in result.receipt
         assert box.get_message(key).get_subdir() == "new"  # unread, as a mail client expects a fresh delivery
         msg = message_from_bytes(box.get_bytes(key), policy=policy.default)
         assert msg["Subject"] == "หมุดหมาย M-1 พลาดกำหนด · Milestone M-1 missed"
