@@ -289,7 +289,10 @@ class XapiIntake:
         await self.repo.mark_stored([p.sid for p in mine] + [p.sid for p in again])
         await self.repo.mark_voided([p.doc["voids"] for p in mine if "voids" in p.doc])
         await self.repo.mark_voided(await self.repo.voided_among([p.sid for p in mine]))
-        await self._link_refs([p.sid for p in mine + again], principal.agency)
+        # Identical statements already stored are linked again too: a crash between mark_stored and here is
+        # repaired by the client's retry.
+        await self._link_refs([p.sid for p in mine] + [p.sid for p in others if existing[p.sid]["agency"] == principal.agency],
+                              principal.agency)
         counted = sum(1 for p in mine if p.event is not None)
         if counted:
             self.metrics.xapi.labels("accepted").inc(counted)
@@ -311,23 +314,27 @@ class XapiIntake:
         refs = {sid: d["ref"] for sid, d in docs.items() if d.get("ref")}
         if refs:
             targets = await self.repo.statement_docs(sorted(set(refs.values())))
-            for sid, rid in refs.items():
-                target = targets.get(rid)
+            for rid, target in targets.items():
                 # Another agency's statement lends no keys: a filter must not reveal what it holds.
-                if target is not None and target.get("state") == "stored" and target["agency"] == agency:
-                    keys = xapi.ref_keys(target)
-                    await self.repo.add_ref_keys([sid], keys)
+                if target.get("state") != "stored" or target["agency"] != agency:
+                    continue
+                keys = xapi.ref_keys(target)
+                referring = [sid for sid, r in refs.items() if r == rid]
+                await self.repo.add_ref_keys(referring, keys)  # one update per target, however many refer to it
+                for sid in referring:
                     docs[sid] = {**docs[sid], "ref_keys": sorted(set(docs[sid].get("ref_keys") or []) | set(keys))}
-        for sid, doc in docs.items():
-            keys, level = xapi.ref_keys(doc), [sid]
+        waiting: dict[str, list[str]] = {}  # one query for the whole request; usually nothing refers to it yet
+        for r in await self.repo.referrers(list(docs), agency):
+            waiting.setdefault(r["ref"], []).append(r["_id"])
+        for rid, level in waiting.items():
+            keys = xapi.ref_keys(docs[rid])
             for by in range(1, xapi.MAX_REF_DEPTH + 1):
-                deeper = xapi.deepen(keys, by)
-                if not deeper:
+                await self.repo.add_ref_keys(level, xapi.deepen(keys, by))
+                if by == xapi.MAX_REF_DEPTH:
                     break
                 level = [r["_id"] for r in await self.repo.referrers(level, agency)]
                 if not level:
                     break
-                await self.repo.add_ref_keys(level, deeper)
 
     # --- GET /xapi/statements ----------------------------------------------------------------------
     async def one(self, sid: str, voided: bool, agency: str | None) -> dict[str, Any] | None:

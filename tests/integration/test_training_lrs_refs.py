@@ -9,7 +9,7 @@ import json
 import uuid
 
 import pytest
-from support import make_key, poll, running
+from support import db_of, make_key, poll, running
 
 from services.training import xapi
 from services.training.main import create_app
@@ -86,3 +86,9 @@ async def test_statement_ref_filter_through(settings_for):
         assert await ids(rd, verb=watched) == set()
         assert await ids(rd, verb=liked) == {other}
         assert other not in await ids(verb=liked)
+
+        # Keys lost (a crash between storing and linking): the client's retry of the same statement links again.
+        await db_of(settings).training_xapi_statements.update_one({"_id": c}, {"$unset": {"ref_keys": ""}})
+        assert c not in await ids(verb=watched)
+        await post(st(c, f"bob-{run}", liked, ref(a)))
+        assert await ids(verb=watched) == {voiding, c, d}
