@@ -83,7 +83,10 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
                                 description=f"{idempotency.KEY_FORMAT}, one per filled form and kept across retries: a "
                                 "retry with the same body gets the first answer (same id) and is counted once; "
                                 "another body under the same key is 409 `idempotency_key_reused`. Scoped to the "
-                                "key's agency.")) -> JSONResponse:
+                                "key's agency.",
+                                # Documented, checked by the handler: a malformed key is 400 invalid_idempotency_key.
+                                json_schema_extra={"pattern": idempotency.KEY_PATTERN.pattern, "minLength": 8,
+                                                   "maxLength": 128})) -> JSONResponse:
         form = await read_json_rated(request, principal, service.form_limiter, RESPONSE_BODY_LIMIT, what="responses")
         if isinstance(form, JSONResponse):
             return form
