@@ -53,14 +53,22 @@ def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
         "NEWNORMAL_KAFKA_TOPIC_PARTITIONS": "2", "NEWNORMAL_API_KEY_CACHE_SECONDS": "0",
         "NEWNORMAL_LOG_LEVEL": "WARNING", "NEWNORMAL_STATS_REFRESH_SECONDS": "1",
     }
-    ports = {name: px.free_port() for name in ("roadmap", "training", "feedback", "reports")}
-    for name in ("roadmap", "training", "feedback"):
+    ports = {name: px.free_port() for name in ("roadmap", "training", "feedback", "notifier", "reports")}
+    for name in ("roadmap", "training", "feedback", "notifier"):
         env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
+    # The notifier answers the quarterly report's acknowledgement section. Its own consumer groups and a routes
+    # file without a quarterly-report route: test_reports_quarterly_live.py starts the notifier that e-mails it.
+    routes = tmp / "routes.yaml"
+    routes.write_text("recipients: {pmo: {email: pmo@opdc.go.th}}\nroutes:\n  - {name: pmo, match: {type: [missed]}, "
+                      "recipients: [pmo], channels: [email]}\n", encoding="utf-8")
+    notifier_env = {**env, "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"rep-ntf-{uuid.uuid4().hex[:6]}",
+                    "NEWNORMAL_NOTIFIER_ROUTES_FILE": str(routes), "NEWNORMAL_NOTIFIER_SMTP_PORT": str(px.free_port())}
     procs: list[px.ManagedProcess] = []
     try:
         for name in ("roadmap", "training", "feedback"):
             procs.append(px.service(name, ports[name], env, LOGS).start())
-        for proc, name in zip(procs, ("roadmap", "training", "feedback"), strict=True):
+        procs.append(px.service("notifier", ports["notifier"], notifier_env, LOGS).start())
+        for proc, name in zip(procs, ("roadmap", "training", "feedback", "notifier"), strict=True):
             px.wait_until(lambda p=ports[name]: px.http_ok(f"http://127.0.0.1:{p}/readyz"), 120, name, proc=proc)
         keys_path = tmp / "api-keys.json"
         asyncio.run(_write_keys(mongo_uri, db_name, keys_path, tmp / "survey-keys.json"))
