@@ -12,7 +12,7 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 from bson.codec_options import CodecOptions
 from prometheus_client import CollectorRegistry
-from pymongo.errors import BulkWriteError
+from test_consumer_isolation import FakeCollection as IsolationCollection
 
 from services.common.auth import Principal, Role
 from services.common.consumer import Batch, EventConsumer, content_conflicts
@@ -66,30 +66,19 @@ def test_stored_record_hashes_like_the_event_with_or_without_the_kept_hash() -> 
 
 
 # --- fakes -----------------------------------------------------------------------------------
-class FakeCollection:
+class FakeCollection(IsolationCollection):
+    """The isolation tests' fake, storing what MongoDB gives back (BSON round trip) and counting audit queries."""
+
     def __init__(self) -> None:
-        self.docs: dict[str, dict[str, Any]] = {}
+        super().__init__()
         self.finds = 0
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> None:
-        errors = []
-        for i, doc in enumerate(docs):
-            key = json.dumps(doc["_id"], sort_keys=True)
-            if key in self.docs:
-                errors.append({"index": i, "code": 11000})
-            else:
-                self.docs[key] = stored_form(doc)
-        if errors:
-            raise BulkWriteError({"writeErrors": errors})
+        await super().insert_many([stored_form(d) for d in docs], ordered)
 
     def find(self, query: dict[str, Any], projection: dict[str, Any] | None = None) -> Any:
         self.finds += 1
-
-        async def cursor() -> Any:
-            for _id in query["_id"]["$in"]:
-                if (doc := self.docs.get(json.dumps(_id, sort_keys=True))) is not None:
-                    yield doc
-        return cursor()
+        return super().find(query, projection)
 
 
 class FakeDb:
