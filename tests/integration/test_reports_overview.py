@@ -56,11 +56,10 @@ def stack(kafka_bootstrap, mongo_uri, tmp_path_factory):
     ports = {name: px.free_port() for name in ("roadmap", "training", "feedback", "notifier", "reports")}
     for name in ("roadmap", "training", "feedback", "notifier"):
         env[f"NEWNORMAL_{name.upper()}_URL"] = f"http://127.0.0.1:{ports[name]}"
-    # The notifier answers the quarterly report's acknowledgement section. Its own consumer groups and a routes
-    # file without a quarterly-report route: test_reports_quarterly_live.py starts the notifier that e-mails it.
+    # The notifier answers the quarterly report's acknowledgement section. Its own consumer groups and no routes
+    # (nothing to deliver): test_reports_quarterly_live.py starts the notifier that e-mails the report.
     routes = tmp / "routes.yaml"
-    routes.write_text("recipients: {pmo: {email: pmo@opdc.go.th}}\nroutes:\n  - {name: pmo, match: {type: [missed]}, "
-                      "recipients: [pmo], channels: [email]}\n", encoding="utf-8")
+    routes.write_text("recipients: {}\nroutes: []\n", encoding="utf-8")
     notifier_env = {**env, "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"rep-ntf-{uuid.uuid4().hex[:6]}",
                     "NEWNORMAL_NOTIFIER_ROUTES_FILE": str(routes), "NEWNORMAL_NOTIFIER_SMTP_PORT": str(px.free_port())}
     procs: list[px.ManagedProcess] = []

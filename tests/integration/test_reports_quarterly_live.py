@@ -74,11 +74,18 @@ async def reschedule_two(stack) -> dict[str, str]:
                                headers={"Content-Type": "application/cloudevents-batch+json"})
         assert answer.status_code == 202 and not answer.json()["rejected"], answer.text
 
+        seen: list = []
+
         async def moved():
             got = [(await rm.get(f"/v1/milestones/{m['milestone_id']}")).json() for m in chosen]
+            seen[:] = [{k: g.get(k) for k in ("milestone_id", "due_date", "baseline_due_date", "event_count",
+                                                "ignored")} for g in got]
             return all(g["due_date"] != g["baseline_due_date"] for g in got)
 
-        await poll(moved, timeout=60, what="reschedules applied")
+        try:
+            await poll(moved, timeout=120, what="reschedules applied")
+        except AssertionError as exc:  # say what the roadmap holds, so a failure explains itself
+            raise AssertionError(f"{exc}; milestones now: {seen}; sent: {answer.json()}") from None
     return {"with_reason": chosen[0]["milestone_id"], "without_reason": chosen[1]["milestone_id"]}
 
 
