@@ -100,25 +100,33 @@ def api(stack, service: str) -> httpx.AsyncClient:
 
 
 async def settled(stack) -> dict:
-    """Wait until the consumers have stored everything the simulator sent: two equal readings in a row."""
+    """Wait until the consumers have stored everything the simulator sent: no consumer behind its partitions'
+    ends, and three equal readings in a row (a loaded 2-core machine pauses a consumer for seconds)."""
     today = datetime.now(BANGKOK).date()
     q = quarter_of(today)
     params = {"from": q.start.isoformat(), "to": today.isoformat()}
     previous: list = [None]
+    agreed = [0]
 
     async def reading():
         async with api(stack, "feedback") as fb, api(stack, "training") as tr, api(stack, "roadmap") as rm:
+            lag = 0.0
+            for client in (fb, tr, rm):
+                for line in (await client.get("/metrics")).text.splitlines():
+                    if line.startswith("newnormal_consumer_lag_records{"):
+                        lag += float(line.rsplit(" ", 1)[1])
             exp = (await fb.get("/v1/experience", params=params)).json()
             ready = (await tr.get("/v1/readiness", params={"fiscal_year": q.fiscal_year})).json()
             ms = (await rm.get("/v1/milestones", params={"limit": 1})).json()["total"]
             summary = (await rm.get("/v1/summary")).json()
         now = (exp["overall"]["responses"], sum(r["ready_learners"] for r in ready["rows"]), ms,
                json.dumps(summary["programme"]["counts"], sort_keys=True))
-        same = now == previous[0] and now[0] > 0 and now[2] > 0
+        same = now == previous[0] and now[0] > 0 and now[2] > 0 and lag == 0
+        agreed[0] = agreed[0] + 1 if same else 0
         previous[0] = now
-        return same
+        return agreed[0] >= 2
 
-    # Settled: two readings 2 s apart agree (the poll's interval is the window).
+    # Settled: three readings 2 s apart agree with no consumer lag (the poll's interval is the window).
     await poll(reading, timeout=120, interval=2.0, what="stored figures settled")
     return {"quarter": q, "params": params}
 
