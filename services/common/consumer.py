@@ -64,7 +64,6 @@ class Batch:
     # (source, id) of the events the audit trail had not seen before (a hint; handlers stay idempotent).
     # With audit=False the handler owns the audit write and adds the keys it stored for the first time.
     new_keys: set[tuple[str, str]] = field(default_factory=set)
-    received_at: datetime = field(default_factory=utc_now)
 
 
 @dataclass
@@ -306,8 +305,10 @@ class EventConsumer:
         """One record -> a prepared event and its audit document, proven encodable as BSON here, per record: a
         value MongoDB cannot hold (an integer over 8 bytes, a date that overflows in UTC) must fail alone, not
         the batch's insert."""
-        event = parse_kafka(record.headers, record.key, record.value, allowed_types=self.allowed_types)
-        refused = check_event_dates(event, self.clock(), self.date_window)
+        now = self.clock()
+        event = parse_kafka(record.headers, record.key, record.value, allowed_types=self.allowed_types,
+                            received_at=now)
+        refused = check_event_dates(event, now, self.date_window)
         if refused is not None:
             raise refused
         if self.prepare is not None:
@@ -364,7 +365,7 @@ class EventConsumer:
             rejected: list[Rejected] = []
             for event in batch.events:
                 new_keys = batch.new_keys if not self.audit else batch.new_keys & {event.key}
-                rejected.extend(await self._handle(Batch([event], new_keys, batch.received_at)))
+                rejected.extend(await self._handle(Batch([event], new_keys)))
             return rejected
 
     # --- dead letters ----------------------------------------------------------------------

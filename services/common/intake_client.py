@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
+from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher
 from services.contracts.envelope import BATCH, Event, EventError, validate_attributes
 
@@ -160,8 +161,9 @@ class KafkaIntake:
     `rejected` before sending; what the broker does not acknowledge is sent again, up to `max_attempts` times."""
 
     def __init__(self, publisher: EventPublisher, *, max_attempts: int = 1, owns_publisher: bool = True,
-                 on_retry: Callable[[], None] | None = None):
+                 on_retry: Callable[[], None] | None = None, clock: Clock = utc_now):
         self.publisher = publisher
+        self.clock = clock  # stamps an event sent without `time`, as the HTTP intake stamps it on receipt
         self.max_attempts = max(1, max_attempts)
         self.owns_publisher = owns_publisher
         self.on_retry = on_retry
@@ -180,7 +182,8 @@ class KafkaIntake:
                 ready.append((i, e))
                 continue
             try:
-                ready.append((i, validate_attributes({k: v for k, v in e.items() if k != "data"}, e.get("data"))))
+                ready.append((i, validate_attributes({k: v for k, v in e.items() if k != "data"}, e.get("data"),
+                                                       received_at=self.clock())))
             except EventError as err:
                 outcomes[i] = Outcome("rejected", err.reason, err.detail)
         delay = 0.5

@@ -216,8 +216,12 @@ def agency_source_prefix(agency: str) -> str:
     return f"/agencies/{agency}/"
 
 
-def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: Collection[str] | None = None) -> Event:
-    """Check an event's attributes and data against the contracts; raise EventError with a reason."""
+def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: Collection[str] | None = None,
+                        received_at: datetime | None = None) -> Event:
+    """Check an event's attributes and data against the contracts; raise EventError with a reason.
+
+    `time` is optional in CloudEvents: an event without it takes `received_at`, the receiver's (or sender's)
+    injected Clock reading. Nothing here reads the system clock."""
     event_id = attrs.get("id") if isinstance(attrs.get("id"), str) else None
     source = attrs.get("source") if isinstance(attrs.get("source"), str) else None
 
@@ -260,7 +264,9 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
         extensions[name] = str(value)
     time = attrs.get("time")
     if time is None:
-        time = datetime.now(UTC)
+        if received_at is None:
+            raise fail("missing_attribute", "time is missing and no receipt time is known")
+        time = received_at
     elif isinstance(time, str):
         try:
             time = datetime.fromisoformat(time.replace("Z", "+00:00"))
@@ -323,11 +329,13 @@ def _describe(exc: ValidationError) -> str:
     return problems.explain(exc.errors(), part=_path_part, empty="data")
 
 
-def _from_sdk(event: Any, allowed_types: Collection[str] | None) -> Event:
-    return validate_attributes(event.get_attributes(), event.get_data(), allowed_types=allowed_types)
+def _from_sdk(event: Any, allowed_types: Collection[str] | None, received_at: datetime | None) -> Event:
+    return validate_attributes(event.get_attributes(), event.get_data(), allowed_types=allowed_types,
+                               received_at=received_at)
 
 
-def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: bytes | None = None) -> Event:
+def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: bytes | None = None,
+                       received_at: datetime | None = None) -> Event:
     """One structured-mode event, already decoded from JSON. `raw` is its encoding when the caller has it (a
     Kafka record), so it is measured as received rather than encoded again."""
     if not isinstance(obj, dict):
@@ -352,10 +360,12 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
             data = base64.b64decode(attrs.pop("data_base64"))
         if "time" in attrs:
             attrs["time"] = _parse_time(attrs["time"])
+        elif received_at is not None:  # else the SDK would stamp its own reading of the system clock
+            attrs["time"] = received_at
         sdk_event = CloudEvent(attrs, data)
     except Exception as exc:  # the SDK raises several exception types for malformed attributes
         raise EventError("invalid_cloudevent", _sdk_detail(exc), event_id=str(obj.get("id"))[:200]) from None
-    return _from_sdk(sdk_event, allowed_types)
+    return _from_sdk(sdk_event, allowed_types, received_at)
 
 
 def _sdk_detail(exc: Exception) -> str:
@@ -392,7 +402,7 @@ def http_mode(headers: Mapping[str, str]) -> str:
 
 
 def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collection[str] | None = None,
-               max_events: int | None = None) -> list[Event | EventError]:
+               max_events: int | None = None, received_at: datetime | None = None) -> list[Event | EventError]:
     """Parse an HTTP request in structured, batched or binary mode into per-event results.
 
     Raises EventError for a request that cannot be read at all: unknown mode, body not JSON or nested too deep,
@@ -401,7 +411,7 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
     """
     mode = http_mode(headers)
     if mode == "binary":
-        return [_binary_http(headers, body, allowed_types)]
+        return [_binary_http(headers, body, allowed_types, received_at)]
     try:
         if mode == "batch" and max_events is not None:
             payload = safejson.loads_bounded(body, max_items=max_events)
@@ -424,12 +434,12 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
         items = payload
     else:
         items = [payload]
-    return [_one_http_event(obj, allowed_types) for obj in items]
+    return [_one_http_event(obj, allowed_types, received_at) for obj in items]
 
 
-def _one_http_event(obj: Any, allowed_types: Collection[str] | None) -> Event | EventError:
+def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None) -> Event | EventError:
     try:
-        return _structured_object(obj, allowed_types)
+        return _structured_object(obj, allowed_types, received_at=received_at)
     except EventError as err:
         return err
     except Exception:  # any other failure belongs to this one event, never to its neighbours or the request
@@ -437,7 +447,8 @@ def _one_http_event(obj: Any, allowed_types: Collection[str] | None) -> Event | 
                           event_id=_str_attr(obj, "id"), source=_str_attr(obj, "source"))
 
 
-def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collection[str] | None) -> Event | EventError:
+def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collection[str] | None,
+                 received_at: datetime | None) -> Event | EventError:
     lower = {k.lower(): v for k, v in headers.items()}
     event_id = lower.get("ce-id")
     if len(body) > MAX_EVENT_BYTES:
@@ -445,13 +456,15 @@ def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collect
     for name in ("id", "source", "type", "specversion"):
         if not lower.get(f"ce-{name}"):
             return EventError("missing_attribute", f"required header ce-{name} is missing", event_id=event_id)
+    if not lower.get("ce-time") and received_at is not None:  # else the SDK stamps the system clock
+        lower["ce-time"] = _iso(received_at)
     try:
         sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _FORMAT)
     except Exception:
         return EventError("invalid_cloudevent", "the ce-* headers or the body could not be read as a CloudEvent",
                           event_id=event_id)
     try:
-        return _from_sdk(sdk_event, allowed_types)
+        return _from_sdk(sdk_event, allowed_types, received_at)
     except EventError as err:
         return err
     except Exception:
@@ -465,7 +478,7 @@ def _str_attr(obj: Any, name: str) -> str | None:
 
 
 def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: bytes | None,
-                *, allowed_types: Collection[str] | None = None) -> Event:
+                *, allowed_types: Collection[str] | None = None, received_at: datetime | None = None) -> Event:
     """Parse a Kafka record in structured or binary mode (CloudEvents Kafka protocol binding)."""
     hdrs: dict[str, bytes] = {}
     for name, raw in headers or ():
@@ -481,6 +494,8 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
         for name in ("id", "source", "type", "specversion"):
             if not attrs.get(name):
                 raise EventError("missing_attribute", f"required header ce_{name} is missing", event_id=attrs.get("id"))
+        if not attrs.get("time") and received_at is not None:  # else the SDK stamps the system clock
+            hdrs["ce_time"] = _iso(received_at).encode()
         try:
             sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _SAFE_FORMAT)
         except safejson.JsonTooDeep:
@@ -490,14 +505,14 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
             # The SDK's messages can quote the record (a dead letter keeps this text): name the error class only.
             raise EventError("invalid_cloudevent", f"the CloudEvents Kafka binding refused the record ({type(exc).__name__})",
                              event_id=attrs.get("id")) from None
-        return _from_sdk(sdk_event, allowed_types)
+        return _from_sdk(sdk_event, allowed_types, received_at)
     try:
         obj = safejson.loads(value)
     except safejson.JsonTooDeep:
         raise EventError("invalid_json", f"record value nests deeper than {safejson.MAX_DEPTH} levels") from None
     except ValueError:  # UnicodeDecodeError included
         raise EventError("invalid_json", "record value is not JSON and carries no ce_ headers") from None
-    return _structured_object(obj, allowed_types, value)
+    return _structured_object(obj, allowed_types, value, received_at=received_at)
 
 
 class _SafeJSONFormat(JSONFormat):

@@ -7,7 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.contracts.envelope import MAX_EVENT_BYTES, EventError, make_event, parse_http, parse_kafka
+from services.contracts.envelope import (
+    MAX_EVENT_BYTES,
+    EventError,
+    make_event,
+    parse_http,
+    parse_kafka,
+    validate_attributes,
+)
 from services.contracts.jsonschema import SCHEMA_DIR, render_all
 
 PLANNED = {"milestone_id": "M-1", "title_th": "ทดสอบ", "workstream": "regulation_reform", "owner_agency": "dga",
@@ -117,3 +124,33 @@ def test_committed_json_schemas_match_the_models():
     rendered = render_all()
     committed = {p.name: p.read_text(encoding="utf-8") for p in SCHEMA_DIR.glob("*.json")}
     assert committed == rendered, "run `newnormal contracts export-schemas` and commit the result"
+
+
+RECEIVED = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
+
+
+def test_an_event_without_time_takes_the_receivers_clock_in_every_mode():
+    """`time` is optional in CloudEvents: the receiver's injected clock stamps it, never a clock read while
+    parsing (the SDK's own default would be the system clock)."""
+    no_time = {k: v for k, v in structured().items() if k != "time"}
+    ct = {"content-type": "application/cloudevents+json"}
+    assert one(parse_http(ct, json.dumps(no_time).encode(), received_at=RECEIVED)).time == RECEIVED
+    batch = json.dumps([no_time, {**no_time, "id": "e-2"}]).encode()
+    assert {e.time for e in parse_http({"content-type": "application/cloudevents-batch+json"}, batch,
+                                       received_at=RECEIVED)} == {RECEIVED}
+    headers = {"ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "/agencies/dga/x", "ce-agency": "dga",
+               "ce-type": "roadmap.milestone.cancelled", "content-type": "application/json"}
+    body = b'{"milestone_id": "M-1", "reason": "merged"}'
+    assert one(parse_http(headers, body, received_at=RECEIVED)).time == RECEIVED
+    kafka_headers = [(k.replace("ce-", "ce_"), v.encode()) for k, v in headers.items()]
+    assert parse_kafka(kafka_headers, None, body, received_at=RECEIVED).time == RECEIVED
+    assert parse_kafka([], None, json.dumps(no_time).encode(), received_at=RECEIVED).time == RECEIVED
+    # A time the sender gave is kept as given.
+    given = one(parse_http(ct, json.dumps(structured()).encode(), received_at=RECEIVED))
+    assert given.time == datetime.fromisoformat("2026-01-05T09:00:00+07:00")
+
+
+def test_an_event_without_time_and_no_receipt_time_is_refused_not_stamped():
+    with pytest.raises(EventError) as err:
+        validate_attributes({k: v for k, v in structured().items() if k not in ("time", "data")}, PLANNED)
+    assert err.value.reason == "missing_attribute" and "time" in err.value.detail
