@@ -25,6 +25,7 @@ from services.contracts.agencies import get_registry
 from services.contracts.envelope import Event
 from services.contracts.thai_calendar import bangkok_today
 from services.notifier import ack
+from services.notifier.acknowledgements import Acknowledgements
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.contact_book import ContactBook, resolve
@@ -96,7 +97,8 @@ class NotRetryable(Exception):
 class NotifierService:
     def __init__(self, *, settings: NotifierSettings, repo: NotificationRepository, routing: RoutingTable,
                  renderer: Renderer, channels: Mapping[Channel, ChannelSender], metrics: NotifierMetrics,
-                 holidays: Container[date], clock: Clock = utc_now):
+                 holidays: Container[date], contacts: ContactBook, acks: Acknowledgements | None = None,
+                 clock: Clock = utc_now):
         self.settings = settings
         self.repo = repo
         self.routing = routing
@@ -115,8 +117,8 @@ class NotifierService:
         self._sent: list[tuple[dict[str, Any], dict[str, Any] | None, asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
         self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
-        self.acks: Any = None  # main.py sets acknowledgements.Acknowledgements(...)
-        self.contacts = ContactBook(repo, routing, clock)
+        self.acks = acks  # None: no acknowledge links (unit tests of delivery alone)
+        self.contacts = contacts
 
     # --- building notifications ----------------------------------------------------------
     def _doc(self, *, key: str, kind: Kind, alert_type: str, event_id: str, event_time: datetime, target: Target,

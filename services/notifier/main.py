@@ -21,6 +21,7 @@ from services.notifier.ack_routes import build_ack_router
 from services.notifier.acknowledgements import Acknowledgements
 from services.notifier.adapters import NotificationRepository
 from services.notifier.channels import build_channels, check_webhook_signing
+from services.notifier.contact_book import ContactBook
 from services.notifier.domain import RoutingTable, parse_routing
 from services.notifier.handlers import NotifierService
 from services.notifier.holidays import load_holidays
@@ -52,8 +53,8 @@ def create_app(settings: NotifierSettings | None = None, clock: Clock | None = N
                             metrics=metrics, clock=clock)
     renderer = Renderer(settings.dashboard_url, ack_link=acks.link)
     service = NotifierService(settings=settings, repo=repo, routing=routing, renderer=renderer, channels={},
-                              metrics=metrics, holidays=load_holidays(settings.notifier_holidays_file), clock=clock)
-    service.acks = acks
+                              metrics=metrics, holidays=load_holidays(settings.notifier_holidays_file),
+                              contacts=ContactBook(repo, routing, clock), acks=acks, clock=clock)
     runtime.add_collector(NotificationGauges(repo, settings.metrics_cache_seconds, clock))
     runtime.add_consumer(topic=ROADMAP_ALERTS, group="notifier", handler=service.on_alerts, allowed_types=ROADMAP_ALERT_TYPES)
     runtime.add_consumer(topic=REPORTS_EVENTS, group="notifier-reports", handler=service.on_reports,

@@ -11,6 +11,7 @@ from services.common.consumer import Batch
 from services.contracts.envelope import make_event
 from services.contracts.thai_calendar import BANGKOK
 from services.notifier.channels import DeliveryResult
+from services.notifier.contact_book import ContactBook
 from services.notifier.domain import Channel, Outcome, parse_routing
 from services.notifier.handlers import NotifierService
 from services.notifier.holidays import load_holidays
@@ -89,7 +90,8 @@ def service(clock, **settings) -> tuple[NotifierService, FakeRepo]:
     repo = FakeRepo()
     svc = NotifierService(settings=NotifierSettings(**{"notifier_max_attempts": 3, **settings}), repo=repo,
                           routing=ROUTING, renderer=Renderer("https://dash"), channels={},
-                          metrics=NotifierMetrics(CollectorRegistry()), holidays=load_holidays(), clock=clock)
+                          metrics=NotifierMetrics(CollectorRegistry()), holidays=load_holidays(),
+                          contacts=ContactBook(repo, ROUTING, clock), clock=clock)
     return svc, repo
 
 

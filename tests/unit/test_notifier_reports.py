@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from services.common.consumer import Batch
 from services.contracts.envelope import make_event
 from services.notifier.channels import Delivery, EmailChannel
+from services.notifier.contact_book import ContactBook
 from services.notifier.domain import parse_routing
 from services.notifier.handlers import NotifierService
 from services.notifier.holidays import load_holidays
@@ -49,7 +50,8 @@ def make_service() -> tuple[NotifierService, FakeRepo]:
     repo = FakeRepo()
     svc = NotifierService(settings=NotifierSettings(notifier_max_attempts=3), repo=repo, routing=ROUTING,
                           renderer=Renderer("https://dash"), channels={}, metrics=NotifierMetrics(CollectorRegistry()),
-                          holidays=load_holidays(), clock=Clock(NOW))
+                          holidays=load_holidays(),
+                          contacts=ContactBook(repo, ROUTING, Clock(NOW)), clock=Clock(NOW))
     return svc, repo
 
 
