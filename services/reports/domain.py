@@ -653,6 +653,7 @@ class Inputs:
     milestones: Sequence[Mapping[str, Any]] | None = None  # every one: only from a roadmap without /v1/overview
     roadmap: Mapping[str, Any] | None = None  # roadmap GET /v1/overview at today and the previous quarter's end
     moved: Sequence[Mapping[str, Any]] | None = None  # GET /v1/milestones?moved=true (the quarterly report's)
+    acknowledgements: Mapping[str, Any] | None = None  # notifier GET /v1/acknowledgements/summary (the report's)
     details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     readiness: Mapping[str, Any] | None = None
     readiness_previous_year: Mapping[str, Any] | None = None

@@ -52,10 +52,11 @@ class ReportsService:
             await self.inputs(None)
 
     async def inputs(self, agency: str | None, today: date | None = None,
-                     quarter: domain.Quarter | None = None, moved: bool = False) -> domain.Inputs:
+                     quarter: domain.Quarter | None = None, document: bool = False) -> domain.Inputs:
         """Everything one page (or one quarter's document) shows, fetched concurrently; `quarter` defaults to
-        the one containing `today` (its experience figures run from the quarter's start to `today`); `moved`:
-        also the milestones whose due date moved (the quarterly report's schedule changes)."""
+        the one containing `today` (its experience figures run from the quarter's start to `today`); `document`:
+        also what only the quarterly report shows, the milestones whose due date moved (schedule changes) and
+        the notifier's acknowledgement figures for the quarter so far."""
         now = self.clock()
         today = today or bangkok_day(now)
         q = quarter or domain.quarter_of(today)
@@ -78,14 +79,15 @@ class ReportsService:
 
         results = await asyncio.gather(
             safe("roadmap", s.summary()), safe("roadmap", roadmap()),
-            safe("roadmap", s.milestones(agency, moved=True)) if moved else _none(),
+            safe("roadmap", s.milestones(agency, moved=True)) if document else _none(),
+            safe("notifier", s.acknowledgements(q.start, min(today, q.end), agency)) if document else _none(),
             safe("training", s.readiness(q.fiscal_year, agency)),
             safe("training", s.readiness(q.fiscal_year - 1, agency)) if q.quarter == 1 else _none(),
             safe("training", s.laggards(q.fiscal_year)),
             safe("feedback", s.gaps(q.start, min(today, q.end), agency)),
             *(safe("feedback", s.experience(x.start, min(today, x.end), agency)) for x in quarters),
         )
-        summary, road, moved_items, readiness, readiness_prev, laggards, gaps, *experience = results
+        summary, road, moved_items, acknowledgements, readiness, readiness_prev, laggards, gaps, *experience = results
         figures, milestones = road or (None, None)
         if figures is None and milestones is not None:
             figures_for_listing = domain.roadmap_digest(milestones, agency, [today])
@@ -94,7 +96,7 @@ class ReportsService:
         details = await self._details(figures_for_listing, today, failed)
         return domain.Inputs(
             today=today, quarter=q, agency=agency, summary=summary, milestones=milestones, roadmap=figures,
-            moved=moved_items, details=details,
+            moved=moved_items, acknowledgements=acknowledgements, details=details,
             readiness=readiness, readiness_previous_year=readiness_prev, laggards=laggards,
             elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, now) if quarter is None else
             fiscal_year_elapsed_ratio(q.fiscal_year, _end_instant(q, today)),

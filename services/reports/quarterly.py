@@ -136,13 +136,12 @@ def slip_of(item: Mapping[str, Any], detail: Mapping[str, Any] | None) -> Slip:
 
 
 def build_quarterly(inputs: domain.Inputs, slip_details: Mapping[str, Mapping[str, Any]], rules: domain.Rules,
-                    data_as_of: datetime, *, max_slips: int = 5000,
-                    acknowledgements: Mapping[str, Any] | None = None) -> QuarterlyReport:
+                    data_as_of: datetime, *, max_slips: int = 5000) -> QuarterlyReport:
     overview = domain.build_overview(inputs, rules)
     changed = moved(inputs.moved if inputs.moved is not None else inputs.milestones or [], inputs.agency)
     slips = tuple(slip_of(i, slip_details.get(str(i.get("milestone_id")))) for i in changed[:max_slips])
     return QuarterlyReport(overview, inputs.quarter, inputs.agency, data_as_of, min(inputs.today, inputs.quarter.end),
-                           slips, len(changed), tuple(inputs.unavailable), acknowledgements)
+                           slips, len(changed), tuple(inputs.unavailable), inputs.acknowledgements)
 
 
 # --- the figures as tables (the one source of every number in every format) ----------------------

@@ -51,22 +51,12 @@ class QuarterlyReports:
     async def build(self, fiscal_year: int, quarter: int, agency: str | None) -> quarterly.QuarterlyReport:
         now = self.service.clock()
         q = quarterly.validate_request(fiscal_year, quarter, bangkok_day(now))
-        inputs = await self.service.inputs(agency, bangkok_day(now), q, moved=True)
+        inputs = await self.service.inputs(agency, bangkok_day(now), q, document=True)
         changed = quarterly.moved(inputs.moved if inputs.moved is not None else inputs.milestones or [],
                                   agency)[: self.max_slips]
         unknown = [str(m.get("milestone_id")) for m in changed if not quarterly.reason_known(m)]
         details = await self._details(unknown, inputs)
-        acknowledgements = await self._acknowledgements(q, bangkok_day(now), agency, inputs)
-        return quarterly.build_quarterly(inputs, details, self.service.rules(), now, max_slips=self.max_slips,
-                                         acknowledgements=acknowledgements)
-
-    async def _acknowledgements(self, q: Any, today: Any, agency: str | None, inputs: Any) -> Mapping[str, Any] | None:
-        """The notifier's figures for the quarter so far; unavailable -> None and the report names the source."""
-        try:
-            return await self.service.source.acknowledgements(q.start, min(today, q.end), agency)
-        except UpstreamError:
-            inputs.unavailable = tuple(sorted({*inputs.unavailable, "notifier"}))
-            return None
+        return quarterly.build_quarterly(inputs, details, self.service.rules(), now, max_slips=self.max_slips)
 
     async def _details(self, ids: list[str], inputs: Any) -> Mapping[str, Mapping[str, Any]]:
         """Due histories, the already fetched ones reused; a failure costs that milestone's reason only and
