@@ -10,7 +10,6 @@ shows the page; acknowledging is the page's POST, so mail scanners and link prev
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
+from services.common import b64url
 from services.contracts.dates import be_year_refusal
 
 VERSION = "v1"
@@ -46,14 +46,6 @@ class AckClaim:
     expires_at: datetime
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _mac(secret: str, payload: str) -> bytes:
     return hmac.new(secret.encode("utf-8"), _DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
 
@@ -64,8 +56,8 @@ def make_token(secrets: tuple[str, ...], notification_id: str, recipient: str, e
         raise ValueError("no acknowledgement secret")
     body = json.dumps({"n": notification_id, "r": recipient, "e": int(expires_at.timestamp())},
                       separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    payload = _b64(body)
-    return f"{VERSION}.{payload}.{_b64(_mac(secrets[0], payload))}"
+    payload = b64url.encode(body)
+    return f"{VERSION}.{payload}.{b64url.encode(_mac(secrets[0], payload))}"
 
 
 def verify_token(secrets: tuple[str, ...], token: str, notification_id: str, now: datetime) -> AckClaim:
@@ -76,13 +68,13 @@ def verify_token(secrets: tuple[str, ...], token: str, notification_id: str, now
     if len(parts) != 3 or parts[0] != VERSION or not parts[1] or not parts[2] or len(token) > 1000:
         raise TokenRefused(TokenProblem.malformed)
     try:
-        mac = _unb64(parts[2])
+        mac = b64url.decode(parts[2])
     except (binascii.Error, ValueError):
         raise TokenRefused(TokenProblem.malformed) from None
     if not any(hmac.compare_digest(mac, _mac(secret, parts[1])) for secret in secrets):
         raise TokenRefused(TokenProblem.forged)
     try:
-        claim = json.loads(_unb64(parts[1]))
+        claim = json.loads(b64url.decode(parts[1]))
         claimed = AckClaim(str(claim["n"]), str(claim["r"]), datetime.fromtimestamp(int(claim["e"]), UTC))
     except (binascii.Error, ValueError, KeyError, TypeError, OverflowError):
         raise TokenRefused(TokenProblem.malformed) from None

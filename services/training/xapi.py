@@ -15,7 +15,6 @@ keyed hash (see `domain.learner_hash`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -27,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.common import b64url
 from services.contracts import problems, safejson
 from services.contracts.common_types import Competency
 from services.contracts.dates import STATIC_REASONS
@@ -820,13 +820,13 @@ def encode_cursor(q: StatementQuery, after: tuple[datetime, str]) -> str:
     state = {"agent": q.agent, "verb": q.verb, "activity": q.activity, "since": iso(q.since), "until": iso(q.until),
              "limit": q.limit, "ascending": q.ascending, "after": [iso(after[0]), after[1]],
              "registration": q.registration, "related": [q.related_activities, q.related_agents], "format": q.format}
-    token = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+    token = b64url.encode(json.dumps(state, separators=(",", ":")).encode())
     return "/xapi/statements?more=" + token
 
 
 def decode_cursor(token: str) -> StatementQuery:
     try:
-        state = safejson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        state = safejson.loads(b64url.decode(token))
         after = state["after"]
         if state["agent"] is not None:
             _agent(state["agent"], "agent")
