@@ -222,7 +222,7 @@ class EventConsumer:
         await msg.ack()
         self.batches_committed += 1
         self.consecutive_failures = 0
-        now = time.time()
+        now = time.time()  # wall time, not the Clock: the broker stamped each record with its own wall clock
         for record in records:
             self.metrics.event_age.labels(self.topic).observe(max(0.0, now - record.timestamp / 1000))
         self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
