@@ -10,6 +10,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import bulk_write_or_duplicates, insert_if_new
 from services.roadmap.domain import Status
@@ -62,6 +63,7 @@ class MilestoneRepository:
         self.milestones = db.milestones
         self.claims = db.alert_claims
         self.stats = db.roadmap_stats
+        self.overview_snapshots = db.roadmap_overview_snapshots
 
     async def ensure_indexes(self) -> None:
         # Few indexes on purpose: every milestone write maintains each of them. `open_deadline` serves
@@ -205,6 +207,37 @@ class MilestoneRepository:
                                                       {"workstream": 1, "due_date": 1, "weight": 1})]
 
     # --- pre-aggregated figures ----------------------------------------------------------------
+    async def overview_rows(self) -> list[dict[str, Any]]:
+        """Every milestone with a workstream, as the overview snapshot reads it (the few fields it counts by)."""
+        cursor = self.milestones.find({"workstream": {"$ne": None}}, {"owner_agency": 1, "workstream": 1, "status": 1,
+                                                                      "due_date": 1, "completed_on": 1,
+                                                                      "open_deadline": 1})
+        return await cursor.to_list(None)
+
+    async def list_items(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Milestones by id, as lists show them (without their histories)."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 1000):
+            async for d in self.milestones.find({"_id": {"$in": list(ids[start:start + 1000])}}, _LIST_PROJECTION):
+                out[d["_id"]] = d
+        return out
+
+    async def write_overview_snapshots(self, docs: Mapping[str, Mapping[str, Any]], computed_at: datetime) -> None:
+        """Replace the snapshots (one per owner, `*` for all) with these, each unless a newer one was written
+        meanwhile: replicas refresh independently, and the latest computation wins, never a slower older one."""
+        for owner, doc in docs.items():
+            try:
+                await self.overview_snapshots.replace_one({"_id": owner, "computed_at": {"$lte": computed_at}},
+                                                          {"_id": owner, **doc, "computed_at": computed_at},
+                                                          upsert=True)
+            except DuplicateKeyError:  # a newer snapshot of this owner is stored
+                continue
+        # An owner that no longer has milestones: its older snapshot goes (the live count then answers: none).
+        await self.overview_snapshots.delete_many({"_id": {"$nin": list(docs)}, "computed_at": {"$lt": computed_at}})
+
+    async def read_overview_snapshot(self, owner: str) -> dict[str, Any] | None:
+        return await self.overview_snapshots.find_one({"_id": owner})
+
     async def write_stats(self, stats: Mapping[str, Any]) -> None:
         await self.stats.replace_one({"_id": STATS_ID}, {"_id": STATS_ID, **stats}, upsert=True)
 

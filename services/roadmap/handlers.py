@@ -18,7 +18,7 @@ from services.common.kafka import EventPublisher
 from services.common.loops import NextRun
 from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED
-from services.roadmap import corrections, dependencies, domain
+from services.roadmap import corrections, dependencies, domain, overview
 from services.roadmap.adapters import MilestoneFilter, MilestoneRepository
 from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES
@@ -376,14 +376,22 @@ class RoadmapService:
         stats = {k: v for k, v in stats.items() if k != "_id"}
         stats["rule"] = CONFIDENCE_RULE
         stats["next_due_agency"] = next_due_owner
-        stats["next_due"] = await self.repo.next_due(10, next_due_owner)
+        # The nearest deadlines from the owner's overview snapshot (kept current with these figures); an owner
+        # without one yet, or none at all, is asked of the database.
+        snapshot = await self.repo.read_overview_snapshot(next_due_owner or overview.ALL)
+        stats["next_due"] = (snapshot["next_due"] if snapshot is not None and "next_due" in snapshot
+                             else await self.repo.next_due(overview.NEXT_DUE, next_due_owner))
         return stats
 
     # --- figures -----------------------------------------------------------------------------
     async def refresh_stats(self) -> dict[str, Any]:
+        """The summary figures and the overview snapshots, recomputed from every milestone."""
+        started = time.perf_counter()
         stats = compute_stats(await self.repo.tallies(), await self.repo.missed_due_dates(), self.clock())
         stats["milestones_with_unknown_dependencies"] = await self.repo.count_unknown_dependencies()
         await self.repo.write_stats(stats)
+        await overview.refresh_snapshots(self.repo, self.clock())
+        self.metrics.figures_refresh_seconds.observe(time.perf_counter() - started)
         return stats
 
 

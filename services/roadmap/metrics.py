@@ -31,6 +31,10 @@ class RoadmapMetrics:
         self.scan_seconds = Histogram("newnormal_roadmap_watcher_scan_duration_seconds",
                                       "Duration of one deadline-watcher pass, by kind (sweep, rescan).", ["kind"],
                                       registry=registry, buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.figures_refresh_seconds = Histogram(
+            "newnormal_roadmap_figures_refresh_duration_seconds",
+            "Duration of one recomputation of the summary figures and the overview snapshots.",
+            registry=registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 
 class RoadmapCollector(SnapshotCollector):

@@ -85,23 +85,34 @@ async def test_overview_figures_equal_the_rule_over_the_whole_list(settings_for)
     dga = {"X-API-Key": await make_key(settings, "dga")}
     statuses = {d["status"] for d in docs}
     assert {"missed", "at_risk", "completed", "in_progress"} <= statuses, statuses
-    async with running(create_app(settings, clock=lambda: NOW)) as http:
+    app = create_app(settings, clock=lambda: NOW)
+    async with running(app) as http:
         items = await all_items(http, po)
         assert len(items) == 600
         days = [TODAY, PREV_END]
         at = [("at", d.isoformat()) for d in days]
-        for agency, headers in ((None, po), ("ocsc", po), ("dga", dga)):
-            params = at + [("late", "4")] + ([("agency", agency)] if agency else [])
-            r = await http.get("/v1/overview", params=params, headers=headers)
-            assert r.status_code == 200, r.text
-            body = r.json()
-            assert body["at"] == [d.isoformat() for d in days] and body["agency"] == agency
-            expected = reports_domain.roadmap_digest(items, agency, days)
-            assert comparable(body, 4) == comparable(expected, 4)
-            listed = [i for e in body["workstreams"].values() for s in ("missed", "at_risk") for i in e[s]]
-            assert listed and all(agency is None or i["owner_agency"] == agency for i in listed)
-            assert all("facts" not in i and "due_history" not in i and "timeline" not in i for i in listed)
-            assert any(e["open_overdue_at"][PREV_END.isoformat()] for e in body["workstreams"].values())
+        # Both ways of answering: counted in the database (no snapshot yet), then from the snapshots the
+        # figures' refresh writes; each equals the rule run over the whole list.
+        repo = app.state.roadmap.repo
+        await repo.overview_snapshots.delete_many({})
+        assert await repo.read_overview_snapshot("*") is None
+        for way in ("counted", "snapshot"):
+            if way == "snapshot":
+                await app.state.roadmap.refresh_stats()
+                assert (await repo.read_overview_snapshot("*"))["computed_at"]
+            for agency, headers in ((None, po), ("ocsc", po), ("dga", dga)):
+                params = at + [("late", "4")] + ([("agency", agency)] if agency else [])
+                r = await http.get("/v1/overview", params=params, headers=headers)
+                assert r.status_code == 200, r.text
+                body = r.json()
+                assert body["at"] == [d.isoformat() for d in days] and body["agency"] == agency
+                assert (body["as_of"] is None) == (way == "counted"), (way, body["as_of"])
+                expected = reports_domain.roadmap_digest(items, agency, days)
+                assert comparable(body, 4) == comparable(expected, 4), way
+                listed = [i for e in body["workstreams"].values() for s in ("missed", "at_risk") for i in e[s]]
+                assert listed and all(agency is None or i["owner_agency"] == agency for i in listed)
+                assert all("facts" not in i and "due_history" not in i and "timeline" not in i for i in listed)
+                assert any(e["open_overdue_at"][PREV_END.isoformat()] for e in body["workstreams"].values())
 
         # An agency key reads its own figures without asking, and never another agency's.
         own = await http.get("/v1/overview", params=at, headers=dga)

@@ -111,6 +111,20 @@ class FakeRepo:
     async def write_stats(self, stats):
         self.stats = stats
 
+    async def overview_rows(self):
+        return [{k: d.get(k) for k in ("_id", "owner_agency", "workstream", "status", "due_date", "completed_on",
+                                       "open_deadline")}
+                for d in self.docs.values() if d.get("workstream") is not None]
+
+    async def list_items(self, ids):
+        return {i: copy.deepcopy(self.docs[i]) for i in ids if i in self.docs}
+
+    async def write_overview_snapshots(self, docs, computed_at):
+        self.snapshots = {owner: {**doc, "computed_at": computed_at} for owner, doc in docs.items()}
+
+    async def read_overview_snapshot(self, owner):
+        return getattr(self, "snapshots", {}).get(owner)
+
 
 class FakePublisher:
     def __init__(self):
