@@ -55,6 +55,10 @@ class FeedbackRepository:
         self.totals = db.feedback_rollup_totals
         self.daily = db.feedback_rollup_daily
         self.journal = db.feedback_rollup_journal
+        # `months`: since when every write keeps the month rollups (a database from before them has none
+        # until `newnormal feedback recount` builds them; until then ranges are read day by day).
+        self.state = db.feedback_rollup_state
+        self._months_kept = False
         self.clock = clock
         # Test hook: raise between steps to simulate a crash ("inserted", "totals", "applied").
         self.crash_after: str | None = None
@@ -63,6 +67,8 @@ class FeedbackRepository:
         # Responses carry no secondary index: `_id` is the (source, id) key and the journal lists the
         # `_id`s of each batch; on the write-heavy collection every index would cost insert throughput.
         await self.daily.create_index([("day", ASCENDING), ("agency", ASCENDING)], name="day_agency")
+        if await self.daily.find_one({}, {"_id": 1}) is None:  # nothing counted yet: months kept from the start
+            await self._mark_months()
         # The journal holds only the batches in flight (a handful of documents): no index needed.
 
     # --- write path --------------------------------------------------------------------------------
@@ -191,7 +197,17 @@ class FeedbackRepository:
             for start in range(0, len(docs), 5000):
                 await collection.insert_many(docs[start:start + 5000], ordered=False)
         await self.journal.delete_many({})
+        await self._mark_months()
         return {"totals": len(totals), "daily": len(daily), "responses": sum(d.inc["responses"] for d in totals.values())}
+
+    async def _mark_months(self) -> None:
+        await self.state.update_one({"_id": "months"}, {"$setOnInsert": {"since": self.clock()}}, upsert=True)
+
+    async def months_kept(self) -> bool:
+        """Whether the month rollups are complete (once they are, they stay: remembered)."""
+        if not self._months_kept:
+            self._months_kept = await self.state.find_one({"_id": "months"}) is not None
+        return self._months_kept
 
     async def rollup_differences(self) -> list[str]:
         """Rollup documents that differ from a full recount (empty list = exact)."""
@@ -211,9 +227,17 @@ class FeedbackRepository:
         return await self.totals.find({}, {"applied": 0}).to_list(None)
 
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:
-        """Counters per (channel, age_group) over Bangkok days start..end: reads one document per day."""
-        query = {"day": {"$gte": start.isoformat(), "$lte": end.isoformat()}, "agency": agency or domain.ALL_AGENCIES}
-        docs = await self.daily.find(query, {"cells": 1, "_id": 0}).to_list(None)
+        """Counters per (channel, age_group) over Bangkok days start..end: one document per whole month in the
+        range and one per day at its edges (every day when the month rollups are not built yet)."""
+        who = agency or domain.ALL_AGENCIES
+        months, runs = domain.split_range(start, end) if await self.months_kept() else ([], [(start, end)])
+        docs = []
+        if months:
+            ids = [domain.monthly_rollup_id(m, who) for m in months]
+            docs += await self.daily.find({"_id": {"$in": ids}}, {"cells": 1, "_id": 0}).to_list(None)
+        for first, last in runs:
+            query = {"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}, "agency": who}
+            docs += await self.daily.find(query, {"cells": 1, "_id": 0}).to_list(None)
         return domain.sum_daily_cells(docs)
 
 

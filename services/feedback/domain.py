@@ -9,7 +9,7 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -184,6 +184,27 @@ def daily_rollup_id(day: str, agency: str) -> str:
     return f"{day}|{agency}"
 
 
+def monthly_rollup_id(month: str, agency: str) -> str:
+    """A month's rollup (`2026-03|dga`): the sum of that month's daily rollups, kept by the same writes."""
+    return f"{month}|{agency}"
+
+
+def split_range(start: date, end: date) -> tuple[list[str], list[tuple[date, date]]]:
+    """Bangkok days start..end as the whole months inside it (`YYYY-MM`) and the runs of days left at its
+    edges: a quarter reads three month documents instead of ninety day documents. Pure."""
+    months: list[str] = []
+    runs: list[tuple[date, date]] = []
+    cursor = start
+    while cursor <= end:
+        month_end = (cursor.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        if cursor.day == 1 and month_end <= end:
+            months.append(cursor.strftime("%Y-%m"))
+        else:
+            runs.append((cursor, min(month_end, end)))
+        cursor = month_end + timedelta(days=1)
+    return months, runs
+
+
 def cell_key(channel: str, age_group: str) -> str:
     return f"{channel}|{age_group}"
 
@@ -200,7 +221,9 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
     Totals: one document per channel x age group (what /metrics reads, 36 at most).
     Daily: one document per Bangkok day x agency holding the 36 cells as `cells.<channel>|<age_group>.<field>`,
     plus one per day for all agencies together (agency `*`), so a batch touches few documents, a query for
-    one agency reads one document a day and a query for all agencies too.
+    one agency reads one document a day and a query for all agencies too. The same dictionary holds one
+    document per month x agency (keys `month`, `agency`; no `day`): the month's days summed, so that a
+    quarter is read as three documents.
     """
     totals: dict[str, RollupDelta] = {}
     daily: dict[str, RollupDelta] = {}
@@ -214,13 +237,15 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
         for name, value in inc.items():
             total.inc[name] = total.inc.get(name, 0) + value
         prefix = f"cells.{cell_key(channel, age_group)}."
+        month = doc["bangkok_day"][:7]
         for agency in (doc["agency"], ALL_AGENCIES):
-            did = daily_rollup_id(doc["bangkok_day"], agency)
-            day = daily.get(did)
-            if day is None:
-                day = daily[did] = RollupDelta({"day": doc["bangkok_day"], "agency": agency}, {})
-            for name, value in inc.items():
-                day.inc[prefix + name] = day.inc.get(prefix + name, 0) + value
+            for rid, keys in ((daily_rollup_id(doc["bangkok_day"], agency), {"day": doc["bangkok_day"], "agency": agency}),
+                              (monthly_rollup_id(month, agency), {"month": month, "agency": agency})):
+                period = daily.get(rid)
+                if period is None:
+                    period = daily[rid] = RollupDelta(keys, {})
+                for name, value in inc.items():
+                    period.inc[prefix + name] = period.inc.get(prefix + name, 0) + value
     return totals, daily
 
 

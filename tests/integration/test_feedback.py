@@ -270,6 +270,16 @@ async def test_concurrent_writers_count_each_response_once_and_all_agencies_add_
         for cell, counts in everyone.items():
             for name, value in counts.items():
                 assert value == dga.get(cell, {}).get(name, 0) + rd.get(cell, {}).get(name, 0), (cell, name)
+        # The whole of March is read as its month rollups; read day by day (a database from before them,
+        # `months` not marked), every cell is the same. A partial range reads its days.
+        assert await repos[0].months_kept()
+        legacy = FeedbackRepository(db, clock=lambda: NOW)
+        await legacy.state.delete_many({})
+        for who, by_months in ((None, everyone), ("dga", dga), ("rd", rd)):
+            assert await legacy.daily_cells(start, end, who) == by_months
+        assert not await legacy.months_kept()
+        part = await repos[0].daily_cells(date(2026, 2, 20), date(2026, 3, 10), "dga")
+        assert part == await legacy.daily_cells(date(2026, 3, 1), date(2026, 3, 10), "dga") and part
     finally:
         await db.client.close()
 

@@ -80,7 +80,9 @@ def test_rollup_deltas_sum_per_document():
     docs = [domain.response_document(domain.prepare(event(satisfaction=s, tech_difficulty=t, aware_of_digital_channels=a)))
             for s, t, a in [(5, "none", True), (2, "severe", False), (4, "some", True)]]
     totals, daily = domain.rollup_deltas(docs)
-    assert list(totals) == ["online_web|25_34"] and list(daily) == ["2026-03-01|dga", "2026-03-01|*"]
+    assert list(totals) == ["online_web|25_34"]
+    assert list(daily) == ["2026-03-01|dga", "2026-03|dga", "2026-03-01|*", "2026-03|*"]  # days and their months
+    assert daily["2026-03|dga"].inc == daily["2026-03-01|dga"].inc and daily["2026-03|dga"].keys == {"month": "2026-03", "agency": "dga"}
     assert daily["2026-03-01|*"].inc == daily["2026-03-01|dga"].inc and daily["2026-03-01|*"].keys["agency"] == "*"
     inc = totals["online_web|25_34"].inc
     assert inc == {"responses": 3, "satisfaction_sum": 11, "sat_5": 1, "sat_2": 1, "sat_4": 1, "tech_none": 1,
