@@ -104,6 +104,7 @@ async def load_direct(stack: Stack, db: str, args) -> dict:
         await client[db].feedback_rollup_totals.insert_many(totals)
         for start in range(0, len(daily), 5000):
             await client[db].feedback_rollup_daily.insert_many(daily[start:start + 5000])
+        await client[db].feedback_rollup_state.insert_one({"_id": "months", "since": datetime.now(UTC)})  # as recount
         loaded.update(responses=responses, feedback_rollup_documents=len(totals) + len(daily),
                       feedback_seconds=round(time.perf_counter() - t0, 1))
     finally:
@@ -161,12 +162,39 @@ async def baseline(stack: Stack, db: str) -> dict:
         await client.close()
 
 
+async def months_from_days(uri: str, db: str) -> dict:
+    """Data loaded before the month rollups existed: build them from the daily ones (the bench stores rollups
+    only, so `newnormal feedback recount` has no responses to rebuild them from) and mark them kept."""
+    client = AsyncMongoClient(uri, tz_aware=True)
+    try:
+        daily = client[db].feedback_rollup_daily
+        if await client[db].feedback_rollup_state.find_one({"_id": "months"}):
+            return {}
+        months: dict[str, dict] = {}
+        async for doc in daily.find({"day": {"$exists": True}}, {"day": 1, "agency": 1, "cells": 1}):
+            month, agency = doc["day"][:7], doc["agency"]
+            rid = feedback_domain.monthly_rollup_id(month, agency)
+            delta = months.setdefault(rid, feedback_domain.RollupDelta({"month": month, "agency": agency}, {}))
+            for key, value in feedback_domain.flatten_counters({"cells": doc.get("cells") or {}}).items():
+                delta.inc[key] = delta.inc.get(key, 0) + value
+        docs = [feedback_domain.with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in months.items()]
+        await daily.delete_many({"month": {"$exists": True}})
+        if docs:
+            await daily.insert_many(docs)
+        await client[db].feedback_rollup_state.insert_one({"_id": "months", "since": datetime.now(UTC)})
+        return {"month_rollups_built": len(docs)}
+    finally:
+        await client.close()
+
+
 async def run(args) -> dict:
     reuse = args.reuse is not None
     storage = Path(args.reuse[0]) if reuse else Path(tempfile.mkdtemp(prefix="bench-reports-full-"))
     db = args.reuse[1] if reuse else f"bench_full_{uuid.uuid4().hex[:6]}"
     with Stack(storage) as stack:
         loaded = {"reused": str(storage)} if reuse else await load_direct(stack, db, args)
+        if reuse:
+            loaded.update(await months_from_days(stack.uri, db))
         urls = {name: stack.service(name, db)[1] for name in ("roadmap", "training", "feedback")}
         client = AsyncMongoClient(stack.uri)
         try:

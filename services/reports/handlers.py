@@ -79,7 +79,7 @@ class ReportsService:
 
         results = await asyncio.gather(
             safe("roadmap", s.summary()), safe("roadmap", roadmap()),
-            safe("roadmap", s.milestones(agency, moved=True)) if document else _none(),
+            safe("roadmap", self._moved(agency)) if document else _none(),
             safe("notifier", s.acknowledgements(q.start, min(today, q.end), agency)) if document else _none(),
             safe("training", s.readiness(q.fiscal_year, agency)),
             safe("training", s.readiness(q.fiscal_year - 1, agency)) if q.quarter == 1 else _none(),
@@ -101,6 +101,12 @@ class ReportsService:
             elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, now) if quarter is None else
             fiscal_year_elapsed_ratio(q.fiscal_year, _end_instant(q, today)),
             experience=experience, gaps=gaps, unavailable=tuple(sorted(failed)))
+
+    async def _moved(self, agency: str | None) -> list[dict[str, Any]]:
+        """The milestones whose due date moved: the roadmap's schedule changes in one read, or (a roadmap
+        without that route) the list filtered by `moved=true`, page by page."""
+        rows = await self.source.schedule_changes(agency)
+        return rows if rows is not None else await self.source.milestones(agency, moved=True)
 
     async def _details(self, figures: Any, today: date, failed: set[str]) -> dict[str, dict[str, Any]]:
         """Detail (due history: the stated reasons) of the milestones the sections list (from the roadmap's

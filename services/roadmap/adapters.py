@@ -24,6 +24,8 @@ _WINDOWS = tuple(timedelta(seconds=s) for s in (60, 600, 3600, 6 * 3600)) + tupl
 
 
 _LIST_PROJECTION = {"facts": 0, "timeline": 0, "progress_history": 0, "due_history": 0, "ignored": 0}
+_SLIP_PROJECTION = dict.fromkeys(("milestone_id", "title_th", "title_en", "workstream", "owner_agency", "status",
+                                  "baseline_due_date", "due_date", "latest_reason"), 1)
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,12 @@ class MilestoneRepository:
     async def count(self, where: MilestoneFilter) -> int:
         return await self.milestones.count_documents(_query(where))
 
+    async def schedule_changes(self, owner: str | None) -> list[dict[str, Any]]:
+        """Every milestone whose due date moved from the baseline (of `owner`), with only what a schedule-change
+        row shows: one pass, no sort or count in the database (paging the list took a scan per page)."""
+        query = _query(MilestoneFilter(owner_agency=owner, moved=True))
+        return await self.milestones.find(query, _SLIP_PROJECTION).to_list(None)
+
     async def get(self, milestone_id: str) -> dict[str, Any] | None:
         return await self.milestones.find_one({"_id": milestone_id}, {"facts": 0})
 
@@ -235,8 +243,8 @@ class MilestoneRepository:
         # An owner that no longer has milestones: its older snapshot goes (the live count then answers: none).
         await self.overview_snapshots.delete_many({"_id": {"$nin": list(docs)}, "computed_at": {"$lt": computed_at}})
 
-    async def read_overview_snapshot(self, owner: str) -> dict[str, Any] | None:
-        return await self.overview_snapshots.find_one({"_id": owner})
+    async def read_overview_snapshot(self, owner: str, fields: Sequence[str] | None = None) -> dict[str, Any] | None:
+        return await self.overview_snapshots.find_one({"_id": owner}, dict.fromkeys(fields, 1) if fields else None)
 
     async def write_stats(self, stats: Mapping[str, Any]) -> None:
         await self.stats.replace_one({"_id": STATS_ID}, {"_id": STATS_ID, **stats}, upsert=True)

@@ -623,3 +623,15 @@ def alert_data(kind: str, doc: Mapping[str, Any], detected_at: datetime, due_dat
         data["new_due_date"] = doc["due_date"]
         data["reason"] = doc.get("latest_reason") or reason
     return {k: v for k, v in data.items() if v is not None}
+
+
+def schedule_change(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the schedule changes: baseline and current due date, the slip in days (positive = later) and
+    the reason last stated for a due date change (None: none stated; absent: not known from this row)."""
+    base, due = date.fromisoformat(doc["baseline_due_date"]), date.fromisoformat(doc["due_date"])
+    return {"milestone_id": str(doc.get("milestone_id") or doc.get("_id")), "title_th": doc.get("title_th"),
+            "title_en": doc.get("title_en"), "workstream": doc.get("workstream"), "owner_agency": doc.get("owner_agency"),
+            "status": doc.get("status"), "baseline_due_date": base.isoformat(), "due_date": due.isoformat(),
+            "variance_days": (due - base).days,
+            # Absent (not None) for a milestone projected before the reason was kept: a reader asks its history.
+            **({"latest_reason": doc["latest_reason"]} if "latest_reason" in doc else {})}

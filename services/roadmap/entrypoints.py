@@ -61,6 +61,20 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
         total, items = await service.list_milestones(where, limit=limit, offset=offset)
         return {"total": total, "limit": limit, "offset": offset, "items": [present(d, full=False) for d in items]}
 
+    @router.get("/v1/schedule-changes", summary="Milestones whose due date moved, largest slip first (การเลื่อนกำหนด)",
+                responses=READ_RESPONSES)
+    async def schedule_changes(
+        agency: AgencyFilter = None,
+        limit: int = Query(5000, ge=1, le=20000, description="rows returned, largest slip first; `total` counts all"),
+        principal: Principal = Depends(auth),
+    ) -> dict[str, Any]:
+        owner = principal.read_scope(agency)  # an agency: its own; another: 403
+        total, rows = await service.schedule_changes(owner, limit)
+        for row in rows:
+            for name in ("due_date", "baseline_due_date"):
+                row[f"{name}_th"] = format_thai_date(date.fromisoformat(row[name]))
+        return {"agency": owner, "total": total, "limit": limit, "items": rows}
+
     @router.get("/v1/milestones/{milestone_id}", summary="One milestone with its history (หมุดหมายและประวัติ)",
                 responses={**READ_RESPONSES, 404: {"description": "no such milestone, or another agency's",
                                                    "content": {"application/problem+json": {}}}})

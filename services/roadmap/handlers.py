@@ -362,6 +362,12 @@ class RoadmapService:
         """The total matching `where` and one page of it, by deadline."""
         return await self.repo.count(where), await self.repo.find(where, limit=limit, skip=offset)
 
+    async def schedule_changes(self, owner: str | None, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """Milestones whose due date moved (of `owner`): how many, and the `limit` largest slips first."""
+        rows = [domain.schedule_change(d) for d in await self.repo.schedule_changes(owner)]
+        rows.sort(key=lambda r: (-r["variance_days"], r["milestone_id"]))
+        return len(rows), rows[:limit]
+
     async def milestone(self, milestone_id: str, principal: Principal) -> dict[str, Any] | None:
         """None also for another agency's milestone: its existence is not revealed."""
         doc = await self.repo.get(milestone_id)
@@ -378,7 +384,7 @@ class RoadmapService:
         stats["next_due_agency"] = next_due_owner
         # The nearest deadlines from the owner's overview snapshot (kept current with these figures); an owner
         # without one yet, or none at all, is asked of the database.
-        snapshot = await self.repo.read_overview_snapshot(next_due_owner or overview.ALL)
+        snapshot = await self.repo.read_overview_snapshot(next_due_owner or overview.ALL, ["next_due"])
         stats["next_due"] = (snapshot["next_due"] if snapshot is not None and "next_due" in snapshot
                              else await self.repo.next_due(overview.NEXT_DUE, next_due_owner))
         return stats

@@ -128,6 +128,20 @@ async def test_overview_figures_equal_the_rule_over_the_whole_list(settings_for)
         unmoved = await all_items(http, po, moved="false")
         assert len(unmoved) + len(moved) == len(items)
 
+        # The schedule changes: the same milestones in one read, largest slip first, as the report's rows.
+        r = await http.get("/v1/schedule-changes", headers=po)
+        assert r.status_code == 200, r.text
+        rows = r.json()["items"]
+        assert r.json()["total"] == len(rows) == len(moved)
+        expected = [quarterly.slip_of(i, None) for i in quarterly.moved(moved, None)]
+        assert [(x["milestone_id"], x["baseline_due_date"], x["due_date"], x["variance_days"]) for x in rows] == \
+            [(e.milestone_id, e.baseline_due_date, e.due_date, e.variance_days) for e in expected]
+        assert all(x["due_date_th"] and "facts" not in x and "title_th" in x for x in rows)
+        few = (await http.get("/v1/schedule-changes", params={"limit": 3, "agency": "dga"}, headers=dga)).json()
+        assert few["total"] == sum(1 for i in moved if i["owner_agency"] == "dga") and len(few["items"]) == 3
+        assert {x["owner_agency"] for x in few["items"]} == {"dga"}
+        assert (await http.get("/v1/schedule-changes", params={"agency": "ocsc"}, headers=dga)).status_code == 403
+
         for bad in ({"at": "2026-02-30"}, {"at": "0"}, {"late": "101"}, {"late": "-1"}, {"moved": "perhaps"},
                     [("at", f"2026-01-{d:02d}") for d in range(1, 10)]):
             path = "/v1/milestones" if "moved" in bad else "/v1/overview"

@@ -14,6 +14,7 @@ from services.reports.adapters import ReadApis
 from services.reports.handlers import ReportsService
 from services.reports.quarterly_service import QuarterlyReports
 from services.reports.settings import ReportsSettings
+from services.roadmap import domain as roadmap_domain
 
 MORE = [  # enough late ones that the route's `late` bound matters, and one overdue at the previous quarter's end
     {"milestone_id": f"LATE-{i}", "status": "missed", "due_date": f"2026-01-{i + 1:02d}", "baseline_due_date": "2025-12-20",
@@ -24,13 +25,21 @@ MORE = [  # enough late ones that the route's `late` bound matters, and one over
 ALL = MILESTONES + MORE
 
 
-def roadmap_with_overview(calls: list[str]) -> httpx.MockTransport:
+def roadmap_with_overview(calls: list[str], schedule_changes: bool = False) -> httpx.MockTransport:
     """The quarterly tests' fake APIs, with a roadmap that has GET /v1/overview and the moved filter (answered
-    by the rule the roadmap runs in its database) and refuses to page through the whole list."""
+    by the rule the roadmap runs in its database) and refuses to page through the whole list; with
+    `schedule_changes`, also GET /v1/schedule-changes (the roadmap's own row rule)."""
     base = fake_apis().handler
 
     def handler(request: httpx.Request) -> httpx.Response:
         path, params = request.url.path, request.url.params
+        if request.url.port == 8101 and path == "/v1/schedule-changes" and schedule_changes:
+            calls.append(str(request.url))
+            rows = sorted((roadmap_domain.schedule_change(m) for m in quarterly.moved(ALL, params.get("agency"))),
+                          key=lambda r: (-r["variance_days"], r["milestone_id"]))
+            limit = int(params["limit"])
+            return httpx.Response(200, json={"agency": params.get("agency"), "total": len(rows), "limit": limit,
+                                             "items": rows[:limit]})
         if request.url.port == 8101 and path == "/v1/overview":
             calls.append(str(request.url))
             days = [date.fromisoformat(d) for d in params.get_list("at")]
@@ -100,6 +109,19 @@ async def test_quarterly_report_reads_only_the_moved_milestones():
     assert new.slips_total == old.slips_total == len(quarterly.moved(ALL, None))
     assert any("moved=true" in c for c in calls)
     assert section_figures(new.overview) == section_figures(old.overview)
+
+
+async def test_quarterly_report_reads_the_schedule_changes_in_one_request():
+    for agency in (None, "ocsc"):
+        calls: list[str] = []
+        new = await QuarterlyReports(service(roadmap_with_overview(calls, schedule_changes=True))).build(2569, 2, agency)
+        old = await QuarterlyReports(service(roadmap_without_overview())).build(2569, 2, agency)
+        assert [(s.milestone_id, s.baseline_due_date, s.due_date, s.variance_days, s.reason, s.flagged)
+                for s in new.slips] == [(s.milestone_id, s.baseline_due_date, s.due_date, s.variance_days, s.reason,
+                                         s.flagged) for s in old.slips], agency
+        assert new.slips and new.slips_total == old.slips_total == len(quarterly.moved(ALL, agency))
+        assert len([c for c in calls if "/v1/schedule-changes" in c]) == 1
+        assert not [c for c in calls if "/v1/milestones?" in c]  # no list page at all
 
 
 async def test_a_failed_roadmap_leaves_its_sections_not_reported():

@@ -122,8 +122,9 @@ class FakeRepo:
     async def write_overview_snapshots(self, docs, computed_at):
         self.snapshots = {owner: {**doc, "computed_at": computed_at} for owner, doc in docs.items()}
 
-    async def read_overview_snapshot(self, owner):
-        return getattr(self, "snapshots", {}).get(owner)
+    async def read_overview_snapshot(self, owner, fields=None):
+        snap = getattr(self, "snapshots", {}).get(owner)
+        return None if snap is None else {k: v for k, v in snap.items() if not fields or k in fields or k == "_id"}
 
 
 class FakePublisher:
