@@ -149,15 +149,7 @@ class ReadApis:
         roadmap older than this route (its 404 is kept like an answer): read `milestones()` instead."""
         params: dict[str, Any] = {"at": tuple(d.isoformat() for d in days), "late": late,
                                   **({"agency": agency} if agency else {})}
-
-        async def fetch() -> Any:
-            try:
-                return await self._fetch("roadmap", "/v1/overview", params)
-            except UpstreamError as exc:
-                if exc.status == 404:
-                    return None
-                raise
-        return await self.get("roadmap", "/v1/overview", params, fetch)
+        return await self._get_if_routed("roadmap", "/v1/overview", params)
 
     async def schedule_changes(self, agency: str | None = None) -> list[dict[str, Any]] | None:
         """The milestones whose due date moved (of one agency), largest slip first, up to
@@ -165,16 +157,19 @@ class ReadApis:
         kept like an answer): read `milestones(moved=True)` instead."""
         params: dict[str, Any] = {"limit": min(20_000, self.settings.reports_max_milestones),
                                   **({"agency": agency} if agency else {})}
+        answer = await self._get_if_routed("roadmap", "/v1/schedule-changes", params)
+        return None if answer is None else list(answer.get("items", []))
 
+    async def _get_if_routed(self, service: str, path: str, params: dict[str, Any]) -> Any:
+        """The answer, or None from a service older than the route (its 404, cached like an answer)."""
         async def fetch() -> Any:
             try:
-                return await self._fetch("roadmap", "/v1/schedule-changes", params)
+                return await self._fetch(service, path, params)
             except UpstreamError as exc:
                 if exc.status == 404:
                     return None
                 raise
-        answer = await self.get("roadmap", "/v1/schedule-changes", params, fetch)
-        return None if answer is None else list(answer.get("items", []))
+        return await self.get(service, path, params, fetch)
 
     async def milestones(self, agency: str | None = None, moved: bool | None = None) -> list[dict[str, Any]]:
         """Every milestone (of one agency; `moved`: only those whose due date moved from the baseline), up to
