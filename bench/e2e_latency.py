@@ -1,9 +1,11 @@
 """End-to-end latency at a fixed load: HTTP accepted (202) -> visible in the database the read API serves.
 
 Project: batches of 50 CloudEvents POSTed to the feedback service 10 times a second (500 ev/s); a
-watcher polls the `events` audit collection (indexed on source+id) until every event of a batch
-is visible. Baseline: the same load through a raw aiokafka producer (ack) -> raw getmany +
-insert_many consumer -> visible, on the same broker and database.
+watcher polls the `events` audit collection by `_id` ({source, id}, the key events are stored under) until
+every event of a batch is visible. Baseline: the same load through a raw aiokafka producer (ack) -> raw
+getmany + insert_many consumer keyed by the same `_id` -> visible, on the same broker and database. (An
+earlier watcher looked events up by top-level source and id, which have no index since events are keyed by
+`_id`: it timed its own collection scans, p99 33.7 s.)
 Usage: python -m bench.e2e_latency [--rate 500] [--duration 20] [--repeats 2]
 """
 
@@ -21,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from bench.harness import peak_rss_mib, summary, write_results
 from bench.platform_stack import SHARED_NOTE, Stack, feedback_events, raw_consume
+from services.contracts.envelope import document_id
 
 BATCH = 50
 
@@ -35,7 +38,8 @@ async def watch(uri: str, db: str, pending: asyncio.Queue, latencies: list[float
                 accepted_at, source, ids = await asyncio.wait_for(pending.get(), 0.5)
             except TimeoutError:
                 continue
-            while await coll.count_documents({"source": source, "id": {"$in": ids}}) < len(ids):
+            keys = [document_id(source, i) for i in ids]
+            while await coll.count_documents({"_id": {"$in": keys}}) < len(ids):
                 await asyncio.sleep(0.01)
             latencies.append(time.perf_counter() - accepted_at)
     finally:
@@ -81,7 +85,7 @@ async def baseline_run(stack: Stack, db: str, rate: float, duration: float, seed
     done = asyncio.Event()
     expected = int(duration * rate / BATCH + 1) * BATCH
     consumer = asyncio.ensure_future(raw_consume(stack.bootstrap, stack.uri, db, topic, expected, f"raw-e2e-{seed}",
-                                                 timeout=duration + 120))
+                                                 timeout=duration + 120, id_key=True))
     await asyncio.sleep(3)  # let the raw consumer join its group before the clock starts (both paths run warm)
     watcher = asyncio.ensure_future(watch(stack.uri, db, pending, latencies, done))
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
