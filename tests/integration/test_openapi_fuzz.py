@@ -168,9 +168,11 @@ class Finding:
     title: str
     message: str
     reproduce: str
+    answer: str = ""  # the service's status and body: the refusal's reason code when a case was refused
 
     def __str__(self) -> str:
-        return f"{self.operation} [{self.check}] {self.title}: {self.message[:400]}\n    {self.reproduce[:400]}"
+        return (f"{self.operation} [{self.check}] {self.title}: {self.message[:400]}\n    answer: {self.answer[:600]}"
+                f"\n    {self.reproduce[:3000]}")
 
 
 def load_schema(base_url: str, key: str, max_examples: int = MAX_EXAMPLES) -> Any:
@@ -203,17 +205,29 @@ def fuzz(base_url: str, key: str, max_examples: int = MAX_EXAMPLES) -> tuple[lis
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
             cases += len(event.recorder.cases)
-            for checks in event.recorder.checks.values():
+            for case_id, checks in event.recorder.checks.items():
                 for check in checks:
                     info = check.failure_info
                     if info is not None:
                         findings.append(Finding(event.recorder.label, check.name, info.failure.title,
-                                                " ".join(info.failure.message.split()), info.code_sample))
+                                                " ".join(info.failure.message.split()), info.code_sample,
+                                                _answer(event.recorder.interactions.get(case_id))))
         elif isinstance(event, events.NonFatalError):
             errors.append(f"{event.label}: {event.value!r}"[:500])
         elif isinstance(event, events.FatalError):
             errors.append(f"fatal: {event.exception!r}"[:500])
     return findings, errors, cases
+
+
+def _answer(interaction: Any) -> str:
+    response = getattr(interaction, "response", None)
+    if response is None:
+        return "(no response)"
+    try:
+        body = response.content.decode("utf-8", "replace") if response.content else ""
+    except Exception:
+        body = "(unreadable body)"
+    return f"{response.status_code} {body}"
 
 
 @contextlib.asynccontextmanager
