@@ -55,12 +55,19 @@ def _agency_codes() -> dict[str, Any]:
 AgencyCode = Annotated[str, AfterValidator(_agency_code), SchemaKeywords(_agency_codes)]
 
 
+# What pydantic's `str_strip_whitespace` strips (Unicode White_Space), spelled out: `\S` differs between regex
+# dialects (ECMA-262 counts neither U+0085 nor U+FEFF alike with Python), so a schema saying "\S" let a client's
+# validator pass a text that the model strips to nothing.
+STRIPPED = "\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK = f"[^{STRIPPED}]"  # JSON Schema `pattern`: holds a character that stripping keeps
+
+
 def _event_data_schema(schema: dict[str, Any], cls: type) -> None:
-    # Strings are stripped before min_length is checked: a required text needs a non-space character.
+    # Strings are stripped before min_length is checked: a required text needs a character stripping keeps.
     for prop in schema.get("properties", {}).values():
         for branch in (prop, *prop.get("anyOf", ())):
             if branch.get("type") == "string" and branch.get("minLength", 0) >= 1 and "pattern" not in branch:
-                branch["pattern"] = r"\S"
+                branch["pattern"] = NOT_BLANK
     # Rules across fields that a model validator checks and JSON Schema can state (e.g. "one of these two").
     schema.update(copy.deepcopy(getattr(cls, "schema_rules", {})))
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.contracts.common_types import Workstream
+from services.contracts.common_types import NOT_BLANK, Workstream
 from services.notifier.domain import OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS, Channel, Target
 
 ANY_WORKSTREAM = "*"
@@ -32,7 +32,8 @@ LineId = Annotated[str, Field(pattern=r"^[UCR][0-9a-f]{32}$", description="LINE 
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200, description="person or position, as the message greets them")
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK,
+                      description="person or position, as the message greets them")
     email: Email | None = None
     line: LineId | None = None
 

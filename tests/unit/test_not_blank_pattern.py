@@ -1,0 +1,47 @@
+"""A required text's published pattern says exactly what the models refuse after stripping: the schema's
+`pattern` (NOT_BLANK) matches a text iff pydantic's `str_strip_whitespace` leaves something of it."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.contracts.common_types import NOT_BLANK
+from services.contracts.events import EVENT_TYPES
+from services.notifier.contacts import AgencyContacts
+
+
+class Required(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
+    text: str = Field(min_length=1)
+
+
+def blank_to_pydantic(c: str) -> bool:
+    try:
+        Required(text=c)
+    except ValidationError:
+        return True
+    return False
+
+
+def test_the_pattern_matches_every_character_stripping_keeps_and_no_other():
+    pattern = re.compile(NOT_BLANK)
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        c = chr(code)
+        assert (pattern.search(c) is None) == blank_to_pydantic(c), hex(code)
+    # The case a fuzzer found: U+0085 (NEL) passed the former `\S` and was stripped to nothing.
+    assert pattern.search("\u0085") is None and pattern.search(" \u3000x ")
+
+
+def test_every_required_event_text_and_a_contact_name_publish_it():
+    published = [prop for t in EVENT_TYPES.values()
+                 for prop in t.model.model_json_schema().get("properties", {}).values()
+                 for prop in (prop, *prop.get("anyOf", ())) if prop.get("type") == "string" and prop.get("minLength")]
+    assert published and all(p.get("pattern") for p in published)
+    assert any(p["pattern"] == NOT_BLANK for p in published)
+    contact = AgencyContacts.model_json_schema()["$defs"]["Contact"]["properties"]["name"]
+    assert contact["pattern"] == NOT_BLANK
