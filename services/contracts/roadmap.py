@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from services.contracts.common_types import AgencyCode, EventData, Workstream
+from services.contracts.common_types import NOT_BLANK, AgencyCode, EventData, Workstream
 from services.contracts.dates import DoneOn, DueDate, GregorianDate, ObservedAt, PlausibleDatetime
 
 MilestoneId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
@@ -26,7 +26,7 @@ class MilestonePlanned(EventData):
     description: str | None = Field(default=None, max_length=4000)
 
     schema_rules: ClassVar[dict[str, Any]] = {"anyOf": [
-        {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+        {"required": [name], "properties": {name: {"type": "string", "pattern": NOT_BLANK}}}
         for name in ("title_th", "title_en")]}
 
     @model_validator(mode="after")

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from services.common import b64url
 from services.contracts import problems, safejson
-from services.contracts.common_types import Competency
+from services.contracts.common_types import NOT_BLANK, Competency
 from services.contracts.dates import STATIC_REASONS
 from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
@@ -50,6 +50,9 @@ _DURATION = re.compile(r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
                        r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
 MBOX_PATTERN = r"^[mM][aA][iI][lL][tT][oO]:[^@]+@[^@]+$"
 _VERSION = re.compile(r"^1\.0(\.\d+)?$")
+
+# A text with a character that is not blank, as published in the schema (one class in both regex dialects).
+_NOT_BLANK = re.compile(NOT_BLANK)
 
 
 class StatementError(ValueError):
@@ -171,8 +174,8 @@ def ifi_of(agent: dict[str, Any], where: str = "actor") -> tuple[str, str]:
     if kind == "account":
         account = agent["account"]
         if not isinstance(account, dict) or not isinstance(account.get("name"), str) \
-                or not re.search(r"\S", account["name"]) or not isinstance(account.get("homePage"), str) \
-                or not re.search(r"\S", account["homePage"]):
+                or not _NOT_BLANK.search(account["name"]) or not isinstance(account.get("homePage"), str) \
+                or not _NOT_BLANK.search(account["homePage"]):
             raise StatementError("malformed_statement", f"{where}.account needs homePage and name (strings)")
         return kind, normal_home_page(account["homePage"]) + "\x1f" + account["name"]
     value = agent[kind]
@@ -863,8 +866,8 @@ def _agent_schema(object_type_required: bool) -> dict[str, Any]:
              "mbox": {"type": "string", "pattern": MBOX_PATTERN},
              "mbox_sha1sum": {"type": "string", "pattern": "^[0-9a-fA-F]{40}$"},
              "openid": {"type": "string", "minLength": 1},
-             "account": _closed({"homePage": {"type": "string", "pattern": r"\S"},
-                                 "name": {"type": "string", "pattern": r"\S"}}, ["homePage", "name"])}
+             "account": _closed({"homePage": {"type": "string", "pattern": NOT_BLANK},
+                                 "name": {"type": "string", "pattern": NOT_BLANK}}, ["homePage", "name"])}
     out = _closed(props, ["objectType"] if object_type_required else None)
     out["oneOf"] = [{"required": [k]} for k in ("mbox", "mbox_sha1sum", "openid", "account")]
     return out

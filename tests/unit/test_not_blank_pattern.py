@@ -45,3 +45,21 @@ def test_every_required_event_text_and_a_contact_name_publish_it():
     assert any(p["pattern"] == NOT_BLANK for p in published)
     contact = AgencyContacts.model_json_schema()["$defs"]["Contact"]["properties"]["name"]
     assert contact["pattern"] == NOT_BLANK
+
+
+def test_the_xapi_account_and_a_milestone_title_use_it_in_schema_and_validator():
+    from services.contracts.roadmap import MilestonePlanned
+    from services.training import xapi
+
+    assert {b["properties"][n]["pattern"] for b in MilestonePlanned.model_json_schema()["anyOf"] for n in b["properties"]} \
+        == {NOT_BLANK}
+    for blank in ("\u0085", "\u3000 ", "\t"):  # blank to the validator, so never published as valid
+        assert re.search(NOT_BLANK, blank) is None
+        try:
+            xapi.ifi_of({"account": {"homePage": "https://lms.example", "name": blank}})
+        except xapi.StatementError as err:
+            assert err.reason == "malformed_statement"
+        else:
+            raise AssertionError(f"{blank!r} accepted as an account name")
+    # A control character that is not White_Space (Python's \s counts U+001C) is a name, as the schema says.
+    assert xapi.ifi_of({"account": {"homePage": "https://lms.example", "name": "\u001c"}})[0] == "account"
