@@ -60,6 +60,9 @@ AgencyCode = Annotated[str, AfterValidator(_agency_code), SchemaKeywords(_agency
 # validator pass a text that the model strips to nothing.
 STRIPPED = "\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK = f"[^{STRIPPED}]"  # JSON Schema `pattern`: holds a character that stripping keeps
+# Every character some dialect counts as space (pydantic/Rust and ECMA-262 White_Space, Python's U+001C-U+001F):
+# a pattern that forbids spaces spells them out, so that a schema validator and ours refuse the same texts.
+ANY_SPACE = STRIPPED + "\u001c-\u001f\ufeff"
 
 
 def _event_data_schema(schema: dict[str, Any], cls: type) -> None:

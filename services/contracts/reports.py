@@ -11,11 +11,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from services.contracts.common_types import AgencyCode, EventData
+from services.contracts.common_types import ANY_SPACE, AgencyCode, EventData
 from services.contracts.dates import PlausibleDatetime
 
 SectionStatus = Literal["green", "amber", "red", "not_reported"]
-HttpUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=r"^https?://[^\s]+$")]
+HttpUrl = Annotated[str, Field(min_length=8, max_length=2000, pattern=f"^https?://[^{ANY_SPACE}]+$")]
 
 
 class QuarterlyReportGenerated(EventData):

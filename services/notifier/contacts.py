@@ -19,13 +19,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.contracts.common_types import NOT_BLANK, Workstream
+from services.contracts.common_types import ANY_SPACE, NOT_BLANK, Workstream
 from services.notifier.domain import OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS, Channel, Target
 
 ANY_WORKSTREAM = "*"
 WHICH = {OWNER_CONTACTS: "responsible", OWNER_ESCALATION_CONTACTS: "escalation"}
 
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")]
+_ADDRESS_PART = f"[^@<>\"',;{ANY_SPACE}]+"
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}\\.{_ADDRESS_PART}$")]
 LineId = Annotated[str, Field(pattern=r"^[UCR][0-9a-f]{32}$", description="LINE userId (U…), groupId (C…) or roomId (R…)")]
 
 

@@ -128,7 +128,7 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     # The handler reads the body itself (limit before parsing, key before body): documented here instead.
     version_header = {"parameters": [{
         "name": xapi.VERSION_HEADER, "in": "header", "required": True, "description": "1.0.3 (any 1.0.x accepted)",
-        "schema": {"type": "string", "pattern": r"^1\.0(\.\d+)?$"}}]}
+        "schema": {"type": "string", "pattern": r"^1\.0(\.[0-9]+)?$"}}]}
     one = {"$defs": {"XapiStatement": xapi.STATEMENT_SCHEMA}, "$ref": "#/$defs/XapiStatement"}
     one_or_many = {"$defs": {"XapiStatement": xapi.STATEMENT_SCHEMA}, "oneOf": [
         {"$ref": "#/$defs/XapiStatement"},

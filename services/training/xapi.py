@@ -49,7 +49,7 @@ _LANGUAGE_PREFERENCE = ("th-TH", "th", "en-US", "en-GB", "en", "und")
 _DURATION = re.compile(r"^P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
                        r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
 MBOX_PATTERN = r"^[mM][aA][iI][lL][tT][oO]:[^@]+@[^@]+$"
-_VERSION = re.compile(r"^1\.0(\.\d+)?$")
+_VERSION = re.compile(r"^1\.0(\.[0-9]+)?$")  # ASCII digits, as the published pattern (Python's \d takes Thai ones)
 
 # A text with a character that is not blank, as published in the schema (one class in both regex dialects).
 _NOT_BLANK = re.compile(NOT_BLANK)
