@@ -1,0 +1,67 @@
+"""Counter documents (rollups) and what a set of records adds to them: pure, shared by every service's domain and
+by the write path (`services.common.ledger`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Delta:
+    """What a write adds to one counter document: `keys`, set when the document is created, and counters by
+    dotted path (`cells.web|18-24.responses`)."""
+
+    keys: Mapping[str, Any]
+    inc: dict[str, int | float] = field(default_factory=dict)
+
+    def add(self, path: str, amount: int | float) -> None:
+        self.inc[path] = self.inc.get(path, 0) + amount
+
+
+def add_delta(deltas: dict[str, Delta], doc_id: str, keys: Mapping[str, Any], inc: Mapping[str, int | float]) -> None:
+    """Add `inc` to the delta of document `doc_id` in `deltas` (created with `keys`)."""
+    delta = deltas.get(doc_id)
+    if delta is None:
+        delta = deltas[doc_id] = Delta(dict(keys))
+    for path, amount in inc.items():
+        delta.add(path, amount)
+
+
+def merge(into: dict[str, Delta], more: Mapping[str, Delta]) -> dict[str, Delta]:
+    for doc_id, delta in more.items():
+        add_delta(into, doc_id, delta.keys, delta.inc)
+    return into
+
+
+def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str | None, keep: int = 200,
+               digits: int | None = None) -> dict[str, Any]:
+    """The counter document `doc` (None: a new one) with the delta added, its revision bumped and `token` appended
+    to the last `keep` applied tokens. Updates `doc` in place and returns it."""
+    if doc is None:
+        doc = {"_id": doc_id, **delta.keys, "rev": 0, "applied": []}
+    for path, amount in delta.inc.items():
+        node = doc
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        value = node.get(leaf, 0) + amount
+        node[leaf] = round(value, digits) if digits is not None and isinstance(value, float) else value
+    doc["rev"] = doc.get("rev", 0) + 1
+    if token is not None:
+        doc["applied"] = [*doc.get("applied", ()), token][-keep:]
+    return doc
+
+
+def counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int | float]:
+    """The numeric leaves of a counter document by dotted path (its id, revision and tokens left out)."""
+    out: dict[str, int | float] = {}
+    for name, value in doc.items():
+        if not prefix and name in ("_id", "applied", "rev"):
+            continue
+        if isinstance(value, Mapping):
+            out.update(counters(value, f"{prefix}{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[prefix + name] = value
+    return out

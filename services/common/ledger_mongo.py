@@ -1,0 +1,70 @@
+"""The MongoDB store of the write path (`services.common.ledger.LedgerStore`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.common.ledger import TOKEN
+from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
+
+
+class MongoLedgerStore:
+    def __init__(self, db: AsyncDatabase):
+        self.db = db
+
+    async def open_entry(self, journal: str, entry: dict[str, Any]) -> None:
+        await insert_if_new(self.db[journal], entry)  # False: an earlier attempt's insert landed
+
+    async def close_entry(self, journal: str, token: str) -> None:
+        await self.db[journal].delete_one({"_id": token})
+
+    async def open_entries(self, journal: str, older_than: datetime, limit: int) -> list[dict[str, Any]]:
+        # The journal holds only the writes in flight (a handful of documents): no index needed.
+        cursor = self.db[journal].find({"at": {"$lte": older_than}}).sort("at", ASCENDING).limit(limit)
+        return await cursor.to_list(None)
+
+    async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
+        return await insert_new(self.db[collection], docs)
+
+    async def carrying(self, collection: str, ids: Sequence[Any], token: str) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        return await self.db[collection].find({"_id": {"$in": list(ids)}, TOKEN: token}).to_list(None)
+
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self.db[collection].find({"_id": {"$in": list(ids)}})}
+
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
+        ops: list[InsertOne | ReplaceOne] = []
+        for expected, doc in docs:
+            if expected is None:
+                ops.append(InsertOne(doc))
+            else:  # revision 0 also matches a document written before revisions were kept (no `rev`: null)
+                rev = {"$in": [0, None]} if expected == 0 else expected
+                ops.append(ReplaceOne({"_id": doc["_id"], "rev": rev}, doc))
+        written, _lost = await bulk_write_or_duplicates(self.db[collection], ops)
+        return written
+
+    async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
+                   projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        return self.db[collection].find(dict(query), dict(projection) if projection else None, batch_size=batch_size)
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+        coll = self.db[collection]
+        held: dict[Any, dict[str, Any]] = {}
+        if kept:
+            query = {"$or": [{name: {"$exists": True}} for name in kept]}
+            async for d in coll.find(query, dict.fromkeys(kept, 1)):
+                held[d["_id"]] = d
+        merged = [{**d, **{k: v for k, v in held.pop(d["_id"], {}).items() if k != "_id"}} for d in docs]
+        merged += list(held.values())  # kept fields of documents that count nothing now
+        await coll.delete_many({})
+        for start in range(0, len(merged), 5000):
+            await coll.insert_many(merged[start:start + 5000], ordered=False)

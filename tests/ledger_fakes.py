@@ -1,0 +1,134 @@
+"""An in-memory `LedgerStore` and a wrapper that crashes it on demand (tests of the write path without servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from services.common.ledger import TOKEN
+
+
+def _key(value: Any) -> str:
+    return repr(sorted(value.items())) if isinstance(value, Mapping) else repr(value)
+
+
+class MemoryLedgerStore:
+    """Collections as dicts by `_id`. Every call yields to the event loop first, so concurrent writers interleave."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def docs(self, collection: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.collections.get(collection, {}).values()]
+
+    def _coll(self, name: str) -> dict[str, dict[str, Any]]:
+        return self.collections.setdefault(name, {})
+
+    async def open_entry(self, journal: str, entry: dict[str, Any]) -> None:
+        await asyncio.sleep(0)
+        self._coll(journal).setdefault(_key(entry["_id"]), copy.deepcopy(entry))
+
+    async def close_entry(self, journal: str, token: str) -> None:
+        await asyncio.sleep(0)
+        self._coll(journal).pop(_key(token), None)
+
+    async def open_entries(self, journal: str, older_than: datetime, limit: int) -> list[dict[str, Any]]:
+        await asyncio.sleep(0)
+        entries = [copy.deepcopy(e) for e in self._coll(journal).values() if e["at"] <= older_than]
+        return sorted(entries, key=lambda e: e["at"])[:limit]
+
+    async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
+        await asyncio.sleep(0)
+        coll = self._coll(collection)
+        inserted = []
+        for i, doc in enumerate(docs):
+            key = _key(doc["_id"])
+            if key not in coll:
+                coll[key] = copy.deepcopy(doc)
+                inserted.append(i)
+        return inserted
+
+    async def carrying(self, collection: str, ids: Sequence[Any], token: str) -> list[dict[str, Any]]:
+        await asyncio.sleep(0)
+        coll = self._coll(collection)
+        found = (coll.get(k) for k in dict.fromkeys(_key(i) for i in ids))  # as `$in`: each document once
+        return [copy.deepcopy(d) for d in found if d is not None and d.get(TOKEN) == token]
+
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        await asyncio.sleep(0)
+        coll = self._coll(collection)
+        return {i: copy.deepcopy(coll[_key(i)]) for i in ids if _key(i) in coll}
+
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
+        await asyncio.sleep(0)
+        coll = self._coll(collection)
+        written = 0
+        for expected, doc in docs:
+            key = _key(doc["_id"])
+            stored = coll.get(key)
+            if (expected is None and stored is None) or (
+                    expected is not None and stored is not None and stored.get("rev", 0) == expected):
+                coll[key] = copy.deepcopy(doc)
+                written += 1
+        return written
+
+    async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
+                   projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        # Equality on top-level fields is all the write path asks; a projection is not needed to be exact.
+        docs = [d for d in self.docs(collection) if all(d.get(k) == v for k, v in query.items())]
+
+        async def iterate() -> AsyncIterator[dict[str, Any]]:
+            for d in docs:
+                yield d
+        return iterate()
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+        await asyncio.sleep(0)
+        coll = self._coll(collection)
+        held = {k: {f: d[f] for f in kept if f in d} for k, d in coll.items()}
+        new = {_key(d["_id"]): copy.deepcopy(d) for d in docs}
+        for key, fields in held.items():
+            if fields:
+                new.setdefault(key, {"_id": coll[key]["_id"]}).update(fields)
+        self.collections[collection] = new
+
+
+class Crash(RuntimeError):
+    """A simulated process death between two writes."""
+
+
+class CrashingStore:
+    """Wraps a store; the call numbered `at` (0-based, counting every call) crashes: before it runs, or after it
+    ran (`after=True`: the write landed but its answer was lost). `random_crashes(p, rng)` crashes calls at random."""
+
+    def __init__(self, store: Any, at: int | None = None, after: bool = False,
+                 chance: float = 0.0, rng: random.Random | None = None):
+        self.store = store
+        self.at = at
+        self.after = after
+        self.chance = chance
+        self.rng = rng or random.Random(0)
+        self.calls = 0
+        self.crashes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            n = self.calls
+            self.calls += 1
+            crash_now = n == self.at or (self.chance and self.rng.random() < self.chance)
+            after = self.after if n == self.at else self.rng.random() < 0.5
+            if crash_now and not after:
+                self.crashes += 1
+                raise Crash(f"{name}: before call {n}")
+            result = await method(*args, **kwargs)
+            if crash_now:
+                self.crashes += 1
+                raise Crash(f"{name}: after call {n}")
+            return result
+        return call
