@@ -42,6 +42,7 @@ from bench import feedback_pipeline, reports_overview, reports_quarterly, roadma
 from bench.harness import timed_aggregate, write_results
 from bench.platform_stack import SHARED_NOTE, Stack
 from services.common.auth import Role, create_key
+from services.common.counters import counters, with_delta
 from services.contracts.agencies import PROGRAMME_OFFICE
 from services.contracts.thai_calendar import bangkok_day
 from services.feedback import domain as feedback_domain
@@ -83,7 +84,7 @@ def feedback_rollups(responses: int) -> tuple[list[dict], list[dict], int]:
                 have = target.setdefault(rid, feedback_domain.RollupDelta(delta.keys, {}))
                 for k, v in delta.inc.items():
                     have.inc[k] = have.inc.get(k, 0) + v
-    as_docs = [[feedback_domain.with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in part.items()]
+    as_docs = [[with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in part.items()]
                for part in (totals, daily)]
     return as_docs[0], as_docs[1], sum(d.inc["responses"] for d in totals.values())
 
@@ -175,9 +176,9 @@ async def months_from_days(uri: str, db: str) -> dict:
             month, agency = doc["day"][:7], doc["agency"]
             rid = feedback_domain.monthly_rollup_id(month, agency)
             delta = months.setdefault(rid, feedback_domain.RollupDelta({"month": month, "agency": agency}, {}))
-            for key, value in feedback_domain.flatten_counters({"cells": doc.get("cells") or {}}).items():
+            for key, value in counters({"cells": doc.get("cells") or {}}).items():
                 delta.inc[key] = delta.inc.get(key, 0) + value
-        docs = [feedback_domain.with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in months.items()]
+        docs = [with_delta(None, rid, d, None, APPLIED_KEEP) for rid, d in months.items()]
         await daily.delete_many({"month": {"$exists": True}})
         if docs:
             await daily.insert_many(docs)

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from services.common.ledger import TOKEN
-
 
 def _key(value: Any) -> str:
     return repr(sorted(value.items())) if isinstance(value, Mapping) else repr(value)
@@ -52,11 +50,11 @@ class MemoryLedgerStore:
                 inserted.append(i)
         return inserted
 
-    async def carrying(self, collection: str, ids: Sequence[Any], token: str) -> list[dict[str, Any]]:
+    async def carrying(self, collection: str, ids: Sequence[Any], field: str, token: str) -> list[dict[str, Any]]:
         await asyncio.sleep(0)
         coll = self._coll(collection)
         found = (coll.get(k) for k in dict.fromkeys(_key(i) for i in ids))  # as `$in`: each document once
-        return [copy.deepcopy(d) for d in found if d is not None and d.get(TOKEN) == token]
+        return [copy.deepcopy(d) for d in found if d is not None and d.get(field) == token]
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         await asyncio.sleep(0)
@@ -85,6 +83,10 @@ class MemoryLedgerStore:
             for d in docs:
                 yield d
         return iterate()
+
+    async def clear_entries(self, journal: str) -> None:
+        await asyncio.sleep(0)
+        self.collections[journal] = {}
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         await asyncio.sleep(0)

@@ -8,9 +8,9 @@ batch holds and what they add up to. The vocabulary:
 - **stage**: a collection of records. Stage 0 holds the batch's own records; each later stage's records are derived,
   by a pure function, from the records the write stored new in the stage before (training: one learner x
   competency document per first pass, so that a learner is counted once however many courses they pass).
-- **book**: a collection of counter documents (rollups). `Book.deltas` says, purely, what a set of new records adds
-  to which documents. It must be additive: the records' contributions summed one by one, so that a full recount
-  can read the records in chunks.
+- **book**: a collection of counter documents (rollups). The ledger's `count` rule says, purely, what a set of new
+  records adds to which documents of which book. It must be additive (the records' contributions summed one by
+  one), so that a full recount can read the records in chunks.
 - **token**: one per write. A journal entry names it before anything is stored; every counter document keeps the
   last `keep` tokens applied to it (`applied`), so applying a token twice changes nothing.
 
@@ -33,7 +33,7 @@ touched the same document (the sweep runs long before).
 Why read and replace rather than `$inc`: SecantusDB applies an update path by path, and one batch may touch
 hundreds of counters of one document; reading and replacing it costs a fraction (bench/results/feedback_pipeline).
 
-The store is a Protocol (`LedgerStore`): `services.common.ledger_mongo` for MongoDB, `tests.ledger_fakes` in
+The store is a Protocol (`LedgerStore`): `services.common.ledger_mongo` for MongoDB, `tests/ledger_fakes.py` in
 memory, and tests inject crashes by wrapping a store, never through hooks here.
 """
 
@@ -74,10 +74,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class Book:
-    """A collection of counter documents and the pure, additive rule of what new records add to them."""
+    """A collection of counter documents (what they count is the ledger's `count` rule)."""
 
     collection: str
-    deltas: Callable[[NewRecords], dict[str, Delta]]
     digits: int | None = None  # float counters are rounded to this many digits after each addition
     # Top-level fields of its documents that are not counters of this book (training's targets): a recount
     # keeps them, and comparing with a recount ignores them.
@@ -98,8 +97,8 @@ class LedgerStore(Protocol):
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
         """Insert unordered; a duplicate `_id` is "already stored". Returns the positions newly inserted."""
 
-    async def carrying(self, collection: str, ids: Sequence[Any], token: str) -> list[dict[str, Any]]:
-        """The documents among `ids` whose `ledger_token` is `token`."""
+    async def carrying(self, collection: str, ids: Sequence[Any], field: str, token: str) -> list[dict[str, Any]]:
+        """The documents among `ids` whose `field` (the token field) is `token`."""
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
 
@@ -111,6 +110,8 @@ class LedgerStore(Protocol):
                    projection: Mapping[str, Any] | None = None) -> Any:
         """An async iterator over the documents matching `query` (a full recount reads whole collections)."""
 
+    async def clear_entries(self, journal: str) -> None: ...
+
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         """Make `docs` the collection's documents (a recount's result), keeping the `kept` top-level fields of the
         stored ones (a stored document with kept fields stays, with those fields only)."""
@@ -120,7 +121,8 @@ class Ledger:
     """The write path of one service: its stages (records) and books (counters), over a store."""
 
     def __init__(self, store: LedgerStore, *, journal: str, stages: Sequence[Stage], books: Sequence[Book],
-                 clock: Clock = utc_now, keep: int = 200,
+                 count: Callable[[NewRecords], Mapping[str, dict[str, Delta]]],
+                 clock: Clock = utc_now, keep: int = 200, token_field: str = TOKEN, ids_field: str = "ids",
                  retry: Callable[[Callable[[], Awaitable[T]], str], Awaitable[T]] | None = None):
         if not stages or stages[0].derive is not None or any(s.derive is None for s in stages[1:]):
             raise ValueError("stage 0 holds the batch's records; every later stage derives its own")
@@ -128,6 +130,9 @@ class Ledger:
         self.journal = journal
         self.stages = tuple(stages)
         self.books = tuple(books)
+        self.count = count  # new records per stage -> {book collection: {document id: Delta}}
+        self.token_field = token_field
+        self.ids_field = ids_field
         self.clock = clock
         self.keep = keep
         self._retry = retry or _retry_transient
@@ -144,9 +149,9 @@ class Ledger:
         token = uuid.uuid4().hex
         ids = [r["_id"] for r in records]
         self._unfinished[token] = ids
-        await self._step(lambda: self.store.open_entry(self.journal, {"_id": token, "at": self.clock(), "ids": ids}),
-                         "open journal entry")
-        stamped = [{**r, TOKEN: token} for r in records]
+        entry = {"_id": token, "at": self.clock(), self.ids_field: ids}
+        await self._step(lambda: self.store.open_entry(self.journal, entry), "open journal entry")
+        stamped = [{**r, self.token_field: token} for r in records]
         new = await self._insert(self.stages[0], stamped, token, recovering=False)
         await self._finish(token, new, recovering=False)
         del self._unfinished[token]
@@ -162,25 +167,25 @@ class Ledger:
         entries = await self._step(lambda: self.store.open_entries(self.journal, self.clock() - grace, limit),
                                    "read journal")
         for entry in entries:
-            await self._recover(entry["_id"], entry.get("ids") or [])
+            await self._recover(entry["_id"], entry.get(self.ids_field) or [])
         if entries:
             log.info("interrupted writes finished", extra={"journal": self.journal, "writes": len(entries)})
         return len(entries)
 
     async def _recover(self, token: str, ids: Sequence[Any]) -> None:
         first = self.stages[0].collection
-        new = await self._step(lambda: self.store.carrying(first, ids, token), "read records")
+        new = await self._step(lambda: self.store.carrying(first, ids, self.token_field, token), "read records")
         await self._finish(token, new, recovering=True)
 
     async def _finish(self, token: str, new0: list[dict[str, Any]], recovering: bool) -> None:
         new: list[list[dict[str, Any]]] = [new0]
         for stage in self.stages[1:]:
             assert stage.derive is not None
-            candidates = _unique([{**d, TOKEN: token} for d in stage.derive(new[-1])])
+            candidates = _unique([{**d, self.token_field: token} for d in stage.derive(new[-1])])
             new.append(await self._insert(stage, candidates, token, recovering))
+        counted = self.count(new)
         for book in self.books:
-            deltas = book.deltas(new)
-            if deltas:
+            if deltas := counted.get(book.collection):
                 await self._apply(book, token, deltas)
         await self._step(lambda: self.store.close_entry(self.journal, token), "close journal entry")
 
@@ -203,7 +208,7 @@ class Ledger:
         # A retried insert, or a recovery: an earlier attempt of this very token may have stored some of them,
         # which now read as duplicates. Only the database knows which carry this token.
         ids = [d["_id"] for d in docs]
-        return await self._step(lambda: self.store.carrying(stage.collection, ids, token),
+        return await self._step(lambda: self.store.carrying(stage.collection, ids, self.token_field, token),
                                 f"read {stage.collection}")
 
     async def _apply(self, book: Book, token: str, deltas: dict[str, Delta]) -> None:
@@ -248,12 +253,16 @@ class Ledger:
     def _count_into(self, out: dict[str, dict[str, Delta]], stage: int, records: list[dict[str, Any]]) -> None:
         per_stage: list[Sequence[Mapping[str, Any]]] = [[] for _ in self.stages]
         per_stage[stage] = records
-        for book in self.books:
-            merge(out[book.collection], book.deltas(per_stage))
+        for collection, deltas in self.count(per_stage).items():
+            merge(out[collection], deltas)
 
-    async def recount(self) -> dict[str, int]:
-        """Rebuild every book from the records (documents per book); run while no write is in flight."""
-        computed = await self.recount_deltas()
+    async def recount(self, computed: Mapping[str, dict[str, Delta]] | None = None) -> dict[str, int]:
+        """Rebuild every book from the records (`computed`: `recount_deltas()` already read); returns how many documents
+        each book has. Run while no write is in flight."""
+        computed = computed if computed is not None else await self.recount_deltas()
+        # Interrupted writes are counted by the recount: finishing them afterwards would count them twice. First,
+        # so that a recount that dies half-way never leaves them to be applied again (run it again instead).
+        await self.store.clear_entries(self.journal)
         for book in self.books:
             docs = [with_delta(None, doc_id, d, None, self.keep, book.digits)
                     for doc_id, d in computed[book.collection].items()]

@@ -9,7 +9,6 @@ from typing import Any
 from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.ledger import TOKEN
 from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
 
 
@@ -31,10 +30,10 @@ class MongoLedgerStore:
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
         return await insert_new(self.db[collection], docs)
 
-    async def carrying(self, collection: str, ids: Sequence[Any], token: str) -> list[dict[str, Any]]:
+    async def carrying(self, collection: str, ids: Sequence[Any], field: str, token: str) -> list[dict[str, Any]]:
         if not ids:
             return []
-        return await self.db[collection].find({"_id": {"$in": list(ids)}, TOKEN: token}).to_list(None)
+        return await self.db[collection].find({"_id": {"$in": list(ids)}, field: token}).to_list(None)
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if not ids:
@@ -55,6 +54,9 @@ class MongoLedgerStore:
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
         return self.db[collection].find(dict(query), dict(projection) if projection else None, batch_size=batch_size)
+
+    async def clear_entries(self, journal: str) -> None:
+        await self.db[journal].delete_many({})
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         coll = self.db[collection]

@@ -5,7 +5,6 @@ figures, the gap test and the per-key token bucket. No I/O here.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.common.counters import Delta
 from services.common.redact import BIRTH_KEYS, scrub_payload
 from services.contracts import problems
 from services.contracts.common_types import AgeGroup, Channel
@@ -209,10 +209,8 @@ def cell_key(channel: str, age_group: str) -> str:
     return f"{channel}|{age_group}"
 
 
-@dataclass
-class RollupDelta:
-    keys: dict[str, str]
-    inc: dict[str, int]
+# What one response adds to a rollup document: the write path's counter delta (`services.common.counters`).
+RollupDelta = Delta
 
 
 def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDelta], dict[str, RollupDelta]]:
@@ -249,23 +247,6 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
     return totals, daily
 
 
-def with_delta(doc: dict[str, Any] | None, rid: str, delta: RollupDelta, token: str | None, keep: int) -> dict[str, Any]:
-    """The rollup document `doc` (None: a new one) with the delta's counts added, its revision bumped and
-    `token` appended to the last `keep` applied tokens. Updates `doc` in place and returns it."""
-    if doc is None:
-        doc = {"_id": rid, **delta.keys, "rev": 0, "applied": []}
-    for path, value in delta.inc.items():
-        node = doc
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = node.get(leaf, 0) + value
-    doc["rev"] = doc.get("rev", 0) + 1
-    if token is not None:
-        doc["applied"] = [*doc.get("applied", ()), token][-keep:]
-    return doc
-
-
 def sum_daily_cells(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, int]]:
     """Add up the `cells` of daily rollup documents: (channel, age_group) -> counters."""
     out: dict[tuple[str, str], dict[str, int]] = {}
@@ -276,27 +257,6 @@ def sum_daily_cells(docs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], 
             for name, value in counts.items():
                 acc[name] = acc.get(name, 0) + int(value)
     return out
-
-
-def flatten_counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int]:
-    """Numeric leaves of a rollup document as dotted paths (ids, keys and `applied` left out)."""
-    out: dict[str, int] = {}
-    for name, value in doc.items():
-        if name in ("_id", "applied", "rev"):
-            continue
-        if isinstance(value, Mapping):
-            out.update(flatten_counters(value, f"{prefix}{name}."))
-        elif isinstance(value, int) and not isinstance(value, bool):
-            out[prefix + name] = value
-    return out
-
-
-def batch_token(keys: Iterable[tuple[str, str]], nonce: str) -> str:
-    digest = hashlib.sha256()
-    for source, id_ in sorted(keys):
-        digest.update(f"{source}\x1f{id_}\x1e".encode())
-    digest.update(nonce.encode())
-    return digest.hexdigest()[:32]
 
 
 # --- experience figures -----------------------------------------------------------------------

@@ -11,8 +11,10 @@ import random
 from datetime import UTC, date, datetime
 
 import pytest
+from ledger_fakes import CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, read_topic, running
 
+from services.common.ledger_mongo import MongoLedgerStore
 from services.common.logging import JsonFormatter
 from services.contracts import topics
 from services.contracts.envelope import make_event
@@ -292,16 +294,17 @@ async def test_rollups_equal_recount_after_redelivery_and_crashes(settings_for):
     try:
         a, b, c, d, e = _events(60), _events(40, 60), _events(30, 100), _events(25, 130), _events(20, 155)
         assert len(await repo.store(a)) == 60
-        repo.crash_after = "inserted"          # crash after the responses were stored, before any rollup
-        with pytest.raises(RuntimeError):
-            await repo.store(b)
-        repo.crash_after = "totals"            # crash with the totals rolled up and the daily rollups not
-        with pytest.raises(RuntimeError):
-            await repo.store(c)
-        repo.crash_after = "applied"           # crash after both rollups, before the journal is closed
-        with pytest.raises(RuntimeError):
-            await repo.store(d)
-        repo.crash_after = None
+
+        async def crash(events, at: int) -> None:
+            """A replica whose process dies at the write path's call `at` (0 opens the journal entry, 1 stores the
+            responses, 2-3 read and write the totals, 4-5 the day and month rollups, 6 closes the entry)."""
+            dying = FeedbackRepository(db, clock=lambda: NOW, store=CrashingStore(MongoLedgerStore(db), at=at))
+            with pytest.raises(RuntimeError):
+                await dying.store(events)
+
+        await crash(b, at=2)                   # crash after the responses were stored, before any rollup
+        await crash(c, at=4)                   # crash with the totals rolled up and the daily rollups not
+        await crash(d, at=6)                   # crash after both rollups, before the journal is closed
         assert await repo.store(a) == set()        # redelivery of a finished batch
         assert await repo.store(b[:10] + e) == {x.key for x in e}  # redelivery in another batch composition: only e is new
         assert await repo.store(c + d) == set()

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from services.common.counters import counters
 from services.contracts.envelope import EventError, make_event
 from services.feedback import domain
 from services.feedback.metrics import build_families
@@ -92,18 +93,12 @@ def test_rollup_deltas_sum_per_document():
     nested = [{"cells": {"online_web|25_34": inc}}, {"cells": {"online_web|25_34": {"responses": 2}, "walk_in|60_plus": {"responses": 1}}}]
     summed = domain.sum_daily_cells(nested)
     assert summed[("online_web", "25_34")]["responses"] == 5 and summed[("walk_in", "60_plus")] == {"responses": 1}
-    assert domain.flatten_counters({"_id": "x", "applied": ["t"], "day": "d", "cells": {"a|b": {"responses": 2}}}) == \
+    assert counters({"_id": "x", "applied": ["t"], "rev": 3, "day": "d", "cells": {"a|b": {"responses": 2}}}) == \
         {"cells.a|b.responses": 2}
     cell = domain.Cell.from_counts("25_34", "online_web", inc).as_dict()
     assert cell["mean_satisfaction"] == round(11 / 3, 3) and cell["share_satisfied"] == round(2 / 3, 4)
     assert cell["share_tech_difficulty"] == round(2 / 3, 4) and cell["awareness_rate"] == round(2 / 3, 4)
     assert cell["cohort"] == "gen_y"
-
-
-def test_batch_token_depends_on_keys_and_nonce():
-    keys = [("/a", "1"), ("/a", "2")]
-    assert domain.batch_token(keys, "n") == domain.batch_token(list(reversed(keys)), "n")
-    assert domain.batch_token(keys, "n") != domain.batch_token(keys, "m")
 
 
 def cell(age, channel, n, satisfied):

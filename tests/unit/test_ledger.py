@@ -11,10 +11,10 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
 
 from services.common.counters import Delta, add_delta, with_delta
 from services.common.ledger import TOKEN, Book, Ledger, Stage
-from tests.ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
@@ -30,7 +30,7 @@ def learners(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"_id": f"{r['group']}|{r['learner']}", "group": r["group"]} for r in new]
 
 
-def counts(new) -> dict[str, Delta]:
+def counts(new) -> dict[str, dict[str, Delta]]:
     records, firsts = new[0], new[1] if len(new) > 1 else []
     out: dict[str, Delta] = {}
     for r in records:
@@ -38,19 +38,19 @@ def counts(new) -> dict[str, Delta]:
             add_delta(out, doc_id, {"group": doc_id}, {"records": 1, "value": r["value"], f"by.{r['learner']}": 1})
     for f in firsts:
         add_delta(out, f["group"], {"group": f["group"]}, {"learners": 1})
-    return out
+    return {"counts": out}
 
 
 def make_ledger(store) -> Ledger:
     return Ledger(store, journal="journal", stages=[Stage("records"), Stage("learners", derive=learners)],
-                  books=[Book("counts", counts)], clock=lambda: NOW, retry=lambda op, what: op())
+                  books=[Book("counts")], count=counts, clock=lambda: NOW, retry=lambda op, what: op())
 
 
 def expected(ns: list[int]) -> dict[str, dict[str, Any]]:
     distinct = {n: record(n) for n in ns}
     out: dict[str, Delta] = {}
     firsts = {f"{r['group']}|{r['learner']}": r["group"] for r in distinct.values()}
-    merged = counts([list(distinct.values()), [{"_id": k, "group": g} for k, g in firsts.items()]])
+    merged = counts([list(distinct.values()), [{"_id": k, "group": g} for k, g in firsts.items()]])["counts"]
     out.update(merged)
     return {doc_id: {k: v for k, v in with_delta(None, doc_id, d, None).items() if k not in ("applied", "rev")}
             for doc_id, d in out.items()}
@@ -170,7 +170,7 @@ def test_records_keep_the_token_of_the_write_that_stored_them_first():
 def test_a_recount_rebuilds_the_counters_and_keeps_what_is_not_counted():
     store = MemoryLedgerStore()
     ledger = make_ledger(store)
-    ledger.books = (Book("counts", counts, kept=("target",)),)
+    ledger.books = (Book("counts", kept=("target",)),)
     asyncio.run(ledger.write([record(n) for n in range(10)]))
     store.collections["counts"][repr("g0")]["target"] = 50
     store.collections["counts"][repr("g1")]["records"] += 7  # a wrong figure
