@@ -148,19 +148,26 @@ class Ledger:
         records = _unique(list(records))  # an event twice in one batch is one record
         token = uuid.uuid4().hex
         ids = [r["_id"] for r in records]
-        self._unfinished[token] = ids
-        entry = {"_id": token, "at": self.clock(), self.ids_field: ids}
-        await self._step(lambda: self.store.open_entry(self.journal, entry), "open journal entry")
-        stamped = [{**r, self.token_field: token} for r in records]
-        new = await self._insert(self.stages[0], stamped, token, recovering=False)
-        await self._finish(token, new, recovering=False)
-        del self._unfinished[token]
+        try:
+            entry = {"_id": token, "at": self.clock(), self.ids_field: ids}
+            await self._step(lambda: self.store.open_entry(self.journal, entry), "open journal entry")
+            stamped = [{**r, self.token_field: token} for r in records]
+            new = await self._insert(self.stages[0], stamped, token, recovering=False)
+            await self._finish(token, new, recovering=False)
+        except BaseException:
+            self._unfinished[token] = ids  # the batch will come again: this process finishes the write first
+            raise
         return new
 
     async def finish_own(self) -> None:
-        for token, ids in list(self._unfinished.items()):
-            await self._recover(token, ids)
-            del self._unfinished[token]
+        """Finish the writes this process began and that raised (not those of its other writes in flight)."""
+        while self._unfinished:
+            token, ids = self._unfinished.popitem()
+            try:
+                await self._recover(token, ids)
+            except BaseException:
+                self._unfinished[token] = ids
+                raise
 
     async def sweep(self, grace: timedelta, limit: int = 1000) -> int:
         """Finish the writes that were interrupted at least `grace` ago (by any replica); returns how many."""

@@ -190,3 +190,32 @@ def test_three_replicas_racing_with_many_crashes_count_each_record_once():
     assert crashes > 5, crashes  # the run did crash, often
     assert stored(store) == expected(ns)
     assert asyncio.run(make_ledger(store).differences()) == []
+
+
+def test_one_process_with_writes_in_flight_at_once_finishes_only_the_ones_that_failed():
+    """Concurrent writes of one Ledger (one process, several handlers): a write in flight is not "unfinished"."""
+    store = MemoryLedgerStore()
+    ns = [random.Random(11).randrange(120) for _ in range(300)]
+    batches = [ns[i:i + 20] for i in range(0, len(ns), 20)]
+
+    async def run() -> int:
+        ledger = make_ledger(CrashingStore(store, chance=0.05, rng=random.Random(4)))
+        failures = 0
+
+        async def handle(batch: list[int]) -> None:
+            nonlocal failures
+            while True:
+                try:
+                    await ledger.write([record(n) for n in batch])
+                    return
+                except Crash:
+                    failures += 1
+
+        await asyncio.gather(*(handle(b) for b in batches + batches[::2]))
+        ledger.store = store
+        await ledger.finish_own()
+        return failures
+
+    assert asyncio.run(run()) > 0
+    assert stored(store) == expected(ns)
+    assert store.docs("journal") == []
