@@ -13,7 +13,7 @@ class Delta:
     """What a write adds to one counter document: `keys`, set when the document is created, and counters by
     dotted path (`cells.web|18-24.responses`)."""
 
-    keys: Mapping[str, Any]
+    keys: dict[str, Any]
     inc: dict[str, int | float] = field(default_factory=dict)
 
     def add(self, path: str, amount: int | float) -> None:
@@ -25,6 +25,9 @@ def add_delta(deltas: dict[str, Delta], doc_id: str, keys: Mapping[str, Any], in
     delta = deltas.get(doc_id)
     if delta is None:
         delta = deltas[doc_id] = Delta(dict(keys))
+    else:
+        for name, value in keys.items():
+            delta.keys.setdefault(name, value)
     for path, amount in inc.items():
         delta.add(path, amount)
 
@@ -37,10 +40,13 @@ def merge(into: dict[str, Delta], more: Mapping[str, Delta]) -> dict[str, Delta]
 
 def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str | None, keep: int = 200,
                digits: int | None = None) -> dict[str, Any]:
-    """The counter document `doc` (None: a new one) with the delta added, its revision bumped and `token` appended
-    to the last `keep` applied tokens. Updates `doc` in place and returns it."""
+    """The counter document `doc` (None: a new one) with the delta added (and its identity fields where the document
+    lacks them), its revision bumped and `token` appended to the last `keep` applied tokens. Updates `doc` in place
+    and returns it."""
     if doc is None:
-        doc = {"_id": doc_id, **delta.keys, "rev": 0, "applied": []}
+        doc = {"_id": doc_id, "rev": 0, "applied": []}
+    for name, value in delta.keys.items():
+        doc.setdefault(name, value)
     for path, amount in delta.inc.items():
         node = doc
         *parents, leaf = path.split(".")
@@ -65,3 +71,13 @@ def counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int | float]
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             out[prefix + name] = value
     return out
+
+
+def difference(a: Delta | None, b: Delta | None) -> Delta | None:
+    """`a` minus `b` (either may be absent), or None when every counter of the result is zero."""
+    keys = {**(b.keys if b else {}), **(a.keys if a else {})}
+    inc: dict[str, int | float] = dict(a.inc) if a else {}
+    for path, amount in (b.inc if b else {}).items():
+        inc[path] = inc.get(path, 0) - amount
+    inc = {path: amount for path, amount in inc.items() if amount}
+    return Delta(keys, inc) if inc else None

@@ -1,40 +1,44 @@
-"""One write path: store a batch of records once, and apply the counters they add exactly once.
+"""One write path: store a batch of records once, and apply what they add to the counters exactly once.
 
-Every consuming service writes the same way (roadmap, training, feedback): what differs is only which records a
-batch holds and what they add up to. The vocabulary:
+Every consuming service writes the same way: what differs is only which records a batch holds and what they add up
+to. The vocabulary:
 
-- **record**: an immutable document with a unique `_id` (an event's audit record, a completion, a learner's first
-  pass). The first writer wins; a record belongs for ever to the write that stored it first (its `token` field).
-- **stage**: a collection of records. Stage 0 holds the batch's own records; each later stage's records are derived,
-  by a pure function, from the records the write stored new in the stage before (training: one learner x
-  competency document per first pass, so that a learner is counted once however many courses they pass).
-- **book**: a collection of counter documents (rollups). The ledger's `count` rule says, purely, what a set of new
-  records adds to which documents of which book. It must be additive (the records' contributions summed one by
-  one), so that a full recount can read the records in chunks.
-- **token**: one per write. A journal entry names it before anything is stored; every counter document keeps the
-  last `keep` tokens applied to it (`applied`), so applying a token twice changes nothing.
+- **record**: an immutable document with a unique `_id` (an event's audit record, a completion, a retraction). The
+  first writer wins; a record belongs for ever to the write that stored it first (its token field). A ledger may
+  keep several kinds of records, one collection each (training: completions and retractions).
+- **book**: a collection of counter documents. The ledger's `count` rule says, purely, what a set of new records of
+  one kind adds to which documents of which books (a `Delta`: counters by dotted path, and identity fields).
+- **contribution**: what one counter document adds to the books after it (`Book.contributes`, pure). When a write
+  changes a document, its contribution's change flows on, in the same write, to the later books: training's
+  per-completion state (stored, voided) contributes to its learner's live passes and to the readiness rollup only
+  while it is live; a learner contributes one ready learner while it has a live pass. Counting distinct things
+  and taking things back out are additions too.
+- **token**: one per write. A journal entry names it before anything is stored. Every counter document keeps the
+  last `keep` tokens applied to it (`applied`), so applying a token twice changes nothing, and, where it contributes
+  to later books, what that application passed on (`effects`), so that a write interrupted half-way passes on the
+  very same changes when it is finished.
 
 The steps of `Ledger.write`, each one idempotent call (a crash may come between any two):
 
-1. open: journal entry {_id: token, at, ids} (the stage-0 ids: finishing it later needs no index);
-2. insert the stage-0 records, each carrying the token: the newly stored ones are this write's;
-3. for each later stage, derive from this write's new records, insert (carrying the token);
-4. for each book: read the documents the deltas touch, add the deltas in memory, write each back with a
-   compare-and-set on its revision (`rev`) that appends the token; a document that lists the token is skipped;
-5. close: delete the journal entry.
+1. open: journal entry {_id: token, at, kind, ids} (finishing it later needs no index);
+2. insert the records, each carrying the token: the newly stored ones are this write's;
+3. for each book in order: read the documents this write's deltas (and the contributions passed on by the books
+   before) touch, add the deltas in memory, write each back with a compare-and-set on its revision (`rev`) that
+   appends the token; a document that lists the token is skipped, and what it passed on then is read back;
+4. close: delete the journal entry.
 
-Recovery, one sweep for every service: an entry still open is finished by repeating 3-5 with the records that carry
-its token (stage 0: those of the listed ids; later stages: those of the ids derived from them). The same process
-finishes its own interrupted writes at its next write; any replica finishes an entry once it is older than the
-grace period (a live replica's write in flight is left alone). The one bound: a token is recognised while it is
-among the last `keep` applied to a document, so an interrupted write must be finished before `keep` later writes
-touched the same document (the sweep runs long before).
+Recovery, one for every service: an entry still open is finished by repeating 3-4 with the records that carry its
+token. The same process finishes its own failed writes at its next write; any replica finishes an entry once it
+is older than the grace period (`sweep`; a live replica's write in flight is left alone). The one bound: a token is
+recognised while it is among the last `keep` applied to a document, so an interrupted write must be finished before
+`keep` later writes touched the same document (the sweep runs long before).
 
 Why read and replace rather than `$inc`: SecantusDB applies an update path by path, and one batch may touch
-hundreds of counters of one document; reading and replacing it costs a fraction (bench/results/feedback_pipeline).
+hundreds of counters of one document; reading and replacing it costs a fraction (bench/results/feedback_pipeline),
+and only a replace can see the document before and after, which contributions need.
 
 The store is a Protocol (`LedgerStore`): `services.common.ledger_mongo` for MongoDB, `tests/ledger_fakes.py` in
-memory, and tests inject crashes by wrapping a store, never through hooks here.
+memory; tests inject crashes by wrapping a store, never through hooks here.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from services.common.clock import Clock, utc_now
-from services.common.counters import Delta, counters, merge, with_delta
+from services.common.counters import Delta, counters, difference, merge, with_delta
 from services.common.mongo import retry_transient
 
 log = logging.getLogger(__name__)
@@ -56,30 +60,28 @@ T = TypeVar("T")
 TOKEN = "ledger_token"  # the field of a record naming the write that stored it
 CAS_ROUNDS = 100  # compare-and-set rounds of one book before the write gives up (the batch is then redelivered)
 
-
-NewRecords = Sequence[Sequence[Mapping[str, Any]]]  # per stage, the records a write stored new
+Deltas = dict[str, dict[str, Delta]]  # book collection -> document id -> Delta
 
 
 @dataclass(frozen=True)
-class Stage:
-    """A collection of records; `derive` (not for stage 0) makes its candidates from the previous stage's new ones."""
+class Records:
+    """A kind of record: its collection, and what a recount reads of it (its records among the collection's
+    documents, e.g. one event type of the audit trail; only the fields `count` reads)."""
 
     collection: str
-    derive: Callable[[Sequence[Mapping[str, Any]]], list[dict[str, Any]]] | None = None
-    # What a recount reads of it: its records among the collection's documents (the audit trail holds other
-    # services' events too), and only the fields the books count.
     select: Mapping[str, Any] = field(default_factory=dict)
     projection: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class Book:
-    """A collection of counter documents (what they count is the ledger's `count` rule)."""
+    """A collection of counter documents. `contributes(doc)`: what the document adds to the books after it."""
 
     collection: str
+    contributes: Callable[[Mapping[str, Any]], Deltas] | None = None
     digits: int | None = None  # float counters are rounded to this many digits after each addition
-    # Top-level fields of its documents that are not counters of this book (training's targets): a recount
-    # keeps them, and comparing with a recount ignores them.
+    # Top-level fields of its documents that are not this book's counters (training's targets): a recount keeps
+    # them, and comparing with a recount ignores them.
     kept: tuple[str, ...] = ()
 
 
@@ -93,6 +95,8 @@ class LedgerStore(Protocol):
 
     async def open_entries(self, journal: str, older_than: datetime, limit: int) -> list[dict[str, Any]]:
         """Journal entries written at or before `older_than`, oldest first."""
+
+    async def clear_entries(self, journal: str) -> None: ...
 
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
         """Insert unordered; a duplicate `_id` is "already stored". Returns the positions newly inserted."""
@@ -108,9 +112,7 @@ class LedgerStore(Protocol):
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> Any:
-        """An async iterator over the documents matching `query` (a full recount reads whole collections)."""
-
-    async def clear_entries(self, journal: str) -> None: ...
+        """An async iterator over the documents matching `query` (a recount reads whole collections)."""
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         """Make `docs` the collection's documents (a recount's result), keeping the `kept` top-level fields of the
@@ -118,30 +120,34 @@ class LedgerStore(Protocol):
 
 
 class Ledger:
-    """The write path of one service: its stages (records) and books (counters), over a store."""
+    """The write path of one service: its kinds of records and its books, over a store."""
 
-    def __init__(self, store: LedgerStore, *, journal: str, stages: Sequence[Stage], books: Sequence[Book],
-                 count: Callable[[NewRecords], Mapping[str, dict[str, Delta]]],
+    def __init__(self, store: LedgerStore, *, journal: str, records: Sequence[Records], books: Sequence[Book],
+                 count: Callable[[str, Sequence[Mapping[str, Any]]], Deltas],
                  clock: Clock = utc_now, keep: int = 200, token_field: str = TOKEN, ids_field: str = "ids",
-                 retry: Callable[[Callable[[], Awaitable[T]], str], Awaitable[T]] | None = None):
-        if not stages or stages[0].derive is not None or any(s.derive is None for s in stages[1:]):
-            raise ValueError("stage 0 holds the batch's records; every later stage derives its own")
+                 retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]] | None = None):
+        if not records:
+            raise ValueError("a ledger keeps at least one kind of record")
         self.store = store
         self.journal = journal
-        self.stages = tuple(stages)
+        self.records = {r.collection: r for r in records}
+        self.default_kind = records[0].collection
         self.books = tuple(books)
-        self.count = count  # new records per stage -> {book collection: {document id: Delta}}
+        self.count = count  # (kind, new records) -> {book collection: {document id: Delta}}
         self.token_field = token_field
         self.ids_field = ids_field
         self.clock = clock
         self.keep = keep
         self._retry = retry or _retry_transient
-        # Writes this process opened and did not finish (it raised, the batch will come again): nothing else
-        # works on them, so the next write finishes them at once rather than after the grace period.
-        self._unfinished: dict[str, list[Any]] = {}
+        # Writes this process began that raised (their batch will come again): nothing else works on them, so the
+        # next write finishes them at once rather than after the grace period.
+        self._unfinished: dict[str, tuple[str, list[Any]]] = {}
 
-    async def write(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Store `records` (stage 0) once and apply what the new ones add; returns the records stored new."""
+    # --- writing ---------------------------------------------------------------------------------------
+    async def write(self, records: Sequence[Mapping[str, Any]], kind: str | None = None) -> list[dict[str, Any]]:
+        """Store `records` (of `kind`, by default the first) once and apply what the new ones add; returns the
+        records stored new."""
+        kind = kind or self.default_kind
         await self.finish_own()
         if not records:
             return []
@@ -149,123 +155,130 @@ class Ledger:
         token = uuid.uuid4().hex
         ids = [r["_id"] for r in records]
         try:
-            entry = {"_id": token, "at": self.clock(), self.ids_field: ids}
-            await self._step(lambda: self.store.open_entry(self.journal, entry), "open journal entry")
-            stamped = [{**r, self.token_field: token} for r in records]
-            new = await self._insert(self.stages[0], stamped, token, recovering=False)
-            await self._finish(token, new, recovering=False)
+            entry = {"_id": token, "at": self.clock(), "kind": kind, self.ids_field: ids}
+            await self._step(partial(self.store.open_entry, self.journal, entry), "open journal entry")
+            new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token)
+            await self._finish(token, kind, new)
         except BaseException:
-            self._unfinished[token] = ids  # the batch will come again: this process finishes the write first
+            self._unfinished[token] = (kind, ids)  # the batch comes again: this process finishes the write first
             raise
         return new
 
     async def finish_own(self) -> None:
-        """Finish the writes this process began and that raised (not those of its other writes in flight)."""
+        """Finish the writes this process began that raised (not its other writes still in flight)."""
         while self._unfinished:
-            token, ids = self._unfinished.popitem()
+            token, (kind, ids) = self._unfinished.popitem()
             try:
-                await self._recover(token, ids)
+                await self._recover(token, kind, ids)
             except BaseException:
-                self._unfinished[token] = ids
+                self._unfinished[token] = (kind, ids)
                 raise
 
     async def sweep(self, grace: timedelta, limit: int = 1000) -> int:
         """Finish the writes that were interrupted at least `grace` ago (by any replica); returns how many."""
-        entries = await self._step(lambda: self.store.open_entries(self.journal, self.clock() - grace, limit),
+        entries = await self._step(partial(self.store.open_entries, self.journal, self.clock() - grace, limit),
                                    "read journal")
         for entry in entries:
-            await self._recover(entry["_id"], entry.get(self.ids_field) or [])
+            await self._recover(entry["_id"], entry.get("kind") or self.default_kind, entry.get(self.ids_field) or [])
         if entries:
             log.info("interrupted writes finished", extra={"journal": self.journal, "writes": len(entries)})
         return len(entries)
 
-    async def _recover(self, token: str, ids: Sequence[Any]) -> None:
-        first = self.stages[0].collection
-        new = await self._step(lambda: self.store.carrying(first, ids, self.token_field, token), "read records")
-        await self._finish(token, new, recovering=True)
+    async def _recover(self, token: str, kind: str, ids: Sequence[Any]) -> None:
+        new = await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}")
+        await self._finish(token, kind, new)
 
-    async def _finish(self, token: str, new0: list[dict[str, Any]], recovering: bool) -> None:
-        new: list[list[dict[str, Any]]] = [new0]
-        for stage in self.stages[1:]:
-            assert stage.derive is not None
-            candidates = _unique([{**d, self.token_field: token} for d in stage.derive(new[-1])])
-            new.append(await self._insert(stage, candidates, token, recovering))
-        counted = self.count(new)
-        for book in self.books:
-            if deltas := counted.get(book.collection):
-                await self._apply(book, token, deltas)
-        await self._step(lambda: self.store.close_entry(self.journal, token), "close journal entry")
+    async def _finish(self, token: str, kind: str, new: list[dict[str, Any]]) -> None:
+        pending: Deltas = {}
+        for collection, deltas in self.count(kind, new).items():
+            merge(pending.setdefault(collection, {}), deltas)
+        for i, book in enumerate(self.books):
+            deltas = pending.pop(book.collection, None)
+            if deltas:
+                for collection, passed_on in (await self._apply(book, token, deltas)).items():
+                    if collection not in {b.collection for b in self.books[i + 1:]}:
+                        raise ValueError(f"{book.collection} contributes to {collection}, which is not a later book")
+                    merge(pending.setdefault(collection, {}), passed_on)
+        if pending:
+            raise ValueError(f"deltas for collections that are no book of this ledger: {sorted(pending)}")
+        await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry")
 
-    async def _insert(self, stage: Stage, docs: list[dict[str, Any]], token: str,
-                      recovering: bool) -> list[dict[str, Any]]:
-        """Insert and return the docs this token owns: those inserted now, and, after an earlier attempt (a crash,
-        a lost answer), those the database says carry it."""
-        if not docs:
-            return []
+    async def _insert(self, kind: str, docs: list[dict[str, Any]], token: str) -> list[dict[str, Any]]:
+        """Insert and return the records this token owns: those inserted now, or, after a retried insert (its first
+        answer lost), those the database says carry the token."""
         attempts = 0
 
         async def insert() -> list[int]:
             nonlocal attempts
             attempts += 1
-            return await self.store.insert_new(stage.collection, docs)
+            return await self.store.insert_new(kind, docs)
 
-        positions = await self._step(insert, f"insert into {stage.collection}")
-        if attempts == 1 and not recovering:
+        positions = await self._step(insert, f"insert into {kind}")
+        if attempts == 1:
             return [docs[i] for i in positions]  # the common case: the answer is exact
-        # A retried insert, or a recovery: an earlier attempt of this very token may have stored some of them,
-        # which now read as duplicates. Only the database knows which carry this token.
         ids = [d["_id"] for d in docs]
-        return await self._step(lambda: self.store.carrying(stage.collection, ids, self.token_field, token),
-                                f"read {stage.collection}")
+        return await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}")
 
-    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta]) -> None:
+    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta]) -> Deltas:
+        """Apply `deltas` to the book's documents once for `token`; returns what the changed documents pass on to
+        later books (for a document this token had changed before, what was recorded then)."""
         pending = dict(deltas)
+        passed_on: Deltas = {}
         for _ in range(CAS_ROUNDS):
-            found = await self._step(lambda: self.store.read(book.collection, list(pending)),
-                                     f"read {book.collection}")
+            found = await self._step(partial(self.store.read, book.collection, list(pending)), f"read {book.collection}")
             writes: list[tuple[int | None, dict[str, Any]]] = []
+            effects: list[Deltas] = []
             for doc_id, delta in list(pending.items()):
                 doc = found.get(doc_id)
                 if doc is not None and token in doc.get("applied", ()):
-                    del pending[doc_id]  # already applied (an earlier attempt, or a recovery)
+                    del pending[doc_id]  # applied before (an earlier attempt, or a recovery)
+                    _merge_all(passed_on, _recorded_effect(doc, token))
                     continue
                 expected = None if doc is None else doc.get("rev", 0)
-                writes.append((expected, with_delta(doc, doc_id, delta, token, self.keep, book.digits)))
+                before = book.contributes(doc) if book.contributes and doc is not None else {}
+                after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits)
+                if book.contributes:
+                    change = _change(before, book.contributes(after_doc))
+                    _record_effect(after_doc, token, change, self.keep)
+                    effects.append(change)
+                writes.append((expected, after_doc))
             if not writes:
-                return
+                return passed_on
             written = await self._step(partial(self.store.write_revisions, book.collection, writes),
                                        f"write {book.collection}")
             if written == len(writes):
-                return
-            # Another writer changed or created some first: read again; the ones written now list the token.
+                for change in effects:
+                    _merge_all(passed_on, change)
+                return passed_on
+            # Another writer changed or created some first: read again. The ones written in this round now list
+            # the token and pass on what they recorded.
         raise RuntimeError(f"{book.collection}: counter documents kept changing under this write")
 
     async def _step(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         return await self._retry(operation, what)
 
     # --- recount ---------------------------------------------------------------------------------------
-    async def recount_deltas(self, chunk: int = 10_000) -> dict[str, dict[str, Delta]]:
-        """Every book's counters computed afresh from every stored record (streamed, chunk by chunk)."""
-        out: dict[str, dict[str, Delta]] = {book.collection: {} for book in self.books}
-        for i, stage in enumerate(self.stages):
+    async def recount_deltas(self, chunk: int = 10_000) -> Deltas:
+        """Every book's documents computed afresh from every stored record (streamed, chunk by chunk), each book's
+        contributions flowing on to the later ones."""
+        out: Deltas = {book.collection: {} for book in self.books}
+        for kind, records in self.records.items():
             batch: list[dict[str, Any]] = []
-            async for doc in await self.store.find(stage.collection, stage.select, chunk, stage.projection):
+            async for doc in await self.store.find(kind, records.select, chunk, records.projection):
                 batch.append(doc)
                 if len(batch) >= chunk:
-                    self._count_into(out, i, batch)
+                    _merge_all(out, self.count(kind, batch))
                     batch = []
-            self._count_into(out, i, batch)
+            _merge_all(out, self.count(kind, batch))
+        for book in self.books:
+            if book.contributes is not None:
+                for doc_id, delta in out[book.collection].items():
+                    _merge_all(out, book.contributes(with_delta(None, doc_id, delta, None, digits=book.digits)))
         return out
 
-    def _count_into(self, out: dict[str, dict[str, Delta]], stage: int, records: list[dict[str, Any]]) -> None:
-        per_stage: list[Sequence[Mapping[str, Any]]] = [[] for _ in self.stages]
-        per_stage[stage] = records
-        for collection, deltas in self.count(per_stage).items():
-            merge(out[collection], deltas)
-
-    async def recount(self, computed: Mapping[str, dict[str, Delta]] | None = None) -> dict[str, int]:
-        """Rebuild every book from the records (`computed`: `recount_deltas()` already read); returns how many documents
-        each book has. Run while no write is in flight."""
+    async def recount(self, computed: Deltas | None = None) -> dict[str, int]:
+        """Rebuild every book from the records (`computed`: `recount_deltas()` already read); returns how many
+        documents each book has. Run while no write is in flight."""
         computed = computed if computed is not None else await self.recount_deltas()
         # Interrupted writes are counted by the recount: finishing them afterwards would count them twice. First,
         # so that a recount that dies half-way never leaves them to be applied again (run it again instead).
@@ -285,10 +298,9 @@ class Ledger:
             have_all = {d["_id"]: d async for d in await self.store.find(book.collection, {}, 5000)}
             for doc_id in sorted(set(have_all) | set(want_all), key=str):
                 want = with_delta(None, doc_id, want_all[doc_id], None, digits=book.digits) if doc_id in want_all else {}
-                have = have_all.get(doc_id, {})
-                if _figures(have, book) != _figures(want, book):
-                    diffs.append(f"{book.collection}/{doc_id}: stored {_figures(have, book)} != recount "
-                                 f"{_figures(want, book)}")
+                have, want = _figures(have_all.get(doc_id, {}), book), _figures(want, book)
+                if have != want:
+                    diffs.append(f"{book.collection}/{doc_id}: stored {have} != recount {want}")
         return diffs
 
 
@@ -303,8 +315,41 @@ def _figures(doc: Mapping[str, Any], book: Book) -> dict[str, int | float]:
     return out
 
 
+def _merge_all(into: Deltas, more: Mapping[str, Mapping[str, Delta]]) -> None:
+    for collection, deltas in more.items():
+        merge(into.setdefault(collection, {}), deltas)
+
+
+def _change(before: Deltas, after: Deltas) -> Deltas:
+    """What a document's contribution changed by: after minus before, per book and document (zeros left out)."""
+    out: Deltas = {}
+    for collection in set(before) | set(after):
+        for doc_id in set(before.get(collection, {})) | set(after.get(collection, {})):
+            delta = difference(after.get(collection, {}).get(doc_id), before.get(collection, {}).get(doc_id))
+            if delta is not None:
+                out.setdefault(collection, {})[doc_id] = delta
+    return out
+
+
+# What an application passed on is kept in the document as a list (ids and dotted paths are no safe field names).
+def _record_effect(doc: dict[str, Any], token: str, change: Deltas, keep: int) -> None:
+    entry = {"token": token, "deltas": [[collection, doc_id, dict(d.keys), [[p, v] for p, v in d.inc.items()]]
+                                        for collection, ds in change.items() for doc_id, d in ds.items()]}
+    doc["effects"] = [*doc.get("effects", ()), entry][-keep:]
+
+
+def _recorded_effect(doc: Mapping[str, Any], token: str) -> Deltas:
+    for entry in doc.get("effects", ()):
+        if entry["token"] == token:
+            out: Deltas = {}
+            for collection, doc_id, keys, inc in entry["deltas"]:
+                out.setdefault(collection, {})[doc_id] = Delta(keys, {p: v for p, v in inc})
+            return out
+    return {}
+
+
 def _unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first candidate of each `_id` (two new records may derive the same one)."""
+    """The first record of each `_id`."""
     seen: set[str] = set()
     out = []
     for d in docs:

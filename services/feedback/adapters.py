@@ -12,7 +12,7 @@ its next batch, or by the sweep (at startup and every `feedback_sweep_interval_s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, utc_now
-from services.common.ledger import Book, Ledger, LedgerStore, NewRecords, Stage
+from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.envelope import Event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
@@ -45,13 +45,13 @@ class FeedbackRepository:
         self._months_kept = False
         self.clock = clock
         self.ledger = Ledger(store or MongoLedgerStore(db), journal=self.journal.name,
-                             stages=[Stage(self.responses.name, select={"type": FEEDBACK_RESPONSE_SUBMITTED},
-                                           projection=domain.ROLLUP_PROJECTION)],
+                             records=[Records(self.responses.name, select={"type": FEEDBACK_RESPONSE_SUBMITTED},
+                                              projection=domain.ROLLUP_PROJECTION)],
                              books=[Book(self.totals.name), Book(self.daily.name)], count=self._count, clock=clock,
                              keep=APPLIED_KEEP, token_field="rollup_token", ids_field="responses")
 
-    def _count(self, new: NewRecords) -> dict[str, dict[str, domain.RollupDelta]]:
-        totals, daily = domain.rollup_deltas(new[0])
+    def _count(self, kind: str, new: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, domain.RollupDelta]]:
+        totals, daily = domain.rollup_deltas(new)
         return {self.totals.name: totals, self.daily.name: daily}
 
     async def ensure_indexes(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
 
-from services.common.counters import Delta, add_delta, with_delta
-from services.common.ledger import TOKEN, Book, Ledger, Stage
+from services.common.counters import Delta, add_delta, counters, with_delta
+from services.common.ledger import TOKEN, Book, Ledger, Records
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+# A retraction of event n is -(n + 1): an op list mixes events and retractions, in any order.
 
 
 def record(n: int) -> dict[str, Any]:
@@ -25,39 +27,88 @@ def record(n: int) -> dict[str, Any]:
             "value": 1 + n % 4}
 
 
-def learners(new: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stage 1: one document per group x learner, from the records a write stored new."""
-    return [{"_id": f"{r['group']}|{r['learner']}", "group": r["group"]} for r in new]
+def retraction(n: int) -> dict[str, Any]:
+    """The retraction of event n: keyed by the event's key (one retraction counts, however often it is sent)."""
+    return {"_id": record(n)["_id"], "by": f"r{n}"}
 
 
-def counts(new) -> dict[str, dict[str, Delta]]:
-    records, firsts = new[0], new[1] if len(new) > 1 else []
-    out: dict[str, Delta] = {}
-    for r in records:
-        for doc_id in (r["group"], "*"):  # "*": one document every write touches (contention)
-            add_delta(out, doc_id, {"group": doc_id}, {"records": 1, "value": r["value"], f"by.{r['learner']}": 1})
-    for f in firsts:
-        add_delta(out, f["group"], {"group": f["group"]}, {"learners": 1})
-    return {"counts": out}
+def doc_of(op: int) -> tuple[str, dict[str, Any]]:
+    return ("retractions", retraction(-op - 1)) if op < 0 else ("records", record(op))
+
+
+def state_id(key: Mapping[str, str]) -> str:
+    return f"{key['source']}|{key['id']}"
+
+
+def count(kind: str, new) -> dict[str, dict[str, Delta]]:
+    """A record sets its state `stored` (with its content), a retraction `retracted`: what they contribute further
+    depends on both, whichever came first."""
+    states: dict[str, Delta] = {}
+    for r in new:
+        if kind == "records":
+            add_delta(states, state_id(r["_id"]), {k: r[k] for k in ("group", "learner", "value")}, {"stored": 1})
+        else:
+            add_delta(states, state_id(r["_id"]), {}, {"retracted": 1})
+    return {"states": states}
+
+
+def live(state: Mapping[str, Any]) -> bool:
+    return state.get("stored", 0) > 0 and not state.get("retracted", 0)
+
+
+def state_contributes(state: Mapping[str, Any]) -> dict[str, dict[str, Delta]]:
+    if not live(state):
+        return {}
+    g, learner = state["group"], state["learner"]
+    out: dict[str, dict[str, Delta]] = {"learners": {}, "counts": {}}
+    add_delta(out["learners"], f"{g}|{learner}", {"group": g}, {"live": 1})
+    for doc_id in (g, "*"):  # "*": one document every write touches (contention)
+        add_delta(out["counts"], doc_id, {"group": doc_id}, {"records": 1, "value": state["value"], f"by.{learner}": 1})
+    return out
+
+
+def learner_contributes(learner: Mapping[str, Any]) -> dict[str, dict[str, Delta]]:
+    """A learner counts once while one of its records is live: distinct counting is a contribution too."""
+    if learner.get("live", 0) <= 0:
+        return {}
+    return {"counts": {learner["group"]: Delta({"group": learner["group"]}, {"learners": 1})}}
 
 
 def make_ledger(store) -> Ledger:
-    return Ledger(store, journal="journal", stages=[Stage("records"), Stage("learners", derive=learners)],
-                  books=[Book("counts")], count=counts, clock=lambda: NOW, retry=lambda op, what: op())
+    return Ledger(store, journal="journal", records=[Records("records"), Records("retractions")],
+                  books=[Book("states", state_contributes), Book("learners", learner_contributes), Book("counts")],
+                  count=count, clock=lambda: NOW, retry=lambda op, what: op())
 
 
-def expected(ns: list[int]) -> dict[str, dict[str, Any]]:
-    distinct = {n: record(n) for n in ns}
-    out: dict[str, Delta] = {}
-    firsts = {f"{r['group']}|{r['learner']}": r["group"] for r in distinct.values()}
-    merged = counts([list(distinct.values()), [{"_id": k, "group": g} for k, g in firsts.items()]])["counts"]
-    out.update(merged)
-    return {doc_id: {k: v for k, v in with_delta(None, doc_id, d, None).items() if k not in ("applied", "rev")}
-            for doc_id, d in out.items()}
+def expected(ops: list[int]) -> dict[str, dict[str, Any]]:
+    stored = {n for n in ops if n >= 0}
+    gone = {-n - 1 for n in ops if n < 0}
+    counts: dict[str, Delta] = {}
+    learners: set[tuple[str, str]] = set()
+    for n in sorted(stored - gone):
+        r = record(n)
+        for doc_id in (r["group"], "*"):
+            add_delta(counts, doc_id, {"group": doc_id}, {"records": 1, "value": r["value"], f"by.{r['learner']}": 1})
+        learners.add((r["group"], r["learner"]))
+    for g, _ in learners:
+        add_delta(counts, g, {"group": g}, {"learners": 1})
+    return {doc_id: _figures(with_delta(None, doc_id, d, None)) for doc_id, d in counts.items()}
+
+
+def _figures(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in counters(doc).items() if v}
 
 
 def stored(store: MemoryLedgerStore) -> dict[str, dict[str, Any]]:
-    return {d["_id"]: {k: v for k, v in d.items() if k not in ("applied", "rev")} for d in store.docs("counts")}
+    out = {d["_id"]: _figures(d) for d in store.docs("counts")}
+    return {k: v for k, v in out.items() if v}
+
+
+async def write(ledger: Ledger, ops: list[int]) -> None:
+    """One batch, as a service handler writes it: its records first, then its retractions."""
+    docs = [doc_of(op) for op in ops]
+    await ledger.write([d for kind, d in docs if kind == "records"], "records")
+    await ledger.write([d for kind, d in docs if kind == "retractions"], "retractions")
 
 
 async def deliver(batches: list[list[int]], replicas: int, chance: float, seed: int) -> tuple[MemoryLedgerStore, int]:
@@ -80,7 +131,7 @@ async def deliver(batches: list[list[int]], replicas: int, chance: float, seed: 
             except asyncio.QueueEmpty:
                 return
             try:
-                await ledger.write([record(n) for n in batch])
+                await write(ledger, batch)
             except Crash:
                 crashes += 1
                 queue.put_nowait(batch)
@@ -94,7 +145,7 @@ async def deliver(batches: list[list[int]], replicas: int, chance: float, seed: 
 
 
 @settings(max_examples=80, deadline=None)
-@given(ns=st.lists(st.integers(0, 40), min_size=0, max_size=80), cuts=st.lists(st.integers(1, 12), min_size=1),
+@given(ns=st.lists(st.integers(-41, 40), min_size=0, max_size=80), cuts=st.lists(st.integers(1, 12), min_size=1),
        replicas=st.integers(1, 3), chance=st.sampled_from([0.0, 0.05, 0.15, 0.3]), seed=st.integers(0, 10_000))
 def test_every_record_is_counted_once_whatever_crashes_and_redeliveries(ns, cuts, replicas, chance, seed):
     batches, i = [], 0
@@ -106,45 +157,47 @@ def test_every_record_is_counted_once_whatever_crashes_and_redeliveries(ns, cuts
     store, _ = asyncio.run(deliver(batches, replicas, chance, seed))
     assert stored(store) == expected(ns)
     assert store.docs("journal") == []
-    assert sorted(d["_id"]["id"] for d in store.docs("records")) == sorted({str(n) for n in ns})
+    assert sorted(d["_id"]["id"] for d in store.docs("records")) == sorted({str(n) for n in ns if n >= 0})
+    assert len(store.docs("retractions")) == len({n for n in ns if n < 0})
     assert asyncio.run(make_ledger(store).differences()) == []
 
 
 def test_a_crash_between_any_two_calls_is_finished_by_the_next_write_or_the_sweep():
-    batch = [record(n) for n in range(12)]
-    calls = _calls_of_one_write(batch)
-    assert calls >= 6  # open, insert, insert derived, read, write, close
+    batch = list(range(12)) + [-4, -6, -40]  # 12 records, then 3 retractions (of 3, 5 and one not sent)
+    calls = _calls_of_one_batch(batch)
+    # Each write: open, insert, read and write each of the three books, close.
+    assert calls == 2 * 9
     for at in range(calls):
         for after in (False, True):
             for process_died in (False, True):
                 store = MemoryLedgerStore()
                 ledger = make_ledger(CrashingStore(store, at=at, after=after))
                 try:
-                    asyncio.run(ledger.write(batch))
+                    asyncio.run(write(ledger, batch))
                 except Crash:
                     pass
                 else:
                     raise AssertionError(f"call {at} did not crash")
                 if process_died:
                     ledger = make_ledger(store)
-                    asyncio.run(ledger.write(batch))  # the redelivery: nothing new, nothing counted twice
+                    asyncio.run(write(ledger, batch))  # the redelivery: nothing new, nothing counted twice
                     asyncio.run(ledger.sweep(timedelta(0)))
                 else:
                     ledger.store = store  # the handler failed, the process lives: its next write finishes it
-                    asyncio.run(ledger.write(batch))
-                assert stored(store) == expected(list(range(12))), (at, after, process_died)
+                    asyncio.run(write(ledger, batch))
+                assert stored(store) == expected(batch), (at, after, process_died)
                 assert store.docs("journal") == []
 
 
-def _calls_of_one_write(batch) -> int:
+def _calls_of_one_batch(batch) -> int:
     wrapped = CrashingStore(MemoryLedgerStore())
-    asyncio.run(make_ledger(wrapped).write(batch))
+    asyncio.run(write(make_ledger(wrapped), batch))
     return wrapped.calls
 
 
 def test_the_sweep_leaves_a_write_in_flight_alone_until_the_grace_period_is_over():
     store = MemoryLedgerStore()
-    crashing = make_ledger(CrashingStore(store, at=3))  # open, insert records, insert learners, then read: crash
+    crashing = make_ledger(CrashingStore(store, at=3))  # open, insert, read and write the states, then crash
     try:
         asyncio.run(crashing.write([record(1)]))
     except Crash:
@@ -170,8 +223,8 @@ def test_records_keep_the_token_of_the_write_that_stored_them_first():
 def test_a_recount_rebuilds_the_counters_and_keeps_what_is_not_counted():
     store = MemoryLedgerStore()
     ledger = make_ledger(store)
-    ledger.books = (Book("counts", kept=("target",)),)
-    asyncio.run(ledger.write([record(n) for n in range(10)]))
+    ledger.books = (*ledger.books[:2], Book("counts", kept=("target",)))
+    asyncio.run(write(ledger, list(range(10))))
     store.collections["counts"][repr("g0")]["target"] = 50
     store.collections["counts"][repr("g1")]["records"] += 7  # a wrong figure
     store.collections["counts"]["'g9'"] = {"_id": "g9", "target": 3}  # a target without records
@@ -184,7 +237,8 @@ def test_a_recount_rebuilds_the_counters_and_keeps_what_is_not_counted():
 
 
 def test_three_replicas_racing_with_many_crashes_count_each_record_once():
-    ns = [random.Random(7).randrange(200) for _ in range(600)]
+    rng = random.Random(7)
+    ns = [rng.randrange(-200, 200) for _ in range(600)]
     batches = [ns[i:i + 25] for i in range(0, len(ns), 25)]
     store, crashes = asyncio.run(deliver(batches + batches[::3], replicas=3, chance=0.1, seed=3))
     assert crashes > 5, crashes  # the run did crash, often
@@ -195,7 +249,8 @@ def test_three_replicas_racing_with_many_crashes_count_each_record_once():
 def test_one_process_with_writes_in_flight_at_once_finishes_only_the_ones_that_failed():
     """Concurrent writes of one Ledger (one process, several handlers): a write in flight is not "unfinished"."""
     store = MemoryLedgerStore()
-    ns = [random.Random(11).randrange(120) for _ in range(300)]
+    rng = random.Random(11)
+    ns = [rng.randrange(-120, 120) for _ in range(300)]
     batches = [ns[i:i + 20] for i in range(0, len(ns), 20)]
 
     async def run() -> int:
@@ -206,7 +261,7 @@ def test_one_process_with_writes_in_flight_at_once_finishes_only_the_ones_that_f
             nonlocal failures
             while True:
                 try:
-                    await ledger.write([record(n) for n in batch])
+                    await write(ledger, batch)
                     return
                 except Crash:
                     failures += 1
