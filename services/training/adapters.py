@@ -1,30 +1,27 @@
-"""MongoDB repository of the training service: completions, learners, readiness rollups, xAPI statement ids.
+"""MongoDB repository of the training service: completions, retractions, readiness rollups, xAPI statement ids.
 
-Counting guarantee (at-least-once delivery, exactly-once counting):
+Counting guarantee (at-least-once delivery, exactly-once counting): completions and their retractions are the
+records of the platform's one write path (`services.common.ledger`, journal `training_journal`), and what they add up
+to flows through three books (`domain.count`, `domain.state_contributes`, `domain.learner_contributes`):
 
-1. A claim document (`training_claims`, random id, `done: false`) is written, then completions are inserted
-   unordered with `_id` = source + \x1f + id (unique by construction), each stamped with that claim. A duplicate keeps its original
-   claim, so every completion belongs to exactly one claim for ever.
-2. For the newly inserted passed completions, `learner_competency` docs (`_id` = fy:agency:competency:
-   learner_hash, unique) are inserted with the same claim. A learner already ready keeps its first doc.
-3. The rollup increments of a claim are computed from exactly the docs carrying that claim, and each
-   rollup `$inc` is guarded by `applied != claim` with the claim pushed into a short `applied` list in the
-   same atomic update: applying a claim twice changes nothing.
-4. The claim document is marked `done`.
+- one state per completion (`training_completion_state`): stored, voided, whichever came first; while live it adds
+  itself to its readiness rollup and, when passed, a live pass to its learner;
+- one document per learner x competency x fiscal year (`training_learner_competency`): live passes; while it has
+  one, one ready learner;
+- the readiness rollups (`training_readiness`), which also hold the targets (set by their own compare-and-set).
 
-A crash between any two steps leaves the claim open; it is finished by redoing 2-4 from the docs that
-carry the claim, which gives the same increments: by the same process on its next batch (the handler
-failed, so nothing else runs it), and by anyone (startup, every batch, a background sweep) once it is
-older than `stale_claim_seconds`. The rollups therefore always equal `recount()` once no claim is
-pending. Targets are idempotent by themselves (history entry guarded by event id; the current target is
-the one with the latest (time, id)).
+So a learner is counted once however many courses they pass, a retraction takes a completion (and, with its last
+pass, the learner) back out exactly once, in either order of arrival, and a new pass makes them ready again. A write
+interrupted by a crash is finished by the same process at its next batch, or by any replica's sweep once it is
+older than `stale_claim_seconds`; the rollups then equal `recount()`. Targets are idempotent by themselves (history
+entry guarded by event id; the current target is the one with the latest (time, id)).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,38 +29,45 @@ from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock
-from services.common.mongo import bulk_write_or_duplicates, insert_new
+from services.common.ledger import Book, Ledger, LedgerStore, Records
+from services.common.ledger_mongo import MongoLedgerStore
+from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
 from services.training import domain
 
 log = logging.getLogger(__name__)
-APPLIED_KEEP = 64  # claims remembered per rollup doc; far more than can be in flight at once
+APPLIED_KEEP = 64  # tokens remembered per counter document; far more than can be in flight at once
 HISTORY_KEEP = 100
+JOURNAL = "training_journal"
+MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
+
+
+def counting_ledger(store: LedgerStore, clock: Clock) -> Ledger:
+    """The training write path over a store (MongoDB in the service, in memory in unit tests)."""
+    return Ledger(store, journal=JOURNAL, records=[Records(domain.COMPLETIONS), Records(domain.VOIDS)],
+                  books=[Book(domain.STATES, domain.state_contributes), Book(domain.LEARNERS, domain.learner_contributes),
+                         Book(domain.ROLLUPS, digits=4, kept=domain.ROLLUP_KEPT)],
+                  count=domain.count, clock=clock, keep=APPLIED_KEEP)
 
 
 class TrainingRepository:
-    def __init__(self, db: AsyncDatabase, clock: Clock, stale_claim_seconds: float = 300.0):
+    def __init__(self, db: AsyncDatabase, clock: Clock, stale_claim_seconds: float = 300.0,
+                 store: LedgerStore | None = None):
         self.db = db
         self.clock = clock
-        self.stale = timedelta(seconds=stale_claim_seconds)
-        self.completions = db.training_completions
-        self.learners = db.training_learner_competency
-        self.rollups = db.training_readiness
+        self.grace = timedelta(seconds=stale_claim_seconds)
+        self.completions = db[domain.COMPLETIONS]
+        self.voids = db[domain.VOIDS]  # completion _id -> the retraction that voided it (arrived first or later)
+        self.states = db[domain.STATES]
+        self.learners = db[domain.LEARNERS]
+        self.rollups = db[domain.ROLLUPS]
         self.statements = db.training_xapi_statements
-        self.claims = db.training_claims
-        self.voids = db.training_voids  # completion _id -> the retraction that voided it (arrived first or later)
-        self._known_rollups: set[str] = set()
-        # Test hook: called with a stage name; raising there simulates a crash at that point.
-        self.fault: Callable[[str], None] | None = None
+        self.journal = db[JOURNAL]
+        self.migrations = db.training_migrations
+        self.ledger = counting_ledger(store or MongoLedgerStore(db), clock)
 
     async def ensure_indexes(self) -> None:
         # Uniqueness of (source, id) is the `_id` itself (source + US + id): no second unique index to maintain.
-        # No index on `claim`: the claim document lists its completion ids, so recovery reads by _id.
-        await self.claims.create_index([("done", ASCENDING), ("at", ASCENDING)], name="open")
-        # Finished claims are only needed while a redelivery could still refer to them.
-        await self.claims.create_index([("done_at", ASCENDING)], name="done_ttl", expireAfterSeconds=7 * 86400)
         await self.rollups.create_index([("fiscal_year", ASCENDING), ("agency", ASCENDING)], name="fy_agency")
-        # A retraction asks "does this learner have another counted pass in this fy x competency?".
-        await self.completions.create_index([("learner_hash", ASCENDING), ("fiscal_year", ASCENDING)], name="learner")
         # The readable LRS: GET /xapi/statements pages an agency's statements by (stored, _id).
         await self.statements.create_index([("agency", ASCENDING), ("stored", ASCENDING), ("_id", ASCENDING)],
                                            name="agency_stored")
@@ -72,142 +76,60 @@ class TrainingRepository:
         await self.statements.create_index([("ref", ASCENDING)], name="ref", sparse=True)
         await self.statements.create_index([("ref_keys", ASCENDING)], name="ref_keys", sparse=True)
 
-    def _stage(self, name: str) -> None:
-        if self.fault is not None:
-            self.fault(name)
+    async def migrate(self, wait: timedelta = timedelta(minutes=10)) -> bool:
+        """Rebuild the books once on a database counted before the write path kept completion states (completions
+        stored, no state): one replica rebuilds, the others wait for it (and take over if it died). True if this
+        call rebuilt them."""
+        while True:
+            if await self.states.find_one({}, {"_id": 1}) is not None \
+                    or await self.completions.find_one({}, {"_id": 1}) is None:
+                return False
+            now = self.clock()
+            mine = await insert_if_new(self.migrations, {"_id": MIGRATION_ID, "at": now, "done": False})
+            if not mine:  # another replica's: wait while it is fresh, take it over when it is not
+                doc = await self.migrations.find_one({"_id": MIGRATION_ID}) or {}
+                if doc.get("done") or now - doc.get("at", now) < wait:
+                    await asyncio.sleep(1)
+                    continue
+                taken = await self.migrations.update_one({"_id": MIGRATION_ID, "at": doc["at"]}, {"$set": {"at": now}})
+                if not taken.modified_count:
+                    continue
+            log.warning("rebuilding the training counts from the stored completions (one-time upgrade)")
+            await self.ledger.recount()
+            await self.migrations.update_one({"_id": MIGRATION_ID}, {"$set": {"done": True}})
+            return True
 
-    # --- completions -----------------------------------------------------------------------
-    async def add_completions(self, docs: Sequence[dict[str, Any]], claim: str) -> int:
-        """Store completions (all stamped with `claim`) and count the new ones; returns how many were new."""
-        if not docs:
-            return 0
-        await self.claims.insert_one({"_id": claim, "done": False, "at": self.clock(),
-                                      "completions": [d["_id"] for d in docs]})
-        voided = {d["_id"] async for d in self.voids.find({"_id": {"$in": [d["_id"] for d in docs]}}, {"_id": 1})}
-        if voided:  # retracted before it arrived: stored for the record, never counted
-            docs = [{**d, "voided": True, "void_claim": "before_arrival"} if d["_id"] in voided else d for d in docs]
-        inserted = await insert_new(self.completions, docs)
-        new = [docs[i] for i in inserted]
-        self._stage("after_completions")
-        await self._count_claim(claim, new, recovering=False)
+    # --- completions and retractions (the write path) -------------------------------------------------------
+    async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
+        """Store completions and count the new ones exactly once; returns how many were new."""
+        new = await self.ledger.write(docs, domain.COMPLETIONS)
+        await self._mark_voided([d["_id"] for d in docs])
         return len(new)
 
-    async def _count_claim(self, claim: str, new_completions: Sequence[dict[str, Any]], recovering: bool) -> None:
-        now = self.clock()
-        candidate = {}
-        for c in new_completions:  # one doc per learner x competency x fy even when the batch has several
-            if c["passed"] and not c.get("voided"):
-                doc = domain.learner_doc(c, claim, now)
-                candidate.setdefault(doc["_id"], doc)
-        learner_docs = list(candidate.values())
-        inserted = await insert_new(self.learners, learner_docs)
-        revived = await self._revive(learner_docs, inserted, claim)
-        if recovering and learner_docs:
-            # The claim's learners are the stored docs carrying this claim (a first run may have inserted them).
-            mine = [d async for d in self.learners.find({"_id": {"$in": list(candidate)}, "claim": claim,
-                                                         "gone": {"$exists": False}},
-                                                        {"fiscal_year": 1, "agency": 1, "competency": 1})]
-        else:
-            mine = [learner_docs[i] for i in inserted] + revived
-        self._stage("after_learners")
-        await self._apply(claim, domain.deltas(new_completions, mine))
-        self._stage("after_rollups")
-        await self.claims.update_one({"_id": claim}, {"$set": {"done": True, "done_at": now}})
-
-    async def _revive(self, learner_docs: Sequence[dict[str, Any]], inserted: Sequence[int],
-                      claim: str) -> list[dict[str, Any]]:
-        """A learner whose counted passes were all voided (`gone`) is ready again with this claim's new pass."""
-        revived: list[dict[str, Any]] = []
-        taken = set(inserted)
-        dup = {d["_id"]: d for i, d in enumerate(learner_docs) if i not in taken}
-        if not dup:
-            return revived
-        async for doc in self.learners.find({"_id": {"$in": list(dup)}, "gone": {"$exists": True}}, {"_id": 1}):
-            new = dup[doc["_id"]]
-            result = await self.learners.update_one({"_id": doc["_id"], "gone": {"$exists": True}},
-                                                    {"$unset": {"gone": ""}, "$set": {"claim": claim,
-                                                     "first_completion": new["first_completion"]}})
-            if result.modified_count:
-                revived.append(new)
-        return revived
-
-    # --- retractions -------------------------------------------------------------------------
-    async def void_completions(self, refs: Sequence[tuple[str, str]], claim: str) -> int:
-        """Treat the completions `refs` [(completion _id, retraction key)] as never sent, exactly once: each is
-        marked voided by one claim only, and that claim's decrements are guarded like increments. A retraction
-        that arrives before its completion is remembered (`training_voids`) and the completion is then stored
-        voided. Returns how many stored completions this call voided."""
+    async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
+        """Treat the completions `refs` [(completion _id, retraction key)] as never sent, exactly once, whether they
+        arrived before or arrive later. Returns how many retractions were new."""
         if not refs:
             return 0
         now = self.clock()
-        await insert_new(self.voids, [{"_id": cid, "by": by, "at": now} for cid, by in refs])
-        ids = sorted({cid for cid, _ in refs})
-        await self.claims.insert_one({"_id": claim, "done": False, "at": now, "voids": ids})
-        return await self._void_claim(claim, ids)
+        new = await self.ledger.write([domain.void_doc(cid, by, now) for cid, by in refs], domain.VOIDS)
+        await self._mark_voided(sorted({cid for cid, _ in refs}))
+        return len(new)
 
-    async def _void_claim(self, claim: str, ids: Sequence[str]) -> int:
-        await self.completions.update_many({"_id": {"$in": list(ids)}, "voided": {"$ne": True}},
-                                           {"$set": {"voided": True, "void_claim": claim}})
-        gone = [d async for d in self.completions.find({"_id": {"$in": list(ids)}, "void_claim": claim})]
-        self._stage("after_void_completions")
-        learner_ids = []
-        for c in gone:
-            if not c["passed"]:
-                continue
-            lid = domain.learner_competency_id(c["fiscal_year"], c["agency"], c["competency"], c["learner_hash"])
-            learner_ids.append(lid)
-            other = await self.completions.find_one({"learner_hash": c["learner_hash"], "fiscal_year": c["fiscal_year"],
-                                                     "agency": c["agency"], "competency": c["competency"],
-                                                     "passed": True, "voided": {"$ne": True}}, {"_id": 1})
-            if other is None:
-                await self.learners.update_one({"_id": lid, "gone": {"$exists": False}}, {"$set": {"gone": claim}})
-            else:
-                await self.learners.update_one({"_id": lid, "first_completion": c["_id"]},
-                                               {"$set": {"first_completion": other["_id"]}})
-        lost = [d async for d in self.learners.find({"_id": {"$in": learner_ids}, "gone": claim},
-                                                    {"fiscal_year": 1, "agency": 1, "competency": 1})]
-        self._stage("after_void_learners")
-        await self._apply(claim, domain.negated(domain.deltas([{**c, "voided": False} for c in gone], lost)))
-        self._stage("after_void_rollups")
-        await self.claims.update_one({"_id": claim}, {"$set": {"done": True, "done_at": self.clock()}})
-        return len(gone)
-
-    async def _apply(self, claim: str, deltas: dict[str, domain.Delta]) -> None:
-        if not deltas:
+    async def _mark_voided(self, ids: Sequence[str]) -> None:
+        """Flag stored completions whose state says voided (for reading them; the counts go by the states). Both
+        paths flag their whole batch after the write, so whichever of a completion and its retraction is stored
+        second flags it, and a redelivery repeats it."""
+        if not ids:
             return
-        ensure = []
-        guarded = []
-        for rid, delta in deltas.items():
-            fy, agency, competency = rid.split(":")
-            if rid not in self._known_rollups:
-                ensure.append(UpdateOne({"_id": rid}, {"$setOnInsert": {"fiscal_year": int(fy), "agency": agency,
-                                                                        "competency": competency}}, upsert=True))
-            guarded.append(UpdateOne({"_id": rid, "applied": {"$ne": claim}},
-                                     {"$inc": delta.as_inc(),
-                                      "$push": {"applied": {"$each": [claim], "$slice": -APPLIED_KEEP}}}))
-        await _bulk(self.rollups, ensure)
-        self._known_rollups.update(deltas)  # rollup docs are never deleted: no need to upsert them again
-        await _bulk(self.rollups, guarded)
+        voided = [d["_id"] async for d in self.states.find({"_id": {"$in": list(ids)}, "voided": {"$gt": 0}}, {"_id": 1})]
+        if voided:
+            await self.completions.update_many({"_id": {"$in": voided}, "voided": {"$ne": True}},
+                                               {"$set": {"voided": True}})
 
-    async def finish_stale_claims(self, older_than: timedelta | None = None) -> int:
-        """Finish claims of crashed batches (same increments, guarded); returns how many claims were finished."""
-        cutoff = self.clock() - (self.stale if older_than is None else older_than)
-        claims = [d["_id"] async for d in self.claims.find({"done": False, "at": {"$lte": cutoff}}, {"_id": 1})]
-        for claim in sorted(claims):
-            await self.finish_claim(claim)
-        return len(claims)
-
-    async def finish_claim(self, claim: str) -> None:
-        """Redo steps 2-4 for one claim from its stored completions (harmless if it was already finished)."""
-        doc = await self.claims.find_one({"_id": claim}, {"completions": 1, "voids": 1})
-        if doc and "voids" in doc:
-            log.warning("finishing an interrupted retraction", extra={"claim": claim, "completions": len(doc["voids"])})
-            await self._void_claim(claim, doc["voids"])
-            return
-        ids = doc["completions"] if doc else []
-        completions = [d async for d in self.completions.find({"_id": {"$in": ids}, "claim": claim})]
-        log.warning("finishing an interrupted counting batch", extra={"claim": claim, "completions": len(completions)})
-        await self._count_claim(claim, completions, recovering=True)
+    async def sweep(self, grace: timedelta | None = None) -> int:
+        """Finish the writes interrupted at least `grace` (default `stale_claim_seconds`) ago; returns how many."""
+        return await self.ledger.sweep(self.grace if grace is None else grace)
 
     # --- targets ---------------------------------------------------------------------------
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime, event_id: str) -> None:
@@ -253,41 +175,17 @@ class TrainingRepository:
 
     # --- recount ---------------------------------------------------------------------------
     async def recount(self, write: bool = True) -> dict[str, dict[str, Any]]:
-        """Recompute every rollup's counters from the raw collections (slow: a full scan, for repair and audit)."""
-        figures: dict[str, dict[str, Any]] = {}
-
-        def slot(fy: int, agency: str, comp: str) -> dict[str, Any]:
-            return figures.setdefault(domain.rollup_id(fy, agency, comp),
-                                      {"completions": 0, "passed_completions": 0, "hours": 0.0, "passed_hours": 0.0,
-                                       "ready_learners": 0})
-
-        pipeline = [{"$match": {"voided": {"$ne": True}}}, {"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency", "p": "$passed"},
-                                "n": {"$sum": 1}, "h": {"$sum": "$hours"}}}]
-        async for d in await self.completions.aggregate(pipeline):
-            s = slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])
-            s["completions"] += d["n"]
-            s["hours"] += d["h"]
-            if d["_id"]["p"]:
-                s["passed_completions"] += d["n"]
-                s["passed_hours"] += d["h"]
-        async for d in await self.learners.aggregate([{"$match": {"gone": {"$exists": False}}}, {"$group": {"_id": {"fy": "$fiscal_year", "a": "$agency", "c": "$competency"},
-                                                           "n": {"$sum": 1}}}]):
-            slot(d["_id"]["fy"], d["_id"]["a"], d["_id"]["c"])["ready_learners"] += d["n"]
-        for s in figures.values():
-            s["hours"] = round(s["hours"], 4)
-            s["passed_hours"] = round(s["passed_hours"], 4)
+        """Every rollup's counters computed afresh from the stored completions and retractions (a full scan, for
+        repair and audit); with `write`, the books are rebuilt from them (targets kept). Run it while no batch is
+        being counted."""
+        computed = await self.ledger.recount_deltas()
         if write:
-            ops = []
-            for rid, s in figures.items():
-                fy, agency, comp = rid.split(":")
-                ops.append(UpdateOne({"_id": rid}, {"$set": {**s, "fiscal_year": int(fy), "agency": agency, "competency": comp}},
-                                     upsert=True))
-            await _bulk(self.rollups, ops)
-            # Rollups holding only a target keep it; counters of keys without any completion go to zero.
-            await self.rollups.update_many({"_id": {"$nin": list(figures)}},
-                                           {"$set": {"completions": 0, "passed_completions": 0, "hours": 0.0,
-                                                     "passed_hours": 0.0, "ready_learners": 0}})
-        return figures
+            await self.ledger.recount(computed)
+        return {rid: domain.rollup_figures(delta) for rid, delta in computed[domain.ROLLUPS].items()}
+
+    async def differences(self) -> list[str]:
+        """Counter documents that differ from a full recount (empty: exact)."""
+        return await self.ledger.differences()
 
     # --- xAPI statements ---------------------------------------------------------------------
     # One doc per statement id (`_id`): inserting it is THE decision between concurrent requests of one id.
@@ -334,7 +232,3 @@ class TrainingRepository:
 async def _bulk(collection, ops: list) -> None:
     # Two writers upserting the same new rollup at once: the loser's insert is a duplicate, the doc exists.
     await bulk_write_or_duplicates(collection, ops)
-
-
-def new_claim() -> str:
-    return uuid.uuid4().hex

@@ -1,4 +1,4 @@
-"""`newnormal training import FILE` and `newnormal training recount`."""
+"""`newnormal training import FILE`, `newnormal training recount` and `newnormal training verify`."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def cmd_recount(args: argparse.Namespace) -> int:
         client = make_client(settings)
         try:
             repo = TrainingRepository(client[settings.mongo_db], utc_now, settings.stale_claim_seconds)
-            await repo.finish_stale_claims()
+            await repo.sweep()
             return await repo.recount(write=not args.dry_run)
         finally:
             await client.close()
@@ -56,6 +56,27 @@ def cmd_recount(args: argparse.Namespace) -> int:
                       "ready_learners": sum(f["ready_learners"] for f in figures.values()),
                       "completions": sum(f["completions"] for f in figures.values())}, ensure_ascii=False))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from services.common.clock import utc_now
+    from services.common.mongo import make_client
+    from services.training.adapters import TrainingRepository
+    from services.training.settings import TrainingSettings
+
+    async def run() -> list[str]:
+        settings = TrainingSettings()
+        client = make_client(settings)
+        try:
+            return await TrainingRepository(client[settings.mongo_db], utc_now, settings.stale_claim_seconds).differences()
+        finally:
+            await client.close()
+
+    diffs = asyncio.run(run())
+    for line in diffs[:50]:
+        print(line)
+    print(json.dumps({"differences": len(diffs)}))
+    return 1 if diffs else 0
 
 
 def register(subparsers) -> None:
@@ -72,3 +93,5 @@ def register(subparsers) -> None:
     rec = sub.add_parser("recount", help="recompute the readiness rollups from the stored completions")
     rec.add_argument("--dry-run", action="store_true", help="compute and print, do not write")
     rec.set_defaults(func=cmd_recount)
+    verify = sub.add_parser("verify", help="compare the counts with a full recount (exit 1 on a difference)")
+    verify.set_defaults(func=cmd_verify)

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from services.common.counters import Delta, add_delta
 from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -54,7 +55,7 @@ def learner_competency_id(fiscal_year: int, agency: str, competency: str, learne
     return f"{fiscal_year}:{agency}:{competency}:{learner}"
 
 
-def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, learner: str, claim: str,
+def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, learner: str,
                    now: datetime) -> dict[str, Any]:
     """The stored completion; `learner` is already the keyed hash (never the pseudonym)."""
     return {
@@ -63,58 +64,88 @@ def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, le
         "agency": data.agency, "competency": data.competency.value, "fiscal_year": fiscal_year_of(data.completed_on),
         "learner_hash": learner, "course_id": data.course_id, "course_title": data.course_title,
         "hours": float(data.hours), "completed_on": data.completed_on.isoformat(), "passed": data.passed,
-        "score": data.score, "claim": claim, "stored_at": now,
+        "score": data.score, "stored_at": now,
     }
-
-
-def learner_doc(completion: Mapping[str, Any], claim: str, now: datetime) -> dict[str, Any]:
-    """First passed completion of a learner in (fiscal year, agency, competency)."""
-    fy, agency, comp = completion["fiscal_year"], completion["agency"], completion["competency"]
-    return {"_id": learner_competency_id(fy, agency, comp, completion["learner_hash"]),
-            "fiscal_year": fy, "agency": agency, "competency": comp, "first_completion": completion["_id"],
-            "claim": claim, "at": now}
-
-
-@dataclass
-class Delta:
-    completions: int = 0
-    passed_completions: int = 0
-    hours: float = 0.0
-    passed_hours: float = 0.0
-    ready_learners: int = 0
-
-    def as_inc(self) -> dict[str, float]:
-        return {"completions": self.completions, "passed_completions": self.passed_completions,
-                "hours": round(self.hours, 4), "passed_hours": round(self.passed_hours, 4),
-                "ready_learners": self.ready_learners}
-
-
-def deltas(completions: Iterable[Mapping[str, Any]], learners: Iterable[Mapping[str, Any]]) -> dict[str, Delta]:
-    """Rollup increments for a set of newly stored completions and learner docs."""
-    out: dict[str, Delta] = {}
-    for c in completions:
-        if c.get("voided"):
-            continue  # a completion voided before it arrived is stored (traceable) and never counted
-        d = out.setdefault(rollup_id(c["fiscal_year"], c["agency"], c["competency"]), Delta())
-        d.completions += 1
-        d.hours += c["hours"]
-        if c["passed"]:
-            d.passed_completions += 1
-            d.passed_hours += c["hours"]
-    for learner in learners:
-        out.setdefault(rollup_id(learner["fiscal_year"], learner["agency"], learner["competency"]), Delta()).ready_learners += 1
-    return out
-
-
-def negated(deltas_: dict[str, Delta]) -> dict[str, Delta]:
-    """The decrements that take voided completions (and the learners they made ready) back out of the rollups."""
-    return {rid: Delta(-d.completions, -d.passed_completions, -d.hours, -d.passed_hours, -d.ready_learners)
-            for rid, d in deltas_.items()}
 
 
 def voided_key(source: str, event_id: str) -> str:
     """`_id` of the completion a `training.course.completion_voided` names (the completion's own `_id`)."""
     return f"{source}\x1f{event_id}"
+
+
+def void_doc(completion_id: str, retraction_key: str, now: datetime) -> dict[str, Any]:
+    """The stored retraction of a completion: keyed by the completion's `_id`, so it counts once however often it
+    is sent (and by whichever retraction came first)."""
+    return {"_id": completion_id, "by": retraction_key, "at": now}
+
+
+# --- counting (the write path's rules: services.common.ledger) -----------------------------------
+# Three books, each contributing to the next:
+#   completion state (one per completion, whichever of it and its retraction came first): `stored`, `voided`;
+#     while live (stored, not voided) it adds itself to its rollup and, when passed, a live pass to its learner;
+#   learner x competency x fiscal year: `live_passes`; while it has one, one ready learner of its rollup;
+#   readiness rollup: completions, passed completions, hours, passed hours, ready learners.
+COMPLETIONS = "training_completions"
+VOIDS = "training_voids"
+STATES = "training_completion_state"
+LEARNERS = "training_learner_competency"
+ROLLUPS = "training_readiness"
+ROLLUP_COUNTERS = ("completions", "passed_completions", "hours", "passed_hours", "ready_learners")
+# A rollup's fields that are not counters: its identity (a rollup may hold only a target) and its target.
+ROLLUP_KEPT = ("fiscal_year", "agency", "competency", "target", "target_time", "target_event", "target_history")
+_STATE_KEYS = ("fiscal_year", "agency", "competency", "learner_hash", "hours", "passed")
+
+
+def count(kind: str, new: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Delta]]:
+    """What newly stored completions (or retractions) add to the completion states."""
+    states: dict[str, Delta] = {}
+    for doc in new:
+        if kind == COMPLETIONS:
+            add_delta(states, doc["_id"], {k: doc[k] for k in _STATE_KEYS}, {"stored": 1})
+        else:
+            add_delta(states, doc["_id"], {}, {"voided": 1})
+    return {STATES: states}
+
+
+def is_live(state: Mapping[str, Any]) -> bool:
+    """A completion counts while it is stored and not retracted (a retraction may come before it)."""
+    return state.get("stored", 0) > 0 and not state.get("voided", 0)
+
+
+def _rollup_keys(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {"fiscal_year": doc["fiscal_year"], "agency": doc["agency"], "competency": doc["competency"]}
+
+
+def state_contributes(state: Mapping[str, Any]) -> dict[str, dict[str, Delta]]:
+    if not is_live(state):
+        return {}
+    rid = rollup_id(state["fiscal_year"], state["agency"], state["competency"])
+    hours = round(float(state["hours"]), 4)
+    inc: dict[str, int | float] = {"completions": 1, "hours": hours}
+    out: dict[str, dict[str, Delta]] = {ROLLUPS: {}}
+    if state["passed"]:
+        inc.update(passed_completions=1, passed_hours=hours)
+        lid = learner_competency_id(state["fiscal_year"], state["agency"], state["competency"], state["learner_hash"])
+        out[LEARNERS] = {lid: Delta(_rollup_keys(state), {"live_passes": 1})}
+    out[ROLLUPS][rid] = Delta(_rollup_keys(state), inc)
+    return out
+
+
+def learner_contributes(learner: Mapping[str, Any]) -> dict[str, dict[str, Delta]]:
+    """A learner is ready (counted once) while one of its passes in the fiscal year x competency is live."""
+    if learner.get("live_passes", 0) <= 0:
+        return {}
+    rid = rollup_id(learner["fiscal_year"], learner["agency"], learner["competency"])
+    return {ROLLUPS: {rid: Delta(_rollup_keys(learner), {"ready_learners": 1})}}
+
+
+def rollup_figures(delta: Delta | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The five counters of a rollup (zero where absent), hours to 4 digits."""
+    values = delta.inc if isinstance(delta, Delta) else (delta or {})
+    out = {name: values.get(name, 0) for name in ROLLUP_COUNTERS}
+    out["hours"] = round(float(out["hours"]), 4)
+    out["passed_hours"] = round(float(out["passed_hours"]), 4)
+    return out
 
 
 # --- targets ------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURS
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCompletionVoided, TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
-from services.training.adapters import TrainingRepository, new_claim
+from services.training.adapters import TrainingRepository
 from services.training.metrics import TrainingMetrics
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,10 @@ class TrainingService:
         self.metrics = metrics
         self.clock = clock
         self.xapi = xapi  # the xAPI statement intake its routes call
-        # Claims this process started and did not finish (the handler failed and will be retried): nothing
-        # else can be working on them, so the next batch finishes them at once instead of waiting to go stale.
-        self._unfinished: set[str] = set()
 
     # --- Kafka ---------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
         """Apply a batch of training events (already pseudonymised by `Pseudonymiser`). Idempotent."""
-        for old in sorted(self._unfinished):
-            await self.repo.finish_claim(old)
-            self._unfinished.discard(old)
-        await self.repo.finish_stale_claims()
-        claim = new_claim()
-        self._unfinished.add(claim)
         now = self.clock()
         docs = []
         voids: list[tuple[str, str]] = []
@@ -75,19 +66,15 @@ class TrainingService:
                     # Defence in depth: never store a clear pseudonym, even if wiring forgot the prepare hook.
                     rejected.append(Rejected(event, EventError("not_pseudonymised", "learner_ref was not hashed")))
                     continue
-                docs.append(domain.completion_doc(event.source, event.id, c, c.learner_ref, claim, now))
+                docs.append(domain.completion_doc(event.source, event.id, c, c.learner_ref, now))
             elif event.type == TRAINING_COMPLETION_VOIDED:
                 v: TrainingCompletionVoided = event.data  # type: ignore[assignment]
                 voids.append((domain.voided_key(v.voided_source, v.voided_id), domain.voided_key(event.source, event.id)))
-        new = await self.repo.add_completions(docs, claim)
-        self._unfinished.discard(claim)
-        if voids:  # after this batch's completions, so a completion and its retraction in one batch cancel out
-            void_claim = new_claim()
-            self._unfinished.add(void_claim)
-            voided = await self.repo.void_completions(voids, void_claim)
-            self._unfinished.discard(void_claim)
-            if voided:  # completions newly taken out of the rollups (a redelivered retraction adds nothing)
-                self.metrics.applied.labels(TRAINING_COMPLETION_VOIDED).inc(voided)
+        new = await self.repo.add_completions(docs)
+        # After this batch's completions, so that a completion and its retraction in one batch cancel out.
+        voided = await self.repo.void_completions(voids)
+        if voided:  # retractions taken into account for the first time (a redelivered one adds nothing)
+            self.metrics.applied.labels(TRAINING_COMPLETION_VOIDED).inc(voided)
         if new:
             self.metrics.applied.labels(TRAINING_COURSE_COMPLETED).inc(new)
         if len(docs) - new:

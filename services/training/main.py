@@ -30,8 +30,9 @@ def create_app(settings: TrainingSettings | None = None, clock: Clock | None = N
 
     async def startup(rt: Runtime) -> None:
         await retry_transient(repo.ensure_indexes, what="training indexes")
-        await retry_transient(repo.finish_stale_claims, what="finish interrupted counting")
-        rt.every(settings.recovery_interval_seconds, repo.finish_stale_claims, name="training-stale-claims",
+        await retry_transient(repo.migrate, what="upgrade the training counts")
+        await retry_transient(repo.sweep, what="finish interrupted counting")
+        rt.every(settings.recovery_interval_seconds, repo.sweep, name="training-sweep",
                  initial_delay=settings.recovery_interval_seconds)
 
     runtime.on_startup(startup)

@@ -23,10 +23,11 @@ class TrainingSettings(ServiceSettings):
     )
     stale_claim_seconds: float = Field(
         300.0, ge=0,
-        description="a counting batch older than this and still not marked counted is taken as crashed and "
-                    "finished by whoever sees it (the rollup guard makes finishing twice harmless)",
+        description="a counting write whose journal entry is older than this and still open is taken as crashed "
+                    "and finished by the sweep of whichever replica sees it (the token guard makes finishing twice "
+                    "harmless); must exceed the longest write of a live replica",
     )
-    recovery_interval_seconds: float = Field(60.0, gt=0, description="how often the background sweep looks for stale batches")
+    recovery_interval_seconds: float = Field(60.0, gt=0, description="how often the background sweep looks for interrupted writes")
     xapi_max_statements: int = Field(500, ge=1, le=10_000, description="statements per xAPI request")
     import_chunk_size: int = Field(1000, ge=1, le=10_000, description="events published per pipelined chunk by `training import`")
 

@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from ledger_fakes import Crash, CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, running
 
+from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.topics import TRAINING_EVENTS
 from services.contracts.training import TrainingCourseCompleted
 from services.training import domain, xapi
-from services.training.adapters import TrainingRepository, new_claim
+from services.training.adapters import TrainingRepository
 from services.training.importer import run_import
 from services.training.main import create_app
 from services.training.settings import TrainingSettings
@@ -188,40 +190,33 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
     repo = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60)
     await repo.ensure_indexes()
 
-    def docs(claim: str, n: int, learners: int, offset: int = 0) -> list[dict]:
+    def docs(n: int, learners: int, offset: int = 0) -> list[dict]:
         out = []
         for i in range(offset, offset + n):
             data = TrainingCourseCompleted(agency="dga", learner_ref=f"L{i % learners}", course_id=f"C{i}",
                                            competency="mindset", hours=2, completed_on=date(2026, 1, 5), passed=i % 5 != 0)
-            out.append(domain.completion_doc("/agencies/dga/t", f"e{i}", data, f"L{i % learners}", claim, clock[0]))
+            out.append(domain.completion_doc("/agencies/dga/t", f"e{i}", data, f"L{i % learners}", clock[0]))
         return out
 
-    class Crash(Exception):
-        pass
-
-    for n, stage in enumerate(("after_completions", "after_learners", "after_rollups")):
-        def fault(name: str, stage=stage) -> None:
-            if name == stage:
-                raise Crash(name)
-
-        repo.fault = fault
-        claim = new_claim()
+    # A replica whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the
+    # completions, 2-3 the completion states, 4-5 the learners, 6-7 the rollups, 8 closes the entry.
+    for n, at in enumerate((2, 6, 8)):  # after the completions, after the learners, after the rollups
+        dying = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60,
+                                   store=CrashingStore(MongoLedgerStore(db), at=at))
         with pytest.raises(Crash):
-            await repo.add_completions(docs(claim, 20, 7, offset=n * 10), claim)
-        repo.fault = None
-        # Redelivery while the crashed claim is still fresh: duplicates, nothing counted twice or lost later.
-        again = new_claim()
-        assert await repo.add_completions(docs(again, 20, 7, offset=n * 10), again) == 0
-        assert await repo.finish_stale_claims() == 0  # not stale yet: it might still be running
+            await dying.add_completions(docs(20, 7, offset=n * 10))
+        # Redelivery while the crashed write is still fresh: duplicates, nothing counted twice or lost later.
+        assert await repo.add_completions(docs(20, 7, offset=n * 10)) == 0
+        assert await repo.sweep() == 0  # not stale yet: it might still be running
         clock[0] = clock[0] + timedelta(seconds=61)
-        assert await repo.finish_stale_claims() == 1
-        assert await repo.finish_stale_claims() == 0
-        await repo.finish_claim(claim)  # finishing twice changes nothing
+        assert await repo.sweep() == 1
+        assert await repo.sweep() == 0
     recount = await repo.recount(write=False)
     doc = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert {k: doc[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
     assert doc["completions"] == 40 and doc["ready_learners"] == 7
-    assert await db.training_claims.count_documents({"done": False}) == 0
+    assert await db.training_journal.count_documents({}) == 0
+    assert await repo.differences() == []
     # Targets: redelivered and out-of-order target events converge on the latest one.
     t1, t2 = NOW - timedelta(days=30), NOW - timedelta(days=1)
     for fy_time, head, eid in ((t2, 12, "b"), (t1, 30, "a"), (t2, 12, "b")):
@@ -229,3 +224,34 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
     doc = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert doc["target"] == 12 and [h["headcount"] for h in doc["target_history"]] == [30, 12]
     await db.client.close()
+
+
+async def test_a_database_counted_before_the_write_path_is_rebuilt_once_at_startup(settings_for):
+    """Completions stored by the claims design (no completion states): the first replica to start rebuilds every
+    book from the completions and retractions; then the figures equal a recount, and later starts change nothing."""
+    settings = settings_for(TrainingSettings)
+    db = db_of(settings)
+    repo = TrainingRepository(db, lambda: NOW)
+    try:
+        rows = []
+        for i in range(30):
+            data = TrainingCourseCompleted(agency="dga", learner_ref=f"L{i % 4}", course_id=f"C{i}", competency="mindset",
+                                           hours=1.5, completed_on=date(2026, 1, 5), passed=i % 3 != 0)
+            rows.append({**domain.completion_doc("/agencies/dga/t", f"old{i}", data, f"L{i % 4}", NOW), "claim": "c-old"})
+        await db.training_completions.insert_many(rows)
+        await db.training_voids.insert_one(domain.void_doc(rows[1]["_id"], "r", NOW))
+        await db.training_readiness.insert_one({"_id": "2569:dga:mindset", "fiscal_year": 2569, "agency": "dga",
+                                                "competency": "mindset", "completions": 30, "ready_learners": 4,
+                                                "applied": ["c-old"], "target": 10})
+        assert await repo.migrate() is True
+        rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+        assert rollup["completions"] == 29 and rollup["passed_completions"] == 19 and rollup["target"] == 10
+        assert rollup["ready_learners"] == 4 and await repo.differences() == []
+        assert await repo.migrate() is False
+        data = TrainingCourseCompleted(agency="dga", learner_ref="L9", course_id="C", competency="mindset", hours=1,
+                                       completed_on=date(2026, 1, 5), passed=True)
+        assert await repo.add_completions([domain.completion_doc("/agencies/dga/t", "new", data, "L9", NOW)]) == 1
+        rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+        assert rollup["completions"] == 30 and rollup["ready_learners"] == 5 and await repo.differences() == []
+    finally:
+        await db.client.close()

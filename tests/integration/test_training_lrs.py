@@ -10,12 +10,14 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from ledger_fakes import Crash, CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, running
 
+from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.topics import TRAINING_EVENTS
 from services.contracts.training import TrainingCourseCompleted
 from services.training import domain, xapi
-from services.training.adapters import TrainingRepository, new_claim
+from services.training.adapters import TrainingRepository
 from services.training.main import create_app
 from services.training.settings import TrainingSettings
 
@@ -136,7 +138,7 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
         # The retraction redelivered (a batch applied again after a lost commit) takes nothing out twice.
         repo = app.state.training_repo
         ref = (f"/agencies/dga/xapi\x1fxapi:{ids[1]}", f"/agencies/dga/xapi\x1fxapi-void:{void_id}")
-        assert await repo.void_completions([ref], "redelivered-claim") == 0
+        assert await repo.void_completions([ref]) == 0
         assert (await readiness("mindset"))["completions"] == 3
         # A retraction sent as an event by the agency itself (HTTP intake), of a completion it sent over Kafka.
         kafka_completion = cloudevent("training.course.completed", {
@@ -169,8 +171,8 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
 
         async def late_settled():
             doc = await db.training_completions.find_one({"id": f"xapi:{early}"})
-            open_claims = await db.training_claims.count_documents({"done": False})
-            return doc if doc and not open_claims else None
+            open_writes = await db.training_journal.count_documents({})
+            return doc if doc and not open_writes else None
 
         # Both orders end the same: stored voided and not counted (in one batch: counted, then taken out).
         doc = await poll(late_settled, 60, what="late completion stored and its batch finished")
@@ -227,41 +229,34 @@ async def test_retractions_survive_crashes_at_every_step_and_equal_recount(setti
     repo = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60)
     await repo.ensure_indexes()
 
-    def doc(i: int, learner: str, claim: str) -> dict:
+    def doc(i: int, learner: str) -> dict:
         data = TrainingCourseCompleted(agency="dga", learner_ref=learner, course_id=f"C{i}", competency="mindset",
                                        hours=2, completed_on=date(2026, 1, 5), passed=True)
-        return domain.completion_doc("/agencies/dga/t", f"e{i}", data, learner, claim, clock[0])
+        return domain.completion_doc("/agencies/dga/t", f"e{i}", data, learner, clock[0])
 
     # L0 passed two courses, L1..L3 one each: 5 completions, 4 ready learners.
-    claim = new_claim()
-    batch = [doc(0, "L0", claim), doc(1, "L0", claim)] + [doc(i, f"L{i - 1}", claim) for i in (2, 3, 4)]
-    assert await repo.add_completions(batch, claim) == 5
+    batch = [doc(0, "L0"), doc(1, "L0")] + [doc(i, f"L{i - 1}") for i in (2, 3, 4)]
+    assert await repo.add_completions(batch) == 5
 
-    class Crash(Exception):
-        pass
-
-    # Retract one of L0's two passes (L0 stays ready), then L1's, L2's only pass (they stop being ready).
-    for n, stage in enumerate(("after_void_completions", "after_void_learners", "after_void_rollups")):
-        def fault(name: str, stage=stage) -> None:
-            if name == stage:
-                raise Crash(name)
-
+    # Retract one of L0's two passes (L0 stays ready), then L1's, L2's only pass (they stop being ready). A replica
+    # whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the retraction, 2-3 the
+    # completion states, 4-5 the learners, 6-7 the rollups, 8 closes the entry.
+    for n, at in enumerate((2, 6, 8)):  # after the retraction is stored, after the learners, after the rollups
         ref = (f"/agencies/dga/t\x1fe{n + 1}", f"/agencies/dga/t\x1fretract-{n}")
-        repo.fault = fault
+        dying = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60,
+                                   store=CrashingStore(MongoLedgerStore(db), at=at))
         with pytest.raises(Crash):
-            await repo.void_completions([ref], new_claim())
-        repo.fault = None
-        assert await repo.void_completions([ref], new_claim()) == 0  # redelivered: already voided by the first
+            await dying.void_completions([ref])
+        assert await repo.void_completions([ref]) == 0  # redelivered: already voided by the first
         clock[0] += timedelta(seconds=61)
-        assert await repo.finish_stale_claims() == 1
-        assert await repo.finish_stale_claims() == 0
+        assert await repo.sweep() == 1
+        assert await repo.sweep() == 0
     rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     recount = await repo.recount(write=False)
     assert {k: rollup[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
     assert rollup["completions"] == 2 and rollup["ready_learners"] == 2  # L0 and L3
     # A new pass of a learner whose passes were all retracted makes it ready again.
-    claim = new_claim()
-    assert await repo.add_completions([doc(9, "L1", claim)], claim) == 1
+    assert await repo.add_completions([doc(9, "L1")]) == 1
     rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert rollup["ready_learners"] == 3 and (await repo.recount(write=False))["2569:dga:mindset"]["ready_learners"] == 3
     await db.client.close()

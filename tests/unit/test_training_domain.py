@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 
 import pytest
+from ledger_fakes import MemoryLedgerStore
 
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCourseCompleted
 from services.training import domain
+from services.training.adapters import counting_ledger
 
 NOW = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
 
@@ -16,7 +19,7 @@ NOW = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
 def completion(learner: str, competency="digital_technology", passed=True, hours=3.0, on=date(2026, 2, 1), agency="dga"):
     data = TrainingCourseCompleted(agency=agency, learner_ref=learner, course_id="C", competency=competency, hours=hours,
                                    completed_on=on, passed=passed)
-    return domain.completion_doc("/agencies/dga/t", f"{learner}-{competency}-{hours}-{on}", data, learner, "claim", NOW)
+    return domain.completion_doc("/agencies/dga/t", f"{learner}-{competency}-{hours}-{on}", data, learner, NOW)
 
 
 def test_fiscal_year_boundary_is_1_october_in_bangkok():
@@ -28,7 +31,7 @@ def test_fiscal_year_boundary_is_1_october_in_bangkok():
     doc = completion("x", on=date(2025, 10, 1))
     assert doc["fiscal_year"] == 2569 and domain.completion_doc(
         "/s", "i", TrainingCourseCompleted(agency="dga", learner_ref="x", course_id="c", competency="mindset", hours=1,
-                                           completed_on=date(2025, 9, 30), passed=True), "x", "c", NOW)["fiscal_year"] == 2568
+                                           completed_on=date(2025, 9, 30), passed=True), "x", NOW)["fiscal_year"] == 2568
 
 
 def test_learner_hash_is_keyed_and_scoped_by_agency():
@@ -41,15 +44,13 @@ def test_learner_hash_is_keyed_and_scoped_by_agency():
 
 def test_a_learner_with_three_courses_of_a_competency_counts_once_when_learners_are_distinct():
     docs = [completion("h1", hours=2), completion("h1", hours=3), completion("h1", hours=4), completion("h2", passed=False)]
-    learners = {}
-    for c in docs:
-        if c["passed"]:
-            learners.setdefault(domain.learner_doc(c, "claim", NOW)["_id"], domain.learner_doc(c, "claim", NOW))
-    d = domain.deltas(docs, learners.values())
-    [(key, delta)] = d.items()
-    assert key == "2569:dga:digital_technology"
-    assert delta.ready_learners == 1 and delta.completions == 4 and delta.passed_completions == 3
-    assert delta.passed_hours == 9 and delta.hours == 12
+    store = MemoryLedgerStore()
+    asyncio.run(counting_ledger(store, lambda: NOW).write([{**d, "_id": str(i)} for i, d in enumerate(docs)],
+                                                          domain.COMPLETIONS))
+    [rollup] = store.docs(domain.ROLLUPS)
+    assert rollup["_id"] == "2569:dga:digital_technology"
+    assert rollup["ready_learners"] == 1 and rollup["completions"] == 4 and rollup["passed_completions"] == 3
+    assert rollup["passed_hours"] == 9 and rollup["hours"] == 12
 
 
 def test_target_replacement_orders_by_time_then_id():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 from datetime import UTC, datetime
 
 import pytest
+from ledger_fakes import MemoryLedgerStore
 
 from services.contracts.training import TrainingCompletionVoided
 from services.training import domain, xapi
+from services.training.adapters import counting_ledger
 
 NOW = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 SID = "fd41c918-b88b-4b20-a0a5-a4c32391aaa0"
@@ -133,13 +136,22 @@ def test_completion_voided_contract_stays_in_the_agency_namespace():
         TrainingCompletionVoided(agency="dga", voided_source="/agencies/ocsc/xapi", voided_id="x")
 
 
-def test_voided_completions_are_not_counted_and_negation_takes_them_out():
-    c = {"fiscal_year": 2569, "agency": "dga", "competency": "mindset", "hours": 2.0, "passed": True}
-    learner = {"fiscal_year": 2569, "agency": "dga", "competency": "mindset"}
-    d = domain.deltas([c, {**c, "voided": True}], [learner])["2569:dga:mindset"]
-    assert (d.completions, d.passed_completions, d.hours, d.ready_learners) == (1, 1, 2.0, 1)
-    n = domain.negated(domain.deltas([c], [learner]))["2569:dga:mindset"].as_inc()
-    assert n == {"completions": -1, "passed_completions": -1, "hours": -2.0, "passed_hours": -2.0, "ready_learners": -1}
+def test_voided_completions_are_not_counted_and_a_retraction_takes_them_out():
+    c = {"fiscal_year": 2569, "agency": "dga", "competency": "mindset", "hours": 2.0, "passed": True,
+         "learner_hash": "h1"}
+    store = MemoryLedgerStore()
+    ledger = counting_ledger(store, lambda: datetime(2026, 3, 1, tzinfo=UTC))
+
+    def figures():
+        return domain.rollup_figures({k: v for k, v in store.docs(domain.ROLLUPS)[0].items()})
+
+    asyncio.run(ledger.write([domain.void_doc("early", "r-early", datetime(2026, 3, 1, tzinfo=UTC))], domain.VOIDS))
+    asyncio.run(ledger.write([{**c, "_id": "late"}, {**c, "_id": "early"}], domain.COMPLETIONS))
+    assert figures() == {"completions": 1, "passed_completions": 1, "hours": 2.0, "passed_hours": 2.0,
+                         "ready_learners": 1}  # voided before it arrived: stored, never counted
+    asyncio.run(ledger.write([domain.void_doc("late", "r-late", datetime(2026, 3, 1, tzinfo=UTC))], domain.VOIDS))
+    assert figures() == {"completions": 0, "passed_completions": 0, "hours": 0.0, "passed_hours": 0.0,
+                         "ready_learners": 0}
 
 
 def test_stored_statements_hold_no_address_and_query_parsing():
