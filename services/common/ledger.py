@@ -83,6 +83,8 @@ class Book:
     # Top-level fields of its documents that are not this book's counters (training's targets): a recount keeps
     # them, and comparing with a recount ignores them.
     kept: tuple[str, ...] = ()
+    # Numeric fields that identify a document rather than count (a fiscal year): not compared with a recount.
+    identity: tuple[str, ...] = ()
 
 
 class LedgerStore(Protocol):
@@ -307,7 +309,7 @@ class Ledger:
 def _figures(doc: Mapping[str, Any], book: Book) -> dict[str, int | float]:
     """The book's non-zero counters of a document (kept fields left out; floats to the book's digits)."""
     out = {}
-    for path, value in counters({k: v for k, v in doc.items() if k not in book.kept}).items():
+    for path, value in counters({k: v for k, v in doc.items() if k not in book.kept and k not in book.identity}).items():
         if book.digits is not None and isinstance(value, float):
             value = round(value, book.digits)
         if value:

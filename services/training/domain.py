@@ -91,9 +91,10 @@ STATES = "training_completion_state"
 LEARNERS = "training_learner_competency"
 ROLLUPS = "training_readiness"
 ROLLUP_COUNTERS = ("completions", "passed_completions", "hours", "passed_hours", "ready_learners")
+ROLLUP_KEYS = ("fiscal_year", "agency", "competency")
 # A rollup's fields that are not counters: its identity (a rollup may hold only a target) and its target.
-ROLLUP_KEPT = ("fiscal_year", "agency", "competency", "target", "target_time", "target_event", "target_history")
-_STATE_KEYS = ("fiscal_year", "agency", "competency", "learner_hash", "hours", "passed")
+ROLLUP_KEPT = (*ROLLUP_KEYS, "target", "target_time", "target_event", "target_history")
+STATE_KEYS = ("fiscal_year", "agency", "competency", "learner_hash", "hours", "passed")
 
 
 def count(kind: str, new: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Delta]]:
@@ -101,7 +102,7 @@ def count(kind: str, new: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, De
     states: dict[str, Delta] = {}
     for doc in new:
         if kind == COMPLETIONS:
-            add_delta(states, doc["_id"], {k: doc[k] for k in _STATE_KEYS}, {"stored": 1})
+            add_delta(states, doc["_id"], {k: doc[k] for k in STATE_KEYS}, {"stored": 1})
         else:
             add_delta(states, doc["_id"], {}, {"voided": 1})
     return {STATES: states}
@@ -113,7 +114,7 @@ def is_live(state: Mapping[str, Any]) -> bool:
 
 
 def _rollup_keys(doc: Mapping[str, Any]) -> dict[str, Any]:
-    return {"fiscal_year": doc["fiscal_year"], "agency": doc["agency"], "competency": doc["competency"]}
+    return {name: doc[name] for name in ROLLUP_KEYS}
 
 
 def state_contributes(state: Mapping[str, Any]) -> dict[str, dict[str, Delta]]:
