@@ -241,8 +241,9 @@ class Ledger:
                 after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits)
                 if book.contributes:
                     change = _change(before, book.contributes(after_doc))
-                    _record_effect(after_doc, token, change, self.keep)
-                    effects.append(change)
+                    if change:  # nothing recorded reads back as nothing passed on
+                        _record_effect(after_doc, token, change, self.keep)
+                        effects.append(change)
                 writes.append((expected, after_doc))
             if not writes:
                 return passed_on
