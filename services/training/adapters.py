@@ -103,8 +103,12 @@ class TrainingRepository:
     # --- completions and retractions (the write path) -------------------------------------------------------
     async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
         """Store completions and count the new ones exactly once; returns how many were new."""
+        ids = [d["_id"] for d in docs]
+        if ids:  # retracted before it arrived: stored flagged (its state keeps it from ever counting)
+            early = {d["_id"] async for d in self.voids.find({"_id": {"$in": ids}}, {"_id": 1})}
+            docs = [{**d, "voided": True} if d["_id"] in early else d for d in docs]
         new = await self.ledger.write(docs, domain.COMPLETIONS)
-        await self._mark_voided([d["_id"] for d in docs])
+        await self._mark_voided(ids)
         return len(new)
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
@@ -119,8 +123,8 @@ class TrainingRepository:
 
     async def _mark_voided(self, ids: Sequence[str]) -> None:
         """Flag stored completions whose state says voided (for reading them; the counts go by the states). Both
-        paths flag their whole batch after the write, so whichever of a completion and its retraction is stored
-        second flags it, and a redelivery repeats it."""
+        paths flag their whole batch after the write, so that a completion and its retraction racing each other
+        end flagged too, whichever is stored second, and a redelivery repeats it."""
         if not ids:
             return
         voided = [d["_id"] async for d in self.states.find({"_id": {"$in": list(ids)}, "voided": {"$gt": 0}}, {"_id": 1})]
