@@ -186,8 +186,6 @@ class EventConsumer:
         self.clock = clock
         self.date_window = settings.date_window()
         self.stopping = asyncio.Event()
-        # Test hook: awaited after the write and before the commit (to prove redelivery is harmless).
-        self.before_commit: Callable[[], Awaitable[None]] | None = None
         self.batches_committed = 0
         self.consecutive_failures = 0
 
@@ -214,8 +212,6 @@ class EventConsumer:
         started = time.perf_counter()
         try:
             await self.process(records)
-            if self.before_commit is not None:
-                await self.before_commit()
         except Exception as exc:  # not one record's fault: nothing of this batch may be committed
             await self._rewind(msg, records, exc)
             return

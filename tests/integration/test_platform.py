@@ -38,13 +38,16 @@ SAMPLES = {
 }
 
 
-def build_app(settings: ServiceSettings, handled: list[Batch] | None = None):
-    """A generic service on the shared runtime: every agency event type, audit trail only."""
+def build_app(settings: ServiceSettings, handled: list[Batch] | None = None, after_write=None):
+    """A generic service on the shared runtime: every agency event type, audit trail only. `after_write`: awaited
+    after a batch was handled, before the consumer may commit it (a test wraps the write path, no hook in it)."""
     runtime = Runtime(settings)
 
     async def handle(batch: Batch) -> None:
         if handled is not None:
             handled.append(batch)
+        if after_write is not None:
+            await after_write(batch)
 
     for topic in (topics.ROADMAP_EVENTS, topics.TRAINING_EVENTS, topics.FEEDBACK_EVENTS):
         runtime.add_consumer(topic=topic, group=f"platform-test-{topic}", handler=handle,
@@ -214,21 +217,19 @@ async def test_same_event_twice_is_stored_once(settings_for):
 
 async def test_consumer_killed_before_commit_redelivers_and_stores_once(settings_for):
     settings = settings_for(ServiceSettings, service_name="platform")
-    handled_first: list[Batch] = []
-    app, runtime = build_app(settings, handled_first)
     crashed = asyncio.Event()
     events = [cloudevent("training.target.set", SAMPLES["training.target.set"], agency="dga") for _ in range(5)]
     ids = [e["id"] for e in events]
     db = db_of(settings)
 
-    async def crash_before_commit():
+    async def crash_before_commit(batch: Batch) -> None:
         # Earlier batches (other tests' records) commit normally; ours is written and never committed.
         if await count(db, id={"$in": ids}) == 5:
             crashed.set()
             await asyncio.Event().wait()
 
-    [training] = [c for c in runtime.consumers if c.topic == topics.TRAINING_EVENTS]
-    training.before_commit = crash_before_commit
+    handled_first: list[Batch] = []
+    app, _ = build_app(settings, handled_first, after_write=crash_before_commit)
     async with running(app):
         await produce_events(settings.kafka_bootstrap_servers, topics.TRAINING_EVENTS, events)
         await asyncio.wait_for(crashed.wait(), 30)
