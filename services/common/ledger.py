@@ -29,7 +29,9 @@ The steps of `Ledger.write`, each one idempotent call (a crash may come between 
 
 Recovery, one for every service: an entry still open is finished by repeating 3-4 with the records that carry its
 token. The same process finishes its own failed writes at its next write; any replica finishes an entry once it
-is older than the grace period (`sweep`; a live replica's write in flight is left alone). The one bound: a token is
+is older than the grace period (`sweep`; a live replica's write in flight is left alone). A write never goes on past its
+lease (`WriteExpired` before its next call, set under the grace period), so a sweep never races a live writer (one
+that read the records while they were still being inserted would count a part of them). The one bound: a token is
 recognised while it is among the last `keep` applied to a document, so an interrupted write must be finished before
 `keep` later writes touched the same document (the sweep runs long before).
 
@@ -44,6 +46,7 @@ memory; tests inject crashes by wrapping a store, never through hooks here.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +62,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOKEN = "ledger_token"  # the field of a record naming the write that stored it
 CAS_ROUNDS = 100  # compare-and-set rounds of one book before the write gives up (the batch is then redelivered)
+
+
+class WriteExpired(RuntimeError):
+    """A write outlived its lease (a long database outage): it stops before its next step, so that a sweep finishing
+    it after the grace period never races it. The batch is redelivered; the entry is finished by a recovery."""
 
 Deltas = dict[str, dict[str, Delta]]  # book collection -> document id -> Delta
 
@@ -127,6 +135,7 @@ class Ledger:
     def __init__(self, store: LedgerStore, *, journal: str, records: Sequence[Records], books: Sequence[Book],
                  count: Callable[[str, Sequence[Mapping[str, Any]]], Deltas],
                  clock: Clock = utc_now, keep: int = 200, token_field: str = TOKEN, ids_field: str = "ids",
+                 lease: timedelta | None = None, timer: Callable[[], float] = time.monotonic,
                  retry: Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]] | None = None):
         if not records:
             raise ValueError("a ledger keeps at least one kind of record")
@@ -141,6 +150,10 @@ class Ledger:
         self.clock = clock
         self.keep = keep
         self._retry = retry or _retry_transient
+        # How long a write may go on after opening its entry: under the sweep's grace period (half of it, say), so
+        # that a sweep never finishes an entry whose writer still works on it. None: no limit (tests, one process).
+        self.lease = lease.total_seconds() if lease is not None else None
+        self.timer = timer
         # Writes this process began that raised (their batch will come again): nothing else works on them, so the
         # next write finishes them at once rather than after the grace period.
         self._unfinished: dict[str, tuple[str, list[Any]]] = {}
@@ -156,11 +169,12 @@ class Ledger:
         records = _unique(list(records))  # an event twice in one batch is one record
         token = uuid.uuid4().hex
         ids = [r["_id"] for r in records]
+        deadline = self.timer() + self.lease if self.lease is not None else None
         try:
             entry = {"_id": token, "at": self.clock(), "kind": kind, self.ids_field: ids}
-            await self._step(partial(self.store.open_entry, self.journal, entry), "open journal entry")
-            new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token)
-            await self._finish(token, kind, new)
+            await self._step(partial(self.store.open_entry, self.journal, entry), "open journal entry", deadline)
+            new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token, deadline)
+            await self._finish(token, kind, new, deadline)
         except BaseException:
             self._unfinished[token] = (kind, ids)  # the batch comes again: this process finishes the write first
             raise
@@ -190,22 +204,23 @@ class Ledger:
         new = await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}")
         await self._finish(token, kind, new)
 
-    async def _finish(self, token: str, kind: str, new: list[dict[str, Any]]) -> None:
+    async def _finish(self, token: str, kind: str, new: list[dict[str, Any]], deadline: float | None = None) -> None:
         pending: Deltas = {}
         for collection, deltas in self.count(kind, new).items():
             merge(pending.setdefault(collection, {}), deltas)
         for i, book in enumerate(self.books):
             deltas = pending.pop(book.collection, None)
             if deltas:
-                for collection, passed_on in (await self._apply(book, token, deltas)).items():
+                for collection, passed_on in (await self._apply(book, token, deltas, deadline)).items():
                     if collection not in {b.collection for b in self.books[i + 1:]}:
                         raise ValueError(f"{book.collection} contributes to {collection}, which is not a later book")
                     merge(pending.setdefault(collection, {}), passed_on)
         if pending:
             raise ValueError(f"deltas for collections that are no book of this ledger: {sorted(pending)}")
-        await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry")
+        await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry", deadline)
 
-    async def _insert(self, kind: str, docs: list[dict[str, Any]], token: str) -> list[dict[str, Any]]:
+    async def _insert(self, kind: str, docs: list[dict[str, Any]], token: str,
+                      deadline: float | None) -> list[dict[str, Any]]:
         """Insert and return the records this token owns: those inserted now, or, after a retried insert (its first
         answer lost), those the database says carry the token."""
         attempts = 0
@@ -215,19 +230,21 @@ class Ledger:
             attempts += 1
             return await self.store.insert_new(kind, docs)
 
-        positions = await self._step(insert, f"insert into {kind}")
+        positions = await self._step(insert, f"insert into {kind}", deadline)
         if attempts == 1:
             return [docs[i] for i in positions]  # the common case: the answer is exact
         ids = [d["_id"] for d in docs]
-        return await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}")
+        return await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}",
+                                deadline)
 
-    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta]) -> Deltas:
+    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta], deadline: float | None) -> Deltas:
         """Apply `deltas` to the book's documents once for `token`; returns what the changed documents pass on to
         later books (for a document this token had changed before, what was recorded then)."""
         pending = dict(deltas)
         passed_on: Deltas = {}
         for _ in range(CAS_ROUNDS):
-            found = await self._step(partial(self.store.read, book.collection, list(pending)), f"read {book.collection}")
+            found = await self._step(partial(self.store.read, book.collection, list(pending)), f"read {book.collection}",
+                                     deadline)
             writes: list[tuple[int | None, dict[str, Any]]] = []
             effects: list[Deltas] = []
             for doc_id, delta in list(pending.items()):
@@ -248,7 +265,7 @@ class Ledger:
             if not writes:
                 return passed_on
             written = await self._step(partial(self.store.write_revisions, book.collection, writes),
-                                       f"write {book.collection}")
+                                       f"write {book.collection}", deadline)
             if written == len(writes):
                 for change in effects:
                     _merge_all(passed_on, change)
@@ -257,8 +274,18 @@ class Ledger:
             # the token and pass on what they recorded.
         raise RuntimeError(f"{book.collection}: counter documents kept changing under this write")
 
-    async def _step(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
-        return await self._retry(operation, what)
+    async def _step(self, operation: Callable[[], Awaitable[T]], what: str, deadline: float | None = None) -> T:
+        """One call to the store, retried while the database is unreachable; a write past its lease stops before
+        each attempt (a recovery, `deadline` None, goes on)."""
+        if deadline is None:
+            return await self._retry(operation, what)
+
+        async def within_lease() -> T:
+            if self.timer() > deadline:
+                raise WriteExpired(f"{self.journal}: write outlived its lease before: {what}")
+            return await operation()
+
+        return await self._retry(within_lease, what)
 
     # --- recount ---------------------------------------------------------------------------------------
     async def recount_deltas(self, chunk: int = 10_000) -> Deltas:

@@ -31,7 +31,8 @@ APPLIED_KEEP = 200
 
 
 class FeedbackRepository:
-    def __init__(self, db: AsyncDatabase, clock: Clock = utc_now, store: LedgerStore | None = None):
+    def __init__(self, db: AsyncDatabase, clock: Clock = utc_now, store: LedgerStore | None = None,
+                 lease_seconds: float | None = None):
         self.db = db
         # A response is stored once, as the audit record of its event (the platform's `events` collection,
         # written here rather than by the consumer, so the audit record carries the rollup token).
@@ -48,7 +49,9 @@ class FeedbackRepository:
                              records=[Records(self.responses.name, select={"type": FEEDBACK_RESPONSE_SUBMITTED},
                                               projection=domain.ROLLUP_PROJECTION)],
                              books=[Book(self.totals.name), Book(self.daily.name)], count=self._count, clock=clock,
-                             keep=APPLIED_KEEP, token_field="rollup_token", ids_field="responses")
+                             keep=APPLIED_KEEP, token_field="rollup_token", ids_field="responses",
+                             # A batch write stops at half the sweep's grace period: the sweep never races it.
+                             lease=timedelta(seconds=lease_seconds) if lease_seconds is not None else None)
 
     def _count(self, kind: str, new: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, domain.RollupDelta]]:
         totals, daily = domain.rollup_deltas(new)

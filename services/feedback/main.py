@@ -25,7 +25,7 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     settings = settings or FeedbackSettings()
     clock = clock or utc_now
     runtime = Runtime(settings)
-    repo = FeedbackRepository(runtime.db, clock)
+    repo = FeedbackRepository(runtime.db, clock, lease_seconds=settings.feedback_sweep_grace_seconds / 2)
     limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
     service = FeedbackService(repo, settings, clock, form_limiter=limiter)
 

@@ -41,13 +41,13 @@ JOURNAL = "training_journal"
 MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
 
 
-def counting_ledger(store: LedgerStore, clock: Clock) -> Ledger:
+def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = None) -> Ledger:
     """The training write path over a store (MongoDB in the service, in memory in unit tests)."""
     return Ledger(store, journal=JOURNAL, records=[Records(domain.COMPLETIONS), Records(domain.VOIDS)],
                   books=[Book(domain.STATES, domain.state_contributes, identity=domain.STATE_KEYS),
                          Book(domain.LEARNERS, domain.learner_contributes, identity=domain.ROLLUP_KEYS),
                          Book(domain.ROLLUPS, digits=4, kept=domain.ROLLUP_KEPT)],
-                  count=domain.count, clock=clock, keep=APPLIED_KEEP)
+                  count=domain.count, clock=clock, keep=APPLIED_KEEP, lease=lease)
 
 
 class TrainingRepository:
@@ -64,7 +64,8 @@ class TrainingRepository:
         self.statements = db.training_xapi_statements
         self.journal = db[JOURNAL]
         self.migrations = db.training_migrations
-        self.ledger = counting_ledger(store or MongoLedgerStore(db), clock)
+        # A write stops at half the grace period after which a sweep may finish it: the sweep never races it.
+        self.ledger = counting_ledger(store or MongoLedgerStore(db), clock, lease=self.grace / 2)
 
     async def ensure_indexes(self) -> None:
         # Uniqueness of (source, id) is the `_id` itself (source + US + id): no second unique index to maintain.

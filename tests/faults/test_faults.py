@@ -92,6 +92,7 @@ class Scenario:
             "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"faults-{uuid.uuid4().hex[:6]}",
             # A rollup batch left unfinished by a SIGKILL is completed by the sweeper after the grace period.
             "NEWNORMAL_FEEDBACK_SWEEP_GRACE_SECONDS": "5", "NEWNORMAL_FEEDBACK_SWEEP_INTERVAL_SECONDS": "2",
+            "NEWNORMAL_STALE_CLAIM_SECONDS": "5", "NEWNORMAL_RECOVERY_INTERVAL_SECONDS": "2",  # the same for training
         }
         self.kafka = px.tansu(self.kafka_port, LOGS)
         self.mongo = px.secantus(self.mongo_port, self.storage, LOGS)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
 
 from services.common.counters import Delta, add_delta, counters, with_delta
-from services.common.ledger import TOKEN, Book, Ledger, Records
+from services.common.ledger import TOKEN, Book, Ledger, Records, WriteExpired
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 # A retraction of event n is -(n + 1): an op list mixes events and retractions, in any order.
@@ -274,3 +274,33 @@ def test_one_process_with_writes_in_flight_at_once_finishes_only_the_ones_that_f
     assert asyncio.run(run()) > 0
     assert stored(store) == expected(ns)
     assert store.docs("journal") == []
+
+
+def test_a_write_past_its_lease_stops_before_its_next_call_and_is_finished_by_a_recovery():
+    """A long outage: the writer must not go on once a sweep may finish its entry (the sweep would read the records
+    while they are still being inserted, and count a part of them)."""
+    store = MemoryLedgerStore()
+    now = [0.0]
+
+    class SlowStore(CrashingStore):
+        def __getattr__(self, name):
+            method = getattr(self.store, name)
+
+            async def call(*args, **kwargs):
+                if name == "insert_new":
+                    now[0] += 10  # the insert lands after a long wait
+                return await method(*args, **kwargs)
+            return call
+
+    ledger = Ledger(SlowStore(store), journal="journal", records=[Records("records"), Records("retractions")],
+                    books=make_ledger(store).books, count=count, clock=lambda: NOW, retry=lambda op, what: op(),
+                    lease=timedelta(seconds=5), timer=lambda: now[0])
+    try:
+        asyncio.run(ledger.write([record(n) for n in range(4)]))
+    except WriteExpired:
+        pass
+    else:
+        raise AssertionError("the write went on past its lease")
+    assert len(store.docs("records")) == 4 and store.docs("counts") == []  # stored, nothing counted yet
+    assert asyncio.run(make_ledger(store).sweep(timedelta(0))) == 1
+    assert stored(store) == expected(list(range(4)))
