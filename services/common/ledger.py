@@ -29,11 +29,11 @@ The steps of `Ledger.write`, each one idempotent call (a crash may come between 
 
 Recovery, one for every service: an entry still open is finished by repeating 3-4 with the records that carry its
 token. The same process finishes its own failed writes at its next write; any replica finishes an entry once it
-is older than the grace period (`sweep`; a live replica's write in flight is left alone). A write never goes on past its
-lease (`WriteExpired` before its next call, set under the grace period), so a sweep never races a live writer (one
-that read the records while they were still being inserted would count a part of them). The one bound: a token is
-recognised while it is among the last `keep` applied to a document, so an interrupted write must be finished before
-`keep` later writes touched the same document (the sweep runs long before).
+is older than the grace period (`sweep`; a live replica's write in flight is left alone). A write never goes on
+past its lease (`WriteExpired` before its next call; the lease is under the grace period), so a sweep never races
+a live writer (one that read the records while they were still being inserted would count a part of them). The
+one bound: a token is recognised while it is among the last `keep` applied to a document, so an interrupted write
+must be finished before `keep` later writes touched the same document (the sweep runs long before).
 
 Why read and replace rather than `$inc`: SecantusDB applies an update path by path, and one batch may touch
 hundreds of counters of one document; reading and replacing it costs a fraction (bench/results/feedback_pipeline),
