@@ -38,7 +38,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
-from services.common.mongo import TRANSIENT_ERRORS, insert_new, insert_new_or_refused, retry_transient
+from services.common.mongo import TRANSIENT_ERRORS, find_in, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.contracts.dates import check_event_dates
@@ -103,14 +103,14 @@ async def stored_content(collection: Any, events: Sequence[Event]) -> dict[tuple
     ids = list({e.key: e.document_id for e in events}.values())
     stored: dict[tuple[str, str], tuple[str, Any]] = {}
     legacy: list[dict[str, str]] = []
-    async for doc in collection.find({"_id": {"$in": ids}}, {CONTENT_HASH_FIELD: 1, "time": 1}):
+    for doc in await find_in(collection, "_id", ids, {CONTENT_HASH_FIELD: 1, "time": 1}):
         if CONTENT_HASH_FIELD in doc:
             stored[(doc["_id"]["source"], doc["_id"]["id"])] = (doc[CONTENT_HASH_FIELD], doc.get("time"))
         else:
             legacy.append(doc["_id"])
     if legacy:
-        async for doc in collection.find({"_id": {"$in": legacy}}, {"type": 1, "agency": 1, "subject": 1,
-                                                                  "dataschema": 1, "time": 1, "data": 1}):
+        for doc in await find_in(collection, "_id", legacy, {"type": 1, "agency": 1, "subject": 1, "dataschema": 1,
+                                                            "time": 1, "data": 1}):
             stored[(doc["_id"]["source"], doc["_id"]["id"])] = (content_hash(doc), doc.get("time"))
     return stored
 

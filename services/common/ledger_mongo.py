@@ -9,7 +9,7 @@ from typing import Any
 from pymongo import ASCENDING, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
+from services.common.mongo import bulk_write_or_duplicates, find_in, insert_if_new, insert_new
 
 
 class MongoLedgerStore:
@@ -31,14 +31,10 @@ class MongoLedgerStore:
         return await insert_new(self.db[collection], docs)
 
     async def carrying(self, collection: str, ids: Sequence[Any], field: str, token: str) -> list[dict[str, Any]]:
-        if not ids:
-            return []
-        return await self.db[collection].find({"_id": {"$in": list(ids)}, field: token}).to_list(None)
+        return [d for d in await find_in(self.db[collection], "_id", ids) if d.get(field) == token]
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if not ids:
-            return {}
-        return {d["_id"]: d async for d in self.db[collection].find({"_id": {"$in": list(ids)}})}
+        return {d["_id"]: d for d in await find_in(self.db[collection], "_id", ids)}
 
     async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
         ops: list[InsertOne | ReplaceOne] = []

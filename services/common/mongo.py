@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -47,6 +47,23 @@ async def ensure_platform_indexes(db: AsyncDatabase) -> None:
 # Write errors that are one document's fault (the server refuses its content), never the database's state:
 # BadValue, DollarPrefixedFieldName, EmptyFieldName, DocumentValidationFailure, BSONObjectTooLarge, DocumentTooLarge.
 DOCUMENT_REFUSED = frozenset({2, 52, 56, 121, 10334, 17419, 17420})
+
+
+# SecantusDB matches an `$in` list in time quadratic in its length (500 ids: ~300 ms; 10 lists of 50: ~50 ms, at any
+# collection size; measured on this machine), so every lookup of many keys goes in lists of this many.
+IN_CHUNK = 50
+
+
+async def find_in(collection: AsyncCollection, field: str, values: Iterable[Any],
+                  projection: Mapping[str, Any] | None = None, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The documents whose `field` is one of `values` (and that match `where`), looked up `IN_CHUNK` values at a
+    time. Each document once when `field` is `_id` (values are deduplicated)."""
+    unique = list({repr(v): v for v in values}.values())
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(unique), IN_CHUNK):
+        query = {field: {"$in": unique[start:start + IN_CHUNK]}, **(where or {})}
+        out += [d async for d in collection.find(query, dict(projection) if projection is not None else None)]
+    return out
 
 
 async def insert_new(collection: AsyncCollection, docs: Sequence[dict[str, Any]]) -> list[int]:

@@ -12,7 +12,7 @@ from pymongo import ASCENDING, DESCENDING, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import bulk_write_or_duplicates, insert_if_new
+from services.common.mongo import bulk_write_or_duplicates, find_in, insert_if_new
 from services.roadmap.domain import Status
 
 STATS_ID = "current"
@@ -80,16 +80,10 @@ class MilestoneRepository:
 
     # --- milestones ----------------------------------------------------------------------------
     async def load_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        ids = list(set(ids))
-        if not ids:
-            return {}
-        return {d["_id"]: d async for d in self.milestones.find({"_id": {"$in": ids}})}
+        return {d["_id"]: d for d in await find_in(self.milestones, "_id", ids)}
 
     async def statuses(self, ids: Iterable[str]) -> dict[str, str]:
-        ids = list(set(ids))
-        if not ids:
-            return {}
-        return {d["_id"]: d.get("status") async for d in self.milestones.find({"_id": {"$in": ids}}, {"status": 1})}
+        return {d["_id"]: d.get("status") for d in await find_in(self.milestones, "_id", ids, {"status": 1})}
 
     async def save_many(self, docs: Sequence[Mapping[str, Any]]) -> set[str]:
         """Compare-and-set on `version`: returns the ids another writer changed first (retry those).
@@ -102,26 +96,16 @@ class MilestoneRepository:
         return {docs[i]["_id"] for i in lost}
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
-        ids = list(set(ids))
-        if not ids:
-            return []
-        return [d["_id"] async for d in self.milestones.find({"depends_on": {"$in": ids}}, {"_id": 1})]
+        return list(dict.fromkeys(d["_id"] for d in await find_in(self.milestones, "depends_on", ids, {"_id": 1})))
 
     async def dependencies_of(self, ids: Iterable[str]) -> dict[str, list[str]]:
         """The stored edges (current plan's `depends_on`) of these milestones: one level of the graph walk."""
-        ids = list(set(ids))
-        if not ids:
-            return {}
-        return {d["_id"]: list(d.get("depends_on") or [])
-                async for d in self.milestones.find({"_id": {"$in": ids}}, {"depends_on": 1})}
+        return {d["_id"]: list(d.get("depends_on") or []) for d in await find_in(self.milestones, "_id", ids, {"depends_on": 1})}
 
     async def dependency_states(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Status, reasons and risk roots of these milestones: what a dependant's projection reads of them."""
-        ids = list(set(ids))
-        if not ids:
-            return {}
         fields = {"status": 1, "status_reasons": 1, "risk_roots": 1}
-        return {d.pop("_id"): d async for d in self.milestones.find({"_id": {"$in": ids}}, fields)}
+        return {d.pop("_id"): d for d in await find_in(self.milestones, "_id", ids, fields)}
 
     async def count_unknown_dependencies(self) -> int:
         """Milestones with at least one dependency that names no planned milestone (for the summary)."""
@@ -224,11 +208,7 @@ class MilestoneRepository:
 
     async def list_items(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Milestones by id, as lists show them (without their histories)."""
-        out: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), 1000):
-            async for d in self.milestones.find({"_id": {"$in": list(ids[start:start + 1000])}}, _LIST_PROJECTION):
-                out[d["_id"]] = d
-        return out
+        return {d["_id"]: d for d in await find_in(self.milestones, "_id", ids, _LIST_PROJECTION)}
 
     async def write_overview_snapshots(self, docs: Mapping[str, Mapping[str, Any]], computed_at: datetime) -> None:
         """Replace the snapshots (one per owner, `*` for all) with these, each unless a newer one was written
@@ -261,10 +241,7 @@ class MilestoneRepository:
         await self.claims.update_one({"_id": alert_id}, {"$set": {"state": "published", "published_at": at}})
 
     async def claimed_ids(self, ids: Iterable[str]) -> set[str]:
-        ids = list(set(ids))
-        if not ids:
-            return set()
-        return {d["_id"] async for d in self.claims.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return {d["_id"] for d in await find_in(self.claims, "_id", ids, {"_id": 1})}
 
     async def stale_claims(self, older_than: datetime) -> list[dict[str, Any]]:
         cursor = self.claims.find({"state": "claimed", "claimed_at": {"$lte": older_than}}).sort("claimed_at", DESCENDING)

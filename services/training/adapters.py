@@ -31,7 +31,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import Clock
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
-from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
+from services.common.mongo import IN_CHUNK, bulk_write_or_duplicates, find_in, insert_if_new, insert_new
 from services.training import domain
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class TrainingRepository:
         """Store completions and count the new ones exactly once; returns how many were new."""
         ids = [d["_id"] for d in docs]
         if ids:  # retracted before it arrived: stored flagged (its state keeps it from ever counting)
-            early = {d["_id"] async for d in self.voids.find({"_id": {"$in": ids}}, {"_id": 1})}
+            early = {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})}
             docs = [{**d, "voided": True} if d["_id"] in early else d for d in docs]
         new = await self.ledger.write(docs, domain.COMPLETIONS)
         await self._mark_voided(ids)
@@ -128,10 +128,9 @@ class TrainingRepository:
         end flagged too, whichever is stored second, and a redelivery repeats it."""
         if not ids:
             return
-        voided = [d["_id"] async for d in self.states.find({"_id": {"$in": list(ids)}, "voided": {"$gt": 0}}, {"_id": 1})]
-        if voided:
-            await self.completions.update_many({"_id": {"$in": voided}, "voided": {"$ne": True}},
-                                               {"$set": {"voided": True}})
+        voided = [d["_id"] for d in await find_in(self.states, "_id", ids, {"voided": 1}) if d.get("voided", 0) > 0]
+        for start in range(0, len(voided), IN_CHUNK):
+            await self.completions.update_many({"_id": {"$in": voided[start:start + IN_CHUNK]}}, {"$set": {"voided": True}})
 
     async def sweep(self, grace: timedelta | None = None) -> int:
         """Finish the writes interrupted at least `grace` (default `stale_claim_seconds`) ago; returns how many."""
