@@ -93,6 +93,9 @@ class Book:
     kept: tuple[str, ...] = ()
     # Numeric fields that identify a document rather than count (a fiscal year): not compared with a recount.
     identity: tuple[str, ...] = ()
+    # Most writes create its documents (one per record): try inserting them before reading anything; the ones
+    # that exist already are then read and changed as usual.
+    insert_first: bool = False
 
 
 class LedgerStore(Protocol):
@@ -242,9 +245,12 @@ class Ledger:
         later books (for a document this token had changed before, what was recorded then)."""
         pending = dict(deltas)
         passed_on: Deltas = {}
-        for _ in range(CAS_ROUNDS):
-            found = await self._step(partial(self.store.read, book.collection, list(pending)), f"read {book.collection}",
-                                     deadline)
+        for round_ in range(CAS_ROUNDS):
+            if round_ == 0 and book.insert_first:
+                found: dict[str, dict[str, Any]] = {}  # as if none existed: an existing one makes its insert fail
+            else:
+                found = await self._step(partial(self.store.read, book.collection, list(pending)),
+                                         f"read {book.collection}", deadline)
             writes: list[tuple[int | None, dict[str, Any]]] = []
             effects: list[Deltas] = []
             for doc_id, delta in list(pending.items()):

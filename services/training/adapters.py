@@ -44,7 +44,7 @@ MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the
 def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = None) -> Ledger:
     """The training write path over a store (MongoDB in the service, in memory in unit tests)."""
     return Ledger(store, journal=JOURNAL, records=[Records(domain.COMPLETIONS), Records(domain.VOIDS)],
-                  books=[Book(domain.STATES, domain.state_contributes, identity=domain.STATE_KEYS),
+                  books=[Book(domain.STATES, domain.state_contributes, identity=domain.STATE_KEYS, insert_first=True),
                          Book(domain.LEARNERS, domain.learner_contributes, identity=domain.ROLLUP_KEYS),
                          Book(domain.ROLLUPS, digits=4, kept=domain.ROLLUP_KEPT)],
                   count=domain.count, clock=clock, keep=APPLIED_KEEP, lease=lease)

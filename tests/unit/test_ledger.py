@@ -76,7 +76,8 @@ def learner_contributes(learner: Mapping[str, Any]) -> dict[str, dict[str, Delta
 
 def make_ledger(store) -> Ledger:
     return Ledger(store, journal="journal", records=[Records("records"), Records("retractions")],
-                  books=[Book("states", state_contributes), Book("learners", learner_contributes), Book("counts")],
+                  books=[Book("states", state_contributes, insert_first=True), Book("learners", learner_contributes),
+                         Book("counts")],
                   count=count, clock=lambda: NOW, retry=lambda op, what: op())
 
 
