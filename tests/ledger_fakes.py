@@ -39,6 +39,10 @@ class MemoryLedgerStore:
         entries = [copy.deepcopy(e) for e in self._coll(journal).values() if e["at"] <= older_than]
         return sorted(entries, key=lambda e: e["at"])[:limit]
 
+    async def open_tokens(self, journal: str) -> set[str]:
+        await asyncio.sleep(0)
+        return {e["_id"] for e in self._coll(journal).values()}
+
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
         await asyncio.sleep(0)
         coll = self._coll(collection)

@@ -3,7 +3,7 @@ by the write path (`services.common.ledger`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,10 +39,10 @@ def merge(into: dict[str, Delta], more: Mapping[str, Delta]) -> dict[str, Delta]
 
 
 def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str | None, keep: int = 200,
-               digits: int | None = None) -> dict[str, Any]:
+               digits: int | None = None, protect: Collection[str] = ()) -> dict[str, Any]:
     """The counter document `doc` (None: a new one) with the delta added (and its identity fields where the document
-    lacks them), its revision bumped and `token` appended to the last `keep` applied tokens. Updates `doc` in place
-    and returns it."""
+    lacks them), its revision bumped and `token` appended to the last `keep` applied tokens; older tokens in
+    `protect` (writes not finished yet) stay too. Updates `doc` in place and returns it."""
     if doc is None:
         doc = {"_id": doc_id, "rev": 0, "applied": []}
     for name, value in delta.keys.items():
@@ -56,8 +56,16 @@ def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str
         node[leaf] = round(value, digits) if digits is not None and isinstance(value, float) else value
     doc["rev"] = doc.get("rev", 0) + 1
     if token is not None:
-        doc["applied"] = [*doc.get("applied", ()), token][-keep:]
+        doc["applied"] = last([*doc.get("applied", ()), token], keep, protect)
     return doc
+
+
+def last(items: list[Any], keep: int, protect: Collection[Any] = (), key: Callable[[Any], Any] = lambda x: x) -> list[Any]:
+    """The last `keep` of `items`, and before them the older ones whose `key` is in `protect`, in order."""
+    if len(items) <= keep:
+        return items
+    cut = len(items) - keep
+    return [x for x in items[:cut] if key(x) in protect] + items[cut:]
 
 
 def counters(doc: Mapping[str, Any], prefix: str = "") -> dict[str, int | float]:

@@ -31,9 +31,11 @@ Recovery, one for every service: an entry still open is finished by repeating 3-
 token. The same process finishes its own failed writes at its next write; any replica finishes an entry once it
 is older than the grace period (`sweep`; a live replica's write in flight is left alone). A write never goes on
 past its lease (`WriteExpired` before its next call; the lease is under the grace period), so a sweep never races
-a live writer (one that read the records while they were still being inserted would count a part of them). The
-one bound: a token is recognised while it is among the last `keep` applied to a document, so an interrupted write
-must be finished before `keep` later writes touched the same document (the sweep runs long before).
+a live writer (one that read the records while they were still being inserted would count a part of them).
+A document keeps its last `keep` tokens and, beyond them, every token whose journal entry is still open (read from
+the journal when a document is full): under load a hot rollup sees hundreds of writes within a grace period, and
+an interrupted write must still be recognised where it had applied. (A write that opened after that read is among
+the last `keep` unless `keep` writes began before it and applied after it: keep exceeds the writes in flight.)
 
 Why read and replace rather than `$inc`: SecantusDB applies an update path by path, and one batch may touch
 hundreds of counters of one document; reading and replacing it costs a fraction (bench/results/feedback_pipeline),
@@ -55,7 +57,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from services.common.clock import Clock, utc_now
-from services.common.counters import Delta, counters, difference, merge, with_delta
+from services.common.counters import Delta, counters, difference, last, merge, with_delta
 from services.common.mongo import retry_transient
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,9 @@ class LedgerStore(Protocol):
         """The documents among `ids` whose `field` (the token field) is `token`."""
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def open_tokens(self, journal: str) -> set[str]:
+        """The tokens of every journal entry still open (the writes in flight or interrupted: a handful)."""
 
     async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
         """Write each (expected revision, document): None inserts, else replaces only the stored document of that
@@ -208,13 +213,14 @@ class Ledger:
         await self._finish(token, kind, new)
 
     async def _finish(self, token: str, kind: str, new: list[dict[str, Any]], deadline: float | None = None) -> None:
+        protect = _OpenTokens(partial(self._step, partial(self.store.open_tokens, self.journal), "read journal", deadline))
         pending: Deltas = {}
         for collection, deltas in self.count(kind, new).items():
             merge(pending.setdefault(collection, {}), deltas)
         for i, book in enumerate(self.books):
             deltas = pending.pop(book.collection, None)
             if deltas:
-                for collection, passed_on in (await self._apply(book, token, deltas, deadline)).items():
+                for collection, passed_on in (await self._apply(book, token, deltas, deadline, protect)).items():
                     if collection not in {b.collection for b in self.books[i + 1:]}:
                         raise ValueError(f"{book.collection} contributes to {collection}, which is not a later book")
                     merge(pending.setdefault(collection, {}), passed_on)
@@ -240,7 +246,8 @@ class Ledger:
         return await self._step(partial(self.store.carrying, kind, ids, self.token_field, token), f"read {kind}",
                                 deadline)
 
-    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta], deadline: float | None) -> Deltas:
+    async def _apply(self, book: Book, token: str, deltas: dict[str, Delta], deadline: float | None,
+                     protect: _OpenTokens) -> Deltas:
         """Apply `deltas` to the book's documents once for `token`; returns what the changed documents pass on to
         later books (for a document this token had changed before, what was recorded then)."""
         pending = dict(deltas)
@@ -253,6 +260,10 @@ class Ledger:
                                          f"read {book.collection}", deadline)
             writes: list[tuple[int | None, dict[str, Any]]] = []
             effects: list[Deltas] = []
+            # A full document drops its oldest tokens, except those of writes still open: an interrupted write is
+            # recognised however many writes touched the document before a sweep finishes it.
+            open_tokens = await protect.get() if any(
+                len(found[d].get("applied", ())) >= self.keep for d in pending if d in found) else set()
             for doc_id, delta in list(pending.items()):
                 doc = found.get(doc_id)
                 if doc is not None and token in doc.get("applied", ()):
@@ -261,11 +272,11 @@ class Ledger:
                     continue
                 expected = None if doc is None else doc.get("rev", 0)
                 before = book.contributes(doc) if book.contributes and doc is not None else {}
-                after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits)
+                after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits, open_tokens)
                 if book.contributes:
                     change = _change(before, book.contributes(after_doc))
                     if change:  # nothing recorded reads back as nothing passed on
-                        _record_effect(after_doc, token, change, self.keep)
+                        _record_effect(after_doc, token, change, self.keep, open_tokens)
                         effects.append(change)
                 writes.append((expected, after_doc))
             if not writes:
@@ -368,10 +379,10 @@ def _change(before: Deltas, after: Deltas) -> Deltas:
 
 
 # What an application passed on is kept in the document as a list (ids and dotted paths are no safe field names).
-def _record_effect(doc: dict[str, Any], token: str, change: Deltas, keep: int) -> None:
+def _record_effect(doc: dict[str, Any], token: str, change: Deltas, keep: int, protect: set[str]) -> None:
     entry = {"token": token, "deltas": [[collection, doc_id, dict(d.keys), [[p, v] for p, v in d.inc.items()]]
                                         for collection, ds in change.items() for doc_id, d in ds.items()]}
-    doc["effects"] = [*doc.get("effects", ()), entry][-keep:]
+    doc["effects"] = last([*doc.get("effects", ()), entry], keep, protect, key=lambda e: e["token"])
 
 
 def _recorded_effect(doc: Mapping[str, Any], token: str) -> Deltas:
@@ -382,6 +393,19 @@ def _recorded_effect(doc: Mapping[str, Any], token: str) -> Deltas:
                 out.setdefault(collection, {})[doc_id] = Delta(keys, {p: v for p, v in inc})
             return out
     return {}
+
+
+class _OpenTokens:
+    """The open journal entries' tokens, read once per write and only if a document is full (rarely: hot rollups)."""
+
+    def __init__(self, read: Callable[[], Awaitable[set[str]]]):
+        self._read = read
+        self._tokens: set[str] | None = None
+
+    async def get(self) -> set[str]:
+        if self._tokens is None:
+            self._tokens = set(await self._read())
+        return self._tokens
 
 
 def _unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -27,6 +27,9 @@ class MongoLedgerStore:
         cursor = self.db[journal].find({"at": {"$lte": older_than}}).sort("at", ASCENDING).limit(limit)
         return await cursor.to_list(None)
 
+    async def open_tokens(self, journal: str) -> set[str]:
+        return {d["_id"] async for d in self.db[journal].find({}, {"_id": 1})}
+
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
         return await insert_new(self.db[collection], docs)
 

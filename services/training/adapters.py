@@ -105,11 +105,11 @@ class TrainingRepository:
     async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
         """Store completions and count the new ones exactly once; returns how many were new."""
         ids = [d["_id"] for d in docs]
-        if ids:  # retracted before it arrived: stored flagged (its state keeps it from ever counting)
-            early = {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})}
-            docs = [{**d, "voided": True} if d["_id"] in early else d for d in docs]
-        new = await self.ledger.write(docs, domain.COMPLETIONS)
-        await self._mark_voided(ids)
+        early = await self._retracted(ids)  # retracted before it arrived: stored flagged (its state never counts it)
+        new = await self.ledger.write([{**d, "voided": True} if d["_id"] in early else d for d in docs],
+                                      domain.COMPLETIONS)
+        # A retraction stored while this write ran flags what it finds; what it could not find yet is flagged here.
+        await self._flag_voided(sorted(await self._retracted(ids) - early))
         return len(new)
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
@@ -119,18 +119,20 @@ class TrainingRepository:
             return 0
         now = self.clock()
         new = await self.ledger.write([domain.void_doc(cid, by, now) for cid, by in refs], domain.VOIDS)
-        await self._mark_voided(sorted({cid for cid, _ in refs}))
+        await self._flag_voided(sorted({cid for cid, _ in refs}))
         return len(new)
 
-    async def _mark_voided(self, ids: Sequence[str]) -> None:
-        """Flag stored completions whose state says voided (for reading them; the counts go by the states). Both
-        paths flag their whole batch after the write, so that a completion and its retraction racing each other
-        end flagged too, whichever is stored second, and a redelivery repeats it."""
-        if not ids:
-            return
-        voided = [d["_id"] for d in await find_in(self.states, "_id", ids, {"voided": 1}) if d.get("voided", 0) > 0]
-        for start in range(0, len(voided), IN_CHUNK):
-            await self.completions.update_many({"_id": {"$in": voided[start:start + IN_CHUNK]}}, {"$set": {"voided": True}})
+    async def _retracted(self, ids: Sequence[str]) -> set[str]:
+        """The completion ids among `ids` that a stored retraction names (retractions are few: a cheap read)."""
+        return {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})} if ids else set()
+
+    async def _flag_voided(self, ids: Sequence[str]) -> None:
+        """Flag stored completions as voided, for reading them (the counts go by the states). A completion and its
+        retraction racing each other end flagged whichever is stored second: the retraction flags after its own
+        write, the completion looks for retractions after its own; a redelivery repeats both."""
+        for start in range(0, len(ids), IN_CHUNK):
+            await self.completions.update_many({"_id": {"$in": list(ids[start:start + IN_CHUNK])}, "voided": {"$ne": True}},
+                                               {"$set": {"voided": True}})
 
     async def sweep(self, grace: timedelta | None = None) -> int:
         """Finish the writes interrupted at least `grace` (default `stale_claim_seconds`) ago; returns how many."""

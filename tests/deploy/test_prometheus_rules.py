@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -136,17 +135,12 @@ def test_service_down_inhibits_alerts_derived_from_that_service(tmp_path):
                   severity="warning"),
         ])
 
-        def states() -> dict[str, dict] | None:
-            got = {a["labels"]["alertname"]: a["status"] for a in _api(f"http://127.0.0.1:{port}/api/v2/alerts")}
-            return got if len(got) == 3 and got["MilestoneMissed"]["state"] == "suppressed" else None
+        def states() -> dict[str, dict]:
+            return {a["labels"]["alertname"]: a["status"] for a in _api(f"http://127.0.0.1:{port}/api/v2/alerts")}
 
-        deadline = time.monotonic() + 20
-        got = None
-        while got is None and time.monotonic() < deadline:
-            got = states()
-            if got is None:
-                time.sleep(0.2)
-        assert got is not None, _api(f"http://127.0.0.1:{port}/api/v2/alerts")
+        px.wait_until(lambda: len(got := states()) == 3 and got["MilestoneMissed"]["state"] == "suppressed", 20,
+                      "the inhibition to apply", interval=0.2)
+        got = states()
         assert got["MilestoneMissed"]["inhibitedBy"], got
         assert got["ServiceDown"]["state"] == "active"
         assert got["CitizenSatisfactionLow"]["state"] == "active"

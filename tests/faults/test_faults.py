@@ -54,6 +54,12 @@ DB_OUTAGE_SECONDS = 20.0
 KAFKA_RATE, HTTP_RATE = 70.0, 50.0  # events per second from each client
 POISON_KINDS = ("invalid_json", "invalid_data", "unknown_agency", "event_too_large")
 RETRY_AFTER_CAP = 2.0  # the client honours Retry-After but caps it to keep the suite short
+# The clients' own pauses (their behaviour under faults, not waits for readiness):
+RECONNECT_PAUSE_SECONDS = 0.3  # an HTTP client's back-off after a refused connection
+RESEND_PAUSE_SECONDS = 0.5  # a Kafka producer's back-off before re-sending what the broker did not confirm
+FREEZE_BEYOND_REFUSAL_SECONDS = 2.0  # the broker freeze lasts this long past the first refusal it causes
+CONDITION_POLL_SECONDS = 0.1  # how often a fault step looks at the condition it waits for
+VERIFY_RETRY_SECONDS = 1.0  # between `verify` runs while a sweep completes what a SIGKILL left half-done
 
 
 def _events(world: World, n: int) -> list[dict[str, Any]]:
@@ -163,7 +169,7 @@ class Scenario:
                                                   "X-API-Key": self.keys[pending[0]["agency"]]})
             except httpx.HTTPError:
                 self.http_connection_errors += 1
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(RECONNECT_PAUSE_SECONDS)
                 continue
             try:
                 body = resp.json()
@@ -233,7 +239,7 @@ class Scenario:
                     failed.append((value, event))
             if failed:
                 self.kafka_send_failures += len(failed)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(RESEND_PAUSE_SECONDS)
             pending = failed
 
     # --- the faults --------------------------------------------------------------------------
@@ -269,14 +275,14 @@ class Scenario:
         try:
             deadline = frozen + 60
             while self.http_503_reasons["broker_unavailable"] == before_503 and time.monotonic() < deadline and not self.feeders[0].done():
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(2)  # keep the outage a little beyond the first refusal (the fault's length)
+                await asyncio.sleep(CONDITION_POLL_SECONDS)
+            await asyncio.sleep(FREEZE_BEYOND_REFUSAL_SECONDS)  # the fault's length, not a readiness wait
         finally:
             os.kill(self.kafka.popen.pid, signal.SIGCONT)
         thawed = time.monotonic()
         self.recovery["broker_outage_s"] = round(thawed - frozen, 2)
         while self.last_http_accept < thawed and time.monotonic() < thawed + 60:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(CONDITION_POLL_SECONDS)
         self.recovery["broker_thaw_to_http_accepted_s"] = round(self.last_http_accept - thawed, 2)
         resumed = await self.wait_stored_increase(90)
         self.recovery["broker_thaw_to_stored_s"] = round(time.monotonic() - thawed, 2)
@@ -433,7 +439,7 @@ class Scenario:
                                   text=True, env={**os.environ, **self.env}, timeout=120)
             if proc.returncode == 0 or time.monotonic() - t0 > 60:
                 break
-            time.sleep(1)
+            time.sleep(VERIFY_RETRY_SECONDS)
         return {"returncode": proc.returncode, "attempts": attempts, "converged_after_s": round(time.monotonic() - t0, 1),
                 "output": (proc.stdout + proc.stderr)[-300:]}
 

@@ -157,19 +157,23 @@ async def test_group_commit_never_leaves_a_delivery_waiting():
     svc, repo = service(clock, notifier_concurrency=5)
     groups: list[int] = []
 
-    async def slow_many(docs, now, attempts=None):
+    writing, first_group_written = asyncio.Event(), asyncio.Event()  # the first group's write is held open
+
+    async def held_many(docs, now, attempts=None):
         groups.append(len(docs))
-        await asyncio.sleep(0.03)
+        writing.set()
+        await first_group_written.wait()
         return len(docs)
 
-    repo.mark_sent_many = slow_many
-
-    async def one(i):
-        await asyncio.sleep(0.007 * i)
-        await svc._mark_sent({"_id": str(i), "claim": "c"})
-
-    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(23))), 5)
-    assert sum(groups) == 23 and len(groups) < 23
+    repo.mark_sent_many = held_many
+    first = asyncio.create_task(svc._mark_sent({"_id": "0", "claim": "c"}))
+    await asyncio.wait_for(writing.wait(), 5)  # the first group is being written now
+    rest = [asyncio.create_task(svc._mark_sent({"_id": str(i), "claim": "c"})) for i in range(1, 23)]
+    for _ in range(5):  # let every later mark join the queue behind the open write
+        await asyncio.sleep(0)
+    first_group_written.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert sum(groups) == 23 and groups[0] == 1 and len(groups) < 23
 
 
 async def test_moving_a_missed_due_date_ends_that_misses_reminders():
