@@ -65,17 +65,17 @@ class MemoryLedgerStore:
         coll = self._coll(collection)
         return {i: copy.deepcopy(coll[_key(i)]) for i in ids if _key(i) in coll}
 
-    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
         await asyncio.sleep(0)
         coll = self._coll(collection)
-        written = 0
-        for expected, doc in docs:
+        written = []
+        for i, (expected, doc) in enumerate(docs):
             key = _key(doc["_id"])
             stored = coll.get(key)
             if (expected is None and stored is None) or (
                     expected is not None and stored is not None and stored.get("rev", 0) == expected):
                 coll[key] = copy.deepcopy(doc)
-                written += 1
+                written.append(i)
         return written
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,

@@ -124,9 +124,10 @@ class LedgerStore(Protocol):
     async def open_tokens(self, journal: str) -> set[str]:
         """The tokens of every journal entry still open (the writes in flight or interrupted: a handful)."""
 
-    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
         """Write each (expected revision, document): None inserts, else replaces only the stored document of that
-        revision. Returns how many were written; a lost race is not an error (the caller reads again)."""
+        revision. Returns the positions known to be written (a store may leave out some it cannot tell apart); a
+        lost race is not an error (the caller reads the others again)."""
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> Any:
@@ -259,7 +260,7 @@ class Ledger:
                 found = await self._step(partial(self.store.read, book.collection, list(pending)),
                                          f"read {book.collection}", deadline)
             writes: list[tuple[int | None, dict[str, Any]]] = []
-            effects: list[Deltas] = []
+            effects: list[Deltas] = []  # what each write passes on, in the order of `writes`
             # A full document drops its oldest tokens, except those of writes still open: an interrupted write is
             # recognised however many writes touched the document before a sweep finishes it.
             open_tokens = await protect.get() if any(
@@ -273,22 +274,23 @@ class Ledger:
                 expected = None if doc is None else doc.get("rev", 0)
                 before = book.contributes(doc) if book.contributes and doc is not None else {}
                 after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits, open_tokens)
-                if book.contributes:
-                    change = _change(before, book.contributes(after_doc))
-                    if change:  # nothing recorded reads back as nothing passed on
-                        _record_effect(after_doc, token, change, self.keep, open_tokens)
-                        effects.append(change)
+                change = _change(before, book.contributes(after_doc)) if book.contributes else {}
+                if change:  # nothing recorded reads back as nothing passed on
+                    _record_effect(after_doc, token, change, self.keep, open_tokens)
+                effects.append(change)
                 writes.append((expected, after_doc))
             if not writes:
                 return passed_on
             written = await self._step(partial(self.store.write_revisions, book.collection, writes),
                                        f"write {book.collection}", deadline)
-            if written == len(writes):
-                for change in effects:
-                    _merge_all(passed_on, change)
+            for i in written:
+                del pending[writes[i][1]["_id"]]
+                _merge_all(passed_on, effects[i])
+            if not pending:
                 return passed_on
-            # Another writer changed or created some first: read again. The ones written in this round now list
-            # the token and pass on what they recorded.
+            # Another writer changed or created some first: read those again (or, where the store cannot say
+            # which, all the rest). The ones this write did change now list the token and pass on what they
+            # recorded.
         raise RuntimeError(f"{book.collection}: counter documents kept changing under this write")
 
     async def _step(self, operation: Callable[[], Awaitable[T]], what: str, deadline: float | None = None) -> T:

@@ -39,7 +39,7 @@ class MongoLedgerStore:
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {d["_id"]: d for d in await find_in(self.db[collection], "_id", ids)}
 
-    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> int:
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
         ops: list[InsertOne | ReplaceOne] = []
         for expected, doc in docs:
             if expected is None:
@@ -47,8 +47,12 @@ class MongoLedgerStore:
             else:  # revision 0 also matches a document written before revisions were kept (no `rev`: null)
                 rev = {"$in": [0, None]} if expected == 0 else expected
                 ops.append(ReplaceOne({"_id": doc["_id"], "rev": rev}, doc))
-        written, _lost = await bulk_write_or_duplicates(self.db[collection], ops)
-        return written
+        inserts = [i for i, (expected, _) in enumerate(docs) if expected is None]
+        replaces = [i for i, (expected, _) in enumerate(docs) if expected is not None]
+        written, lost = await bulk_write_or_duplicates(self.db[collection], ops)
+        # A failed insert names its position; a replace that lost its race only lowers the matched count.
+        out = [i for i in inserts if i not in lost]
+        return out + replaces if written - len(out) == len(replaces) else out
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:

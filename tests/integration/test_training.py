@@ -199,8 +199,8 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
         return out
 
     # A replica whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the
-    # completions, 2-3 the completion states, 4-5 the learners, 6-7 the rollups, 8 closes the entry.
-    for n, at in enumerate((2, 6, 8)):  # after the completions, after the learners, after the rollups
+    # completions, 2 inserts their states (new ones: no read first), 3-4 the learners, 5-6 the rollups, 7 closes it.
+    for n, at in enumerate((2, 5, 7)):  # after the completions, after the learners, after the rollups
         dying = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60,
                                    store=CrashingStore(MongoLedgerStore(db), at=at))
         with pytest.raises(Crash):

@@ -239,9 +239,10 @@ async def test_retractions_survive_crashes_at_every_step_and_equal_recount(setti
     assert await repo.add_completions(batch) == 5
 
     # Retract one of L0's two passes (L0 stays ready), then L1's, L2's only pass (they stop being ready). A replica
-    # whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the retraction, 2-3 the
-    # completion states, 4-5 the learners, 6-7 the rollups, 8 closes the entry.
-    for n, at in enumerate((2, 6, 8)):  # after the retraction is stored, after the learners, after the rollups
+    # whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the retraction, 2-4 the
+    # completion states (an insert that finds them stored, a read, a write), 5-6 the learners, 7-8 the rollups,
+    # 9 closes the entry.
+    for n, at in enumerate((2, 7, 9)):  # after the retraction is stored, after the learners, after the rollups
         ref = (f"/agencies/dga/t\x1fe{n + 1}", f"/agencies/dga/t\x1fretract-{n}")
         dying = TrainingRepository(db, lambda: clock[0], stale_claim_seconds=60,
                                    store=CrashingStore(MongoLedgerStore(db), at=at))
