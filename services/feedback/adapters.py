@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, utc_now
+from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.envelope import Event
@@ -28,34 +29,55 @@ from services.feedback import domain
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 200
+# A response is stored once, as the audit record of its event (the platform's `events` collection, written here
+# rather than by the consumer, so the audit record carries the rollup token).
+RESPONSES = "events"
+TOTALS = "feedback_rollup_totals"
+DAILY = "feedback_rollup_daily"
+JOURNAL = "feedback_rollup_journal"
+
+
+class ResponseStore(Protocol):
+    """What the service layer (`FeedbackService`) needs of the repository: `FeedbackRepository` over MongoDB,
+    `tests/fakes_feedback.py` in memory."""
+
+    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]: ...
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]: ...
+
+    async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]: ...
+
+
+def count(kind: str, new: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, domain.RollupDelta]]:
+    totals, daily = domain.rollup_deltas(new)
+    return {TOTALS: totals, DAILY: daily}
+
+
+def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = None) -> Ledger:
+    """The feedback write path over a store (MongoDB in the service, in memory in unit tests)."""
+    return Ledger(store, journal=JOURNAL,
+                  records=[Records(RESPONSES, select={"type": FEEDBACK_RESPONSE_SUBMITTED},
+                                   projection=domain.ROLLUP_PROJECTION)],
+                  books=[Book(TOTALS), Book(DAILY)], count=count, clock=clock, keep=APPLIED_KEEP,
+                  token_field="rollup_token", ids_field="responses", lease=lease)
 
 
 class FeedbackRepository:
     def __init__(self, db: AsyncDatabase, clock: Clock = utc_now, store: LedgerStore | None = None,
                  lease_seconds: float | None = None):
         self.db = db
-        # A response is stored once, as the audit record of its event (the platform's `events` collection,
-        # written here rather than by the consumer, so the audit record carries the rollup token).
-        self.responses = db.events
-        self.totals = db.feedback_rollup_totals
-        self.daily = db.feedback_rollup_daily
-        self.journal = db.feedback_rollup_journal
+        self.responses = db[RESPONSES]
+        self.totals = db[TOTALS]
+        self.daily = db[DAILY]
+        self.journal = db[JOURNAL]
         # `months`: since when every write keeps the month rollups (a database from before them has none
         # until `newnormal feedback recount` builds them; until then ranges are read day by day).
         self.state = db.feedback_rollup_state
         self._months_kept = False
         self.clock = clock
-        self.ledger = Ledger(store or MongoLedgerStore(db), journal=self.journal.name,
-                             records=[Records(self.responses.name, select={"type": FEEDBACK_RESPONSE_SUBMITTED},
-                                              projection=domain.ROLLUP_PROJECTION)],
-                             books=[Book(self.totals.name), Book(self.daily.name)], count=self._count, clock=clock,
-                             keep=APPLIED_KEEP, token_field="rollup_token", ids_field="responses",
-                             # A batch write stops at half the sweep's grace period: the sweep never races it.
-                             lease=timedelta(seconds=lease_seconds) if lease_seconds is not None else None)
-
-    def _count(self, kind: str, new: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, domain.RollupDelta]]:
-        totals, daily = domain.rollup_deltas(new)
-        return {self.totals.name: totals, self.daily.name: daily}
+        # A batch write stops at half the sweep's grace period: the sweep never races it.
+        self.ledger = counting_ledger(store or MongoLedgerStore(db), clock,
+                                      lease=timedelta(seconds=lease_seconds) if lease_seconds is not None else None)
 
     async def ensure_indexes(self) -> None:
         # Responses carry no secondary index: `_id` is the (source, id) key and the journal lists the
@@ -72,6 +94,10 @@ class FeedbackRepository:
         now = self.clock()
         new = await self.ledger.write([{**domain.response_document(e), "stored_at": now} for e in events])
         return {(d["source"], d["id"]) for d in new}
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
+        """Of `events` stored before (by their (source, id)), those stored with other content."""
+        return await content_conflicts(self.responses, events)
 
     async def sweep(self, grace_seconds: float) -> int:
         """Finish batches whose writer died between journal and close; returns how many were finished."""

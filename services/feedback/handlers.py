@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from services.common import idempotency as idempotency_keys
 from services.common.auth import Principal
-from services.common.consumer import Batch, Rejected, content_conflicts, id_conflict
+from services.common.consumer import Batch, Rejected, id_conflict
 from services.common.http_ingest import Ingestor, problem
 from services.common.idempotency import IdempotencyStore
 from services.common.mongo import TRANSIENT_ERRORS
@@ -22,14 +22,14 @@ from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.contracts.thai_calendar import bangkok_today, format_thai_date
 from services.feedback import disclosure, domain
-from services.feedback.adapters import FeedbackRepository
+from services.feedback.adapters import ResponseStore
 from services.feedback.settings import FeedbackSettings
 
 log = logging.getLogger(__name__)
 
 
 class FeedbackService:
-    def __init__(self, repo: FeedbackRepository, settings: FeedbackSettings, clock: Callable[[], datetime],
+    def __init__(self, repo: ResponseStore, settings: FeedbackSettings, clock: Callable[[], datetime],
                  intake: Ingestor | None = None, form_limiter: TokenBucket | None = None,
                  idempotency: IdempotencyStore | None = None):
         self.repo = repo
@@ -37,7 +37,7 @@ class FeedbackService:
         self.clock = clock
         self.intake = intake  # the service's /v1/events intake: forms are published through it
         self.form_limiter = form_limiter  # the per-key budget of /v1/responses, counted in responses
-        self.idempotency = idempotency or IdempotencyStore(repo.db.feedback_idempotency_keys)
+        self.idempotency = idempotency  # claims of Idempotency-Key headers (create_app builds it over MongoDB)
 
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
@@ -47,7 +47,7 @@ class FeedbackService:
         only newly stored responses reach the rollups)."""
         stored = await self.repo.store(batch.events)
         batch.new_keys.update(stored)
-        conflicting = await content_conflicts(self.repo.responses, [e for e in batch.events if e.key not in stored])
+        conflicting = await self.repo.content_conflicts([e for e in batch.events if e.key not in stored])
         redactions = sum(sum(domain.redaction_counts(e.data).values()) for e in batch.events)
         # Counts only: comments never reach the logs.
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
@@ -86,6 +86,7 @@ class FeedbackService:
             return problem(400, err.reason, err.detail)
         claim = None
         if idempotency_key is not None and principal.may_submit(event) is None:
+            assert self.idempotency is not None, "create_app builds the idempotency store"
             try:
                 claim = await self.idempotency.claim(principal.agency, idempotency_key, body_fingerprint, now)
             except TRANSIENT_ERRORS:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
 from services.common.clock import Clock, utc_now
+from services.common.idempotency import IdempotencyStore
 from services.common.ratelimit import TokenBucket
 from services.contracts.events import FEEDBACK_TYPES
 from services.contracts.topics import FEEDBACK_EVENTS
@@ -27,7 +28,8 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     runtime = Runtime(settings)
     repo = FeedbackRepository(runtime.db, clock, lease_seconds=settings.feedback_sweep_grace_seconds / 2)
     limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
-    service = FeedbackService(repo, settings, clock, form_limiter=limiter)
+    service = FeedbackService(repo, settings, clock, form_limiter=limiter,
+                              idempotency=IdempotencyStore(runtime.db.feedback_idempotency_keys))
 
     # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
     # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,13 +32,53 @@ from services.common.clock import Clock
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.common.mongo import IN_CHUNK, bulk_write_or_duplicates, find_in, insert_if_new, insert_new
-from services.training import domain
+from services.training import domain, xapi
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 64  # tokens remembered per counter document; far more than can be in flight at once
 HISTORY_KEEP = 100
 JOURNAL = "training_journal"
 MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
+
+
+class ReadinessStore(Protocol):
+    """What `TrainingService` needs of the repository: `TrainingRepository` over MongoDB, `tests/fakes_training.py`
+    in memory."""
+
+    async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int: ...
+
+    async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int: ...
+
+    async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime,
+                         event_id: str) -> None: ...
+
+    async def rollup_docs(self, fiscal_years: Sequence[int], agency: str | None = None,
+                          competency: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class StatementStore(Protocol):
+    """What `XapiIntake` needs of the repository (the LRS's statements): `TrainingRepository` over MongoDB,
+    `tests/fakes_training.py` in memory."""
+
+    async def reserve_statements(self, docs: Sequence[dict[str, Any]]) -> list[int]: ...
+
+    async def statement_docs(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def release_statements(self, ids: Sequence[str], token: str) -> None: ...
+
+    async def mark_stored(self, ids: Sequence[str]) -> None: ...
+
+    async def mark_voided(self, ids: Sequence[str]) -> None: ...
+
+    async def voided_among(self, ids: Sequence[str]) -> list[str]: ...
+
+    async def add_ref_keys(self, ids: Sequence[str], keys: Sequence[str]) -> None: ...
+
+    async def referrers(self, ids: Sequence[str], agency: str) -> list[dict[str, Any]]: ...
+
+    async def stored_statements(self, agency: str | None, conditions: Mapping[str, list[str]], *,
+                                since: datetime | None, until: datetime | None, after: tuple[datetime, str] | None,
+                                ascending: bool, limit: int) -> list[dict[str, Any]]: ...
 
 
 def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = None) -> Ledger:
@@ -230,7 +270,27 @@ class TrainingRepository:
         return [d async for d in self.statements.find({"ref": {"$in": list(ids)}, "agency": agency},
                                                           {"ref": 1})]
 
-    async def find_statements(self, query: dict[str, Any], ascending: bool, limit: int) -> list[dict[str, Any]]:
+    async def stored_statements(self, agency: str | None, conditions: Mapping[str, list[str]], *,
+                                since: datetime | None, until: datetime | None, after: tuple[datetime, str] | None,
+                                ascending: bool, limit: int) -> list[dict[str, Any]]:
+        """A page of readable statements (stored, not voided), of `agency` or all, ordered by (stored, _id):
+        those meeting `conditions` (field -> accepted values) themselves or through a statement they target
+        (`xapi.filter_through`), stored in (since, until], after the keyset `after` (the previous page's last)."""
+        query: dict[str, Any] = {"state": "stored", "statement": {"$exists": True}, "voided": {"$ne": True}}
+        if agency is not None:
+            query["agency"] = agency
+        if conditions:
+            query["$or"] = xapi.filter_through(dict(conditions))
+        stored: dict[str, Any] = {}
+        if since is not None:
+            stored["$gt"] = since
+        if until is not None:
+            stored["$lte"] = until
+        if stored:
+            query["stored"] = stored
+        if after is not None:  # keyset paging on (stored, _id)
+            op = "$gt" if ascending else "$lt"
+            query = {"$and": [query, {"$or": [{"stored": {op: after[0]}}, {"stored": after[0], "_id": {op: after[1]}}]}]}
         order = ASCENDING if ascending else -1
         cursor = self.statements.find(query).sort([("stored", order), ("_id", order)]).limit(limit)
         return [d async for d in cursor]

@@ -20,7 +20,7 @@ from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURS
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCompletionVoided, TrainingCourseCompleted, TrainingTargetSet
 from services.training import domain, xapi
-from services.training.adapters import TrainingRepository
+from services.training.adapters import ReadinessStore, StatementStore
 from services.training.metrics import TrainingMetrics
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Pseudonymiser:
 
 
 class TrainingService:
-    def __init__(self, repo: TrainingRepository, metrics: TrainingMetrics, clock: Callable[[], datetime],
+    def __init__(self, repo: ReadinessStore, metrics: TrainingMetrics, clock: Callable[[], datetime],
                  xapi: XapiIntake | None = None):
         self.repo = repo
         self.metrics = metrics
@@ -127,7 +127,7 @@ class XapiIntake:
     """xAPI 1.0.3 Statement Resource: POST / PUT (completions become `training.course.completed`, `voided`
     statements naming one become `training.course.completion_voided`) and GET (the agency's stored statements)."""
 
-    def __init__(self, repo: TrainingRepository, publisher: EventPublisher, metrics: TrainingMetrics,
+    def __init__(self, repo: StatementStore, publisher: EventPublisher, metrics: TrainingMetrics,
                  clock: Callable[[], datetime], max_statements: int, learner_secret: str = "",
                  date_window: DateWindow | None = None):
         self.repo = repo
@@ -335,9 +335,6 @@ class XapiIntake:
     async def query(self, q: xapi.StatementQuery, agency: str | None, agencies: list[str],
                     languages: list[str] | None = None) -> dict[str, Any]:
         """A page of statements (voided ones left out, as the spec says) and the `more` cursor."""
-        mongo: dict[str, Any] = {"state": "stored", "statement": {"$exists": True}, "voided": {"$ne": True}}
-        if agency is not None:
-            mongo["agency"] = agency
         conditions: dict[str, list[str]] = {}  # met by the statement itself or by a statement it targets
         if q.agent is not None:
             conditions["agents" if q.related_agents else "learner"] = sorted(
@@ -348,20 +345,8 @@ class XapiIntake:
             conditions["activities" if q.related_activities else "activity"] = [q.activity]
         if q.registration is not None:
             conditions["registration"] = [q.registration]
-        if conditions:
-            mongo["$or"] = xapi.filter_through(conditions)
-        stored: dict[str, Any] = {}
-        if q.since is not None:
-            stored["$gt"] = q.since
-        if q.until is not None:
-            stored["$lte"] = q.until
-        if stored:
-            mongo["stored"] = stored
-        if q.after is not None:  # keyset paging on (stored, _id)
-            op = "$gt" if q.ascending else "$lt"
-            after = [{"stored": {op: q.after[0]}}, {"stored": q.after[0], "_id": {op: q.after[1]}}]
-            mongo = {"$and": [mongo, {"$or": after}]}
-        docs = await self.repo.find_statements(mongo, q.ascending, q.limit + 1)
+        docs = await self.repo.stored_statements(agency, conditions, since=q.since, until=q.until, after=q.after,
+                                                 ascending=q.ascending, limit=q.limit + 1)
         more = None
         if len(docs) > q.limit:
             docs = docs[:q.limit]
