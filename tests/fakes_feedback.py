@@ -1,0 +1,76 @@
+"""An in-memory `services.feedback.adapters.ResponseStore` that fails on demand (the service layer without servers).
+
+The counting runs on the service's own write path (`counting_ledger`) over `MemoryLedgerStore`, wrapped in a
+`CrashingStore`: `crash_at` crashes the ledger's call of that number (see `CrashingStore`); `fail_next` makes the
+next repository call (or, with `fail_on`, the next call of that method) raise before it does anything (the database
+unreachable for the whole call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from ledger_fakes import CrashingStore, MemoryLedgerStore
+
+from services.common.clock import Clock
+from services.contracts.envelope import CONTENT_HASH_FIELD, Event
+from services.feedback import domain
+from services.feedback.adapters import DAILY, JOURNAL, RESPONSES, TOTALS, counting_ledger
+
+
+class MemoryFeedbackRepository:
+    def __init__(self, clock: Clock, memory: MemoryLedgerStore | None = None, crash_at: int | None = None,
+                 crash_after: bool = False):
+        self.clock = clock
+        self.memory = memory or MemoryLedgerStore()
+        self.crashing = CrashingStore(self.memory, at=crash_at, after=crash_after)
+        self.ledger = counting_ledger(self.crashing, clock)
+        self.fail_next: Exception | None = None
+        self.fail_on: str | None = None  # the method `fail_next` waits for (None: whichever is called next)
+        self.calls: list[str] = []
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail_next is not None and self.fail_on in (None, name):
+            error, self.fail_next, self.fail_on = self.fail_next, None, None
+            raise error
+
+    # --- ResponseStore ---------------------------------------------------------------------------------------
+    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:
+        self._call("store")
+        now = self.clock()
+        new = await self.ledger.write([{**domain.response_document(e), "stored_at": now} for e in events])
+        return {(d["source"], d["id"]) for d in new}
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
+        self._call("content_conflicts")
+        stored = {(d["_id"]["source"], d["_id"]["id"]): d for d in self.memory.docs(RESPONSES)}
+        return [e for e in events if e.key in stored and stored[e.key][CONTENT_HASH_FIELD] != e.content_hash()]
+
+    async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:
+        # As the MongoDB repository reads them once the month rollups are kept: whole months, then the edge days.
+        self._call("daily_cells")
+        who = agency or domain.ALL_AGENCIES
+        months, runs = domain.split_range(start, end)
+        ids = {domain.monthly_rollup_id(m, who) for m in months}
+        docs = [d for d in self.memory.docs(DAILY) if d["_id"] in ids]
+        for first, last in runs:
+            docs += [d for d in self.memory.docs(DAILY) if d.get("agency") == who and "day" in d
+                     and first.isoformat() <= d["day"] <= last.isoformat()]
+        return domain.sum_daily_cells(docs)
+
+    # --- for assertions --------------------------------------------------------------------------------------
+    def responses(self) -> list[dict[str, Any]]:
+        return self.memory.docs(RESPONSES)
+
+    def totals(self) -> dict[str, dict[str, Any]]:
+        return {d["_id"]: d for d in self.memory.docs(TOTALS)}
+
+    def open_entries(self) -> list[dict[str, Any]]:
+        return self.memory.docs(JOURNAL)
+
+    async def differences(self) -> list[str]:
+        """Rollups against a recount of the stored responses (read straight from memory, never crashing)."""
+        return await counting_ledger(self.memory, self.clock).differences()
