@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+from fail_on_demand import FailOnDemand
 from ledger_fakes import CrashingStore, MemoryLedgerStore
 
 from services.common.clock import Clock
@@ -20,22 +21,14 @@ from services.feedback import domain
 from services.feedback.adapters import DAILY, JOURNAL, RESPONSES, TOTALS, counting_ledger
 
 
-class MemoryFeedbackRepository:
+class MemoryFeedbackRepository(FailOnDemand):
     def __init__(self, clock: Clock, memory: MemoryLedgerStore | None = None, crash_at: int | None = None,
                  crash_after: bool = False):
         self.clock = clock
         self.memory = memory or MemoryLedgerStore()
         self.crashing = CrashingStore(self.memory, at=crash_at, after=crash_after)
         self.ledger = counting_ledger(self.crashing, clock)
-        self.fail_next: Exception | None = None
-        self.fail_on: str | None = None  # the method `fail_next` waits for (None: whichever is called next)
         self.calls: list[str] = []
-
-    def _call(self, name: str) -> None:
-        self.calls.append(name)
-        if self.fail_next is not None and self.fail_on in (None, name):
-            error, self.fail_next, self.fail_on = self.fail_next, None, None
-            raise error
 
     # --- ResponseStore ---------------------------------------------------------------------------------------
     async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:

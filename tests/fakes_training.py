@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from fail_on_demand import FailOnDemand
 from ledger_fakes import CrashingStore, MemoryLedgerStore
 
 from services.common.clock import Clock
@@ -21,7 +22,7 @@ from services.training import domain, xapi
 from services.training.adapters import HISTORY_KEEP, JOURNAL, counting_ledger
 
 
-class MemoryTrainingRepository:
+class MemoryTrainingRepository(FailOnDemand):
     def __init__(self, clock: Clock, memory: MemoryLedgerStore | None = None, crash_at: int | None = None,
                  crash_after: bool = False):
         self.clock = clock
@@ -29,15 +30,7 @@ class MemoryTrainingRepository:
         self.crashing = CrashingStore(self.memory, at=crash_at, after=crash_after)
         self.ledger = counting_ledger(self.crashing, clock)
         self.statements: dict[str, dict[str, Any]] = {}  # the LRS's statement docs by `_id`
-        self.fail_next: Exception | None = None
-        self.fail_on: str | None = None  # the method `fail_next` waits for (None: whichever is called next)
         self.calls: list[str] = []
-
-    def _call(self, name: str) -> None:
-        self.calls.append(name)
-        if self.fail_next is not None and self.fail_on in (None, name):
-            error, self.fail_next, self.fail_on = self.fail_next, None, None
-            raise error
 
     # --- ReadinessStore: as `TrainingRepository` does it, over the memory store ----------------------------------
     async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from ledger_fakes import Crash, CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, running
+from xapi_examples import statement
 
 from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.topics import TRAINING_EVENTS
@@ -32,14 +33,6 @@ def completion(agency: str, learner: str, course: str, competency="digital_techn
             "completed_on": on, "passed": passed}
 
 
-def statement(sid: str, name: str, course: str, verb=xapi.VERB_COMPLETED, agency="dga") -> dict:
-    # Shaped as the xAPI 1.0.3 spec example (simple CBT course), with an account actor and our extensions.
-    return {"id": sid, "timestamp": "2026-03-01T10:00:00+07:00",
-            "actor": {"objectType": "Agent", "account": {"homePage": "https://lms.dga.or.th", "name": name}},
-            "verb": {"id": verb, "display": {"en-US": verb.rsplit("/", 1)[-1]}},
-            "object": {"id": course, "definition": {"name": {"th-TH": "หลักสูตรดิจิทัล", "en-US": "Digital course"}}},
-            "result": {"score": {"scaled": 0.9}, "success": True, "completion": True, "duration": "PT1H30M"},
-            "context": {"extensions": {xapi.EXT_AGENCY: agency, xapi.EXT_COMPETENCY: "digital_technology"}}}
 
 
 def metric(text: str, name: str, **labels) -> float | None:

@@ -15,6 +15,7 @@ from fakes_training import MemoryPublisher, MemoryTrainingRepository
 from ledger_fakes import Crash
 from prometheus_client import CollectorRegistry
 from pymongo.errors import ServerSelectionTimeoutError
+from xapi_examples import statement
 
 from services.common.auth import Principal, Role
 from services.common.consumer import Batch
@@ -200,14 +201,6 @@ async def test_laggards_rank_agencies_by_their_gap_to_a_linear_path():
 
 
 # --- xAPI intake -----------------------------------------------------------------------------------------------
-def statement(sid: str, name: str, course: str, verb: str = xapi.VERB_COMPLETED, agency: str = "dga") -> dict:
-    # Shaped as the xAPI 1.0.3 spec example (simple CBT course), with an account actor and our extensions.
-    return {"id": sid, "timestamp": "2026-03-01T10:00:00+07:00",
-            "actor": {"objectType": "Agent", "account": {"homePage": "https://lms.dga.or.th", "name": name}},
-            "verb": {"id": verb, "display": {"en-US": verb.rsplit("/", 1)[-1]}},
-            "object": {"id": course, "definition": {"name": {"th-TH": "หลักสูตรดิจิทัล", "en-US": "Digital course"}}},
-            "result": {"score": {"scaled": 0.9}, "success": True, "completion": True, "duration": "PT1H30M"},
-            "context": {"extensions": {xapi.EXT_AGENCY: agency, xapi.EXT_COMPETENCY: "digital_technology"}}}
 
 
 def voiding(sid: str, target: str) -> dict:
