@@ -19,7 +19,7 @@ from services.common.loops import NextRun
 from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED
 from services.roadmap import corrections, dependencies, domain, overview
-from services.roadmap.adapters import MilestoneFilter, MilestoneRepository
+from services.roadmap.adapters import MilestoneFilter, MilestoneStore
 from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES
 from services.roadmap.metrics import RoadmapMetrics
@@ -32,7 +32,7 @@ CONFIDENCE_RULE = confidence_rule()
 
 
 class RoadmapService:
-    def __init__(self, repo: MilestoneRepository, publisher: EventPublisher, metrics: RoadmapMetrics,
+    def __init__(self, repo: MilestoneStore, publisher: EventPublisher, metrics: RoadmapMetrics,
                  settings: RoadmapSettings, clock: Clock = utc_now, lease_clock: Clock = utc_now):
         self.repo = repo
         self.publisher = publisher

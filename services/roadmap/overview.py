@@ -28,7 +28,7 @@ from datetime import date, datetime
 from typing import Any
 
 from services.contracts.common_types import Workstream
-from services.roadmap.adapters import MilestoneRepository
+from services.roadmap.adapters import MilestoneStore
 from services.roadmap.domain import Status
 
 NOT_OPEN = (Status.cancelled.value, Status.unplanned.value)
@@ -105,7 +105,7 @@ def from_snapshot(snapshot: dict[str, Any], owner: str | None, days: Sequence[da
             "as_of": as_of.isoformat() if isinstance(as_of, datetime) else None}
 
 
-async def refresh_snapshots(repo: MilestoneRepository, computed_at: datetime) -> int:
+async def refresh_snapshots(repo: MilestoneStore, computed_at: datetime) -> int:
     """Recompute every owner's snapshot from the milestones; returns how many were written."""
     snapshots, ids = build_snapshots(await repo.overview_rows())
     snapshots = with_items(snapshots, await repo.list_items(sorted(ids)))
@@ -113,14 +113,14 @@ async def refresh_snapshots(repo: MilestoneRepository, computed_at: datetime) ->
     return len(snapshots)
 
 
-async def overview(repo: MilestoneRepository, owner: str | None, days: Sequence[date], late: int) -> dict[str, Any]:
+async def overview(repo: MilestoneStore, owner: str | None, days: Sequence[date], late: int) -> dict[str, Any]:
     snapshot = await repo.read_overview_snapshot(owner or ALL)
     if snapshot is not None:
         return from_snapshot(snapshot, owner, days, min(late, LIST_MAX))
     return await count_in_database(repo, owner, days, late)
 
 
-async def count_in_database(repo: MilestoneRepository, owner: str | None, days: Sequence[date], late: int) -> dict[str, Any]:
+async def count_in_database(repo: MilestoneStore, owner: str | None, days: Sequence[date], late: int) -> dict[str, Any]:
     keys = [d.isoformat() for d in days]
 
     def empty() -> dict[str, Any]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from fakes_roadmap import FakePublisher, FakeRepo
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from test_roadmap_corrections import T0, fact_sets
-from test_roadmap_handlers import Clock, FakePublisher, FakeRepo
+from test_roadmap_handlers import Clock
 
 from services.common.consumer import Batch
 from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY, make_event, with_authority

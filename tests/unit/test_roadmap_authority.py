@@ -7,7 +7,8 @@ import itertools
 from datetime import date, timedelta
 
 import pytest
-from test_roadmap_handlers import NOW, Clock, FakePublisher, FakeRepo, ev, plan, service
+from fakes_roadmap import FakePublisher, FakeRepo
+from test_roadmap_handlers import NOW, Clock, ev, plan, service
 
 from services.common.auth import Principal, Role
 from services.common.consumer import Batch

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from test_roadmap_handlers import NOW, Clock, FakePublisher, FakeRepo, ev, plan, service
+from fakes_roadmap import FakePublisher, FakeRepo
+from test_roadmap_handlers import NOW, Clock, ev, plan, service
 
 from services.common.consumer import Batch
 from services.roadmap import dependencies

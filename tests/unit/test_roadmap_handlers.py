@@ -3,10 +3,10 @@ crash between claim and publish, deadline sweep, figures."""
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from fakes_roadmap import FakePublisher, FakeRepo
 from hypothesis import given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -21,121 +21,6 @@ from services.roadmap.metrics import RoadmapMetrics
 from services.roadmap.settings import RoadmapSettings
 
 NOW = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
-
-
-class FakeRepo:
-    def __init__(self):
-        self.docs: dict[str, dict] = {}
-        self.claims: dict[str, dict] = {}
-        self.stats = None
-
-    async def load_many(self, ids):
-        return {i: copy.deepcopy(self.docs[i]) for i in set(ids) if i in self.docs}
-
-    async def statuses(self, ids):
-        return {i: self.docs[i]["status"] for i in set(ids) if i in self.docs}
-
-    async def save_many(self, docs):
-        conflicts = set()
-        for d in docs:
-            current = self.docs.get(d["_id"], {}).get("version", 0)
-            if current != d["version"] - 1:
-                conflicts.add(d["_id"])
-            else:
-                self.docs[d["_id"]] = copy.deepcopy(d)
-        return conflicts
-
-    async def dependants(self, ids):
-        ids = set(ids)
-        return [i for i, d in self.docs.items() if ids & set(d.get("depends_on", []))]
-
-    async def dependency_states(self, ids):
-        return {i: {k: self.docs[i][k] for k in ("status", "status_reasons", "risk_roots") if k in self.docs[i]}
-                for i in set(ids) if i in self.docs}
-
-    async def dependencies_of(self, ids):
-        return {i: list(self.docs[i].get("depends_on", [])) for i in set(ids) if i in self.docs}
-
-    async def count_unknown_dependencies(self):
-        return sum(1 for d in self.docs.values() if d.get("unknown_dependencies"))
-
-    async def overdue_open(self, now, limit=500):
-        return [i for i, d in self.docs.items() if d["open_deadline"] and d["open_deadline"] <= now][:limit]
-
-    async def next_deadline(self, now):
-        return min((d["open_deadline"] for d in self.docs.values() if d["open_deadline"] and d["open_deadline"] > now),
-                   default=None)
-
-    async def needing_alerts(self):
-        return [copy.deepcopy(d) for d in self.docs.values() if d.get("alert_kind")]
-
-    async def claim(self, claim):
-        if claim["_id"] in self.claims:
-            return False
-        self.claims[claim["_id"]] = dict(claim)
-        return True
-
-    async def mark_published(self, alert_id, at):
-        self.claims[alert_id]["state"] = "published"
-
-    async def claimed_ids(self, ids):
-        return {i for i in ids if i in self.claims}
-
-    async def stale_claims(self, older_than):
-        return [dict(c) for c in self.claims.values() if c["state"] == "claimed" and c["claimed_at"] <= older_than]
-
-    async def retake_claim(self, alert_id, previous, now):
-        c = self.claims[alert_id]
-        if c["state"] == "claimed" and c["claimed_at"] == previous:
-            c["claimed_at"] = now
-            return True
-        return False
-
-    async def tallies(self):
-        groups: dict = {}
-        for d in self.docs.values():
-            if d.get("workstream") is None:
-                continue
-            g = groups.setdefault((d["workstream"], d["status"]), {"_id": {"workstream": d["workstream"], "status": d["status"]},
-                                                                   "count": 0, "weight": 0, "on_time_weight": 0,
-                                                                   "progress_weight": 0})
-            g["count"] += 1
-            g["weight"] += d["weight"]
-            g["on_time_weight"] += d["weight"] if d["days_late"] == 0 else 0
-            g["progress_weight"] += d["weight"] * d["percent_complete"]
-        return list(groups.values())
-
-    async def missed_due_dates(self):
-        return [d for d in self.docs.values() if d["status"] == "missed"]
-
-    async def write_stats(self, stats):
-        self.stats = stats
-
-    async def overview_rows(self):
-        return [{k: d.get(k) for k in ("_id", "owner_agency", "workstream", "status", "due_date", "completed_on",
-                                       "open_deadline")}
-                for d in self.docs.values() if d.get("workstream") is not None]
-
-    async def list_items(self, ids):
-        return {i: copy.deepcopy(self.docs[i]) for i in ids if i in self.docs}
-
-    async def write_overview_snapshots(self, docs, computed_at):
-        self.snapshots = {owner: {**doc, "computed_at": computed_at} for owner, doc in docs.items()}
-
-    async def read_overview_snapshot(self, owner, fields=None):
-        snap = getattr(self, "snapshots", {}).get(owner)
-        return None if snap is None else {k: v for k, v in snap.items() if not fields or k in fields or k == "_id"}
-
-
-class FakePublisher:
-    def __init__(self):
-        self.sent = []
-        self.fail = False
-
-    async def publish(self, event, topic=None):
-        if self.fail:
-            raise RuntimeError("broker down")
-        self.sent.append(event)
 
 
 class Clock:
