@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,6 +19,53 @@ from pymongo.errors import DuplicateKeyError
 
 from services.common.mongo import insert_new
 from services.notifier.domain import CLAIMABLE, OPEN_STATES, State
+
+
+class NotificationStore(Protocol):
+    """What the service layer (`NotifierService`: alert intake, reminders, dispatcher, reads) needs of the repository:
+    `NotificationRepository` over MongoDB, `tests/fakes_notifier.py` in memory."""
+
+    # notifications: stored once by idempotency key, then leased, delivered and marked (each mark guarded by the claim)
+    async def insert_new(self, docs: Sequence[dict[str, Any]]) -> list[int]: ...
+
+    async def claim(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]: ...
+
+    async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
+                             attempts: Sequence[dict[str, Any]] | None = None) -> int: ...
+
+    async def release(self, docs: Sequence[dict[str, Any]], now: datetime) -> int: ...
+
+    async def mark_retry(self, doc: dict[str, Any], now: datetime, next_at: datetime, status: int | None,
+                         detail: str, attempt: dict[str, Any] | None = None) -> bool: ...
+
+    async def mark_failed(self, doc: dict[str, Any], now: datetime, status: int | None, detail: str,
+                          attempt: dict[str, Any] | None = None) -> bool: ...
+
+    async def cancel(self, doc: dict[str, Any], now: datetime) -> bool: ...
+
+    async def retry_now(self, notification_id: str, now: datetime) -> dict[str, Any] | None: ...
+
+    async def get(self, notification_id: str) -> dict[str, Any] | None: ...
+
+    async def list(self, *, state: str | None, channel: str | None, milestone: str | None, limit: int,
+                   before: datetime | None = None, agency: str | None = None,
+                   kinds: Sequence[str] | None = None) -> list[dict[str, Any]]: ...
+
+    async def acknowledgements(self, episode: str) -> list[dict[str, Any]]: ...
+
+    # reminder schedules
+    async def reminders_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def insert_reminders(self, docs: list[dict[str, Any]]) -> None: ...
+
+    async def start_reminders(self, doc: dict[str, Any], *, reset: bool) -> None: ...
+
+    async def set_latest(self, milestone_id: str, detected_at: datetime, alert_type: str) -> None: ...
+
+    async def due_reminders(self, now: datetime, limit: int = 200) -> list[dict[str, Any]]: ...
+
+    async def advance_reminder(self, schedule: dict[str, Any], *, sequence: int, next_due: datetime,
+                               escalated: bool, level: int = 0) -> bool: ...
 
 
 class NotificationRepository:

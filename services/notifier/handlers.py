@@ -26,7 +26,7 @@ from services.contracts.envelope import Event
 from services.contracts.thai_calendar import bangkok_today
 from services.notifier import ack
 from services.notifier.acknowledgements import Acknowledgements
-from services.notifier.adapters import NotificationRepository
+from services.notifier.adapters import NotificationStore
 from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.contact_book import ContactBook, resolve
 from services.notifier.domain import (
@@ -95,7 +95,7 @@ class NotRetryable(Exception):
 
 
 class NotifierService:
-    def __init__(self, *, settings: NotifierSettings, repo: NotificationRepository, routing: RoutingTable,
+    def __init__(self, *, settings: NotifierSettings, repo: NotificationStore, routing: RoutingTable,
                  renderer: Renderer, channels: Mapping[Channel, ChannelSender], metrics: NotifierMetrics,
                  holidays: Container[date], contacts: ContactBook, acks: Acknowledgements | None = None,
                  clock: Clock = utc_now):

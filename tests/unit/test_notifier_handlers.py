@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from fakes_notifier import FakeRepo
 from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
@@ -24,58 +25,6 @@ ROUTING = parse_routing({
     "routes": [{"name": "all", "recipients": ["pmo"], "channels": ["email", "line"], "reminder_interval": "24h",
                 "escalate_after_days": 2, "escalation_recipients": ["boss"]},
                {"name": "dup", "match": {"agency": "dga"}, "recipients": ["pmo"], "channels": ["email"]}]})
-
-
-class FakeRepo:
-    def __init__(self):
-        self.docs: dict[str, dict] = {}
-        self.schedules: dict[str, dict] = {}
-        self.calls: list[tuple] = []
-
-    async def insert_new(self, docs):
-        new = []
-        for i, d in enumerate(docs):
-            if d["_id"] not in self.docs:
-                self.docs[d["_id"]] = dict(d)
-                new.append(i)
-        return new
-
-    async def mark_sent_many(self, docs, now, attempts=None):
-        self.calls.extend(("sent", d["_id"]) for d in docs)
-        return len(docs)
-
-    async def mark_retry(self, doc, now, next_at, status, detail, attempt=None):
-        self.calls.append(("retry", doc["_id"], (next_at - now).total_seconds()))
-        return True
-
-    async def mark_failed(self, doc, now, status, detail, attempt=None):
-        self.calls.append(("failed", doc["_id"]))
-        return True
-
-    async def reminders_by_id(self, ids):
-        return {i: dict(self.schedules[i]) for i in ids if i in self.schedules}
-
-    async def insert_reminders(self, docs):
-        for d in docs:
-            self.schedules.setdefault(d["_id"], {**d, "sequence": 0, "escalated": False})
-
-    async def start_reminders(self, doc, *, reset):
-        if reset or doc["_id"] not in self.schedules:
-            self.schedules[doc["_id"]] = {**doc, "sequence": 0, "escalated": False}
-        else:
-            self.schedules[doc["_id"]].update({k: v for k, v in doc.items() if k not in ("missed_since", "next_due")})
-
-    async def set_latest(self, milestone_id, detected_at, alert_type):
-        for s in self.schedules.values():
-            if s["milestone_id"] == milestone_id and s["detected_at"] <= detected_at:
-                s["active"] = False
-
-    async def due_reminders(self, now, limit=200):
-        return [dict(s) for s in self.schedules.values() if s["active"] and s["next_due"] <= now]
-
-    async def advance_reminder(self, schedule, *, sequence, next_due, escalated, level=0):
-        self.schedules[schedule["_id"]].update(sequence=sequence, next_due=next_due, escalated=escalated, level=level)
-        return True
 
 
 class Clock:

@@ -9,6 +9,7 @@ from email import message_from_bytes
 
 import httpx
 import pytest
+from fakes_notifier import FakeRepo
 from prometheus_client import CollectorRegistry
 
 from services.common.consumer import Batch
@@ -22,7 +23,7 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.reports import AttachmentUnavailable, ReportFetcher
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
-from tests.unit.test_notifier_handlers import Clock, FakeRepo
+from tests.unit.test_notifier_handlers import Clock
 
 NOW = datetime(2026, 4, 6, 3, 0, tzinfo=UTC)  # Monday 10:00 Bangkok: working hours
 PDF = b"%PDF-1.7 quarterly report " + bytes(range(256))
