@@ -59,6 +59,9 @@ class RoadmapService:
             by_milestone[event.data.milestone_id].append(event)
         rejected: list[Rejected] = []
         changed: list[dict[str, Any]] = []
+        # Milestones the batch leaves as stored (every fact known: a redelivery) still cascade: the delivery that
+        # stored them may have failed before their dependants were refreshed and their alerts raised.
+        unchanged: dict[str, dict[str, Any]] = {}
         cycles = await self._cycles(batch.events)
         pending = dict(by_milestone)
         for _attempt in range(self.settings.write_conflict_retries):
@@ -77,6 +80,8 @@ class RoadmapService:
                 outcome[mid] = (refused, applied)
                 if new_doc is not None:
                     to_save.append(new_doc)
+                elif doc is not None:
+                    unchanged[mid] = doc
             conflicts = await self.repo.save_many(to_save)
             for mid, (refused, applied) in outcome.items():
                 if mid in conflicts:
@@ -91,7 +96,8 @@ class RoadmapService:
         if pending:
             # Persistent contention: let the consumer retry the batch rather than lose facts.
             raise RuntimeError(f"milestone writes kept conflicting: {sorted(pending)[:5]}")
-        await self.after_change(changed)
+        saved = {d["_id"] for d in changed}
+        await self.after_change(changed + [d for mid, d in unchanged.items() if mid not in saved])
         return rejected
 
     async def _cycles(self, events: Sequence[Event]) -> dict[tuple[str, str], list[str]]:
