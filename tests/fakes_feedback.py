@@ -28,7 +28,6 @@ class MemoryFeedbackRepository(FailOnDemand):
         self.memory = memory or MemoryLedgerStore()
         self.crashing = CrashingStore(self.memory, at=crash_at, after=crash_after)
         self.ledger = counting_ledger(self.crashing, clock)
-        self.calls: list[str] = []
 
     # --- ResponseStore ---------------------------------------------------------------------------------------
     async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:

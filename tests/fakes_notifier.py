@@ -13,26 +13,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from fail_on_demand import FailOnDemand
+
 from services.notifier.domain import CLAIMABLE, State
 
 _tokens = itertools.count(1)
 
 
-class FakeRepo:
+class FakeRepo(FailOnDemand):
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.schedules: dict[str, dict[str, Any]] = {}
         self.acks: list[dict[str, Any]] = []
         self.calls: list[tuple] = []  # ("sent" | "retry" | "failed", id[, seconds until the retry])
-        self.fail_next: Exception | None = None
-        self.fail_on: str | None = None  # the method `fail_next` waits for (None: whichever is called next)
-        self.called: list[str] = []
-
-    def _call(self, name: str) -> None:
-        self.called.append(name)
-        if self.fail_next is not None and self.fail_on in (None, name):
-            error, self.fail_next, self.fail_on = self.fail_next, None, None
-            raise error
 
     def _held(self, doc: dict[str, Any]) -> dict[str, Any] | None:
         """The stored notification if `doc`'s claim still holds it (every mark is guarded by the claim)."""

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from fail_on_demand import FailOnDemand
+
 from services.roadmap.adapters import MilestoneFilter
 
 _HISTORIES = ("facts", "timeline", "progress_history", "due_history", "ignored")
 
 
-class FakeRepo:
+class FakeRepo(FailOnDemand):
     """`MilestoneRepository` in memory: documents and claims by `_id`, compare-and-set on `version`."""
 
     def __init__(self) -> None:
@@ -25,15 +27,6 @@ class FakeRepo:
         self.claims: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, Any] | None = None
         self.snapshots: dict[str, dict[str, Any]] = {}
-        self.fail_next: Exception | None = None
-        self.fail_on: str | None = None  # the method `fail_next` waits for (None: whichever is called next)
-        self.called: list[str] = []
-
-    def _call(self, name: str) -> None:
-        self.called.append(name)
-        if self.fail_next is not None and self.fail_on in (None, name):
-            error, self.fail_next, self.fail_on = self.fail_next, None, None
-            raise error
 
     # --- milestones --------------------------------------------------------------------------------------------
     async def load_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -30,7 +30,6 @@ class MemoryTrainingRepository(FailOnDemand):
         self.crashing = CrashingStore(self.memory, at=crash_at, after=crash_after)
         self.ledger = counting_ledger(self.crashing, clock)
         self.statements: dict[str, dict[str, Any]] = {}  # the LRS's statement docs by `_id`
-        self.calls: list[str] = []
 
     # --- ReadinessStore: as `TrainingRepository` does it, over the memory store ----------------------------------
     async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
