@@ -170,10 +170,11 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
             # --- Feedback: small cells suppressed for agency readers, complemented so the overall gives nothing away.
             async def dga_experience():
                 body = (await http["feedback"].get("/v1/experience", params={**MARCH, "agency": "dga"}, headers=h(dga))).json()
-                return body if body["overall"]["responses"] == 43 else None
+                return body if body["overall"]["responses"] == 44 else None
 
-            own = await poll(dga_experience, 60, what="kiosk response stored")  # 42 + the lone one + the kiosk's
+            own = await poll(dga_experience, 60, what="kiosk response stored")  # 42 + the lone one + the kiosk's = 44
             cells = {(c["age_group"], c["channel"]): c for c in own["cells"]}
+            assert cells[("45_59", "walk_in")]["suppressed"] is True  # the kiosk's lone response
             lone = cells[("60_plus", "walk_in")]
             assert lone["suppressed"] is True and lone["responses"] is None and lone["mean_satisfaction"] is None
             assert lone["satisfaction_levels"] is None
@@ -194,6 +195,7 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
                                                      headers=h(office))).json()
             assert not any(c["suppressed"] for c in everything["cells"]) and not everything["suppression"]["applied"]
             assert {(c["age_group"], c["channel"]): c["responses"] for c in everything["cells"]}[("60_plus", "walk_in")] == 1
+            assert {(c["age_group"], c["channel"]): c["responses"] for c in everything["cells"]}[("45_59", "walk_in")] == 1
 
             # --- Key life cycle through the CLI: list shows ids, roles and last use; revoke reaches every service in 10 s.
             monkeypatch.setenv("NEWNORMAL_MONGO_URI", settings.mongo_uri.get_secret_value())
