@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -36,16 +37,25 @@ class MovableClock:
         return datetime.now(UTC) + self.offset
 
 
-async def poll(check: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> T:
-    """Await `check()` until it returns something truthy; fail with `what` after `timeout` seconds."""
+async def eventually(check: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Call `check()` (plain or async) until it returns something truthy or `timeout` seconds pass; return its last
+    value either way, for callers that go on when a condition does not come (a fault's own bound)."""
     deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = await check()
-        if last:
+    while True:
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
+        if last or time.monotonic() >= deadline:
             return last
         await asyncio.sleep(interval)
-    raise AssertionError(f"{what} not reached within {timeout} s (last value: {last!r})")
+
+
+async def poll(check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "condition") -> Any:
+    """Await `check()` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    last = await eventually(check, timeout, interval)
+    if not last:
+        raise AssertionError(f"{what} not reached within {timeout} s (last value: {last!r})")
+    return last
 
 
 @contextlib.asynccontextmanager
@@ -101,14 +111,15 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[A
     """Every record currently on a topic (all partitions), without joining a group."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
+    deadline = time.monotonic() + timeout
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        deadline = time.monotonic() + timeout
-        while partitions is None and time.monotonic() < deadline:
-            await consumer._client.force_metadata_update()
+        async def known() -> set[int] | None:
             partitions = consumer.partitions_for_topic(topic)
             if partitions is None:
-                await asyncio.sleep(0.1)
+                await consumer._client.force_metadata_update()
+            return partitions
+
+        partitions = await eventually(known, timeout)
         if not partitions:
             return []
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -116,7 +127,7 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 5.0) -> list[A
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         records: list[Any] = []
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline:  # getmany waits for records itself: no sleep here
             positions = [await consumer.position(tp) for tp in tps]
             if all(pos >= ends[tp] for pos, tp in zip(positions, tps)):
                 break

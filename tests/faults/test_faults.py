@@ -19,6 +19,7 @@ bench/results/faults.json.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
-from support import header, poll, read_topic
+from support import eventually, header, poll, read_topic
 
 from services.common import processes as px
 from services.contracts.topics import dlq
@@ -273,16 +274,15 @@ class Scenario:
         os.kill(self.kafka.popen.pid, signal.SIGSTOP)
         frozen = time.monotonic()
         try:
-            deadline = frozen + 60
-            while self.http_503_reasons["broker_unavailable"] == before_503 and time.monotonic() < deadline and not self.feeders[0].done():
-                await asyncio.sleep(CONDITION_POLL_SECONDS)
+            # Until the intake refuses (the feeders stopping first ends it too); at most 60 s, then the fault goes on.
+            await eventually(lambda: self.http_503_reasons["broker_unavailable"] != before_503 or self.feeders[0].done(),
+                             60, CONDITION_POLL_SECONDS)
             await asyncio.sleep(FREEZE_BEYOND_REFUSAL_SECONDS)  # the fault's length, not a readiness wait
         finally:
             os.kill(self.kafka.popen.pid, signal.SIGCONT)
         thawed = time.monotonic()
         self.recovery["broker_outage_s"] = round(thawed - frozen, 2)
-        while self.last_http_accept < thawed and time.monotonic() < thawed + 60:
-            await asyncio.sleep(CONDITION_POLL_SECONDS)
+        await eventually(lambda: self.last_http_accept >= thawed, 60, CONDITION_POLL_SECONDS)
         self.recovery["broker_thaw_to_http_accepted_s"] = round(self.last_http_accept - thawed, 2)
         resumed = await self.wait_stored_increase(90)
         self.recovery["broker_thaw_to_stored_s"] = round(time.monotonic() - thawed, 2)
@@ -432,14 +432,16 @@ class Scenario:
         if not cli.exists() or "verify" not in cli.read_text(encoding="utf-8"):
             return None
         t0 = time.monotonic()
-        attempts = 0
-        while True:
-            attempts += 1
-            proc = subprocess.run([sys.executable, "-m", "services.cli", SERVICE, "verify"], check=False, capture_output=True,
-                                  text=True, env={**os.environ, **self.env}, timeout=120)
-            if proc.returncode == 0 or time.monotonic() - t0 > 60:
-                break
-            time.sleep(VERIFY_RETRY_SECONDS)
+        runs: list[subprocess.CompletedProcess[str]] = []
+
+        def converged() -> bool:
+            runs.append(subprocess.run([sys.executable, "-m", "services.cli", SERVICE, "verify"], check=False,
+                                       capture_output=True, text=True, env={**os.environ, **self.env}, timeout=120))
+            return runs[-1].returncode == 0
+
+        with contextlib.suppress(TimeoutError):  # not converged in 60 s: reported below, and the test fails on it
+            px.wait_until(converged, 60, "rollups equal to a full recount", interval=VERIFY_RETRY_SECONDS)
+        proc, attempts = runs[-1], len(runs)
         return {"returncode": proc.returncode, "attempts": attempts, "converged_after_s": round(time.monotonic() - t0, 1),
                 "output": (proc.stdout + proc.stderr)[-300:]}
 

@@ -6,14 +6,13 @@ import asyncio
 import logging
 import math
 
+from support import poll
+
 from services.common.loops import NextRun, run_every
 
 
 async def _until(check, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
+    await poll(check, timeout, interval=0.005)
 
 
 async def _idle(rounds: int = 20) -> None:
