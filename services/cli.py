@@ -6,7 +6,6 @@ Each service may add its own sub-commands through a `cli.register(subparsers)` f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import sys
@@ -39,18 +38,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _with_key_store(work):
     """Run `work(db)` against the configured MongoDB (NEWNORMAL_MONGO_URI, NEWNORMAL_MONGO_DB)."""
-    from services.common.mongo import make_client
+    from services.common.mongo import run_on_database
     from services.common.settings import ServiceSettings
 
-    async def run():
-        settings = ServiceSettings()
-        client = make_client(settings)
-        try:
-            return await work(client[settings.mongo_db])
-        finally:
-            await client.close()
-
-    return asyncio.run(run())
+    return run_on_database(ServiceSettings(), work)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:

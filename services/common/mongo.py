@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,28 @@ def make_client(settings: ServiceSettings) -> AsyncMongoClient:
         tz_aware=True,
         appname=settings.service_name,
     )
+
+
+def run_on_database(settings: ServiceSettings, work: Callable[[AsyncDatabase], Awaitable[T]]) -> T:
+    """Run `work(db)` once on a client of its own and close the client whatever happens: the command-line tools'
+    way in (`newnormal keys`, `recount`, `verify`, ...)."""
+
+    async def run() -> T:
+        client = make_client(settings)
+        try:
+            return await work(client[settings.mongo_db])
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def report_differences(differences: Sequence[str], shown: int = 50) -> int:
+    """Print a `verify` result (the first `shown` differences, then their count as JSON); exit status 1 on any."""
+    for line in differences[:shown]:
+        print(line)
+    print(json.dumps({"differences": len(differences)}))
+    return 1 if differences else 0
 
 
 async def ensure_platform_indexes(db: AsyncDatabase) -> None:

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 
 
 def _repo_run(action):
-    from services.common.mongo import make_client
+    from services.common.mongo import run_on_database
     from services.feedback.adapters import FeedbackRepository
     from services.feedback.settings import FeedbackSettings
 
-    async def run():
-        settings = FeedbackSettings()
-        client = make_client(settings)
-        try:
-            return await action(FeedbackRepository(client[settings.mongo_db]))
-        finally:
-            await client.close()
-
-    return asyncio.run(run())
+    return run_on_database(FeedbackSettings(), lambda db: action(FeedbackRepository(db)))
 
 
 def cmd_recount(args: argparse.Namespace) -> int:
@@ -30,11 +21,9 @@ def cmd_recount(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    diffs = _repo_run(lambda repo: repo.rollup_differences())
-    for line in diffs[:50]:
-        print(line)
-    print(json.dumps({"differences": len(diffs)}))
-    return 1 if diffs else 0
+    from services.common.mongo import report_differences
+
+    return report_differences(_repo_run(lambda repo: repo.rollup_differences()))
 
 
 def register(subparsers) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 
 
@@ -31,22 +30,17 @@ def cmd_check_routes(args: argparse.Namespace) -> int:
 
 
 def cmd_failed(args: argparse.Namespace) -> int:
-    from services.common.mongo import make_client
+    from services.common.mongo import run_on_database
     from services.notifier.adapters import NotificationRepository
     from services.notifier.handlers import public_view
     from services.notifier.settings import NotifierSettings
 
-    async def run() -> list[dict]:
-        settings = NotifierSettings()
-        client = make_client(settings)
-        try:
-            repo = NotificationRepository(client[settings.mongo_db])
-            return [public_view(d) for d in await repo.list(state="failed", channel=args.channel, milestone=None,
-                                                             limit=args.limit)]
-        finally:
-            await client.close()
+    async def failed(db) -> list[dict]:
+        found = await NotificationRepository(db).list(state="failed", channel=args.channel, milestone=None,
+                                                      limit=args.limit)
+        return [public_view(d) for d in found]
 
-    for item in asyncio.run(run()):
+    for item in run_on_database(NotifierSettings(), failed):
         print(json.dumps(item, ensure_ascii=False))
     return 0
 

@@ -35,23 +35,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if result["accepted"] or not result["rows_read"] else 1
 
 
-def cmd_recount(args: argparse.Namespace) -> int:
+def _repo_run(action):
     from services.common.clock import utc_now
-    from services.common.mongo import make_client
+    from services.common.mongo import run_on_database
     from services.training.adapters import TrainingRepository
     from services.training.settings import TrainingSettings
 
-    async def run() -> dict:
-        settings = TrainingSettings()
-        client = make_client(settings)
-        try:
-            repo = TrainingRepository(client[settings.mongo_db], utc_now, settings.stale_claim_seconds)
-            await repo.sweep()
-            return await repo.recount(write=not args.dry_run)
-        finally:
-            await client.close()
+    settings = TrainingSettings()
+    return run_on_database(settings, lambda db: action(TrainingRepository(db, utc_now, settings.stale_claim_seconds)))
 
-    figures = asyncio.run(run())
+
+def cmd_recount(args: argparse.Namespace) -> int:
+    async def recount(repo) -> dict:
+        await repo.sweep()
+        return await repo.recount(write=not args.dry_run)
+
+    figures = _repo_run(recount)
     print(json.dumps({"rollups": len(figures), "written": not args.dry_run,
                       "ready_learners": sum(f["ready_learners"] for f in figures.values()),
                       "completions": sum(f["completions"] for f in figures.values())}, ensure_ascii=False))
@@ -59,24 +58,9 @@ def cmd_recount(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from services.common.clock import utc_now
-    from services.common.mongo import make_client
-    from services.training.adapters import TrainingRepository
-    from services.training.settings import TrainingSettings
+    from services.common.mongo import report_differences
 
-    async def run() -> list[str]:
-        settings = TrainingSettings()
-        client = make_client(settings)
-        try:
-            return await TrainingRepository(client[settings.mongo_db], utc_now, settings.stale_claim_seconds).differences()
-        finally:
-            await client.close()
-
-    diffs = asyncio.run(run())
-    for line in diffs[:50]:
-        print(line)
-    print(json.dumps({"differences": len(diffs)}))
-    return 1 if diffs else 0
+    return report_differences(_repo_run(lambda repo: repo.differences()))
 
 
 def register(subparsers) -> None:
