@@ -20,7 +20,7 @@ _HISTORIES = ("facts", "timeline", "progress_history", "due_history", "ignored")
 
 
 class FakeRepo(FailOnDemand):
-    """`MilestoneRepository` in memory: documents and claims by `_id`, compare-and-set on `version`."""
+    """`MilestoneRepository` in memory: documents and claims by `_id`, compare-and-set on `rev`."""
 
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
@@ -33,16 +33,20 @@ class FakeRepo(FailOnDemand):
         self._call("load_many")
         return {i: copy.deepcopy(self.docs[i]) for i in set(ids) if i in self.docs}
 
-    async def save_many(self, docs: Sequence[Mapping[str, Any]]) -> set[str]:
-        self._call("save_many")
-        conflicts = set()
-        for d in docs:
-            current = self.docs.get(d["_id"], {}).get("version", 0)
-            if current != d["version"] - 1:
-                conflicts.add(d["_id"])
-            else:
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        self._call("read")
+        assert collection == "milestones"
+        return {i: copy.deepcopy(self.docs[i]) for i in set(ids) if i in self.docs}
+
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
+        self._call("write_revisions")
+        written = []
+        for i, (expected, d) in enumerate(docs):
+            stored = self.docs.get(d["_id"])
+            if stored is None or (expected is not None and stored.get("rev", 0) == expected):
                 self.docs[d["_id"]] = copy.deepcopy(dict(d))
-        return conflicts
+                written.append(i)
+        return written
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         self._call("dependants")

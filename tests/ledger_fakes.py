@@ -72,8 +72,7 @@ class MemoryLedgerStore:
         for i, (expected, doc) in enumerate(docs):
             key = _key(doc["_id"])
             stored = coll.get(key)
-            if (expected is None and stored is None) or (
-                    expected is not None and stored is not None and stored.get("rev", 0) == expected):
+            if stored is None or (expected is not None and stored.get("rev", 0) == expected):
                 coll[key] = copy.deepcopy(doc)
                 written.append(i)
         return written

@@ -126,8 +126,8 @@ class LedgerStore(Protocol):
 
     async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
         """Write each (expected revision, document): None inserts, else replaces only the stored document of that
-        revision. Returns the positions known to be written (a store may leave out some it cannot tell apart); a
-        lost race is not an error (the caller reads the others again)."""
+        revision (or inserts it where none is stored). Returns the positions written; a lost race (another
+        revision stored) is not an error: the caller reads that document again."""
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> Any:
@@ -136,6 +136,46 @@ class LedgerStore(Protocol):
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         """Make `docs` the collection's documents (a recount's result), keeping the `kept` top-level fields of the
         stored ones (a stored document with kept fields stays, with those fields only)."""
+
+
+Derive = Callable[[dict[str, dict[str, Any] | None]], Awaitable[Mapping[str, dict[str, Any] | None]]]
+Step = Callable[[Callable[[], Awaitable[T]], str], Awaitable[T]]
+
+
+async def rewrite(store: LedgerStore, collection: str, ids: Sequence[str], derive: Derive, *, step: Step | None = None,
+                  assume_absent: bool = False) -> list[dict[str, Any]]:
+    """The one compare-and-set write of documents derived from the stored ones, for every book and projection:
+    read the documents `ids`, `derive` the next version of each ({id: document, or None to leave it}; a missing
+    document is given as None), write them with a compare-and-set on `rev` (a derived document gets the read one's
+    `rev` plus one), and derive again, from what is stored now, the ones another writer changed first. Returns the
+    documents written, each as of its last derivation. `assume_absent`: the first round derives from nothing
+    without reading (most of the documents are new; an existing one makes its insert lose and is read after).
+    `step` runs each store call (the ledger's retries while the database is unreachable; by default none: the
+    error reaches the caller, whose batch is redelivered)."""
+    step = step or _direct
+    pending = list(dict.fromkeys(ids))
+    written: list[dict[str, Any]] = []
+    for round_ in range(CAS_ROUNDS):
+        if round_ == 0 and assume_absent:
+            found: dict[str, dict[str, Any]] = {}
+        else:
+            found = await step(partial(store.read, collection, pending), f"read {collection}")
+        revisions = {doc_id: doc.get("rev", 0) for doc_id, doc in found.items()}  # before `derive` (it may edit)
+        derived = await derive({doc_id: found.get(doc_id) for doc_id in pending})
+        writes: list[tuple[int | None, dict[str, Any]]] = []
+        for doc_id in pending:
+            doc = derived.get(doc_id)
+            if doc is not None:
+                expected = revisions.get(doc_id)
+                writes.append((expected, {**doc, "_id": doc_id, "rev": (expected or 0) + 1}))
+        if not writes:
+            return written
+        landed = set(await step(partial(store.write_revisions, collection, writes), f"write {collection}"))
+        written.extend(doc for i, (_, doc) in enumerate(writes) if i in landed)
+        pending = [doc["_id"] for i, (_, doc) in enumerate(writes) if i not in landed]
+        if not pending:
+            return written
+    raise RuntimeError(f"{collection}: documents kept changing under this write")
 
 
 class Ledger:
@@ -251,47 +291,34 @@ class Ledger:
                      protect: _OpenTokens) -> Deltas:
         """Apply `deltas` to the book's documents once for `token`; returns what the changed documents pass on to
         later books (for a document this token had changed before, what was recorded then)."""
-        pending = dict(deltas)
-        passed_on: Deltas = {}
-        for round_ in range(CAS_ROUNDS):
-            if round_ == 0 and book.insert_first:
-                found: dict[str, dict[str, Any]] = {}  # as if none existed: an existing one makes its insert fail
-            else:
-                found = await self._step(partial(self.store.read, book.collection, list(pending)),
-                                         f"read {book.collection}", deadline)
-            writes: list[tuple[int | None, dict[str, Any]]] = []
-            effects: list[Deltas] = []  # what each write passes on, in the order of `writes`
+        effects: dict[str, Deltas] = {}  # per document, what its last derivation (or earlier application) passes on
+
+        async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
             # A full document drops its oldest tokens, except those of writes still open: an interrupted write is
             # recognised however many writes touched the document before a sweep finishes it.
-            open_tokens = await protect.get() if any(
-                len(found[d].get("applied", ())) >= self.keep for d in pending if d in found) else set()
-            for doc_id, delta in list(pending.items()):
-                doc = found.get(doc_id)
+            full = any(doc is not None and len(doc.get("applied", ())) >= self.keep for doc in found.values())
+            open_tokens = await protect.get() if full else set()
+            out: dict[str, dict[str, Any] | None] = {}
+            for doc_id, doc in found.items():
                 if doc is not None and token in doc.get("applied", ()):
-                    del pending[doc_id]  # applied before (an earlier attempt, or a recovery)
-                    _merge_all(passed_on, _recorded_effect(doc, token))
+                    out[doc_id] = None  # applied before (an earlier attempt, or a recovery)
+                    effects[doc_id] = _recorded_effect(doc, token)
                     continue
-                expected = None if doc is None else doc.get("rev", 0)
                 before = book.contributes(doc) if book.contributes and doc is not None else {}
-                after_doc = with_delta(doc, doc_id, delta, token, self.keep, book.digits, open_tokens)
+                after_doc = with_delta(doc, doc_id, deltas[doc_id], token, self.keep, book.digits, open_tokens)
                 change = _change(before, book.contributes(after_doc)) if book.contributes else {}
                 if change:  # nothing recorded reads back as nothing passed on
                     _record_effect(after_doc, token, change, self.keep, open_tokens)
-                effects.append(change)
-                writes.append((expected, after_doc))
-            if not writes:
-                return passed_on
-            written = await self._step(partial(self.store.write_revisions, book.collection, writes),
-                                       f"write {book.collection}", deadline)
-            for i in written:
-                del pending[writes[i][1]["_id"]]
-                _merge_all(passed_on, effects[i])
-            if not pending:
-                return passed_on
-            # Another writer changed or created some first: read those again (or, where the store cannot say
-            # which, all the rest). The ones this write did change now list the token and pass on what they
-            # recorded.
-        raise RuntimeError(f"{book.collection}: counter documents kept changing under this write")
+                effects[doc_id] = change
+                out[doc_id] = after_doc
+            return out
+
+        await rewrite(self.store, book.collection, list(deltas), derive, assume_absent=book.insert_first,
+                      step=lambda operation, what: self._step(operation, what, deadline))
+        passed_on: Deltas = {}
+        for change in effects.values():
+            _merge_all(passed_on, change)
+        return passed_on
 
     async def _step(self, operation: Callable[[], Awaitable[T]], what: str, deadline: float | None = None) -> T:
         """One call to the store, retried while the database is unreachable; a write past its lease stops before
@@ -420,6 +447,10 @@ def _unique(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             seen.add(key)
             out.append(d)
     return out
+
+
+async def _direct(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    return await operation()
 
 
 async def _retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T:

@@ -46,13 +46,11 @@ class MongoLedgerStore:
                 ops.append(InsertOne(doc))
             else:  # revision 0 also matches a document written before revisions were kept (no `rev`: null)
                 rev = {"$in": [0, None]} if expected == 0 else expected
-                ops.append(ReplaceOne({"_id": doc["_id"], "rev": rev}, doc))
-        inserts = [i for i, (expected, _) in enumerate(docs) if expected is None]
-        replaces = [i for i, (expected, _) in enumerate(docs) if expected is not None]
-        written, lost = await bulk_write_or_duplicates(self.db[collection], ops)
-        # A failed insert names its position; a replace that lost its race only lowers the matched count.
-        out = [i for i in inserts if i not in lost]
-        return out + replaces if written - len(out) == len(replaces) else out
+                # Upsert: a replace that lost its race (another revision stored) then fails as a duplicate `_id`
+                # at its own position, so the answer names exactly the writes that landed.
+                ops.append(ReplaceOne({"_id": doc["_id"], "rev": rev}, doc, upsert=True))
+        _, lost = await bulk_write_or_duplicates(self.db[collection], ops)
+        return [i for i in range(len(docs)) if i not in lost]
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:

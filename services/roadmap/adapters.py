@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING, ReplaceOne
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.common.mongo import bulk_write_or_duplicates, find_in, insert_if_new
+from services.common.ledger_mongo import MongoLedgerStore
+from services.common.mongo import find_in, insert_if_new
 from services.roadmap.domain import Status
+
+MILESTONES = "milestones"
 
 STATS_ID = "current"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -63,10 +66,13 @@ class MilestoneStore(Protocol):
     """What the roadmap service layer (`RoadmapService`, its watcher and `overview`) needs of the repository:
     `MilestoneRepository` over MongoDB, `tests/fakes_roadmap.py` in memory."""
 
-    # milestones: the batch handler and the watcher (compare-and-set writes; `save_many` returns the lost races)
+    # milestones: the batch handler and the watcher write them through `services.common.ledger.rewrite` (read,
+    # derive, compare-and-set on `rev`), the one write of derived documents every service uses
     async def load_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
 
-    async def save_many(self, docs: Sequence[Mapping[str, Any]]) -> set[str]: ...
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]: ...
 
     async def dependants(self, ids: Iterable[str]) -> list[str]: ...
 
@@ -129,7 +135,8 @@ class MilestoneStore(Protocol):
 class MilestoneRepository:
     def __init__(self, db: AsyncDatabase):
         self.db = db
-        self.milestones = db.milestones
+        self.milestones = db[MILESTONES]
+        self.documents = MongoLedgerStore(db)
         self.claims = db.alert_claims
         self.stats = db.roadmap_stats
         self.overview_snapshots = db.roadmap_overview_snapshots
@@ -152,15 +159,11 @@ class MilestoneRepository:
     async def statuses(self, ids: Iterable[str]) -> dict[str, str]:
         return {d["_id"]: d.get("status") for d in await find_in(self.milestones, "_id", ids, {"status": 1})}
 
-    async def save_many(self, docs: Sequence[Mapping[str, Any]]) -> set[str]:
-        """Compare-and-set on `version`: returns the ids another writer changed first (retry those).
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return await self.documents.read(collection, ids)
 
-        Each replacement matches only the version it was derived from; a new document matches
-        version 0 and is inserted by the upsert. A lost race surfaces as a duplicate `_id`.
-        """
-        ops = [ReplaceOne({"_id": d["_id"], "version": d["version"] - 1}, d, upsert=True) for d in docs]
-        _, lost = await bulk_write_or_duplicates(self.milestones, ops)
-        return {docs[i]["_id"] for i in lost}
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
+        return await self.documents.write_revisions(collection, docs)
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(d["_id"] for d in await find_in(self.milestones, "depends_on", ids, {"_id": 1})))

@@ -15,11 +15,12 @@ from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
+from services.common.ledger import rewrite
 from services.common.loops import NextRun
 from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED
 from services.roadmap import corrections, dependencies, domain, overview
-from services.roadmap.adapters import MilestoneFilter, MilestoneStore
+from services.roadmap.adapters import MILESTONES, MilestoneFilter, MilestoneStore
 from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES
 from services.roadmap.metrics import RoadmapMetrics
@@ -57,45 +58,36 @@ class RoadmapService:
         by_milestone: dict[str, list[Event]] = defaultdict(list)
         for event in batch.events:
             by_milestone[event.data.milestone_id].append(event)
-        rejected: list[Rejected] = []
-        changed: list[dict[str, Any]] = []
+        # Per milestone, what its last derivation refused and applied (a write that lost its race is derived
+        # again from what the other writer stored).
+        outcome: dict[str, tuple[list[Rejected], list[Event]]] = {}
         # Milestones the batch leaves as stored (every fact known: a redelivery) still cascade: the delivery that
         # stored them may have failed before their dependants were refreshed and their alerts raised.
         unchanged: dict[str, dict[str, Any]] = {}
         cycles = await self._cycles(batch.events)
-        pending = dict(by_milestone)
-        for _attempt in range(self.settings.write_conflict_retries):
-            if not pending:
-                break
-            docs = await self.repo.load_many(pending)
-            dep_ids = {d for events in pending.values() for e in events
-                       if e.type == MILESTONE_PLANNED for d in e.data.depends_on}
-            dep_ids |= {d for doc in docs.values() for d in doc.get("depends_on", [])}
-            dep_status = await self.repo.dependency_states(dep_ids)
+        plan_deps = {d for e in batch.events if e.type == MILESTONE_PLANNED for d in e.data.depends_on}
+
+        async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+            deps = plan_deps | {d for doc in found.values() if doc for d in doc.get("depends_on", [])}
+            dep_status = await self.repo.dependency_states(deps)
             now = self.clock()
-            to_save, outcome = [], {}
-            for mid, events in pending.items():
-                doc = docs.get(mid)
-                new_doc, refused, applied = self._apply(mid, doc, events, now, dep_status, cycles)
+            out: dict[str, dict[str, Any] | None] = {}
+            for mid, doc in found.items():
+                new_doc, refused, applied = self._apply(mid, doc, by_milestone[mid], now, dep_status, cycles)
                 outcome[mid] = (refused, applied)
-                if new_doc is not None:
-                    to_save.append(new_doc)
-                elif doc is not None:
+                out[mid] = new_doc
+                if new_doc is None and doc is not None:
                     unchanged[mid] = doc
-            conflicts = await self.repo.save_many(to_save)
-            for mid, (refused, applied) in outcome.items():
-                if mid in conflicts:
-                    continue
-                rejected.extend(refused)
-                for event in applied:
-                    self.metrics.applied.labels(event.type).inc()
-            for reason in (r.error.reason for mid, (refs, _) in outcome.items() if mid not in conflicts for r in refs):
-                self.metrics.rejected.labels(reason).inc()
-            changed.extend(d for d in to_save if d["_id"] not in conflicts)
-            pending = {mid: pending[mid] for mid in conflicts}
-        if pending:
-            # Persistent contention: let the consumer retry the batch rather than lose facts.
-            raise RuntimeError(f"milestone writes kept conflicting: {sorted(pending)[:5]}")
+            return out
+
+        changed = await rewrite(self.repo, MILESTONES, list(by_milestone), derive)
+        rejected: list[Rejected] = []
+        for refused, applied in outcome.values():
+            rejected.extend(refused)
+            for event in applied:
+                self.metrics.applied.labels(event.type).inc()
+            for r in refused:
+                self.metrics.rejected.labels(r.error.reason).inc()
         saved = {d["_id"] for d in changed}
         await self.after_change(changed + [d for mid, d in unchanged.items() if mid not in saved])
         return rejected
@@ -176,29 +168,24 @@ class RoadmapService:
         # the facts have settled, so a burst arriving in any order raises what the whole burst calls for.
         same_facts = doc is not None and len(doc.get("facts", [])) == len(facts)
         facts_at = doc.get("facts_at") if same_facts else now
-        return {"_id": mid, "version": (doc.get("version", 0) if doc else 0) + 1, "facts": facts, **projected,
+        return {"_id": mid, "facts": facts, **projected,
                 "status_since": status_since, "facts_at": facts_at, "updated_at": now,
                 "created_at": doc.get("created_at", now) if doc else now}
 
     async def refresh(self, ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Recompute milestones whose status may have changed with time or a dependency (CAS, retried)."""
-        pending = set(ids)
-        changed: list[dict[str, Any]] = []
-        for _ in range(self.settings.write_conflict_retries):
-            if not pending:
-                break
-            docs = await self.repo.load_many(pending)
-            dep_status = await self.repo.dependency_states({d for doc in docs.values() for d in doc.get("depends_on", [])})
+        """Recompute milestones whose status may have changed with time or a dependency (compare-and-set)."""
+
+        async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+            dep_status = await self.repo.dependency_states({d for doc in found.values() if doc
+                                                            for d in doc.get("depends_on", [])})
             now = self.clock()
-            to_save = []
-            for mid, doc in docs.items():
-                new_doc = self._derive(mid, list(doc.get("facts", [])), doc, now, dep_status)
-                if _derived_differs(doc, new_doc):
-                    to_save.append(new_doc)
-            conflicts = await self.repo.save_many(to_save)
-            changed.extend(d for d in to_save if d["_id"] not in conflicts)
-            pending = conflicts
-        return changed
+            out: dict[str, dict[str, Any] | None] = {}
+            for mid, doc in found.items():
+                new_doc = self._derive(mid, list(doc.get("facts", [])), doc, now, dep_status) if doc else None
+                out[mid] = new_doc if new_doc is not None and _derived_differs(doc, new_doc) else None
+            return out
+
+        return await rewrite(self.repo, MILESTONES, list(dict.fromkeys(ids)), derive)
 
     async def after_change(self, changed: list[dict[str, Any]]) -> None:
         """Cascade to dependants, raise the alerts the new states call for, wake the watcher."""
@@ -407,7 +394,7 @@ class RoadmapService:
         return stats
 
 
-_VOLATILE = {"version", "updated_at", "status_since", "facts_at", "created_at", "facts", "_id"}
+_VOLATILE = {"rev", "version", "updated_at", "status_since", "facts_at", "created_at", "facts", "_id"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

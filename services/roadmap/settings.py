@@ -20,4 +20,3 @@ class RoadmapSettings(ServiceSettings):
         5.0, ge=0, description="an alert goes out once its milestone's facts have not grown for this long, so a burst "
         "of facts in any order raises what the whole burst calls for (a passing deadline is not delayed)")
     stats_refresh_seconds: float = Field(1.0, ge=0, description="least time between two recomputations of the summary figures")
-    write_conflict_retries: int = Field(20, ge=1, description="compare-and-set retries when replicas update one milestone")

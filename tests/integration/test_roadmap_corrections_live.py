@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 BATCH = "application/cloudevents-batch+json"
 SOURCE = "/agencies/dga/pm"
 # Storage details and per-milestone names: everything else of the two records must be equal.
-_LOCAL = {"_id", "facts", "version", "updated_at", "created_at", "status_since", "facts_at"}
+_LOCAL = {"_id", "facts", "rev", "version", "updated_at", "created_at", "status_since", "facts_at"}
 
 
 def facts_for(mid: str, now: datetime) -> list[dict]:

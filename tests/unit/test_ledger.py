@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
 
 from services.common.counters import Delta, add_delta, counters, with_delta
-from services.common.ledger import TOKEN, Book, Ledger, Records, WriteExpired
+from services.common.ledger import TOKEN, Book, Ledger, Records, WriteExpired, rewrite
 
 NOW = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 # A retraction of event n is -(n + 1): an op list mixes events and retractions, in any order.
@@ -329,3 +329,55 @@ def test_a_write_past_its_lease_stops_before_its_next_call_and_is_finished_by_a_
     assert len(store.docs("records")) == 4 and store.docs("counts") == []  # stored, nothing counted yet
     assert asyncio.run(make_ledger(store).sweep(timedelta(0))) == 1
     assert stored(store) == expected(list(range(4)))
+
+
+# --- rewrite: the one compare-and-set write of derived documents (books, and the roadmap's milestones) -----------
+def _appending(item: str, seen: list[str]):
+    """A projection that adds `item` to a document's list once (idempotent by content, like a milestone's facts)."""
+
+    async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+        await asyncio.sleep(0)  # let racing writers interleave between the read and the write
+        out: dict[str, dict[str, Any] | None] = {}
+        for doc_id, doc in found.items():
+            items = list((doc or {}).get("items", []))
+            seen.append(doc_id)
+            out[doc_id] = None if item in items else {"items": [*items, item]}
+        return out
+
+    return derive
+
+
+@given(st.integers(min_value=1, max_value=12), st.integers(min_value=1, max_value=4), st.randoms(use_true_random=False))
+@settings(max_examples=40, deadline=None)
+def test_racing_rewrites_lose_nothing_and_each_write_bumps_the_revision_once(writers, docs, rnd):
+    async def run() -> None:
+        store = MemoryLedgerStore()
+        ids = [f"d{i}" for i in range(docs)]
+        seen: list[str] = []
+        targets = [rnd.sample(ids, k=rnd.randint(1, docs)) for _ in range(writers)]
+        results = await asyncio.gather(*(rewrite(store, "c", target, _appending(f"w{w}", seen),
+                                                 assume_absent=rnd.random() < 0.5) for w, target in enumerate(targets)))
+        stored = {d["_id"]: d for d in store.docs("c")}
+        for w, target in enumerate(targets):  # nothing lost to a race
+            assert all(f"w{w}" in stored[doc_id]["items"] for doc_id in target)
+        for doc_id, doc in stored.items():
+            wrote = [w for w, written in enumerate(results) if any(d["_id"] == doc_id for d in written)]
+            assert sorted(doc["items"]) == sorted(f"w{w}" for w in wrote)  # every landed write is there, once
+            assert doc["rev"] == len(wrote)
+        # Each writer's call returns only what it landed, as of its last derivation.
+        for w, written in enumerate(results):
+            assert all(f"w{w}" in d["items"] for d in written)
+
+    asyncio.run(run())
+
+
+def test_rewrite_leaves_a_document_derived_as_none_and_reads_nothing_first_when_assumed_absent():
+    async def run() -> None:
+        store = MemoryLedgerStore()
+        seen: list[str] = []
+        assert [d["_id"] for d in await rewrite(store, "c", ["a", "b"], _appending("x", seen), assume_absent=True)] == ["a", "b"]
+        assert await rewrite(store, "c", ["a"], _appending("x", seen)) == []  # nothing new: nothing written
+        [b] = await rewrite(store, "c", ["b"], _appending("y", seen), assume_absent=True)  # exists: read, then derived again
+        assert b["items"] == ["x", "y"] and b["rev"] == 2 and seen[-2:] == ["b", "b"]
+
+    asyncio.run(run())

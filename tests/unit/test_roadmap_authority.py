@@ -68,7 +68,7 @@ async def test_a_second_agencys_plan_is_milestone_id_taken_and_changes_nothing(w
     squat = plan("M", DUE + timedelta(days=30), agency="dopa")
     [refused] = await svc.handle(Batch([squat]))
     assert refused.error.reason == "milestone_id_taken" and "dga" in refused.error.detail
-    assert repo.docs["M"]["version"] == before["version"] and repo.docs["M"]["owner_agency"] == "dga"
+    assert repo.docs["M"]["rev"] == before["rev"] and repo.docs["M"]["owner_agency"] == "dga"
     # The owner re-plans freely; the programme office re-plans for any agency.
     replan = ev("planned", {"milestone_id": "M", "title_th": "ใหม่", "workstream": "technology_access",
                             "owner_agency": "dga", "due_date": (DUE + timedelta(days=1)).isoformat()}, id="replan")

@@ -88,10 +88,10 @@ async def test_cycles_are_dead_lettered_and_change_nothing(world):
     assert await svc.handle(Batch([plan("X", DUE, deps=["Y"]), plan("Y", DUE)])) == []
     replan = ev("planned", {"milestone_id": "Y", "title_th": "ย", "workstream": "technology_access",
                             "owner_agency": "dga", "due_date": DUE.isoformat(), "depends_on": ["X"]}, id="replan-Y")
-    before = repo.docs["Y"]["version"]
+    before = repo.docs["Y"]["rev"]
     [refused] = await svc.handle(Batch([replan]))
     assert refused.error.reason == "dependency_cycle" and "Y -> X -> Y" in refused.error.detail
-    assert repo.docs["Y"]["version"] == before and repo.docs["Y"]["depends_on"] == []
+    assert repo.docs["Y"]["rev"] == before and repo.docs["Y"]["depends_on"] == []
     # A cycle closed inside one batch (neither stored yet) is refused too: the later plan.
     [refused] = await svc.handle(Batch([plan("P", DUE, deps=["Q"]), plan("Q", DUE, deps=["R"]),
                                         plan("R", DUE, deps=["P"])]))

@@ -58,9 +58,9 @@ async def test_duplicates_change_nothing_and_foreign_agency_is_refused(world):
     events = [plan("M1", date(2026, 6, 30)),
               ev("progressed", {"milestone_id": "M1", "percent_complete": 50, "as_of": NOW.isoformat()})]
     assert await svc.handle(Batch(events)) == []
-    version = repo.docs["M1"]["version"]
+    rev = repo.docs["M1"]["rev"]
     assert await svc.handle(Batch(events)) == []
-    assert repo.docs["M1"]["version"] == version and repo.docs["M1"]["event_count"] == 2
+    assert repo.docs["M1"]["rev"] == rev and repo.docs["M1"]["event_count"] == 2
     foreign = ev("progressed", {"milestone_id": "M1", "percent_complete": 99, "as_of": NOW.isoformat()}, agency="dopa")
     [refused] = await svc.handle(Batch([foreign]))
     assert refused.error.reason == "agency_not_owner" and repo.docs["M1"]["percent_complete"] == 50
@@ -132,7 +132,7 @@ _EVENTS = [
     ev("progressed", {"milestone_id": "P", "percent_complete": 80, "as_of": "2026-02-20T00:00:00+07:00"},
        agency="dopa", id="foreign"),
 ]
-_VOLATILE = ("version", "updated_at", "status_since", "created_at", "facts")
+_VOLATILE = ("rev", "updated_at", "status_since", "created_at", "facts")
 
 
 @hyp_settings(max_examples=60, deadline=None)

@@ -20,7 +20,7 @@ BATCH = [plan("M1", date(2026, 2, 1)), plan("M2", date(2026, 9, 30), deps=["M1"]
          ev("progressed", {"milestone_id": "M3", "percent_complete": 40, "as_of": NOW.isoformat()}, id="p1")]
 ALERTS = ["at_risk:M2:2026-09-30", "missed:M1:2026-02-01"]
 # Bookkeeping of when a write happened, not what the milestone is.
-_VOLATILE = ("version", "updated_at", "status_since", "created_at", "facts_at")
+_VOLATILE = ("rev", "updated_at", "status_since", "created_at", "facts_at")
 
 
 def milestones(repo: FakeRepo) -> dict[str, dict[str, Any]]:
@@ -40,7 +40,7 @@ async def clean() -> dict[str, dict[str, Any]]:
     return milestones(repo)
 
 
-@pytest.mark.parametrize("method", ["load_many", "dependencies_of", "dependency_states", "save_many"])
+@pytest.mark.parametrize("method", ["read", "dependencies_of", "dependency_states", "write_revisions"])
 async def test_a_failure_before_the_write_leaves_nothing_and_the_redelivery_alone_gives_the_clean_result(clean, method):
     repo, pub, svc = world()
     repo.fail_next, repo.fail_on = ConnectionError("mongo unreachable"), method
@@ -101,10 +101,10 @@ async def test_a_failure_in_the_dependency_cascade_is_made_good_by_the_redeliver
 
 async def test_the_fake_fails_once_and_only_on_the_method_named():
     repo, _pub, svc = world()
-    repo.fail_next, repo.fail_on = ConnectionError("mongo unreachable"), "save_many"
+    repo.fail_next, repo.fail_on = ConnectionError("mongo unreachable"), "write_revisions"
     with pytest.raises(ConnectionError):
         await svc.handle(Batch(BATCH))
-    assert repo.called[:1] == ["dependencies_of"] and repo.called[-1] == "save_many"
+    assert repo.called[:1] == ["dependencies_of"] and repo.called[-1] == "write_revisions"
     assert repo.fail_next is None and repo.fail_on is None
 
 
@@ -112,7 +112,7 @@ def test_the_repository_and_the_fake_both_conform_to_the_protocol():
     """Every method the service layer may call, with the Protocol's parameters, in MongoDB and in memory."""
     wanted = {n: inspect.signature(f) for n, f in vars(MilestoneStore).items()
               if inspect.iscoroutinefunction(f) and not n.startswith("_")}
-    assert len(wanted) == 29
+    assert len(wanted) == 30
     for impl in (MilestoneRepository, FakeRepo):
         assert {n: list(inspect.signature(getattr(impl, n)).parameters) for n in wanted} == \
             {n: list(s.parameters) for n, s in wanted.items()}, impl
