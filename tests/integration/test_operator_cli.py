@@ -26,14 +26,22 @@ NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def operator_env(monkeypatch):
-    """Point the command line at a service's settings, as an operator's environment does."""
+async def operator_db(settings_for, monkeypatch):
+    """`operator_db(SettingsClass)`: the service's database, with the command line pointed at it as an operator's
+    environment does."""
+    clients = []
 
-    def point(settings) -> None:
+    def open_db(settings_class):
+        settings = settings_for(settings_class)
         monkeypatch.setenv("NEWNORMAL_MONGO_URI", settings.mongo_uri.get_secret_value())
         monkeypatch.setenv("NEWNORMAL_MONGO_DB", settings.mongo_db)
+        db = db_of(settings)
+        clients.append(db.client)
+        return db
 
-    return point
+    yield open_db
+    for client in clients:
+        await client.close()
 
 
 async def run_cli(capsys, *argv: str) -> tuple[int, str]:
@@ -50,67 +58,50 @@ def feedback_events(n: int) -> list:
         agency="dga", source="/agencies/dga/kiosk", id=f"r-{i}", time=NOW)) for i in range(n)]
 
 
-async def test_feedback_verify_finds_drift_and_recount_repairs_it(settings_for, operator_env, capsys):
-    settings = settings_for(FeedbackSettings)
-    operator_env(settings)
-    db = db_of(settings)
-    try:
-        repo = FeedbackRepository(db, clock=lambda: NOW)
-        await repo.ensure_indexes()
-        assert len(await repo.store(feedback_events(30))) == 30
-        assert await run_cli(capsys, "feedback", "verify") == (0, json.dumps({"differences": 0}) + "\n")
-
-        drifted = await db[TOTALS].find_one({})
-        await db[TOTALS].update_one({"_id": drifted["_id"]}, {"$inc": {"responses": 1}})
-        code, out = await run_cli(capsys, "feedback", "verify")
-        assert code == 1 and f"{TOTALS}/{drifted['_id']}" in out and json.loads(out.splitlines()[-1])["differences"] >= 1
-
-        code, out = await run_cli(capsys, "feedback", "recount")
-        assert code == 0 and json.loads(out)["responses"] == 30
-        assert (await run_cli(capsys, "feedback", "verify"))[0] == 0
-    finally:
-        await db.client.close()
+async def drift_verify_recount(capsys, db, service: str, collection: str, doc_id: str, counter: str) -> dict:
+    """verify is clean; a counter of one rollup document drifts; verify names that document (exit 1); recount
+    (whose figures are returned) repairs it; verify is clean again."""
+    assert await run_cli(capsys, service, "verify") == (0, json.dumps({"differences": 0}) + "\n")
+    await db[collection].update_one({"_id": doc_id}, {"$inc": {counter: 5}})
+    code, out = await run_cli(capsys, service, "verify")
+    assert code == 1 and f"{collection}/{doc_id}" in out and json.loads(out.splitlines()[-1])["differences"] >= 1
+    code, out = await run_cli(capsys, service, "recount")
+    assert code == 0
+    assert (await run_cli(capsys, service, "verify"))[0] == 0
+    return json.loads(out)
 
 
-async def test_training_verify_finds_drift_and_recount_repairs_it(settings_for, operator_env, capsys):
-    settings = settings_for(TrainingSettings)
-    operator_env(settings)
-    db = db_of(settings)
-    try:
-        repo = TrainingRepository(db, lambda: NOW)
-        await repo.ensure_indexes()
-        docs = [training_domain.completion_doc("/agencies/dga/lms", f"e{i}", TrainingCourseCompleted(
-            agency="dga", learner_ref=f"L{i % 4}", course_id=f"C{i}", competency="mindset", hours=2,
-            completed_on=date(2026, 1, 5), passed=True), f"L{i % 4}", NOW) for i in range(12)]
-        assert await repo.add_completions(docs) == 12
-        assert (await run_cli(capsys, "training", "verify"))[0] == 0
-
-        rollup_id = "2569:dga:mindset"
-        await db[training_domain.ROLLUPS].update_one({"_id": rollup_id}, {"$inc": {"completions": 5}})
-        code, out = await run_cli(capsys, "training", "verify")
-        assert code == 1 and rollup_id in out
-
-        code, out = await run_cli(capsys, "training", "recount")
-        figures = json.loads(out)
-        assert code == 0 and figures["written"] is True and figures["completions"] == 12 and figures["ready_learners"] == 4
-        assert (await run_cli(capsys, "training", "verify"))[0] == 0
-    finally:
-        await db.client.close()
+async def test_feedback_verify_finds_drift_and_recount_repairs_it(operator_db, capsys):
+    db = operator_db(FeedbackSettings)
+    repo = FeedbackRepository(db, clock=lambda: NOW)
+    await repo.ensure_indexes()
+    assert len(await repo.store(feedback_events(30))) == 30
+    drifted = await db[TOTALS].find_one({})
+    figures = await drift_verify_recount(capsys, db, "feedback", TOTALS, drifted["_id"], "responses")
+    assert figures["responses"] == 30
 
 
-async def test_notifier_failed_lists_undelivered_notifications(settings_for, operator_env, capsys):
-    settings = settings_for(NotifierSettings)
-    operator_env(settings)
-    db = db_of(settings)
-    try:
-        assert await run_cli(capsys, "notifier", "failed") == (0, "")  # nothing failed yet: nothing listed
-        await db.notifications.insert_many([
-            {"_id": "n-1", "state": "failed", "channel": "email", "milestone_id": "M-1", "attempts": 8,
-             "created_at": NOW, "updated_at": NOW},
-            {"_id": "n-2", "state": "sent", "channel": "email", "milestone_id": "M-2", "attempts": 1,
-             "created_at": NOW, "updated_at": NOW}])
-        code, out = await run_cli(capsys, "notifier", "failed")
-        listed = [json.loads(line) for line in out.splitlines()]
-        assert code == 0 and [item["id"] for item in listed] == ["n-1"]
-    finally:
-        await db.client.close()
+async def test_training_verify_finds_drift_and_recount_repairs_it(operator_db, capsys):
+    db = operator_db(TrainingSettings)
+    repo = TrainingRepository(db, lambda: NOW)
+    await repo.ensure_indexes()
+    docs = [training_domain.completion_doc("/agencies/dga/lms", f"e{i}", TrainingCourseCompleted(
+        agency="dga", learner_ref=f"L{i % 4}", course_id=f"C{i}", competency="mindset", hours=2,
+        completed_on=date(2026, 1, 5), passed=True), f"L{i % 4}", NOW) for i in range(12)]
+    assert await repo.add_completions(docs) == 12
+    figures = await drift_verify_recount(capsys, db, "training", training_domain.ROLLUPS, "2569:dga:mindset",
+                                         "completions")
+    assert figures["written"] is True and figures["completions"] == 12 and figures["ready_learners"] == 4
+
+
+async def test_notifier_failed_lists_undelivered_notifications(operator_db, capsys):
+    db = operator_db(NotifierSettings)
+    assert await run_cli(capsys, "notifier", "failed") == (0, "")  # nothing failed yet: nothing listed
+    await db.notifications.insert_many([
+        {"_id": "n-1", "state": "failed", "channel": "email", "milestone_id": "M-1", "attempts": 8,
+         "created_at": NOW, "updated_at": NOW},
+        {"_id": "n-2", "state": "sent", "channel": "email", "milestone_id": "M-2", "attempts": 1,
+         "created_at": NOW, "updated_at": NOW}])
+    code, out = await run_cli(capsys, "notifier", "failed")
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [item["id"] for item in listed] == ["n-1"]
