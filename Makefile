@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 RUN_PACKAGES  := prometheus prometheus-alertmanager fonts-thai-tlwg libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 TEST_PACKAGES := $(RUN_PACKAGES) chromium poppler-utils
 
-.PHONY: up test unit integration faults bench bench-reports lint schemas dashboards system-deps run-deps clean
+.PHONY: up test unit integration faults faults-full bench bench-reports lint schemas dashboards system-deps run-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ integration: $(STAMP)
 
 faults: $(STAMP)
 	$(PY) -m pytest -q tests/faults
+
+## The fault run at full size, on demand (not in CI): 100,000 events, three services, 10 SIGKILLs.
+faults-full: $(STAMP)
+	$(PY) tests/faults/full.py
 
 ## Benchmarks: on demand, never part of `make test`; results land in bench/results/*.json.
 bench: $(STAMP)
