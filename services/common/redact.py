@@ -282,10 +282,9 @@ _FINDERS: tuple[tuple[str, Finder], ...] = (
 )
 
 
-def _apply(text: str, kind: str, find: Finder, counts: Counter) -> str:
-    view = ascii_view(text)
-    # Never match inside an earlier placeholder (they are sorted and disjoint: bisect, not a scan per match).
-    taken = [m.span() for m in _PLACEHOLDER_RE.finditer(text)]
+def _apply(text: str, view: str, taken: list[tuple[int, int]], kind: str, find: Finder, counts: Counter) -> str:
+    """`text` with what `find` finds on its ASCII `view` replaced by `kind`'s placeholder, never inside one of the
+    earlier placeholders at `taken` (sorted and disjoint: bisect, not a scan per match)."""
     starts = [s for s, _ in taken]
     out: list[str] = []
     last = 0
@@ -299,6 +298,8 @@ def _apply(text: str, kind: str, find: Finder, counts: Counter) -> str:
         out.append(placeholder(kind))
         counts[kind] += 1
         last = end
+    if not out:
+        return text
     out.append(text[last:])
     return "".join(out)
 
@@ -306,8 +307,11 @@ def _apply(text: str, kind: str, find: Finder, counts: Counter) -> str:
 def redact(text: str) -> Redaction:
     """Replace personal data in `text` with typed placeholders; return the text and counts by kind."""
     counts: Counter = Counter()
+    view, taken = ascii_view(text), [m.span() for m in _PLACEHOLDER_RE.finditer(text)]
     for kind, find in _FINDERS:
-        text = _apply(text, kind, find, counts)
+        redacted = _apply(text, view, taken, kind, find, counts)
+        if redacted is not text:  # most texts hold nothing personal: the view is computed once for all finders
+            text, view, taken = redacted, ascii_view(redacted), [m.span() for m in _PLACEHOLDER_RE.finditer(redacted)]
     return Redaction(text, {k: counts[k] for k in KINDS if counts[k]})
 
 

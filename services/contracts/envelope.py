@@ -33,6 +33,7 @@ BATCH = "application/cloudevents-batch+json"
 MAX_EVENT_BYTES = 64 * 1024  # CloudEvents: intermediaries must forward events up to 64 KiB
 SERVICE_SOURCE_PREFIX = "/services/"
 _FORMAT = JSONFormat()
+_CONTENT_TYPE = _FORMAT.get_content_type().encode("utf-8")
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _STANDARD = {"id", "source", "specversion", "type", "time", "datacontenttype", "dataschema", "subject"}
 _ID = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -130,9 +131,16 @@ class Event:
         return content_hash({**self.attributes(), "data": self.data_dict()})
 
     def to_kafka(self) -> ce_kafka.KafkaMessage:
-        """Structured mode, keyed by `partitionkey` (falls back to the agency so one agency stays ordered)."""
-        event = CloudEvent(self.attributes(), self.data_dict())
-        return ce_kafka.to_structured(event, _FORMAT, key_mapper=lambda e: (self.partitionkey or self.agency))
+        """Structured mode, keyed by `partitionkey` (falls back to the agency so one agency stays ordered).
+
+        The very bytes `cloudevents.core.bindings.kafka.to_structured` writes for this event (a test holds them
+        equal), without building the SDK's event again: this event was validated when it was made, and the
+        second validation cost a third of the intake's time per event."""
+        body = self.attributes()
+        body["time"] = _sdk_time(self.time)
+        body["data"] = self.data_dict()
+        return ce_kafka.KafkaMessage(headers={"content-type": _CONTENT_TYPE}, key=self.partitionkey or self.agency,
+                                     value=json.dumps(body).encode("utf-8"))
 
 
 # What an event says, as opposed to how it travelled. Two events with one (source, id) are the same event when
@@ -168,6 +176,12 @@ def document_id(source: str, id: str) -> dict[str, str]:
     secondary unique index costs more than half of the insert throughput (bench/results), and MongoDB
     enforces `_id` uniqueness for free."""
     return {"source": source, "id": id}
+
+
+def _sdk_time(value: datetime) -> str:
+    """A time as the CloudEvents SDK's JSON format writes it: ISO 8601 in its own offset, UTC as `Z`."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _iso(value: datetime) -> str:

@@ -154,3 +154,30 @@ def test_an_event_without_time_and_no_receipt_time_is_refused_not_stamped():
     with pytest.raises(EventError) as err:
         validate_attributes({k: v for k, v in structured().items() if k not in ("time", "data")}, PLANNED)
     assert err.value.reason == "missing_attribute" and "time" in err.value.detail
+
+
+def test_to_kafka_writes_the_very_message_the_cloudevents_sdk_writes():
+    """`Event.to_kafka` skips the SDK's second validation; its headers, key and bytes stay the SDK's own."""
+    from datetime import timedelta, timezone
+
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    from services.contracts.envelope import validate_attributes
+    from services.simulator.model import World
+
+    world = World(3, datetime(2026, 3, 1, 3, 0, tzinfo=UTC), agencies=12)
+    now = datetime(2026, 3, 2, 10, 30, 15, 123456, tzinfo=timezone(timedelta(hours=7)))
+    raw = [*world.initial_events(training_history_limit=20)[:60], world.feedback_response(now.astimezone(UTC)),
+           world.roadmap_update(now.astimezone(UTC)), world.training_completion(now.astimezone(UTC))]
+    raw.append({**raw[-1], "id": "bangkok-offset", "time": now.isoformat(), "traceparent":
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "partitionkey": "dga:mindset"})
+    assert len(raw) > 60
+    for body in raw:
+        attrs = {k: v for k, v in body.items() if k != "data"}
+        event = validate_attributes(attrs, body["data"])
+        ours = event.to_kafka()
+        sdk = ce_kafka.to_structured(CloudEvent(event.attributes(), event.data_dict()), JSONFormat(),
+                                     key_mapper=lambda e, event=event: event.partitionkey or event.agency)
+        assert (ours.headers, ours.key, ours.value) == (sdk.headers, sdk.key, sdk.value), body["id"]
