@@ -121,11 +121,14 @@ class Event:
     def to_document(self) -> dict[str, Any]:
         """Shape of the `events` audit collection: keyed by `_id` {source, id}, attributes as top-level
         fields plus `data`, and the content hash a redelivery is compared with (`content_hash`)."""
-        doc: dict[str, Any] = {"_id": self.document_id}
-        doc.update(self.attributes())
-        doc["data"] = self.data_dict()
-        doc[CONTENT_HASH_FIELD] = content_hash(doc)
-        return doc
+        doc = self.__dict__.get("_document")
+        if doc is None:  # computed once per event: the consumer checks it encodes, a service may store it
+            doc = {"_id": self.document_id}
+            doc.update(self.attributes())
+            doc["data"] = self.data_dict()
+            doc[CONTENT_HASH_FIELD] = content_hash(doc)
+            object.__setattr__(self, "_document", doc)  # a cache beside the frozen fields (not one of them)
+        return dict(doc)  # callers add their own top-level fields to their copy
 
     def content_hash(self) -> str:
         return content_hash({**self.attributes(), "data": self.data_dict()})
