@@ -19,7 +19,7 @@ from ledger_fakes import CrashingStore, MemoryLedgerStore
 from services.common.clock import Clock
 from services.contracts.envelope import Event
 from services.training import domain, xapi
-from services.training.adapters import HISTORY_KEEP, JOURNAL, counting_ledger
+from services.training.adapters import JOURNAL, counting_ledger, set_target
 
 
 class MemoryTrainingRepository(FailOnDemand):
@@ -61,19 +61,7 @@ class MemoryTrainingRepository(FailOnDemand):
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime,
                          event_id: str) -> None:
         self._call("set_target")
-        rid = domain.rollup_id(fy, agency, competency)
-        time = domain.bson_time(time)
-        doc = (await self.memory.read(domain.ROLLUPS, [rid])).get(rid)
-        expected = None if doc is None else doc.get("rev", 0)
-        doc = doc or {"_id": rid, "fiscal_year": fy, "agency": agency, "competency": competency}
-        history = doc.get("target_history", [])
-        if all(h["event_id"] != event_id for h in history):
-            entry = {"headcount": headcount, "time": time, "event_id": event_id}
-            doc["target_history"] = sorted([*history, entry], key=lambda h: (h["time"], h["event_id"]))[-HISTORY_KEEP:]
-        current = (doc["target_time"], doc["target_event"]) if "target_time" in doc else None
-        if domain.target_is_newer((time, event_id), current):
-            doc.update(target=headcount, target_time=time, target_event=event_id)
-        await self.memory.write_revisions(domain.ROLLUPS, [(expected, doc)])
+        await set_target(self.ledger, fy, agency, competency, headcount, time, event_id)
 
     async def rollup_docs(self, fiscal_years: Sequence[int], agency: str | None = None,
                           competency: str | None = None) -> list[dict[str, Any]]:

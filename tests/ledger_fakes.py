@@ -19,6 +19,7 @@ class MemoryLedgerStore:
 
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+        self.pauses: dict[str, datetime] = {}
 
     def docs(self, collection: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.collections.get(collection, {}).values()]
@@ -26,9 +27,21 @@ class MemoryLedgerStore:
     def _coll(self, name: str) -> dict[str, dict[str, Any]]:
         return self.collections.setdefault(name, {})
 
-    async def open_entry(self, journal: str, entry: dict[str, Any]) -> None:
+    async def open_entry(self, journal: str, entry: dict[str, Any]) -> datetime | None:
         await asyncio.sleep(0)
         self._coll(journal).setdefault(_key(entry["_id"]), copy.deepcopy(entry))
+        return self.pauses.get(journal)
+
+    async def pause_until(self, journal: str) -> datetime | None:
+        await asyncio.sleep(0)
+        return self.pauses.get(journal)
+
+    async def set_pause(self, journal: str, until: datetime | None) -> None:
+        await asyncio.sleep(0)
+        if until is None:
+            self.pauses.pop(journal, None)
+        else:
+            self.pauses[journal] = until
 
     async def close_entry(self, journal: str, token: str) -> None:
         await asyncio.sleep(0)
@@ -79,12 +92,16 @@ class MemoryLedgerStore:
 
     async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
                    projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
-        # Equality on top-level fields is all the write path asks; a projection is not needed to be exact.
-        docs = [d for d in self.docs(collection) if all(d.get(k) == v for k, v in query.items())]
+        # Equality on top-level fields is all the write path asks; a projection is not needed to be exact. Like a
+        # cursor, it reads as it goes (other writers interleave: what they store meanwhile may or may not be seen).
+        coll = self._coll(collection)
 
         async def iterate() -> AsyncIterator[dict[str, Any]]:
-            for d in docs:
-                yield d
+            for key in list(coll):
+                await asyncio.sleep(0)
+                d = coll.get(key)
+                if d is not None and all(d.get(k) == v for k, v in query.items()):
+                    yield copy.deepcopy(d)
         return iterate()
 
     async def clear_entries(self, journal: str) -> None:

@@ -47,10 +47,12 @@ memory; tests inject crashes by wrapping a store, never through hooks here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -64,6 +66,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOKEN = "ledger_token"  # the field of a record naming the write that stored it
 CAS_ROUNDS = 100  # compare-and-set rounds of one book before the write gives up (the batch is then redelivered)
+PAUSE_POLL_SECONDS = 0.5  # how often a paused writer, or a rebuild waiting for writes in flight, looks again
 
 
 class WriteExpired(RuntimeError):
@@ -103,8 +106,15 @@ class Book:
 class LedgerStore(Protocol):
     """What the write path needs of a database: each call is one idempotent operation."""
 
-    async def open_entry(self, journal: str, entry: dict[str, Any]) -> None:
-        """Insert the journal entry unless one of its `_id` is stored (an earlier attempt's)."""
+    async def open_entry(self, journal: str, entry: dict[str, Any]) -> datetime | None:
+        """Insert the journal entry unless one of its `_id` is stored (an earlier attempt's); then say until when
+        writes are paused (a rebuild), None when they are not. The pause is read after the entry is stored: a
+        rebuild that paused writes sees every entry opened before, and every later one sees the pause."""
+
+    async def pause_until(self, journal: str) -> datetime | None:
+        """Until when writes are paused, None when they are not."""
+
+    async def set_pause(self, journal: str, until: datetime | None) -> None: ...
 
     async def close_entry(self, journal: str, token: str) -> None: ...
 
@@ -135,7 +145,8 @@ class LedgerStore(Protocol):
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
         """Make `docs` the collection's documents (a recount's result), keeping the `kept` top-level fields of the
-        stored ones (a stored document with kept fields stays, with those fields only)."""
+        stored ones (a stored document with kept fields stays, with those fields only). Readers see the old
+        documents or the new ones, never a half-built collection."""
 
 
 Derive = Callable[[dict[str, dict[str, Any] | None]], Awaitable[Mapping[str, dict[str, Any] | None]]]
@@ -212,22 +223,51 @@ class Ledger:
         """Store `records` (of `kind`, by default the first) once and apply what the new ones add; returns the
         records stored new."""
         kind = kind or self.default_kind
-        await self.finish_own()
         if not records:
+            async with self.writing():  # a rebuild waits for the recoveries too, and they for a rebuild
+                await self.finish_own()
             return []
         records = _unique(list(records))  # an event twice in one batch is one record
-        token = uuid.uuid4().hex
         ids = [r["_id"] for r in records]
-        deadline = self.timer() + self.lease if self.lease is not None else None
+        while True:
+            token = uuid.uuid4().hex
+            deadline = self.timer() + self.lease if self.lease is not None else None
+            try:
+                if not await self._open(token, kind, ids, deadline):
+                    continue  # a rebuild paused the writes while this one waited: begin again
+                await self.finish_own()
+                new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token, deadline)
+                await self._finish(token, kind, new, deadline)
+            except BaseException:
+                self._unfinished[token] = (kind, ids)  # the batch comes again: this process finishes the write first
+                raise
+            return new
+
+    async def _open(self, token: str, kind: str, ids: list[Any], deadline: float | None) -> bool:
+        """Open the write's journal entry; False (entry withdrawn, after waiting for the pause to end) when writes
+        are paused by a rebuild."""
+        entry = {"_id": token, "at": self.clock(), "kind": kind, self.ids_field: ids}
+        paused = await self._step(partial(self.store.open_entry, self.journal, entry), "open journal entry", deadline)
+        if paused is None or paused <= self.clock():
+            return True
+        await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry", deadline)
+        log.info("writes paused by a rebuild: waiting", extra={"journal": self.journal})
+        while paused is not None and paused > self.clock():
+            await asyncio.sleep(PAUSE_POLL_SECONDS)
+            paused = await self._step(partial(self.store.pause_until, self.journal), "read pause")
+        return False
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[str]:
+        """Hold the journal for a write outside the books' path (training's targets, kept in a book's documents):
+        a rebuild waits for it, and it waits for a rebuild, like any write of the ledger. Yields the entry's token."""
+        token = uuid.uuid4().hex
+        while not await self._open(token, self.default_kind, [], None):
+            token = uuid.uuid4().hex
         try:
-            entry = {"_id": token, "at": self.clock(), "kind": kind, self.ids_field: ids}
-            await self._step(partial(self.store.open_entry, self.journal, entry), "open journal entry", deadline)
-            new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token, deadline)
-            await self._finish(token, kind, new, deadline)
-        except BaseException:
-            self._unfinished[token] = (kind, ids)  # the batch comes again: this process finishes the write first
-            raise
-        return new
+            yield token
+        finally:
+            await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry")
 
     async def finish_own(self) -> None:
         """Finish the writes this process began that raised (not its other writes still in flight)."""
@@ -241,10 +281,12 @@ class Ledger:
 
     async def sweep(self, grace: timedelta, limit: int = 1000) -> int:
         """Finish the writes that were interrupted at least `grace` ago (by any replica); returns how many."""
-        entries = await self._step(partial(self.store.open_entries, self.journal, self.clock() - grace, limit),
-                                   "read journal")
-        for entry in entries:
-            await self._recover(entry["_id"], entry.get("kind") or self.default_kind, entry.get(self.ids_field) or [])
+        async with self.writing() as own:  # not while a rebuild recounts (it counts these records itself)
+            entries = await self._step(partial(self.store.open_entries, self.journal, self.clock() - grace, limit),
+                                       "read journal")
+            entries = [e for e in entries if e["_id"] != own]
+            for entry in entries:
+                await self._recover(entry["_id"], entry.get("kind") or self.default_kind, entry.get(self.ids_field) or [])
         if entries:
             log.info("interrupted writes finished", extra={"journal": self.journal, "writes": len(entries)})
         return len(entries)
@@ -320,6 +362,13 @@ class Ledger:
             _merge_all(passed_on, change)
         return passed_on
 
+    async def rewrite(self, collection: str, ids: Sequence[str], derive: Derive) -> list[dict[str, Any]]:
+        """`rewrite` over this ledger's store, retried while the database is unreachable, holding the journal like
+        a write (a rebuild waits for it, and it for a rebuild): for a change to a book's documents beside the
+        counts (training's targets)."""
+        async with self.writing():
+            return await rewrite(self.store, collection, ids, derive, step=self._step)
+
     async def _step(self, operation: Callable[[], Awaitable[T]], what: str, deadline: float | None = None) -> T:
         """One call to the store, retried while the database is unreachable; a write past its lease stops before
         each attempt (a recovery, `deadline` None, goes on)."""
@@ -334,9 +383,9 @@ class Ledger:
         return await self._retry(within_lease, what)
 
     # --- recount ---------------------------------------------------------------------------------------
-    async def recount_deltas(self, chunk: int = 10_000) -> Deltas:
+    async def recount_deltas(self, chunk: int = 10_000, progress: Callable[[int], None] | None = None) -> Deltas:
         """Every book's documents computed afresh from every stored record (streamed, chunk by chunk), each book's
-        contributions flowing on to the later ones."""
+        contributions flowing on to the later ones. `progress(n)`: n more records read."""
         out: Deltas = {book.collection: {} for book in self.books}
         for kind, records in self.records.items():
             batch: list[dict[str, Any]] = []
@@ -344,8 +393,12 @@ class Ledger:
                 batch.append(doc)
                 if len(batch) >= chunk:
                     _merge_all(out, self.count(kind, batch))
+                    if progress is not None:
+                        progress(len(batch))
                     batch = []
             _merge_all(out, self.count(kind, batch))
+            if progress is not None and batch:
+                progress(len(batch))
         for book in self.books:
             if book.contributes is not None:
                 for doc_id, delta in out[book.collection].items():
@@ -364,6 +417,29 @@ class Ledger:
                     for doc_id, d in computed[book.collection].items()]
             await self.store.replace_all(book.collection, docs, book.kept)
         return {collection: len(deltas) for collection, deltas in computed.items()}
+
+    async def rebuild(self, abandoned_after: timedelta, pause_for: timedelta = timedelta(minutes=30),
+                      progress: Callable[[int], None] | None = None) -> Deltas:
+        """Recount every book while the service runs: writes pause (a consumer's batch waits in `write` and goes
+        on afterwards: nothing is lost, its offsets are committed later), the writes in flight finish, the books
+        are recounted into new collections that replace the live ones at once, and writes resume. A journal entry
+        older than `abandoned_after` belongs to a writer that died or gave up (its records are counted). The pause
+        ends by itself after `pause_for`, should this process die. Returns what the books were rebuilt from."""
+        until = self.clock() + pause_for
+        await self.store.set_pause(self.journal, until)
+        try:
+            while True:  # the writes that opened their entry before the pause: let them finish
+                entries = await self.store.open_entries(self.journal, self.clock(), 10_000)
+                if all(e["at"] <= self.clock() - abandoned_after for e in entries):
+                    break
+                if self.clock() >= until:
+                    raise RuntimeError(f"{self.journal}: writes still in flight when the pause ended")
+                await asyncio.sleep(PAUSE_POLL_SECONDS)
+            computed = await self.recount_deltas(progress=progress)
+            await self.recount(computed)
+            return computed
+        finally:
+            await self.store.set_pause(self.journal, None)
 
     async def differences(self) -> list[str]:
         """Counter documents that differ from a full recount (empty: exact). A zero counter counts as absent."""

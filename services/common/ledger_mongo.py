@@ -11,13 +11,30 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.mongo import bulk_write_or_duplicates, find_in, insert_if_new, insert_new
 
+_BUILDING = "__rebuild"  # suffix of the collection a book is rebuilt in before it replaces the live one
+
+
+def _pauses(journal: str) -> str:
+    return f"{journal}_pause"
+
 
 class MongoLedgerStore:
     def __init__(self, db: AsyncDatabase):
         self.db = db
 
-    async def open_entry(self, journal: str, entry: dict[str, Any]) -> None:
+    async def open_entry(self, journal: str, entry: dict[str, Any]) -> datetime | None:
         await insert_if_new(self.db[journal], entry)  # False: an earlier attempt's insert landed
+        return await self.pause_until(journal)  # after the insert: see LedgerStore.open_entry
+
+    async def pause_until(self, journal: str) -> datetime | None:
+        state = await self.db[_pauses(journal)].find_one({"_id": journal})
+        return state.get("until") if state else None
+
+    async def set_pause(self, journal: str, until: datetime | None) -> None:
+        if until is None:
+            await self.db[_pauses(journal)].delete_one({"_id": journal})
+        else:
+            await self.db[_pauses(journal)].replace_one({"_id": journal}, {"_id": journal, "until": until}, upsert=True)
 
     async def close_entry(self, journal: str, token: str) -> None:
         await self.db[journal].delete_one({"_id": token})
@@ -60,7 +77,9 @@ class MongoLedgerStore:
         await self.db[journal].delete_many({})
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
-        coll = self.db[collection]
+        """Build the new documents in a collection of their own, with the live one's indexes, then rename it over
+        the live one (atomic: readers see the old book or the new one)."""
+        coll, building = self.db[collection], self.db[f"{collection}{_BUILDING}"]
         held: dict[Any, dict[str, Any]] = {}
         if kept:
             query = {"$or": [{name: {"$exists": True}} for name in kept]}
@@ -68,6 +87,13 @@ class MongoLedgerStore:
                 held[d["_id"]] = d
         merged = [{**d, **{k: v for k, v in held.pop(d["_id"], {}).items() if k != "_id"}} for d in docs]
         merged += list(held.values())  # kept fields of documents that count nothing now
-        await coll.delete_many({})
+        await building.drop()  # what a rebuild that died half-way left
         for start in range(0, len(merged), 5000):
-            await coll.insert_many(merged[start:start + 5000], ordered=False)
+            await building.insert_many(merged[start:start + 5000], ordered=False)
+        if not merged:
+            await self.db.create_collection(building.name)
+        async for index in await coll.list_indexes():
+            if index["name"] != "_id_":
+                options = {k: v for k, v in index.items() if k not in ("key", "v", "ns")}
+                await building.create_index(list(index["key"].items()), **options)
+        await building.rename(collection, dropTarget=True)

@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import random
+import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -51,6 +53,28 @@ def run_on_database(settings: ServiceSettings, work: Callable[[AsyncDatabase], A
             await client.close()
 
     return asyncio.run(run())
+
+
+class Progress:
+    """Records read so far by a long command (`recount`), on stderr: one rewritten line on a terminal, a line per
+    `every` records in a log. Call it with how many more were read; `done()` ends the line."""
+
+    def __init__(self, what: str, every: int = 100_000):
+        self.what, self.every, self.read, self._shown = what, every, 0, 0
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+
+    def __call__(self, more: int) -> None:
+        self.read += more
+        if self.tty or self.read - self._shown >= self.every:
+            self._shown = self.read
+            rate = self.read / max(1e-9, time.monotonic() - self.started)
+            line = f"{self.what}: {self.read:,} records read ({rate:,.0f}/s)"
+            print("\r" + line if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.tty and self.read:
+            print(file=sys.stderr)
 
 
 def report_differences(differences: Sequence[str], shown: int = 50) -> int:

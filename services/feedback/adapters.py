@@ -12,7 +12,7 @@ its next batch, or by the sweep (at startup and every `feedback_sweep_interval_s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -104,10 +104,11 @@ class FeedbackRepository:
         return await self.ledger.sweep(timedelta(seconds=grace_seconds))
 
     # --- recount -----------------------------------------------------------------------------------
-    async def recount(self) -> dict[str, int]:
-        """Rebuild both rollups from the responses (run while the consumers are stopped)."""
-        computed = await self.ledger.recount_deltas()
-        await self.ledger.recount(computed)
+    async def recount(self, abandoned_after: timedelta = timedelta(seconds=60),
+                      progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Rebuild both rollups from the responses while the service runs (`Ledger.rebuild`: writes wait meanwhile).
+        `abandoned_after`: the sweep's grace period (a write open longer is a dead writer's)."""
+        computed = await self.ledger.rebuild(abandoned_after, progress=progress)
         await self._mark_months()
         totals = computed[self.totals.name]
         return {"totals": len(totals), "daily": len(computed[self.daily.name]),

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock
@@ -36,7 +36,6 @@ from services.training import domain, xapi
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 64  # tokens remembered per counter document; far more than can be in flight at once
-HISTORY_KEEP = 100
 JOURNAL = "training_journal"
 MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
 
@@ -88,6 +87,18 @@ def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = 
                          Book(domain.LEARNERS, domain.learner_contributes, identity=domain.ROLLUP_KEYS),
                          Book(domain.ROLLUPS, digits=4, kept=domain.ROLLUP_KEPT)],
                   count=domain.count, clock=clock, keep=APPLIED_KEEP, lease=lease)
+
+
+async def set_target(ledger: Ledger, fy: int, agency: str, competency: str, headcount: int, time: datetime,
+                     event_id: str) -> None:
+    """A target event into its rollup document: the ledger's one compare-and-set (the counters written meanwhile
+    are kept), holding the journal like a write (a rebuild, which keeps targets, waits for it)."""
+    rid = domain.rollup_id(fy, agency, competency)
+
+    async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+        return {rid: domain.with_target(found[rid], fy, agency, competency, headcount, time, event_id)}
+
+    await ledger.rewrite(domain.ROLLUPS, [rid], derive)
 
 
 class TrainingRepository:
@@ -180,29 +191,7 @@ class TrainingRepository:
 
     # --- targets ---------------------------------------------------------------------------
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime, event_id: str) -> None:
-        rid = domain.rollup_id(fy, agency, competency)
-        time = domain.bson_time(time)
-        entry = {"headcount": headcount, "time": time, "event_id": event_id}
-        await _bulk(self.rollups, [UpdateOne({"_id": rid}, {"$setOnInsert": {"fiscal_year": fy, "agency": agency,
-                                                                             "competency": competency}}, upsert=True)])
-        # History keeps every distinct target event once, ordered by time.
-        await self.rollups.update_one(
-            {"_id": rid, "target_history.event_id": {"$ne": event_id}},
-            {"$push": {"target_history": {"$each": [entry], "$sort": {"time": 1, "event_id": 1}, "$slice": -HISTORY_KEEP}}})
-        # Compare-and-set with the pure rule (domain.target_is_newer): read the current (time, id), decide,
-        # and write only if nobody changed it meanwhile.
-        for _ in range(20):
-            doc = await self.rollups.find_one({"_id": rid}, {"target_time": 1, "target_event": 1})
-            current = (doc["target_time"], doc["target_event"]) if doc and "target_time" in doc else None
-            if not domain.target_is_newer((time, event_id), current):
-                return
-            cas = ({"_id": rid, "target_time": current[0], "target_event": current[1]} if current
-                   else {"_id": rid, "target_time": {"$exists": False}})
-            result = await self.rollups.update_one(cas, {"$set": {"target": headcount, "target_time": time,
-                                                                  "target_event": event_id}})
-            if result.matched_count:
-                return
-        raise RuntimeError(f"target of {rid} kept changing under us")
+        await set_target(self.ledger, fy, agency, competency, headcount, time, event_id)
 
     # --- reads -----------------------------------------------------------------------------
     async def rollup_docs(self, fiscal_years: Sequence[int], agency: str | None = None,
@@ -221,13 +210,14 @@ class TrainingRepository:
         return out
 
     # --- recount ---------------------------------------------------------------------------
-    async def recount(self, write: bool = True) -> dict[str, dict[str, Any]]:
+    async def recount(self, write: bool = True, progress: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
         """Every rollup's counters computed afresh from the stored completions and retractions (a full scan, for
-        repair and audit); with `write`, the books are rebuilt from them (targets kept). Run it while no batch is
-        being counted."""
-        computed = await self.ledger.recount_deltas()
+        repair and audit); with `write`, the books are rebuilt from them (targets kept) while the service runs
+        (`Ledger.rebuild`: writes wait meanwhile)."""
         if write:
-            await self.ledger.recount(computed)
+            computed = await self.ledger.rebuild(self.grace, progress=progress)
+        else:
+            computed = await self.ledger.recount_deltas(progress=progress)
         return {rid: domain.rollup_figures(delta) for rid, delta in computed[domain.ROLLUPS].items()}
 
     async def differences(self) -> list[str]:

@@ -46,11 +46,15 @@ def _repo_run(action):
 
 
 def cmd_recount(args: argparse.Namespace) -> int:
+    from services.common.mongo import Progress
+
+    progress = Progress("completions and retractions")
+
     async def recount(repo) -> dict:
-        await repo.sweep()
-        return await repo.recount(write=not args.dry_run)
+        return await repo.recount(write=not args.dry_run, progress=progress)
 
     figures = _repo_run(recount)
+    progress.done()
     print(json.dumps({"rollups": len(figures), "written": not args.dry_run,
                       "ready_learners": sum(f["ready_learners"] for f in figures.values()),
                       "completions": sum(f["completions"] for f in figures.values())}, ensure_ascii=False))
@@ -74,7 +78,8 @@ def register(subparsers) -> None:
     imp.add_argument("--json", action="store_true", help="print the summary as JSON")
     imp.add_argument("--no-progress", action="store_true")
     imp.set_defaults(func=cmd_import)
-    rec = sub.add_parser("recount", help="recompute the readiness rollups from the stored completions")
+    rec = sub.add_parser("recount", help="recompute the readiness rollups from the stored completions, while the "
+                                         "service runs (its writes wait meanwhile)")
     rec.add_argument("--dry-run", action="store_true", help="compute and print, do not write")
     rec.set_defaults(func=cmd_recount)
     verify = sub.add_parser("verify", help="compare the counts with a full recount (exit 1 on a difference)")

@@ -161,6 +161,28 @@ def target_is_newer(new: tuple[datetime, str], current: tuple[datetime, str] | N
     return current is None or new > current
 
 
+TARGET_HISTORY_KEEP = 100  # target events kept per rollup, oldest dropped first
+
+
+def with_target(doc: Mapping[str, Any] | None, fy: int, agency: str, competency: str, headcount: int, time: datetime,
+                event_id: str) -> dict[str, Any] | None:
+    """The rollup document with a target event taken in (None: it changes nothing, e.g. a redelivery): its history
+    keeps every distinct target event once, ordered by time; the current target is the latest (`target_is_newer`)."""
+    time = bson_time(time)
+    out = dict(doc) if doc is not None else {"fiscal_year": fy, "agency": agency, "competency": competency}
+    history = out.get("target_history", [])
+    changed = doc is None
+    if all(h["event_id"] != event_id for h in history):
+        entry = {"headcount": headcount, "time": time, "event_id": event_id}
+        out["target_history"] = sorted([*history, entry], key=lambda h: (h["time"], h["event_id"]))[-TARGET_HISTORY_KEEP:]
+        changed = True
+    current = (out["target_time"], out["target_event"]) if "target_time" in out else None
+    if target_is_newer((time, event_id), current):
+        out.update(target=headcount, target_time=time, target_event=event_id)
+        changed = True
+    return out if changed else None
+
+
 # --- readiness figures --------------------------------------------------------------------------
 
 def readiness_ratio(ready: int, target: int | None) -> float | None:

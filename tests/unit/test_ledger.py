@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -381,3 +382,92 @@ def test_rewrite_leaves_a_document_derived_as_none_and_reads_nothing_first_when_
         assert b["items"] == ["x", "y"] and b["rev"] == 2 and seen[-2:] == ["b", "b"]
 
     asyncio.run(run())
+
+
+# --- rebuild while writers run -----------------------------------------------------------------------------
+class CountingPauses(MemoryLedgerStore):
+    """Counts how often a paused writer looked at the pause (it only does while one is in force)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def pause_until(self, journal: str):
+        self.waits += 1
+        return await super().pause_until(journal)
+
+
+@given(st.integers(min_value=0, max_value=10_000))
+@settings(max_examples=15, deadline=None)
+def test_a_rebuild_while_writers_run_repairs_drift_and_loses_and_doubles_nothing(seed):
+    """Writers keep writing while a rebuild recounts: they wait during the pause and go on after it; the writes in
+    flight when it began finish first. A counter that had drifted is right afterwards, and so is everything."""
+    import services.common.ledger as ledger_module
+
+    async def run() -> None:
+        ledger_module.PAUSE_POLL_SECONDS, poll = 0.0005, ledger_module.PAUSE_POLL_SECONDS
+        try:
+            rng = random.Random(seed)
+            store, t0 = CountingPauses(), time.monotonic()
+
+            def clock() -> datetime:
+                return NOW + timedelta(seconds=time.monotonic() - t0)
+
+            def ledger() -> Ledger:
+                return Ledger(store, journal="journal", records=[Records("records"), Records("retractions")],
+                              books=[Book("states", state_contributes, insert_first=True),
+                                     Book("learners", learner_contributes), Book("counts")],
+                              count=count, clock=clock, retry=lambda op, what: op())
+
+            ops = list(range(240)) + [-(n + 1) for n in range(0, 240, 7)]
+            rng.shuffle(ops)
+            batches = [ops[i:i + 8] for i in range(0, len(ops), 8)]
+            first, rest = batches[:10], batches[10:]
+            for batch in first:
+                await write(ledger(), batch)
+            await store.write_revisions("counts", [(None, {"_id": "drift", "group": "drift", "records": 7})])
+            queue = list(rest)
+
+            async def writer() -> None:
+                replica = ledger()
+                while queue:
+                    await write(replica, queue.pop(0))
+
+            async def rebuild() -> None:
+                begin = rng.randint(3, len(rest) - 8)  # in the middle of the writes, batches still to come
+                while len(rest) - len(queue) < begin:
+                    await asyncio.sleep(0)
+                await ledger().rebuild(abandoned_after=timedelta(minutes=1))
+
+            await asyncio.gather(rebuild(), *(writer() for _ in range(3)))
+            assert stored(store) == expected(ops)
+            assert store.pauses == {} and store.docs("journal") == []
+            assert store.waits > 0  # writers did wait for the rebuild
+        finally:
+            ledger_module.PAUSE_POLL_SECONDS = poll
+
+    asyncio.run(run())
+
+
+def test_a_rebuild_that_died_lets_writers_go_on_when_its_pause_ends():
+    import services.common.ledger as ledger_module
+
+    async def run() -> None:
+        store, now = MemoryLedgerStore(), [NOW]
+        ledger = Ledger(store, journal="journal", records=[Records("records"), Records("retractions")],
+                        books=[Book("states", state_contributes, insert_first=True), Book("learners", learner_contributes),
+                               Book("counts")], count=count, clock=lambda: now[0], retry=lambda op, what: op())
+        await store.set_pause("journal", NOW + timedelta(minutes=30))  # a rebuild's pause; the rebuild died
+        blocked = asyncio.ensure_future(write(ledger, [1, 2, 3]))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not blocked.done() and store.docs("records") == []  # waiting, nothing written
+        now[0] = NOW + timedelta(minutes=31)  # the pause ends by itself
+        await asyncio.wait_for(blocked, 5)
+        assert stored(store) == expected([1, 2, 3])
+
+    poll, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.0005
+    try:
+        asyncio.run(run())
+    finally:
+        ledger_module.PAUSE_POLL_SECONDS = poll
