@@ -8,21 +8,42 @@ anything (the database unreachable); `called` records every call by name.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from fail_on_demand import FailOnDemand
+from ledger_fakes import MemoryLedgerStore
 
 from services.roadmap.adapters import MilestoneFilter
 
 _HISTORIES = ("facts", "timeline", "progress_history", "due_history", "ignored")
 
 
+class MilestonesAndJournal(MemoryLedgerStore):
+    """The roadmap ledger's store over a FakeRepo: the milestones are the repo's (its calls counted, failing on
+    demand), the journal and its pause in memory."""
+
+    def __init__(self, repo: FakeRepo):
+        super().__init__()
+        self.repo = repo
+
+    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return await self.repo.read(collection, ids)
+
+    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
+        return await self.repo.write_revisions(collection, docs)
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+        await self.repo.replace_all(collection, docs, kept)
+
+
 class FakeRepo(FailOnDemand):
     """`MilestoneRepository` in memory: documents and claims by `_id`, compare-and-set on `rev`."""
 
     def __init__(self) -> None:
+        self.ledger_store = MilestonesAndJournal(self)
+        self.audit: list[dict[str, Any]] = []  # the audit trail's records, as the consumer stores them
         self.docs: dict[str, dict[str, Any]] = {}
         self.claims: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, Any] | None = None
@@ -47,6 +68,17 @@ class FakeRepo(FailOnDemand):
                 self.docs[d["_id"]] = copy.deepcopy(dict(d))
                 written.append(i)
         return written
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+        self._call("replace_all")
+        assert collection == "milestones" and not kept
+        self.docs = {d["_id"]: copy.deepcopy(dict(d)) for d in docs}
+
+    async def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
+        wanted = set(types)
+        for doc in list(self.audit):
+            if doc["type"] in wanted:
+                yield copy.deepcopy(doc)
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         self._call("dependants")

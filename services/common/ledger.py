@@ -418,28 +418,34 @@ class Ledger:
             await self.store.replace_all(book.collection, docs, book.kept)
         return {collection: len(deltas) for collection, deltas in computed.items()}
 
-    async def rebuild(self, abandoned_after: timedelta, pause_for: timedelta = timedelta(minutes=30),
-                      progress: Callable[[int], None] | None = None) -> Deltas:
-        """Recount every book while the service runs: writes pause (a consumer's batch waits in `write` and goes
-        on afterwards: nothing is lost, its offsets are committed later), the writes in flight finish, the books
-        are recounted into new collections that replace the live ones at once, and writes resume. A journal entry
-        older than `abandoned_after` belongs to a writer that died or gave up (its records are counted). The pause
-        ends by itself after `pause_for`, should this process die. Returns what the books were rebuilt from."""
+    @contextlib.asynccontextmanager
+    async def paused(self, abandoned_after: timedelta, pause_for: timedelta = timedelta(minutes=30)) -> AsyncIterator[None]:
+        """Writes wait while this holds (a consumer's batch waits in `write` and goes on afterwards: nothing is
+        lost, its offsets are committed later); the writes in flight when it began have finished when it yields. A
+        journal entry older than `abandoned_after` (the sweep's grace) belongs to a writer that died or gave up. The
+        pause ends by itself after `pause_for`, should this process die."""
         until = self.clock() + pause_for
         await self.store.set_pause(self.journal, until)
         try:
-            while True:  # the writes that opened their entry before the pause: let them finish
+            while True:
                 entries = await self.store.open_entries(self.journal, self.clock(), 10_000)
                 if all(e["at"] <= self.clock() - abandoned_after for e in entries):
                     break
                 if self.clock() >= until:
                     raise RuntimeError(f"{self.journal}: writes still in flight when the pause ended")
                 await asyncio.sleep(PAUSE_POLL_SECONDS)
+            yield
+        finally:
+            await self.store.set_pause(self.journal, None)
+
+    async def rebuild(self, abandoned_after: timedelta, progress: Callable[[int], None] | None = None) -> Deltas:
+        """Recount every book while the service runs (`paused`): the books are recounted into new collections that
+        replace the live ones at once (`LedgerStore.replace_all`), then writes go on. Returns what the books were
+        rebuilt from."""
+        async with self.paused(abandoned_after):
             computed = await self.recount_deltas(progress=progress)
             await self.recount(computed)
             return computed
-        finally:
-            await self.store.set_pause(self.journal, None)
 
     async def differences(self) -> list[str]:
         """Counter documents that differ from a full recount (empty: exact). A zero counter counts as absent."""

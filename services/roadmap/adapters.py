@@ -3,7 +3,7 @@ and the pre-aggregated figures that the summary endpoint and the metrics read.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
@@ -12,11 +12,15 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.common.clock import Clock
+from services.common.ledger import Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.common.mongo import find_in, insert_if_new
 from services.roadmap.domain import Status
 
 MILESTONES = "milestones"
+JOURNAL = "roadmap_journal"
+AUDIT = "events"  # the platform's audit trail: every event the consumer took, refused ones too
 
 STATS_ID = "current"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,13 +70,14 @@ class MilestoneStore(Protocol):
     """What the roadmap service layer (`RoadmapService`, its watcher and `overview`) needs of the repository:
     `MilestoneRepository` over MongoDB, `tests/fakes_roadmap.py` in memory."""
 
-    # milestones: the batch handler and the watcher write them through `services.common.ledger.rewrite` (read,
-    # derive, compare-and-set on `rev`), the one write of derived documents every service uses
+    # milestones: the batch handler, the watcher and a rebuild write them through the roadmap's ledger
+    # (`roadmap_ledger` over `ledger_store`: its journal, and `Ledger.rewrite`, the compare-and-set on `rev`)
+    ledger_store: LedgerStore
+
     async def load_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]: ...
 
-    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
-
-    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]: ...
+    def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
+        """The audit trail's records of these event types (a rebuild replays them)."""
 
     async def dependants(self, ids: Iterable[str]) -> list[str]: ...
 
@@ -132,11 +137,17 @@ class MilestoneStore(Protocol):
     async def earliest_due(self, status: str, workstream: str, owner: str | None, limit: int) -> list[dict[str, Any]]: ...
 
 
+def roadmap_ledger(store: LedgerStore, clock: Clock) -> Ledger:
+    """The roadmap's journal: every milestone write holds it, so a rebuild (`Ledger.paused`) can stop them and
+    replace the milestones at once. No counters: a milestone's facts carry their own keys (idempotent by them)."""
+    return Ledger(store, journal=JOURNAL, records=[Records(AUDIT)], books=[], count=lambda kind, new: {}, clock=clock)
+
+
 class MilestoneRepository:
     def __init__(self, db: AsyncDatabase):
         self.db = db
         self.milestones = db[MILESTONES]
-        self.documents = MongoLedgerStore(db)
+        self.ledger_store = MongoLedgerStore(db)
         self.claims = db.alert_claims
         self.stats = db.roadmap_stats
         self.overview_snapshots = db.roadmap_overview_snapshots
@@ -159,11 +170,9 @@ class MilestoneRepository:
     async def statuses(self, ids: Iterable[str]) -> dict[str, str]:
         return {d["_id"]: d.get("status") for d in await find_in(self.milestones, "_id", ids, {"status": 1})}
 
-    async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return await self.documents.read(collection, ids)
-
-    async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
-        return await self.documents.write_revisions(collection, docs)
+    async def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
+        async for doc in self.db[AUDIT].find({"type": {"$in": sorted(types)}}, batch_size=5000):
+            yield doc
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(d["_id"] for d in await find_in(self.milestones, "depends_on", ids, {"_id": 1})))

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,12 +15,11 @@ from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.common.ledger import rewrite
 from services.common.loops import NextRun
-from services.contracts.envelope import AUTHORITY, Event, EventError, make_event
-from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED
+from services.contracts.envelope import AUTHORITY, CONTENT_HASH_FIELD, Event, EventError, make_event, validate_attributes
+from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED, ROADMAP_CONSUMED_TYPES
 from services.roadmap import corrections, dependencies, domain, overview
-from services.roadmap.adapters import MILESTONES, MilestoneFilter, MilestoneStore
+from services.roadmap.adapters import MILESTONES, MilestoneFilter, MilestoneStore, roadmap_ledger
 from services.roadmap.confidence import compute_stats, confidence_rule
 from services.roadmap.domain import ALERT_TYPES
 from services.roadmap.metrics import RoadmapMetrics
@@ -28,6 +27,7 @@ from services.roadmap.settings import RoadmapSettings
 
 log = logging.getLogger(__name__)
 WATCHER_SOURCE = "/services/roadmap/watcher"
+JOURNAL_GRACE = timedelta(minutes=5)  # a journal entry older than this belongs to a roadmap process that died
 # Generated from the thresholds in confidence.py, so the text cannot drift from the rule.
 CONFIDENCE_RULE = confidence_rule()
 
@@ -43,6 +43,8 @@ class RoadmapService:
         # Alert claims are leases between replicas in MongoDB: they need the wall time every replica shares,
         # never a test's moved clock (a claim taken "in the future" would look stale and be sent twice).
         self.lease_clock = lease_clock
+        # Its journal entries are stamped with the wall time every replica shares, like the alert claims.
+        self.ledger = roadmap_ledger(repo.ledger_store, lease_clock)
         self.wake = asyncio.Event()  # set when deadlines may have changed: the watcher re-reads the next one
         self.stats_dirty = asyncio.Event()
         # The next open deadline as far as this replica knows: lowered by its own writes, re-read from
@@ -80,7 +82,7 @@ class RoadmapService:
                     unchanged[mid] = doc
             return out
 
-        changed = await rewrite(self.repo, MILESTONES, list(by_milestone), derive)
+        changed = await self.ledger.rewrite(MILESTONES, list(by_milestone), derive)
         rejected: list[Rejected] = []
         for refused, applied in outcome.values():
             rejected.extend(refused)
@@ -92,7 +94,8 @@ class RoadmapService:
         await self.after_change(changed + [d for mid, d in unchanged.items() if mid not in saved])
         return rejected
 
-    async def _cycles(self, events: Sequence[Event]) -> dict[tuple[str, str], list[str]]:
+    async def _cycles(self, events: Sequence[Event], edges: dependencies.EdgeLoader | None = None,
+                      ) -> dict[tuple[str, str], list[str]]:
         """Plans whose depends_on would close a cycle in the stored graph (plus this batch's earlier plans),
         by event key, with the cycle's path. Checked before anything is written, so a refused plan leaves
         its milestone as it was."""
@@ -103,7 +106,8 @@ class RoadmapService:
             if event.type != MILESTONE_PLANNED or not event.data.depends_on:
                 continue
             mid = event.data.milestone_id
-            path = await dependencies.cycle_path(mid, event.data.depends_on, self.repo.dependencies_of, overlay, cache)
+            path = await dependencies.cycle_path(mid, event.data.depends_on, edges or self.repo.dependencies_of, overlay,
+                                                 cache)
             if path is None:
                 overlay.setdefault(mid, []).extend(event.data.depends_on)
             else:
@@ -185,7 +189,70 @@ class RoadmapService:
                 out[mid] = new_doc if new_doc is not None and _derived_differs(doc, new_doc) else None
             return out
 
-        return await rewrite(self.repo, MILESTONES, list(dict.fromkeys(ids)), derive)
+        return await self.ledger.rewrite(MILESTONES, list(dict.fromkeys(ids)), derive)
+
+    async def rebuild(self, abandoned_after: timedelta = JOURNAL_GRACE, progress: Callable[[int], None] | None = None,
+                      cascade: bool = True) -> dict[str, int]:
+        """Every milestone recomputed from the audit trail while the service runs (`newnormal roadmap rebuild`):
+        milestone writes pause (`Ledger.paused`: a batch waits and goes on after), the roadmap events are replayed
+        in time order through the rules a batch goes through (ownership, retractions, cycles against the graph the
+        replay builds), dependency states are settled among the rebuilt milestones, and the new milestones replace
+        the live ones at once. What a milestone did not get from its events (when it was first stored, since when
+        its status holds) is kept from the live one. `cascade`: raise the alerts the rebuilt states call for now
+        (the command line leaves them to the running service's rescan)."""
+        async with self.ledger.paused(abandoned_after):
+            events: list[Event] = []
+            async for doc in self.repo.audit_events(ROADMAP_CONSUMED_TYPES):
+                attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
+                events.append(validate_attributes(attrs, doc.get("data")))
+                if progress is not None and len(events) % 10_000 == 0:
+                    progress(10_000)
+            if progress is not None:
+                progress(len(events) % 10_000)
+            events.sort(key=lambda e: (e.time, e.key))
+            docs = await self._replay(events)
+            live = await self.repo.load_many(docs)
+            for mid, doc in docs.items():
+                before = live.get(mid)
+                if before is not None:
+                    doc["created_at"] = before.get("created_at", doc["created_at"])
+                    if before.get("status") == doc["status"]:
+                        doc["status_since"] = before.get("status_since", doc["status_since"])
+                doc["rev"] = (before or {}).get("rev", 0) + 1
+            await self.ledger.store.replace_all(MILESTONES, list(docs.values()), ())
+        if cascade:
+            await self.after_change(list(docs.values()))  # alerts the rebuilt states call for (each once: claims)
+        return {"events": len(events), "milestones": len(docs)}
+
+    async def _replay(self, events: Sequence[Event]) -> dict[str, dict[str, Any]]:
+        """Milestone documents from events in order, as batches of one would have made them (pure but for the
+        clock): refusals decided against what came before, then dependency states settled among them."""
+        graph: dict[str, list[str]] = {}
+
+        async def replayed_edges(ids: set[str]) -> dict[str, list[str]]:
+            return {i: graph[i] for i in ids if i in graph}
+
+        now = self.clock()
+        docs: dict[str, dict[str, Any]] = {}
+        for event in events:
+            mid = event.data.milestone_id
+            cycles = await self._cycles([event], replayed_edges)
+            new_doc, _refused, _applied = self._apply(mid, docs.get(mid), [event], now, {}, cycles)
+            if new_doc is not None:
+                docs[mid] = new_doc
+                graph[mid] = list(new_doc.get("depends_on", []))
+        for _level in range(len(docs) + 1):  # a dependency's state flows on, one level per round (acyclic: enough)
+            states = {mid: {k: d[k] for k in ("status", "status_reasons", "risk_roots") if k in d}
+                      for mid, d in docs.items()}
+            settled = True
+            for mid, doc in docs.items():
+                if doc.get("depends_on"):
+                    new_doc = self._derive(mid, list(doc["facts"]), doc, now, states)
+                    if _derived_differs(doc, new_doc):
+                        docs[mid], settled = new_doc, False
+            if settled:
+                break
+        return docs
 
     async def after_change(self, changed: list[dict[str, Any]]) -> None:
         """Cascade to dependants, raise the alerts the new states call for, wake the watcher."""
@@ -310,6 +377,7 @@ class RoadmapService:
         """The safety net: overdue sweep, alerts for every risky state, stale claims, figures."""
         started = time.perf_counter()
         missed = await self.sweep()
+        await self.ledger.sweep(JOURNAL_GRACE)  # journal entries a roadmap process left when it died
         alerts = await self.raise_alerts(await self.repo.needing_alerts())
         republished = await self.republish_stale_claims()
         await self.refresh_stats()

@@ -13,6 +13,7 @@ from fakes_roadmap import FakePublisher, FakeRepo
 from test_roadmap_handlers import NOW, Clock, ev, plan, service
 
 from services.common.consumer import Batch
+from services.common.ledger import LedgerStore
 from services.roadmap.adapters import MilestoneRepository, MilestoneStore
 
 # M1 is already past its due date (missed at once), M2 depends on it (at risk), M3 is on track with progress.
@@ -109,10 +110,17 @@ async def test_the_fake_fails_once_and_only_on_the_method_named():
 
 
 def test_the_repository_and_the_fake_both_conform_to_the_protocol():
-    """Every method the service layer may call, with the Protocol's parameters, in MongoDB and in memory."""
+    """Every method the service layer may call, with the Protocol's parameters, in MongoDB and in memory; and the
+    store of the roadmap's journal."""
+    from pymongo import AsyncMongoClient
+
     wanted = {n: inspect.signature(f) for n, f in vars(MilestoneStore).items()
-              if inspect.iscoroutinefunction(f) and not n.startswith("_")}
-    assert len(wanted) == 30
+              if inspect.isfunction(f) and not n.startswith("_")}
+    assert len(wanted) == 29
     for impl in (MilestoneRepository, FakeRepo):
         assert {n: list(inspect.signature(getattr(impl, n)).parameters) for n in wanted} == \
             {n: list(s.parameters) for n, s in wanted.items()}, impl
+    assert set(MilestoneStore.__annotations__) == {"ledger_store"}
+    client = AsyncMongoClient("mongodb://127.0.0.1:1", connect=False)
+    for repo in (MilestoneRepository(client["unused"]), FakeRepo()):
+        assert all(callable(getattr(repo.ledger_store, n, None)) for n in vars(LedgerStore) if not n.startswith("_")), repo

@@ -1,0 +1,79 @@
+"""`RoadmapService.rebuild` over in-memory fakes: every milestone recomputed from the audit trail while batches keep
+arriving; a milestone that had drifted comes back as the events make it, refused events stay refused, and a batch
+that arrives during the rebuild waits and is applied after it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from typing import Any
+
+from fakes_roadmap import FakePublisher, FakeRepo
+from test_roadmap_handlers import NOW, Clock, ev, plan, service
+
+import services.common.ledger as ledger_module
+from services.common.consumer import Batch
+
+_BOOKKEEPING = ("rev", "updated_at", "status_since", "created_at", "facts_at")
+
+
+def figures(repo: FakeRepo) -> dict[str, dict[str, Any]]:
+    """What a milestone says. Its facts as a set: they are kept in arrival order, which the audit trail does not
+    record (a rebuild replays them by time, then key); the rules give the same result in any order."""
+    return {mid: {k: sorted(v, key=lambda f: f["key"]) if k == "facts" else v for k, v in d.items() if k not in _BOOKKEEPING}
+            for mid, d in sorted(repo.docs.items())}
+
+
+def audited(repo: FakeRepo, events) -> list:
+    """The consumer stores every event it takes in the audit trail (refused ones too) before the handler runs."""
+    repo.audit.extend(e.to_document() for e in events)
+    return events
+
+
+BATCHES = [
+    [plan("M1", date(2026, 2, 1)), plan("M2", date(2026, 9, 30), deps=["M1"]), plan("M3", date(2026, 6, 30))],
+    [ev("progressed", {"milestone_id": "M3", "percent_complete": 40, "as_of": NOW.isoformat()}, id="p1"),
+     plan("M1", date(2026, 12, 1), agency="rd")],  # another agency's plan of M1: refused
+    [plan("M4", date(2026, 8, 1), deps=["M2"]), plan("M2", date(2026, 9, 30), deps=["M4"])],  # a cycle: refused
+]
+
+
+async def test_rebuild_gives_what_the_events_give_and_repairs_a_drifted_milestone():
+    repo, pub = FakeRepo(), FakePublisher()
+    svc = service(repo, pub, Clock(NOW))
+    for batch in BATCHES:
+        await svc.handle(Batch(audited(repo, batch)))
+    clean = figures(repo)
+    assert clean["M1"]["owner_agency"] == "dga" and clean["M2"]["status"] == "at_risk"
+    repo.docs["M3"]["percent_complete"] = 99  # drift: a write nobody can explain
+    del repo.docs["M4"]  # and a milestone lost
+
+    assert await svc.rebuild() == {"events": 7, "milestones": 4}
+    assert figures(repo) == clean
+    assert all(d["rev"] >= 1 for d in repo.docs.values())
+    alerts = sorted(e.id for e in pub.sent)
+    assert len(alerts) == len(set(alerts))  # the rebuilt states raised no alert a second time
+
+
+async def test_a_batch_during_a_rebuild_waits_and_is_applied_after_it():
+    poll, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.001
+    try:
+        repo, pub = FakeRepo(), FakePublisher()
+        svc, other_replica = service(repo, pub, Clock(NOW)), service(repo, pub, Clock(NOW))
+        for batch in BATCHES[:2]:
+            await svc.handle(Batch(audited(repo, batch)))
+        late = audited(repo, [ev("progressed", {"milestone_id": "M1", "percent_complete": 20, "as_of": NOW.isoformat()},
+                                 id="late")])
+        pause = svc.ledger.paused(timedelta(minutes=5))
+        await pause.__aenter__()  # a rebuild holds the pause
+        waiting = asyncio.ensure_future(other_replica.handle(Batch(late)))
+        for _ in range(20):
+            await asyncio.sleep(0.001)
+        assert not waiting.done() and repo.docs["M1"].get("percent_complete", 0) == 0
+        await pause.__aexit__(None, None, None)
+        assert await asyncio.wait_for(waiting, 5) == []
+        assert repo.docs["M1"]["percent_complete"] == 20
+        await svc.rebuild()
+        assert repo.docs["M1"]["percent_complete"] == 20  # the late event is in the audit trail: rebuilt the same
+    finally:
+        ledger_module.PAUSE_POLL_SECONDS = poll
