@@ -329,7 +329,7 @@ class Scenario:
 
     # --- the run -----------------------------------------------------------------------------
     async def start(self) -> None:
-        from services.common.auth import Role, create_key
+        from services.common.auth import create_key
 
         self.kafka.start()
         px.wait_until(lambda: px.port_open(self.kafka_port), 30, "tansu", proc=self.kafka)
@@ -338,7 +338,6 @@ class Scenario:
         admin = AsyncMongoClient(self.uri)
         for agency in self.world.agencies:
             self.keys[agency] = await create_key(admin[DB], agency)
-        self.office_key = await create_key(admin[DB], "opdc", Role.programme_office)
         await admin.close()
         for lane in self.lanes:
             await asyncio.to_thread(lane.start)
