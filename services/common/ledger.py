@@ -223,9 +223,10 @@ class Ledger:
         """Store `records` (of `kind`, by default the first) once and apply what the new ones add; returns the
         records stored new."""
         kind = kind or self.default_kind
-        if not records:
+        if self._unfinished:  # before this write's lease starts: a recovery may wait out an outage
             async with self.writing():  # a rebuild waits for the recoveries too, and they for a rebuild
                 await self.finish_own()
+        if not records:
             return []
         records = _unique(list(records))  # an event twice in one batch is one record
         ids = [r["_id"] for r in records]
@@ -235,7 +236,6 @@ class Ledger:
             try:
                 if not await self._open(token, kind, ids, deadline):
                     continue  # a rebuild paused the writes while this one waited: begin again
-                await self.finish_own()
                 new = await self._insert(kind, [{**r, self.token_field: token} for r in records], token, deadline)
                 await self._finish(token, kind, new, deadline)
             except BaseException:

@@ -485,11 +485,14 @@ class Scenario:
     async def dead_letters(self, lane: Lane) -> dict[str, Any]:
         records = await read_topic(self.bootstrap, dlq(lane.topic), timeout=20)
         by_marker: dict[str, list[str]] = {}
+        unexpected: Counter = Counter()
         for r in records:
             text = (r.value or b"")[:300].decode("utf-8", "replace")
             m = re.search(r"poison-(?:final-)?[a-z_]+-\d+", text)
             if m:
                 by_marker.setdefault(m.group(0), []).append(header(r, "dlq-reason") or "")
+            else:
+                unexpected[header(r, "dlq-reason") or "?"] += 1
         expected = {marker: kind for kind, marker in lane.poison}
         return {
             "records": len(records),
@@ -497,6 +500,7 @@ class Scenario:
             "missing": sorted(set(expected) - set(by_marker)),
             "wrong_reason": sorted(m for m, reasons in by_marker.items() if set(reasons) != {expected.get(m)}),
             "unexpected": len(records) - sum(len(v) for v in by_marker.values()),
+            "unexpected_by_reason": dict(unexpected),
             # A crash after the dead-letter publish and before the commit re-publishes it (at-least-once).
             "republished_after_crash": sum(len(v) - 1 for v in by_marker.values()),
             "by_reason": dict(Counter(expected[m] for m in by_marker if m in expected)),
