@@ -22,6 +22,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError
 
 from services.common.consumer import UNPROCESSABLE, Batch, EventConsumer, safe_detail
 from services.common.kafka import PublishError, PublishRefused, RawRecord
+from services.common.ledger import WriteExpired
 from services.common.metrics import PlatformMetrics
 from services.common.settings import ServiceSettings
 from services.contracts.envelope import Event
@@ -367,6 +368,28 @@ async def test_a_batch_failure_rewinds_every_partition_and_a_redelivery_stores_o
     assert again.acked == 1 and consumer.consecutive_failures == 0
     assert sorted(d["id"] for d in db.events.docs.values()) == [f"e-{i}" for i in range(6)]
     assert sorted(k[1] for k in handler.new) == [f"e-{i}" for i in range(6)]
+
+
+async def test_a_write_that_outlived_its_lease_is_redelivered_never_dead_lettered():
+    """During a database outage longer than a write's lease the ledger stops it (WriteExpired): the batch is not
+    acknowledged and comes again; no valid event goes to the dead-letter topic as `processing_failed`."""
+    publisher, handler = FakePublisher(), RecordingHandler()
+    failing = [WriteExpired("feedback_rollup_journal: write outlived its lease before: insert into events")]
+
+    async def outage_then_ok(batch: Batch) -> None:
+        if failing:
+            raise failing.pop()
+        await handler(batch)
+
+    consumer = make_consumer(publisher=publisher, handler=outage_then_ok)
+    consumer.batch_retry_initial_delay = 0.001
+    records = [record(event_json(f"e-{i}"), 20 + i) for i in range(3)]
+    first = FakeMessage(records)
+    await consumer._on_batch(None, first)
+    assert first.acked == 0 and first.consumer.seeks == [(TopicPartition(TOPIC, 0), 20)] and publisher.sent == []
+    again = FakeMessage(records)
+    await consumer._on_batch(None, again)
+    assert again.acked == 1 and publisher.sent == [] and sorted(k[1] for k in handler.applied) == ["e-0", "e-1", "e-2"]
 
 
 async def test_a_transient_database_error_in_prepare_is_the_batchs_not_the_records():
