@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -71,6 +72,12 @@ class Plan:
     http_rate: float = 50.0  # events per second from each lane's HTTP client
     events: int = 0
     settle_seconds: float = 120.0  # for the backlog to drain once the clients stop
+    # After this long an unfinished write is a dead writer's (the sweep finishes it); a live write stops at half of
+    # it. Three services and their servers on two cores make a batch slower than one does: the full run needs more.
+    grace_seconds: float = 5.0
+
+
+MAX_DRAIN_SECONDS = 3600.0  # a drain that still makes progress after an hour is a failure too
 
 
 def _poison(service: str, kind: str, marker: str) -> bytes:
@@ -146,8 +153,13 @@ class Scenario:
             "NEWNORMAL_MONGO_SERVER_SELECTION_TIMEOUT_MS": "2000", "NEWNORMAL_LOG_LEVEL": "WARNING",
             "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"faults-{uuid.uuid4().hex[:6]}",
             # A rollup batch left unfinished by a SIGKILL is completed by the sweeper after the grace period.
-            "NEWNORMAL_FEEDBACK_SWEEP_GRACE_SECONDS": "5", "NEWNORMAL_FEEDBACK_SWEEP_INTERVAL_SECONDS": "2",
-            "NEWNORMAL_STALE_CLAIM_SECONDS": "5", "NEWNORMAL_RECOVERY_INTERVAL_SECONDS": "2",  # the same for training
+            "NEWNORMAL_FEEDBACK_SWEEP_GRACE_SECONDS": str(plan.grace_seconds),
+            "NEWNORMAL_FEEDBACK_SWEEP_INTERVAL_SECONDS": "2",
+            "NEWNORMAL_STALE_CLAIM_SECONDS": str(plan.grace_seconds),  # the same for training
+            "NEWNORMAL_RECOVERY_INTERVAL_SECONDS": "2",
+            # Secrets have no defaults in code: a run outside pytest (`make faults-full`) makes throw-away ones.
+            "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": os.environ.get("NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET")
+            or secrets.token_urlsafe(32),
         }
         self.kafka = px.tansu(self.kafka_port, LOGS)
         self.mongo = px.secantus(self.mongo_port, self.storage, LOGS)
@@ -382,10 +394,7 @@ class Scenario:
             await asyncio.gather(*self.feeders)
         total = sum(len(lane.accepted) for lane in self.lanes)
 
-        async def settled() -> bool:
-            return await self.stored() == total
-
-        await poll(settled, self.plan.settle_seconds, 0.2, "every accepted event stored")
+        await self.drained(total)
         keys = Counter([(d["source"], d["id"]) async for d in self.db.events.find({}, {"_id": 0, "source": 1, "id": 1})])
         # Counted before the final tranches (which are counted separately, each from its own lane's metrics).
         lanes = {lane.name: self.count(lane, keys) for lane in self.lanes}
@@ -404,6 +413,36 @@ class Scenario:
         return {"services": list(self.plan.services), "kills": self.plan.kills, "lanes": lanes,
                 "events_accepted": total, "recovery": self.recovery,
                 "wall_seconds": round(time.monotonic() - started, 1)}
+
+    async def drained(self, total: int) -> None:
+        """Wait until every accepted event is stored. A backlog drains at its own speed on a loaded machine: what
+        fails the run is a stall, the count not growing for `settle_seconds`, not a slow drain."""
+        progress = {"count": -1, "since": time.monotonic()}
+
+        async def settled() -> bool:
+            count = await self.stored()
+            if count == total:
+                return True
+            if count is not None and count != progress["count"]:
+                progress.update(count=count, since=time.monotonic())
+            elif time.monotonic() - progress["since"] > self.plan.settle_seconds:
+                raise AssertionError(f"{progress['count']} of {total} accepted events stored, no progress for "
+                                     f"{self.plan.settle_seconds} s; {await self.unsettled()}")
+            return False
+
+        await poll(settled, MAX_DRAIN_SECONDS, 0.5, "every accepted event stored")
+
+    async def unsettled(self) -> dict[str, Any]:
+        """What a drain that did not finish left: per lane, accepted events not stored, and stored events no lane
+        accepted (by source), so that a failed run says where to look."""
+        keys = Counter([(d["source"], d["id"]) async for d in self.db.events.find({}, {"_id": 0, "source": 1, "id": 1})])
+        accepted = {k for lane in self.lanes for k in lane.accepted}
+        return {"missing": {lane.name: sum(1 for k in lane.accepted if k not in keys) for lane in self.lanes},
+                "twice": sum(1 for n in keys.values() if n > 1),
+                "unexpected_by_source": dict(Counter(source for source, _ in keys if (source, _) not in accepted)
+                                             .most_common(5)),
+                "consumer_lag_records": {lane.name: (await _scrape(lane)).get(("newnormal_consumer_lag_records", ""))
+                                         for lane in self.lanes if lane.process.running}}
 
     def count(self, lane: Lane, keys: Counter) -> dict[str, Any]:
         accepted = lane.accepted
@@ -540,7 +579,8 @@ async def _scrape(lane: Lane) -> dict[tuple[str, str], float]:
         text = (await c.get(f"{lane.url}/metrics")).text
     out: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
-        m = re.match(r'^(newnormal_consumer_records_total|newnormal_dead_letter_records_total)\{([^}]*)\} ([0-9.e+]+)$', line)
+        m = re.match(r'^(newnormal_consumer_records_total|newnormal_dead_letter_records_total|'
+                     r'newnormal_consumer_lag_records)\{([^}]*)\} ([0-9.e+]+)$', line)
         if m:
             labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
             if labels.get("topic") != lane.topic:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan(services=tuple(args.services.split(",")), kills=args.kills, events=args.events,
                 kafka_rate=args.kafka_rate, http_rate=args.http_rate,
-                settle_seconds=max(120.0, args.events / 100))  # the backlog drains at >= 100 events/s
+                settle_seconds=max(120.0, args.events / 100), grace_seconds=20.0)  # the backlog drains at >= 100 events/s
     with tempfile.TemporaryDirectory(prefix="faults-full-") as tmp:
         scenario = Scenario(Path(tmp), plan)
         try:
