@@ -37,9 +37,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
-from services.common.ledger import WriteExpired
 from services.common.metrics import PlatformMetrics
-from services.common.mongo import TRANSIENT_ERRORS, find_in, insert_new, insert_new_or_refused, retry_transient
+from services.common.mongo import REDELIVER_ERRORS, TRANSIENT_ERRORS, find_in, insert_new, insert_new_or_refused, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.contracts.dates import check_event_dates
@@ -349,9 +348,9 @@ class EventConsumer:
     async def _handle(self, batch: Batch) -> Sequence[Rejected]:
         try:
             return list(await self.handler(batch) or [])
-        except (*TRANSIENT_ERRORS, WriteExpired):
-            # The database, not the events: a write that outlived its lease (a long outage) stopped so that the
-            # sweep can finish it; the whole batch comes again. Never a dead letter: the events are valid.
+        except REDELIVER_ERRORS:
+            # The database, not the events (unreachable, a write that outlived its lease or kept losing its
+            # compare-and-set): the whole batch comes again. Never a dead letter: the events are valid.
             raise
         except Exception as exc:
             if len(batch.events) == 1:

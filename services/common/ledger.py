@@ -60,7 +60,7 @@ from typing import Any, Protocol, TypeVar
 
 from services.common.clock import Clock, utc_now
 from services.common.counters import Delta, counters, difference, last, merge, with_delta
-from services.common.mongo import retry_transient
+from services.common.mongo import WriteAbandoned, retry_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,9 +69,13 @@ CAS_ROUNDS = 100  # compare-and-set rounds of one book before the write gives up
 PAUSE_POLL_SECONDS = 0.5  # how often a paused writer, or a rebuild waiting for writes in flight, looks again
 
 
-class WriteExpired(RuntimeError):
+class WriteExpired(WriteAbandoned):
     """A write outlived its lease (a long database outage): it stops before its next step, so that a sweep finishing
     it after the grace period never races it. The batch is redelivered; the entry is finished by a recovery."""
+
+class WriteContended(WriteAbandoned):
+    """Other writers changed a write's documents `CAS_ROUNDS` times running: it gives up, and its batch comes again."""
+
 
 Deltas = dict[str, dict[str, Delta]]  # book collection -> document id -> Delta
 
@@ -186,7 +190,7 @@ async def rewrite(store: LedgerStore, collection: str, ids: Sequence[str], deriv
         pending = [doc["_id"] for i, (_, doc) in enumerate(writes) if i not in landed]
         if not pending:
             return written
-    raise RuntimeError(f"{collection}: documents kept changing under this write")
+    raise WriteContended(f"{collection}: documents kept changing under this write")
 
 
 class Ledger:

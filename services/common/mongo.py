@@ -32,6 +32,15 @@ DUPLICATE_KEY = 11000
 TRANSIENT_ERRORS = (AutoReconnect, ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError)
 
 
+class WriteAbandoned(RuntimeError):
+    """A write that stopped for the database's sake, not the data's (it outlived its lease in an outage, or other
+    writers kept changing its documents): the same events succeed when they come again."""
+
+
+# What makes a consumer redeliver its whole batch, never dead-letter an event: the database, not the events.
+REDELIVER_ERRORS = (*TRANSIENT_ERRORS, WriteAbandoned)
+
+
 def make_client(settings: ServiceSettings) -> AsyncMongoClient:
     return AsyncMongoClient(
         settings.mongo_uri.get_secret_value(),

@@ -22,7 +22,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError
 
 from services.common.consumer import UNPROCESSABLE, Batch, EventConsumer, safe_detail
 from services.common.kafka import PublishError, PublishRefused, RawRecord
-from services.common.ledger import WriteExpired
+from services.common.ledger import WriteContended, WriteExpired
 from services.common.metrics import PlatformMetrics
 from services.common.settings import ServiceSettings
 from services.contracts.envelope import Event
@@ -370,11 +370,16 @@ async def test_a_batch_failure_rewinds_every_partition_and_a_redelivery_stores_o
     assert sorted(k[1] for k in handler.new) == [f"e-{i}" for i in range(6)]
 
 
-async def test_a_write_that_outlived_its_lease_is_redelivered_never_dead_lettered():
-    """During a database outage longer than a write's lease the ledger stops it (WriteExpired): the batch is not
-    acknowledged and comes again; no valid event goes to the dead-letter topic as `processing_failed`."""
+@pytest.mark.parametrize("abandoned", [
+    WriteExpired("feedback_rollup_journal: write outlived its lease before: insert into events"),
+    WriteContended("training_states: documents kept changing under this write"),
+], ids=["outlived its lease", "lost its compare-and-set"])
+async def test_a_write_abandoned_for_the_databases_sake_is_redelivered_never_dead_lettered(abandoned):
+    """The ledger stops a write during a database outage longer than its lease (WriteExpired), or when other
+    writers keep changing its documents (WriteContended): the batch is not acknowledged and comes again; no valid
+    event goes to the dead-letter topic as `processing_failed`."""
     publisher, handler = FakePublisher(), RecordingHandler()
-    failing = [WriteExpired("feedback_rollup_journal: write outlived its lease before: insert into events")]
+    failing = [abandoned]
 
     async def outage_then_ok(batch: Batch) -> None:
         if failing:
