@@ -77,6 +77,12 @@ async def make_key(settings, agency: str, role: str = "agency") -> str:
         await client.close()
 
 
+def point_cli_at(monkeypatch, settings) -> None:
+    """Point the `newnormal` command line at the database of `settings`, as an operator's environment does."""
+    monkeypatch.setenv("NEWNORMAL_MONGO_URI", settings.mongo_uri.get_secret_value())
+    monkeypatch.setenv("NEWNORMAL_MONGO_DB", settings.mongo_db)
+
+
 def db_of(settings):
     """A fresh client's database handle (the caller closes `handle.client`)."""
     return AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]

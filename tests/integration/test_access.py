@@ -11,7 +11,7 @@ import time
 from datetime import date, timedelta
 
 import pytest
-from support import cloudevent, db_of, make_key, poll, produce_events, running
+from support import cloudevent, db_of, make_key, point_cli_at, poll, produce_events, running
 
 from services import cli
 from services.common.auth import create_key, hash_key, key_id_of, list_keys
@@ -198,8 +198,7 @@ async def test_roles_read_access_suppression_and_key_life_cycle(stack, kafka_boo
             assert {(c["age_group"], c["channel"]): c["responses"] for c in everything["cells"]}[("45_59", "walk_in")] == 1
 
             # --- Key life cycle through the CLI: list shows ids, roles and last use; revoke reaches every service in 10 s.
-            monkeypatch.setenv("NEWNORMAL_MONGO_URI", settings.mongo_uri.get_secret_value())
-            monkeypatch.setenv("NEWNORMAL_MONGO_DB", settings.mongo_db)
+            point_cli_at(monkeypatch, settings)
             dga_id = key_id_of(hash_key(dga))
 
             async def used():

@@ -9,7 +9,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from support import db_of
+from support import db_of, point_cli_at
 
 from services import cli
 from services.contracts.envelope import make_event
@@ -33,8 +33,7 @@ async def operator_db(settings_for, monkeypatch):
 
     def open_db(settings_class):
         settings = settings_for(settings_class)
-        monkeypatch.setenv("NEWNORMAL_MONGO_URI", settings.mongo_uri.get_secret_value())
-        monkeypatch.setenv("NEWNORMAL_MONGO_DB", settings.mongo_db)
+        point_cli_at(monkeypatch, settings)
         db = db_of(settings)
         clients.append(db.client)
         return db
