@@ -204,7 +204,10 @@ def _weighted(rng: random.Random, weights: dict[Any, float]) -> Any:
 class World:
     """The simulated agencies for one seed, one start instant and one fiscal year."""
 
-    def __init__(self, seed: int, start: datetime, agencies: int = 12, training_scale: float = 1.0):
+    def __init__(self, seed: int, start: datetime, agencies: int = 12, training_scale: float = 1.0,
+                 progress_step: float = 1.0):
+        """`progress_step`: how far one progress report moves a milestone, relative to a demo's (a long run, such
+        as the full fault run, makes it small so that the plan does not finish and its reports dry up)."""
         if start.tzinfo is None:
             raise ValueError("start must be an aware datetime")
         registry = get_registry()
@@ -212,6 +215,7 @@ class World:
             raise ValueError(f"agencies must be between 1 and {len(registry)}")
         self.seed = seed
         self.start = start
+        self.progress_step = progress_step
         self.rng = random.Random(seed)
         codes = sorted(c for c in registry.codes() if c != PROGRAMME_OFFICE)
         # The programme office always takes part: it owns the governance milestones.
@@ -406,7 +410,7 @@ class World:
             return self.feedback_response(when)
         m = self.rng.choice(open_)
         # Small steps: a demo of an hour moves milestones along without finishing the whole plan.
-        step = self.rng.uniform(0.05, 0.3) if m.fate == "slipping" else self.rng.uniform(0.2, 1.0)
+        step = (self.rng.uniform(0.05, 0.3) if m.fate == "slipping" else self.rng.uniform(0.2, 1.0)) * self.progress_step
         m.percent = min(100.0, m.percent + step)
         if m.percent >= 100.0:
             m.completed_on = bangkok_day(when)

@@ -163,7 +163,8 @@ class Scenario:
         }
         self.kafka = px.tansu(self.kafka_port, LOGS)
         self.mongo = px.secantus(self.mongo_port, self.storage, LOGS)
-        self.world = World(8, datetime.now(UTC), agencies=12)
+        # Small progress steps for long runs: the roadmap lane's reports must not dry up with the plan finished.
+        self.world = World(8, datetime.now(UTC), agencies=12, progress_step=min(1.0, 5_000 / max(plan.events, 1)))
         self.lanes = [Lane(name, self.env, self.world) for name in plan.services]
         self.keys: dict[str, str] = {}
         self.recovery: dict[str, Any] = {}
