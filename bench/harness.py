@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import time
@@ -107,3 +108,21 @@ async def timed_aggregate(collection, pipeline: list[dict], n: int = 3) -> tuple
             rows = await (await collection.aggregate(pipeline)).to_list()
         times.append(t.seconds * 1000)
     return summary(times), rows
+
+
+_PLATFORM_FIGURE = re.compile(r'^(newnormal_consumer_records_total|newnormal_dead_letter_records_total|'
+                              r'newnormal_consumer_lag_records)\{([^}]*)\} ([0-9.e+]+)$')
+
+
+def platform_counters(metrics_text: str, topic: str) -> dict[tuple[str, str], float]:
+    """A consumer's platform figures for `topic` in a `/metrics` text: (metric, outcome or reason) -> value."""
+    out: dict[tuple[str, str], float] = {}
+    for line in metrics_text.splitlines():
+        m = _PLATFORM_FIGURE.match(line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+            if labels.get("topic") != topic:
+                continue
+            key = (m.group(1), labels.get("outcome") or labels.get("reason", ""))
+            out[key] = out.get(key, 0) + float(m.group(3))
+    return out

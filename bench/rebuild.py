@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from bench import feedback_pipeline, roadmap_consumer, training_import
-from bench.harness import Timer, running, write_results
+from bench.harness import Timer, platform_counters, running, write_results
 from bench.platform_stack import Stack
 from services.common import processes as px
 from services.common.settings import ServiceSettings
@@ -102,12 +101,8 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 async def consumed(client, topic: str) -> float:
     """Records the service's consumer has finished with (stored, duplicate or dead-lettered), from its metrics."""
-    total = 0.0
-    for line in (await client.get("/metrics")).text.splitlines():
-        m = re.match(r'^newnormal_consumer_records_total\{([^}]*)\} ([0-9.e+]+)$', line)
-        if m and f'topic="{topic}"' in m.group(1):
-            total += float(m.group(2))
-    return total
+    figures = platform_counters((await client.get("/metrics")).text, topic)
+    return sum(v for (name, _), v in figures.items() if name == "newnormal_consumer_records_total")
 
 
 async def measure(name: str, settings: ServiceSettings, app, topic: str, journal: str,

@@ -41,6 +41,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 from support import eventually, header, poll, read_topic
 
+from bench.harness import platform_counters
 from services.common import processes as px
 from services.contracts.topics import dlq
 from services.simulator.model import World
@@ -577,18 +578,7 @@ class Scenario:
 async def _scrape(lane: Lane) -> dict[tuple[str, str], float]:
     """Platform counters of a lane's running process: (metric, outcome-or-reason) -> value, for its topic."""
     async with httpx.AsyncClient(timeout=10) as c:
-        text = (await c.get(f"{lane.url}/metrics")).text
-    out: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        m = re.match(r'^(newnormal_consumer_records_total|newnormal_dead_letter_records_total|'
-                     r'newnormal_consumer_lag_records)\{([^}]*)\} ([0-9.e+]+)$', line)
-        if m:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-            if labels.get("topic") != lane.topic:
-                continue
-            key = (m.group(1), labels.get("outcome") or labels.get("reason", ""))
-            out[key] = out.get(key, 0) + float(m.group(3))
-    return out
+        return platform_counters((await c.get(f"{lane.url}/metrics")).text, lane.topic)
 
 
 def violations(results: dict[str, Any]) -> list[str]:
