@@ -39,6 +39,7 @@ from services.common.auth import Role, create_key
 from services.contracts import topics
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import AgeGroup, Channel, TechDifficulty
+from services.contracts.envelope import document_id
 from services.feedback.main import create_app
 from services.feedback.settings import FeedbackSettings
 
@@ -119,7 +120,7 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
         template = await db.events.find_one({}, {"_id": 0})
         with Timer() as fill:
             for start in range(0, extra, 10_000):
-                docs = [{**template, "_id": {"source": "/agencies/dga/history", "id": f"h-{start + j}"},
+                docs = [{**template, "_id": document_id("/agencies/dga/history", f"h-{start + j}"),
                          "source": "/agencies/dga/history", "id": f"h-{start + j}", "rollup_token": "history"}
                         for j in range(min(10_000, extra - start))]
                 await db.events.insert_many(docs, ordered=False)

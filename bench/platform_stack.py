@@ -17,6 +17,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import BulkWriteError
 
 from services.common import processes as px
+from services.contracts.envelope import document_id
 from services.simulator.model import World
 
 LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
@@ -134,7 +135,7 @@ async def raw_consume(bootstrap: str, uri: str, db: str, topic: str, expected: i
             docs = [json.loads(r.value) for records in batch.values() for r in records]
             if id_key:
                 for doc in docs:
-                    doc["_id"] = {"source": doc.get("source"), "id": doc.get("id")}
+                    doc["_id"] = document_id(str(doc.get("source")), str(doc.get("id")))
             if docs:
                 try:
                     await coll.insert_many(docs, ordered=False)

@@ -38,7 +38,7 @@ class MemoryFeedbackRepository(FailOnDemand):
 
     async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
         self._call("content_conflicts")
-        stored = {(d["_id"]["source"], d["_id"]["id"]): d for d in self.memory.docs(RESPONSES)}
+        stored = {(d["source"], d["id"]): d for d in self.memory.docs(RESPONSES)}
         return [e for e in events if e.key in stored and stored[e.key][CONTENT_HASH_FIELD] != e.content_hash()]
 
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:

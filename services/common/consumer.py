@@ -103,15 +103,15 @@ async def stored_content(collection: Any, events: Sequence[Event]) -> dict[tuple
     ids = list({e.key: e.document_id for e in events}.values())
     stored: dict[tuple[str, str], tuple[str, Any]] = {}
     legacy: list[dict[str, str]] = []
-    for doc in await find_in(collection, "_id", ids, {CONTENT_HASH_FIELD: 1, "time": 1}):
+    for doc in await find_in(collection, "_id", ids, {CONTENT_HASH_FIELD: 1, "time": 1, "source": 1, "id": 1}):
         if CONTENT_HASH_FIELD in doc:
-            stored[(doc["_id"]["source"], doc["_id"]["id"])] = (doc[CONTENT_HASH_FIELD], doc.get("time"))
+            stored[(doc["source"], doc["id"])] = (doc[CONTENT_HASH_FIELD], doc.get("time"))
         else:
             legacy.append(doc["_id"])
     if legacy:
         for doc in await find_in(collection, "_id", legacy, {"type": 1, "agency": 1, "subject": 1, "dataschema": 1,
-                                                            "time": 1, "data": 1}):
-            stored[(doc["_id"]["source"], doc["_id"]["id"])] = (content_hash(doc), doc.get("time"))
+                                                            "time": 1, "data": 1, "source": 1, "id": 1}):
+            stored[(doc["source"], doc["id"])] = (content_hash(doc), doc.get("time"))
     return stored
 
 

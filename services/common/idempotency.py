@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from services.common.mongo import insert_if_new
+from services.common.mongo import insert_if_new, rekey_documents
 
 HEADER = "Idempotency-Key"
 # 8 to 128 characters of [A-Za-z0-9_-]: a UUID (with or without hyphens), a ULID or 32 random hex digits fit.
@@ -56,15 +56,15 @@ class Claim:
 
 
 class IdempotencyStore:
-    """Claims of idempotency keys in MongoDB: `_id` {scope, key_sha256} (the key itself is not kept), the body's
-    fingerprint, the event time and when it was claimed (`claimed_at`, for a retention index later)."""
+    """Claims of idempotency keys in MongoDB: `_id` "<scope> <key_sha256>" (`claim_id`; the key itself is not
+    kept), the body's fingerprint, the event time and when it was claimed (`claimed_at`, for a retention index)."""
 
     def __init__(self, collection: AsyncCollection):
         self.collection = collection
 
     async def claim(self, scope: str, key: str, body_fingerprint: str, time: datetime) -> Claim:
         """Claim `key` for this body, or return the earlier claim (first writer wins, atomically on `_id`)."""
-        _id = {"scope": scope, "key_sha256": _sha256(key)}
+        _id = claim_id(scope, key)
         for _ in range(3):
             doc = {"_id": _id, "fingerprint": body_fingerprint, "time": time, "claimed_at": time}
             if await insert_if_new(self.collection, doc):
@@ -76,4 +76,19 @@ class IdempotencyStore:
 
     async def release(self, scope: str, key: str) -> None:
         """Free a key whose first request was refused (nothing published), so the corrected request may use it."""
-        await self.collection.delete_one({"_id": {"scope": scope, "key_sha256": _sha256(key)}})
+        await self.collection.delete_one({"_id": claim_id(scope, key)})
+
+    async def rekey_legacy(self) -> int:
+        """Claims stored as {scope, key_sha256} documents, moved to their string `_id`; returns how many."""
+        return await rekey_documents(self.collection, _legacy_claim_id)
+
+
+def claim_id(scope: str, key: str) -> str:
+    # A string, not a document: SecantusDB scans the collection for a document-valued `_id` (see document_id).
+    return f"{scope} {_sha256(key)}"
+
+
+def _legacy_claim_id(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"scope", "key_sha256"}:
+        return f"{value['scope']} {value['key_sha256']}"
+    return value

@@ -24,6 +24,7 @@ from pymongo.errors import (
 )
 
 from services.common.settings import ServiceSettings
+from services.contracts.envelope import legacy_document_id
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,6 +99,30 @@ async def ensure_platform_indexes(db: AsyncDatabase) -> None:
     # The `events` audit trail needs no index of its own: `_id` is the (source, id) key. Every secondary
     # index on this write-heavy collection would cost throughput for a query nobody runs on the hot path.
     await db.api_keys.create_index([("agency", ASCENDING)], name="agency")
+    await rekey_documents(db.events, legacy_document_id)
+
+
+REKEY_BATCH = 500
+
+
+async def rekey_documents(collection: AsyncCollection, new_id: Callable[[Any], Any]) -> int:
+    """Give the documents whose `_id` is a document the `_id` that `new_id` makes of it (an `_id` cannot be
+    changed in place: a copy under the new key is inserted, then the old one deleted). Safe to repeat and to run
+    from several replicas at once: a copy already there is a duplicate, a deleted original is gone. Run at start,
+    before the consumers (a record redelivered while its old key still stands would be stored twice). Returns
+    how many documents it moved."""
+    moved = 0
+    while True:
+        docs = await collection.find({"_id": {"$type": "object"}}).limit(REKEY_BATCH).to_list(None)
+        docs = [d for d in docs if new_id(d["_id"]) != d["_id"]]
+        if not docs:
+            break
+        await insert_new(collection, [{**d, "_id": new_id(d["_id"])} for d in docs])
+        await collection.delete_many({"_id": {"$in": [d["_id"] for d in docs]}})
+        moved += len(docs)
+    if moved:
+        log.warning("documents moved to their new key", extra={"collection": collection.name, "documents": moved})
+    return moved
 
 
 # Write errors that are one document's fault (the server refuses its content), never the database's state:

@@ -115,11 +115,11 @@ class Event:
         return attrs
 
     @property
-    def document_id(self) -> dict[str, str]:
+    def document_id(self) -> str:
         return document_id(self.source, self.id)
 
     def to_document(self) -> dict[str, Any]:
-        """Shape of the `events` audit collection: keyed by `_id` {source, id}, attributes as top-level
+        """Shape of the `events` audit collection: keyed by `_id` (`document_id`), attributes as top-level
         fields plus `data`, and the content hash a redelivery is compared with (`content_hash`)."""
         doc = self.__dict__.get("_document")
         if doc is None:  # computed once per event: the consumer checks it encodes, a service may store it
@@ -174,11 +174,23 @@ def id_conflict(event: Event) -> EventError:
                       event_id=event.id, source=event.source)
 
 
-def document_id(source: str, id: str) -> dict[str, str]:
-    """MongoDB `_id` of a stored event. The idempotency key is the primary key itself: on SecantusDB a
-    secondary unique index costs more than half of the insert throughput (bench/results), and MongoDB
-    enforces `_id` uniqueness for free."""
-    return {"source": source, "id": id}
+KEY_SEPARATOR = "\x1f"  # ASCII unit separator: never in an id (printable ASCII), so a key splits at its last one
+
+
+def document_id(source: str, id: str) -> str:
+    """MongoDB `_id` of a stored event: one string, `source` and `id` joined by `KEY_SEPARATOR`. The idempotency
+    key is the primary key itself: on SecantusDB a secondary unique index costs more than half of the insert
+    throughput (bench/results), and MongoDB enforces `_id` uniqueness for free. A string, not a {source, id}
+    document: SecantusDB answers a query on a document-valued `_id` by scanning the collection (0.5 s per lookup
+    at 30,000 events, docs/performance.md), a string `_id` from its index (2 ms)."""
+    return f"{source}{KEY_SEPARATOR}{id}"
+
+
+def legacy_document_id(value: Any) -> Any:
+    """The `_id` a record stored before keys were strings ({source, id}) has now; any other value unchanged."""
+    if isinstance(value, dict) and set(value) == {"source", "id"}:
+        return document_id(str(value["source"]), str(value["id"]))
+    return value
 
 
 def _sdk_time(value: datetime) -> str:

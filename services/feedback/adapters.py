@@ -23,7 +23,8 @@ from services.common.clock import Clock, utc_now
 from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
-from services.contracts.envelope import Event
+from services.common.mongo import rekey_documents
+from services.contracts.envelope import Event, legacy_document_id
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback import domain
 
@@ -83,9 +84,19 @@ class FeedbackRepository:
         # Responses carry no secondary index: `_id` is the (source, id) key and the journal lists the
         # `_id`s of each batch; on the write-heavy collection every index would cost insert throughput.
         await self.daily.create_index([("day", ASCENDING), ("agency", ASCENDING)], name="day_agency")
+        await self._rekey_legacy()
         if await self.daily.find_one({}, {"_id": 1}) is None:  # nothing counted yet: months kept from the start
             await self._mark_months()
         # The journal holds only the batches in flight (a handful of documents): no index needed.
+
+    async def _rekey_legacy(self) -> None:
+        """Responses stored under {source, id} keys, and the open journal entries listing them, moved to the string
+        keys (`document_id`): before the sweep reads an entry's responses by key and before the consumer starts."""
+        await rekey_documents(self.responses, legacy_document_id)
+        async for entry in self.journal.find({}, {"responses": 1}):
+            ids = [legacy_document_id(i) for i in entry.get("responses") or ()]
+            if ids != entry.get("responses"):
+                await self.journal.update_one({"_id": entry["_id"]}, {"$set": {"responses": ids}})
 
     # --- write path --------------------------------------------------------------------------------
     async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:

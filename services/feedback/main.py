@@ -28,8 +28,8 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     runtime = Runtime(settings)
     repo = FeedbackRepository(runtime.db, clock, lease_seconds=settings.feedback_sweep_grace_seconds / 2)
     limiter = TokenBucket(settings.feedback_rate_per_second, settings.feedback_rate_burst, monotonic)
-    service = FeedbackService(repo, settings, clock, form_limiter=limiter,
-                              idempotency=IdempotencyStore(runtime.db.feedback_idempotency_keys))
+    idempotency = IdempotencyStore(runtime.db.feedback_idempotency_keys)
+    service = FeedbackService(repo, settings, clock, form_limiter=limiter, idempotency=idempotency)
 
     # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
     # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).
@@ -39,6 +39,7 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
 
     async def startup(rt: Runtime) -> None:
         await repo.ensure_indexes()
+        await idempotency.rekey_legacy()
         await repo.sweep(settings.feedback_sweep_grace_seconds)
         # A failed round is logged and the next one tries again: the journal keeps the work.
         rt.every(settings.feedback_sweep_interval_seconds, lambda: repo.sweep(settings.feedback_sweep_grace_seconds),

@@ -18,6 +18,7 @@ from services.common.counters import Delta, add_delta
 from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
+from services.contracts.envelope import document_id
 from services.contracts.thai_calendar import (
     fiscal_year_elapsed_ratio,
     fiscal_year_of,
@@ -59,7 +60,7 @@ def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, le
                    now: datetime) -> dict[str, Any]:
     """The stored completion; `learner` is already the keyed hash (never the pseudonym)."""
     return {
-        "_id": f"{source}\x1f{event_id}",
+        "_id": document_id(source, event_id),
         "source": source, "id": event_id,
         "agency": data.agency, "competency": data.competency.value, "fiscal_year": fiscal_year_of(data.completed_on),
         "learner_hash": learner, "course_id": data.course_id, "course_title": data.course_title,

@@ -111,7 +111,7 @@ async def test_roadmap_refuses_implausible_dates_at_the_edge_and_in_the_consumer
             await poll(good_ones_readable, timeout=60, interval=0.5, what="the good milestones stored")
             # Nothing refused is stored anywhere (the audit trail included).
             refused_ids = list(expected) + list(expected_k)
-            assert await db.events.count_documents({"_id.id": {"$in": refused_ids}}) == 0
+            assert await db.events.count_documents({"id": {"$in": refused_ids}}) == 0
     finally:
         await db.client.close()
 
@@ -153,9 +153,9 @@ async def test_training_completion_dates_stay_where_the_readiness_api_shows_them
             assert await _dead_letters(kafka_bootstrap, topics.TRAINING_EVENTS, set(expected)) == expected
 
             async def good_stored():
-                return await db.events.count_documents({"_id.id": good["id"]}) == 1
+                return await db.events.count_documents({"id": good["id"]}) == 1
 
             await poll(good_stored, timeout=60, interval=0.5, what="the good completion stored")
-            assert await db.events.count_documents({"_id.id": {"$in": list(expected)}}) == 0
+            assert await db.events.count_documents({"id": {"$in": list(expected)}}) == 0
     finally:
         await db.client.close()

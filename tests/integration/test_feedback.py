@@ -17,7 +17,7 @@ from support import cloudevent, db_of, make_key, poll, produce_events, read_topi
 from services.common.ledger_mongo import MongoLedgerStore
 from services.common.logging import JsonFormatter
 from services.contracts import topics
-from services.contracts.envelope import make_event
+from services.contracts.envelope import document_id, make_event
 from services.contracts.thai_calendar import ascii_to_thai_digits, thai_digits_to_ascii
 from services.feedback.adapters import FeedbackRepository
 from services.feedback.domain import prepare
@@ -212,7 +212,7 @@ async def test_http_and_kafka_agree_and_personal_data_never_lands(settings_for):
             stored = await db.events.find_one({"id": ids[0]})
             assert stored["data"]["comment"] == "เลขบัตร [REDACTED:NATIONAL_ID] โทร [REDACTED:PHONE] ช่วยด้วยค่ะ"
             assert stored["redactions"] == {"NATIONAL_ID": 1, "PHONE": 1} and "birth_year" not in stored["data"]
-            assert stored["_id"] == {"source": stored["source"], "id": ids[0]}  # the audit record is the response
+            assert stored["_id"] == document_id(stored["source"], ids[0])  # the audit record is the response
             kafka_direct = await db.events.find_one({"id": direct[0]["id"]})
             assert kafka_direct["redactions"] == {"NATIONAL_ID": 1, "PHONE": 1}
             for name in await db.list_collection_names():

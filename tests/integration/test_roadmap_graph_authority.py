@@ -89,7 +89,7 @@ async def test_authority_comes_from_the_key_role_and_ids_cannot_be_squatted(sett
                               what="programme office cancelled M-B")
             [fact] = [f for f in docs["M-B"]["facts"] if f["kind"] == "cancelled"]
             assert fact["authority"] == "programme_office" and fact["agency"] == "opdc"
-            stored = await db.events.find_one({"_id.id": "po-cancel"})
+            stored = await db.events.find_one({"id": "po-cancel"})
             assert stored["authority"] == "programme_office"  # the audit trail shows with what authority it came
     finally:
         await db.client.close()

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from services.common.counters import counters
-from services.contracts.envelope import EventError, make_event
+from services.contracts.envelope import EventError, document_id, make_event
 from services.feedback import domain
 from services.feedback.metrics import build_families
 from services.feedback.redact import placeholder
@@ -67,7 +67,7 @@ def test_prepare_drops_birth_year_and_redacts_the_comment():
     doc = domain.response_document(prepared)
     assert doc["redactions"] == {"PHONE": 1, "EMAIL": 1} and doc["cohort"] == "baby_boomer"
     assert doc["bangkok_day"] == "2026-03-01" and "birth_year" not in doc["data"]
-    assert doc["_id"] == {"source": prepared.source, "id": prepared.id}  # the stored response is the audit record
+    assert doc["_id"] == document_id(prepared.source, prepared.id)  # the stored response is the audit record
     assert {k: v for k, v in doc.items() if k not in ("cohort", "bangkok_day", "redactions")} == prepared.to_document()
 
 

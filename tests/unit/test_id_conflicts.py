@@ -19,7 +19,7 @@ from services.common.consumer import Batch, EventConsumer, content_conflicts
 from services.common.http_ingest import Ingestor
 from services.common.metrics import PlatformMetrics
 from services.common.settings import ServiceSettings
-from services.contracts.envelope import CONTENT_HASH_FIELD, content_hash, make_event
+from services.contracts.envelope import CONTENT_HASH_FIELD, content_hash, document_id, make_event
 
 TOPIC = "training.events"
 TARGET = {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569, "headcount": 120}
@@ -156,7 +156,7 @@ async def test_same_id_other_content_is_dead_lettered_and_the_first_stands() -> 
     await c.process([record(target(headcount=999), 1), record(target(id="t-2", headcount=5), 2)])
     assert handler.targets == {"t-1": 120, "t-2": 5}  # the conflict never reached the handler; its neighbour did
     assert dlq_reasons(pub) == ["id_conflict"]
-    stored = db.events.docs[json.dumps({"id": "t-1", "source": "/agencies/dga/hr"}, sort_keys=True)]
+    stored = db.events.docs[json.dumps(document_id("/agencies/dga/hr", "t-1"))]
     assert stored["data"]["headcount"] == 120
     assert sample(c, "newnormal_events_id_conflicts_total") == 1
     assert sample(c, "newnormal_dead_letter_records_total", reason="id_conflict") == 1
