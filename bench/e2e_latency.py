@@ -1,7 +1,7 @@
 """End-to-end latency at a fixed load: HTTP accepted (202) -> visible in the database the read API serves.
 
 Project: batches of 50 CloudEvents POSTed to the feedback service 10 times a second (500 ev/s); a
-watcher polls the `events` audit collection by `_id` ({source, id}, the key events are stored under) until
+watcher polls the `events` audit collection by `_id` (`document_id`, the key events are stored under) until
 every event of a batch is visible. Baseline: the same load through a raw aiokafka producer (ack) -> raw
 getmany + insert_many consumer keyed by the same `_id` -> visible, on the same broker and database. (An
 earlier watcher looked events up by top-level source and id, which have no index since events are keyed by
