@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import tempfile
 import time
 import uuid
@@ -78,7 +79,8 @@ async def run_notifier(bootstrap: str, mongo_uri: str, sink_url: str, n: int, tm
         notifier_routes_file=routes, notifier_line_base_url=sink_url, notifier_line_channel_access_token="bench-token",
         notifier_webhook_urls={"hook": f"{sink_url}/webhook"}, notifier_webhook_secret=WEBHOOK_SECRET,
         notifier_concurrency=CONCURRENCY, notifier_claim_batch=200, notifier_scheduler_tick_seconds=0.5,
-        notifier_alertmanager_token="bench-alertmanager-token-not-for-production", log_level="WARNING")
+        notifier_alertmanager_token="bench-alertmanager-token-not-for-production",
+        notifier_ack_secret=secrets.token_urlsafe(32), log_level="WARNING")  # throw-away: no secret has a default
     app = create_app(settings)
     async with httpx.AsyncClient() as http:
         sink_before = (await http.get(f"{sink_url}/stats")).json()["ok"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ class Stack:
                 # Secrets have no defaults in code: throw-away ones for a benchmark run.
                 "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": "bench-learner-hmac-secret-not-for-production",
                 "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "bench-alertmanager-token-not-for-production",
+                "NEWNORMAL_NOTIFIER_ACK_SECRET": secrets.token_urlsafe(32),
                 "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"bench-{uuid.uuid4().hex[:6]}", **extra}
 
     def service(self, name: str, db: str, **extra: str) -> tuple[px.ManagedProcess, str]:
