@@ -31,6 +31,8 @@ from bench import feedback_pipeline, roadmap_consumer, training_import
 from bench.harness import Timer, platform_counters, running, write_results
 from bench.platform_stack import Stack
 from services.common import processes as px
+from services.common.ledger import BOOKKEEPING as LEDGER_BOOKKEEPING
+from services.common.ledger import TOKEN
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.feedback.main import create_app as feedback_app
@@ -45,7 +47,8 @@ CHUNK = 10_000
 DRAIN_TIMEOUT_SECONDS = 3600.0
 # Bookkeeping of writes, not state: which write last changed a document, the revision of its compare-and-set, what
 # each write passed on to the later books (`effects`), when a milestone's facts last changed (`facts_at`).
-BOOKKEEPING = {"rev", "rollup_token", "applied", "ledger_token", "effects", "updated_at", "facts_at"}
+# The ledger's own fields, the record tokens, and the times a write stamps (live and rebuilt differ by when written).
+BOOKKEEPING = LEDGER_BOOKKEEPING | {TOKEN, "rollup_token", "updated_at", "facts_at"}
 
 
 def _state(doc: dict[str, Any]) -> dict[str, Any]:

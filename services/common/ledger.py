@@ -65,6 +65,9 @@ from services.common.mongo import WriteAbandoned, retry_transient
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TOKEN = "ledger_token"  # the field of a record naming the write that stored it
+# The fields the ledger keeps in a derived document for its own writes (revision, tokens applied, what each passed
+# on): never part of what the document says, so a comparison of two states leaves them out.
+BOOKKEEPING = frozenset({"rev", "applied", "effects"})
 CAS_ROUNDS = 100  # compare-and-set rounds of one book before the write gives up (the batch is then redelivered)
 PAUSE_POLL_SECONDS = 0.5  # how often a paused writer, or a rebuild waiting for writes in flight, looks again
 

@@ -8,6 +8,7 @@ left in `sending` by a killed instance becomes claimable again when its lease ex
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -15,10 +16,12 @@ from typing import Any, Protocol
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from services.common.mongo import insert_new
+from services.common.mongo import find_in, insert_new
 from services.notifier.domain import CLAIMABLE, OPEN_STATES, State
+
+RETIRED_INDEXES = ("key_unique", "claim")
 
 
 class NotificationStore(Protocol):
@@ -79,12 +82,16 @@ class NotificationRepository:
         self.instance = instance or uuid.uuid4().hex[:12]
 
     async def ensure_indexes(self) -> None:
-        await self.col.create_index([("key", ASCENDING)], unique=True, name="key_unique")
+        # No index on `key` (`_id` is its hash: unique already) nor on `claim` (a claim is read back by `_id`): on
+        # SecantusDB every index entry of a document is rewritten at each update, and a notification is updated at
+        # least twice (claimed, sent). Indexes of earlier versions are dropped.
+        for retired in RETIRED_INDEXES:
+            with contextlib.suppress(OperationFailure):  # not there (a new database, another replica dropped it)
+                await self.col.drop_index(retired)
         await self.col.create_index([("state", ASCENDING), ("next_attempt_at", ASCENDING)], name="state_due")
         await self.col.create_index([("state", ASCENDING), ("channel", ASCENDING)], name="state_channel")
         await self.col.create_index([("milestone_id", ASCENDING), ("created_at", DESCENDING)], name="milestone")
         await self.col.create_index([("agency", ASCENDING), ("created_at", DESCENDING)], name="agency")  # agency readers
-        await self.col.create_index([("claim", ASCENDING)], name="claim", sparse=True)
         await self.reminders.create_index([("active", ASCENDING), ("next_due", ASCENDING)], name="active_due")
         await self.reminders.create_index([("milestone_id", ASCENDING)], name="milestone")
         await self.acks.create_index([("episode", ASCENDING)], name="episode")
@@ -116,7 +123,7 @@ class NotificationRepository:
             await self.col.update_many({"_id": {"$in": ids}, "state": {"$in": list(CLAIMABLE)}}, update)
         if stale:
             await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
-        return [d async for d in self.col.find({"claim": token})]
+        return await find_in(self.col, "_id", ids + stale, where={"claim": token})  # those this claim won
 
     async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
                              attempts: Sequence[dict[str, Any]] | None = None) -> int:

@@ -15,6 +15,7 @@ from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
+from services.common.ledger import BOOKKEEPING
 from services.common.loops import NextRun
 from services.contracts.envelope import AUTHORITY, CONTENT_HASH_FIELD, Event, EventError, make_event, validate_attributes
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED, ROADMAP_CONSUMED_TYPES
@@ -462,7 +463,7 @@ class RoadmapService:
         return stats
 
 
-_VOLATILE = {"rev", "version", "updated_at", "status_since", "facts_at", "created_at", "facts", "_id"}
+_VOLATILE = BOOKKEEPING | {"version", "updated_at", "status_since", "facts_at", "created_at", "facts", "_id"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
