@@ -60,6 +60,10 @@ class FakeRepo(FailOnDemand):
                      attempts=d.get("attempts", 0) + 1)
         return [dict(d) for d in [*due, *expired]]
 
+    def claim_fields(self, now: datetime, lease: timedelta) -> dict[str, Any]:
+        return {"state": State.sending.value, "lease_until": now + lease, "claim": f"fake:{next(_tokens)}",
+                "updated_at": now}
+
     async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
                              attempts: Sequence[dict[str, Any]] | None = None) -> int:
         self._call("mark_sent_many")

@@ -33,6 +33,8 @@ class NotificationStore(Protocol):
 
     async def claim(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]: ...
 
+    def claim_fields(self, now: datetime, lease: timedelta) -> dict[str, Any]: ...
+
     async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
                              attempts: Sequence[dict[str, Any]] | None = None) -> int: ...
 
@@ -113,10 +115,9 @@ class NotificationRepository:
         stale = [d["_id"] async for d in self.col.find(expired, {"_id": 1}).limit(max(0, limit - len(ids)))]
         if not ids and not stale:
             return []
-        token = f"{self.instance}:{uuid.uuid4().hex[:12]}"
-        update = {"$set": {"state": State.sending.value, "lease_until": now + lease, "claim": token,
-                           "owner": self.instance, "updated_at": now},
-                  "$inc": {"attempts": 1}}
+        fields = self.claim_fields(now, lease)
+        token = fields["claim"]
+        update = {"$set": fields, "$inc": {"attempts": 1}}
         # The state is re-checked per document inside the update: two instances never both win one.
         # (Two simple filters instead of one $or: several times faster on the servers we run on.)
         if ids:
@@ -124,6 +125,11 @@ class NotificationRepository:
         if stale:
             await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
         return await find_in(self.col, "_id", ids + stale, where={"claim": token})  # those this claim won
+
+    def claim_fields(self, now: datetime, lease: timedelta) -> dict[str, Any]:
+        """What a claim by this instance sets (a new token each time; `attempts` goes up by one besides)."""
+        return {"state": State.sending.value, "lease_until": now + lease, "claim": f"{self.instance}:{uuid.uuid4().hex[:12]}",
+                "owner": self.instance, "updated_at": now}
 
     async def mark_sent_many(self, docs: Sequence[dict[str, Any]], now: datetime,
                              attempts: Sequence[dict[str, Any]] | None = None) -> int:

@@ -31,6 +31,7 @@ from services.notifier.channels import ChannelSender, Delivery
 from services.notifier.contact_book import ContactBook, resolve
 from services.notifier.domain import (
     ALERT_TYPE_OF_EVENT,
+    CLAIMABLE,
     Channel,
     Kind,
     Outcome,
@@ -111,6 +112,7 @@ class NotifierService:
         self._claim: asyncio.Task | None = None  # the dispatcher's claim query in flight
         self._claimed_at = float("-inf")  # monotonic time of the last claim
         self._idle = False  # the last claim found nothing
+        self.dispatching = False  # the dispatcher runs here: new notifications may be born claimed (`store`)
         self._poked = False  # new work since the last pass
         self.inflight: set[asyncio.Task] = set()
         self.queue: deque[dict[str, Any]] = deque()
@@ -168,14 +170,40 @@ class NotifierService:
         return list(docs.values())
 
     async def store(self, docs: list[dict[str, Any]]) -> int:
+        """Store new notifications once (by key). While this instance's dispatcher runs, those due now are stored
+        already claimed by it and queued at once, as many as its queue can deliver within a lease (`queue_bound`):
+        no claim query and no claim write for them, where each write of a notification costs milliseconds on
+        SecantusDB. A crash leaves such a claim to expire and be claimed again, as any claim; the others wait for a
+        claim as before."""
         if not docs:
             return 0
+        s = self.settings
+        now = self.clock()
+        room = self.queue_bound - len(self.queue) if self.dispatching else 0
+        if room > 0:
+            fields = self.repo.claim_fields(now, timedelta(seconds=s.notifier_lease_seconds))
+            for doc in docs:
+                if room == 0:
+                    break
+                if doc["state"] in CLAIMABLE and doc["next_attempt_at"] <= now:
+                    doc.update(fields, attempts=doc.get("attempts", 0) + 1)
+                    room -= 1
         new = await self.repo.insert_new(docs)
         for i in new:
             self.metrics.created.labels(docs[i]["kind"]).inc()
+        self.queue.extend(docs[i] for i in new if docs[i].get("claim") is not None)  # stored claimed: ours
         if new:
             self.wake_dispatcher()
         return len(new)
+
+    @property
+    def queue_bound(self) -> int:
+        """How many claimed notifications the queue may hold: what `notifier_concurrency` deliveries, each within
+        the HTTP timeout, surely start before a lease runs out (the rule the lease setting states), and never
+        less than one claim batch."""
+        s = self.settings
+        return max(s.notifier_claim_batch,
+                   int(s.notifier_concurrency * s.notifier_lease_seconds / s.notifier_http_timeout_seconds))
 
     # --- Kafka: reports.events (quarterly reports to e-mail) -------------------------------
     async def on_reports(self, batch: Batch) -> list[Rejected]:
@@ -421,6 +449,7 @@ class NotifierService:
         `wake`, so the next pass follows at once; new work (`wake_dispatcher`) does too; else a tick passes.
         After a claim found nothing, the next one waits for new work or a tick (retries and a moved clock come due)."""
         s = self.settings
+        self.dispatching = True
         if self._poked or time.monotonic() - self._claimed_at >= s.notifier_scheduler_tick_seconds:
             self._poked, self._idle = False, False
         if self._claim is not None and self._claim.done():
@@ -450,6 +479,7 @@ class NotifierService:
 
     def stop_claiming(self) -> None:
         """On shutdown: a claim still running is cancelled (what it took is released when its lease expires)."""
+        self.dispatching = False  # nothing more is born claimed: the queue is about to be handed back
         if self._claim is not None:
             self._claim.cancel()
 

@@ -139,3 +139,41 @@ async def test_moving_a_missed_due_date_ends_that_misses_reminders():
     assert not any(s["active"] for s in repo.schedules.values())
     clock.now += timedelta(days=5)
     assert await svc.schedule_once() == 0
+
+
+async def test_while_the_dispatcher_runs_new_notifications_due_now_are_stored_claimed_and_queued_up_to_its_room():
+    # Wednesday 21:30 Bangkok: the first `missed` alert goes now. One delivery at a time, each within 60 s, and a
+    # lease of 60 s: the queue may hold one notification.
+    clock = Clock(datetime(2026, 11, 25, 21, 30, tzinfo=BANGKOK).astimezone(UTC))
+    svc, repo = service(clock, notifier_claim_batch=1, notifier_concurrency=1, notifier_lease_seconds=60,
+                        notifier_http_timeout_seconds=60)
+    svc.dispatching = True
+    await svc.on_alerts(Batch([missed(clock.now)]))
+    stored = sorted(repo.docs.values(), key=lambda d: d["channel"])
+    claimed = [d for d in stored if d["state"] == "sending"]
+    assert len(claimed) == 1 and len(svc.queue) == 1  # the queue had room for one: the other waits for a claim
+    assert claimed[0]["claim"] == svc.queue[0]["claim"] and claimed[0]["attempts"] == 1
+    assert claimed[0]["lease_until"] == clock.now + timedelta(seconds=60)
+    waiting = [d for d in stored if d["state"] == "pending"]
+    assert len(waiting) == 1 and waiting[0].get("claim") is None and waiting[0]["attempts"] == 0
+
+    # Redelivered: nothing new, nothing queued twice; the waiting one is claimed by the dispatcher's own query.
+    await svc.on_alerts(Batch([missed(clock.now)]))
+    assert len(repo.docs) == 2 and len(svc.queue) == 1
+    assert [d["_id"] for d in await repo.claim(clock.now, timedelta(seconds=60), 10)] == [waiting[0]["_id"]]
+
+    # Handed back at shutdown like any claim: pending again, the attempt undone; nothing is born claimed after.
+    svc.stop_claiming()
+    await svc.release_queue()
+    assert repo.docs[claimed[0]["_id"]]["state"] == "pending" and repo.docs[claimed[0]["_id"]]["attempts"] == 0
+    clock.now += timedelta(minutes=1)
+    await svc.on_alerts(Batch([missed(clock.now, "at_risk")]))
+    later = [d for d in repo.docs.values() if d["alert_type"] == "at_risk"]
+    assert later and not svc.queue and all(d.get("claim") is None for d in later)
+
+
+async def test_without_a_dispatcher_nothing_is_stored_claimed():
+    clock = Clock(datetime(2026, 11, 25, 3, 0, tzinfo=UTC))
+    svc, repo = service(clock)
+    await svc.on_alerts(Batch([missed(clock.now)]))
+    assert repo.docs and all(d["state"] == "pending" for d in repo.docs.values()) and not svc.queue
