@@ -96,6 +96,15 @@ def cloudevent(type_: str, data: dict, *, agency: str, id: str | None = None, so
             "datacontenttype": "application/json", "data": data, **extra}
 
 
+def kiosk_response(i: int, prefix: str) -> dict[str, Any]:
+    """Response number `i` from dga's kiosk (id `<prefix>-<i>`): its channel, age group and day cycle with `i`."""
+    return cloudevent("feedback.response.submitted", {
+        "agency": "dga", "service_name": "ต่ออายุใบอนุญาต", "channel": ["online_web", "walk_in"][i % 2],
+        "age_group": ["25_34", "60_plus"][i % 2], "satisfaction": 1 + i % 5, "tech_difficulty": "none",
+        "aware_of_digital_channels": bool(i % 2), "submitted_at": f"2026-03-{1 + i % 20:02d}T09:30:00+07:00"},
+        agency="dga", source="/agencies/dga/kiosk", id=f"{prefix}-{i}")
+
+
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
     """Put raw records on a topic, as an agency publishing directly to Kafka would."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from support import cloudevent, db_of, poll, produce_events, running
+from support import cloudevent, db_of, kiosk_response, poll, produce_events, running
 
 from services.contracts import topics
 from services.feedback.adapters import JOURNAL, TOTALS, FeedbackRepository
@@ -26,11 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def response(i: int) -> dict[str, Any]:
-    return cloudevent("feedback.response.submitted", {
-        "agency": "dga", "service_name": "ต่ออายุใบอนุญาต", "channel": ["online_web", "walk_in"][i % 2],
-        "age_group": ["25_34", "60_plus"][i % 2], "satisfaction": 1 + i % 5, "tech_difficulty": "none",
-        "aware_of_digital_channels": bool(i % 2), "submitted_at": f"2026-03-{1 + i % 20:02d}T09:30:00+07:00"},
-        agency="dga", source="/agencies/dga/kiosk", id=f"live-{i}")
+    return kiosk_response(i, "live")
 
 
 async def test_feedback_recount_while_responses_arrive_loses_and_doubles_nothing(settings_for):

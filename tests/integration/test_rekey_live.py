@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from support import cloudevent, db_of, poll, produce_events, running
+from support import cloudevent, db_of, kiosk_response, poll, produce_events, running
 
 from services.common.idempotency import claim_id
 from services.contracts import topics
@@ -25,11 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 def response(i: int) -> dict[str, Any]:
-    return cloudevent("feedback.response.submitted", {
-        "agency": "dga", "service_name": "ต่ออายุใบอนุญาต", "channel": ["online_web", "walk_in"][i % 2],
-        "age_group": ["25_34", "60_plus"][i % 2], "satisfaction": 1 + i % 5, "tech_difficulty": "none",
-        "aware_of_digital_channels": bool(i % 2), "submitted_at": f"2026-03-{1 + i % 20:02d}T09:30:00+07:00"},
-        agency="dga", source="/agencies/dga/kiosk", id=f"old-{i}")
+    return kiosk_response(i, "old")
 
 
 async def as_stored_before(collection, docs: list[dict[str, Any]], **extra: Any) -> None:
