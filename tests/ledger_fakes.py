@@ -20,6 +20,7 @@ class MemoryLedgerStore:
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, dict[str, Any]]] = {}
         self.pauses: dict[str, datetime] = {}
+        self.pause_reads = 0  # how often a paused writer looked again (it is waiting, not finished)
 
     def docs(self, collection: str) -> list[dict[str, Any]]:
         return [copy.deepcopy(d) for d in self.collections.get(collection, {}).values()]
@@ -34,6 +35,7 @@ class MemoryLedgerStore:
 
     async def pause_until(self, journal: str) -> datetime | None:
         await asyncio.sleep(0)
+        self.pause_reads += 1
         return self.pauses.get(journal)
 
     async def set_pause(self, journal: str, until: datetime | None) -> None:

@@ -54,7 +54,6 @@ RETRY_AFTER_CAP = 2.0  # the client honours Retry-After but caps it to keep the 
 # The clients' own pauses (their behaviour under faults, not waits for readiness):
 RECONNECT_PAUSE_SECONDS = 0.3  # an HTTP client's back-off after a refused connection
 RESEND_PAUSE_SECONDS = 0.5  # a Kafka producer's back-off before re-sending what the broker did not confirm
-FREEZE_BEYOND_REFUSAL_SECONDS = 2.0  # the broker freeze lasts this long past the first refusal it causes
 CONDITION_POLL_SECONDS = 0.1  # how often a fault step looks at the condition it waits for
 VERIFY_RETRY_SECONDS = 1.0  # between `verify` runs while a sweep completes what a SIGKILL left half-done
 TOPICS = {"feedback": "feedback.events", "training": "training.events", "roadmap": "roadmap.events"}
@@ -320,17 +319,17 @@ class Scenario:
         self.recovery["database_resumed_after_ready_s"] = round(resumed, 2)
 
     async def freeze_broker(self) -> None:
-        def refusals() -> int:
-            return sum(lane.http_503_reasons["broker_unavailable"] for lane in self.lanes)
+        def refusals() -> list[int]:
+            return [lane.http_503_reasons["broker_unavailable"] for lane in self.lanes]
 
         before_503 = refusals()
         os.kill(self.kafka.popen.pid, signal.SIGSTOP)
         frozen = time.monotonic()
         try:
-            # Until an intake refuses (the feeders stopping first ends it too); at most 60 s, then the fault goes on.
-            await eventually(lambda: refusals() != before_503 or any(f.done() for f in self.feeders),
-                             60, CONDITION_POLL_SECONDS)
-            await asyncio.sleep(FREEZE_BEYOND_REFUSAL_SECONDS)  # the fault's length, not a readiness wait
+            # Frozen until every service's intake has refused (each client saw the outage; the feeders stopping
+            # first ends it too); at most 60 s, then the fault goes on.
+            await eventually(lambda: all(now > then for now, then in zip(refusals(), before_503))
+                             or any(f.done() for f in self.feeders), 60, CONDITION_POLL_SECONDS)
         finally:
             os.kill(self.kafka.popen.pid, signal.SIGCONT)
         thawed = time.monotonic()

@@ -40,10 +40,13 @@ async def test_feedback_recount_while_responses_arrive_loses_and_doubles_nothing
             await db[TOTALS].update_many({}, {"$inc": {"responses": 3}})  # drift
 
             async def keep_sending() -> None:
+                # Paced by the consumer, not a clock: each batch goes once the one before is in the audit trail, so
+                # the rebuild falls among the batches (one sent during the pause waits for it and goes on after).
                 for start in range(200, 600, 50):
                     await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS,
                                          [response(i) for i in range(start, start + 50)])
-                    await asyncio.sleep(0.05)  # the senders' pace, so that the rebuild falls among their batches
+                    await poll(lambda n=start + 50: _at_least(db.events.count_documents({}), n), 90,
+                               what=f"responses up to {start + 50} stored")
 
             operator = FeedbackRepository(db)  # as `newnormal feedback recount` builds it
             sending = asyncio.ensure_future(keep_sending())
@@ -81,11 +84,12 @@ async def test_roadmap_rebuild_while_events_arrive_restores_a_drifted_milestone(
             await db.milestones.update_one({"_id": "M3"}, {"$set": {"percent_complete": 99.0, "status": "completed"}})
             await db.milestones.delete_one({"_id": "M7"})
 
-            async def keep_sending() -> None:
+            async def keep_sending() -> None:  # paced by the consumer, as in the feedback test above
                 for n in range(1, 11):
                     await produce_events(settings.kafka_bootstrap_servers, topics.ROADMAP_EVENTS,
                                          [progress(f"M{i}", n * 5) for i in range(0, 20, 2)])
-                    await asyncio.sleep(0.05)
+                    await poll(lambda n=n: _at_least(db.events.count_documents({}), 20 + 10 * n), 90,
+                               what=f"progress round {n} in the audit trail")
 
             operator = RoadmapService(MilestoneRepository(db), None, RoadmapMetrics(CollectorRegistry()),  # type: ignore[arg-type]
                                       settings)  # as `newnormal roadmap rebuild` builds it

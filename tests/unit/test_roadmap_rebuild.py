@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from fakes_roadmap import FakePublisher, FakeRepo
+from support import poll
 from test_roadmap_handlers import NOW, Clock, ev, plan, service
 
 import services.common.ledger as ledger_module
@@ -56,7 +57,7 @@ async def test_rebuild_gives_what_the_events_give_and_repairs_a_drifted_mileston
 
 
 async def test_a_batch_during_a_rebuild_waits_and_is_applied_after_it():
-    poll, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.001
+    saved, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.001
     try:
         repo, pub = FakeRepo(), FakePublisher()
         svc, other_replica = service(repo, pub, Clock(NOW)), service(repo, pub, Clock(NOW))
@@ -67,8 +68,8 @@ async def test_a_batch_during_a_rebuild_waits_and_is_applied_after_it():
         pause = svc.ledger.paused(timedelta(minutes=5))
         await pause.__aenter__()  # a rebuild holds the pause
         waiting = asyncio.ensure_future(other_replica.handle(Batch(late)))
-        for _ in range(20):
-            await asyncio.sleep(0.001)
+        # The batch has seen the pause and looked again: it is waiting for the rebuild, not finished.
+        await poll(lambda: repo.ledger_store.pause_reads >= 2, 5, interval=0.001, what="the batch waiting")
         assert not waiting.done() and repo.docs["M1"].get("percent_complete", 0) == 0
         await pause.__aexit__(None, None, None)
         assert await asyncio.wait_for(waiting, 5) == []
@@ -76,4 +77,4 @@ async def test_a_batch_during_a_rebuild_waits_and_is_applied_after_it():
         await svc.rebuild()
         assert repo.docs["M1"]["percent_complete"] == 20  # the late event is in the audit trail: rebuilt the same
     finally:
-        ledger_module.PAUSE_POLL_SECONDS = poll
+        ledger_module.PAUSE_POLL_SECONDS = saved
