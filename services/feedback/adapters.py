@@ -23,7 +23,6 @@ from services.common.clock import Clock, utc_now
 from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
-from services.common.mongo import rekey_documents
 from services.contracts.envelope import Event, legacy_document_id
 from services.contracts.events import FEEDBACK_RESPONSE_SUBMITTED
 from services.feedback import domain
@@ -90,9 +89,9 @@ class FeedbackRepository:
         # The journal holds only the batches in flight (a handful of documents): no index needed.
 
     async def _rekey_legacy(self) -> None:
-        """Responses stored under {source, id} keys, and the open journal entries listing them, moved to the string
-        keys (`document_id`): before the sweep reads an entry's responses by key and before the consumer starts."""
-        await rekey_documents(self.responses, legacy_document_id)
+        """Open journal entries listing responses by their {source, id} keys, moved to the string keys
+        (`document_id`) before the sweep reads an entry's responses by key. The responses themselves are the audit
+        trail, moved when the service starts (`ensure_platform_indexes`)."""
         async for entry in self.journal.find({}, {"responses": 1}):
             ids = [legacy_document_id(i) for i in entry.get("responses") or ()]
             if ids != entry.get("responses"):
