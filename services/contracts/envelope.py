@@ -37,6 +37,8 @@ _CONTENT_TYPE = _FORMAT.get_content_type().encode("utf-8")
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 _STANDARD = {"id", "source", "specversion", "type", "time", "datacontenttype", "dataschema", "subject"}
 _ID = re.compile(r"^[\x21-\x7e]{1,200}$")
+# A source is a URI-reference: no whitespace or control characters (C0, DEL, C1); bounded like the references to it.
+_SOURCE = re.compile(r"^[^\x00-\x20\x7f-\x9f]{1,500}$")
 # Extension attribute naming the authority an event was sent with, beyond its own agency. Only the HTTP intake
 # sets it (for a programme-office key) and refuses it from clients; records produced straight to Kafka are
 # trusted as far as the topic's ACLs (docs/security.md). The roadmap's ownership rule reads it.
@@ -276,6 +278,9 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     if agency not in get_registry():
         raise fail("unknown_agency", f"unknown agency code {str(agency)[:40]!r}")
     src = str(attrs["source"])
+    if not _SOURCE.match(src):
+        raise fail("invalid_attribute", "source must be a URI-reference of 1-500 characters without spaces or control "
+                                        "characters")
     if event_type.derived:
         if not src.startswith(SERVICE_SOURCE_PREFIX):
             raise fail("source_not_allowed", f"{type_} is published by the monitoring services only")

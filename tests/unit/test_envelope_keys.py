@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from services.contracts.envelope import KEY_SEPARATOR, EventError, document_id, legacy_document_id, parse_http
 
-SOURCES = st.text(min_size=1, max_size=30)  # anything, the separator included: a source is checked by prefix only
+SOURCES = st.text(min_size=1, max_size=30)  # anything, the separator included: the key does not rely on the intake
 IDS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=30)
 
 
@@ -30,9 +31,24 @@ def test_old_document_keys_map_onto_the_string_keys_and_nothing_else_changes():
         assert legacy_document_id(other) == other
 
 
-def test_an_id_holding_the_separator_is_refused_so_no_other_split_of_a_key_reaches_the_store():
-    event = {"specversion": "1.0", "id": f"b{KEY_SEPARATOR}c", "source": "/agencies/dga/a", "type": "training.target.set",
+def _parsed(**attrs: str) -> object:
+    event = {"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/a", "type": "training.target.set",
              "agency": "dga", "data": {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
-                                       "headcount": 1}}
+                                       "headcount": 1}, **attrs}
     [result] = parse_http({"content-type": "application/cloudevents+json"}, json.dumps(event).encode())
-    assert isinstance(result, EventError) and result.reason == "invalid_attribute"
+    return result
+
+
+@pytest.mark.parametrize("attrs", [
+    {"id": f"b{KEY_SEPARATOR}c"},  # an id holding the separator: no other split of a key reaches the store
+    {"source": f"/agencies/dga/a{KEY_SEPARATOR}b"},  # control characters in a source
+    {"source": "/agencies/dga/a\nINFO forged log line"}, {"source": "/agencies/dga/a b"},
+    {"source": "/agencies/dga/\u0085x"}, {"source": "/agencies/dga/" + "x" * 500},
+])
+def test_an_id_or_source_with_control_characters_whitespace_or_past_its_length_is_refused(attrs):
+    result = _parsed(**attrs)
+    assert isinstance(result, EventError) and result.reason == "invalid_attribute", result
+
+
+def test_a_source_in_thai_within_its_length_is_taken():
+    assert not isinstance(_parsed(source="/agencies/dga/แบบสอบถาม"), EventError)
