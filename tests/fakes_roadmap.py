@@ -34,8 +34,17 @@ class MilestonesAndJournal(MemoryLedgerStore):
     async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
         return await self.repo.write_revisions(collection, docs)
 
-    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
-        await self.repo.replace_all(collection, docs, kept)
+    async def find(self, collection: str, query: Mapping[str, Any], batch_size: int,
+                   projection: Mapping[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+        if collection != "milestones":
+            return await super().find(collection, query, batch_size, projection)
+        return self.repo.scan(query)
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
+        await self.repo.replace_all(collection, docs)
+
+    async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
+        await self.repo.patch(collection, docs, removed)
 
 
 class FakeRepo(FailOnDemand):
@@ -69,10 +78,24 @@ class FakeRepo(FailOnDemand):
                 written.append(i)
         return written
 
-    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+    async def scan(self, query: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        self._call("scan")
+        for doc in list(self.docs.values()):
+            if all(doc.get(k) == v for k, v in query.items()):
+                yield copy.deepcopy(doc)
+
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
         self._call("replace_all")
-        assert collection == "milestones" and not kept
+        assert collection == "milestones"
         self.docs = {d["_id"]: copy.deepcopy(dict(d)) for d in docs}
+
+    async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
+        self._call("patch")
+        assert collection == "milestones"
+        for d in docs:
+            self.docs[d["_id"]] = copy.deepcopy(dict(d))
+        for doc_id in removed:
+            self.docs.pop(doc_id, None)
 
     async def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
         wanted = set(types)

@@ -110,15 +110,17 @@ class MemoryLedgerStore:
         await asyncio.sleep(0)
         self.collections[journal] = {}
 
-    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
+        await asyncio.sleep(0)
+        self.collections[collection] = {_key(d["_id"]): copy.deepcopy(d) for d in docs}
+
+    async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
         await asyncio.sleep(0)
         coll = self._coll(collection)
-        held = {k: {f: d[f] for f in kept if f in d} for k, d in coll.items()}
-        new = {_key(d["_id"]): copy.deepcopy(d) for d in docs}
-        for key, fields in held.items():
-            if fields:
-                new.setdefault(key, {"_id": coll[key]["_id"]}).update(fields)
-        self.collections[collection] = new
+        for doc in docs:
+            coll[_key(doc["_id"])] = copy.deepcopy(doc)
+        for doc_id in removed:
+            coll.pop(_key(doc_id), None)
 
 
 class Crash(RuntimeError):

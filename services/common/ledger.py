@@ -60,7 +60,7 @@ from typing import Any, Protocol, TypeVar
 
 from services.common.clock import Clock, utc_now
 from services.common.counters import Delta, counters, difference, last, merge, with_delta
-from services.common.mongo import WriteAbandoned, retry_transient
+from services.common.mongo import WriteAbandoned, as_stored, retry_transient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -150,10 +150,64 @@ class LedgerStore(Protocol):
                    projection: Mapping[str, Any] | None = None) -> Any:
         """An async iterator over the documents matching `query` (a recount reads whole collections)."""
 
-    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
-        """Make `docs` the collection's documents (a recount's result), keeping the `kept` top-level fields of the
-        stored ones (a stored document with kept fields stays, with those fields only). Readers see the old
-        documents or the new ones, never a half-built collection."""
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
+        """Make `docs` the collection's documents, built apart and swapped in: readers see the old documents or
+        the new ones, never a half-built collection."""
+
+    async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
+        """Replace (or insert) each of `docs` by `_id` and delete the documents `removed`, in place: each document
+        read is its old or its new version. Only while writes are paused (no compare-and-set)."""
+
+
+# A rebuild writes in place when at most this share of a book's documents differ from the recount, else it builds
+# the book apart and swaps it in. On SecantusDB replacing one document costs 1-2.6 ms (every index entry rewritten)
+# against 0.04 ms to insert one, and a swap (rename) copies the whole collection again: about 0.1 ms a document.
+PATCH_SHARE = 0.05
+
+
+def stored_state(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """What a document says, without the bookkeeping of the writes that made it, as stored."""
+    return as_stored({k: v for k, v in doc.items() if k not in BOOKKEEPING})
+
+
+async def read_all(store: LedgerStore, collection: str) -> dict[Any, dict[str, Any]]:
+    """Every document of a collection, by `_id`."""
+    return {d["_id"]: d async for d in await store.find(collection, {}, 10_000)}
+
+
+async def reconcile(store: LedgerStore, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str] = (),
+                    state: Callable[[Mapping[str, Any]], Any] = stored_state,
+                    stored: Mapping[Any, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Make `docs` (a recount's result) the collection's documents, keeping the `kept` top-level fields of the
+    stored ones (a stored document with kept fields stays, with those fields only). Run while writes are paused.
+    A stored document whose `state` equals its recount stays as it is (with its bookkeeping): a rebuild that finds
+    the books right writes nothing. A differing one is written with the next revision of the stored one: in place
+    when few differ, else the whole collection is built apart and swapped in (`PATCH_SHARE`). Returns the
+    documents that differed (`changed`, `removed`) and how they were written (`swapped`: 1 when swapped in).
+    `stored`: the collection's documents by `_id`, when the caller has read them already."""
+    if stored is None:
+        stored = await read_all(store, collection)
+    target: dict[Any, dict[str, Any]] = {}
+    for doc in docs:
+        held = stored.get(doc["_id"], {})
+        target[doc["_id"]] = {**doc, **{k: held[k] for k in kept if k in held}}
+    for doc_id, doc in stored.items():  # kept fields of documents that count nothing now
+        if doc_id not in target and any(k in doc for k in kept):
+            target[doc_id] = {"_id": doc_id, **{k: doc[k] for k in kept if k in doc}}
+    changed: list[dict[str, Any]] = []
+    for doc_id, doc in target.items():
+        if doc_id in stored and state(stored[doc_id]) == state(doc):
+            target[doc_id] = stored[doc_id]  # says the same: left as it is, bookkeeping and all
+        else:
+            doc["rev"] = stored.get(doc_id, {}).get("rev", 0) + 1
+            changed.append(doc)
+    removed = [doc_id for doc_id in stored if doc_id not in target]
+    swapped = len(changed) + len(removed) > PATCH_SHARE * max(len(target), len(stored))
+    if swapped:
+        await store.replace_all(collection, list(target.values()))
+    elif changed or removed:
+        await store.patch(collection, changed, removed)
+    return {"changed": len(changed), "removed": len(removed), "swapped": int(swapped)}
 
 
 Derive = Callable[[dict[str, dict[str, Any] | None]], Awaitable[Mapping[str, dict[str, Any] | None]]]
@@ -412,17 +466,20 @@ class Ledger:
                     _merge_all(out, book.contributes(with_delta(None, doc_id, delta, None, digits=book.digits)))
         return out
 
-    async def recount(self, computed: Deltas | None = None) -> dict[str, int]:
-        """Rebuild every book from the records (`computed`: `recount_deltas()` already read); returns how many
-        documents each book has. Run while no write is in flight."""
+    async def recount(self, computed: Deltas | None = None,
+                      stored: Mapping[str, Mapping[Any, dict[str, Any]]] | None = None) -> dict[str, int]:
+        """Rebuild every book from the records (`computed`: `recount_deltas()` already read; `stored`: the books'
+        documents already read, by collection); returns how many documents each book has. Run while no write is
+        in flight."""
         computed = computed if computed is not None else await self.recount_deltas()
+        stored = stored or {}
         # Interrupted writes are counted by the recount: finishing them afterwards would count them twice. First,
         # so that a recount that dies half-way never leaves them to be applied again (run it again instead).
         await self.store.clear_entries(self.journal)
         for book in self.books:
             docs = [with_delta(None, doc_id, d, None, self.keep, book.digits)
                     for doc_id, d in computed[book.collection].items()]
-            await self.store.replace_all(book.collection, docs, book.kept)
+            await reconcile(self.store, book.collection, docs, book.kept, stored=stored.get(book.collection))
         return {collection: len(deltas) for collection, deltas in computed.items()}
 
     @contextlib.asynccontextmanager
@@ -446,12 +503,17 @@ class Ledger:
             await self.store.set_pause(self.journal, None)
 
     async def rebuild(self, abandoned_after: timedelta, progress: Callable[[int], None] | None = None) -> Deltas:
-        """Recount every book while the service runs (`paused`): the books are recounted into new collections that
-        replace the live ones at once (`LedgerStore.replace_all`), then writes go on. Returns what the books were
-        rebuilt from."""
+        """Recount every book while the service runs (`paused`), bring the stored books to the recount (`reconcile`),
+        then let writes go on. Returns what the books were rebuilt from."""
         async with self.paused(abandoned_after):
-            computed = await self.recount_deltas(progress=progress)
-            await self.recount(computed)
+            # The books are read while the records are counted: the database reads as the counting computes.
+            reads = {b.collection: asyncio.ensure_future(read_all(self.store, b.collection)) for b in self.books}
+            try:
+                computed = await self.recount_deltas(progress=progress)
+                await self.recount(computed, {collection: await read for collection, read in reads.items()})
+            finally:
+                for read in reads.values():
+                    read.cancel()
             return computed
 
     async def differences(self) -> list[str]:

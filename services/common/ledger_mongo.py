@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, InsertOne, ReplaceOne
+from pymongo import ASCENDING, DeleteOne, InsertOne, ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.mongo import bulk_write_or_duplicates, find_in, insert_if_new, insert_new
@@ -76,24 +76,23 @@ class MongoLedgerStore:
     async def clear_entries(self, journal: str) -> None:
         await self.db[journal].delete_many({})
 
-    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str]) -> None:
+    async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
         """Build the new documents in a collection of their own, with the live one's indexes, then rename it over
         the live one (atomic: readers see the old book or the new one)."""
         coll, building = self.db[collection], self.db[f"{collection}{_BUILDING}"]
-        held: dict[Any, dict[str, Any]] = {}
-        if kept:
-            query = {"$or": [{name: {"$exists": True}} for name in kept]}
-            async for d in coll.find(query, dict.fromkeys(kept, 1)):
-                held[d["_id"]] = d
-        merged = [{**d, **{k: v for k, v in held.pop(d["_id"], {}).items() if k != "_id"}} for d in docs]
-        merged += list(held.values())  # kept fields of documents that count nothing now
         await building.drop()  # what a rebuild that died half-way left
-        for start in range(0, len(merged), 5000):
-            await building.insert_many(merged[start:start + 5000], ordered=False)
-        if not merged:
+        for start in range(0, len(docs), 5000):
+            await building.insert_many(docs[start:start + 5000], ordered=False)
+        if not docs:
             await self.db.create_collection(building.name)
         async for index in await coll.list_indexes():
             if index["name"] != "_id_":
                 options = {k: v for k, v in index.items() if k not in ("key", "v", "ns")}
                 await building.create_index(list(index["key"].items()), **options)
         await building.rename(collection, dropTarget=True)
+
+    async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
+        ops: list[ReplaceOne | DeleteOne] = [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs]
+        ops += [DeleteOne({"_id": doc_id}) for doc_id in removed]
+        for start in range(0, len(ops), 5000):
+            await self.db[collection].bulk_write(ops[start:start + 5000], ordered=False)

@@ -9,6 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -40,6 +41,19 @@ class WriteAbandoned(RuntimeError):
 
 # What makes a consumer redeliver its whole batch, never dead-letter an event: the database, not the events.
 REDELIVER_ERRORS = (*TRANSIENT_ERRORS, WriteAbandoned)
+
+
+def as_stored(value: Any) -> Any:
+    """`value` as it reads back from MongoDB (to compare a computed document with a stored one): datetimes aware, in
+    UTC, to the millisecond; tuples as lists."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, list | tuple):
+        return [as_stored(v) for v in value]
+    if isinstance(value, dict):
+        return {k: as_stored(v) for k, v in value.items()}
+    return value
 
 
 def make_client(settings: ServiceSettings) -> AsyncMongoClient:

@@ -15,8 +15,9 @@ from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
-from services.common.ledger import BOOKKEEPING
+from services.common.ledger import BOOKKEEPING, read_all, reconcile, stored_state
 from services.common.loops import NextRun
+from services.common.mongo import as_stored
 from services.contracts.envelope import AUTHORITY, CONTENT_HASH_FIELD, Event, EventError, make_event, validate_attributes
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED, ROADMAP_CONSUMED_TYPES
 from services.roadmap import corrections, dependencies, domain, overview
@@ -119,8 +120,16 @@ class RoadmapService:
                dep_status: Mapping[str, Mapping[str, Any]], cycles: Mapping[tuple[str, str], list[str]] | None = None,
                ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
+        refused, applied, _owner = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles)
+        if not applied:
+            return None, refused, applied
+        return self._derive(mid, facts, doc, now, dep_status), refused, applied
+
+    def _admit(self, mid: str, facts: list[dict[str, Any]], owner: str | None, events: Sequence[Event],
+               cycles: Mapping[tuple[str, str], list[str]] | None) -> tuple[list[Rejected], list[Event], str | None]:
+        """Add to `facts` the events the rules let in (a duplicate changes nothing); returns the refused ones, the
+        applied ones and the owner after them (as the plans among them say)."""
         known = {f["key"] for f in facts}
-        owner = doc.get("owner_agency") if doc else None
         refused: list[Rejected] = []
         applied: list[Event] = []
         for event in events:
@@ -139,9 +148,7 @@ class RoadmapService:
                 owner = domain.owner_of(f for f in facts if f["kind"] == "planned")[0]
             known.add(key)
             applied.append(event)
-        if not applied:
-            return None, refused, applied
-        return self._derive(mid, facts, doc, now, dep_status), refused, applied
+        return refused, applied, owner
 
     @staticmethod
     def _refusal(mid: str, owner: str | None, event: Event, cycle: list[str] | None) -> EventError | None:
@@ -197,33 +204,42 @@ class RoadmapService:
         """Every milestone recomputed from the audit trail while the service runs (`newnormal roadmap rebuild`):
         milestone writes pause (`Ledger.paused`: a batch waits and goes on after), the roadmap events are replayed
         in time order through the rules a batch goes through (ownership, retractions, cycles against the graph the
-        replay builds), dependency states are settled among the rebuilt milestones, and the new milestones replace
-        the live ones at once. What a milestone did not get from its events (when it was first stored, since when
-        its status holds) is kept from the live one. `cascade`: raise the alerts the rebuilt states call for now
-        (the command line leaves them to the running service's rescan)."""
+        replay builds), dependency states are settled among the rebuilt milestones, and the stored milestones are
+        brought to the rebuilt ones (`reconcile`: only the ones that differ are written). What a milestone did not
+        get from its events (when it was first stored, since when its status holds) is kept from the live one.
+        `cascade`: raise the alerts the rebuilt states call for now (the command line leaves them to the running
+        service's rescan)."""
         async with self.ledger.paused(abandoned_after):
-            events: list[Event] = []
-            async for doc in self.repo.audit_events(ROADMAP_CONSUMED_TYPES):
-                attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
-                events.append(validate_attributes(attrs, doc.get("data")))
-                if progress is not None and len(events) % 10_000 == 0:
-                    progress(10_000)
-            if progress is not None:
-                progress(len(events) % 10_000)
-            events.sort(key=lambda e: (e.time, e.key))
-            docs = await self._replay(events)
-            live = await self.repo.load_many(docs)
+            reading = asyncio.ensure_future(read_all(self.ledger.store, MILESTONES))  # read while the replay computes
+            try:
+                docs, events = await self._replay_audit_trail(progress)
+                live = await reading
+            finally:
+                reading.cancel()
             for mid, doc in docs.items():
                 before = live.get(mid)
                 if before is not None:
                     doc["created_at"] = before.get("created_at", doc["created_at"])
                     if before.get("status") == doc["status"]:
                         doc["status_since"] = before.get("status_since", doc["status_since"])
-                doc["rev"] = (before or {}).get("rev", 0) + 1
-            await self.ledger.store.replace_all(MILESTONES, list(docs.values()), ())
+            await reconcile(self.ledger.store, MILESTONES, list(docs.values()), state=milestone_state, stored=live)
         if cascade:
             await self.after_change(list(docs.values()))  # alerts the rebuilt states call for (each once: claims)
         return {"events": len(events), "milestones": len(docs)}
+
+    async def _replay_audit_trail(self, progress: Callable[[int], None] | None,
+                                  ) -> tuple[dict[str, dict[str, Any]], list[Event]]:
+        """The roadmap events of the audit trail (`progress(n)`: n more read), and the milestones they make."""
+        events: list[Event] = []
+        async for doc in self.repo.audit_events(ROADMAP_CONSUMED_TYPES):
+            attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
+            events.append(validate_attributes(attrs, doc.get("data")))
+            if progress is not None and len(events) % 10_000 == 0:
+                progress(10_000)
+        if progress is not None:
+            progress(len(events) % 10_000)
+        events.sort(key=lambda e: (e.time, e.key))
+        return await self._replay(events), events
 
     async def _replay(self, events: Sequence[Event]) -> dict[str, dict[str, Any]]:
         """Milestone documents from events in order, as batches of one would have made them (pure but for the
@@ -235,13 +251,27 @@ class RoadmapService:
 
         now = self.clock()
         docs: dict[str, dict[str, Any]] = {}
+        facts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        owners: dict[str, str | None] = {}
+        underived: set[str] = set()
         for event in events:
             mid = event.data.milestone_id
             cycles = await self._cycles([event], replayed_edges)
-            new_doc, _refused, _applied = self._apply(mid, docs.get(mid), [event], now, {}, cycles)
-            if new_doc is not None:
-                docs[mid] = new_doc
-                graph[mid] = list(new_doc.get("depends_on", []))
+            _refused, applied, _owner = self._admit(mid, facts[mid], owners.get(mid), [event], cycles)
+            if not applied:
+                continue
+            # Only a plan or a retraction changes whose the milestone is and what it depends on, which the next
+            # events are judged by: derived at once. A report's fact is derived with the rest at the end (with `now`
+            # fixed, deriving once from the final facts gives what deriving after each event would).
+            if event.type in (MILESTONE_PLANNED, FACT_RETRACTED):
+                docs[mid] = self._derive(mid, list(facts[mid]), None, now, {})
+                owners[mid] = docs[mid].get("owner_agency")
+                graph[mid] = list(docs[mid].get("depends_on", []))
+                underived.discard(mid)
+            else:
+                underived.add(mid)
+        for mid in underived:
+            docs[mid] = self._derive(mid, list(facts[mid]), None, now, {})
         for _level in range(len(docs) + 1):  # a dependency's state flows on, one level per round (acyclic: enough)
             states = {mid: {k: d[k] for k in ("status", "status_reasons", "risk_roots") if k in d}
                       for mid, d in docs.items()}
@@ -483,18 +513,16 @@ def _retraction_refusal(mid: str, event: Event, facts: Sequence[Mapping[str, Any
     return EventError(reason, detail, event_id=event.id, source=event.source)
 
 
+def milestone_state(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """What a milestone document says, as stored: its facts are a set (arrival order live, time order rebuilt), and
+    when it was last written (`updated_at`) or its facts last grew (`facts_at`) is the history of its writes."""
+    state = {k: v for k, v in stored_state(doc).items() if k not in ("updated_at", "facts_at")}
+    state["facts"] = sorted(state.get("facts", []), key=lambda f: f["key"])
+    return state
+
+
 def _derived_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return any(_norm(old.get(k)) != _norm(v) for k, v in new.items() if k not in _VOLATILE)
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return _aware(value)
-    if isinstance(value, list):
-        return [_norm(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _norm(v) for k, v in value.items()}
-    return value
+    return any(as_stored(old.get(k)) != as_stored(v) for k, v in new.items() if k not in _VOLATILE)
 
 
 def _aware(value: datetime) -> datetime:

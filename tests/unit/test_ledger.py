@@ -471,3 +471,68 @@ def test_a_rebuild_that_died_lets_writers_go_on_when_its_pause_ends():
         asyncio.run(run())
     finally:
         ledger_module.PAUSE_POLL_SECONDS = poll
+
+
+class RecordingStore(MemoryLedgerStore):
+    """Counts the documents each rebuild write sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, int]] = []
+
+    async def replace_all(self, collection, docs):
+        self.sent.append(("replace_all", len(docs)))
+        await super().replace_all(collection, docs)
+
+    async def patch(self, collection, docs, removed):
+        self.sent.append(("patch", len(docs) + len(removed)))
+        await super().patch(collection, docs, removed)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["same", "differs", "new", "gone", "kept only"]), st.integers(0, 3)),
+                max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_reconcile_writes_only_what_differs_and_leaves_the_collection_equal_to_the_recount(plan):
+    """Whatever share of the documents differs: afterwards the collection holds exactly the recount (with the kept
+    fields of the stored documents); documents that already said the same keep their bookkeeping untouched; a
+    written document gets a later revision; a small share is patched in place, a large one swapped in."""
+    from services.common.ledger import PATCH_SHARE, reconcile, stored_state
+
+    store = RecordingStore()
+    stored_docs, recount = {}, []
+    for i, (fate, n) in enumerate(plan):
+        doc_id = f"d{i}"
+        counted = {"_id": doc_id, "rev": 1, "applied": [], "group": doc_id, "records": n + 1}
+        if fate in ("same", "differs", "gone", "kept only"):
+            on_disk = {**counted, "rev": 5 + n, "applied": ["t1", "t2"],
+                       "records": n + (2 if fate == "differs" else 1)}
+            if fate == "kept only":
+                on_disk = {"_id": doc_id, "rev": 3, "target": n}
+            elif n == 0:
+                on_disk["target"] = 10
+            stored_docs[doc_id] = on_disk
+        if fate in ("same", "differs", "new"):
+            recount.append(counted)
+    asyncio.run(store.replace_all("book", list(stored_docs.values())))
+    store.sent.clear()
+    result = asyncio.run(reconcile(store, "book", [dict(d) for d in recount], kept=("target",)))
+
+    after = {d["_id"]: d for d in store.docs("book")}
+    want = {d["_id"]: {**d, **({"target": stored_docs[d["_id"]]["target"]}
+                               if "target" in stored_docs.get(d["_id"], {}) else {})} for d in recount}
+    want.update({i: {"_id": i, "target": d["target"]} for i, d in stored_docs.items() if i not in want and "target" in d})
+    assert {i: stored_state(d) for i, d in after.items()} == {i: stored_state(d) for i, d in want.items()}
+    differing = [i for i in want if i not in stored_docs or stored_state(stored_docs[i]) != stored_state(want[i])]
+    differing += [i for i in stored_docs if i not in want]
+    assert result["changed"] + result["removed"] == len(differing)
+    for doc_id, doc in after.items():
+        if doc_id not in differing:
+            assert doc == stored_docs[doc_id]  # left as it was, bookkeeping and all
+        elif doc_id in stored_docs:
+            assert doc["rev"] > stored_docs[doc_id]["rev"]
+    if not differing:
+        assert store.sent == []
+    elif len(differing) > PATCH_SHARE * max(len(want), len(stored_docs)):
+        assert store.sent == [("replace_all", len(want))]
+    else:
+        assert store.sent == [("patch", len(differing))]

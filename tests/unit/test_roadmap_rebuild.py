@@ -9,11 +9,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from fakes_roadmap import FakePublisher, FakeRepo
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support import poll
 from test_roadmap_handlers import NOW, Clock, ev, plan, service
 
 import services.common.ledger as ledger_module
 from services.common.consumer import Batch
+from services.contracts.envelope import make_event
 
 _BOOKKEEPING = ("rev", "updated_at", "status_since", "created_at", "facts_at")
 
@@ -78,3 +81,62 @@ async def test_a_batch_during_a_rebuild_waits_and_is_applied_after_it():
         assert repo.docs["M1"]["percent_complete"] == 20  # the late event is in the audit trail: rebuilt the same
     finally:
         ledger_module.PAUSE_POLL_SECONDS = saved
+
+
+_MIDS = ("A", "B", "C")
+_AGENCIES = ("dga", "rd")
+
+
+@st.composite
+def histories(draw) -> list:
+    """Events in time order, one per batch: plans and re-plans by either agency (with dependencies, cycles
+    included), reports by either agency, completions, re-schedules and retractions of earlier events."""
+    events: list = []
+    for n in range(draw(st.integers(1, 18))):
+        mid, agency = draw(st.sampled_from(_MIDS)), draw(st.sampled_from(_AGENCIES))
+        t = NOW + timedelta(minutes=n)
+        kind = draw(st.sampled_from(["planned", "progressed", "progressed", "completed", "rescheduled", "retracted"]))
+        if kind == "planned":
+            deps = draw(st.lists(st.sampled_from([m for m in _MIDS if m != mid]), max_size=2, unique=True))
+            data = {"title_th": "ทดสอบ", "workstream": "technology_access", "owner_agency": agency,
+                    "due_date": draw(st.sampled_from(["2026-02-01", "2026-06-30"])), "depends_on": deps}
+        elif kind == "progressed":
+            data = {"percent_complete": draw(st.integers(0, 100)), "as_of": t.isoformat()}
+        elif kind == "completed":
+            data = {"completed_on": "2026-02-20"}
+        elif kind == "rescheduled":
+            data = {"new_due_date": "2026-09-30", "reason": "งบ"}
+        else:
+            targets = [e for e in events if e.type != "roadmap.fact.retracted"]
+            if not targets:
+                continue
+            target = draw(st.sampled_from(targets))
+            mid, agency = target.data.milestone_id, target.agency
+            events.append(ev_at("roadmap.fact.retracted", {"milestone_id": mid, "retracted_source": target.source,
+                                                           "retracted_id": target.id, "reason": "ผิด"}, agency, n, t))
+            continue
+        events.append(ev_at(f"roadmap.milestone.{kind}", {"milestone_id": mid, **data}, agency, n, t))
+    return events
+
+
+def ev_at(type_: str, data: dict, agency: str, n: int, time):
+    return make_event(type_, data, agency=agency, source=f"/agencies/{agency}/pm", id=f"e{n}", time=time)
+
+
+@given(histories())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_replay_makes_what_the_events_made_one_by_one(events):
+    """Whatever the history (refused plans of another agency, cycles, retractions of plans and reports), the rebuild
+    (which derives a milestone only after plans and retractions, and once at the end) gives what the live service
+    made from the same events arriving one by one in time order."""
+
+    async def run() -> None:
+        repo, pub = FakeRepo(), FakePublisher()
+        svc = service(repo, pub, Clock(NOW + timedelta(hours=1)))
+        for event in events:
+            await svc.handle(Batch(audited(repo, [event])))
+        live = figures(repo)
+        await svc.rebuild(cascade=False)
+        assert figures(repo) == live
+
+    asyncio.run(run())
