@@ -323,17 +323,27 @@ class Ledger:
         """Hold the journal for a write outside the books' path (training's targets, kept in a book's documents):
         a rebuild waits for it, and it waits for a rebuild, like any write of the ledger. Yields the entry's token."""
         token = uuid.uuid4().hex
-        while not await self._open(token, self.default_kind, [], None):
-            token = uuid.uuid4().hex
         try:
-            yield token
-        finally:
-            await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry")
+            while not await self._open(token, self.default_kind, [], None):
+                token = uuid.uuid4().hex
+            try:
+                yield token
+            finally:
+                await self._step(partial(self.store.close_entry, self.journal, token), "close journal entry")
+        except BaseException:
+            # Its entry may be stored (an answer lost, a close that failed): the next write closes it.
+            self._unfinished[token] = (self.default_kind, [])
+            raise
 
     async def finish_own(self) -> None:
-        """Finish the writes this process began that raised (not its other writes still in flight)."""
+        """Finish the writes this process began that raised (not its other writes still in flight), unless their
+        journal entry is gone: a sweep finished the write, or a rebuild counted its records (finishing it again
+        would count them twice). A write whose entry never landed stored nothing."""
+        still_open = await self._step(partial(self.store.open_tokens, self.journal), "read journal")
         while self._unfinished:
             token, (kind, ids) = self._unfinished.popitem()
+            if token not in still_open:
+                continue
             try:
                 await self._recover(token, kind, ids)
             except BaseException:

@@ -536,3 +536,22 @@ def test_reconcile_writes_only_what_differs_and_leaves_the_collection_equal_to_t
         assert store.sent == [("replace_all", len(want))]
     else:
         assert store.sent == [("patch", len(differing))]
+
+
+def test_a_write_that_failed_before_a_rebuild_is_not_finished_again_after_it():
+    """A write fails half-way (its process lives and would finish it at its next write); a rebuild counts its
+    records and clears its journal entry; the process's next write must not apply it a second time."""
+    batch = list(range(12))
+    for at in range(3, _calls_of_one_batch(batch) // 2):  # after the records are stored, before the entry closes
+        store = MemoryLedgerStore()
+        ledger = make_ledger(CrashingStore(store, at=at))
+        try:
+            asyncio.run(write(ledger, batch))
+        except Crash:
+            pass
+        asyncio.run(make_ledger(store).rebuild(abandoned_after=timedelta(0)))
+        assert stored(store) == expected(batch)
+        ledger.store = store
+        asyncio.run(write(ledger, [40]))  # its next write
+        assert stored(store) == expected([*batch, 40]), at
+        assert store.docs("journal") == []
