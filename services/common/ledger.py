@@ -166,8 +166,14 @@ PATCH_SHARE = 0.05
 
 
 def stored_state(doc: Mapping[str, Any]) -> Mapping[str, Any]:
-    """What a document says, without the bookkeeping of the writes that made it, as stored."""
-    return as_stored({k: v for k, v in doc.items() if k not in BOOKKEEPING})
+    """What a document says, without the bookkeeping of the writes that made it."""
+    return {k: v for k, v in doc.items() if k not in BOOKKEEPING}
+
+
+def _says_the_same(stored: Any, computed: Any) -> bool:
+    # Mostly equal as they are (a quick comparison); else equal once the computed one is as the database keeps it
+    # (datetimes to the millisecond, tuples as lists).
+    return stored == computed or as_stored(stored) == as_stored(computed)
 
 
 async def read_all(store: LedgerStore, collection: str) -> dict[Any, dict[str, Any]]:
@@ -196,7 +202,7 @@ async def reconcile(store: LedgerStore, collection: str, docs: Sequence[dict[str
             target[doc_id] = {"_id": doc_id, **{k: doc[k] for k in kept if k in doc}}
     changed: list[dict[str, Any]] = []
     for doc_id, doc in target.items():
-        if doc_id in stored and state(stored[doc_id]) == state(doc):
+        if doc_id in stored and _says_the_same(state(stored[doc_id]), state(doc)):
             target[doc_id] = stored[doc_id]  # says the same: left as it is, bookkeeping and all
         else:
             doc["rev"] = stored.get(doc_id, {}).get("rev", 0) + 1
