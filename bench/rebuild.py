@@ -76,6 +76,11 @@ def differences(before: dict, after: dict) -> dict[str, Any]:
         fields = sorted({f for k in differing for f in set(docs.get(k) or {}) | set(rebuilt.get(k) or {})
                          if (docs.get(k) or {}).get(f) != (rebuilt.get(k) or {}).get(f)})
         out[name] = {"documents": len(differing), "fields": fields}
+        if differing:  # the first one, field by field, to look into
+            first = sorted(differing)[0]
+            out[name]["first"] = json.loads(json.dumps(
+                {"_id": first, **{f: {"live": (docs.get(first) or {}).get(f), "rebuilt": (rebuilt.get(first) or {}).get(f)}
+                                  for f in fields}}, default=str))
     return out
 
 

@@ -79,8 +79,12 @@ def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: date
     `authority`: the authority the event was sent with (`programme_office` from a programme-office key), kept
     with the fact so the ownership rule, and therefore `project()`, stays a function of the stored facts."""
     # milestone_id is the document's own id: not repeated in every fact.
+    # Its time to the millisecond, as the database keeps it: deriving from a fact just made must give what deriving
+    # from the stored one (or from the audit trail, in a rebuild) gives, ties between facts included.
+    at = _utc(time)
     fact = {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
-            "time": _utc(time), "data": {k: v for k, v in data.items() if k != "milestone_id"}}
+            "time": at.replace(microsecond=at.microsecond // 1000 * 1000),
+            "data": {k: v for k, v in data.items() if k != "milestone_id"}}
     # Always present (None: the sender's own agency only): a fact without the key was stored before facts
     # carried one, and the ownership rule reads it as it was read then (`fact_authority`).
     fact["authority"] = authority or None

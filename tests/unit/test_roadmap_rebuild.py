@@ -8,6 +8,8 @@ import asyncio
 from datetime import date, timedelta
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions
 from fakes_roadmap import FakePublisher, FakeRepo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,7 +32,8 @@ def figures(repo: FakeRepo) -> dict[str, dict[str, Any]]:
 
 def audited(repo: FakeRepo, events) -> list:
     """The consumer stores every event it takes in the audit trail (refused ones too) before the handler runs."""
-    repo.audit.extend(e.to_document() for e in events)
+    # As the database keeps them: BSON times to the millisecond.
+    repo.audit.extend(bson.decode(bson.encode(e.to_document()), CodecOptions(tz_aware=True)) for e in events)
     return events
 
 
@@ -94,14 +97,16 @@ def histories(draw) -> list:
     events: list = []
     for n in range(draw(st.integers(1, 18))):
         mid, agency = draw(st.sampled_from(_MIDS)), draw(st.sampled_from(_AGENCIES))
-        t = NOW + timedelta(minutes=n)
+        # Microseconds, and reports as of the very moment of another event: ties the stored times must keep.
+        t = NOW + timedelta(minutes=n, microseconds=draw(st.sampled_from([0, 123, 999_999])))
         kind = draw(st.sampled_from(["planned", "progressed", "progressed", "completed", "rescheduled", "retracted"]))
         if kind == "planned":
             deps = draw(st.lists(st.sampled_from([m for m in _MIDS if m != mid]), max_size=2, unique=True))
             data = {"title_th": "ทดสอบ", "workstream": "technology_access", "owner_agency": agency,
                     "due_date": draw(st.sampled_from(["2026-02-01", "2026-06-30"])), "depends_on": deps}
         elif kind == "progressed":
-            data = {"percent_complete": draw(st.integers(0, 100)), "as_of": t.isoformat()}
+            data = {"percent_complete": draw(st.integers(0, 100)),
+                    "as_of": draw(st.sampled_from([t, t - timedelta(minutes=1), t - timedelta(microseconds=1)])).isoformat()}
         elif kind == "completed":
             data = {"completed_on": "2026-02-20"}
         elif kind == "rescheduled":
