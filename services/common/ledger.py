@@ -176,9 +176,13 @@ def _says_the_same(stored: Any, computed: Any) -> bool:
     return stored == computed or as_stored(stored) == as_stored(computed)
 
 
-async def read_all(store: LedgerStore, collection: str) -> dict[Any, dict[str, Any]]:
+async def read_all(store: LedgerStore, collection: str,
+                   projection: Mapping[str, Any] | None = None) -> dict[Any, dict[str, Any]]:
     """Every document of a collection, by `_id`."""
-    return {d["_id"]: d async for d in await store.find(collection, {}, 10_000)}
+    return {d["_id"]: d async for d in await store.find(collection, {}, 10_000, projection)}
+
+
+_WITHOUT_PAST_WRITES = {"applied": 0, "effects": 0}
 
 
 async def reconcile(store: LedgerStore, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str] = (),
@@ -523,7 +527,10 @@ class Ledger:
         then let writes go on. Returns what the books were rebuilt from."""
         async with self.paused(abandoned_after):
             # The books are read while the records are counted: the database reads as the counting computes.
-            reads = {b.collection: asyncio.ensure_future(read_all(self.store, b.collection)) for b in self.books}
+            # Without the tokens and effects of past writes: the rebuild clears the journal, so no recovery will
+            # look for them (documents left as they are keep theirs; less to send and decode).
+            reads = {b.collection: asyncio.ensure_future(read_all(self.store, b.collection, _WITHOUT_PAST_WRITES))
+                     for b in self.books}
             try:
                 computed = await self.recount_deltas(progress=progress)
                 await self.recount(computed, {collection: await read for collection, read in reads.items()})
