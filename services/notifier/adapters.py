@@ -9,6 +9,7 @@ left in `sending` by a killed instance becomes claimable again when its lease ex
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -73,6 +74,48 @@ class NotificationStore(Protocol):
                                escalated: bool, level: int = 0) -> bool: ...
 
 
+# How often a claim reads a state's whole due range (see `NotificationRepository._due_ids`), and how far behind the
+# clock a walk that reached it starts again (another replica's notification stamped a moment before it was stored).
+FULL_DUE_SCAN_SECONDS = 30.0
+DUE_MARGIN = timedelta(seconds=10)
+_TICK = timedelta(milliseconds=1)  # the database keeps times to the millisecond: the next window starts 1 ms on
+
+
+class DueWindows:
+    """Where a claim's walk through one state's due range starts, and how wide its windows are (about one claim's
+    worth of documents: halved when a window fills the claim, doubled when it holds little)."""
+
+    def __init__(self, width: timedelta = timedelta(seconds=1)) -> None:
+        self.floor: datetime | None = None  # no claimable notification of this state is due before it (None: unknown)
+        self.width = width
+        self.full_scan_at = 0.0
+
+    def start(self, now: datetime, monotonic: float) -> datetime | None:
+        """The first window's start; None: read the whole range this time."""
+        if self.floor is None or monotonic >= self.full_scan_at:
+            self.full_scan_at = monotonic + FULL_DUE_SCAN_SECONDS
+            return None
+        return min(self.floor, now)
+
+    def end(self, low: datetime | None, now: datetime) -> datetime:
+        return now if low is None else min(now, low + self.width)
+
+    def after(self, low: datetime | None, high: datetime, part: list[tuple[datetime, str]], wanted: int,
+              now: datetime) -> datetime | None:
+        """Learn from a window that returned `part` of `wanted`; returns the next window's start (past `now`: done)."""
+        if len(part) >= wanted:  # the claim is full: what is left starts at the last due time taken (ties included)
+            self.floor = part[-1][0]
+            if low is not None:
+                self.width = max(timedelta(milliseconds=1), self.width / 2)
+            return now + _TICK
+        if low is None or high >= now:  # the range is read to the clock: start a little behind it next time
+            self.floor = now - DUE_MARGIN
+            return now + _TICK
+        if len(part) < wanted // 4:
+            self.width = min(timedelta(days=1), self.width * 2)
+        return high + _TICK
+
+
 class NotificationRepository:
     def __init__(self, db: AsyncDatabase, instance: str | None = None):
         self.db = db
@@ -82,6 +125,7 @@ class NotificationRepository:
         self.contacts = db.agency_contacts
         self.contacts_audit = db.agency_contacts_audit
         self.instance = instance or uuid.uuid4().hex[:12]
+        self._windows: dict[str, DueWindows] = {}  # per claimable state
 
     async def ensure_indexes(self) -> None:
         # No index on `key` (`_id` is its hash: unique already) nor on `claim` (a claim is read back by `_id`): on
@@ -109,9 +153,8 @@ class NotificationRepository:
 
     async def claim(self, now: datetime, lease: timedelta, limit: int) -> list[dict[str, Any]]:
         """Atomically take up to `limit` due notifications for this instance (leased)."""
-        due = {"state": {"$in": list(CLAIMABLE)}, "next_attempt_at": {"$lte": now}}
         expired = {"state": State.sending.value, "lease_until": {"$lte": now}}
-        ids = [d["_id"] async for d in self.col.find(due, {"_id": 1}).sort("next_attempt_at", ASCENDING).limit(limit)]
+        ids = await self._due_ids(now, limit)
         stale = [d["_id"] async for d in self.col.find(expired, {"_id": 1}).limit(max(0, limit - len(ids)))]
         if not ids and not stale:
             return []
@@ -125,6 +168,31 @@ class NotificationRepository:
         if stale:
             await self.col.update_many({"_id": {"$in": stale}, **expired}, update)
         return await find_in(self.col, "_id", ids + stale, where={"claim": token})  # those this claim won
+
+    async def _due_ids(self, now: datetime, limit: int) -> list[str]:
+        """Up to `limit` claimable notifications due by `now`, earliest first. SecantusDB reads every document of an
+        index range before it sorts and limits: with 30,000 notifications pending, finding 200 took 0.6-0.8 s, in a
+        range holding 200 of them 6 ms. So each state's due range is walked in windows of about `limit` documents from
+        the earliest due time this store has seen (`DueWindows`); now and then it is read whole, which also finds what
+        another replica made due before that time."""
+        found: list[tuple[datetime, str, str]] = []
+        for state in CLAIMABLE:  # each state's earliest, then the earliest of them all
+            windows = self._windows.setdefault(state, DueWindows())
+            low, taken = windows.start(now, time.monotonic()), 0
+            while taken < limit and (low is None or low <= now):
+                high = windows.end(low, now)
+                query: dict[str, Any] = {"$lte": now} if low is None else {"$gte": low, "$lte": high}
+                cursor = self.col.find({"state": state, "next_attempt_at": query}, {"next_attempt_at": 1})
+                part = [(d["next_attempt_at"], d["_id"]) async for d in cursor.sort("next_attempt_at", ASCENDING)
+                        .limit(limit - taken)]
+                found += [(due, doc_id, state) for due, doc_id in part]
+                taken += len(part)
+                low = windows.after(low, high, part, limit - taken + len(part), now)
+        found.sort()
+        for due, _, state in found[limit:]:  # read but left for the next claim: the next walk starts there
+            windows = self._windows[state]
+            windows.floor = due if windows.floor is None else min(windows.floor, due)
+        return [doc_id for _, doc_id, _ in found[:limit]]
 
     def claim_fields(self, now: datetime, lease: timedelta) -> dict[str, Any]:
         """What a claim by this instance sets (a new token each time; `attempts` goes up by one besides)."""
