@@ -14,6 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
+from support import poll
 
 from services.common.counters import Delta, add_delta, counters, with_delta
 from services.common.ledger import TOKEN, Book, Ledger, Records, WriteExpired, rewrite
@@ -405,7 +406,7 @@ def test_a_rebuild_while_writers_run_repairs_drift_and_loses_and_doubles_nothing
     import services.common.ledger as ledger_module
 
     async def run() -> None:
-        ledger_module.PAUSE_POLL_SECONDS, poll = 0.0005, ledger_module.PAUSE_POLL_SECONDS
+        ledger_module.PAUSE_POLL_SECONDS, saved_poll = 0.0005, ledger_module.PAUSE_POLL_SECONDS
         try:
             rng = random.Random(seed)
             store, t0 = CountingPauses(), time.monotonic()
@@ -435,8 +436,7 @@ def test_a_rebuild_while_writers_run_repairs_drift_and_loses_and_doubles_nothing
 
             async def rebuild() -> None:
                 begin = rng.randint(3, len(rest) - 8)  # in the middle of the writes, batches still to come
-                while len(rest) - len(queue) < begin:
-                    await asyncio.sleep(0)
+                await poll(lambda: len(rest) - len(queue) >= begin, 10, interval=0, what="writes under way")
                 await ledger().rebuild(abandoned_after=timedelta(minutes=1))
 
             await asyncio.gather(rebuild(), *(writer() for _ in range(3)))
@@ -444,7 +444,7 @@ def test_a_rebuild_while_writers_run_repairs_drift_and_loses_and_doubles_nothing
             assert store.pauses == {} and store.docs("journal") == []
             assert store.waits > 0  # writers did wait for the rebuild
         finally:
-            ledger_module.PAUSE_POLL_SECONDS = poll
+            ledger_module.PAUSE_POLL_SECONDS = saved_poll
 
     asyncio.run(run())
 
@@ -459,18 +459,18 @@ def test_a_rebuild_that_died_lets_writers_go_on_when_its_pause_ends():
                                Book("counts")], count=count, clock=lambda: now[0], retry=lambda op, what: op())
         await store.set_pause("journal", NOW + timedelta(minutes=30))  # a rebuild's pause; the rebuild died
         blocked = asyncio.ensure_future(write(ledger, [1, 2, 3]))
-        for _ in range(50):
-            await asyncio.sleep(0)
+        # The write has seen the pause and looked again: it is waiting, not finished.
+        await poll(lambda: store.pause_reads >= 2, 5, interval=0.001, what="the write waiting")
         assert not blocked.done() and store.docs("records") == []  # waiting, nothing written
         now[0] = NOW + timedelta(minutes=31)  # the pause ends by itself
         await asyncio.wait_for(blocked, 5)
         assert stored(store) == expected([1, 2, 3])
 
-    poll, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.0005
+    saved_poll, ledger_module.PAUSE_POLL_SECONDS = ledger_module.PAUSE_POLL_SECONDS, 0.0005
     try:
         asyncio.run(run())
     finally:
-        ledger_module.PAUSE_POLL_SECONDS = poll
+        ledger_module.PAUSE_POLL_SECONDS = saved_poll
 
 
 class RecordingStore(MemoryLedgerStore):

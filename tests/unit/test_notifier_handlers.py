@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from fakes_notifier import FakeRepo
 from prometheus_client import CollectorRegistry
+from support import poll
 
 from services.common.consumer import Batch
 from services.contracts.envelope import make_event
@@ -118,8 +119,8 @@ async def test_group_commit_never_leaves_a_delivery_waiting():
     first = asyncio.create_task(svc._mark_sent({"_id": "0", "claim": "c"}))
     await asyncio.wait_for(writing.wait(), 5)  # the first group is being written now
     rest = [asyncio.create_task(svc._mark_sent({"_id": str(i), "claim": "c"})) for i in range(1, 23)]
-    for _ in range(5):  # let every later mark join the queue behind the open write
-        await asyncio.sleep(0)
+    # Every later mark has joined a group behind the open write (queued, or held in a group of its own).
+    await poll(lambda: sum(groups) + len(svc._sent) == 23, 5, interval=0.001, what="every mark queued")
     first_group_written.set()
     await asyncio.wait_for(asyncio.gather(first, *rest), 5)
     assert sum(groups) == 23 and groups[0] == 1 and len(groups) < 23
