@@ -14,3 +14,9 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def to_millisecond(value: datetime) -> datetime:
+    """An aware datetime in UTC to the millisecond, as MongoDB keeps it (naive: taken as UTC)."""
+    value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)

@@ -182,7 +182,7 @@ async def read_all(store: LedgerStore, collection: str,
     return {d["_id"]: d async for d in await store.find(collection, {}, 10_000, projection)}
 
 
-_WITHOUT_PAST_WRITES = {"applied": 0, "effects": 0}
+_WITHOUT_PAST_WRITES = dict.fromkeys(BOOKKEEPING - {"rev"}, 0)  # the revision stays: a rewrite follows it
 
 
 async def reconcile(store: LedgerStore, collection: str, docs: Sequence[dict[str, Any]], kept: Sequence[str] = (),

@@ -9,7 +9,7 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -24,6 +24,7 @@ from pymongo.errors import (
     ServerSelectionTimeoutError,
 )
 
+from services.common.clock import to_millisecond
 from services.common.settings import ServiceSettings
 from services.contracts.envelope import legacy_document_id
 
@@ -47,8 +48,7 @@ def as_stored(value: Any) -> Any:
     """`value` as it reads back from MongoDB (to compare a computed document with a stored one): datetimes aware, in
     UTC, to the millisecond; tuples as lists."""
     if isinstance(value, datetime):
-        value = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        return to_millisecond(value)
     if isinstance(value, list | tuple):
         return [as_stored(v) for v in value]
     if isinstance(value, dict):

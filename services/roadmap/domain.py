@@ -30,6 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from services.common.clock import to_millisecond
 from services.contracts import events
 from services.contracts.agencies import PROGRAMME_OFFICE
 from services.contracts.envelope import PROGRAMME_OFFICE_AUTHORITY
@@ -81,9 +82,8 @@ def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: date
     # milestone_id is the document's own id: not repeated in every fact.
     # Its time to the millisecond, as the database keeps it: deriving from a fact just made must give what deriving
     # from the stored one (or from the audit trail, in a rebuild) gives, ties between facts included.
-    at = _utc(time)
     fact = {"key": fact_key(source, event_id), "kind": FACT_KINDS[type_], "agency": agency,
-            "time": at.replace(microsecond=at.microsecond // 1000 * 1000),
+            "time": to_millisecond(_utc(time)),
             "data": {k: v for k, v in data.items() if k != "milestone_id"}}
     # Always present (None: the sender's own agency only): a fact without the key was stored before facts
     # carried one, and the ownership rule reads it as it was read then (`fact_authority`).
