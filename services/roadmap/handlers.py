@@ -72,7 +72,10 @@ class RoadmapService:
         plan_deps = {d for e in batch.events if e.type == MILESTONE_PLANNED for d in e.data.depends_on}
 
         async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
-            deps = plan_deps | {d for doc in found.values() if doc for d in doc.get("depends_on", [])}
+            # Every plan's dependencies, not only the plan in force: a retraction in this batch may restore an
+            # earlier plan, whose dependencies must then be judged by their state too (not taken as unknown).
+            deps = plan_deps | {d for doc in found.values() if doc for f in doc.get("facts", []) if f["kind"] == "planned"
+                                for d in f["data"].get("depends_on", [])}
             dep_status = await self.repo.dependency_states(deps)
             now = self.clock()
             out: dict[str, dict[str, Any] | None] = {}
@@ -120,15 +123,15 @@ class RoadmapService:
                dep_status: Mapping[str, Mapping[str, Any]], cycles: Mapping[tuple[str, str], list[str]] | None = None,
                ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
-        refused, applied, _owner = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles)
+        refused, applied = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles)
         if not applied:
             return None, refused, applied
         return self._derive(mid, facts, doc, now, dep_status), refused, applied
 
     def _admit(self, mid: str, facts: list[dict[str, Any]], owner: str | None, events: Sequence[Event],
-               cycles: Mapping[tuple[str, str], list[str]] | None) -> tuple[list[Rejected], list[Event], str | None]:
-        """Add to `facts` the events the rules let in (a duplicate changes nothing); returns the refused ones, the
-        applied ones and the owner after them (as the plans among them say)."""
+               cycles: Mapping[tuple[str, str], list[str]] | None) -> tuple[list[Rejected], list[Event]]:
+        """Add to `facts` the events the rules let in, judged against `owner` (and the plans among them); a duplicate
+        changes nothing. Returns the refused ones and the applied ones."""
         known = {f["key"] for f in facts}
         refused: list[Rejected] = []
         applied: list[Event] = []
@@ -148,7 +151,7 @@ class RoadmapService:
                 owner = domain.owner_of(f for f in facts if f["kind"] == "planned")[0]
             known.add(key)
             applied.append(event)
-        return refused, applied, owner
+        return refused, applied
 
     @staticmethod
     def _refusal(mid: str, owner: str | None, event: Event, cycle: list[str] | None) -> EventError | None:
@@ -257,7 +260,7 @@ class RoadmapService:
         for event in events:
             mid = event.data.milestone_id
             cycles = await self._cycles([event], replayed_edges)
-            _refused, applied, _owner = self._admit(mid, facts[mid], owners.get(mid), [event], cycles)
+            _refused, applied = self._admit(mid, facts[mid], owners.get(mid), [event], cycles)
             if not applied:
                 continue
             # Only a plan or a retraction changes whose the milestone is and what it depends on, which the next

@@ -142,6 +142,35 @@ def test_the_replay_makes_what_the_events_made_one_by_one(events):
             await svc.handle(Batch(audited(repo, [event])))
         live = figures(repo)
         await svc.rebuild(cascade=False)
-        assert figures(repo) == live
+        rebuilt = figures(repo)
+        differing = {mid: {k: (live.get(mid, {}).get(k), rebuilt.get(mid, {}).get(k))
+                           for k in set(live.get(mid, {})) | set(rebuilt.get(mid, {}))
+                           if live.get(mid, {}).get(k) != rebuilt.get(mid, {}).get(k)}
+                     for mid in set(live) | set(rebuilt) if live.get(mid) != rebuilt.get(mid)}
+        history = [(e.type.rsplit(".", 1)[-1], e.id, e.agency, e.time.isoformat(), e.data_dict()) for e in events]
+        assert not differing, (differing, history)
 
     asyncio.run(run())
+
+
+async def test_a_retraction_that_restores_an_earlier_plan_judges_its_dependencies_by_their_state():
+    """B depends on planned A, is re-planned without dependencies, and that re-plan is retracted: B depends on A again,
+    and A is planned, not unknown; live and rebuilt alike (found by the property test above)."""
+    t = [NOW + timedelta(minutes=n) for n in range(4)]
+    plan_a = ev_at("roadmap.milestone.planned", {"milestone_id": "A", "title_th": "ทดสอบ", "workstream": "technology_access",
+                                                 "owner_agency": "dga", "due_date": "2026-06-30", "depends_on": []},
+                   "dga", 0, t[0])
+    plan_b = ev_at("roadmap.milestone.planned", {"milestone_id": "B", "title_th": "ทดสอบ", "workstream": "technology_access",
+                                                 "owner_agency": "dga", "due_date": "2026-06-30", "depends_on": ["A"]},
+                   "dga", 1, t[1])
+    replan_b = ev_at("roadmap.milestone.planned", {**plan_b.data_dict(), "depends_on": []}, "dga", 2, t[2])
+    retract = ev_at("roadmap.fact.retracted", {"milestone_id": "B", "retracted_source": replan_b.source,
+                                               "retracted_id": replan_b.id, "reason": "ผิด"}, "dga", 3, t[3])
+    repo, pub = FakeRepo(), FakePublisher()
+    svc = service(repo, pub, Clock(NOW + timedelta(hours=1)))
+    for event in (plan_a, plan_b, replan_b, retract):
+        await svc.handle(Batch(audited(repo, [event])))
+    assert repo.docs["B"]["depends_on"] == ["A"] and repo.docs["B"]["unknown_dependencies"] == []
+    live = figures(repo)
+    await svc.rebuild(cascade=False)
+    assert figures(repo) == live
