@@ -61,7 +61,7 @@ bench: $(STAMP)
 	$(PY) -m bench.platform_report
 
 BENCHES ?= platform_ingest platform_consumer e2e_latency deadline_notification scaling memory \
-           roadmap_consumer training_import feedback_pipeline notifier_fanout hostile_body
+           roadmap_consumer training_import feedback_pipeline notifier_fanout hostile_body write_costs
 
 ## The reports service at full size (10,000 milestones, 200,000 completions, 1,000,000 responses; several minutes).
 bench-reports: $(STAMP)

@@ -62,6 +62,39 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used so far: this one when pid is None."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+class CpuSplit:
+    """Wall time and the CPU time of this process and of a server process over a block: which one bounds it.
+    `busy` is each one's CPU as a share of the wall time (1.0: that process kept one core busy throughout)."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+
+    def __enter__(self) -> CpuSplit:
+        self.start = (time.perf_counter(), cpu_seconds(), cpu_seconds(self.server_pid) if self.server_pid else 0.0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = (time.perf_counter(), cpu_seconds(), cpu_seconds(self.server_pid) if self.server_pid else 0.0)
+        self.wall, self.own, self.server = (b - a for a, b in zip(self.start, end))
+
+    def report(self) -> dict[str, float]:
+        wall = max(self.wall, 1e-9)
+        return {"wall_seconds": round(self.wall, 2), "python_cpu_seconds": round(self.own, 2),
+                "database_cpu_seconds": round(self.server, 2), "python_busy": round(self.own / wall, 2),
+                "database_busy": round(self.server / wall, 2)}
+
+
 class Timer:
     def __enter__(self) -> Timer:
         self.start = time.perf_counter()
