@@ -24,9 +24,10 @@ from pathlib import Path
 import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 
-from bench.harness import peak_rss_mib, percentile, write_results
+from bench.db_time import CommandTimes
+from bench.harness import CpuSplit, peak_rss_mib, percentile, write_results
 from services.common import processes as px
 from services.contracts.envelope import make_event
 from services.contracts.topics import ROADMAP_ALERTS
@@ -188,9 +189,17 @@ async def main_async(n: int) -> dict:
         px.wait_until(lambda: px.port_open(kafka_port), 30, "tansu", proc=kafka)
         px.wait_until(lambda: px.mongo_ready(mongo_uri), 60, "secantusdb", proc=mongo)
         px.wait_until(lambda: px.port_open(sink_port), 30, "sink", proc=sink)
-        baseline = await run_baseline(bootstrap, mongo_uri, sink_url, n)
+        db_pid = mongo.popen.pid if mongo.popen else None
+        with CpuSplit(db_pid) as base_cpu:  # what bounds each side: this process's CPU or the database's
+            baseline = await run_baseline(bootstrap, mongo_uri, sink_url, n)
+        baseline["cpu"] = base_cpu.report()
         print("baseline", baseline, flush=True)
-        project = await run_notifier(bootstrap, mongo_uri, sink_url, n, tmp)
+        commands = CommandTimes()
+        monitoring.register(commands)  # the notifier's client only: the baseline's was made before
+        with CpuSplit(db_pid) as project_cpu:
+            project = await run_notifier(bootstrap, mongo_uri, sink_url, n, tmp)
+        project["cpu"] = project_cpu.report()
+        project["database_seconds_by_command"] = commands.table(12)
         print("notifier", project, flush=True)
     finally:
         sink.stop()

@@ -26,7 +26,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pymongo import ASCENDING, AsyncMongoClient
 
-from bench.harness import Timer, peak_rss_mib, summary, write_results
+from bench.harness import CpuSplit, Timer, peak_rss_mib, summary, write_results
 from services.common import processes as px
 from services.common.kafka import ensure_topics
 from services.common.mongo import ensure_platform_indexes, insert_new
@@ -145,7 +145,9 @@ async def run(size: int, milestones: int) -> dict:
                 docs.append(doc)
             await insert_new(raw, docs)
 
-        base_seconds, base_batches = await read_all(bootstrap, len(events), baseline_batch)
+        server_pid = mongo.popen.pid if mongo.popen else None
+        with CpuSplit(server_pid) as base_cpu:
+            base_seconds, base_batches = await read_all(bootstrap, len(events), baseline_batch)
 
         # Project: the roadmap service's consumer pipeline.
         app = create_app(settings)
@@ -156,7 +158,8 @@ async def run(size: int, milestones: int) -> dict:
         await runtime.publisher.start()
         consumer = runtime.consumers[0]
         try:
-            proj_seconds, proj_batches = await read_all(bootstrap, len(events), consumer.process)
+            with CpuSplit(server_pid) as proj_cpu:
+                proj_seconds, proj_batches = await read_all(bootstrap, len(events), consumer.process)
             stored = await runtime.db.milestones.count_documents({})
             # Watcher figures over the milestones the replay produced.
             rescans, sweeps, lookups = [], [], []
@@ -182,10 +185,10 @@ async def run(size: int, milestones: int) -> dict:
         return {
             "events": len(events), "milestones": stored, "produce_seconds": round(produced.seconds, 2),
             "project": {"seconds": round(proj_seconds, 2), "events_per_second": round(project_rate, 1),
-                        "batch_seconds": summary(proj_batches)},
+                        "batch_seconds": summary(proj_batches), "cpu": proj_cpu.report()},
             "baseline": {"what": "aiokafka getmany + insert_many(ordered=False) with a unique (source, id) index",
                          "seconds": round(base_seconds, 2), "events_per_second": round(baseline_rate, 1),
-                         "batch_seconds": summary(base_batches)},
+                         "batch_seconds": summary(base_batches), "cpu": base_cpu.report()},
             "ratio_project_to_baseline": round(project_rate / baseline_rate, 3),
             "watcher": {"milestones": stored, "rescan_seconds": summary(rescans), "idle_sweep_seconds": summary(sweeps),
                         "next_deadline_seconds": summary(lookups)},
