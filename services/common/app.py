@@ -132,6 +132,8 @@ class Runtime:
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for consumer in self.consumers:  # the batch being written commits before its consumer closes
+            await consumer.drain(timeout=10)
         with contextlib.suppress(Exception):
             await self.broker.stop()
         for hook in reversed(self.shutdown_hooks):

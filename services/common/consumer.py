@@ -4,6 +4,8 @@ batch of records -> parse and validate (bad ones to the dead-letter topic, with 
 -> audit trail insert (idempotent on source+id) -> the service's own idempotent write
 -> commit offsets. Offsets are committed only after everything above succeeded, so a crash
 anywhere means redelivery, and redelivery changes nothing (at-least-once + idempotent writes).
+Pipelined: the next batch is decoded while one is written; it is written once that one is committed, and each batch
+commits exactly its own offsets (never the consumer's position, already past the batch behind it).
 A database outage is waited out with backoff inside the batch: nothing is skipped.
 
 Isolation: whatever one record raises while it is decoded, validated, prepared or encoded for MongoDB is that
@@ -30,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bson
+from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -139,6 +142,20 @@ def _ms(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+@dataclass
+class Decoded:
+    """A batch after parsing: its valid events (one per key, in record order), their audit documents, the record
+    each came from, and the dead letters."""
+
+    events: list[Event] = field(default_factory=list)
+    documents: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    origin: dict[tuple[str, str], ConsumerRecord] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+_DECODE_SLICE = 50  # records decoded between two turns of the event loop while the previous batch is written
+
+
 class ConsumerStopping(Exception):
     """The service is stopping in the middle of a batch: leave it uncommitted for the next consumer."""
 
@@ -188,6 +205,7 @@ class EventConsumer:
         self.stopping = asyncio.Event()
         self.batches_committed = 0
         self.consecutive_failures = 0
+        self._writing: asyncio.Task | None = None  # the batch being stored and committed while the next is decoded
 
     def register(self, broker: KafkaBroker) -> None:
         subscriber = broker.subscriber(
@@ -210,21 +228,78 @@ class EventConsumer:
     async def _on_batch(self, body: Any, msg: KafkaMessage) -> None:
         records: tuple[ConsumerRecord, ...] = tuple(msg.raw_message)  # type: ignore[arg-type]
         started = time.perf_counter()
-        try:
-            await self.process(records)
-        except Exception as exc:  # not one record's fault: nothing of this batch may be committed
-            await self._rewind(msg, records, exc)
+        if not self.settings.consumer_pipelined or not isinstance(getattr(msg, "consumer", None), AIOKafkaConsumer):
+            # One at a time (also under FastStream's test broker, whose consumer commits no named offsets).
+            await self._store_and_commit(msg, records, self.decode(records), started)
             return
-        await msg.ack()
+        # Pipelined: this batch is decoded while the previous one is written (the database works meanwhile); it
+        # is written only once the previous one is stored and committed, and its own offsets are committed only
+        # after it is stored: no commit ever passes over a batch that is not stored.
+        failure: Exception | None = None
+        try:
+            decoded = await self.decode_interleaved(records)
+        except Exception as exc:  # no single record's (those are dead letters): the batch comes again
+            decoded, failure = Decoded(), exc
+        previous, self._writing = self._writing, None
+        if previous is not None:
+            rewound = await previous
+            if rewound is not None:  # the previous batch failed and rewound its partitions: this one comes again
+                self._rewind_also(msg, records, rewound)
+                return
+        if failure is not None:
+            await self._rewind(msg, records, failure)
+            return
+        self._writing = asyncio.create_task(self._store_and_commit(msg, records, decoded, started),
+                                            name=f"store {self.topic}")
+
+    async def _store_and_commit(self, msg: KafkaMessage, records: Sequence[ConsumerRecord], decoded: Decoded,
+                                started: float) -> dict[TopicPartition, int] | None:
+        """Store a decoded batch, then commit exactly its offsets. Returns None, or the first offsets its
+        partitions were rewound to when it failed (the batch is redelivered)."""
+        try:
+            await self.store_decoded(records, decoded)
+        except Exception as exc:  # not one record's fault: nothing of this batch may be committed
+            return await self._rewind(msg, records, exc)
+        consumer = getattr(msg, "consumer", None)
+        if isinstance(consumer, AIOKafkaConsumer):
+            try:
+                await consumer.commit(_next_offsets(records))
+            except Exception as exc:  # a rebalance took the partitions: their new owner gets the batch again
+                log.warning("commit failed; the batch will be redelivered (stored already: idempotent)",
+                            extra={"topic": self.topic, **_error_facts(exc)})
+                return None
+        else:
+            await msg.ack()
         self.batches_committed += 1
         self.consecutive_failures = 0
-        now = time.time()  # wall time, not the Clock: the broker stamped each record with its own wall clock
-        for record in records:
-            self.metrics.event_age.labels(self.topic).observe(max(0.0, now - record.timestamp / 1000))
-        self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
-        self._observe_lag(msg, records)
+        try:
+            now = time.time()  # wall time, not the Clock: the broker stamped each record with its own wall clock
+            for record in records:
+                self.metrics.event_age.labels(self.topic).observe(max(0.0, now - record.timestamp / 1000))
+            self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
+            self._observe_lag(msg, records)
+        except Exception:  # figures only: the batch is stored and committed
+            log.exception("could not record a batch's figures", extra={"topic": self.topic})
+        return None
 
-    async def _rewind(self, msg: KafkaMessage, records: Sequence[ConsumerRecord], exc: Exception) -> None:
+    def _rewind_also(self, msg: KafkaMessage, records: Sequence[ConsumerRecord],
+                     rewound: dict[TopicPartition, int]) -> None:
+        """A batch handled after the one before it failed goes back too: each of its partitions to its own first
+        offset or to where the failed batch rewound it, whichever is earlier. It may have been fetched before that
+        rewind (the seek stands) or after it, from the rewound offset (it is the redelivery: fetched again)."""
+        consumer = getattr(msg, "consumer", None)
+        for tp, offset in _first_offsets(records).items():
+            with contextlib.suppress(Exception):  # revoked: its new owner starts from the last commit
+                consumer.seek(tp, min(offset, rewound.get(tp, offset)))  # type: ignore[union-attr]
+
+    async def drain(self, timeout: float) -> None:
+        """Let the batch being written finish and commit (on shutdown, before the consumer closes)."""
+        if self._writing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writing), timeout)
+
+    async def _rewind(self, msg: KafkaMessage, records: Sequence[ConsumerRecord],
+                      exc: Exception) -> dict[TopicPartition, int]:
         """Seek every partition of a failed batch back to its first record, so the next fetch delivers the batch
         again: the next successful commit can then never cover records that were not processed."""
         first = _first_offsets(records)
@@ -235,7 +310,7 @@ class EventConsumer:
             except Exception:  # revoked in a rebalance: its new owner starts from the last commit, before this batch
                 log.warning("could not rewind a partition", extra={"topic": tp.topic, "partition": tp.partition})
         if isinstance(exc, ConsumerStopping) or self.stopping.is_set():
-            return
+            return first
         self.consecutive_failures += 1
         self.metrics.batch_failures.labels(self.topic).inc()
         # The exponent is capped: a failure that lasts for days must not overflow the delay computation.
@@ -245,6 +320,7 @@ class EventConsumer:
                          "rewound_to": {str(tp.partition): offset for tp, offset in first.items()},
                          "consecutive_failures": self.consecutive_failures, "retry_in_s": delay})
         await self._pause(delay)
+        return first
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -254,31 +330,51 @@ class EventConsumer:
         """Everything but the commit; public so tests and benchmarks can drive it directly.
 
         Raises only for failures that are no single record's (the caller redelivers the whole batch)."""
-        events: list[Event] = []
-        documents: dict[tuple[str, str], dict[str, Any]] = {}
-        origin: dict[tuple[str, str], ConsumerRecord] = {}
-        dead: list[DeadLetter] = []
+        await self.store_decoded(records, self.decode(records))
+
+    def decode(self, records: Sequence[ConsumerRecord]) -> Decoded:
+        """Parse, validate and prepare every record (CPU only, no I/O): the valid events, one per (source, id),
+        and the dead letters."""
+        decoded = Decoded()
         for record in records:
-            try:
-                event, document = self._decode(record)
-            except TRANSIENT_ERRORS:
-                raise
-            except EventError as err:
-                dead.append(DeadLetter(record, err))
-                continue
-            except Exception as exc:  # any other failure of one record is that record's, never its batch's
-                name = type(exc).__name__
-                dead.append(DeadLetter(record, EventError(
-                    UNPROCESSABLE, f"{name}: the record could not be decoded, validated or prepared"), exception=name))
-                continue
-            # Duplicates inside one batch are one event (CloudEvents: same source+id = same event); the same key
-            # with other content is a conflict, and the first one in the batch wins, as the first stored does.
-            if event.key not in origin:
-                origin[event.key] = record
-                documents[event.key] = document
-                events.append(event)
-            elif document[CONTENT_HASH_FIELD] != documents[event.key][CONTENT_HASH_FIELD]:
-                dead.append(DeadLetter(record, id_conflict(event), event=event))
+            self._decode_into(decoded, record)
+        return decoded
+
+    async def decode_interleaved(self, records: Sequence[ConsumerRecord]) -> Decoded:
+        """`decode`, yielding to the event loop every few records: the batch being written meanwhile gets its
+        database replies handled and sends its next command."""
+        decoded = Decoded()
+        for i, record in enumerate(records):
+            if i and i % _DECODE_SLICE == 0:
+                await asyncio.sleep(0)
+            self._decode_into(decoded, record)
+        return decoded
+
+    def _decode_into(self, decoded: Decoded, record: ConsumerRecord) -> None:
+        try:
+            event, document = self._decode(record)
+        except TRANSIENT_ERRORS:
+            raise
+        except EventError as err:
+            decoded.dead.append(DeadLetter(record, err))
+            return
+        except Exception as exc:  # any other failure of one record is that record's, never its batch's
+            name = type(exc).__name__
+            decoded.dead.append(DeadLetter(record, EventError(
+                UNPROCESSABLE, f"{name}: the record could not be decoded, validated or prepared"), exception=name))
+            return
+        # Duplicates inside one batch are one event (CloudEvents: same source+id = same event); the same key
+        # with other content is a conflict, and the first one in the batch wins, as the first stored does.
+        if event.key not in decoded.origin:
+            decoded.origin[event.key] = record
+            decoded.documents[event.key] = document
+            decoded.events.append(event)
+        elif document[CONTENT_HASH_FIELD] != decoded.documents[event.key][CONTENT_HASH_FIELD]:
+            decoded.dead.append(DeadLetter(record, id_conflict(event), event=event))
+
+    async def store_decoded(self, records: Sequence[ConsumerRecord], decoded: Decoded) -> None:
+        """Store a decoded batch (audit trail, the service's handler, dead letters) and count it."""
+        events, documents, origin, dead = decoded.events, decoded.documents, decoded.origin, decoded.dead
         fresh: set[tuple[str, str]] = set()
         rejected = await self._store(events, [documents[e.key] for e in events], fresh)
         dead_records = dead + [DeadLetter(origin.get(r.event.key) or _record_of(r.event, self.topic), r.error,
@@ -550,6 +646,11 @@ def _dead_letter_document(item: DeadLetter, letter: RawRecord, group: str, cause
         "cause": cause, "dead_lettered_at": now,
     }
     return doc
+
+
+def _next_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
+    """What to commit for a batch: per partition, the offset after its last record."""
+    return {tp: offset + 1 for tp, offset in _last_offsets(records).items()}
 
 
 def _last_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:

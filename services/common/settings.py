@@ -37,6 +37,8 @@ class ServiceSettings(BaseSettings):
     kafka_max_poll_interval_ms: int = Field(600_000, ge=10_000)
     kafka_consumer_group_prefix: str = "newnormal"
     consumer_max_records: int = Field(500, ge=1, le=10_000)
+    consumer_pipelined: bool = Field(True, description="decode the next batch while one is written (its offsets are "
+                                                       "still committed only after it is stored); false: one at a time")
     publish_timeout_seconds: float = Field(10.0, gt=0)
 
     # --- MongoDB ---------------------------------------------------------------------------
