@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import Timer, peak_rss_mib, running, timed_aggregate, timed_get, write_results
+from bench.harness import CpuSplit, Timer, peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.common.auth import Role, create_key
@@ -95,18 +95,19 @@ async def rolled_up(db) -> int:
     return agg[0]["n"] if agg else 0
 
 
-async def project(settings: FeedbackSettings, records, size: int, metrics_size: int) -> dict:
+async def project(settings: FeedbackSettings, records, size: int, metrics_size: int, db_pid: int | None = None) -> dict:
     app = create_app(settings, clock=lambda: NOW)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]
     async with running(app) as client:
         # Reads need a key; the programme office's reads every agency, unsuppressed (as measured before).
         client.headers["X-API-Key"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "bench")
-        t0 = time.perf_counter()
-        await publish(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, records)
-        published = time.perf_counter() - t0
-        while await rolled_up(db) < size:
-            await asyncio.sleep(0.5)
-        total = time.perf_counter() - t0
+        with CpuSplit(db_pid) as cpu:  # which bounds the run: this process (publisher, service) or the database
+            t0 = time.perf_counter()
+            await publish(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, records)
+            published = time.perf_counter() - t0
+            while await rolled_up(db) < size:
+                await asyncio.sleep(0.5)
+            total = time.perf_counter() - t0
         q30 = await timed_get(client, "/v1/experience", 10)
         q90 = await timed_get(client, f"/v1/experience?from={START.date()}&to={(NOW - timedelta(days=1)).date()}", 5)
         q_agency = await timed_get(client, f"/v1/experience?from={START.date()}&to={NOW.date()}&agency=dga", 10)
@@ -131,7 +132,7 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
         assert f"{float(metrics_size)}" in metrics_text or counted["responses"] == metrics_size
     await db.client.close()
     return {"responses": size, "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
-            "events_per_second": round(size / total, 1), "experience_default_30_days_ms": q30,
+            "events_per_second": round(size / total, 1), "cpu": cpu.report(), "experience_default_30_days_ms": q30,
             "experience_90_days_ms": q90, "experience_one_agency_ms": q_agency, "gaps_ms": gaps,
             f"metrics_scrape_ms_at_{size}": scrape_n, "responses_with_phone_redacted": redacted,
             "history_fill_seconds": round(fill.seconds, 1), "recount_seconds": round(recount.seconds, 1),
@@ -139,7 +140,7 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
             "metrics_scrape_responses": metrics_size}
 
 
-async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
+async def baseline(settings: FeedbackSettings, records, size: int, db_pid: int | None = None) -> dict:
     bootstrap = settings.kafka_bootstrap_servers
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -155,9 +156,10 @@ async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
                                           f"raw-{uuid.uuid4().hex[:6]}", timeout=3600, collection="responses",
                                           max_records=settings.consumer_max_records)
     # The same records again, keyed by _id as the project keys its documents: the stricter baseline.
-    total_id = published + await raw_consume(bootstrap, uri, settings.mongo_db + "_raw_id", RAW_TOPIC, size,
-                                             f"raw-id-{uuid.uuid4().hex[:6]}", timeout=3600, collection="responses",
-                                             max_records=settings.consumer_max_records, id_key=True)
+    with CpuSplit(db_pid) as id_keyed_cpu:
+        total_id = published + await raw_consume(bootstrap, uri, settings.mongo_db + "_raw_id", RAW_TOPIC, size,
+                                                 f"raw-id-{uuid.uuid4().hex[:6]}", timeout=3600, collection="responses",
+                                                 max_records=settings.consumer_max_records, id_key=True)
     pipeline = [{"$match": {"data.submitted_at": {"$gte": START.isoformat()}}},
                 {"$group": {"_id": {"c": "$data.channel", "a": "$data.age_group"}, "n": {"$sum": 1},
                             "s": {"$sum": "$data.satisfaction"}}}]
@@ -165,7 +167,8 @@ async def baseline(settings: FeedbackSettings, records, size: int) -> dict:
     await client.close()
     return {"responses": size, "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
             "events_per_second": round(size / total, 1), "id_keyed_end_to_end_seconds": round(total_id, 2),
-            "id_keyed_events_per_second": round(size / total_id, 1), "experience_aggregation_ms": aggregation_ms,
+            "id_keyed_events_per_second": round(size / total_id, 1), "id_keyed_cpu": id_keyed_cpu.report(),
+            "experience_aggregation_ms": aggregation_ms,
             "aggregation_rows": len(rows)}
 
 
@@ -175,9 +178,10 @@ async def main(size: int, metrics_size: int, max_records: int) -> None:
                                     kafka_consumer_group_prefix=f"bench-{uuid.uuid4().hex[:6]}", metrics_cache_seconds=0,
                                     consumer_max_records=max_records, http_port=px.free_port())
         records = generate(size)
-        raw = await baseline(settings, records, size)
+        db_pid = stack.mongo.popen.pid if stack.mongo.popen else None
+        raw = await baseline(settings, records, size, db_pid)
         print("baseline", json.dumps(raw, ensure_ascii=False), flush=True)
-        ours = await project(settings, records, size, max(metrics_size, size))
+        ours = await project(settings, records, size, max(metrics_size, size), db_pid)
         print("project", json.dumps(ours, ensure_ascii=False), flush=True)
         results = {
             "size": size, "consumer_max_records": max_records, "project": ours, "baseline": raw,

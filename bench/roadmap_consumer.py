@@ -5,7 +5,8 @@
 Starts its own Tansu and SecantusDB, produces `--size` milestone events (plans, progress reports
 out of order, reschedules, completions, re-sent duplicates) for `--milestones` milestones, then:
   * project: the platform consumer pipeline (parse + validate, audit insert, RoadmapService.handle:
-    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of 500;
+    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of 500, pipelined as the
+    service runs it (a batch decoded while the one before it is written);
   * baseline: aiokafka getmany + PyMongo insert_many(ordered=False) of the raw events into a
     collection with a unique (source, id) index, on the same broker and database;
   * watcher: rescan (overdue sweep, alert check, figures), idle sweep and next-deadline lookup
@@ -158,8 +159,20 @@ async def run(size: int, milestones: int) -> dict:
         await runtime.publisher.start()
         consumer = runtime.consumers[0]
         try:
+            writing: list[asyncio.Task] = []
+
+            async def pipelined(records):  # as the service's consumer does: decode this batch while one is written
+                decoded = await consumer.decode_interleaved(records)
+                if writing:
+                    await writing.pop()
+                writing.append(asyncio.create_task(consumer.store_decoded(records, decoded)))
+
             with CpuSplit(server_pid) as proj_cpu:
-                proj_seconds, proj_batches = await read_all(bootstrap, len(events), consumer.process)
+                proj_seconds, proj_batches = await read_all(bootstrap, len(events), pipelined)
+                with Timer() as last:  # until the last batch is stored too
+                    for task in writing:
+                        await task
+                proj_seconds += last.seconds
             stored = await runtime.db.milestones.count_documents({})
             # Watcher figures over the milestones the replay produced.
             rescans, sweeps, lookups = [], [], []

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import peak_rss_mib, running, timed_aggregate, timed_get, write_results
+from bench.harness import CpuSplit, peak_rss_mib, running, timed_aggregate, timed_get, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.common.auth import Role, create_key
@@ -59,34 +59,36 @@ def generate(path: Path, size: int, seed: int = 7) -> None:
                         rng.randrange(50, 100)])
 
 
-async def project(settings: TrainingSettings, csv_path: Path, size: int) -> dict:
+async def project(settings: TrainingSettings, csv_path: Path, size: int, db_pid: int | None = None) -> dict:
     app = create_app(settings, clock=lambda: NOW)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value())[settings.mongo_db]
     async with running(app) as client:
         # Reads need a key; the programme office's reads every agency, unsuppressed (as measured before).
         client.headers["X-API-Key"] = await create_key(db, PROGRAMME_OFFICE, Role.programme_office, "bench")
-        t0 = time.perf_counter()
-        result = (await run_import(csv_path, settings, progress=False)).as_dict()
-        published = time.perf_counter() - t0
-        expected = result["accepted"]
-        while True:
-            agg = await (await db.training_readiness.aggregate([{"$group": {"_id": None, "n": {"$sum": "$completions"}}}])).to_list()
-            if agg and agg[0]["n"] >= expected:
-                break
-            await asyncio.sleep(0.5)
-        total = time.perf_counter() - t0
+        with CpuSplit(db_pid) as cpu:  # which bounds the run: this process (import, service) or the database
+            t0 = time.perf_counter()
+            result = (await run_import(csv_path, settings, progress=False)).as_dict()
+            published = time.perf_counter() - t0
+            expected = result["accepted"]
+            while True:
+                agg = await (await db.training_readiness.aggregate([{"$group": {"_id": None, "n": {"$sum": "$completions"}}}])).to_list()
+                if agg and agg[0]["n"] >= expected:
+                    break
+                await asyncio.sleep(0.5)
+            total = time.perf_counter() - t0
         readiness = await timed_get(client, "/v1/readiness?fiscal_year=2569", 30)
         readiness_one = await timed_get(client, "/v1/readiness?fiscal_year=2569&agency=dga", 30)
         scrape = await timed_get(client, "/metrics", 30)
         body = (await client.get("/v1/readiness?fiscal_year=2569")).json()
     await db.client.close()
     return {"rows": size, "load_average_1m_after": round(os.getloadavg()[0], 2), "accepted": expected, "rejected": result["rejected"], "publish_seconds": round(published, 2),
-            "end_to_end_seconds": round(total, 2), "events_per_second": round(expected / total, 1),
+            "end_to_end_seconds": round(total, 2), "events_per_second": round(expected / total, 1), "cpu": cpu.report(),
             "readiness_query_ms": readiness, "readiness_query_one_agency_ms": readiness_one, "metrics_scrape_ms": scrape,
             "ready_learners_total": body["total"]["ready_learners"], "rollup_rows": len(body["rows"])}
 
 
-async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: str = "a") -> dict:
+async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: str = "a",
+                   db_pid: int | None = None) -> dict:
     bootstrap = settings.kafka_bootstrap_servers
     topic = f"{RAW_TOPIC}.{run}"
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -95,30 +97,31 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
     await admin.close()
     client = AsyncMongoClient(settings.mongo_uri.get_secret_value())
     coll = client[f"{settings.mongo_db}_raw_{run}"].completions
-    t0 = time.perf_counter()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
-    await producer.start()
-    with csv_path.open(encoding="utf-8") as f:
-        futures = []
-        for i, row in enumerate(csv.DictReader(f)):
-            doc = {"source": f"/agencies/{row['agency']}/import", "id": f"row-{i}", **row}
-            futures.append(await producer.send(topic, json.dumps(doc).encode(), key=row["agency"].encode()))
-            if len(futures) >= 1000:
-                await asyncio.gather(*futures)
-                futures.clear()
-        await asyncio.gather(*futures)
-    await producer.stop()
-    published = time.perf_counter() - t0
-    total = published + await raw_consume(bootstrap, settings.mongo_uri.get_secret_value(), f"{settings.mongo_db}_raw_{run}",
-                                          topic, size, f"raw-{uuid.uuid4().hex[:6]}", timeout=3600,
-                                          collection="completions")
+    with CpuSplit(db_pid) as cpu:
+        t0 = time.perf_counter()
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+        await producer.start()
+        with csv_path.open(encoding="utf-8") as f:
+            futures = []
+            for i, row in enumerate(csv.DictReader(f)):
+                doc = {"source": f"/agencies/{row['agency']}/import", "id": f"row-{i}", **row}
+                futures.append(await producer.send(topic, json.dumps(doc).encode(), key=row["agency"].encode()))
+                if len(futures) >= 1000:
+                    await asyncio.gather(*futures)
+                    futures.clear()
+            await asyncio.gather(*futures)
+        await producer.stop()
+        published = time.perf_counter() - t0
+        total = published + await raw_consume(bootstrap, settings.mongo_uri.get_secret_value(), f"{settings.mongo_db}_raw_{run}",
+                                              topic, size, f"raw-{uuid.uuid4().hex[:6]}", timeout=3600,
+                                              collection="completions")
     pipeline = [{"$match": {"passed": "true"}},
                 {"$group": {"_id": {"a": "$agency", "c": "$competency", "l": "$learner_ref"}}},
                 {"$group": {"_id": {"a": "$_id.a", "c": "$_id.c"}, "ready": {"$sum": 1}}}]
     aggregation_ms, rows = await timed_aggregate(coll, pipeline)
     await client.close()
     return {"rows": size, "load_average_1m_after": round(os.getloadavg()[0], 2), "publish_seconds": round(published, 2), "end_to_end_seconds": round(total, 2),
-            "events_per_second": round(size / total, 1), "readiness_aggregation_ms": aggregation_ms,
+            "events_per_second": round(size / total, 1), "cpu": cpu.report(), "readiness_aggregation_ms": aggregation_ms,
             "aggregation_rows": len(rows)}
 
 
@@ -131,11 +134,12 @@ async def main(size: int) -> None:
         csv_path = tmp / "completions.csv"
         generate(csv_path, size)
         # Baseline before and after the project run: the machine is shared, so the ratio uses their mean.
-        raw_before = await baseline(settings, csv_path, size, "before")
+        db_pid = stack.mongo.popen.pid if stack.mongo.popen else None
+        raw_before = await baseline(settings, csv_path, size, "before", db_pid)
         print("baseline", json.dumps(raw_before, ensure_ascii=False))
-        ours = await project(settings, csv_path, size)
+        ours = await project(settings, csv_path, size, db_pid)
         print("project", json.dumps(ours, ensure_ascii=False))
-        raw_after = await baseline(settings, csv_path, size, "after")
+        raw_after = await baseline(settings, csv_path, size, "after", db_pid)
         print("baseline", json.dumps(raw_after, ensure_ascii=False))
         raw_eps = statistics.mean([raw_before["events_per_second"], raw_after["events_per_second"]])
         raw_query = statistics.mean([raw_before["readiness_aggregation_ms"]["median"], raw_after["readiness_aggregation_ms"]["median"]])
