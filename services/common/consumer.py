@@ -287,10 +287,7 @@ class EventConsumer:
         """A batch handled after the one before it failed goes back too: each of its partitions to its own first
         offset or to where the failed batch rewound it, whichever is earlier. It may have been fetched before that
         rewind (the seek stands) or after it, from the rewound offset (it is the redelivery: fetched again)."""
-        consumer = getattr(msg, "consumer", None)
-        for tp, offset in _first_offsets(records).items():
-            with contextlib.suppress(Exception):  # revoked: its new owner starts from the last commit
-                consumer.seek(tp, min(offset, rewound.get(tp, offset)))  # type: ignore[union-attr]
+        _seek(msg, {tp: min(offset, rewound.get(tp, offset)) for tp, offset in _first_offsets(records).items()})
 
     async def drain(self, timeout: float) -> None:
         """Let the batch being written finish and commit (on shutdown, before the consumer closes)."""
@@ -303,12 +300,7 @@ class EventConsumer:
         """Seek every partition of a failed batch back to its first record, so the next fetch delivers the batch
         again: the next successful commit can then never cover records that were not processed."""
         first = _first_offsets(records)
-        consumer = getattr(msg, "consumer", None)
-        for tp, offset in first.items():
-            try:
-                consumer.seek(tp, offset)  # type: ignore[union-attr]
-            except Exception:  # revoked in a rebalance: its new owner starts from the last commit, before this batch
-                log.warning("could not rewind a partition", extra={"topic": tp.topic, "partition": tp.partition})
+        _seek(msg, first)
         if isinstance(exc, ConsumerStopping) or self.stopping.is_set():
             return first
         self.consecutive_failures += 1
@@ -332,10 +324,10 @@ class EventConsumer:
         Raises only for failures that are no single record's (the caller redelivers the whole batch)."""
         await self.store_decoded(records, self.decode(records))
 
-    def decode(self, records: Sequence[ConsumerRecord]) -> Decoded:
+    def decode(self, records: Sequence[ConsumerRecord], into: Decoded | None = None) -> Decoded:
         """Parse, validate and prepare every record (CPU only, no I/O): the valid events, one per (source, id),
-        and the dead letters."""
-        decoded = Decoded()
+        and the dead letters (added to `into` when given)."""
+        decoded = Decoded() if into is None else into
         for record in records:
             self._decode_into(decoded, record)
         return decoded
@@ -344,10 +336,10 @@ class EventConsumer:
         """`decode`, yielding to the event loop every few records: the batch being written meanwhile gets its
         database replies handled and sends its next command."""
         decoded = Decoded()
-        for i, record in enumerate(records):
-            if i and i % _DECODE_SLICE == 0:
+        for start in range(0, len(records), _DECODE_SLICE):
+            if start:
                 await asyncio.sleep(0)
-            self._decode_into(decoded, record)
+            self.decode(records[start:start + _DECODE_SLICE], into=decoded)
         return decoded
 
     def _decode_into(self, decoded: Decoded, record: ConsumerRecord) -> None:
@@ -600,6 +592,16 @@ def _utf8(value: bytes | None) -> bytes:
         return value
     except UnicodeDecodeError:
         return value.decode("utf-8", "replace").encode("utf-8")
+
+
+def _seek(msg: KafkaMessage, offsets: dict[TopicPartition, int]) -> None:
+    """Point each partition's next fetch at its offset."""
+    consumer = getattr(msg, "consumer", None)
+    for tp, offset in offsets.items():
+        try:
+            consumer.seek(tp, offset)  # type: ignore[union-attr]
+        except Exception:  # revoked in a rebalance: its new owner starts from the last commit, before this batch
+            log.warning("could not rewind a partition", extra={"topic": tp.topic, "partition": tp.partition})
 
 
 def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
