@@ -29,7 +29,7 @@ from services.common.http_ingest import PROBLEM, Ingestor, events_router, proble
 from services.common.kafka import EventPublisher, ensure_topics, make_broker
 from services.common.loops import Step, run_every
 from services.common.metrics import PlatformMetrics, SnapshotCollector
-from services.common.mongo import ensure_platform_indexes, make_client, retry_transient
+from services.common.mongo import TRANSIENT_ERRORS, ensure_platform_indexes, make_client, retry_transient
 from services.common.settings import ServiceSettings
 from services.contracts import problems
 from services.contracts.agencies import get_registry
@@ -214,6 +214,15 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
     async def input_problem(request: Request, exc: EventError) -> JSONResponse:
         # A rule of the contracts refused the input (a date range, an agency code): 400 with its reason.
         return problem(400, exc.reason, exc.detail)
+
+    @app.exception_handler(Exception)
+    async def internal_problem(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, never the client's input (that is a 4xx above): the client gets a problem document like every
+        # other answer, without the exception's text; Starlette logs the traceback after this answer.
+        if isinstance(exc, TRANSIENT_ERRORS):
+            return problem(503, "database_unavailable", "the database did not answer: retry later",
+                           headers={"Retry-After": "5"})
+        return problem(500, "internal_error", "the service failed on this request; it is logged")
 
     @app.get("/healthz", tags=["platform"], summary="Process alive")
     async def healthz() -> dict[str, str]:

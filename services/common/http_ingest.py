@@ -194,8 +194,8 @@ async def read_json(request: Request, limit: int, *, max_items: int | None = Non
                              f"({safejson.CONTAINERS_PER_ITEM} per item): nested too deep or padded")
         except safejson.JsonTooDeep:
             answer = problem(400, "json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels")
-        except ValueError:
-            answer = problem(400, "invalid_json", "the request body is not valid UTF-8 JSON")
+        except ValueError as exc:
+            answer = problem(400, "invalid_json", f"the request body: {safejson.describe(exc)}")
     if headers:
         answer.headers.update(headers)
     return answer

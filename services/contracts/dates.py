@@ -18,7 +18,7 @@ import functools
 import types
 import typing
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator
@@ -67,6 +67,10 @@ def _gregorian_date(value: date) -> date:
 
 def _gregorian_datetime(value: datetime) -> datetime:
     _year_rule(value.year)
+    try:
+        value.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no date arithmetic survives it
+    except (OverflowError, ValueError):
+        raise PydanticCustomError(DATE_OUT_OF_RANGE, "is out of range once converted to UTC") from None
     return value
 
 

@@ -379,7 +379,11 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
         if not obj.get(name):
             raise EventError("missing_attribute", f"required CloudEvents attribute {name!r} is missing",
                              event_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
-    size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
+    try:
+        size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
+    except UnicodeEncodeError:  # an item of a batch, read with its neighbours: refused alone
+        raise EventError("invalid_json", safejson.NOT_UNICODE, event_id=_str_attr(obj, "id"),
+                         source=_str_attr(obj, "source")) from None
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
     if obj["specversion"] != "1.0":
@@ -448,9 +452,9 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
         return [_binary_http(headers, body, allowed_types, received_at)]
     try:
         if mode == "batch" and max_events is not None:
-            payload = safejson.loads_bounded(body, max_items=max_events)
+            payload = safejson.loads_bounded(body, max_items=max_events, unicode=False)
         else:
-            payload = safejson.loads(body)
+            payload = safejson.loads(body, unicode=mode != "batch")
     except safejson.TooManyItems:
         raise EventError("too_many_events", f"at most {max_events} events per request") from None
     except safejson.TooComplex as exc:
@@ -458,8 +462,8 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
                          f"({safejson.CONTAINERS_PER_ITEM} per event): nested too deep or padded") from None
     except safejson.JsonTooDeep:
         raise EventError("json_too_deep", f"the JSON nests deeper than {safejson.MAX_DEPTH} levels") from None
-    except ValueError:
-        raise EventError("invalid_json", "the request body is not valid UTF-8 JSON") from None
+    except ValueError as exc:
+        raise EventError("invalid_json", f"the request body: {safejson.describe(exc)}") from None
     if mode == "batch":
         if not isinstance(payload, list):
             raise EventError("invalid_batch", "a batched request must be a JSON array of events")
@@ -493,7 +497,9 @@ def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collect
     if not lower.get("ce-time") and received_at is not None:  # else the SDK stamps the system clock
         lower["ce-time"] = _iso(received_at)
     try:
-        sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _FORMAT)
+        sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _SAFE_FORMAT)
+    except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+        return EventError("invalid_json", f"the body: {safejson.describe(exc)}", event_id=event_id)
     except Exception:
         return EventError("invalid_cloudevent", "the ce-* headers or the body could not be read as a CloudEvent",
                           event_id=event_id)
@@ -532,9 +538,8 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
             hdrs["ce_time"] = _iso(received_at).encode()
         try:
             sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _SAFE_FORMAT)
-        except safejson.JsonTooDeep:
-            raise EventError("invalid_data", f"data nests deeper than {safejson.MAX_DEPTH} levels",
-                             event_id=attrs.get("id")) from None
+        except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+            raise EventError("invalid_data", f"data: {safejson.describe(exc)}", event_id=attrs.get("id")) from None
         except Exception as exc:
             # The SDK's messages can quote the record (a dead letter keeps this text): name the error class only.
             raise EventError("invalid_cloudevent", f"the CloudEvents Kafka binding refused the record ({type(exc).__name__})",
@@ -542,10 +547,11 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
         return _from_sdk(sdk_event, allowed_types, received_at)
     try:
         obj = safejson.loads(value)
-    except safejson.JsonTooDeep:
-        raise EventError("invalid_json", f"record value nests deeper than {safejson.MAX_DEPTH} levels") from None
-    except ValueError:  # UnicodeDecodeError included
-        raise EventError("invalid_json", "record value is not JSON and carries no ce_ headers") from None
+    except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+        raise EventError("invalid_json", f"the record value: {safejson.describe(exc)}") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise EventError("invalid_json", f"the record value: {safejson.describe(exc)} (and the record "
+                         "carries no ce_ headers)") from None
     return _structured_object(obj, allowed_types, value, received_at=received_at)
 
 
@@ -557,7 +563,7 @@ class _SafeJSONFormat(JSONFormat):
         if body and re.match(JSONFormat.JSON_CONTENT_TYPE_PATTERN, datacontenttype or self.DEFAULT_CONTENT_TYPE):
             try:
                 return safejson.loads(body)
-            except safejson.JsonTooDeep:
+            except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode):
                 raise
             except ValueError:
                 pass

@@ -4,12 +4,19 @@ The standard library's decoder recurses once per nesting level: a value nested 5
 RecursionError, not ValueError, and one nested a few hundred deep decodes but later breaks pydantic
 and BSON (MongoDB refuses documents nested over 100 levels). `loads` turns both into `JsonTooDeep`,
 a ValueError, so every caller that already refuses malformed JSON refuses these the same way.
+
+What RFC 8259 leaves to the reader is refused too, each with its own ValueError: `NaN`, `Infinity` and numbers too
+large for a float (a stored infinity or NaN would make our own answers invalid JSON), integers over 4,300 digits
+(Python's limit), and strings holding an unpaired UTF-16 surrogate (`"\\ud800"`: no Unicode text, and no
+UTF-8 encoder, BSON's included, can write it). `describe` says what was wrong in words a client can act on.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from typing import Any
 
 # Deep enough for any event, statement or form we accept (xAPI statements nest about 8 levels),
@@ -21,16 +28,97 @@ class JsonTooDeep(ValueError):
     """The JSON nests deeper than the limit (or deeper than the decoder can recurse)."""
 
 
-def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """`json.loads` that refuses values nested deeper than `max_depth` with `JsonTooDeep`.
+class NotJsonNumber(ValueError):
+    """`NaN`, `Infinity`, a float beyond the double range, or an integer over Python's 4,300 digits."""
 
-    Malformed JSON raises `ValueError` as `json.loads` does (UnicodeDecodeError is a ValueError too)."""
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels") from None
-    check_depth(value, max_depth)
+
+class NotUnicode(ValueError):
+    """A string (or an object's key) holds an unpaired UTF-16 surrogate."""
+
+
+NOT_UNICODE = "a string holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): it is not Unicode text"
+
+
+def _constant(name: str) -> Any:
+    raise NotJsonNumber(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotJsonNumber("a number is beyond the range of a double (about 1.8e308)")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
+# A surrogate can only come from a \uD800-\uDFFF escape or from bytes that encode one (which json.loads lets
+# through): where neither appears, which is nearly always, the decoded value is not walked.
+_SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # after decoding, every pair is one character: what is left is unpaired
+
+
+def _text(data: bytes | bytearray | str) -> str:
+    if isinstance(data, bytes | bytearray):
+        # What json.loads does with bytes: RFC 8259 encodings, lone surrogates kept to be refused as NotUnicode.
+        return bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+    return data
+
+
+def _decode(decode: Any, *args: Any) -> Any:
+    try:
+        return decode(*args)
+    except RecursionError:
+        raise JsonTooDeep(f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except (json.JSONDecodeError, NotJsonNumber):
+        raise
+    except ValueError as exc:
+        if "digits" not in str(exc):
+            raise
+        # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        raise NotJsonNumber(f"an integer has more than {sys.get_int_max_str_digits()} digits") from None
+
+
+def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH, unicode: bool = True) -> Any:
+    """`json.loads` that refuses values nested deeper than `max_depth` with `JsonTooDeep`, what is no JSON
+    number with `NotJsonNumber` and (unless `unicode=False`: the caller judges each item) unpaired surrogates with
+    `NotUnicode`. Malformed JSON raises `ValueError` as `json.loads` does (UnicodeDecodeError is one too)."""
+    text = _text(data)
+    value = _decode(_DECODER.decode, text)
+    check_depth(value, max_depth)
+    if unicode:
+        check_unicode(value, text)
+    return value
+
+
+def check_unicode(value: Any, text: str | None = None) -> None:
+    """Raise `NotUnicode` if a string or key of a decoded value holds an unpaired surrogate. `text`: the JSON it was
+    decoded from, when known (the value is walked only if the text could hold one)."""
+    if text is not None and not _SURROGATE_HINT.search(text):
+        return
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise NotUnicode(NOT_UNICODE)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def describe(exc: ValueError) -> str:
+    """What was wrong with a refused body, for a 400 or a dead letter: never a quote of the input."""
+    if isinstance(exc, JsonTooDeep):
+        return f"the JSON nests deeper than {MAX_DEPTH} levels"
+    if isinstance(exc, NotJsonNumber | NotUnicode | TooManyItems | TooComplex):
+        return str(exc)
+    if isinstance(exc, json.JSONDecodeError):  # its message names the position, not the text
+        return f"invalid JSON, {exc.msg[:1].lower()}{exc.msg[1:]} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid {exc.encoding.upper()} at byte {exc.start}"
+    return "not valid UTF-8 JSON"
 
 
 def check_depth(value: Any, max_depth: int = MAX_DEPTH) -> None:
@@ -71,29 +159,24 @@ class TooComplex(ValueError):
 # xAPI statement has a dozen or two. Budgeting them per item bounds what decoding a body can cost at about
 # 12 bytes of memory per byte of body, instead of 24 for a body of nothing but `{},{},...`.
 CONTAINERS_PER_ITEM = 64
-_DECODER = json.JSONDecoder()
 _WS = re.compile(r"[ \t\n\r]*")
 
 
 def loads_bounded(data: bytes | bytearray | str, *, max_items: int, max_depth: int = MAX_DEPTH,
-                  max_containers: int | None = None) -> Any:
+                  max_containers: int | None = None, unicode: bool = True) -> Any:
     """`loads`, but a top-level array is decoded one item at a time and refused with `TooManyItems` as soon as
     it holds more than `max_items`: a body of millions of tiny items costs `max_items` decoded values, not
     millions (`[0,0,...]` of 4.8 MB cost the feedback service 2 GB and 17 s when counted after decoding).
 
     Before anything is decoded, `{` and `[` are counted (inside strings too: an over-count only refuses
     sooner) against `max_containers` (default `CONTAINERS_PER_ITEM` per item): `TooComplex` beyond."""
-    if isinstance(data, bytes | bytearray):
-        # What json.loads does with bytes: RFC 8259 encodings, lone surrogates kept for the decoder to judge.
-        text = bytes(data).decode(json.detect_encoding(data), "surrogatepass")
-    else:
-        text = data
+    text = _text(data)
     budget = max_containers if max_containers is not None else (max_items + 1) * CONTAINERS_PER_ITEM
     if text.count("{") + text.count("[") > budget:
         raise TooComplex(budget)
     pos = _WS.match(text, 0).end()
     if not text.startswith("[", pos):
-        return loads(text, max_depth=max_depth)
+        return loads(text, max_depth=max_depth, unicode=unicode)
     items: list[Any] = []
     pos = _WS.match(text, pos + 1).end()
     if text.startswith("]", pos):
@@ -102,10 +185,7 @@ def loads_bounded(data: bytes | bytearray | str, *, max_items: int, max_depth: i
         while True:
             if len(items) >= max_items:
                 raise TooManyItems(max_items)
-            try:
-                item, pos = _DECODER.raw_decode(text, pos)
-            except RecursionError:
-                raise JsonTooDeep(f"JSON nested deeper than {max_depth} levels") from None
+            item, pos = _decode(_DECODER.raw_decode, text, pos)
             check_depth(item, max_depth - 1)
             items.append(item)
             pos = _WS.match(text, pos).end()
@@ -118,4 +198,6 @@ def loads_bounded(data: bytes | bytearray | str, *, max_items: int, max_depth: i
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
     if _WS.match(text, pos).end() != len(text):
         raise json.JSONDecodeError("Extra data", text, pos)
+    if unicode:
+        check_unicode(items, text)
     return items

@@ -173,6 +173,9 @@ def hostile_roadmap() -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
         (b"dga", json.dumps(cloudevent(planned, milestone("H-inf"), agency="dga")).replace('"weight": 2', '"weight": 1e400')
          .encode(), STRUCTURED),                                                             # a number that is infinity
         structured(cloudevent(planned, milestone("H-big", weight=10**40), agency="dga")),    # a huge integer
+        (b"dga", json.dumps(cloudevent(planned, milestone("H-sur", title_th="ระบบ\ud800"), agency="dga")).encode(),
+         STRUCTURED),                                                                        # an unpaired surrogate
+        binary(json.dumps(milestone("H-bin-sur", title_th="\udfff")).encode(), "H-bin-sur", planned),  # same, binary
         structured(cloudevent(planned, milestone("H-time"), agency="dga", time="9999-12-31T23:00:00-12:00")),
         structured(cloudevent(planned, [1, 2, 3], agency="dga")),                            # data not an object
         (b"dga", b"null", STRUCTURED),
@@ -209,6 +212,11 @@ async def test_hostile_mix_on_roadmap_events(settings_for):
             assert await db.events.count_documents({"id": {"$nin": ids + [far["id"]]}}) == 0
             reasons = Counter(header(r, "dlq-reason") for r in dead)
             assert reasons["invalid_json"] >= 4 and reasons["invalid_data"] >= 6, reasons
+            # Not JSON numbers and not Unicode: refused in words, whichever mode carried them.
+            for eid, words in (("H-nan", "NaN is not a JSON number"), ("H-inf", "range of a double"),
+                               ("H-sur", "surrogate"), ("H-bin-sur", "surrogate")):
+                [letter] = [r for r in dead if f'"{eid}"'.encode() in r.value]
+                assert words in header(letter, "dlq-detail"), (eid, header(letter, "dlq-detail"))
             await _alive(settings, client, db, topics.ROADMAP_EVENTS,
                          cloudevent(planned, milestone("M-later"), agency="dga"))
             assert await metric(client, "newnormal_consumer_batch_failures_total") == 0

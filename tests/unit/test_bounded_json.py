@@ -17,7 +17,7 @@ from services.contracts.envelope import BATCH, STRUCTURED, EventError, http_mode
 ZEROS = b"[" + b"0," * 2_400_000 + b"0]"  # the 4.8 MB body of the issue
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
     max_leaves=20,
 )
@@ -151,3 +151,42 @@ def test_unknown_media_type_is_refused_from_headers():
     with pytest.raises(EventError) as info:
         http_mode({"content-type": "text/plain"})
     assert info.value.reason == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(("body", "error", "words"), [
+    (b'{"a": NaN}', safejson.NotJsonNumber, "NaN is not a JSON number"),
+    (b'[1, Infinity]', safejson.NotJsonNumber, "Infinity is not a JSON number"),
+    (b'{"a": -Infinity}', safejson.NotJsonNumber, "-Infinity is not a JSON number"),
+    (b'{"a": 1e400}', safejson.NotJsonNumber, "range of a double"),
+    (b'{"a": -2.5E+999}', safejson.NotJsonNumber, "range of a double"),
+    (b'{"a": ' + b"9" * 5000 + b"}", safejson.NotJsonNumber, "4300 digits"),
+    (b'{"a": "\\ud800"}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),
+    (b'{"a": "\\uDFFF\\uD800"}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # a pair in the wrong order
+    (b'{"\\udc00": 1}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # in a key
+    (b'{"a": ["x", {"b": "\\ud83d"}]}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # nested
+    ('{"a": "\ud800"}'.encode("utf-8", "surrogatepass"), safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # raw bytes
+    (b'{"a": 1,}', json.JSONDecodeError, "invalid JSON, expecting property name"),
+    (b'\xff{}', ValueError, "invalid UTF-8 at byte 0"),
+])
+def test_what_json_leaves_to_the_reader_is_refused_in_words(body, error, words):
+    for read in (safejson.loads, lambda b: safejson.loads_bounded(b, max_items=10)):
+        with pytest.raises(error) as info:
+            read(body)
+        assert words in safejson.describe(info.value)
+
+
+@pytest.mark.parametrize("body", [b'{"a": "\\ud83d\\ude00 \\u0e01"}', '{"a": "😀 ก"}'.encode(), b'{"a": 1.7e308, "b": -0.0}',
+                                  b'{"a": "\\\\ud800"}', b'{"a": ' + b"9" * 4300 + b"}"])
+def test_valid_json_near_those_edges_is_read(body):
+    assert safejson.loads(body) == json.loads(body)
+
+
+def test_an_unpaired_surrogate_refuses_only_its_own_event_in_a_batch():
+    good = {"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/t", "type": "training.target.set",
+            "agency": "dga", "data": {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
+                                      "headcount": 1}}
+    bad = {**good, "id": "e-2", "data": {**good["data"], "note": "x\ud800"}}
+    results = parse_http(BATCH_HEADERS, json.dumps([bad, good]).encode(), max_events=500)
+    assert isinstance(results[0], EventError) and results[0].reason == "invalid_json"
+    assert "surrogate" in results[0].detail and results[0].event_id == "e-2"
+    assert not isinstance(results[1], EventError)

@@ -246,3 +246,11 @@ def test_the_plan_importer_converts_buddhist_era_and_refuses_rows_outside_the_ho
     assert [(e.line, e.reason) for e in plan.errors] == [(4, "date_out_of_range")]
     narrow = parse_text(csv_text, "csv", window=DateWindow(date(2020, 1, 1), date(2026, 1, 1)))
     assert sorted(e.line for e in narrow.errors) == [2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+14:00", "0001-01-01T05:00:00+05:01", "0001-01-01T00:00:00+00:01"])
+def test_an_instant_before_year_one_in_utc_is_out_of_range_not_a_crash(value):
+    # Valid ISO 8601 text whose UTC is before 0001-01-01: comparing or converting it overflows, so the static rule
+    # refuses it (it was `unprocessable`, with no hint of what was wrong).
+    data = {**response(NOW), "submitted_at": value}
+    assert refusal("feedback.response.submitted", data) == "date_out_of_range"
