@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI, get_asyncapi_html
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -185,7 +186,8 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=version, lifespan=lifespan,
+                  dependencies=[Depends(known_query_parameters)])
     app.state.runtime = runtime
 
     @app.exception_handler(StarletteHTTPException)
@@ -262,6 +264,34 @@ def mount_event_intake(app: FastAPI, runtime: Runtime, allowed_types: Iterable[s
     ingestor = runtime.intake = runtime.ingestor(allowed_types, prepare)
     app.include_router(events_router(ingestor, runtime.auth))
     return ingestor
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+async def known_query_parameters(request: Request) -> None:
+    """A parameter a JSON API route does not take is a mistake, answered 400 `unknown_parameter`: ignored, a
+    misspelt filter (`?agnecy=rd`) or one a route does not have (`/v1/summary?agency=rd`) would be answered with
+    other data than the client asked for. Pages (HTML, links in messages) and xAPI (its own rule) are left alone."""
+    route = request.scope.get("route")
+    if not request.url.path.startswith("/v1/") or not isinstance(route, APIRoute) or not request.query_params:
+        return
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = _QUERY_NAMES[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        takes = ", ".join(sorted(names)) or "no parameters"
+        raise StarletteHTTPException(400, detail={"reason": "unknown_parameter", "detail": (
+            f"{route.path} does not take {unknown[0][:40]!r}; it takes {takes}")})
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route declares, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def _reason(status: int) -> str:

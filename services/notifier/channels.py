@@ -218,10 +218,11 @@ class SlackChannel(_HttpChannel):
 
     def encode(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
         m = delivery.message
-        fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in m.facts[:10]]
+        fields = [{"type": "mrkdwn", "text": f"*{slack_escape(label)}*\n{slack_escape(value)}"}
+                  for label, value in m.facts[:10]]
         blocks: list[dict[str, Any]] = [
             {"type": "header", "text": {"type": "plain_text", "text": m.title[:150], "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": m.text[:SLACK_SECTION_LIMIT]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(m.text)[:SLACK_SECTION_LIMIT]}},
         ]
         if fields:
             blocks.append({"type": "section", "fields": fields})
@@ -231,8 +232,15 @@ class SlackChannel(_HttpChannel):
                             "text": {"type": "plain_text", "text": "รับทราบ · Acknowledge"}})
         buttons.append({"type": "button", "text": {"type": "plain_text", "text": "แดชบอร์ด · Dashboard"}, "url": m.link})
         blocks.append({"type": "actions", "elements": buttons})
-        body = {"text": m.title, "blocks": blocks}
+        body = {"text": slack_escape(m.title), "blocks": blocks}
         return json.dumps(body, ensure_ascii=False).encode(), {}
+
+
+def slack_escape(text: str) -> str:
+    """Agency text (a milestone's title, a reason) as Slack mrkdwn shows it, never as its control sequences:
+    `<!channel>` would ping a whole channel, `<https://x|ยืนยัน>` disguise a link, `<@U123>` mention someone.
+    Slack's rule: escape exactly &, < and > (plain URLs are still linked)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class TeamsChannel(_HttpChannel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -38,6 +39,21 @@ class Message:
     facts: list[tuple[str, str]] = field(default_factory=list)  # label (Thai / English) -> value
     severity: str = "warning"
     ack_url: str | None = None       # the recipient's personal acknowledge link (missed / at-risk milestones)
+
+    def __post_init__(self) -> None:
+        # Subject and title are one line whatever the agency typed into a milestone's title: a line break there
+        # made the e-mail header unwritable (the owner was never told) and would break a chat title's layout.
+        object.__setattr__(self, "subject", one_line(self.subject))
+        object.__setattr__(self, "title", one_line(self.title))
+        object.__setattr__(self, "facts", [(one_line(k), one_line(v)) for k, v in self.facts])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+
+
+def one_line(text: str) -> str:
+    """Line breaks and other control characters as one space each run."""
+    return _CONTROL.sub(" ", text)
 
 
 class Renderer:

@@ -15,6 +15,7 @@ keyed hash (see `domain.learner_hash`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -473,6 +474,10 @@ def parse_timestamp(ts: Any, where: str) -> datetime:
         raise StatementError("malformed_statement", f"{where} {ts[:40]!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise StatementError("malformed_statement", f"{where} needs a timezone offset")
+    try:
+        moment.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no comparison or query survives it
+    except (OverflowError, ValueError):
+        raise StatementError("malformed_statement", f"{where} is out of range once converted to UTC") from None
     return moment
 
 
@@ -828,18 +833,24 @@ def encode_cursor(q: StatementQuery, after: tuple[datetime, str]) -> str:
 
 
 def decode_cursor(token: str) -> StatementQuery:
+    """The query a `more` cursor stands for. The cursor is the client's text (base64url JSON, unsigned): its filters
+    pass the very checks of the query parameters (`parse_query`), so a crafted one is refused like a bad query,
+    never turned into a database filter (an object where an IRI belongs) or a date nothing can compare with."""
     try:
         state = safejson.loads(b64url.decode(token))
-        after = state["after"]
+        params = {name: state[name] for name in ("verb", "activity", "since", "until", "registration", "format")
+                  if state[name] is not None}
         if state["agent"] is not None:
-            _agent(state["agent"], "agent")
-        return StatementQuery(
-            state["agent"], state["verb"], state["activity"],
-            datetime.fromisoformat(state["since"]) if state["since"] else None,
-            datetime.fromisoformat(state["until"]) if state["until"] else None,
-            max(1, min(int(state["limit"]), MAX_LIMIT)), bool(state["ascending"]),
-            (datetime.fromisoformat(after[0]), str(after[1])), state["registration"], bool(state["related"][0]),
-            bool(state["related"][1]), state["format"] if state["format"] in ("exact", "ids", "canonical") else "exact")
+            params["agent"] = json.dumps(state["agent"])
+        if type(state["limit"]) is not int or not all(type(v) is bool for v in (state["ascending"], *state["related"])):
+            raise ValueError("limit, ascending, related")
+        params |= {"limit": str(state["limit"]), "ascending": str(state["ascending"]).lower(),
+                   "related_activities": str(state["related"][0]).lower(),
+                   "related_agents": str(state["related"][1]).lower()}
+        after = state["after"]
+        if not all(isinstance(v, str) for v in (*params.values(), *after)) or len(after) != 2:
+            raise ValueError("a value of the wrong type")
+        return dataclasses.replace(parse_query(params), after=(parse_timestamp(after[0], "after"), after[1]))
     except Exception:  # anything not made by encode_cursor
         raise StatementError("invalid_parameter", "more is not a cursor this LRS issued") from None
 

@@ -134,6 +134,12 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["office"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["dga"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], **r[3]}, keys["office"]), 400, "invalid_request")
+    # A parameter the route does not take (misspelt, or a filter it has not) is refused, not ignored: ignored, it
+    # would answer with other data than asked for (an agency key's own summary for `?agency=rd`).
+    for routes in (READS, PLAIN_READS):
+        same(await reads(lambda r: {**r[2], "agnecy": "rd"}, keys["dga"], routes), 400, "unknown_parameter")
+    same({"roadmap /v1/summary": await http["roadmap"].get("/v1/summary", params={"agency": "rd"},
+                                                           headers={"X-API-Key": keys["dga"]})}, 400, "unknown_parameter")
 
     # --- an agency named in a path that the registry does not hold: 404 (reports answers with its HTML page)
     path_answers = {"feedback": await http["feedback"].get("/survey/atlantis"),

@@ -218,6 +218,25 @@ async def test_slack_and_teams_shapes():
     assert {"title": "กำหนดเสร็จ / Due", "value": "30 ก.ย. 2569"} in facts
 
 
+async def test_agency_text_never_becomes_slack_control_sequences():
+    # A milestone title is the agency's text: in mrkdwn, `<!channel>` pings everyone and `<url|label>` hides a link.
+    crafted = {**ALERT_DOC, "alert": {**ALERT_DOC["alert"], "title_th": "<!channel> ด่วน <https://evil.test|ยืนยัน> & <@U1>",
+                                      "title_en": "<!here>"}}
+    message = Renderer("https://dash.example").render(crafted)
+    seen: list[httpx.Request] = []
+    async with client_answering(200, seen) as client:
+        await SlackChannel(client, settings()).send(Delivery("abc", crafted["key"], "https://hooks.slack.test/x", message,
+                                                             {"kind": "alert"}))
+    body = json.loads(seen[0].content)
+    mrkdwn = [body["text"], *(b["text"]["text"] for b in body["blocks"] if b["type"] == "section" and "text" in b),
+              *(f["text"] for b in body["blocks"] for f in b.get("fields", []))]
+    assert any("&lt;!channel&gt;" in t for t in mrkdwn), mrkdwn
+    for text in mrkdwn:
+        assert "<!" not in text and "<http" not in text and "<@" not in text, text
+        assert "& " not in text  # a bare & is escaped too (Slack's rule: &, < and >)
+    assert body["blocks"][0]["text"]["type"] == "plain_text" and "<!channel>" in body["blocks"][0]["text"]["text"]
+
+
 async def test_line_push_request_and_retry_key_conflict_counts_as_delivered():
     seen: list[httpx.Request] = []
     async with client_answering(200, seen) as client:
@@ -266,3 +285,15 @@ def test_operational_message():
     message = Renderer("https://dash.example").render(doc)
     assert message.subject.startswith("🔥 การแจ้งเตือนระบบ: NewnormalServiceDown")
     assert "เริ่มเมื่อ 25 พ.ย. 2569 10:00 น." in message.text and "job=roadmap" in message.text
+
+
+def test_a_line_break_in_a_milestone_title_still_makes_a_sendable_email():
+    # The title is the agency's text and the contract lets it hold line breaks; as a Subject they made the header
+    # unwritable, so the delivery raised on every attempt and the owner was never told.
+    crafted = {**ALERT_DOC, "alert": {**ALERT_DOC["alert"], "title_th": "ระบบ\r\nBcc: evil@x.test\r\n\r\nตัวจดหมาย",
+                                      "title_en": "a\u2028b"}}
+    message = Renderer("https://dash.example").render(crafted)
+    msg = EmailChannel(settings()).build(Delivery("abc", crafted["key"], "pmo@opdc.go.th", message, {"kind": "alert"}))
+    parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert parsed["Bcc"] is None and parsed["To"] == "pmo@opdc.go.th"
+    assert "ระบบ Bcc: evil@x.test ตัวจดหมาย" in parsed["Subject"] and "\n" not in parsed["Subject"]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
 from ledger_fakes import MemoryLedgerStore
 
+from services.common import b64url
 from services.contracts.training import TrainingCompletionVoided
 from services.training import domain, xapi
 from services.training.adapters import counting_ledger
@@ -172,6 +174,17 @@ def test_stored_statements_hold_no_address_and_query_parsing():
             xapi.parse_query(bad)
     with pytest.raises(xapi.StatementError):
         xapi.decode_cursor("not-a-cursor")
+    # The cursor is the client's text: a crafted one is refused as a bad query would be, never turned into a
+    # database filter or a date nothing compares with (year 1 at +14:00 was a 500 as `since`).
+    issued = json.loads(b64url.decode(xapi.encode_cursor(q, (NOW, SID)).split("more=", 1)[1]))
+    for crafted in ({"verb": {"$ne": None}}, {"since": "0001-01-01T00:00:00+14:00"}, {"until": "2026-01-01T00:00:00"},
+                    {"limit": True}, {"limit": "5"}, {"ascending": 1}, {"after": ["0001-01-01T00:00:00+14:00", SID]},
+                    {"after": [NOW.isoformat(), {"$gt": ""}]}, {"registration": "x"}, {"format": {"a": 1}},
+                    {"agent": {"mbox": {"$regex": "."}}}):
+        with pytest.raises(xapi.StatementError, match="more is not a cursor"):
+            xapi.decode_cursor(b64url.encode(json.dumps({**issued, **crafted}).encode()))
+    with pytest.raises(xapi.StatementError, match="out of range"):
+        xapi.parse_query({"since": "0001-01-01T00:00:00+14:00"})
 
 
 SUB = {"id": "6f3c1a52-2b7e-4c55-9a0e-7d1f2f0e9b11",
