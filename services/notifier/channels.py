@@ -254,11 +254,14 @@ class TeamsChannel(_HttpChannel):
         card = {
             "type": "AdaptiveCard", "version": "1.4",
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            # Title and text hold the agency's words (a milestone's title): TextRuns show them as typed, where a
+            # TextBlock would read them as Markdown (`[ยืนยัน](https://evil.test)` a disguised link).
             "body": [
-                {"type": "TextBlock", "text": m.title, "weight": "Bolder", "size": "Medium", "wrap": True,
-                 "color": "Attention" if m.severity == "critical" else "Default"},
+                {"type": "RichTextBlock", "inlines": [
+                    {"type": "TextRun", "text": m.title, "weight": "Bolder", "size": "Medium",
+                     "color": "Attention" if m.severity == "critical" else "Default"}]},
                 {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in m.facts]},
-                {"type": "TextBlock", "text": m.text, "wrap": True, "isSubtle": True},
+                {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": m.text, "isSubtle": True}]},
             ],
             "actions": ([{"type": "Action.OpenUrl", "title": "รับทราบ · Acknowledge", "url": m.ack_url,
                           "style": "positive"}] if m.ack_url else [])

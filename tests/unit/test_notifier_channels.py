@@ -216,6 +216,10 @@ async def test_slack_and_teams_shapes():
     assert card["content"]["type"] == "AdaptiveCard" and card["content"]["version"] == "1.4"
     facts = next(b for b in card["content"]["body"] if b["type"] == "FactSet")["facts"]
     assert {"title": "กำหนดเสร็จ / Due", "value": "30 ก.ย. 2569"} in facts
+    # The agency's words go in TextRuns, which Teams shows as typed (a TextBlock reads Markdown: links, emphasis).
+    assert all(b["type"] != "TextBlock" for b in card["content"]["body"])
+    runs = [i["text"] for b in card["content"]["body"] if b["type"] == "RichTextBlock" for i in b["inlines"]]
+    assert runs[0].startswith("⚠️ ภารกิจเลยกำหนด") and "ระบบสารบรรณอิเล็กทรอนิกส์" in runs[0]
 
 
 async def test_agency_text_never_becomes_slack_control_sequences():
