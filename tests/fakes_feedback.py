@@ -30,10 +30,12 @@ class MemoryFeedbackRepository(FailOnDemand):
         self.ledger = counting_ledger(self.crashing, clock)
 
     # --- ResponseStore ---------------------------------------------------------------------------------------
-    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:
+    async def store(self, events: Sequence[Event],
+                    documents: Sequence[dict[str, Any]] | None = None) -> set[tuple[str, str]]:
         self._call("store")
         now = self.clock()
-        new = await self.ledger.write([{**domain.response_document(e), "stored_at": now} for e in events])
+        documents = documents if documents is not None else [domain.response_document(e) for e in events]
+        new = await self.ledger.write([{**d, "stored_at": now} for d in documents])
         return {(d["source"], d["id"]) for d in new}
 
     async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:

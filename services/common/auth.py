@@ -284,7 +284,9 @@ class ApiKeyAuth:
         if not key and auth.lower().startswith("bearer "):
             key = auth[7:].strip()
         if not key:
-            raise HTTPException(401, detail={"reason": "missing_api_key", "detail": "send the API key in X-API-Key"},
+            raise HTTPException(401, detail={"reason": "missing_api_key", "detail": (
+                "send the API key in X-API-Key or as Authorization: Bearer <key>"
+                + (" (not Basic or another scheme)" if auth.strip() else ""))},
                                 headers={"WWW-Authenticate": "Bearer"})
         principal = await self.lookup(key)
         if principal is None:

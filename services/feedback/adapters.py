@@ -41,7 +41,8 @@ class ResponseStore(Protocol):
     """What the service layer (`FeedbackService`) needs of the repository: `FeedbackRepository` over MongoDB,
     `tests/fakes_feedback.py` in memory."""
 
-    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]: ...
+    async def store(self, events: Sequence[Event],
+                    documents: Sequence[dict[str, Any]] | None = None) -> set[tuple[str, str]]: ...
 
     async def content_conflicts(self, events: Sequence[Event]) -> list[Event]: ...
 
@@ -98,11 +99,13 @@ class FeedbackRepository:
                 await self.journal.update_one({"_id": entry["_id"]}, {"$set": {"responses": ids}})
 
     # --- write path --------------------------------------------------------------------------------
-    async def store(self, events: Sequence[Event]) -> set[tuple[str, str]]:
+    async def store(self, events: Sequence[Event],
+                    documents: Sequence[dict[str, Any]] | None = None) -> set[tuple[str, str]]:
         """Store prepared feedback events idempotently and roll up the new ones; returns the (source, id)
-        keys stored for the first time."""
+        keys stored for the first time. `documents`: their `domain.response_document`s, when the caller made them."""
         now = self.clock()
-        new = await self.ledger.write([{**domain.response_document(e), "stored_at": now} for e in events])
+        documents = documents if documents is not None else [domain.response_document(e) for e in events]
+        new = await self.ledger.write([{**d, "stored_at": now} for d in documents])
         return {(d["source"], d["id"]) for d in new}
 
     async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:

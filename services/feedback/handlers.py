@@ -45,10 +45,11 @@ class FeedbackService:
         `audit=False`: the stored response is the audit record, and its keys are reported back. A response
         whose (source, id) was stored before with other content is refused `id_conflict` (the first stands:
         only newly stored responses reach the rollups)."""
-        stored = await self.repo.store(batch.events)
+        documents = [domain.response_document(e) for e in batch.events]  # redactions counted once, here
+        stored = await self.repo.store(batch.events, documents)
         batch.new_keys.update(stored)
         conflicting = await self.repo.content_conflicts([e for e in batch.events if e.key not in stored])
-        redactions = sum(sum(domain.redaction_counts(e.data).values()) for e in batch.events)
+        redactions = sum(sum(d["redactions"].values()) for d in documents)
         # Counts only: comments never reach the logs.
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
         return [Rejected(e, id_conflict(e)) for e in conflicting]
