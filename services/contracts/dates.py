@@ -65,12 +65,20 @@ def _gregorian_date(value: date) -> date:
     return value
 
 
+def utc_representable(value: datetime) -> bool:
+    """Whether an aware instant exists in UTC: year 1 at +14:00 is before year 1 there, 9999-12-31 at -12:00 after
+    year 9999, and no comparison, date arithmetic or BSON encoding survives either."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
 def _gregorian_datetime(value: datetime) -> datetime:
     _year_rule(value.year)
-    try:
-        value.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no date arithmetic survives it
-    except (OverflowError, ValueError):
-        raise PydanticCustomError(DATE_OUT_OF_RANGE, "is out of range once converted to UTC") from None
+    if not utc_representable(value):
+        raise PydanticCustomError(DATE_OUT_OF_RANGE, "is out of range once converted to UTC")
     return value
 
 

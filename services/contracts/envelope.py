@@ -308,10 +308,8 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             raise fail("invalid_attribute", f"time {time!r} is not RFC 3339") from None
     if not isinstance(time, datetime) or time.tzinfo is None:
         raise fail("invalid_attribute", "time must be an RFC 3339 timestamp with an offset")
-    try:
-        time.astimezone(UTC)  # a far offset can carry a valid local time past year 9999 in UTC
-    except (OverflowError, ValueError):
-        raise fail("invalid_attribute", "time is out of range once converted to UTC") from None
+    if not dates.utc_representable(time):  # a far offset can carry a valid local time past year 9999 in UTC
+        raise fail("invalid_attribute", "time is out of range once converted to UTC")
     if (year_refused := dates.be_year_refusal(time.year)) is not None:  # the one date rule, as in data
         raise fail(year_refused[0], f"time {year_refused[1]}")
     dct = attrs.get("datacontenttype") or "application/json"
@@ -498,7 +496,7 @@ def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collect
         lower["ce-time"] = _iso(received_at)
     try:
         sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _SAFE_FORMAT)
-    except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+    except safejson.REFUSALS as exc:
         return EventError("invalid_json", f"the body: {safejson.describe(exc)}", event_id=event_id)
     except Exception:
         return EventError("invalid_cloudevent", "the ce-* headers or the body could not be read as a CloudEvent",
@@ -538,7 +536,7 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
             hdrs["ce_time"] = _iso(received_at).encode()
         try:
             sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _SAFE_FORMAT)
-        except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+        except safejson.REFUSALS as exc:
             raise EventError("invalid_data", f"data: {safejson.describe(exc)}", event_id=attrs.get("id")) from None
         except Exception as exc:
             # The SDK's messages can quote the record (a dead letter keeps this text): name the error class only.
@@ -547,7 +545,7 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
         return _from_sdk(sdk_event, allowed_types, received_at)
     try:
         obj = safejson.loads(value)
-    except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode) as exc:
+    except safejson.REFUSALS as exc:
         raise EventError("invalid_json", f"the record value: {safejson.describe(exc)}") from None
     except ValueError as exc:  # UnicodeDecodeError included
         raise EventError("invalid_json", f"the record value: {safejson.describe(exc)} (and the record "
@@ -563,7 +561,7 @@ class _SafeJSONFormat(JSONFormat):
         if body and re.match(JSONFormat.JSON_CONTENT_TYPE_PATTERN, datacontenttype or self.DEFAULT_CONTENT_TYPE):
             try:
                 return safejson.loads(body)
-            except (safejson.JsonTooDeep, safejson.NotJsonNumber, safejson.NotUnicode):
+            except safejson.REFUSALS:
                 raise
             except ValueError:
                 pass

@@ -36,6 +36,9 @@ class NotUnicode(ValueError):
     """A string (or an object's key) holds an unpaired UTF-16 surrogate."""
 
 
+# What `loads` refuses beyond malformed JSON: a caller that reads JSON through another library (the CloudEvents
+# SDK's binary mode) lets these through that library's own fallbacks.
+REFUSALS = (JsonTooDeep, NotJsonNumber, NotUnicode)
 NOT_UNICODE = "a string holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): it is not Unicode text"
 
 

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from services.common import b64url
 from services.contracts import problems, safejson
 from services.contracts.common_types import NOT_BLANK, Competency
-from services.contracts.dates import STATIC_REASONS
+from services.contracts.dates import STATIC_REASONS, utc_representable
 from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
 
@@ -474,10 +474,8 @@ def parse_timestamp(ts: Any, where: str) -> datetime:
         raise StatementError("malformed_statement", f"{where} {ts[:40]!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise StatementError("malformed_statement", f"{where} needs a timezone offset")
-    try:
-        moment.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no comparison or query survives it
-    except (OverflowError, ValueError):
-        raise StatementError("malformed_statement", f"{where} is out of range once converted to UTC") from None
+    if not utc_representable(moment):
+        raise StatementError("malformed_statement", f"{where} is out of range once converted to UTC")
     return moment
 
 
