@@ -75,6 +75,8 @@ async def test_feedback_moves_old_keys_finishes_their_open_write_and_counts_rede
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, [response(i) for i in range(21)])
             await poll(lambda: _at_least(db.events.count_documents({}), 21), 60, what="the new response stored")
             await poll(lambda: _at_least(total_responses(db), 21), 30, what="the new response counted")
+            # The totals are the first book of the write: the daily rollups follow, then the journal entry closes.
+            await poll(lambda: _none_open(db), 30, what="the write finished in every book")
             operator = FeedbackRepository(db)
             assert await operator.rollup_differences() == []
             assert await db.events.count_documents({}) == 21 and await total_responses(db) == 21
@@ -112,3 +114,7 @@ async def test_the_audit_trail_moves_to_string_keys_and_an_old_event_redelivered
 
 async def _at_least(count, n: int) -> bool:
     return (await count) >= n
+
+
+async def _none_open(db) -> bool:
+    return await db[JOURNAL].count_documents({}) == 0
