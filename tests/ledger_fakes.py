@@ -10,6 +10,12 @@ from datetime import datetime
 from typing import Any
 
 
+async def interleave() -> None:
+    """One turn of the event loop where a real store would await the network, so that racing writers interleave.
+    No time passes: the loop's ready queue runs, then this coroutine goes on."""
+    await asyncio.sleep(0)
+
+
 def _key(value: Any) -> str:
     return repr(sorted(value.items())) if isinstance(value, Mapping) else repr(value)
 
@@ -29,37 +35,37 @@ class MemoryLedgerStore:
         return self.collections.setdefault(name, {})
 
     async def open_entry(self, journal: str, entry: dict[str, Any]) -> datetime | None:
-        await asyncio.sleep(0)
+        await interleave()
         self._coll(journal).setdefault(_key(entry["_id"]), copy.deepcopy(entry))
         return self.pauses.get(journal)
 
     async def pause_until(self, journal: str) -> datetime | None:
-        await asyncio.sleep(0)
+        await interleave()
         self.pause_reads += 1
         return self.pauses.get(journal)
 
     async def set_pause(self, journal: str, until: datetime | None) -> None:
-        await asyncio.sleep(0)
+        await interleave()
         if until is None:
             self.pauses.pop(journal, None)
         else:
             self.pauses[journal] = until
 
     async def close_entry(self, journal: str, token: str) -> None:
-        await asyncio.sleep(0)
+        await interleave()
         self._coll(journal).pop(_key(token), None)
 
     async def open_entries(self, journal: str, older_than: datetime, limit: int) -> list[dict[str, Any]]:
-        await asyncio.sleep(0)
+        await interleave()
         entries = [copy.deepcopy(e) for e in self._coll(journal).values() if e["at"] <= older_than]
         return sorted(entries, key=lambda e: e["at"])[:limit]
 
     async def open_tokens(self, journal: str) -> set[str]:
-        await asyncio.sleep(0)
+        await interleave()
         return {e["_id"] for e in self._coll(journal).values()}
 
     async def insert_new(self, collection: str, docs: Sequence[dict[str, Any]]) -> list[int]:
-        await asyncio.sleep(0)
+        await interleave()
         coll = self._coll(collection)
         inserted = []
         for i, doc in enumerate(docs):
@@ -70,18 +76,18 @@ class MemoryLedgerStore:
         return inserted
 
     async def carrying(self, collection: str, ids: Sequence[Any], field: str, token: str) -> list[dict[str, Any]]:
-        await asyncio.sleep(0)
+        await interleave()
         coll = self._coll(collection)
         found = (coll.get(k) for k in dict.fromkeys(_key(i) for i in ids))  # as `$in`: each document once
         return [copy.deepcopy(d) for d in found if d is not None and d.get(field) == token]
 
     async def read(self, collection: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        await asyncio.sleep(0)
+        await interleave()
         coll = self._coll(collection)
         return {i: copy.deepcopy(coll[_key(i)]) for i in ids if _key(i) in coll}
 
     async def write_revisions(self, collection: str, docs: Sequence[tuple[int | None, dict[str, Any]]]) -> list[int]:
-        await asyncio.sleep(0)
+        await interleave()
         coll = self._coll(collection)
         written = []
         for i, (expected, doc) in enumerate(docs):
@@ -100,22 +106,22 @@ class MemoryLedgerStore:
 
         async def iterate() -> AsyncIterator[dict[str, Any]]:
             for key in list(coll):
-                await asyncio.sleep(0)
+                await interleave()
                 d = coll.get(key)
                 if d is not None and all(d.get(k) == v for k, v in query.items()):
                     yield copy.deepcopy(d)
         return iterate()
 
     async def clear_entries(self, journal: str) -> None:
-        await asyncio.sleep(0)
+        await interleave()
         self.collections[journal] = {}
 
     async def replace_all(self, collection: str, docs: Sequence[dict[str, Any]]) -> None:
-        await asyncio.sleep(0)
+        await interleave()
         self.collections[collection] = {_key(d["_id"]): copy.deepcopy(d) for d in docs}
 
     async def patch(self, collection: str, docs: Sequence[dict[str, Any]], removed: Sequence[Any]) -> None:
-        await asyncio.sleep(0)
+        await interleave()
         coll = self._coll(collection)
         for doc in docs:
             coll[_key(doc["_id"])] = copy.deepcopy(doc)

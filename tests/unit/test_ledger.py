@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
+from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore, interleave
 from support import poll
 
 from services.common.counters import Delta, add_delta, counters, with_delta
@@ -141,7 +141,7 @@ async def deliver(batches: list[list[int]], replicas: int, chance: float, seed: 
                 queue.put_nowait(batch)
                 if rng.random() < 0.5:
                     ledger = make_ledger(wrapped, keep)  # the process died: what it had not finished is the sweep's
-            await asyncio.sleep(0)
+            await interleave()
 
     await asyncio.gather(*(replica(i) for i in range(replicas)))
     assert await make_ledger(store).sweep(timedelta(0)) >= 0  # after the run: every interrupted write finished
@@ -338,7 +338,7 @@ def _appending(item: str, seen: list[str]):
     """A projection that adds `item` to a document's list once (idempotent by content, like a milestone's facts)."""
 
     async def derive(found: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
-        await asyncio.sleep(0)  # let racing writers interleave between the read and the write
+        await interleave()
         out: dict[str, dict[str, Any] | None] = {}
         for doc_id, doc in found.items():
             items = list((doc or {}).get("items", []))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 
+from ledger_fakes import interleave
 from support import poll
 
 from services.common.loops import NextRun, run_every
@@ -18,7 +19,7 @@ async def _until(check, timeout: float = 5.0) -> None:
 async def _idle(rounds: int = 20) -> None:
     """Let every ready task run until all are blocked (no timer involved: the event loop's ready queue drains)."""
     for _ in range(rounds):
-        await asyncio.sleep(0)
+        await interleave()
 
 
 async def test_runs_every_interval_until_stopped():

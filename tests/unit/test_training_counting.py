@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore
+from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore, interleave
 
 from services.training import domain
 from services.training.adapters import counting_ledger
@@ -71,7 +71,7 @@ async def deliver(batches: list[list[int]], replicas: int, chance: float, seed: 
                 queue.append(batch)  # redelivered, maybe to another replica
                 if rng.random() < 0.5:
                     ledger = counting_ledger(wrapped, lambda: NOW)  # the process died
-            await asyncio.sleep(0)
+            await interleave()
 
     await asyncio.gather(*(replica(i) for i in range(replicas)))
     await counting_ledger(store, lambda: NOW).sweep(timedelta(0))
