@@ -377,11 +377,8 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
         if not obj.get(name):
             raise EventError("missing_attribute", f"required CloudEvents attribute {name!r} is missing",
                              event_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
-    try:
-        size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
-    except UnicodeEncodeError:  # an item of a batch, read with its neighbours: refused alone
-        raise EventError("invalid_json", safejson.NOT_UNICODE, event_id=_str_attr(obj, "id"),
-                         source=_str_attr(obj, "source")) from None
+    # What was read as JSON is Unicode already (an unpaired surrogate is refused with its item): it encodes.
+    size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
     if obj["specversion"] != "1.0":
@@ -449,10 +446,10 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
     if mode == "binary":
         return [_binary_http(headers, body, allowed_types, received_at)]
     try:
-        if mode == "batch" and max_events is not None:
-            payload = safejson.loads_bounded(body, max_items=max_events, unicode=False)
+        if mode == "batch":  # each event answered alone, also for what JSON leaves to the reader
+            payload = safejson.loads_bounded(body, max_items=max_events, isolate=True)
         else:
-            payload = safejson.loads(body, unicode=mode != "batch")
+            payload = safejson.loads(body)
     except safejson.TooManyItems:
         raise EventError("too_many_events", f"at most {max_events} events per request") from None
     except safejson.TooComplex as exc:
@@ -474,6 +471,9 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
 
 
 def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None) -> Event | EventError:
+    if isinstance(obj, safejson.Refused):
+        return EventError("invalid_json", f"the event: {safejson.describe(obj.error)}",
+                          event_id=_str_attr(obj.value, "id"), source=_str_attr(obj.value, "source"))
     try:
         return _structured_object(obj, allowed_types, received_at=received_at)
     except EventError as err:

@@ -7,8 +7,12 @@ a ValueError, so every caller that already refuses malformed JSON refuses these 
 
 What RFC 8259 leaves to the reader is refused too, each with its own ValueError: `NaN`, `Infinity` and numbers too
 large for a float (a stored infinity or NaN would make our own answers invalid JSON), integers over 4,300 digits
-(Python's limit), and strings holding an unpaired UTF-16 surrogate (`"\\ud800"`: no Unicode text, and no
-UTF-8 encoder, BSON's included, can write it). `describe` says what was wrong in words a client can act on.
+(Python's limit), strings holding an unpaired UTF-16 surrogate (`"\\ud800"`: no Unicode text, and no
+UTF-8 encoder, BSON's included, can write it), and an object holding the same name twice (RFC 8259: names SHOULD
+be unique, and which one counts is the reader's choice: `{"agency": "dga", "agency": "rd"}` would mean rd to us and
+dga to a reader that keeps the first; I-JSON, RFC 7493, refuses it). `describe` says what was wrong in words a
+client can act on. In an array of events read with `isolate=True`, an item refused for one of these is refused
+alone (`Refused`), its neighbours are read.
 """
 
 from __future__ import annotations
@@ -36,10 +40,17 @@ class NotUnicode(ValueError):
     """A string (or an object's key) holds an unpaired UTF-16 surrogate."""
 
 
+class DuplicateName(ValueError):
+    """An object holds the same name twice."""
+
+
 # What `loads` refuses beyond malformed JSON: a caller that reads JSON through another library (the CloudEvents
 # SDK's binary mode) lets these through that library's own fallbacks.
-REFUSALS = (JsonTooDeep, NotJsonNumber, NotUnicode)
+REFUSALS = (JsonTooDeep, NotJsonNumber, NotUnicode, DuplicateName)
+# What concerns one item of an array only: the reader can go on past it (`isolate=True`).
+_ITEM_REFUSALS = (NotJsonNumber, NotUnicode, DuplicateName)
 NOT_UNICODE = "a string holds an unpaired UTF-16 surrogate (\\uD800-\\uDFFF): it is not Unicode text"
+DUPLICATE_NAME = "an object holds the same name twice: send each name once (RFC 8259 leaves which one counts open)"
 
 
 def _constant(name: str) -> Any:
@@ -53,7 +64,27 @@ def _finite(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite)
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise DuplicateName(DUPLICATE_NAME)
+    return obj
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_finite, object_pairs_hook=_object)
+# Reads on past what `_DECODER` refuses in an item (numbers become None, names last-wins): only to find where the
+# refused item ends and what it calls itself (its id), never to use its values.
+_LENIENT = json.JSONDecoder(parse_constant=lambda _: None, parse_float=lambda _: None, parse_int=lambda _: None)
+
+
+class Refused:
+    """An item of an array read with `isolate=True`, refused alone: `value` as far as it could be read (for its
+    id in the answer, not to be used), `error` why."""
+
+    __slots__ = ("error", "value")
+
+    def __init__(self, value: Any, error: ValueError):
+        self.value, self.error = value, error
 # A surrogate can only come from a \uD800-\uDFFF escape or from bytes that encode one (which json.loads lets
 # through): where neither appears, which is nearly always, the decoded value is not walked.
 _SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
@@ -72,7 +103,7 @@ def _decode(decode: Any, *args: Any) -> Any:
         return decode(*args)
     except RecursionError:
         raise JsonTooDeep(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except (json.JSONDecodeError, NotJsonNumber):
+    except (json.JSONDecodeError, NotJsonNumber, DuplicateName):
         raise
     except ValueError as exc:
         if "digits" not in str(exc):
@@ -81,15 +112,14 @@ def _decode(decode: Any, *args: Any) -> Any:
         raise NotJsonNumber(f"an integer has more than {sys.get_int_max_str_digits()} digits") from None
 
 
-def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH, unicode: bool = True) -> Any:
+def loads(data: bytes | bytearray | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """`json.loads` that refuses values nested deeper than `max_depth` with `JsonTooDeep`, what is no JSON
-    number with `NotJsonNumber` and (unless `unicode=False`: the caller judges each item) unpaired surrogates with
-    `NotUnicode`. Malformed JSON raises `ValueError` as `json.loads` does (UnicodeDecodeError is one too)."""
+    number with `NotJsonNumber`, unpaired surrogates with `NotUnicode` and a name twice in an object with
+    `DuplicateName`. Malformed JSON raises `ValueError` as `json.loads` does (UnicodeDecodeError is one too)."""
     text = _text(data)
     value = _decode(_DECODER.decode, text)
     check_depth(value, max_depth)
-    if unicode:
-        check_unicode(value, text)
+    check_unicode(value, text)
     return value
 
 
@@ -115,7 +145,7 @@ def describe(exc: ValueError) -> str:
     """What was wrong with a refused body, for a 400 or a dead letter: never a quote of the input."""
     if isinstance(exc, JsonTooDeep):
         return f"the JSON nests deeper than {MAX_DEPTH} levels"
-    if isinstance(exc, NotJsonNumber | NotUnicode | TooManyItems | TooComplex):
+    if isinstance(exc, NotJsonNumber | NotUnicode | DuplicateName | TooManyItems | TooComplex):
         return str(exc)
     if isinstance(exc, json.JSONDecodeError):  # its message names the position, not the text
         return f"invalid JSON, {exc.msg[:1].lower()}{exc.msg[1:]} at line {exc.lineno} column {exc.colno}"
@@ -165,32 +195,48 @@ CONTAINERS_PER_ITEM = 64
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def loads_bounded(data: bytes | bytearray | str, *, max_items: int, max_depth: int = MAX_DEPTH,
-                  max_containers: int | None = None, unicode: bool = True) -> Any:
+def loads_bounded(data: bytes | bytearray | str, *, max_items: int | None, max_depth: int = MAX_DEPTH,
+                  max_containers: int | None = None, isolate: bool = False) -> Any:
     """`loads`, but a top-level array is decoded one item at a time and refused with `TooManyItems` as soon as
     it holds more than `max_items`: a body of millions of tiny items costs `max_items` decoded values, not
     millions (`[0,0,...]` of 4.8 MB cost the feedback service 2 GB and 17 s when counted after decoding).
 
     Before anything is decoded, `{` and `[` are counted (inside strings too: an over-count only refuses
-    sooner) against `max_containers` (default `CONTAINERS_PER_ITEM` per item): `TooComplex` beyond."""
+    sooner) against `max_containers` (default `CONTAINERS_PER_ITEM` per item): `TooComplex` beyond.
+
+    `isolate`: an item refused for what concerns it alone (no JSON number, an unpaired surrogate, a name twice)
+    is returned as `Refused` in its place and the items after it are read (a batch of events answers each event).
+    Malformed JSON, too deep or too many items still refuse the whole body: the reader cannot go on past them."""
     text = _text(data)
-    budget = max_containers if max_containers is not None else (max_items + 1) * CONTAINERS_PER_ITEM
-    if text.count("{") + text.count("[") > budget:
+    budget = max_containers if max_containers is not None else (
+        None if max_items is None else (max_items + 1) * CONTAINERS_PER_ITEM)
+    if budget is not None and text.count("{") + text.count("[") > budget:
         raise TooComplex(budget)
     pos = _WS.match(text, 0).end()
     if not text.startswith("[", pos):
-        return loads(text, max_depth=max_depth, unicode=unicode)
+        return loads(text, max_depth=max_depth)
     items: list[Any] = []
     pos = _WS.match(text, pos + 1).end()
     if text.startswith("]", pos):
         pos += 1
     else:
         while True:
-            if len(items) >= max_items:
+            if max_items is not None and len(items) >= max_items:
                 raise TooManyItems(max_items)
-            item, pos = _decode(_DECODER.raw_decode, text, pos)
-            check_depth(item, max_depth - 1)
-            items.append(item)
+            start = pos
+            try:
+                item, pos = _decode(_DECODER.raw_decode, text, pos)
+                if isolate:
+                    check_unicode(item, text[start:pos])
+            except _ITEM_REFUSALS as exc:
+                if not isolate:
+                    raise
+                value, pos = _decode(_LENIENT.raw_decode, text, start)
+                check_depth(value, max_depth - 1)
+                items.append(Refused(value, exc))
+            else:
+                check_depth(item, max_depth - 1)
+                items.append(item)
             pos = _WS.match(text, pos).end()
             if text.startswith(",", pos):
                 pos = _WS.match(text, pos + 1).end()
@@ -201,6 +247,6 @@ def loads_bounded(data: bytes | bytearray | str, *, max_items: int, max_depth: i
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
     if _WS.match(text, pos).end() != len(text):
         raise json.JSONDecodeError("Extra data", text, pos)
-    if unicode:
+    if not isolate:
         check_unicode(items, text)
     return items

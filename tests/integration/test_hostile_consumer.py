@@ -176,6 +176,10 @@ def hostile_roadmap() -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
         (b"dga", json.dumps(cloudevent(planned, milestone("H-sur", title_th="ระบบ\ud800"), agency="dga")).encode(),
          STRUCTURED),                                                                        # an unpaired surrogate
         binary(json.dumps(milestone("H-bin-sur", title_th="\udfff")).encode(), "H-bin-sur", planned),  # same, binary
+        (b"dga", json.dumps(cloudevent(planned, milestone("H-dup"), agency="dga")).replace(
+            '"owner_agency": "dga"', '"owner_agency": "dga", "owner_agency": "rd"').encode(), STRUCTURED),  # a name twice
+        binary(json.dumps(milestone("H-bin-dup")).replace('"weight": 2', '"weight": 2, "weight": 9').encode(),
+               "H-bin-dup", planned),                                                        # same, binary
         structured(cloudevent(planned, milestone("H-time"), agency="dga", time="9999-12-31T23:00:00-12:00")),
         structured(cloudevent(planned, [1, 2, 3], agency="dga")),                            # data not an object
         (b"dga", b"null", STRUCTURED),
@@ -214,7 +218,8 @@ async def test_hostile_mix_on_roadmap_events(settings_for):
             assert reasons["invalid_json"] >= 4 and reasons["invalid_data"] >= 6, reasons
             # Not JSON numbers and not Unicode: refused in words, whichever mode carried them.
             for eid, words in (("H-nan", "NaN is not a JSON number"), ("H-inf", "range of a double"),
-                               ("H-sur", "surrogate"), ("H-bin-sur", "surrogate")):
+                               ("H-sur", "surrogate"), ("H-bin-sur", "surrogate"), ("H-dup", "same name twice"),
+                               ("H-bin-dup", "same name twice")):
                 [letter] = [r for r in dead if f'"{eid}"'.encode() in r.value]
                 assert words in header(letter, "dlq-detail"), (eid, header(letter, "dlq-detail"))
             await _alive(settings, client, db, topics.ROADMAP_EVENTS,

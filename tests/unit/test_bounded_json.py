@@ -165,6 +165,9 @@ def test_unknown_media_type_is_refused_from_headers():
     (b'{"\\udc00": 1}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # in a key
     (b'{"a": ["x", {"b": "\\ud83d"}]}', safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # nested
     ('{"a": "\ud800"}'.encode("utf-8", "surrogatepass"), safejson.NotUnicode, "unpaired UTF-16 surrogate"),  # raw bytes
+    (b'{"agency": "dga", "agency": "rd"}', safejson.DuplicateName, "same name twice"),
+    (b'{"a": 1, "\\u0061": 1}', safejson.DuplicateName, "same name twice"),  # the same name once decoded
+    (b'[{"d": {"x": [{"y": 1, "z": 2, "y": 1}]}}]', safejson.DuplicateName, "same name twice"),  # nested
     (b'{"a": 1,}', json.JSONDecodeError, "invalid JSON, expecting property name"),
     (b'\xff{}', ValueError, "invalid UTF-8 at byte 0"),
 ])
@@ -176,17 +179,37 @@ def test_what_json_leaves_to_the_reader_is_refused_in_words(body, error, words):
 
 
 @pytest.mark.parametrize("body", [b'{"a": "\\ud83d\\ude00 \\u0e01"}', '{"a": "😀 ก"}'.encode(), b'{"a": 1.7e308, "b": -0.0}',
-                                  b'{"a": "\\\\ud800"}', b'{"a": ' + b"9" * 4300 + b"}"])
+                                  b'{"a": "\\\\ud800"}', b'{"a": ' + b"9" * 4300 + b"}",
+                                  b'{"a": {"a": 1}, "A": [{"a": 2}, {"a": 3}]}'])  # a name once per object
 def test_valid_json_near_those_edges_is_read(body):
     assert safejson.loads(body) == json.loads(body)
 
 
-def test_an_unpaired_surrogate_refuses_only_its_own_event_in_a_batch():
+@pytest.mark.parametrize(("odd", "words"), [
+    ('"note": "x\\ud800"', "surrogate"),
+    ('"note": NaN', "NaN is not a JSON number"),
+    ('"note": 1e999', "range of a double"),
+    ('"note": ' + "7" * 5000, "4300 digits"),
+    ('"agency": "rd"', "same name twice"),  # after the data's own "agency": "dga"
+])
+def test_what_json_leaves_to_the_reader_refuses_only_its_own_event_in_a_batch(odd, words):
     good = {"specversion": "1.0", "id": "e-1", "source": "/agencies/dga/t", "type": "training.target.set",
             "agency": "dga", "data": {"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569,
                                       "headcount": 1}}
-    bad = {**good, "id": "e-2", "data": {**good["data"], "note": "x\ud800"}}
-    results = parse_http(BATCH_HEADERS, json.dumps([bad, good]).encode(), max_events=500)
-    assert isinstance(results[0], EventError) and results[0].reason == "invalid_json"
-    assert "surrogate" in results[0].detail and results[0].event_id == "e-2"
-    assert not isinstance(results[1], EventError)
+    bad = json.dumps({**good, "id": "e-2"})[:-2] + ", " + odd + "}}"
+    body = f"[{bad}, {json.dumps(good)}, {bad.replace('e-2', 'e-3')}]".encode()
+    results = parse_http(BATCH_HEADERS, body, max_events=500)
+    for refused, event_id in ((results[0], "e-2"), (results[2], "e-3")):
+        assert isinstance(refused, EventError) and refused.reason == "invalid_json", refused
+        assert words in refused.detail and refused.event_id == event_id
+    assert not isinstance(results[1], EventError) and results[1].id == "e-1"
+    # One event alone (structured mode) is the whole request: refused as such.
+    with pytest.raises(EventError) as info:
+        parse_http({"content-type": "application/cloudevents+json"}, bad.encode())
+    assert info.value.reason == "invalid_json" and words in info.value.detail
+
+
+def test_a_batch_that_is_not_json_is_refused_whole():
+    with pytest.raises(EventError) as info:
+        parse_http(BATCH_HEADERS, b'[{"id": "e-1"}, {"id": "e-2",]', max_events=500)
+    assert info.value.reason == "invalid_json" and "line 1 column" in info.value.detail
