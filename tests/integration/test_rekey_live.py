@@ -46,6 +46,7 @@ async def test_feedback_moves_old_keys_finishes_their_open_write_and_counts_rede
             await produce_events(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, [response(i) for i in range(20)])
             await poll(lambda: _at_least(db.events.count_documents({}), 20), 60, what="20 responses stored")
             await poll(lambda: _at_least(total_responses(db), 20), 30, what="20 responses counted")
+            await poll(lambda: _none_open(db), 30, what="the writes finished in every book")
 
         # The database as the old version left it, crashed in the middle of a write: two responses stored but not
         # yet counted, their journal entry open and listing them by their old keys; every other response old-keyed.

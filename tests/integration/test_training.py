@@ -127,7 +127,11 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
         assert [a["agency"] for a in lag["agencies"]] == ["ocsc", "dga"]
         assert lag["agencies"][0]["gap"] == pytest.approx(50 * lag["elapsed_ratio"], abs=0.01)
 
-        text = (await client.get("/metrics")).text
+        async def counted():  # the handler counts an applied batch after its last write
+            text = (await client.get("/metrics")).text
+            return text if metric(text, "newnormal_training_events_applied_total", type="training.course.completed") == 6 else None
+
+        text = await poll(counted, 30, what="the completions counted as applied")
         lbl = {"agency": "dga", "competency": "digital_technology", "fiscal_year": "2569"}
         assert metric(text, "newnormal_training_ready_learners", **lbl) == 2
         assert metric(text, "newnormal_training_target_headcount", **lbl) == 4
