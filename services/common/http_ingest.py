@@ -94,8 +94,8 @@ class Ingestor:
         return self.prepare(item) if self.prepare is not None else item
 
     async def ingest(self, results: list[Event | EventError], principal: Principal) -> JSONResponse:
-        if not results:
-            return problem(400, "empty_batch", "the request holds no events")
+        if not results:  # an empty batch is a batch (CloudEvents HTTP binding 3.3.3): nothing to do
+            return JSONResponse({"accepted": [], "rejected": [], "duplicates": []}, status_code=202)
         if len(results) > self.settings.ingest_max_events_per_request:
             return problem(413, "too_many_events",
                            f"at most {self.settings.ingest_max_events_per_request} events per request")
@@ -129,8 +129,7 @@ class Ingestor:
         if not accepted:
             forbidden = all(r["reason"] == "agency_not_allowed" for r in rejected)
             status = 403 if forbidden else (413 if all(r["reason"] == "event_too_large" for r in rejected) else 400)
-            first = rejected[0] if rejected else {"reason": "empty_batch", "detail": "no events in the request"}
-            return problem(status, first["reason"], first["detail"], errors=rejected)
+            return problem(status, rejected[0]["reason"], rejected[0]["detail"], errors=rejected)
         self.metrics.ingested.labels("duplicate").inc(len(duplicates))
         to_send = [event for _, event in accepted]
         errors = await self.publisher.publish_many(to_send)

@@ -97,8 +97,6 @@ def refusal(headers, body, **kw) -> EventError:
 
 
 @pytest.mark.parametrize(("body", "reason"), [
-    (b"[]", "empty_batch"),
-    (b" [ ] ", "empty_batch"),
     (b"{}", "invalid_batch"),
     (b"0", "invalid_batch"),
     (b"[" * 50_000, "too_complex"),
@@ -111,6 +109,10 @@ def test_batch_refusals_have_reasons(body, reason):
     err = refusal(BATCH_HEADERS, body, max_events=500)
     assert err.reason == reason
     assert "Error" not in err.detail and "Traceback" not in err.detail
+
+
+def test_an_empty_batch_is_a_batch_of_nothing():  # "The batch MAY be empty" (HTTP binding 3.3.3)
+    assert parse_http(BATCH_HEADERS, b"[]", max_events=500) == parse_http(BATCH_HEADERS, b" [ ] ") == []
 
 
 def test_zeros_batch_is_refused_quickly():
@@ -213,3 +215,32 @@ def test_a_batch_that_is_not_json_is_refused_whole():
     with pytest.raises(EventError) as info:
         parse_http(BATCH_HEADERS, b'[{"id": "e-1"}, {"id": "e-2",]', max_events=500)
     assert info.value.reason == "invalid_json" and "line 1 column" in info.value.detail
+
+
+BINARY = {"content-type": "application/json", "ce-specversion": "1.0", "ce-id": "b-1", "ce-source": "/agencies/dga/t",
+          "ce-type": "training.target.set", "ce-agency": "dga"}
+TARGET = json.dumps({"agency": "dga", "competency": "digital_technology", "fiscal_year": 2569, "headcount": 1}).encode()
+
+
+@pytest.mark.parametrize(("sent", "meant"), [
+    ("%E0%B8%81%E0%B8%82", "กข"),                                  # Thai, percent-encoded as the binding asks
+    ("%e0%b8%81", "ก"),                                             # lower-case hex is accepted
+    ("Euro%20%E2%82%AC%20%F0%9F%98%80", "Euro € 😀"),              # the binding's own example
+    ("50%25", "50%"),                                               # a percent sign, encoded
+    ('"a\\"b c"', 'a"b c'),                                        # a quoted string of older senders, unescaped
+    ('"%E0%B8%81"', "ก"),                                           # quoted, then percent-decoded once
+    ("%2541", "%41"),                                               # one round of decoding, never two
+    ("กข".encode().decode("latin-1"), "กข"),                        # raw UTF-8 bytes, as an ASGI server hands them
+    ("a+b/c:d", "a+b/c:d"),
+])
+def test_binary_mode_headers_are_read_as_the_http_binding_writes_them(sent, meant):
+    [event] = parse_http({**BINARY, "ce-subject": sent}, TARGET)
+    assert not isinstance(event, EventError), event
+    assert event.subject == meant
+
+
+@pytest.mark.parametrize("sent", ["%C0%A0", "%ED%A0%80", "%FF", "%E0%B8", "\xff"])  # "\xff": a raw byte that is no UTF-8
+def test_binary_mode_headers_that_are_not_utf8_once_decoded_are_refused(sent):
+    [refused] = parse_http({**BINARY, "ce-subject": sent}, TARGET)
+    assert isinstance(refused, EventError) and refused.reason == "invalid_cloudevent"
+    assert "ce-subject" in refused.detail and "UTF-8" in refused.detail and refused.event_id == "b-1"
