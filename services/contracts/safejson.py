@@ -85,6 +85,8 @@ class Refused:
 
     def __init__(self, value: Any, error: ValueError):
         self.value, self.error = value, error
+
+
 # A surrogate can only come from a \uD800-\uDFFF escape or from bytes that encode one (which json.loads lets
 # through): where neither appears, which is nearly always, the decoded value is not walked.
 _SURROGATE_HINT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
