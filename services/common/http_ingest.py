@@ -150,7 +150,13 @@ class Ingestor:
 async def read_body(request: Request, limit: int, *, reason: str = "request_too_large",
                     what: str = "the request body") -> bytes | JSONResponse:
     """At most `limit` bytes of the body, else 413 `reason`: refused on Content-Length before reading, and
-    the stream is cut at the limit when the length is not declared (chunked) or declared falsely."""
+    the stream is cut at the limit when the length is not declared (chunked) or declared falsely. A compressed
+    body (`Content-Encoding: gzip`, ...) is 415 unread: nothing here inflates (a small gzip body can inflate a
+    thousandfold), and read as it is it would only be refused as "not UTF-8" (RFC 9110 15.5.16)."""
+    coding = request.headers.get("content-encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        return problem(415, "unsupported_content_encoding", f"{what} must not be compressed: send it without "
+                       "Content-Encoding", headers={"Accept-Encoding": "identity"})
     too_large = f"{what} may be at most {limit} bytes"
     length = request.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > limit:

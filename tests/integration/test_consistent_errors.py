@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import json
 
 import pytest
@@ -162,6 +163,11 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
     same(await writes(b"[" + b" " * (2 << 20) + b"]", keys["office"]), 413, "request_too_large")
     same(await writes(b"{}", keys["office"], "text/plain"), 415, "unsupported_media_type")
     same(await writes(b"{nope", keys["office"]), 400, "invalid_json")
+    # A compressed body is refused unread, saying so (read as it is, it was "not UTF-8").
+    gzipped = [(svc, path, {**headers, "Content-Encoding": "gzip"}) for svc, path, headers in WRITES]
+    compressed = await writes(gzip.compress(b"[]"), keys["office"], routes=gzipped)
+    same(compressed, 415, "unsupported_content_encoding")
+    assert all(r.headers["accept-encoding"] == "identity" for r in compressed.values())
     # What RFC 8259 leaves to the reader is refused, never stored or answered with a 500: NaN and infinities
     # (our answers would then not be JSON), integers past Python's 4,300 digits, and unpaired surrogates (no
     # UTF-8 encoder, BSON's included, can write them; a survey form with one was a 500).
