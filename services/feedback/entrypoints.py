@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
                 return problem(403, "survey_key_required",  # type: ignore[return-value]
                                "this page carries only a survey key of its agency: "
                                f"newnormal keys create --agency {agency} --role survey")
+        nonce = secrets.token_urlsafe(16)  # the page's own script and style run; nothing injected would
         html = TEMPLATES.get_template("survey.html").render(
-            agency=record, key=key or "", service_name=service_name or "",
+            nonce=nonce, agency=record, key=key or "", service_name=service_name or "",
             idempotency_key=uuid.uuid4().hex,  # this form's first submission (no-store: a new one per page load)
             channel=channel if channel in {c.value for c in Channel} else "",
             channels=[(c.value, *CHANNEL_LABELS[c]) for c in Channel],
@@ -144,9 +146,13 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
             tech_levels=[(t.value, *TECH_LABELS[t]) for t in TechDifficulty],
             satisfaction=[(i + 1, *label) for i, label in enumerate(SATISFACTION_LABELS)],
         )
-        # The page may carry a kiosk key: keep it out of referrers and caches.
-        return HTMLResponse(html, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
-                                           "X-Content-Type-Options": "nosniff"})
+        # The page may carry a kiosk key: keep it out of referrers and caches. It talks to this service only, and
+        # is not shown inside another site's frame (where a citizen could be led to submit what they did not see).
+        return HTMLResponse(html, headers={
+            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+                                       "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"})
 
     return router
 

@@ -220,3 +220,44 @@ async def test_reports_metrics_and_no_key_needed(stack):
     assert re.search(r'newnormal_reports_page_renders_total\{outcome="ok",page="not_found"\} [1-9]', metrics)
     assert re.search(r'newnormal_reports_upstream_fetch_seconds_count\{outcome="ok",service="feedback"\} [1-9]', metrics)
     assert 'newnormal_reports_cache_lookups_total{result="miss",service="roadmap"}' in metrics
+
+
+async def test_a_citizen_fills_the_survey_page_in_a_browser_under_its_content_security_policy(stack):
+    """The survey page as a citizen at a kiosk uses it: the page's own style and script run under its CSP (a nonce
+    per page), the answers arrive, and the phone number typed into the comment is stored redacted."""
+    from playwright.async_api import async_playwright
+    from pymongo import AsyncMongoClient
+
+    base = f"http://127.0.0.1:{stack['ports']['feedback']}"
+    refused: list[str] = []
+    OUT.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+            response = await page.goto(f"{base}/survey/dga?key={stack['survey_keys']['dga']}&channel=walk_in")
+            csp = response.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp and "script-src 'nonce-" in csp
+            assert await page.evaluate("parseFloat(getComputedStyle(document.body).fontSize)") >= 20  # its style ran
+            await page.fill("#service_name", "ต่ออายุใบขับขี่ (CSP)")
+            for name, value in (("age_group", "60_plus"), ("satisfaction", "4"), ("tech_difficulty", "some"),
+                                ("aware_of_digital_channels", "false")):
+                await page.click(f'label.choice:has(input[name="{name}"][value="{value}"])')
+            await page.fill("#comment", "ช่วยโทรกลับ 081-234-5678 ค่ะ")
+            await page.screenshot(path=str(OUT / "survey-390x844.png"), full_page=True)
+            await page.click("button[type=submit]")
+            await page.locator("#status.ok, #status.err").wait_for(timeout=20_000)  # no eval: the CSP forbids it
+            assert "ขอบคุณ" in await page.inner_text("#status"), await page.inner_text("#status")
+        finally:
+            await browser.close()
+    assert refused == []
+    client = AsyncMongoClient(stack["env"]["NEWNORMAL_MONGO_URI"])
+    try:
+        events = client[stack["env"]["NEWNORMAL_MONGO_DB"]].events
+        stored = await poll(lambda: events.find_one({"data.service_name": "ต่ออายุใบขับขี่ (CSP)"}), 30,
+                            what="the browser's response stored")
+        assert (stored["agency"], stored["data"]["channel"], stored["data"]["age_group"]) == ("dga", "walk_in", "60_plus")
+        assert stored["data"]["comment"] == "ช่วยโทรกลับ [REDACTED:PHONE] ค่ะ"
+    finally:
+        await client.close()
