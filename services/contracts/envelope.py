@@ -502,8 +502,24 @@ def _ce_header(name: str, value: str) -> str:
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.S)  # RFC 7230 3.2.6: a backslash quotes the next byte
 
 
+def _sent_twice(names: Iterable[str], prefix: str) -> str | None:
+    """The first attribute header (or content type) a message carries more than once. HTTP and Kafka both allow
+    a name twice; which value counts would then be each reader's choice (ours kept the last, Starlette's `get`
+    and many consumers the first), so such a message is refused rather than read one way here."""
+    seen: set[str] = set()
+    for name in names:
+        name = name.lower()
+        if name.startswith(prefix) or name == "content-type":
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
+
+
 def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collection[str] | None,
                  received_at: datetime | None) -> Event | EventError:
+    if (twice := _sent_twice((k for k, _ in headers.items()), "ce-")) is not None:
+        return EventError("invalid_cloudevent", f"header {twice} is sent more than once")
     lower = {k.lower(): v for k, v in headers.items()}
     try:
         decoded = {k: _ce_header(k, v) for k, v in lower.items() if k.startswith("ce-")}
@@ -546,8 +562,11 @@ def _str_attr(obj: Any, name: str) -> str | None:
 def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: bytes | None,
                 *, allowed_types: Collection[str] | None = None, received_at: datetime | None = None) -> Event:
     """Parse a Kafka record in structured or binary mode (CloudEvents Kafka protocol binding)."""
+    pairs = list(headers or ())
+    if (twice := _sent_twice((name for name, _ in pairs), "ce_")) is not None:
+        raise EventError("invalid_cloudevent", f"header {twice} is sent more than once")
     hdrs: dict[str, bytes] = {}
-    for name, raw in headers or ():
+    for name, raw in pairs:
         hdrs[name.lower()] = raw if isinstance(raw, bytes) else str(raw).encode()
     value = value or b""
     if len(value) > MAX_EVENT_BYTES:

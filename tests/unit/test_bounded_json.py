@@ -244,3 +244,20 @@ def test_binary_mode_headers_that_are_not_utf8_once_decoded_are_refused(sent):
     [refused] = parse_http({**BINARY, "ce-subject": sent}, TARGET)
     assert isinstance(refused, EventError) and refused.reason == "invalid_cloudevent"
     assert "ce-subject" in refused.detail and "UTF-8" in refused.detail and refused.event_id == "b-1"
+
+
+def test_an_attribute_header_sent_twice_is_refused_in_http_and_kafka():
+    from starlette.datastructures import Headers
+
+    from services.contracts.envelope import parse_kafka
+
+    raw = [(k.encode(), v.encode()) for k, v in BINARY.items()]
+    for extra in ((b"ce-source", b"/agencies/rd/t"), (b"Content-Type", b"text/plain")):
+        [refused] = parse_http(Headers(raw=[*raw, extra]), TARGET)
+        assert isinstance(refused, EventError) and refused.reason == "invalid_cloudevent"
+        assert f"header {extra[0].decode().lower()} is sent more than once" in refused.detail
+    kafka = [(k.decode().replace("ce-", "ce_"), v) for k, v in raw]
+    assert parse_kafka(kafka, b"dga", TARGET).id == "b-1"
+    with pytest.raises(EventError) as info:
+        parse_kafka([*kafka, ("ce_agency", b"rd")], b"dga", TARGET)
+    assert info.value.reason == "invalid_cloudevent" and "ce_agency is sent more than once" in info.value.detail
