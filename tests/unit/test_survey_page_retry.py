@@ -61,9 +61,10 @@ async function submit(result) { outcome = result; onSubmit({preventDefault() {}}
 def page_script() -> str:
     html = TEMPLATES.get_template("survey.html").render(
         agency=SimpleNamespace(code="dga", name_th="สพร.", name_en="DGA"), key="kiosk-key", service_name="",
-        channel="", channels=[], age_groups=[], tech_levels=[], satisfaction=[], idempotency_key=SERVER_KEY)
+        channel="", channels=[], age_groups=[], tech_levels=[], satisfaction=[], idempotency_key=SERVER_KEY,
+        nonce="n0nce")
     assert f'name="idempotency_key" value="{SERVER_KEY}"' in html  # the first key, also for a page without script
-    return re.search(r"<script>(.*?)</script>", html, re.S).group(1)  # type: ignore[union-attr]
+    return re.search(r"<script nonce=\"[^\"]+\">(.*?)</script>", html, re.S).group(1)  # type: ignore[union-attr]
 
 
 def test_the_page_keeps_one_key_per_filled_form_across_retries() -> None:
