@@ -126,3 +126,28 @@ class MilestoneMissed(MilestoneAlert):
 
 class MilestoneRecovered(MilestoneAlert):
     pass
+
+
+# The reasons the roadmap service states for a status or an alert (`status_reasons`, an alert's `reason`), in the
+# words people read: Thai, English.
+REASON_LABELS: dict[str, tuple[str, str]] = {
+    "deadline_passed": ("เลยกำหนดแล้ว", "deadline passed"),
+    "projected_finish_after_due": ("คาดว่าจะเสร็จหลังกำหนด", "projected to finish after the due date"),
+    "owner_forecast_after_due": ("หน่วยงานคาดว่าจะเสร็จหลังกำหนด", "the owner forecasts finishing after the due date"),
+    "progress_stalled": ("ไม่มีความคืบหน้า", "progress stalled"),
+    "dependency_at_risk_or_missed": ("หมุดหมายที่ต้องเสร็จก่อนเสี่ยงหรือพลาดกำหนด", "a milestone it depends on is at risk or missed"),
+    "completed_after_deadline": ("เสร็จหลังกำหนด", "completed after the due date"),
+    "due_date_moved_after_miss": ("เลื่อนกำหนดหลังพลาดกำหนด", "due date moved after it was missed"),
+    "no_milestones": ("ยังไม่มีหมุดหมาย", "no milestones yet"),
+}
+
+
+def reason_words(reason: str | None) -> tuple[str, str] | None:
+    """An alert's `reason` as people read it (Thai, English): the labels of its codes (comma-separated), or, when it
+    is not a list of codes (the agency's own reason for moving a due date), the agency's words as they are."""
+    if not reason or not reason.strip():
+        return None
+    codes = [c.strip() for c in reason.split(",")]
+    if all(c in REASON_LABELS for c in codes):
+        return "; ".join(REASON_LABELS[c][0] for c in codes), "; ".join(REASON_LABELS[c][1] for c in codes)
+    return reason.strip(), reason.strip()

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from services.contracts.agencies import get_registry
+from services.contracts.roadmap import reason_words
 from services.contracts.thai_calendar import BANGKOK, format_thai_date, format_thai_datetime
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -94,6 +95,7 @@ class Renderer:
         title_th = alert.get("title_th") or alert.get("title_en") or alert["milestone_id"]
         title_en = alert.get("title_en") or alert.get("title_th") or alert["milestone_id"]
         link = self.milestone_link(alert["milestone_id"])
+        reason = reason_words(alert.get("reason")) or ("", "")  # codes in words; an agency's own reason as it is
         suffix_th = {"reminder": f" (แจ้งเตือนซ้ำครั้งที่ {doc.get('sequence')})", "escalation": " (ยกระดับ)"}.get(doc.get("kind"), "")
         ctx = dict(
             icon=icon, headline_th=head_th, headline_en=head_en, kind=doc.get("kind"), sequence=doc.get("sequence"),
@@ -102,7 +104,7 @@ class Renderer:
             percent=_percent(alert.get("percent_complete", 0)), agency_th=agency_th, agency_en=agency_en,
             projected_th=format_thai_date(projected) if projected else "", projected_en=projected.strftime("%d %b %Y") if projected else "",
             completed_th=format_thai_date(completed) if completed else "", completed_en=completed.strftime("%d %b %Y") if completed else "",
-            reason=alert.get("reason") or "", link=link, ack_url=self.ack_link(doc),
+            reason_th=reason[0], reason_en=reason[1], link=link, ack_url=self.ack_link(doc),
         )
         subject = f"{icon} {head_th}{suffix_th}: {title_th} · {head_en}"
         ctx["subject"] = subject

@@ -35,6 +35,7 @@ from typing import Any
 from services.common.disclosure import CellKey, Suppression, plan_counts, plan_item
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, Competency, Workstream
+from services.contracts.roadmap import REASON_LABELS
 
 FIVE_POINT = ("green", "amber_green", "amber", "amber_red", "red")
 CONFIDENCE_LABELS = {
@@ -80,13 +81,6 @@ CHANNEL_LABELS = {
     Channel.online_web: ("เว็บไซต์", "Website"), Channel.mobile_app: ("แอปมือถือ", "Mobile app"),
     Channel.line_official_account: ("LINE OA", "LINE OA"), Channel.call_center: ("ศูนย์บริการโทรศัพท์", "Call centre"),
     Channel.walk_in: ("ติดต่อที่สำนักงาน", "Walk-in office"), Channel.mobile_unit: ("หน่วยเคลื่อนที่", "Mobile unit"),
-}
-REASON_LABELS = {  # codes the roadmap service states; unknown codes are shown as they are
-    "deadline_passed": ("เลยกำหนดแล้ว", "deadline passed"),
-    "projected_finish_after_due": ("คาดว่าจะเสร็จหลังกำหนด", "projected to finish after the due date"),
-    "progress_stalled": ("ไม่มีความคืบหน้า", "progress stalled"),
-    "dependency_at_risk_or_missed": ("หมุดหมายที่ต้องเสร็จก่อนเสี่ยงหรือพลาดกำหนด", "a milestone it depends on is at risk or missed"),
-    "no_milestones": ("ยังไม่มีหมุดหมาย", "no milestones yet"),
 }
 OPEN_STATUSES = ("planned", "in_progress", "at_risk", "missed")
 # Heat maps of the access section: (measure key in the API's cells, Thai, English, kind, higher is better)

@@ -282,6 +282,20 @@ def test_html_escapes_untrusted_text():
     assert "<script>" not in message.html and "&lt;script&gt;" in message.html
 
 
+@pytest.mark.parametrize(("reason", "thai", "english"), [
+    ("deadline_passed", "เหตุผล: เลยกำหนดแล้ว", "Reason: deadline passed"),
+    ("projected_finish_after_due,dependency_at_risk_or_missed",
+     "เหตุผล: คาดว่าจะเสร็จหลังกำหนด; หมุดหมายที่ต้องเสร็จก่อนเสี่ยงหรือพลาดกำหนด",
+     "Reason: projected to finish after the due date; a milestone it depends on is at risk or missed"),
+    ("งบประมาณล่าช้า, รอครุภัณฑ์", "เหตุผล: งบประมาณล่าช้า, รอครุภัณฑ์", "Reason: งบประมาณล่าช้า, รอครุภัณฑ์"),  # the agency's
+])
+def test_a_reason_reads_as_words_in_each_language_never_as_a_code(reason, thai, english):
+    message = Renderer("https://dash.example").render({**ALERT_DOC, "alert": {**ALERT_DOC["alert"], "reason": reason}})
+    assert thai in message.text and english in message.text
+    assert message.text.index(thai) < message.text.index(english)  # Thai first
+    assert "_" not in thai + english and thai.split(": ")[1] in message.html and english.split(": ")[1] in message.html
+
+
 def test_operational_message():
     doc = {"kind": "operational", "alert_type": "operational", "agency": "dga", "operational": {
         "alertname": "NewnormalServiceDown", "status": "firing", "severity": "critical", "labels": {"job": "roadmap"},
