@@ -188,13 +188,15 @@ def events_body(types: Iterable[str], max_events: int) -> dict[str, Any]:
         "requestBody": {
             "required": True,
             "description": (
-                f"`{envelope.STRUCTURED}`: one event. `{envelope.BATCH}`: a JSON array of 1 to {max_events} events. "
+                f"`{envelope.STRUCTURED}`: one event. `{envelope.BATCH}`: a JSON array of up to {max_events} events "
+                "(an empty one is a batch of nothing: 202). "
                 "Binary mode: the `data` object as the body (`Content-Type: application/json`) with the attributes "
-                "as `ce-specversion`, `ce-id`, `ce-source`, `ce-type` and `ce-agency` headers. "
+                "as `ce-specversion`, `ce-id`, `ce-source`, `ce-type` and `ce-agency` headers, percent-encoded "
+                "as the CloudEvents HTTP binding writes them. "
                 f"An event may be at most {envelope.MAX_EVENT_BYTES} bytes."),
             "content": {
                 envelope.STRUCTURED: {"schema": ref},
-                envelope.BATCH: {"schema": {"type": "array", "items": ref, "minItems": 1, "maxItems": max_events}},
+                envelope.BATCH: {"schema": {"type": "array", "items": ref, "maxItems": max_events}},
             },
         },
         _COMPONENTS: components,
