@@ -440,9 +440,8 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
     """Parse an HTTP request in structured, batched or binary mode into per-event results.
 
     Raises EventError for a request that cannot be read at all: unknown mode, body not JSON or nested too deep,
-    a batch that is not an array, is empty, or holds more than `max_events` items (counted before any item is
-    parsed, so a huge batch costs `max_events` decoded items at most).
-    """
+    a batch that is not an array or holds more than `max_events` items (counted before any item is parsed, so a
+    huge batch costs `max_events` decoded items at most). An empty batch is an empty list."""
     mode = http_mode(headers)
     if mode == "binary":
         return [_binary_http(headers, body, allowed_types, received_at)]

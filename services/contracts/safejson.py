@@ -98,9 +98,11 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")  # after decoding, every pair is one
 def _may_hold_surrogate(data: bytes | bytearray | str, text: str) -> bool:
     if _ESCAPED_SURROGATE.search(text):
         return True
-    if isinstance(data, bytes | bytearray) and text.isascii() is False and json.detect_encoding(data) == "utf-8":
+    if text.isascii():
+        return False
+    if isinstance(data, bytes | bytearray) and json.detect_encoding(data) == "utf-8":
         return _UTF8_SURROGATE.search(data) is not None
-    return not text.isascii() and _SURROGATE.search(text) is not None
+    return _SURROGATE.search(text) is not None
 
 
 def _text(data: bytes | bytearray | str) -> str:
