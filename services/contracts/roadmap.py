@@ -149,5 +149,11 @@ def reason_words(reason: str | None) -> tuple[str, str] | None:
         return None
     codes = [c.strip() for c in reason.split(",")]
     if all(c in REASON_LABELS for c in codes):
-        return "; ".join(REASON_LABELS[c][0] for c in codes), "; ".join(REASON_LABELS[c][1] for c in codes)
+        return codes_in_words(codes)
     return reason.strip(), reason.strip()
+
+
+def codes_in_words(codes: list[str]) -> tuple[str, str]:
+    """Reason codes as people read them (Thai, English); a code without a label is shown as it is."""
+    return ("; ".join(REASON_LABELS.get(c, (c, c))[0] for c in codes),
+            "; ".join(REASON_LABELS.get(c, (c, c))[1] for c in codes))

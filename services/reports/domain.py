@@ -35,7 +35,7 @@ from typing import Any
 from services.common.disclosure import CellKey, Suppression, plan_counts, plan_item
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import AgeGroup, Channel, Competency, Workstream
-from services.contracts.roadmap import REASON_LABELS
+from services.contracts.roadmap import REASON_LABELS, codes_in_words
 
 FIVE_POINT = ("green", "amber_green", "amber", "amber_red", "red")
 CONFIDENCE_LABELS = {
@@ -264,8 +264,7 @@ def latest_reason(item: Mapping[str, Any], detail: Mapping[str, Any] | None = No
         return (stated.strip(), stated.strip())
     codes = [c for c in item.get("status_reasons") or [] if isinstance(c, str)]
     if codes:
-        return ("; ".join(label(REASON_LABELS, c, "th") for c in codes),
-                "; ".join(label(REASON_LABELS, c, "en") for c in codes))
+        return codes_in_words(codes)
     return None
 
 
