@@ -15,6 +15,7 @@ Authentication is header-only (`X-API-Key` or `Authorization: Bearer`), so it ru
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import re
@@ -70,6 +71,53 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _forbidden(reason: str, detail: str) -> HTTPException:
     return HTTPException(403, detail={"reason": reason, "detail": detail})
+
+
+def _ambiguous(detail: str) -> HTTPException:
+    return HTTPException(400, detail={"reason": "ambiguous_credentials", "detail": detail})
+
+
+def single_header(headers: Any, name: str) -> str | None:
+    """The value of a header that must come at most once (a credential): two values are refused 400
+    `ambiguous_credentials`, since the proxies and servers on the way need not agree on which one counts."""
+    values = headers.getlist(name)
+    if len(values) > 1:
+        raise _ambiguous(f"header {name} is sent more than once; send one credential")
+    return values[0] if values else None
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an `Authorization: Basic` header ("" when malformed, None when the header is not Basic)."""
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return decoded.partition(":")[2]
+
+
+@dataclass(frozen=True)
+class Credential:
+    key: str
+    scheme: str  # "x-api-key", "bearer" or "basic": how it came, which decides the 401's WWW-Authenticate
+
+
+def presented_credential(headers: Any, *, basic: bool = False) -> Credential | None:
+    """The one API key a request presents: `X-API-Key`, `Authorization: Bearer` or (`basic`) the password of
+    `Authorization: Basic`. Each header at most once, and two different keys by two ways are refused (RFC 6750
+    2: a client uses one method per request): which one a server takes must never decide whose request it is."""
+    found: list[Credential] = []
+    if api_key := single_header(headers, "x-api-key"):
+        found.append(Credential(api_key, "x-api-key"))
+    authorization = single_header(headers, "authorization") or ""
+    if authorization.lower().startswith("bearer "):
+        found.append(Credential(authorization[7:].strip(), "bearer"))
+    elif basic and (password := basic_password(authorization)) is not None:
+        found.append(Credential(password, "basic"))
+    if len({c.key for c in found}) > 1:
+        raise _ambiguous("the request presents two different API keys (X-API-Key and Authorization); send one")
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -278,20 +326,23 @@ class ApiKeyAuth:
     async def __call__(self, request: Request) -> Principal:
         return await self.authenticate(request, WRITERS)
 
-    async def authenticate(self, request: Request, roles: frozenset[Role]) -> Principal:
-        key = request.headers.get("x-api-key")
-        auth = request.headers.get("authorization", "")
-        if not key and auth.lower().startswith("bearer "):
-            key = auth[7:].strip()
-        if not key:
+    async def authenticate(self, request: Request, roles: frozenset[Role], *, basic_realm: str | None = None) -> Principal:
+        """`basic_realm`: the route also takes the key as the password of HTTP Basic (xAPI clients send it so)."""
+        credential = presented_credential(request.headers, basic=basic_realm is not None)
+        challenge = {"WWW-Authenticate": "Bearer" if basic_realm is None else f'Bearer, Basic realm="{basic_realm}"'}
+        if credential is None or not credential.key and credential.scheme != "basic":
+            auth = request.headers.get("authorization", "")
             raise HTTPException(401, detail={"reason": "missing_api_key", "detail": (
                 "send the API key in X-API-Key or as Authorization: Bearer <key>"
-                + (" (not Basic or another scheme)" if auth.strip() else ""))},
-                                headers={"WWW-Authenticate": "Bearer"})
-        principal = await self.lookup(key)
+                + (" or as the HTTP Basic password" if basic_realm is not None else "")
+                + (" (not Basic or another scheme)" if auth.strip() and basic_realm is None else ""))},
+                                headers=challenge)
+        principal = await self.lookup(credential.key)
         if principal is None:
-            raise HTTPException(401, detail={"reason": "invalid_api_key", "detail": "unknown, revoked or expired API key"},
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(401, detail={"reason": "invalid_api_key", "detail": "unknown, revoked or expired API key"
+                                             + (" (HTTP Basic: the key is the password)"
+                                                if credential.scheme == "basic" else "")},
+                                headers=challenge)
         if principal.role not in roles:
             raise _forbidden("role_not_allowed", f"a {principal.role.value} key may not use this route")
         return principal

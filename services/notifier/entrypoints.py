@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.common import openapi
 from services.common.app import Runtime
-from services.common.auth import READ_RESPONSES, Principal, Role
+from services.common.auth import READ_RESPONSES, Principal, Role, single_header
 from services.common.http_ingest import read_json, unknown_agency
 from services.common.params import AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
@@ -88,7 +88,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
 
     async def alertmanager_caller(request: Request) -> None:
         # Headers only: runs before a byte of the body is read.
-        if not credential_matches(request.headers.get("authorization", ""), am_user, am_secret):
+        if not credential_matches(single_header(request.headers, "authorization") or "", am_user, am_secret):
             raise _problem(401, "unauthorized", "Alertmanager's bearer token or basic-auth credential is required",
                            headers={"WWW-Authenticate": 'Bearer realm="alertmanager", Basic realm="alertmanager"'})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from typing import Annotated, Any
 
@@ -32,17 +31,6 @@ def build_router(service: TrainingService, runtime: Runtime) -> APIRouter:
         router.include_router(_xapi_router(service.xapi, runtime.auth, runtime.settings.ingest_max_body_bytes,
                                            runtime.intake.limiter))
     return router
-
-
-def _basic_password(header: str) -> str | None:
-    """The password of an `Authorization: Basic` header (None when the header is not Basic)."""
-    if not header.lower().startswith("basic "):
-        return None
-    try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    return decoded.partition(":")[2]
 
 
 def _readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
@@ -83,18 +71,7 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
             return problem(400, "xapi_version_required", f"send {xapi.VERSION_HEADER}: 1.0.3 (1.0.x accepted)",
                            headers=version)
         try:
-            basic = _basic_password(request.headers.get("authorization", ""))
-            if basic is None:
-                return await auth(request)
-            principal = await auth.lookup(basic)
-            if principal is None:
-                raise HTTPException(401, detail={"reason": "invalid_api_key", "detail": "unknown, revoked or expired "
-                                                 "API key (HTTP Basic: the key is the password)"},
-                                    headers={"WWW-Authenticate": 'Basic realm="xAPI"'})
-            if principal.role not in WRITERS:
-                raise HTTPException(403, detail={"reason": "role_not_allowed",
-                                                 "detail": f"a {principal.role.value} key may not use this route"})
-            return principal
+            return await auth.authenticate(request, WRITERS, basic_realm="xAPI")
         except HTTPException as exc:
             return problem(exc.status_code, exc.detail["reason"], exc.detail["detail"],
                            headers={**version, **(exc.headers or {})})

@@ -160,6 +160,22 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
 
     same(await writes(b"[]", None), 401, "missing_api_key")
     same(await writes(b"[]", UNKNOWN_KEY), 401, "invalid_api_key")
+    # Two keys in one request (a key header twice, or X-API-Key and Bearer naming different keys): which one
+    # counts must never be the server's choice. Refused on every keyed route, before a body is read.
+    for credentials in ([("X-API-Key", keys["dga"]), ("X-API-Key", keys["rd"])],
+                        [("X-API-Key", keys["dga"]), ("Authorization", f"Bearer {keys['rd']}")],
+                        [("Authorization", f"Bearer {keys['dga']}"), ("Authorization", f"Bearer {keys['dga']}")]):
+        same({f"{svc} {path}": await http[svc].get(path, params=query, headers=credentials)
+              for svc, path, query, *_ in READS + PLAIN_READS}, 400, "ambiguous_credentials")
+        same({f"{svc} {path}": await http[svc].post(path, content=b"[]", headers=[*headers.items(), *credentials])
+              for svc, path, headers in WRITES}, 400, "ambiguous_credentials")
+    alertmanager_twice = await http["notifier"].post("/v1/alertmanager", content=b"{}", headers=[
+        ("Content-Type", "application/json"), ("Authorization", f"Bearer {ALERTMANAGER_TOKEN}"),
+        ("Authorization", "Bearer another")])
+    same({"notifier /v1/alertmanager": alertmanager_twice}, 400, "ambiguous_credentials")
+    # The same key both ways is one credential.
+    same({"feedback /v1/experience/gaps": await http["feedback"].get("/v1/experience/gaps", headers=[
+        ("X-API-Key", "nnk_dga_" + "B" * 43), ("Authorization", "Bearer nnk_dga_" + "B" * 43)])}, 401, "invalid_api_key")
     same(await writes(b"[" + b" " * (2 << 20) + b"]", keys["office"]), 413, "request_too_large")
     same(await writes(b"{}", keys["office"], "text/plain"), 415, "unsupported_media_type")
     same(await writes(b"{nope", keys["office"]), 400, "invalid_json")

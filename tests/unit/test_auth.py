@@ -4,13 +4,16 @@ within the TTL, expiry on every request, bounded LRUs, brief caching of unknown 
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import HTTPException
+from starlette.datastructures import Headers
 
 from services.common.auth import (
     SURVEY_INTAKE,
+    WRITERS,
     ApiKeyAuth,
     Principal,
     Role,
@@ -141,7 +144,8 @@ def add_key(db, agency="rd", role="agency", **fields):
 
 class FakeRequest:
     def __init__(self, headers):
-        self.headers = {k.lower(): v for k, v in headers.items()}
+        items = headers if isinstance(headers, list) else list(headers.items())
+        self.headers = Headers(raw=[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items])
 
 
 def run(coro):
@@ -164,6 +168,35 @@ def test_roles_admitted_per_route():
             with pytest.raises(HTTPException) as missing:
                 await auth(FakeRequest(headers))
             assert missing.value.status_code == 401 and missing.value.detail["reason"] == reason
+    run(go())
+
+
+def test_a_credential_sent_twice_or_two_different_keys_are_refused_as_ambiguous():
+    auth, db, _ = setup_auth()
+    rd, dga = add_key(db), add_key(db, agency="dga")
+    basic = "Basic " + base64.b64encode(f"lrs:{dga}".encode()).decode()
+
+    async def go():
+        for headers in ([("X-API-Key", rd), ("X-API-Key", dga)], [("X-API-Key", rd), ("X-API-Key", rd)],
+                        [("Authorization", f"Bearer {rd}"), ("Authorization", f"Bearer {dga}")],
+                        [("X-API-Key", rd), ("Authorization", f"Bearer {dga}")],
+                        [("X-API-Key", rd), ("Authorization", "Bearer nope")]):
+            with pytest.raises(HTTPException) as refused:
+                await auth(FakeRequest(headers))
+            assert refused.value.status_code == 400 and refused.value.detail["reason"] == "ambiguous_credentials"
+        with pytest.raises(HTTPException) as refused:  # a route taking HTTP Basic: the password is a key too
+            await auth.authenticate(FakeRequest([("X-API-Key", rd), ("Authorization", basic)]), WRITERS,
+                                    basic_realm="xAPI")
+        assert refused.value.detail["reason"] == "ambiguous_credentials"
+        # The same key both ways is one credential; Basic counts only where a route takes it.
+        assert (await auth(FakeRequest([("X-API-Key", rd), ("Authorization", f"Bearer {rd}")]))).agency == "rd"
+        assert (await auth(FakeRequest([("X-API-Key", rd), ("Authorization", basic)]))).agency == "rd"
+        assert (await auth.authenticate(FakeRequest([("Authorization", basic)]), WRITERS, basic_realm="xAPI")).agency == "dga"
+        with pytest.raises(HTTPException) as wrong:
+            await auth.authenticate(FakeRequest([("Authorization", "Basic " + base64.b64encode(b"lrs:x").decode())]),
+                                    WRITERS, basic_realm="xAPI")
+        assert wrong.value.status_code == 401 and wrong.value.detail["reason"] == "invalid_api_key"
+        assert "Basic" in wrong.value.headers["WWW-Authenticate"]
     run(go())
 
 
