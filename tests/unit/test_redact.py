@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.contracts.thai_calendar import ascii_to_thai_digits, is_valid_thai_national_id
 from services.feedback.redact import count_placeholders, placeholder, redact
@@ -126,3 +128,26 @@ def test_invalid_checksum_is_not_an_id_but_mixed_separators_are():
 def test_no_partial_match_inside_longer_numbers():
     assert redact("08123456789012345").counts == {}  # 17 digits: a reference number, not a phone
     assert redact("x" + ID1 + "9").counts == {}
+
+
+# --- the gates: a finder skipped by its gate would have found nothing ---------------------------------------------
+_FRAGMENTS = ["0812345678", "08-1234-5678", "๐๘๑๒๓๔๕๖๗๘", "０８１２３４５６７８", "+66 81 234 5678", "1101700230708",
+              "1-1017-00230-70-8", "123-4-56789-0", "1234567890", "12", "3", " ", "-", ".", "(", ")", "[at]", "(at)",
+              " at ", "แอท", " dot ", "ดอท", "com", "gmail", "@", "＠", "somchai", "line", "LINE", "lıne", "ไลน์", "id",
+              "ไอดี", "แอด", ": ", "คือ", "line.me/ti/p/", "~abc_12", "@abc.def", "คุณ", "นาย", "สมชาย", "ใจดี", "Mr ",
+              "Somchai", "ขอบคุณ", "บริการดี", "tel", "Tel.", "EE053456789TH", "31-12-2569", "\u0660\u0661\u0662"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(_FRAGMENTS), max_size=12).map("".join))
+def test_a_gate_never_skips_a_finder_that_would_have_found_something(text):
+    from services.common import redact as module
+
+    ungated = tuple((kind, find, module._always) for kind, find, _ in module._FINDERS)
+    gated = redact(text)
+    original = module._FINDERS
+    module._FINDERS = ungated
+    try:
+        assert redact(text) == gated
+    finally:
+        module._FINDERS = original
