@@ -61,9 +61,13 @@ _VIEW.update({c: ord("-") for c in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x20
 _VIEW.update({c: ord(" ") for c in (0x00A0, 0x2007, 0x202F, 0x3000, 0x200B, 0x2009, 0x200A)})
 
 
+_VIEWED = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_VIEW)) + "]")
+
+
 def ascii_view(text: str) -> str:
     """Same length as `text`: digits, punctuation and spaces of other forms as their ASCII equivalents."""
-    return text.translate(_VIEW)
+    # str.translate walks every character in Python's slow path for Thai text: most texts need nothing changed.
+    return text.translate(_VIEW) if _VIEWED.search(text) else text
 
 
 # --- patterns (on the view) --------------------------------------------------------------------------
@@ -272,18 +276,19 @@ def _names(text: str, view: str) -> Iterable[tuple[int, int]]:
 # What a text must hold for a finder to find anything there (a necessary condition, checked in a fraction of the
 # finder's time): most texts hold nothing personal, and each finder's pattern costs 2-14 µs on a short one.
 Gate = Callable[[str], bool]
-_DIGIT = re.compile(r"\d")
-_FEWEST_DIGITS = 9  # a phone has 9 (0 + 8) or more; a national ID 13; a bank account 10-12 (`_bank`)
+# Nine digits, anywhere: a phone has 9 (0 + 8) or more, a national ID 13, a bank account 10-12 (`_bank`).
+_ENOUGH_DIGITS = re.compile(r"\d(?:\D*\d){8}")
+_BRACKETED_AT = re.compile(r"[(\[][Aa][Tt][)\]]")  # `_EMAIL_RE`'s "(at)" or "[at]"
 _AT_WORD = re.compile("at|แอท", re.IGNORECASE)  # the spelled-out "@" (the same flag: "at" folds as the finder's)
 _LINE_WORD = re.compile("line|ไลน์", re.IGNORECASE)  # in every trigger of `_LINE_RE`, and in `_LINE_URL_RE`
 
 
 def _enough_digits(view: str) -> bool:
-    return len(_DIGIT.findall(view)) >= _FEWEST_DIGITS
+    return _ENOUGH_DIGITS.search(view) is not None
 
 
 def _email_mark(view: str) -> bool:
-    return "@" in view or "(" in view or "[" in view  # `_EMAIL_RE`'s @, (at) or [at]
+    return "@" in view or _BRACKETED_AT.search(view) is not None
 
 
 def _line_mark(view: str) -> bool:
@@ -339,7 +344,7 @@ def redact(text: str) -> Redaction:
         redacted = _apply(text, view, taken, kind, find, counts)
         if redacted is not text:  # most texts hold nothing personal: the view is computed once for all finders
             text, view, taken = redacted, ascii_view(redacted), [m.span() for m in _PLACEHOLDER_RE.finditer(redacted)]
-    return Redaction(text, {k: counts[k] for k in KINDS if counts[k]})
+    return Redaction(text, {k: counts[k] for k in KINDS if counts[k]} if counts else {})
 
 
 def redact_to_limit(text: str, limit: int) -> Redaction:

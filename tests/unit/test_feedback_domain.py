@@ -70,6 +70,11 @@ def test_prepare_drops_birth_year_and_redacts_the_comment():
     assert doc["bangkok_day"] == "2026-03-01" and "birth_year" not in doc["data"]
     assert doc["_id"] == document_id(prepared.source, prepared.id)  # the stored response is the audit record
     assert {k: v for k, v in doc.items() if k not in ("cohort", "bangkok_day", "redactions")} == prepared.to_document()
+    # A birth year and nothing to redact: the age group is set without validating the data again, to the same
+    # result as validating what it says.
+    only_year = domain.prepare(event(birth_year=1990, comment="ดีมาก"))
+    assert only_year.data == type(only_year.data).model_validate(only_year.data_dict())
+    assert only_year.data.age_group.value == "35_44" and "birth_year" not in only_year.to_json_dict()["data"]
 
 
 def test_prepare_refuses_impossible_birth_year_with_a_reason():
