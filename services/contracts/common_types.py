@@ -120,17 +120,31 @@ class EventData(BaseModel):
         # Pydantic's lax mode would take 0 as a date, "5" as a number and "yes" as true: a value must already be
         # of the JSON type the published schema states (what an integrator's validator checks too).
         if isinstance(data, dict):
-            for name, types in _field_json_types(cls).items():
-                if name in data and not _json_type_ok(data[name], types):
-                    raise ValueError(f"{name} must be {' or '.join(sorted(types - {'date'}))}")
+            fields = _field_json_types(cls)
+            for name, value in data.items():
+                checked = fields.get(name)  # an unknown name is refused by the model (extra="forbid")
+                if checked is not None and type(value) not in checked[1] and not _json_type_ok(value, checked[0]):
+                    raise ValueError(f"{name} must be {' or '.join(sorted(checked[0] - {'date'}))}")
         return data
 
 
+# The Python types JSON decoding gives each JSON type, that are that type whatever their value (a float is an
+# integer only when whole, a date only comes from our own code: those take `_json_type_ok`).
+_EXACT_TYPES: dict[str, tuple[type, ...]] = {"boolean": (bool,), "integer": (int,), "number": (int, float),
+                                             "string": (str,), "null": (type(None),), "array": (list,),
+                                             "object": (dict,)}
+
+
 @functools.cache
-def _field_json_types(cls: type[EventData]) -> dict[str, frozenset[str]]:
+def _field_json_types(cls: type[EventData]) -> dict[str, tuple[frozenset[str], frozenset[type]]]:
+    """Per field: its JSON types, and the Python types that pass at once (checked by `type(value) in`)."""
     schema = cls.model_json_schema(mode="validation")
     defs = schema.get("$defs", {})
-    return {name: frozenset(_types_of(prop, defs)) for name, prop in schema.get("properties", {}).items()}
+    out = {}
+    for name, prop in schema.get("properties", {}).items():
+        types = frozenset(_types_of(prop, defs))
+        out[name] = (types, frozenset(t for json_type in types for t in _EXACT_TYPES.get(json_type, ())))
+    return out
 
 
 class Workstream(StrEnum):

@@ -368,9 +368,10 @@ def _from_sdk(event: Any, allowed_types: Collection[str] | None, received_at: da
 
 
 def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: bytes | None = None,
-                       received_at: datetime | None = None) -> Event:
+                       received_at: datetime | None = None, at_most: int | None = None) -> Event:
     """One structured-mode event, already decoded from JSON. `raw` is its encoding when the caller has it (a
-    Kafka record), so it is measured as received rather than encoded again."""
+    Kafka record), so it is measured as received rather than encoded again; `at_most`, a bound of its encoded
+    size known to the caller: an event within the limit by it is not encoded to be measured."""
     if not isinstance(obj, dict):
         raise EventError("invalid_cloudevent", "a structured event must be a JSON object")
     # The SDK invents an id when none is given; an event without its own id cannot be deduplicated.
@@ -379,7 +380,12 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
             raise EventError("missing_attribute", f"required CloudEvents attribute {name!r} is missing",
                              event_id=obj.get("id") if isinstance(obj.get("id"), str) else None)
     # What was read as JSON is Unicode already (an unpaired surrogate is refused with its item): it encodes.
-    size = len(raw) if raw is not None else len(json.dumps(obj, ensure_ascii=False).encode())
+    if raw is not None:
+        size = len(raw)
+    elif at_most is not None and at_most <= MAX_EVENT_BYTES:
+        size = at_most
+    else:
+        size = len(json.dumps(obj, ensure_ascii=False).encode())
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
     if obj["specversion"] != "1.0":
@@ -446,8 +452,9 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
     if mode == "binary":
         return [_binary_http(headers, body, allowed_types, received_at)]
     try:
+        lengths: list[int] = []
         if mode == "batch":  # each event answered alone, also for what JSON leaves to the reader
-            payload = safejson.loads_bounded(body, max_items=max_events, isolate=True)
+            payload = safejson.loads_bounded(body, max_items=max_events, isolate=True, lengths=lengths)
         else:
             payload = safejson.loads(body)
     except safejson.TooManyItems:
@@ -464,16 +471,23 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
             raise EventError("invalid_batch", "a batched request must be a JSON array of events")
         items = payload  # "The batch MAY be empty" (HTTP binding 3.3.3): nothing to answer for
     else:
-        items = [payload]
-    return [_one_http_event(obj, allowed_types, received_at) for obj in items]
+        items, lengths = [payload], [len(body)]
+    return [_one_http_event(obj, allowed_types, received_at, MAX_ENCODING_GROWTH * length)
+            for obj, length in zip(items, lengths, strict=True)]
 
 
-def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None) -> Event | EventError:
+# An item of n characters of JSON text encodes (UTF-8, `json.dumps`'s separators) in at most 5n bytes: a character
+# of a string takes at most 4 bytes, and a number token grows at most 4.5 times ("1e15" is 1000000000000000.0).
+MAX_ENCODING_GROWTH = 5
+
+
+def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None,
+                    at_most: int | None = None) -> Event | EventError:
     if isinstance(obj, safejson.Refused):
         return EventError("invalid_json", f"the event: {safejson.describe(obj.error)}",
                           event_id=_str_attr(obj.value, "id"), source=_str_attr(obj.value, "source"))
     try:
-        return _structured_object(obj, allowed_types, received_at=received_at)
+        return _structured_object(obj, allowed_types, received_at=received_at, at_most=at_most)
     except EventError as err:
         return err
     except Exception:  # any other failure belongs to this one event, never to its neighbours or the request

@@ -261,3 +261,36 @@ def test_an_attribute_header_sent_twice_is_refused_in_http_and_kafka():
     with pytest.raises(EventError) as info:
         parse_kafka([*kafka, ("ce_agency", b"rd")], b"dga", TARGET)
     assert info.value.reason == "invalid_cloudevent" and "ce_agency is sent more than once" in info.value.detail
+
+
+# --- an item's size bounded by its text: 5 bytes of encoding per character at most ---------------------------------
+_SHORT_NUMBERS = [f"{sign}{m}{point}e{e}" for sign in ("", "-") for m in ("1", "9", "12") for point in ("", ".5")
+                  for e in (*range(-30, 30), 100, 308)]
+
+
+@pytest.mark.parametrize("token", _SHORT_NUMBERS)
+def test_a_number_token_grows_at_most_four_and_a_half_times_when_encoded_again(token):
+    assert len(json.dumps(json.loads(token))) <= 4.5 * len(token)
+
+
+@given(json_values)
+def test_the_encoded_size_of_an_item_is_within_five_times_its_text(value):
+    from services.contracts.envelope import MAX_ENCODING_GROWTH
+
+    for text in (json.dumps(value, separators=(",", ":"), ensure_ascii=False),
+                 json.dumps([value, value], separators=(",", ":"), ensure_ascii=False)):
+        lengths: list[int] = []
+        items = safejson.loads_bounded(f"[{text}]", max_items=None, lengths=lengths)
+        assert len(lengths) == len(items) == 1 and lengths[0] == len(text)
+        assert len(json.dumps(items[0], ensure_ascii=False).encode()) <= MAX_ENCODING_GROWTH * lengths[0]
+    worst = "[" + ",".join(["1e15"] * 50) + "]"  # the densest growth: short number tokens
+    assert len(json.dumps(json.loads(worst), ensure_ascii=False).encode()) <= MAX_ENCODING_GROWTH * len(worst)
+
+
+def test_an_item_of_a_batch_over_the_event_size_is_still_measured_and_refused():
+    big = {"specversion": "1.0", "id": "big", "source": "/agencies/dga/x", "type": "feedback.response.submitted",
+           "agency": "dga", "data": {"comment": "ก" * 30_000}}
+    small = {**big, "id": "small", "data": {"comment": "ก" * 10}}
+    results = parse_http({"content-type": BATCH}, json.dumps([small, big], ensure_ascii=False).encode())
+    assert isinstance(results[1], EventError) and results[1].reason == "event_too_large"
+    assert not (isinstance(results[0], EventError) and results[0].reason == "event_too_large")
