@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.utils import is_scalar_field
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -266,32 +268,41 @@ def mount_event_intake(app: FastAPI, runtime: Runtime, allowed_types: Iterable[s
     return ingestor
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+_QUERY_NAMES: dict[int, tuple[frozenset[str], frozenset[str]]] = {}  # route -> (its names, those taking one value)
 
 
 async def known_query_parameters(request: Request) -> None:
     """A parameter a JSON API route does not take is a mistake, answered 400 `unknown_parameter`: ignored, a
     misspelt filter (`?agnecy=rd`) or one a route does not have (`/v1/summary?agency=rd`) would be answered with
-    other data than the client asked for. Pages (HTML, links in messages) and xAPI (its own rule) are left alone."""
+    other data than the client asked for. One that takes a single value given twice (`?agency=dga&agency=rd`) is
+    400 `repeated_parameter`: the route would take the last, a proxy, a cache or a log the first.
+    Pages (HTML, links in messages) and xAPI (its own rule) are left alone."""
     route = request.scope.get("route")
     if not request.url.path.startswith("/v1/") or not isinstance(route, APIRoute) or not request.query_params:
         return
-    names = _QUERY_NAMES.get(id(route))
-    if names is None:
-        names = _QUERY_NAMES[id(route)] = frozenset(_query_names(route.dependant))
+    known = _QUERY_NAMES.get(id(route))
+    if known is None:
+        params = list(_query_params(route.dependant))
+        known = _QUERY_NAMES[id(route)] = (frozenset(p.alias for p in params),
+                                           frozenset(p.alias for p in params if is_scalar_field(p)))
+    names, single = known
     unknown = sorted(set(request.query_params) - names)
     if unknown:
         takes = ", ".join(sorted(names)) or "no parameters"
         raise StarletteHTTPException(400, detail={"reason": "unknown_parameter", "detail": (
             f"{route.path} does not take {unknown[0][:40]!r}; it takes {takes}")})
+    given = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = sorted(name for name, count in given.items() if count > 1 and name in single)
+    if repeated:
+        raise StarletteHTTPException(400, detail={"reason": "repeated_parameter", "detail": (
+            f"{repeated[0]} is given more than once; it takes one value")})
 
 
-def _query_names(dependant: Any) -> set[str]:
+def _query_params(dependant: Any) -> Iterator[Any]:
     """The query parameters a route declares, its dependencies' included."""
-    names = {param.alias for param in dependant.query_params}
+    yield from dependant.query_params
     for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
+        yield from _query_params(sub)
 
 
 def _reason(status: int) -> str:

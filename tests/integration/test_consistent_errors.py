@@ -142,6 +142,20 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
     same({"roadmap /v1/summary": await http["roadmap"].get("/v1/summary", params={"agency": "rd"},
                                                            headers={"X-API-Key": keys["dga"]})}, 400, "unknown_parameter")
 
+    # A parameter that takes one value, given twice (`?agency=rd&agency=dga`): the route would take the last, a
+    # proxy, a cache or an audit log the first. Refused, whichever values; a repeatable one (`at`) is fine.
+    twice = {f"{svc} {path}": await http[svc].get(path, headers={"X-API-Key": keys["dga"]},
+                                                  params=[*query.items(), ("agency", "rd"), ("agency", "dga")])
+             for svc, path, query, _ in READS}
+    twice["training /v1/readiness/laggards"] = await http["training"].get(
+        "/v1/readiness/laggards", headers={"X-API-Key": keys["dga"]},
+        params=[("fiscal_year", "2569"), ("fiscal_year", "2570")])
+    same(twice, 400, "repeated_parameter")
+    assert all("agency is given more than once" in r.json()["detail"] for k, r in twice.items() if "laggards" not in k)
+    repeatable = await http["roadmap"].get("/v1/overview", headers={"X-API-Key": keys["dga"]},
+                                           params=[("at", "2026-03-01"), ("at", "2026-04-01")])
+    assert repeatable.status_code == 200, repeatable.text
+
     # --- an agency named in a path that the registry does not hold: 404 (reports answers with its HTML page)
     path_answers = {"feedback": await http["feedback"].get("/survey/atlantis"),
                     "reports": await http["reports"].get("/agencies/atlantis")}
