@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -33,6 +32,7 @@ from services.common.kafka import EventPublisher, ensure_topics, make_broker
 from services.common.loops import Step, run_every
 from services.common.metrics import PlatformMetrics, SnapshotCollector
 from services.common.mongo import TRANSIENT_ERRORS, ensure_platform_indexes, make_client, retry_transient
+from services.common.params import repeated_parameter
 from services.common.settings import ServiceSettings
 from services.contracts import problems
 from services.contracts.agencies import get_registry
@@ -291,11 +291,9 @@ async def known_query_parameters(request: Request) -> None:
         takes = ", ".join(sorted(names)) or "no parameters"
         raise StarletteHTTPException(400, detail={"reason": "unknown_parameter", "detail": (
             f"{route.path} does not take {unknown[0][:40]!r}; it takes {takes}")})
-    given = Counter(name for name, _ in request.query_params.multi_items())
-    repeated = sorted(name for name, count in given.items() if count > 1 and name in single)
-    if repeated:
+    if (repeated := repeated_parameter(request.query_params, single)) is not None:
         raise StarletteHTTPException(400, detail={"reason": "repeated_parameter", "detail": (
-            f"{repeated[0]} is given more than once; it takes one value")})
+            f"{repeated} is given more than once; it takes one value")})
 
 
 def _query_params(dependant: Any) -> Iterator[Any]:

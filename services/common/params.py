@@ -8,6 +8,8 @@ promises (ISO 8601 text), and agency filters are documented as the registry's co
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Container
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -15,6 +17,15 @@ from fastapi import Query
 from pydantic import BeforeValidator, WithJsonSchema
 
 from services.contracts.common_types import AgencyCode, AwareDatetime
+
+
+def repeated_parameter(query_params: Any, single: Container[str] | None = None) -> str | None:
+    """The first name (sorted) given more than once among those taking one value (`single`; all when None): a
+    route reading it would take one value, a proxy, a cache or an audit log perhaps another."""
+    given = Counter(name for name, _ in query_params.multi_items())
+    repeated = sorted(name for name, count in given.items() if count > 1 and (single is None or name in single))
+    return repeated[0] if repeated else None
+
 
 # Years 1900-2999: a filter outside them is a mistake, and date arithmetic near year 1 or 9999 overflows.
 DATE_PATTERN = r"^(19|2\d)\d{2}-\d{2}-\d{2}$"

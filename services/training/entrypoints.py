@@ -13,7 +13,7 @@ from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, WRITERS, ApiKeyAuth, Principal
 from services.common.clock import utc_now
 from services.common.http_ingest import problem, read_json_rated
-from services.common.params import AgencyFilter
+from services.common.params import AgencyFilter, repeated_parameter
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
@@ -130,6 +130,11 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
     async def put_statement(request: Request) -> Response:
         # statementId is read here, not by FastAPI's validation, so its refusal carries the version header too.
         statement_id = request.query_params.get("statementId")
+        if repeated_parameter(request.query_params, ("statementId",)) is not None:
+            principal = await authenticated(request)
+            if isinstance(principal, Response):
+                return principal
+            return problem(400, "invalid_statement_id", "statementId is given more than once", headers=headers())
         if statement_id is None or not re.fullmatch(xapi.UUID_PATTERN, statement_id):
             principal = await authenticated(request)
             if isinstance(principal, Response):
@@ -150,6 +155,8 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
         principal = await authenticated(request)
         if isinstance(principal, Response):
             return principal
+        if (repeated := repeated_parameter(request.query_params)) is not None:  # xAPI's parameters take one value
+            return problem(400, "invalid_parameter", f"{repeated[:40]} is given more than once", headers=headers())
         params = dict(request.query_params)
         agency = principal.read_scope(None)
         languages = xapi.accept_languages(request.headers.get("accept-language", ""))

@@ -307,3 +307,14 @@ async def test_statement_formats_over_the_real_servers(settings_for):
         bad = await client.get("/xapi/statements", params={"statementId": sid, "format": "pretty"}, headers=h)
         assert bad.status_code == 400 and bad.json()["reason"] == "invalid_parameter"
         assert bad.headers[xapi.VERSION_HEADER] == "1.0.3"
+        # A parameter given twice: which one counts would be each reader's choice, so none does.
+        other = "7fbd600f-d17c-4c74-801a-2ec2e53231c2"
+        twice = await client.get("/xapi/statements", params=[("statementId", sid), ("statementId", other)], headers=h)
+        assert twice.status_code == 400 and twice.json()["reason"] == "invalid_parameter", twice.text
+        assert "statementId is given more than once" in twice.json()["detail"]
+        twice = await client.get("/xapi/statements", params=[("verb", verb), ("verb", verb)], headers=h)
+        assert twice.status_code == 400 and twice.json()["reason"] == "invalid_parameter", twice.text
+        put_twice = await client.put("/xapi/statements", params=[("statementId", other), ("statementId", sid)],
+                                     json={}, headers=h)
+        assert put_twice.status_code == 400 and put_twice.json()["reason"] == "invalid_statement_id", put_twice.text
+        assert put_twice.headers[xapi.VERSION_HEADER] == "1.0.3"
