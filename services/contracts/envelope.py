@@ -11,7 +11,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -296,7 +296,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             continue
         if not _EXTENSION_NAME.match(name):
             raise fail("invalid_attribute", f"extension attribute name {name!r} must be 1-20 lower-case letters or digits")
-        extensions[name] = str(value)
+        extensions[name] = _extension_value(name, value, fail)
     time = attrs.get("time")
     if time is None:
         if received_at is None:
@@ -347,6 +347,20 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     )
 
 
+def _extension_value(name: str, value: Any, fail: Callable[[str, str], EventError]) -> str:
+    """An extension attribute's value as its canonical string (CloudEvents type system: a Boolean is "true" or
+    "false", an Integer its decimal digits; one past 32 bits is kept as its digits too, as a sequence number may
+    be). An object, an array, a fraction or null is no CloudEvents type: refused, where it was once stored as
+    Python's text for it ("{'a': 1}")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    raise fail("invalid_attribute", f"extension attribute {name!r} must be a string, a boolean or an integer")
+
+
 # A path part echoed as it is: a field name of the shape the contracts use (ASCII, no run of digits). Anything
 # else is a key the client invented that may hold personal data (a phone, an ID, a Thai name): details reach
 # the DLQ and logs, so it is named only by what it is.
@@ -389,8 +403,12 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
     if obj["specversion"] != "1.0":
-        raise EventError("unsupported_specversion", f"specversion {obj['specversion']!r}: only 1.0 is accepted",
-                         event_id=str(obj["id"]))
+        said = obj["specversion"]
+        raise EventError("unsupported_specversion", f"specversion {str(said)[:20]!r}: only 1.0 is accepted" if
+                         isinstance(said, str) else 'specversion must be the string "1.0"', event_id=str(obj["id"]))
+    if "data" in obj and "data_base64" in obj:
+        raise EventError("invalid_cloudevent", "an event carries data or data_base64, never both",
+                         event_id=str(obj["id"])[:200])
     # What JSONFormat.read does after its json.loads, without decoding the JSON a second time, and with the
     # standard library's RFC 3339 parser first (dateutil's isoparse was a third of the parsing time).
     attrs = dict(obj)

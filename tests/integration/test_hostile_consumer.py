@@ -182,6 +182,7 @@ def hostile_roadmap() -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
                "H-bin-dup", planned),                                                        # same, binary
         (lambda r: (r[0], r[1], [*r[2], ("ce_source", b"/agencies/rd/direct")]))(           # a header twice
             binary(json.dumps(milestone("H-bin-twice")).encode(), "H-bin-twice", planned)),
+        structured(cloudevent(planned, milestone("H-ext-obj"), agency="dga", trace={"a": 1})),  # no CloudEvents type
         structured(cloudevent(planned, milestone("H-time"), agency="dga", time="9999-12-31T23:00:00-12:00")),
         structured(cloudevent(planned, [1, 2, 3], agency="dga")),                            # data not an object
         (b"dga", b"null", STRUCTURED),
@@ -221,7 +222,8 @@ async def test_hostile_mix_on_roadmap_events(settings_for):
             # Not JSON numbers and not Unicode: refused in words, whichever mode carried them.
             for eid, words in (("H-nan", "NaN is not a JSON number"), ("H-inf", "range of a double"),
                                ("H-sur", "surrogate"), ("H-bin-sur", "surrogate"), ("H-dup", "same name twice"),
-                               ("H-bin-dup", "same name twice"), ("H-bin-twice", "ce_source is sent more than once")):
+                               ("H-bin-dup", "same name twice"), ("H-bin-twice", "ce_source is sent more than once"),
+                               ("H-ext-obj", "must be a string, a boolean or an integer")):
                 [letter] = [r for r in dead if f'"{eid}"'.encode() in r.value]
                 assert words in header(letter, "dlq-detail"), (eid, header(letter, "dlq-detail"))
             await _alive(settings, client, db, topics.ROADMAP_EVENTS,

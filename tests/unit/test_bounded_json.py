@@ -294,3 +294,23 @@ def test_an_item_of_a_batch_over_the_event_size_is_still_measured_and_refused():
     results = parse_http({"content-type": BATCH}, json.dumps([small, big], ensure_ascii=False).encode())
     assert isinstance(results[1], EventError) and results[1].reason == "event_too_large"
     assert not (isinstance(results[0], EventError) and results[0].reason == "event_too_large")
+
+
+@pytest.mark.parametrize("value,stored", [("abc", "abc"), (True, "true"), (False, "false"), (7, "7"),
+                                          (-(2**31), str(-(2**31))), (10**40, str(10**40))])
+def test_an_extension_attribute_is_stored_as_its_cloudevents_canonical_string(value, stored):
+    event = {"specversion": "1.0", "id": "x1", "source": "/agencies/dga/x", "type": "feedback.response.submitted",
+             "agency": "dga", "time": "2026-03-01T10:00:00+07:00", "traceflag": value,
+             "data": {"agency": "dga", "service_name": "x", "channel": "online_web", "age_group": "25_34",
+                      "satisfaction": 4, "tech_difficulty": "none", "aware_of_digital_channels": True,
+                      "submitted_at": "2026-03-01T10:00:00+07:00"}}
+    [parsed] = parse_http({"content-type": STRUCTURED}, json.dumps(event).encode())
+    assert not isinstance(parsed, EventError), parsed
+    assert parsed.extensions["traceflag"] == stored
+    for odd in ({"a": 1}, [1], 1.5, None):
+        [refused] = parse_http({"content-type": STRUCTURED}, json.dumps({**event, "traceflag": odd}).encode())
+        assert isinstance(refused, EventError) and refused.reason in ("invalid_attribute", "invalid_cloudevent"), odd
+    [both] = parse_http({"content-type": STRUCTURED}, json.dumps({**event, "data_base64": "e30="}).encode())
+    assert isinstance(both, EventError) and both.detail == "an event carries data or data_base64, never both"
+    [number] = parse_http({"content-type": STRUCTURED}, json.dumps({**event, "specversion": 1.0}).encode())
+    assert number.reason == "unsupported_specversion" and number.detail == 'specversion must be the string "1.0"'
