@@ -70,11 +70,11 @@ async def feedback(size: int, tmp: Path, stack: Stack) -> float:
                                 consumer_max_records=2000, http_port=px.free_port())
     records = bf.generate(size)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]
-    async with running(create_app(settings, clock=lambda: bf.NOW)):
+    app = create_app(settings, clock=lambda: bf.NOW)
+    async with running(app):
         t0 = time.perf_counter()
         await bf.publish(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, records)
-        while await bf.rolled_up(db) < size:
-            await asyncio.sleep(0.5)
+        await bf.until_rolled_up(app, db, size)
         total = time.perf_counter() - t0
     await db.client.close()
     return total

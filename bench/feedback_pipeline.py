@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import CpuSplit, Timer, peak_rss_mib, running, timed_aggregate, timed_get, write_results
+from bench.harness import CpuSplit, Timer, peak_rss_mib, running, timed_aggregate, timed_get, until_stored, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.common.auth import Role, create_key
@@ -95,6 +95,13 @@ async def rolled_up(db) -> int:
     return agg[0]["n"] if agg else 0
 
 
+async def until_rolled_up(app, db, size: int) -> None:
+    async def done() -> bool:
+        return await rolled_up(db) >= size
+
+    await until_stored(app, topics.FEEDBACK_EVENTS, size, done)
+
+
 async def project(settings: FeedbackSettings, records, size: int, metrics_size: int, db_pid: int | None = None) -> dict:
     app = create_app(settings, clock=lambda: NOW)
     db = AsyncMongoClient(settings.mongo_uri.get_secret_value(), tz_aware=True)[settings.mongo_db]
@@ -105,8 +112,7 @@ async def project(settings: FeedbackSettings, records, size: int, metrics_size: 
             t0 = time.perf_counter()
             await publish(settings.kafka_bootstrap_servers, topics.FEEDBACK_EVENTS, records)
             published = time.perf_counter() - t0
-            while await rolled_up(db) < size:
-                await asyncio.sleep(0.5)
+            await until_rolled_up(app, db, size)
             total = time.perf_counter() - t0
         q30 = await timed_get(client, "/v1/experience", 10)
         q90 = await timed_get(client, f"/v1/experience?from={START.date()}&to={(NOW - timedelta(days=1)).date()}", 5)

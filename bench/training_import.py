@@ -29,10 +29,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from pymongo import AsyncMongoClient
 
-from bench.harness import CpuSplit, peak_rss_mib, running, timed_aggregate, timed_get, write_results
+from bench.harness import CpuSplit, peak_rss_mib, running, timed_aggregate, timed_get, until_stored, write_results
 from bench.platform_stack import Stack, raw_consume
 from services.common import processes as px
 from services.common.auth import Role, create_key
+from services.contracts import topics
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
 from services.contracts.common_types import Competency
 from services.training.importer import run_import
@@ -70,11 +71,12 @@ async def project(settings: TrainingSettings, csv_path: Path, size: int, db_pid:
             result = (await run_import(csv_path, settings, progress=False)).as_dict()
             published = time.perf_counter() - t0
             expected = result["accepted"]
-            while True:
+
+            async def counted() -> bool:
                 agg = await (await db.training_readiness.aggregate([{"$group": {"_id": None, "n": {"$sum": "$completions"}}}])).to_list()
-                if agg and agg[0]["n"] >= expected:
-                    break
-                await asyncio.sleep(0.5)
+                return bool(agg) and agg[0]["n"] >= expected
+
+            await until_stored(app, topics.TRAINING_EVENTS, expected, counted)
             total = time.perf_counter() - t0
         readiness = await timed_get(client, "/v1/readiness?fiscal_year=2569", 30)
         readiness_one = await timed_get(client, "/v1/readiness?fiscal_year=2569&agency=dga", 30)
