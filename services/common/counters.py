@@ -3,6 +3,7 @@ by the write path (`services.common.ledger`)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,13 @@ def add_delta(deltas: dict[str, Delta], doc_id: str, keys: Mapping[str, Any], in
     """Add `inc` to the delta of document `doc_id` in `deltas` (created with `keys`)."""
     delta = deltas.get(doc_id)
     if delta is None:
-        delta = deltas[doc_id] = Delta(dict(keys))
-    else:
-        for name, value in keys.items():
-            delta.keys.setdefault(name, value)
+        deltas[doc_id] = Delta(dict(keys), dict(inc))
+        return
+    for name, value in keys.items():
+        delta.keys.setdefault(name, value)
+    counters = delta.inc
     for path, amount in inc.items():
-        delta.add(path, amount)
+        counters[path] = counters.get(path, 0) + amount
 
 
 def merge(into: dict[str, Delta], more: Mapping[str, Delta]) -> dict[str, Delta]:
@@ -49,7 +51,7 @@ def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str
         doc.setdefault(name, value)
     for path, amount in delta.inc.items():
         node = doc
-        *parents, leaf = path.split(".")
+        *parents, leaf = _parts(path)
         for part in parents:
             node = node.setdefault(part, {})
         value = node.get(leaf, 0) + amount
@@ -58,6 +60,11 @@ def with_delta(doc: dict[str, Any] | None, doc_id: str, delta: Delta, token: str
     if token is not None:
         doc["applied"] = last([*doc.get("applied", ()), token], keep, protect)
     return doc
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parts(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))  # a handful of paths, over and over: split once
 
 
 def last(items: list[Any], keep: int, protect: Collection[Any] = (), key: Callable[[Any], Any] = lambda x: x) -> list[Any]:

@@ -379,8 +379,11 @@ class Ledger:
     async def _finish(self, token: str, kind: str, new: list[dict[str, Any]], deadline: float | None = None) -> None:
         protect = _OpenTokens(partial(self._step, partial(self.store.open_tokens, self.journal), "read journal", deadline))
         pending: Deltas = {}
-        for collection, deltas in self.count(kind, new).items():
-            merge(pending.setdefault(collection, {}), deltas)
+        for collection, deltas in self.count(kind, new).items():  # a count's result is new: taken, not copied
+            if collection in pending:
+                merge(pending[collection], deltas)
+            else:
+                pending[collection] = deltas
         for i, book in enumerate(self.books):
             deltas = pending.pop(book.collection, None)
             if deltas:

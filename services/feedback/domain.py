@@ -239,15 +239,18 @@ def rollup_deltas(docs: Iterable[Mapping[str, Any]]) -> tuple[dict[str, RollupDe
         for name, value in inc.items():
             total.inc[name] = total.inc.get(name, 0) + value
         prefix = f"cells.{cell_key(channel, age_group)}."
-        month = doc["bangkok_day"][:7]
+        cells = {prefix + name: value for name, value in inc.items()}  # the same paths in the four documents below
+        day = doc["bangkok_day"]
+        month = day[:7]
         for agency in (doc["agency"], ALL_AGENCIES):
-            for rid, keys in ((daily_rollup_id(doc["bangkok_day"], agency), {"day": doc["bangkok_day"], "agency": agency}),
-                              (monthly_rollup_id(month, agency), {"month": month, "agency": agency})):
+            for rid, field, period_key in ((daily_rollup_id(day, agency), "day", day),
+                                           (monthly_rollup_id(month, agency), "month", month)):
                 period = daily.get(rid)
                 if period is None:
-                    period = daily[rid] = RollupDelta(keys, {})
-                for name, value in inc.items():
-                    period.inc[prefix + name] = period.inc.get(prefix + name, 0) + value
+                    period = daily[rid] = RollupDelta({field: period_key, "agency": agency}, {})
+                counters = period.inc
+                for path, value in cells.items():
+                    counters[path] = counters.get(path, 0) + value
     return totals, daily
 
 
