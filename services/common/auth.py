@@ -330,7 +330,8 @@ class ApiKeyAuth:
         """`basic_realm`: the route also takes the key as the password of HTTP Basic (xAPI clients send it so)."""
         credential = presented_credential(request.headers, basic=basic_realm is not None)
         challenge = {"WWW-Authenticate": "Bearer" if basic_realm is None else f'Bearer, Basic realm="{basic_realm}"'}
-        if credential is None or not credential.key and credential.scheme != "basic":
+        # An empty Basic password is a wrong key (401 invalid_api_key), as an LRS client would expect.
+        if credential is None or (not credential.key and credential.scheme != "basic"):
             auth = request.headers.get("authorization", "")
             raise HTTPException(401, detail={"reason": "missing_api_key", "detail": (
                 "send the API key in X-API-Key or as Authorization: Bearer <key>"

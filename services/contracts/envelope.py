@@ -459,6 +459,11 @@ def http_mode(headers: Mapping[str, str]) -> str:
                      f"use Content-Type {STRUCTURED} (structured), {BATCH} (batched) or ce-* headers (binary mode)")
 
 
+# An item of n characters of JSON text encodes (UTF-8, `json.dumps`'s separators) in at most 5n bytes: a character
+# of a string takes at most 4 bytes, and a number token grows at most 4.5 times ("1e15" is 1000000000000000.0).
+MAX_ENCODING_GROWTH = 5
+
+
 def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collection[str] | None = None,
                max_events: int | None = None, received_at: datetime | None = None) -> list[Event | EventError]:
     """Parse an HTTP request in structured, batched or binary mode into per-event results.
@@ -492,11 +497,6 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
         items, lengths = [payload], [len(body)]
     return [_one_http_event(obj, allowed_types, received_at, MAX_ENCODING_GROWTH * length)
             for obj, length in zip(items, lengths, strict=True)]
-
-
-# An item of n characters of JSON text encodes (UTF-8, `json.dumps`'s separators) in at most 5n bytes: a character
-# of a string takes at most 4 bytes, and a number token grows at most 4.5 times ("1e15" is 1000000000000000.0).
-MAX_ENCODING_GROWTH = 5
 
 
 def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None,

@@ -129,7 +129,7 @@ def prepare(event: Event) -> Event:
         return event
     if update.keys() <= {"age_group", "birth_year"}:
         # Only what this function derived (an AgeGroup, and no birth year): the values are the model's own types
-        # and satisfy its rules, so copying skips a second validation of every field (a third of this function).
+        # and satisfy its rules, so a copy needs no second validation of every field.
         return dataclasses.replace(event, data=data.model_copy(update=update))
     try:
         payload = data.model_copy(update=update).model_dump(mode="json", exclude_none=True)
