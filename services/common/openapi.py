@@ -172,7 +172,10 @@ def cloudevent_schema(types: Iterable[str], components: dict[str, Any]) -> dict[
                 "partitionkey": {"type": ["string", "null"]},
                 "data": data_schema(type_name, components),
             },
-            "patternProperties": {extension: {"description": "extension attribute (kept as text)"}},
+            "patternProperties": {extension: {
+                "type": ["string", "boolean", "integer", "null"],
+                "description": "extension attribute: kept as its CloudEvents canonical string (a boolean as "
+                               "true/false, an integer as its digits); null is as if it were absent"}},
             "additionalProperties": False,
         })
     return branches[0] if len(branches) == 1 else {"oneOf": branches}

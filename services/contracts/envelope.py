@@ -296,7 +296,8 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             continue
         if not _EXTENSION_NAME.match(name):
             raise fail("invalid_attribute", f"extension attribute name {name!r} must be 1-20 lower-case letters or digits")
-        extensions[name] = _extension_value(name, value, fail)
+        if value is not None:  # an attribute set to null is one not set (CloudEvents JSON format 2.4)
+            extensions[name] = _extension_value(name, value, fail)
     time = attrs.get("time")
     if time is None:
         if received_at is None:
@@ -350,14 +351,17 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
 def _extension_value(name: str, value: Any, fail: Callable[[str, str], EventError]) -> str:
     """An extension attribute's value as its canonical string (CloudEvents type system: a Boolean is "true" or
     "false", an Integer its decimal digits; one past 32 bits is kept as its digits too, as a sequence number may
-    be). An object, an array, a fraction or null is no CloudEvents type: refused, where it was once stored as
-    Python's text for it ("{'a': 1}")."""
+    be, and so is a whole number written with a fraction, 2.0, which JSON Schema counts as an integer). An object,
+    an array or a fraction is no CloudEvents type: refused, where it was once stored as Python's text for it
+    ("{'a': 1}")."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     raise fail("invalid_attribute", f"extension attribute {name!r} must be a string, a boolean or an integer")
 
 
