@@ -17,9 +17,6 @@ class Delta:
     keys: dict[str, Any]
     inc: dict[str, int | float] = field(default_factory=dict)
 
-    def add(self, path: str, amount: int | float) -> None:
-        self.inc[path] = self.inc.get(path, 0) + amount
-
 
 def add_delta(deltas: dict[str, Delta], doc_id: str, keys: Mapping[str, Any], inc: Mapping[str, int | float]) -> None:
     """Add `inc` to the delta of document `doc_id` in `deltas` (created with `keys`)."""

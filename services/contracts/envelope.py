@@ -264,7 +264,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
         if not attrs.get(name):
             raise fail("missing_attribute", f"required CloudEvents attribute {name!r} is missing")
     if attrs["specversion"] != "1.0":
-        raise fail("unsupported_specversion", f"specversion {attrs['specversion']!r}: only 1.0 is accepted")
+        raise fail("unsupported_specversion", _specversion_refusal(attrs["specversion"]))
     if not _ID.match(str(attrs["id"])):
         raise fail("invalid_attribute", "id must be 1-200 printable ASCII characters without spaces")
     type_ = str(attrs["type"])
@@ -348,6 +348,13 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     )
 
 
+def _specversion_refusal(said: Any) -> str:
+    """Why a specversion is refused, in words: another version, or 1.0 written as a number."""
+    if isinstance(said, str):
+        return f"specversion {said[:20]!r}: only 1.0 is accepted"
+    return 'specversion must be the string "1.0"'
+
+
 def _extension_value(name: str, value: Any, fail: Callable[[str, str], EventError]) -> str:
     """An extension attribute's value as its canonical string (CloudEvents type system: a Boolean is "true" or
     "false", an Integer its decimal digits; one past 32 bits is kept as its digits too, as a sequence number may
@@ -407,9 +414,7 @@ def _structured_object(obj: Any, allowed_types: Collection[str] | None, raw: byt
     if size > MAX_EVENT_BYTES:
         raise EventError("event_too_large", f"an event may be at most {MAX_EVENT_BYTES} bytes", event_id=str(obj["id"]))
     if obj["specversion"] != "1.0":
-        said = obj["specversion"]
-        raise EventError("unsupported_specversion", f"specversion {str(said)[:20]!r}: only 1.0 is accepted" if
-                         isinstance(said, str) else 'specversion must be the string "1.0"', event_id=str(obj["id"]))
+        raise EventError("unsupported_specversion", _specversion_refusal(obj["specversion"]), event_id=str(obj["id"]))
     if "data" in obj and "data_base64" in obj:
         raise EventError("invalid_cloudevent", "an event carries data or data_base64, never both",
                          event_id=str(obj["id"])[:200])
