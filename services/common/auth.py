@@ -86,15 +86,25 @@ def single_header(headers: Any, name: str) -> str | None:
     return values[0] if values else None
 
 
-def basic_password(header: str) -> str | None:
-    """The password of an `Authorization: Basic` header ("" when malformed, None when the header is not Basic)."""
-    if not header.lower().startswith("basic "):
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic` header (RFC 7617: base64 of UTF-8 `user:password`); None when
+    the header is not Basic or is malformed."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
         return None
     try:
-        decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    return decoded.partition(":")[2]
+        user, colon, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    return (user, password) if colon else None
+
+
+def basic_password(header: str) -> str | None:
+    """The password of an `Authorization: Basic` header ("" when malformed, None when the header is not Basic)."""
+    if header.strip().partition(" ")[0].lower() != "basic":
+        return None
+    pair = basic_credentials(header)
+    return pair[1] if pair is not None else ""
 
 
 @dataclass(frozen=True)

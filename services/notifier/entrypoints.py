@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from datetime import date, datetime, time, timedelta
@@ -15,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.common import openapi
 from services.common.app import Runtime
-from services.common.auth import READ_RESPONSES, Principal, Role, single_header
+from services.common.auth import READ_RESPONSES, Principal, Role, basic_credentials, single_header
 from services.common.http_ingest import read_json, unknown_agency
 from services.common.params import AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
@@ -49,21 +47,17 @@ def _digest(value: bytes) -> bytes:
 
 def credential_matches(authorization: str, username: str, secret: str) -> bool:
     """`Authorization: Bearer <secret>` or `Basic base64(<username>:<secret>)`, compared in constant time."""
-    scheme, _, value = authorization.strip().partition(" ")
-    value = value.strip()
     expected = _digest(secret.encode())
+    scheme, _, value = authorization.strip().partition(" ")
     if scheme.lower() == "bearer":
-        return hmac.compare_digest(_digest(value.encode()), expected)
-    if scheme.lower() == "basic":
-        try:
-            user, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, ValueError):
-            return False
-        # Both comparisons always run: no early exit tells which half was wrong.
-        user_ok = hmac.compare_digest(_digest(user.encode()), _digest(username.encode()))
-        password_ok = hmac.compare_digest(_digest(password.encode()), expected)
-        return bool(sep) & user_ok & password_ok
-    return False
+        return hmac.compare_digest(_digest(value.strip().encode()), expected)
+    pair = basic_credentials(authorization)
+    if pair is None:
+        return False
+    # Both comparisons always run: no early exit tells which half was wrong.
+    user_ok = hmac.compare_digest(_digest(pair[0].encode()), _digest(username.encode()))
+    password_ok = hmac.compare_digest(_digest(pair[1].encode()), expected)
+    return user_ok & password_ok
 
 
 def _bangkok_midnight(day: date) -> datetime:

@@ -17,6 +17,8 @@ from services.common.auth import (
     ApiKeyAuth,
     Principal,
     Role,
+    basic_credentials,
+    basic_password,
     generate_key,
     hash_key,
     key_id_of,
@@ -304,3 +306,25 @@ def test_a_known_key_survives_a_short_database_outage_but_an_unknown_one_gets_50
             await auth.lookup(generate_key("rd"))
         assert unavailable.value.status_code == 503
     run(go())
+
+
+def _basic(raw: bytes) -> str:
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(("header", "pair", "password"), [
+    (_basic(b"alertmanager:s3cret"), ("alertmanager", "s3cret"), "s3cret"),
+    (_basic(b"u:pa:ss"), ("u", "pa:ss"), "pa:ss"),  # the password may hold colons (RFC 7617)
+    ("  basic " + base64.b64encode(b"u:p").decode() + " ", ("u", "p"), "p"),  # scheme names are case-insensitive
+    (_basic("ผู้ใช้:รหัส".encode()), ("ผู้ใช้", "รหัส"), "รหัส"),  # UTF-8
+    (_basic(b"no colon"), None, ""),
+    (_basic(b"\xff:\xfe"), None, ""),  # not UTF-8
+    ("Basic not*base64", None, ""),
+    ("Bearer abc", None, None),
+    ("", None, None),
+])
+def test_one_reading_of_basic_credentials(header, pair, password):
+    """The xAPI intake (a Basic password is a key) and the Alertmanager receiver (user and password) read Basic
+    credentials one way: a malformed Basic header presents a credential that matches nothing, never none."""
+    assert basic_credentials(header) == pair
+    assert basic_password(header) == password
