@@ -34,7 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import utc_now
 from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import PROGRAMME_OFFICE, get_registry
-from services.contracts.envelope import AUTHORITY, PROGRAMME_OFFICE_AUTHORITY, Event, EventError, with_authority
+from services.contracts.envelope import AUTHORITY, PROGRAMME_OFFICE_AUTHORITY, Claim, Event, EventError, with_authority
 from services.contracts.events import FEEDBACK_TYPES, ROADMAP_INPUT_TYPES
 
 log = logging.getLogger(__name__)
@@ -143,19 +143,24 @@ class Principal:
     def may_submit(self, event: Event) -> EventError | None:
         """An agency writes only its own data; the programme office may also plan roadmaps for any agency;
         a survey key only citizen responses of its agency. The `authority` attribute is the intake's to set."""
-        if AUTHORITY in event.extensions:
+        return self.may_claim(Claim(event.type, event.agency, frozenset(event.extensions)), event.id, event.source)
+
+    def may_claim(self, claim: Claim, event_id: str | None, source: str | None) -> EventError | None:
+        """`may_submit` for what an event claims: also asked of an event refused for its content, so that the
+        answer to another agency's event is 403 whatever its data holds."""
+        if AUTHORITY in claim.extensions:
             return EventError("reserved_attribute", f"the {AUTHORITY!r} attribute is set by the intake from the key's "
-                              "role; do not send it", event_id=event.id, source=event.source)
-        if self.role is Role.survey and event.type not in FEEDBACK_TYPES:
+                              "role; do not send it", event_id=event_id, source=source)
+        if self.role is Role.survey and claim.type not in FEEDBACK_TYPES:
             return EventError("role_not_allowed", "a survey key may only submit citizen responses",
-                              event_id=event.id, source=event.source)
-        if event.agency == self.agency:
+                              event_id=event_id, source=source)
+        if claim.agency == self.agency:
             return None
-        if self.role is Role.programme_office and event.type in ROADMAP_INPUT_TYPES:
+        if self.role is Role.programme_office and claim.type in ROADMAP_INPUT_TYPES:
             return None
         return EventError("agency_not_allowed",
-                          f"this key belongs to agency {self.agency!r} and may not submit events of agency {event.agency!r}",
-                          event_id=event.id, source=event.source)
+                          f"this key belongs to agency {self.agency!r} and may not submit events of agency {claim.agency!r}",
+                          event_id=event_id, source=source)
 
     def stamp(self, event: Event) -> Event:
         """The event as forwarded: a programme-office key's events carry its authority, which the consumers

@@ -104,6 +104,8 @@ class Ingestor:
         duplicates: list[dict[str, Any]] = []
         first_seen: dict[tuple[str, str], tuple[int, Event]] = {}  # key -> its first occurrence (index, event)
         for index, item in enumerate(results):
+            if isinstance(item, EventError) and item.claim is not None:  # refused for its content: whose is it?
+                item = principal.may_claim(item.claim, item.event_id, item.source) or item
             if isinstance(item, Event):
                 try:
                     item = self._check(item, principal)

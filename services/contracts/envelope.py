@@ -47,15 +47,28 @@ AUTHORITY = "authority"
 PROGRAMME_OFFICE_AUTHORITY = "programme_office"
 
 
-class EventError(ValueError):
-    """A refusal with a stable machine-readable reason (used in problem+json and DLQ headers)."""
+@dataclass(frozen=True)
+class Claim:
+    """Who an event says it comes from, once its attributes are valid: what an intake authorises (an agency writes
+    only its own events) before it answers for the event's content."""
 
-    def __init__(self, reason: str, detail: str, *, event_id: str | None = None, source: str | None = None):
+    type: str
+    agency: str
+    extensions: frozenset[str]
+
+
+class EventError(ValueError):
+    """A refusal with a stable machine-readable reason (used in problem+json and DLQ headers). `claim`: the refused
+    event's valid attributes, when the refusal is for its content (its data, its time)."""
+
+    def __init__(self, reason: str, detail: str, *, event_id: str | None = None, source: str | None = None,
+                 claim: Claim | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.event_id = event_id
         self.source = source
+        self.claim = claim
 
     def as_problem(self) -> dict[str, Any]:
         problem: dict[str, Any] = {"reason": self.reason, "detail": self.detail}
@@ -257,8 +270,10 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     event_id = attrs.get("id") if isinstance(attrs.get("id"), str) else None
     source = attrs.get("source") if isinstance(attrs.get("source"), str) else None
 
+    claim: Claim | None = None  # who the event says it comes from, once its attributes are valid
+
     def fail(reason: str, detail: str) -> EventError:
-        return EventError(reason, detail, event_id=event_id, source=source)
+        return EventError(reason, detail, event_id=event_id, source=source, claim=claim)
 
     for name in ("id", "source", "type", "specversion"):
         if not attrs.get(name):
@@ -298,6 +313,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
             raise fail("invalid_attribute", f"extension attribute name {name!r} must be 1-20 lower-case letters or digits")
         if value is not None:  # an attribute set to null is one not set (CloudEvents JSON format 2.4)
             extensions[name] = _extension_value(name, value, fail)
+    claim = Claim(type_, str(agency), frozenset(extensions))  # from here on, what `fail` refuses is the content
     time = attrs.get("time")
     if time is None:
         if received_at is None:
@@ -317,11 +333,12 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     dct = attrs.get("datacontenttype") or "application/json"
     if not _FORMAT.JSON_CONTENT_TYPE_PATTERN.match(str(dct)):
         raise fail("unsupported_content_type", f"datacontenttype {dct!r}: data must be JSON")
-    if isinstance(data, (bytes, str)):
+    if isinstance(data, (bytes, str)):  # data_base64's bytes, or a JSON string that may encode the object
         try:
             data = safejson.loads(data)
-        except ValueError:
-            raise fail("invalid_data", "data is not valid JSON (or nests too deep)") from None
+        except ValueError as exc:
+            what = "data_base64" if isinstance(data, bytes) else "data is a string that"
+            raise fail("invalid_data", f"{what} does not hold a JSON object: {safejson.describe(exc)}") from None
     if not isinstance(data, dict):
         raise fail("invalid_data", "data must be a JSON object")
     try:
@@ -580,8 +597,8 @@ def _binary_http(headers: Mapping[str, str], body: bytes, allowed_types: Collect
         lower["ce-time"] = _iso(received_at)
     try:
         sdk_event = ce_http.from_binary(ce_http.HTTPMessage(headers=dict(lower), body=body), _SAFE_FORMAT)
-    except safejson.REFUSALS as exc:
-        return EventError("invalid_json", f"the body: {safejson.describe(exc)}", event_id=event_id)
+    except _DataNotJson as exc:
+        return EventError("invalid_json", f"the body: {safejson.describe(exc.error)}", event_id=event_id)
     except Exception:
         return EventError("invalid_cloudevent", "the ce-* headers or the body could not be read as a CloudEvent",
                           event_id=event_id)
@@ -623,8 +640,9 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
             hdrs["ce_time"] = _iso(received_at).encode()
         try:
             sdk_event = ce_kafka.from_binary(ce_kafka.KafkaMessage(headers=hdrs, key=key, value=value), _SAFE_FORMAT)
-        except safejson.REFUSALS as exc:
-            raise EventError("invalid_data", f"data: {safejson.describe(exc)}", event_id=attrs.get("id")) from None
+        except _DataNotJson as exc:
+            raise EventError("invalid_json", f"the record value: {safejson.describe(exc.error)}",
+                             event_id=attrs.get("id")) from None
         except Exception as exc:
             # The SDK's messages can quote the record (a dead letter keeps this text): name the error class only.
             raise EventError("invalid_cloudevent", f"the CloudEvents Kafka binding refused the record ({type(exc).__name__})",
@@ -640,18 +658,25 @@ def parse_kafka(headers: Iterable[tuple[str, bytes]], key: bytes | None, value: 
     return _structured_object(obj, allowed_types, value, received_at=received_at)
 
 
+class _DataNotJson(Exception):
+    """Binary-mode data declared JSON that does not read as JSON (`error` says why)."""
+
+    def __init__(self, error: ValueError):
+        super().__init__(str(error))
+        self.error = error
+
+
 class _SafeJSONFormat(JSONFormat):
-    """The SDK's JSON format, reading binary-mode data with the depth-limited reader (JsonTooDeep propagates
-    instead of the SDK's fallback of treating unreadable JSON as a string)."""
+    """The SDK's JSON format, reading binary-mode data with the depth-limited reader. Data declared JSON that is
+    not JSON raises `_DataNotJson` instead of the SDK's fallback of keeping it as a string: the body (record value)
+    is then refused `invalid_json` with what was wrong, as a structured event's is, in both transports."""
 
     def read_data(self, body: bytes, datacontenttype: str | None) -> Any:
         if body and re.match(JSONFormat.JSON_CONTENT_TYPE_PATTERN, datacontenttype or self.DEFAULT_CONTENT_TYPE):
             try:
                 return safejson.loads(body)
-            except safejson.REFUSALS:
-                raise
-            except ValueError:
-                pass
+            except ValueError as exc:  # syntax, not UTF-8, or what RFC 8259 leaves to the reader (safejson.REFUSALS)
+                raise _DataNotJson(exc) from None
         return super().read_data(body, datacontenttype)
 
 

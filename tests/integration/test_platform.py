@@ -118,7 +118,12 @@ async def test_mixed_batch_gets_per_event_answers(settings_for):
         wrong_ns = cloudevent("training.target.set", SAMPLES["training.target.set"], agency="dga", source="/agencies/rd/x")
         unknown = cloudevent("training.target.set", SAMPLES["training.target.set"], agency="nope")
         derived = cloudevent("roadmap.milestone.missed", {}, agency="dga")
-        batch = [good, bad_data, no_id, other, wrong_ns, unknown, derived]
+        # Another agency's event is refused as such whatever its content: its data, its time.
+        other_bad = cloudevent("training.target.set", dict(SAMPLES["training.target.set"], agency="rd", headcount=-1),
+                               agency="rd")
+        other_late = cloudevent("training.target.set", dict(SAMPLES["training.target.set"], agency="rd"), agency="rd",
+                                time="9999-12-31T23:00:00-12:00")
+        batch = [good, bad_data, no_id, other, wrong_ns, unknown, derived, other_bad, other_late]
         resp = await client.post("/v1/events", content=json.dumps(batch),
                                  headers={"content-type": "application/cloudevents-batch+json", "x-api-key": key})
         assert resp.status_code == 202, resp.text
@@ -126,7 +131,8 @@ async def test_mixed_batch_gets_per_event_answers(settings_for):
         assert [a["id"] for a in body["accepted"]] == [good["id"]]
         reasons = {r["index"]: r["reason"] for r in body["rejected"]}
         assert reasons == {1: "invalid_data", 2: "missing_attribute", 3: "agency_not_allowed",
-                           4: "source_outside_namespace", 5: "unknown_agency", 6: "source_not_allowed"}
+                           4: "source_outside_namespace", 5: "unknown_agency", 6: "source_not_allowed",
+                           7: "agency_not_allowed", 8: "agency_not_allowed"}
         assert "headcount" in next(r["detail"] for r in body["rejected"] if r["index"] == 1)
 
 
@@ -142,6 +148,10 @@ async def test_keys_and_request_errors(settings_for):
         assert resp.status_code == 401 and resp.json()["reason"] == "invalid_api_key"
         resp = await client.post("/v1/events", content=json.dumps(other), headers={**headers, "x-api-key": key})
         assert resp.status_code == 403 and resp.headers["content-type"].startswith("application/problem+json")
+        other_bad = cloudevent("training.target.set", dict(SAMPLES["training.target.set"], agency="rd", headcount=-1),
+                               agency="rd")
+        resp = await client.post("/v1/events", content=json.dumps(other_bad), headers={**headers, "x-api-key": key})
+        assert resp.status_code == 403 and resp.json()["reason"] == "agency_not_allowed", resp.text
         resp = await client.post("/v1/events", content=b"x" * 20_000, headers={**headers, "x-api-key": key})
         assert resp.status_code == 413
         resp = await client.post("/v1/events", content=b"{}", headers={"content-type": "text/plain", "x-api-key": key})

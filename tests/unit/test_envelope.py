@@ -86,6 +86,41 @@ def test_refusals_carry_a_stable_reason(change, reason):
     assert isinstance(result, EventError) and result.reason == reason, result
 
 
+BINARY_ATTRS = {"specversion": "1.0", "id": "b-1", "source": "/agencies/dga/plan", "type": "roadmap.milestone.planned",
+                "agency": "dga"}
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"{nope", "invalid JSON, expecting property name"),
+    (b"\xc3\x28 not utf-8", "invalid UTF-8 at byte 0"),
+    (b'{"a": 1, "a": 2}', "same name twice"),
+    (b'{"n": NaN}', "NaN is not a JSON number"),
+    (b'{"t": "\\ud800"}', "unpaired UTF-16 surrogate"),
+    (b"[" * 40 + b"]" * 40, "nests deeper than"),
+])
+def test_binary_data_that_is_no_json_is_invalid_json_in_both_transports(body, says):
+    """The body (record value) of a binary-mode event is its data: data declared JSON that does not read as JSON is
+    refused as a structured event's body is, `invalid_json` with what was wrong, over HTTP and Kafka alike."""
+    http = one(parse_http({**{f"ce-{k}": v for k, v in BINARY_ATTRS.items()}, "content-type": "application/json"}, body))
+    with pytest.raises(EventError) as kafka:
+        parse_kafka([(f"ce_{k}", v.encode()) for k, v in BINARY_ATTRS.items()] + [("content-type", b"application/json")],
+                    b"dga", body)
+    assert isinstance(http, EventError) and http.reason == "invalid_json" and says in http.detail, http
+    assert kafka.value.reason == "invalid_json" and says in kafka.value.detail, kafka.value
+    assert http.event_id == kafka.value.event_id == "b-1"
+    assert http.detail.removeprefix("the body: ") == kafka.value.detail.removeprefix("the record value: ")
+
+
+def test_data_that_is_a_string_or_base64_without_an_object_says_so():
+    for extra, says in (({"data": "plain words"}, "data is a string that does not hold a JSON object"),
+                        ({"data_base64": "e3g="}, "data_base64 does not hold a JSON object")):  # "{x"
+        event = {k: v for k, v in structured(**extra).items() if not ("data" in extra and k == "data_base64")}
+        if "data_base64" in extra:
+            event.pop("data")
+        err = one(parse_http({"Content-Type": "application/cloudevents+json"}, json.dumps(event).encode()))
+        assert isinstance(err, EventError) and err.reason == "invalid_data" and says in err.detail, err
+
+
 def test_the_sdk_never_invents_an_id_for_binary_mode():
     headers = {"ce-specversion": "1.0", "ce-source": "/agencies/dga/x", "ce-agency": "dga",
                "ce-type": "roadmap.milestone.cancelled", "content-type": "application/json"}
