@@ -37,6 +37,7 @@ from services.training import domain, xapi
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 64  # tokens remembered per counter document; far more than can be in flight at once
 JOURNAL = "training_journal"
+VOIDS_IN_RANGE = 500  # retractions read in one range before a batch's ids are looked up one list at a time
 MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
 
 
@@ -174,8 +175,18 @@ class TrainingRepository:
         return len(new)
 
     async def _retracted(self, ids: Sequence[str]) -> set[str]:
-        """The completion ids among `ids` that a stored retraction names (retractions are few: a cheap read)."""
-        return {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})} if ids else set()
+        """The completion ids among `ids` that a stored retraction names. Retractions are few: the ones whose ids lie
+        between the batch's least and greatest are read in one range of `_id` (a batch of 2,000 looked up by key
+        took 40 lists of `IN_CHUNK`, a tenth of the import's database time); only where that range holds more than
+        `VOIDS_IN_RANGE` of them are the ids looked up one list at a time."""
+        if not ids:
+            return set()
+        if all(isinstance(i, str) for i in ids):
+            span = {"_id": {"$gte": min(ids), "$lte": max(ids)}}
+            found = [d["_id"] async for d in self.voids.find(span, {"_id": 1}).limit(VOIDS_IN_RANGE + 1)]
+            if len(found) <= VOIDS_IN_RANGE:
+                return set(ids).intersection(found)
+        return {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})}
 
     async def _flag_voided(self, ids: Sequence[str]) -> None:
         """Flag stored completions as voided, for reading them (the counts go by the states). A completion and its

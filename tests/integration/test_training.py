@@ -223,6 +223,31 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
     await db.client.close()
 
 
+@pytest.mark.parametrize("in_range", [500, 2])  # few retractions: one range read; many: looked up by key
+async def test_completions_retracted_before_they_arrive_never_count(settings_for, monkeypatch, in_range):
+    monkeypatch.setattr("services.training.adapters.VOIDS_IN_RANGE", in_range)
+    settings = settings_for(TrainingSettings)
+    db = db_of(settings)
+    repo = TrainingRepository(db, lambda: NOW)
+    await repo.ensure_indexes()
+    docs = [domain.completion_doc("/agencies/dga/t", f"e{i:03}", TrainingCourseCompleted(
+        agency="dga", learner_ref=f"L{i}", course_id=f"C{i}", competency="mindset", hours=2,
+        completed_on=date(2026, 1, 5), passed=True), f"L{i}", NOW) for i in range(40)]
+    early = [docs[i]["_id"] for i in (0, 7, 19, 39)]  # the batch's first and last among them
+    outside = [domain.completion_doc("/agencies/dga/t", f"z{i}", TrainingCourseCompleted(
+        agency="dga", learner_ref="Lz", course_id="Cz", competency="mindset", hours=2, completed_on=date(2026, 1, 5),
+        passed=True), "Lz", NOW)["_id"] for i in range(5)]  # retractions of completions not in the batch
+    assert await repo.void_completions([(cid, f"void-{cid}") for cid in early + outside]) == 9
+    assert await repo.add_completions(docs) == 40
+    assert await repo.add_completions(docs) == 0  # redelivered: nothing new
+    rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
+    assert rollup["completions"] == 36 and rollup["ready_learners"] == 36
+    voided = {d["_id"] async for d in db.training_completions.find({"voided": True}, {"_id": 1})}
+    assert voided == set(early)
+    assert await repo.differences() == []
+    await db.client.close()
+
+
 async def test_a_database_counted_before_the_write_path_is_rebuilt_once_at_startup(settings_for):
     """Completions stored by the claims design (no completion states): the first replica to start rebuilds every
     book from the completions and retractions; then the figures equal a recount, and later starts change nothing."""
