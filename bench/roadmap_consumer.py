@@ -5,7 +5,7 @@
 Starts its own Tansu and SecantusDB, produces `--size` milestone events (plans, progress reports
 out of order, reschedules, completions, re-sent duplicates) for `--milestones` milestones, then:
   * project: the platform consumer pipeline (parse + validate, audit insert, RoadmapService.handle:
-    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of 500, pipelined as the
+    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of `consumer_max_records` (2,000), pipelined as the
     service runs it (a batch decoded while the one before it is written);
   * baseline: aiokafka getmany + PyMongo insert_many(ordered=False) of the raw events into a
     collection with a unique (source, id) index, on the same broker and database;
@@ -36,7 +36,7 @@ from services.roadmap.main import create_app
 from services.roadmap.settings import RoadmapSettings
 
 TOPIC = "roadmap.events"
-BATCH = 500
+BATCH = RoadmapSettings().consumer_max_records  # what the service fetches per batch, both sides
 AGENCIES = ("dga", "opdc", "ocsc", "prd", "dopa", "nso")
 
 

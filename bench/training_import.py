@@ -116,7 +116,7 @@ async def baseline(settings: TrainingSettings, csv_path: Path, size: int, run: s
         published = time.perf_counter() - t0
         total = published + await raw_consume(bootstrap, settings.mongo_uri.get_secret_value(), f"{settings.mongo_db}_raw_{run}",
                                               topic, size, f"raw-{uuid.uuid4().hex[:6]}", timeout=3600,
-                                              collection="completions")
+                                              collection="completions", max_records=settings.consumer_max_records)
     pipeline = [{"$match": {"passed": "true"}},
                 {"$group": {"_id": {"a": "$agency", "c": "$competency", "l": "$learner_ref"}}},
                 {"$group": {"_id": {"a": "$_id.a", "c": "$_id.c"}, "ready": {"$sum": 1}}}]
