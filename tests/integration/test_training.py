@@ -223,6 +223,13 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
     await db.client.close()
 
 
+def _passed(event_id: str, learner: str) -> dict:
+    """dga's stored completion of a mindset course, passed."""
+    return domain.completion_doc("/agencies/dga/t", event_id, TrainingCourseCompleted(
+        agency="dga", learner_ref=learner, course_id=f"C-{event_id}", competency="mindset", hours=2,
+        completed_on=date(2026, 1, 5), passed=True), learner, NOW)
+
+
 @pytest.mark.parametrize("in_range", [500, 2])  # few retractions: one range read; many: looked up by key
 async def test_completions_retracted_before_they_arrive_never_count(settings_for, monkeypatch, in_range):
     monkeypatch.setattr("services.training.adapters.VOIDS_IN_RANGE", in_range)
@@ -230,13 +237,9 @@ async def test_completions_retracted_before_they_arrive_never_count(settings_for
     db = db_of(settings)
     repo = TrainingRepository(db, lambda: NOW)
     await repo.ensure_indexes()
-    docs = [domain.completion_doc("/agencies/dga/t", f"e{i:03}", TrainingCourseCompleted(
-        agency="dga", learner_ref=f"L{i}", course_id=f"C{i}", competency="mindset", hours=2,
-        completed_on=date(2026, 1, 5), passed=True), f"L{i}", NOW) for i in range(40)]
+    docs = [_passed(f"e{i:03}", f"L{i}") for i in range(40)]
     early = [docs[i]["_id"] for i in (0, 7, 19, 39)]  # the batch's first and last among them
-    outside = [domain.completion_doc("/agencies/dga/t", f"z{i}", TrainingCourseCompleted(
-        agency="dga", learner_ref="Lz", course_id="Cz", competency="mindset", hours=2, completed_on=date(2026, 1, 5),
-        passed=True), "Lz", NOW)["_id"] for i in range(5)]  # retractions of completions not in the batch
+    outside = [_passed(f"z{i}", "Lz")["_id"] for i in range(5)]  # retractions of completions not in the batch
     assert await repo.void_completions([(cid, f"void-{cid}") for cid in early + outside]) == 9
     assert await repo.add_completions(docs) == 40
     assert await repo.add_completions(docs) == 0  # redelivered: nothing new
