@@ -19,6 +19,7 @@ from pymongo.errors import BulkWriteError
 
 from services.common import processes as px
 from services.contracts.envelope import document_id
+from services.contracts.webhooks import generate_secret
 from services.simulator.model import World
 
 LOGS = Path(__file__).resolve().parent.parent / ".data" / "bench-logs"
@@ -59,6 +60,8 @@ class Stack:
                 "NEWNORMAL_TRAINING_LEARNER_HMAC_SECRET": "bench-learner-hmac-secret-not-for-production",
                 "NEWNORMAL_NOTIFIER_ALERTMANAGER_TOKEN": "bench-alertmanager-token-not-for-production",
                 "NEWNORMAL_NOTIFIER_ACK_SECRET": secrets.token_urlsafe(32),
+                # The routes file's ops webhook is signed (Standard Webhooks): the notifier refuses to start without.
+                "NEWNORMAL_NOTIFIER_WEBHOOK_SECRET": generate_secret(),
                 "NEWNORMAL_KAFKA_CONSUMER_GROUP_PREFIX": f"bench-{uuid.uuid4().hex[:6]}", **extra}
 
     def service(self, name: str, db: str, **extra: str) -> tuple[px.ManagedProcess, str]:
