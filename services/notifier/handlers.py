@@ -7,6 +7,7 @@ offset commit never waits on a slow receiver and a redelivered alert can never s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -46,6 +47,7 @@ from services.notifier.domain import (
     plan_reminder,
 )
 from services.notifier.metrics import NotifierMetrics
+from services.notifier.pace import DeliveryPace, queue_bound, start_margin
 from services.notifier.reports import report_notifications
 from services.notifier.settings import NotifierSettings
 from services.notifier.templates import Renderer
@@ -84,6 +86,9 @@ class AlertmanagerPayload(BaseModel):
 
 # Notifications an agency key may read: the ones about its own milestones. Operational and test
 # notifications go to the programme office's operators and stay with the programme office.
+# Longest a Kafka batch's store waits for room in the queue, in all (far below Kafka's poll interval, 300 s).
+ROOM_WAIT_SECONDS = 20.0
+
 AGENCY_VISIBLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
 
 
@@ -116,6 +121,8 @@ class NotifierService:
         self._poked = False  # new work since the last pass
         self.inflight: set[asyncio.Task] = set()
         self.queue: deque[dict[str, Any]] = deque()
+        self.pace = DeliveryPace()  # deliveries started lately: how much the queue may hold (`queue_bound`)
+        self._room = asyncio.Event()  # set when the dispatcher takes from the queue (`store` may be waiting)
         self._sent: list[tuple[dict[str, Any], dict[str, Any] | None, asyncio.Future]] = []
         self._flush_task: asyncio.Task | None = None
         self.attachments = _no_attachments  # main.py sets reports.ReportFetcher(...).attachments
@@ -169,14 +176,38 @@ class NotifierService:
                     workstream=data["workstream"], milestone_id=data["milestone_id"], alert=data, recipient_name=name))
         return list(docs.values())
 
-    async def store(self, docs: list[dict[str, Any]]) -> int:
+    async def store(self, docs: list[dict[str, Any]], *, wait_for_room: bool = False) -> int:
         """Store new notifications once (by key). While this instance's dispatcher runs, those due now are stored
-        already claimed by it and queued at once, as many as its queue can deliver within a lease (`queue_bound`):
-        no claim query and no claim write for them, where each write of a notification costs milliseconds on
-        SecantusDB. A crash leaves such a claim to expire and be claimed again, as any claim; the others wait for a
-        claim as before."""
+        already claimed by it and queued at once, as many as its queue may hold (`queue_bound`): no claim query and
+        no claim write for them, where each write of a notification costs milliseconds on SecantusDB. A crash leaves
+        such a claim to expire and be claimed again, as any claim; the others wait for a claim as before.
+
+        `wait_for_room` (Kafka intake, whose offsets are committed once this returns): while deliveries are
+        running here, the notifications are stored in parts of at most half the queue, each once the queue has
+        room for it, for at most `ROOM_WAIT_SECONDS` in all; a burst of alerts is then born claimed rather than
+        claimed by a second write of each notification."""
         if not docs:
             return 0
+        deadline = time.monotonic() + ROOM_WAIT_SECONDS
+        part = max(1, self.queue_bound // 2) if wait_for_room and self.dispatching else len(docs)
+        stored = 0
+        for start in range(0, len(docs), part):
+            chunk = docs[start:start + part]
+            if wait_for_room:
+                await self._wait_for_room(_due_now(chunk, self.clock()), deadline)
+            stored += await self._store_part(chunk)
+        return stored
+
+    async def _wait_for_room(self, wanted: int, deadline: float) -> None:
+        """Until the queue has room for `wanted` claimed notifications, deliveries stop running here, the
+        dispatcher stops, or `deadline` (monotonic) passes."""
+        while (self.dispatching and self.pace.per_second() > 0 and self.queue_bound - len(self.queue) < wanted
+               and (left := deadline - time.monotonic()) > 0):
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), timeout=min(left, 1.0))
+
+    async def _store_part(self, docs: list[dict[str, Any]]) -> int:
         s = self.settings
         now = self.clock()
         room = self.queue_bound - len(self.queue) if self.dispatching else 0
@@ -197,18 +228,22 @@ class NotifierService:
         return len(new)
 
     @property
+    def _delivery_timeout_seconds(self) -> float:
+        return max(self.settings.notifier_http_timeout_seconds, self.settings.notifier_smtp_timeout_seconds)
+
+    @property
     def queue_bound(self) -> int:
-        """How many claimed notifications the queue may hold: what `notifier_concurrency` deliveries, each within
-        the HTTP timeout, surely start before a lease runs out (the rule the lease setting states), and never
-        less than one claim batch."""
+        """How many claimed notifications the queue may hold (services/notifier/pace.py)."""
         s = self.settings
-        return max(s.notifier_claim_batch,
-                   int(s.notifier_concurrency * s.notifier_lease_seconds / s.notifier_http_timeout_seconds))
+        return queue_bound(concurrency=s.notifier_concurrency, claim_batch=s.notifier_claim_batch,
+                           lease_seconds=s.notifier_lease_seconds, delivery_timeout_seconds=self._delivery_timeout_seconds,
+                           per_second=self.pace.per_second(), queue_max=s.notifier_queue_max)
 
     # --- Kafka: reports.events (quarterly reports to e-mail) -------------------------------
     async def on_reports(self, batch: Batch) -> list[Rejected]:
         now = self.clock()
-        await self.store([d for event in batch.events for d in report_notifications(self, event, now)])
+        await self.store([d for event in batch.events for d in report_notifications(self, event, now)],
+                         wait_for_room=True)
         return []
 
     # --- Kafka: roadmap.alerts -----------------------------------------------------------
@@ -218,7 +253,7 @@ class NotifierService:
         docs: list[dict[str, Any]] = []
         for event in batch.events:
             docs.extend(self.alert_notifications(event, now, registered))
-        await self.store(docs)
+        await self.store(docs, wait_for_room=True)
         # Schedules after the first notifications: both writes are idempotent, so a crash in between is harmless.
         await self._track(sorted(batch.events, key=lambda e: e.data.detected_at))  # type: ignore[attr-defined]
         return []
@@ -457,12 +492,15 @@ class NotifierService:
             self._claim = None
             self.queue.extend(claimed)
             self._idle = not claimed
+        margin = start_margin(s.notifier_lease_seconds, self._delivery_timeout_seconds)
         while self.queue and len(self.inflight) < s.notifier_concurrency:
             doc = self.queue.popleft()
-            # A doc that waited past its lease may already be someone else's: never send it twice.
-            if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + timedelta(seconds=1):
+            self._room.set()
+            # A claim whose lease could end before its delivery does may then be someone else's: never sent twice.
+            if doc.get("lease_until") is not None and doc["lease_until"] <= self.clock() + margin:
                 continue
             task = asyncio.create_task(self.deliver(doc), name=f"deliver:{doc['_id']}")
+            self.pace.started()
             self.inflight.add(task)
             task.add_done_callback(self._delivered)
         room = s.notifier_claim_batch - len(self.queue)
@@ -480,6 +518,7 @@ class NotifierService:
     def stop_claiming(self) -> None:
         """On shutdown: a claim still running is cancelled (what it took is released when its lease expires)."""
         self.dispatching = False  # nothing more is born claimed: the queue is about to be handed back
+        self._room.set()  # a store waiting for room goes on (unclaimed)
         if self._claim is not None:
             self._claim.cancel()
 
@@ -587,6 +626,11 @@ class NotifierService:
         for _, _, fut in group:
             if not fut.done():
                 fut.set_result(None)
+
+
+def _due_now(docs: Iterable[dict[str, Any]], now: datetime) -> int:
+    """How many of `docs` a dispatcher would take at once (claimable and due)."""
+    return sum(1 for d in docs if d["state"] in CLAIMABLE and d["next_attempt_at"] <= now)
 
 
 def _levels_done(schedule: Mapping[str, Any]) -> int:
