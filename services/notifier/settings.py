@@ -37,7 +37,7 @@ class NotifierSettings(ServiceSettings):
                                  "a claim batch waits in the queue (claim_batch / concurrency x HTTP timeout)")
     notifier_queue_max: int = Field(
         5000, ge=1, le=100_000, description="most notifications an instance holds claimed in its queue while its "
-                                            "deliveries run fast (services/notifier/pace.py); each costs about 3 KiB")
+                                            "deliveries run fast (services/notifier/pace.py); each holds about 1.5 KiB")
     notifier_retry_base_seconds: float = Field(5.0, gt=0, description="first backoff ceiling (full jitter)")
     notifier_retry_max_seconds: float = Field(900.0, gt=0, description="backoff ceiling")
     notifier_retry_after_max_seconds: float = Field(3600.0, gt=0, description="longest Retry-After honoured")

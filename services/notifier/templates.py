@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +35,7 @@ class Message:
 
     subject: str
     text: str
-    html: str
+    html_renderer: Callable[[], str] = field(repr=False, compare=False)  # see `html`
     title: str                       # one line, Thai then English
     link: str
     facts: list[tuple[str, str]] = field(default_factory=list)  # label (Thai / English) -> value
@@ -47,6 +48,12 @@ class Message:
         object.__setattr__(self, "subject", one_line(self.subject))
         object.__setattr__(self, "title", one_line(self.title))
         object.__setattr__(self, "facts", [(one_line(k), one_line(v)) for k, v in self.facts])
+
+    @cached_property
+    def html(self) -> str:
+        """The HTML part, rendered when first read: only e-mail has one, and rendering it was most of a chat
+        delivery's Python time."""
+        return self.html_renderer()
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
@@ -61,8 +68,10 @@ class Renderer:
     def __init__(self, dashboard_url: str, ack_link: Callable[[dict[str, Any]], str | None] | None = None):
         self.dashboard_url = dashboard_url.rstrip("/")
         self.ack_link = ack_link or (lambda doc: None)
+        # auto_reload off: the templates ship with the code, and checking each file's time cost a stat per render.
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), undefined=StrictUndefined, trim_blocks=False,
-                               autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False))
+                               autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
+                               auto_reload=False)
         self.registry = get_registry()
 
     def render(self, doc: dict[str, Any]) -> Message:
@@ -112,7 +121,7 @@ class Renderer:
                  ("ความคืบหน้า / Complete", f"{ctx['percent']}%"), ("หน่วยงาน / Owner", f"{agency_th} ({agency_en})")]
         severity = {"missed": "critical", "at_risk": "warning", "recovered": "resolved"}.get(alert_type, "info")
         return Message(subject=subject[:250], text=self.env.get_template("milestone.txt.j2").render(ctx).strip(),
-                       html=self.env.get_template("milestone.html.j2").render(ctx),
+                       html_renderer=partial(self.env.get_template("milestone.html.j2").render, ctx),
                        title=f"{icon} {head_th}{suffix_th}: {title_th} · {head_en}: {title_en}", link=link, facts=facts,
                        severity=severity, ack_url=ctx["ack_url"])
 
@@ -137,7 +146,7 @@ class Renderer:
         if agency_th:
             facts.append(("หน่วยงาน / Agency", f"{agency_th} ({agency_en})"))
         return Message(subject=subject[:250], text=self.env.get_template("operational.txt.j2").render(ctx).strip(),
-                       html=self.env.get_template("operational.html.j2").render(ctx), title=subject, link=ctx["link"],
+                       html_renderer=partial(self.env.get_template("operational.html.j2").render, ctx), title=subject, link=ctx["link"],
                        facts=facts, severity="resolved" if resolved else (op.get("severity") or "warning"))
 
 
@@ -165,7 +174,7 @@ class Renderer:
         facts = [(f"{th} / {key}", label) for th, label, key in ctx["statuses"]]
         facts.append(("เลื่อน > 30 วันไม่แจ้งเหตุผล / Slips > 30 days without reason", str(ctx["flagged"])))
         return Message(subject=subject[:250], text=self.env.get_template("report.txt.j2").render(ctx).strip(),
-                       html=self.env.get_template("report.html.j2").render(ctx), title=subject, link=ctx["link"],
+                       html_renderer=partial(self.env.get_template("report.html.j2").render, ctx), title=subject, link=ctx["link"],
                        facts=facts, severity="info")
 
 

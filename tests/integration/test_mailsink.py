@@ -23,7 +23,7 @@ from tests.support import poll
 
 def _delivery(address: str) -> Delivery:
     message = Message(subject="หมุดหมาย M-1 พลาดกำหนด · Milestone M-1 missed", text="เกินกำหนด 3 วัน · 3 days late",
-                      html="<p>เกินกำหนด 3 วัน · 3 days late</p>", title="พลาดกำหนด · Missed",
+                      html_renderer=lambda: "<p>เกินกำหนด 3 วัน · 3 days late</p>", title="พลาดกำหนด · Missed",
                       link="http://127.0.0.1:8105/")
     pdf = Attachment(filename="report-2569-Q2.pdf", content=b"%PDF-1.7 test", maintype="application", subtype="pdf")
     return Delivery(notification_id="n-1", key="n-1:email", address=address, message=message, payload={},
