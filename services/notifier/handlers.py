@@ -84,11 +84,11 @@ class AlertmanagerPayload(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(max_length=1000)
 
 
-# Notifications an agency key may read: the ones about its own milestones. Operational and test
-# notifications go to the programme office's operators and stay with the programme office.
-# Longest a Kafka batch's store waits for room in the queue, in all (far below Kafka's poll interval, 300 s).
+# Longest a Kafka batch's store waits for room in the queue, in all (far below Kafka's poll interval, 600 s).
 ROOM_WAIT_SECONDS = 20.0
 
+# Notifications an agency key may read: the ones about its own milestones. Operational and test
+# notifications go to the programme office's operators and stay with the programme office.
 AGENCY_VISIBLE_KINDS = (Kind.alert.value, Kind.reminder.value, Kind.escalation.value)
 
 
