@@ -84,7 +84,7 @@ class AlertmanagerPayload(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(max_length=1000)
 
 
-# Longest a Kafka batch's store waits for room in the queue, in all (far below Kafka's poll interval, 600 s).
+# Longest a Kafka batch's store waits for room in the queue, in all (and at most a quarter of Kafka's poll interval).
 ROOM_WAIT_SECONDS = 20.0
 
 # Notifications an agency key may read: the ones about its own milestones. Operational and test
@@ -188,7 +188,8 @@ class NotifierService:
         claimed by a second write of each notification."""
         if not docs:
             return 0
-        deadline = time.monotonic() + ROOM_WAIT_SECONDS
+        # Never near Kafka's poll interval: a consumer that waits past it leaves its group.
+        deadline = time.monotonic() + min(ROOM_WAIT_SECONDS, self.settings.kafka_max_poll_interval_ms / 4000)
         part = max(1, self.queue_bound // 2) if wait_for_room and self.dispatching else len(docs)
         stored = 0
         for start in range(0, len(docs), part):
