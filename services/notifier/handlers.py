@@ -7,7 +7,6 @@ offset commit never waits on a slow receiver and a redelivered alert can never s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -84,8 +83,9 @@ class AlertmanagerPayload(BaseModel):
     alerts: list[AlertmanagerAlert] = Field(max_length=1000)
 
 
-# Longest a Kafka batch's store waits for room in the queue, in all (and at most a quarter of Kafka's poll interval).
-ROOM_WAIT_SECONDS = 20.0
+# A Kafka batch's store waiting for room in the queue stops waiting when the dispatcher has taken nothing from it for
+# this long (its deliveries hang, or it stopped): the rest is stored unclaimed, for the claim query.
+ROOM_IDLE_SECONDS = 5.0
 
 # Notifications an agency key may read: the ones about its own milestones. Operational and test
 # notifications go to the programme office's operators and stay with the programme office.
@@ -182,31 +182,35 @@ class NotifierService:
         no claim write for them, where each write of a notification costs milliseconds on SecantusDB. A crash leaves
         such a claim to expire and be claimed again, as any claim; the others wait for a claim as before.
 
-        `wait_for_room` (Kafka intake, whose offsets are committed once this returns): while deliveries are
-        running here, the notifications are stored in parts of at most half the queue, each once the queue has
-        room for it, for at most `ROOM_WAIT_SECONDS` in all; a burst of alerts is then born claimed rather than
-        claimed by a second write of each notification."""
+        `wait_for_room` (Kafka intake, whose offsets are committed once this returns): while this instance's
+        dispatcher runs, the notifications are stored in parts of at most half the queue, each once the queue has
+        room for it; a burst of alerts is then born claimed rather than claimed by a second write of each. The wait
+        ends early when the dispatcher takes nothing from the queue for `ROOM_IDLE_SECONDS`, and lasts at most a
+        quarter of Kafka's poll interval (a consumer that waits past it leaves its group)."""
         if not docs:
             return 0
-        # Never near Kafka's poll interval: a consumer that waits past it leaves its group.
-        deadline = time.monotonic() + min(ROOM_WAIT_SECONDS, self.settings.kafka_max_poll_interval_ms / 4000)
+        deadline = time.monotonic() + self.settings.kafka_max_poll_interval_ms / 4000
         part = max(1, self.queue_bound // 2) if wait_for_room and self.dispatching else len(docs)
         stored = 0
         for start in range(0, len(docs), part):
             chunk = docs[start:start + part]
             if wait_for_room:
-                await self._wait_for_room(_due_now(chunk, self.clock()), deadline)
+                wait_for_room = await self._wait_for_room(_due_now(chunk, self.clock()), deadline)
             stored += await self._store_part(chunk)
         return stored
 
-    async def _wait_for_room(self, wanted: int, deadline: float) -> None:
-        """Until the queue has room for `wanted` claimed notifications, deliveries stop running here, the
-        dispatcher stops, or `deadline` (monotonic) passes."""
-        while (self.dispatching and self.pace.per_second() > 0 and self.queue_bound - len(self.queue) < wanted
+    async def _wait_for_room(self, wanted: int, deadline: float) -> bool:
+        """Until the queue has room for `wanted` claimed notifications, or the dispatcher stops, has nothing to take
+        or takes nothing for `ROOM_IDLE_SECONDS`, or `deadline` (monotonic) passes. False: it took nothing for that
+        long (the store waits no more)."""
+        while (self.dispatching and (self.queue or self.inflight) and self.queue_bound - len(self.queue) < wanted
                and (left := deadline - time.monotonic()) > 0):
             self._room.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._room.wait(), timeout=min(left, 1.0))
+            try:
+                await asyncio.wait_for(self._room.wait(), timeout=min(left, ROOM_IDLE_SECONDS))
+            except TimeoutError:
+                return False
+        return True
 
     async def _store_part(self, docs: list[dict[str, Any]]) -> int:
         s = self.settings

@@ -152,8 +152,8 @@ async def test_a_burst_of_alerts_is_stored_claimed_in_parts_as_the_queue_makes_r
     assert most_queued <= 4
 
 
-async def test_with_nobody_taking_from_the_queue_a_burst_waits_a_bounded_time_then_is_stored_unclaimed(monkeypatch):
-    monkeypatch.setattr(handlers, "ROOM_WAIT_SECONDS", 0.3)
+async def test_when_nothing_is_taken_from_the_queue_for_a_while_the_rest_of_a_burst_is_stored_unclaimed(monkeypatch):
+    monkeypatch.setattr(handlers, "ROOM_IDLE_SECONDS", 0.3)
     svc, repo, _, now = world()
     svc.dispatching = True  # a dispatcher said to run, but it never takes from the queue
     await asyncio.wait_for(svc.on_alerts(Batch(alerts(now, 6))), 5)
