@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.contracts.envelope import (
     MAX_EVENT_BYTES,
@@ -216,3 +218,36 @@ def test_to_kafka_writes_the_very_message_the_cloudevents_sdk_writes():
         sdk = ce_kafka.to_structured(CloudEvent(event.attributes(), event.data_dict()), JSONFormat(),
                                      key_mapper=lambda e, event=event: event.partitionkey or event.agency)
         assert (ours.headers, ours.key, ours.value) == (sdk.headers, sdk.key, sdk.value), body["id"]
+
+
+_ATTRIBUTE_VALUES = st.one_of(
+    st.text(max_size=12), st.sampled_from(["", "1.0", "e-1", "dga", "/agencies/dga/plan", "roadmap.milestone.planned",
+                                           "application/json", "2026-01-05T09:00:00+07:00", "2026-01-05T09:00:00"]),
+    st.integers(-3, 3), st.booleans(), st.none(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_ATTRIBUTE_NAMES = st.sampled_from(["id", "source", "type", "specversion", "time", "subject", "dataschema",
+                                    "datacontenttype", "agency", "partitionkey", "traceparent", "Upper", "x_y", "",
+                                    "data_base64", "averyveryverylongextensionname"])
+
+
+def _outcome(obj):
+    try:
+        event = parse_kafka([], None, json.dumps(obj).encode(), received_at=datetime(2026, 1, 5, 2, 0, tzinfo=UTC))
+    except EventError as err:
+        return ("refused", err.reason, err.detail, err.event_id)
+    return ("event", event)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(_ATTRIBUTE_NAMES, _ATTRIBUTE_VALUES, max_size=4),
+       dropped=st.sets(st.sampled_from(["id", "source", "type", "specversion", "time", "agency"]), max_size=2))
+def test_parsing_without_the_sdks_event_gives_what_parsing_with_it_gives(monkeypatch, changes, dropped):
+    """A structured event is parsed without building the SDK's `CloudEvent` when the SDK surely takes its
+    attributes (`_sdk_accepts`); whatever an event holds, the outcome (event, or reason and detail) is the same."""
+    from services.contracts import envelope
+
+    obj = {k: v for k, v in {**structured(), **changes}.items() if k not in dropped}
+    fast = _outcome(obj)
+    with monkeypatch.context() as m:
+        m.setattr(envelope, "_sdk_accepts", lambda attrs: False)
+        assert _outcome(obj) == fast
