@@ -195,7 +195,8 @@ class NotifierService:
         for start in range(0, len(docs), part):
             chunk = docs[start:start + part]
             if wait_for_room:
-                wait_for_room = await self._wait_for_room(_due_now(chunk, self.clock()), deadline)
+                now = self.clock()
+                wait_for_room = await self._wait_for_room(sum(_takes_now(d, now) for d in chunk), deadline)
             stored += await self._store_part(chunk)
         return stored
 
@@ -221,7 +222,7 @@ class NotifierService:
             for doc in docs:
                 if room == 0:
                     break
-                if doc["state"] in CLAIMABLE and doc["next_attempt_at"] <= now:
+                if _takes_now(doc, now):
                     doc.update(fields, attempts=doc.get("attempts", 0) + 1)
                     room -= 1
         new = await self.repo.insert_new(docs)
@@ -633,9 +634,9 @@ class NotifierService:
                 fut.set_result(None)
 
 
-def _due_now(docs: Iterable[dict[str, Any]], now: datetime) -> int:
-    """How many of `docs` a dispatcher would take at once (claimable and due)."""
-    return sum(1 for d in docs if d["state"] in CLAIMABLE and d["next_attempt_at"] <= now)
+def _takes_now(doc: dict[str, Any], now: datetime) -> bool:
+    """Whether a dispatcher would take `doc` at once (claimable and due): what may be stored already claimed."""
+    return doc["state"] in CLAIMABLE and doc["next_attempt_at"] <= now
 
 
 def _levels_done(schedule: Mapping[str, Any]) -> int:
