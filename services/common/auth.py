@@ -86,25 +86,42 @@ def single_header(headers: Any, name: str) -> str | None:
     return values[0] if values else None
 
 
+def authorization_parts(header: str) -> tuple[str, str]:
+    """An `Authorization` header's scheme (lower case) and its credentials (RFC 9110 11.4): the one reading of
+    the header for every scheme."""
+    scheme, _, value = header.strip().partition(" ")
+    return scheme.lower(), value.strip()
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer` header (RFC 6750); None when the header is another scheme or holds
+    no token."""
+    scheme, value = authorization_parts(header)
+    return value if scheme == "bearer" and value else None
+
+
 def basic_credentials(header: str) -> tuple[str, str] | None:
     """(user, password) of an `Authorization: Basic` header (RFC 7617: base64 of UTF-8 `user:password`); None when
     the header is not Basic or is malformed."""
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user, colon, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
-        return None
-    return (user, password) if colon else None
+    scheme, value = authorization_parts(header)
+    return _basic_pair(value) if scheme == "basic" else None
 
 
 def basic_password(header: str) -> str | None:
     """The password of an `Authorization: Basic` header ("" when malformed, None when the header is not Basic)."""
-    if header.strip().partition(" ")[0].lower() != "basic":
+    scheme, value = authorization_parts(header)
+    if scheme != "basic":
         return None
-    pair = basic_credentials(header)
+    pair = _basic_pair(value)
     return pair[1] if pair is not None else ""
+
+
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    try:
+        user, colon, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    return (user, password) if colon else None
 
 
 @dataclass(frozen=True)
@@ -121,8 +138,8 @@ def presented_credential(headers: Any, *, basic: bool = False) -> Credential | N
     if api_key := single_header(headers, "x-api-key"):
         found.append(Credential(api_key, "x-api-key"))
     authorization = single_header(headers, "authorization") or ""
-    if authorization.lower().startswith("bearer "):
-        found.append(Credential(authorization[7:].strip(), "bearer"))
+    if (token := bearer_token(authorization)) is not None:
+        found.append(Credential(token, "bearer"))
     elif basic and (password := basic_password(authorization)) is not None:
         found.append(Credential(password, "basic"))
     if len({c.key for c in found}) > 1:

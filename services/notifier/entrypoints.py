@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from services.common import openapi
 from services.common.app import Runtime
-from services.common.auth import READ_RESPONSES, Principal, Role, basic_credentials, single_header
+from services.common.auth import READ_RESPONSES, Principal, Role, basic_credentials, bearer_token, single_header
 from services.common.http_ingest import read_json, unknown_agency
 from services.common.params import AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
@@ -48,9 +48,8 @@ def _digest(value: bytes) -> bytes:
 def credential_matches(authorization: str, username: str, secret: str) -> bool:
     """`Authorization: Bearer <secret>` or `Basic base64(<username>:<secret>)`, compared in constant time."""
     expected = _digest(secret.encode())
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() == "bearer":
-        return hmac.compare_digest(_digest(value.strip().encode()), expected)
+    if (token := bearer_token(authorization)) is not None:
+        return hmac.compare_digest(_digest(token.encode()), expected)
     pair = basic_credentials(authorization)
     if pair is None:
         return False

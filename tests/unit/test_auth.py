@@ -19,10 +19,12 @@ from services.common.auth import (
     Role,
     basic_credentials,
     basic_password,
+    bearer_token,
     generate_key,
     hash_key,
     key_id_of,
     parse_duration,
+    presented_credential,
 )
 from services.contracts.envelope import make_event
 
@@ -328,3 +330,17 @@ def test_one_reading_of_basic_credentials(header, pair, password):
     credentials one way: a malformed Basic header presents a credential that matches nothing, never none."""
     assert basic_credentials(header) == pair
     assert basic_password(header) == password
+
+
+@pytest.mark.parametrize(("header", "token"), [
+    ("Bearer abc", "abc"),
+    ("bearer  abc ", "abc"),  # scheme names are case-insensitive; the token is trimmed
+    ("Bearer", None),  # no token: no bearer credential (the request presents none, 401)
+    (_basic(b"u:p"), None),
+    ("", None),
+])
+def test_one_reading_of_bearer_tokens(header, token):
+    """The API keys' reading (`presented_credential`) and the Alertmanager receiver's read Bearer tokens one way."""
+    assert bearer_token(header) == token
+    found = presented_credential(Headers({"authorization": header}))
+    assert (found.key if found else None) == token
