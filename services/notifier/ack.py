@@ -67,8 +67,9 @@ def verify_token(secrets: tuple[str, ...], token: str, notification_id: str, now
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != VERSION or not parts[1] or not parts[2] or len(token) > 1000:
         raise TokenRefused(TokenProblem.malformed)
-    try:
+    try:  # both parts are canonical base64url before either is used (the payload is signed as its text)
         mac = b64url.decode(parts[2])
+        b64url.decode(parts[1])
     except (binascii.Error, ValueError):
         raise TokenRefused(TokenProblem.malformed) from None
     if not any(hmac.compare_digest(mac, _mac(secret, parts[1])) for secret in secrets):

@@ -24,6 +24,7 @@ from services.notifier.acknowledgements import Acknowledgements, AckView, NotAck
 # Percent-encoding triples a UTF-8 byte and Thai takes three bytes a character: 1,000 Thai characters are
 # about 9,000 bytes on the wire. The cap leaves room for that and the date, nothing more.
 FORM_MAX_BYTES = 12 * 1024
+FORM_MAX_FIELDS = 10  # the page sends two (note, forecast); parse_qs refuses more rather than building them
 
 _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex, nofollow",
             "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
@@ -113,9 +114,10 @@ def build_ack_router(acks: Acknowledgements, env: Environment) -> APIRouter:
         body = await read_body(request, FORM_MAX_BYTES, what="the form")
         if isinstance(body, Response):
             return body
-        form = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=10)
-        note, forecast = _field(form, "note"), _field(form, "forecast")
+        note = forecast = None
         try:
+            form = _form(body)
+            note, forecast = _field(form, "note"), _field(form, "forecast")
             await acks.acknowledge(notification_id, token, note, forecast)
         except ack.TokenRefused as exc:  # expired between the two checks
             return problem_page(exc.problem)
@@ -129,6 +131,16 @@ def build_ack_router(acks: Acknowledgements, env: Environment) -> APIRouter:
         return RedirectResponse(target, status_code=303, headers=_HEADERS)
 
     return router
+
+
+def _form(body: bytes) -> dict[str, list[str]]:
+    """The page's form (two fields); anything a browser would not send from it is refused as a form error."""
+    try:
+        text = body.decode("utf-8")
+        return parse_qs(text, max_num_fields=FORM_MAX_FIELDS, strict_parsing=bool(text))
+    except ValueError:  # not UTF-8, too many fields, or not `name=value&...`
+        raise ack.FormProblem("form_invalid", "แบบฟอร์มไม่ถูกต้อง กรุณาส่งจากหน้านี้อีกครั้ง",
+                              "the form is not the one this page sends; send it from the page again") from None
 
 
 def _field(form: dict[str, list[str]], name: str) -> str | None:

@@ -123,8 +123,10 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
         twin_nid = twin_link.rsplit("/", 2)[-2]
         for url, status, reason in [
             (f"http://127.0.0.1:{port}/ack/{twin_nid}/{token}", 403, "ack_token_for_another_notification"),
-            (f"http://127.0.0.1:{port}/ack/{nid}/{token[:-3]}xyz", 403, "ack_token_invalid"),
+            (f"http://127.0.0.1:{port}/ack/{nid}/{token[:-3]}xyA", 403, "ack_token_invalid"),  # canonical, not signed
             (f"http://127.0.0.1:{port}/ack/{nid}/garbage", 400, "ack_token_malformed"),
+            (f"http://127.0.0.1:{port}/ack/{nid}/v1.%E0%B8%81.{token.rsplit('.', 1)[1]}", 400, "ack_token_malformed"),
+            (f"http://127.0.0.1:{port}/ack/{nid}/{token}%3D%3D", 400, "ack_token_malformed"),
             (f"http://127.0.0.1:{port}/ack/{nid}/" + ack.make_token(
                 settings.ack_secrets(), nid, "dga-owner", clock() - timedelta(seconds=1)), 410, "ack_token_expired"),
         ]:
@@ -137,6 +139,10 @@ async def test_an_owner_acknowledges_from_the_email_and_the_chain_stops_for_that
         # --- A forecast in the past is explained on the page, nothing recorded.
         r = await person.post(link, data={"note": "x", "forecast": "2026-01-01"})
         assert r.status_code == 400 and "ต้องไม่ก่อนวันนี้" in r.text
+        # --- A form the page never sends (too many fields, not UTF-8, not name=value): refused on the page.
+        for body in ("a=1&" * 1000, b"note=\xff\xfe", "note"):
+            r = await person.post(link, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+            assert r.status_code == 400 and "แบบฟอร์มไม่ถูกต้อง" in r.text, body
 
         # --- Acknowledging: a POST from the page, with a recovery note (a phone number in it) and a forecast.
         r = await person.post(link, data={"note": "เร่งติดตั้งแล้ว ติดต่อ 081-234-5678", "forecast": "2026-12-15"})
