@@ -11,12 +11,14 @@ a top-level array counted before its items are decoded), then parse items one by
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 from services.common import openapi
 from services.common.auth import ApiKeyAuth, Principal
@@ -42,6 +44,7 @@ from services.contracts.envelope import (
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
+BODY_TIMEOUT_SECONDS = ServiceSettings.model_fields["http_body_timeout_seconds"].default  # an app without a runtime
 
 
 def problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -150,11 +153,13 @@ class Ingestor:
 
 
 async def read_body(request: Request, limit: int, *, reason: str = "request_too_large",
-                    what: str = "the request body") -> bytes | JSONResponse:
+                    what: str = "the request body", timeout: float | None = None) -> bytes | JSONResponse:
     """At most `limit` bytes of the body, else 413 `reason`: refused on Content-Length before reading, and
     the stream is cut at the limit when the length is not declared (chunked) or declared falsely. A compressed
     body (`Content-Encoding: gzip`, ...) is 415 unread: nothing here inflates (a small gzip body can inflate a
-    thousandfold), and read as it is it would only be refused as "not UTF-8" (RFC 9110 15.5.16)."""
+    thousandfold), and read as it is it would only be refused as "not UTF-8" (RFC 9110 15.5.16). The whole body
+    must arrive within `timeout` seconds (by default the service's `http_body_timeout_seconds`), else 408; a
+    client that goes away while sending it is an answer of its own (400), never an error of the service."""
     coding = request.headers.get("content-encoding", "").strip().lower()
     if coding not in ("", "identity"):
         return problem(415, "unsupported_content_encoding", f"{what} must not be compressed: send it without "
@@ -163,12 +168,29 @@ async def read_body(request: Request, limit: int, *, reason: str = "request_too_
     length = request.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > limit:
         return problem(413, reason, too_large)
+    seconds = timeout if timeout is not None else _body_timeout_seconds(request)
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            return problem(413, reason, too_large)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    return problem(413, reason, too_large)
+    except TimeoutError:
+        log.info("request body not received in time", extra={"path": request.url.path, "received_bytes": len(body)})
+        return problem(408, "request_timeout", f"{what} did not arrive within {seconds:g} s: send it whole",
+                       headers={"Connection": "close"})
+    except ClientDisconnect:  # nobody reads the answer; the log says what happened, without a traceback
+        log.info("client closed the connection while sending the body",
+                 extra={"path": request.url.path, "received_bytes": len(body)})
+        return problem(400, "client_disconnected", f"{what} ended before it was complete: the client closed the "
+                       "connection")
     return bytes(body)
+
+
+def _body_timeout_seconds(request: Request) -> float:
+    runtime = getattr(request.app.state, "runtime", None)  # a service's app (services.common.app) has one
+    return runtime.settings.http_body_timeout_seconds if runtime is not None else BODY_TIMEOUT_SECONDS
 
 
 def json_media_type(content_type: str | None) -> bool:

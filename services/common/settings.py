@@ -56,6 +56,10 @@ class ServiceSettings(BaseSettings):
     ingest_max_events_per_request: int = Field(500, ge=1, le=10_000, description="events (or xAPI statements) per request")
     # What 500 events need: a typical event is 0.6-2 KiB. The limit also bounds what decoding can cost: the
     # most wasteful JSON (`[{},{},...]`) takes about 24 bytes of memory per byte of body.
+    http_body_timeout_seconds: float = Field(
+        30.0, gt=0, le=600,
+        description="time a request's whole body may take to arrive once its headers have (408 request_timeout "
+                    "beyond): a client that declares a length and sends less holds a connection no longer")
     ingest_max_body_bytes: int = Field(
         1024 * 1024, ge=1024,
         description="largest batched body of /v1/events and /xapi/statements (413 request_too_large beyond; split "
