@@ -37,10 +37,15 @@ from services.common.settings import ServiceSettings
 from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import UNKNOWN_AGENCY
+from services.contracts.dates import STATIC_REASONS
 from services.contracts.envelope import EventError
 
 log = logging.getLogger(__name__)
 Hook = Callable[["Runtime"], Awaitable[None]]
+
+# Reasons a query or path parameter's refusal keeps when it is the only one (as on every route naming an agency or
+# carrying a date); any other is `invalid_request`.
+OWN_REASONS = frozenset({UNKNOWN_AGENCY, *STATIC_REASONS})
 
 
 class Runtime:
@@ -210,8 +215,10 @@ def create_service_app(runtime: Runtime, *, title: str, description: str, versio
     async def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
         # 400 like every other malformed input (same mistake, same status), in our own words (problems.describe).
         # An unknown agency in a filter keeps its own reason, as on every other route that names an agency.
+        # So does a date's year rule (`buddhist_era_date`, `date_out_of_range`), as in an event's body.
         errors = problems.describe(exc.errors())
-        reason = UNKNOWN_AGENCY if errors and all(e["reason"] == UNKNOWN_AGENCY for e in errors) else "invalid_request"
+        reasons = {e["reason"] for e in errors}
+        reason = reasons.pop() if len(reasons) == 1 and reasons <= OWN_REASONS else "invalid_request"
         return problem(400, reason, problems.summary(errors), errors=errors)
 
     @app.exception_handler(EventError)

@@ -17,6 +17,7 @@ from fastapi import Query
 from pydantic import BeforeValidator, WithJsonSchema
 
 from services.contracts.common_types import AgencyCode, AwareDatetime
+from services.contracts.dates import gregorian_year
 
 
 def repeated_parameter(query_params: Any, single: Container[str] | None = None) -> str | None:
@@ -39,6 +40,7 @@ def _iso_date(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not _DATE.match(value):
         raise ValueError("must be a date YYYY-MM-DD between 1900 and 2999")
+    gregorian_year(int(value[:4]))
     return value  # pydantic parses it, and refuses impossible days (2026-02-30) in the same words
 
 
@@ -47,6 +49,7 @@ def _iso_datetime(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not _DATETIME.match(value):
         raise ValueError("must be an RFC 3339 date-time between 1900 and 2999, e.g. 2026-05-01T09:00:00+07:00")
+    gregorian_year(int(value[:4]))
     return value
 
 

@@ -50,7 +50,10 @@ DEFAULT_HORIZON = (date(2020, 1, 1), date(2040, 12, 31))
 DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
-def _year_rule(year: int) -> None:
+def gregorian_year(year: int) -> None:
+    """The wire's one rule for a year, wherever a date comes (a field of an event, a query parameter): a
+    Buddhist-era year is refused with its conversion (`buddhist_era_date`), one past BE_LAST_YEAR as out of range
+    (`date_out_of_range`); PydanticCustomError, which a validator reports under its own type."""
     if BE_FIRST_YEAR <= year <= BE_LAST_YEAR:
         raise PydanticCustomError(
             BUDDHIST_ERA_DATE,
@@ -61,7 +64,7 @@ def _year_rule(year: int) -> None:
 
 
 def _gregorian_date(value: date) -> date:
-    _year_rule(value.year)
+    gregorian_year(value.year)
     return value
 
 
@@ -76,7 +79,7 @@ def utc_representable(value: datetime) -> bool:
 
 
 def _gregorian_datetime(value: datetime) -> datetime:
-    _year_rule(value.year)
+    gregorian_year(value.year)
     if not utc_representable(value):
         raise PydanticCustomError(DATE_OUT_OF_RANGE, "is out of range once converted to UTC")
     return value
@@ -85,7 +88,7 @@ def _gregorian_datetime(value: datetime) -> datetime:
 def be_year_refusal(year: int) -> tuple[str, str] | None:
     """(reason, detail) for a year the static rule refuses (the envelope's `time`, which is no pydantic field)."""
     try:
-        _year_rule(year)
+        gregorian_year(year)
     except PydanticCustomError as err:
         return err.type, err.message()
     return None

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from services.common import b64url
 from services.contracts import problems, safejson
 from services.contracts.common_types import NOT_BLANK, Competency
-from services.contracts.dates import STATIC_REASONS, utc_representable
+from services.contracts.dates import DATE_OUT_OF_RANGE, STATIC_REASONS, be_year_refusal, utc_representable
 from services.contracts.thai_calendar import bangkok_day, is_valid_thai_national_id
 from services.contracts.training import TrainingCourseCompleted
 
@@ -54,6 +54,7 @@ _VERSION = re.compile(r"^1\.0(\.[0-9]+)?$")  # ASCII digits, as the published pa
 
 # A text with a character that is not blank, as published in the schema (one class in both regex dialects).
 _NOT_BLANK = re.compile(NOT_BLANK)
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only
 
 
 class StatementError(ValueError):
@@ -465,17 +466,23 @@ def _score(result: dict[str, Any]) -> float | None:
     return None
 
 
-def parse_timestamp(ts: Any, where: str) -> datetime:
+def parse_timestamp(ts: Any, where: str, reason: str = "malformed_statement") -> datetime:
+    """An ISO 8601 instant with its offset; StatementError `reason` when it is none (a query's parameter is
+    `invalid_parameter`), and the wire's one date rule for its year (`buddhist_era_date`, `date_out_of_range`) as
+    for every date an event carries."""
     if not isinstance(ts, str):
-        raise StatementError("invalid_type", f"{where} must be an ISO 8601 string")
+        raise StatementError("invalid_type" if reason == "malformed_statement" else reason,
+                             f"{where} must be an ISO 8601 string")
     try:
         moment = datetime.fromisoformat(ts.strip())
     except ValueError:
-        raise StatementError("malformed_statement", f"{where} {ts[:40]!r} is not ISO 8601") from None
+        raise StatementError(reason, f"{where} {ts[:40]!r} is not ISO 8601") from None
     if moment.tzinfo is None:
-        raise StatementError("malformed_statement", f"{where} needs a timezone offset")
+        raise StatementError(reason, f"{where} needs a timezone offset")
+    if (refused := be_year_refusal(moment.year)) is not None:
+        raise StatementError(refused[0], f"{where} {refused[1]}")
     if not utc_representable(moment):
-        raise StatementError("malformed_statement", f"{where} is out of range once converted to UTC")
+        raise StatementError(DATE_OUT_OF_RANGE, f"{where} is out of range once converted to UTC")
     return moment
 
 
@@ -802,17 +809,14 @@ def parse_query(params: Mapping[str, str]) -> StatementQuery:
         except ValueError:
             raise StatementError("invalid_parameter", "agent must be a JSON Agent object") from None
         _agent(agent, "agent")
-    try:
-        limit = int(params.get("limit", "0"))
-    except ValueError:
-        raise StatementError("invalid_parameter", "limit must be a whole number") from None
-    if limit < 0:
-        raise StatementError("invalid_parameter", "limit must be 0 (the server's maximum) or more")
+    if not _WHOLE_NUMBER.fullmatch(params.get("limit", "0")):  # int() would also take " 5", "+5" and "1_000"
+        raise StatementError("invalid_parameter", "limit must be a whole number: 0 (the server's maximum) or more")
+    limit = int(params.get("limit", "0"))
     for name in ("verb", "activity"):
         if params.get(name) is not None and ":" not in params[name]:
             raise StatementError("invalid_parameter", f"{name} must be an IRI")
-    since = parse_timestamp(params["since"], "since") if "since" in params else None
-    until = parse_timestamp(params["until"], "until") if "until" in params else None
+    since = parse_timestamp(params["since"], "since", "invalid_parameter") if "since" in params else None
+    until = parse_timestamp(params["until"], "until", "invalid_parameter") if "until" in params else None
     return StatementQuery(agent, params.get("verb"), params.get("activity"), since, until,
                           min(limit, MAX_LIMIT) if limit else MAX_LIMIT, _flag(params, "ascending"), None,
                           registration.lower() if registration else None, _flag(params, "related_activities"),

@@ -135,6 +135,17 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["office"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["dga"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], **r[3]}, keys["office"]), 400, "invalid_request")
+    # A Buddhist-era year in a date filter: the wire's one date rule, as in an event's body (it was answered 200, with
+    # no data or all of it); past the rule's last year, out of range.
+    office, xapi = {"X-API-Key": keys["office"]}, {"X-API-Key": keys["office"], "X-Experience-API-Version": "1.0.3"}
+    for year, reason in (("2569", "buddhist_era_date"), ("2899", "date_out_of_range")):
+        same({"roadmap due_before": await http["roadmap"].get("/v1/milestones", params={"due_before": f"{year}-01-01"},
+                                                              headers=office),
+              "roadmap at": await http["roadmap"].get("/v1/overview", params={"at": f"{year}-01-01"}, headers=office),
+              "feedback from": await http["feedback"].get("/v1/experience", params={"from": f"{year}-01-01"},
+                                                          headers=office),
+              "xapi since": await http["training"].get("/xapi/statements", params={"since": f"{year}-01-01T00:00:00Z"},
+                                                       headers=xapi)}, 400, reason)
     # A parameter the route does not take (misspelt, or a filter it has not) is refused, not ignored: ignored, it
     # would answer with other data than asked for (an agency key's own summary for `?agency=rd`).
     for routes in (READS, PLAIN_READS):

@@ -120,6 +120,17 @@ def test_iso_date_refuses_what_lax_parsing_would_take(value):
     assert str(TypeAdapter(IsoDate).validate_python("2026-03-01")) == "2026-03-01"
 
 
+@pytest.mark.parametrize(("value", "reason"), [("2569-01-01", "buddhist_era_date"), ("2899-12-31", "date_out_of_range")])
+def test_a_date_parameter_follows_the_wires_one_year_rule(value, reason):
+    for adapter, text in ((TypeAdapter(IsoDate), value), (TypeAdapter(IsoDateTime), value + "T00:00:00+07:00")):
+        with pytest.raises(ValidationError) as err:
+            adapter.validate_python(text)
+        [error] = err.value.errors()
+        assert error["type"] == reason
+    if reason == "buddhist_era_date":
+        assert "2569 BE = 2026 CE" in str(err.value)
+
+
 @pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-03-01T10:00:00", "2026-03-01"])
 def test_iso_datetime_needs_rfc3339_with_offset(value):
     with pytest.raises(ValidationError):
