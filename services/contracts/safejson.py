@@ -40,6 +40,10 @@ class NotUnicode(ValueError):
     """A string (or an object's key) holds an unpaired UTF-16 surrogate."""
 
 
+class NotUtf8(ValueError):
+    """JSON in another Unicode encoding than UTF-8 (UTF-16, UTF-32), which json.loads would read."""
+
+
 class DuplicateName(ValueError):
     """An object holds the same name twice."""
 
@@ -100,15 +104,18 @@ def _may_hold_surrogate(data: bytes | bytearray | str, text: str) -> bool:
         return True
     if text.isascii():
         return False
-    if isinstance(data, bytes | bytearray) and json.detect_encoding(data) == "utf-8":
+    if isinstance(data, bytes | bytearray):
         return _UTF8_SURROGATE.search(data) is not None
     return _SURROGATE.search(text) is not None
 
 
 def _text(data: bytes | bytearray | str) -> str:
     if isinstance(data, bytes | bytearray):
-        # What json.loads does with bytes: RFC 8259 encodings, lone surrogates kept to be refused as NotUnicode.
-        return bytes(data).decode(json.detect_encoding(data), "surrogatepass")
+        # UTF-8 only (RFC 8259 8.1: JSON between systems MUST be UTF-8; a leading BOM may be ignored), where
+        # json.loads would also take UTF-16 and UTF-32; lone surrogates kept to be refused as NotUnicode.
+        if (encoding := json.detect_encoding(data)) not in ("utf-8", "utf-8-sig"):
+            raise NotUtf8(f"the JSON is {encoding.upper()}, not UTF-8: send it as UTF-8")
+        return bytes(data).decode("utf-8-sig", "surrogatepass")
     return data
 
 
@@ -157,10 +164,11 @@ def describe(exc: ValueError) -> str:
     """What was wrong with a refused body, for a 400 or a dead letter: never a quote of the input."""
     if isinstance(exc, JsonTooDeep):
         return f"the JSON nests deeper than {MAX_DEPTH} levels"
-    if isinstance(exc, NotJsonNumber | NotUnicode | DuplicateName | TooManyItems | TooComplex):
+    if isinstance(exc, NotJsonNumber | NotUnicode | NotUtf8 | DuplicateName | TooManyItems | TooComplex):
         return str(exc)
     if isinstance(exc, json.JSONDecodeError):  # its message names the position, not the text
-        return f"invalid JSON, {exc.msg[:1].lower()}{exc.msg[1:]} at line {exc.lineno} column {exc.colno}"
+        msg = exc.msg.removesuffix(" at")  # "Unterminated string starting at": the position follows
+        return f"invalid JSON, {msg[:1].lower()}{msg[1:]} at line {exc.lineno} column {exc.colno}"
     if isinstance(exc, UnicodeDecodeError):
         return f"invalid {exc.encoding.upper()} at byte {exc.start}"
     return "not valid UTF-8 JSON"

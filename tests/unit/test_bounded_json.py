@@ -26,8 +26,26 @@ json_values = st.recursive(
 @given(st.lists(json_values, max_size=12), st.sampled_from(["", " ", "\n\t ", "\r\n"]))
 def test_bounded_decoding_equals_json_loads(items, ws):
     text = json.dumps(items, indent=None if not ws else 1).replace("\n", "\n" + ws)
-    for data in (text, text.encode(), text.encode("utf-16")):
-        assert safejson.loads_bounded(data, max_items=12) == json.loads(data)
+    for data in (text, text.encode(), b"\xef\xbb\xbf" + text.encode()):  # a UTF-8 BOM may lead (RFC 8259 8.1)
+        assert safejson.loads_bounded(data, max_items=12) == json.loads(text)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_json_on_the_wire_is_utf8_only(encoding):
+    """json.loads would guess UTF-16 and UTF-32 too; RFC 8259 8.1 (and docs/platform.md) say UTF-8 between systems."""
+    data = json.dumps([{"title": "แผนงาน"}]).encode(encoding)
+    for decode in (safejson.loads, lambda d: safejson.loads_bounded(d, max_items=5)):
+        with pytest.raises(ValueError) as err:
+            decode(data)
+        assert safejson.describe(err.value) == f"the JSON is {encoding.upper()}, not UTF-8: send it as UTF-8"
+
+
+def test_syntax_errors_name_the_position_once():
+    for bad in (b'{"a": "unterminated', b'{"a": "tab\there"}'):
+        with pytest.raises(ValueError) as err:
+            safejson.loads(bad)
+        detail = safejson.describe(err.value)
+        assert " at line 1 column " in detail and "at at" not in detail, detail
 
 
 @given(json_values.filter(lambda v: not isinstance(v, list)))
