@@ -184,8 +184,9 @@ class Principal:
         trust (the roadmap's ownership rule); an agency code alone, OPDC's included, grants nothing more."""
         return with_authority(event, PROGRAMME_OFFICE_AUTHORITY) if self.role is Role.programme_office else event
 
-    def read_scope(self, requested: str | None) -> str | None:
-        """The agency a read is limited to (None: all agencies, programme office only).
+    def read_scope(self, requested: str | None, action: str = "read") -> str | None:
+        """The agency a read is limited to (None: all agencies, programme office only); `action` "change" when the
+        same rule guards a write of an agency's own settings (its contacts), so that a refusal says what it refuses.
 
         Naming another agency in a filter answers 403 (the registry is public, so this reveals nothing);
         a record of another agency asked for by id answers 404 instead (see `may_see`).
@@ -193,10 +194,10 @@ class Principal:
         if self.role is Role.programme_office:
             return requested
         if self.role is not Role.agency:
-            raise _forbidden("role_not_allowed", f"a {self.role.value} key may not read")
+            raise _forbidden("role_not_allowed", f"a {self.role.value} key may not {action} agency data")
         if requested is not None and requested != self.agency:
             raise _forbidden("agency_not_allowed",
-                             f"this key belongs to agency {self.agency!r}; it may not read agency {requested[:40]!r}")
+                             f"this key belongs to agency {self.agency!r}; it may not {action} agency {requested[:40]!r}")
         return self.agency
 
     def may_see(self, owner: str | None) -> bool:

@@ -294,8 +294,8 @@ def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:
         if isinstance(body, JSONResponse):
             return body
         try:
-            results = parse_http(request.headers, body, max_events=settings.ingest_max_events_per_request,
-                                 received_at=ingestor.clock())
+            results = parse_http(request.headers, body, allowed_types=ingestor.allowed_types,
+                                 max_events=settings.ingest_max_events_per_request, received_at=ingestor.clock())
         except EventError as err:
             return problem(_REQUEST_STATUS.get(err.reason, 400), err.reason, err.detail)
         if len(results) > 1:

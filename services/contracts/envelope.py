@@ -186,7 +186,7 @@ ID_CONFLICT = "id_conflict"
 
 def id_conflict(event: Event) -> EventError:
     return EventError(ID_CONFLICT, "this source and id already came with other content (type, agency, subject, "
-                      "dataschema, time or data); the first one stands: send a correction under a new id",
+                      "dataschema or data); the first one stands: send a correction under a new id",
                       event_id=event.id, source=event.source)
 
 
@@ -286,8 +286,6 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     event_type = EVENT_TYPES.get(type_)
     if event_type is None:
         raise fail("unknown_type", f"unknown event type {type_!r}; known: {', '.join(sorted(EVENT_TYPES))}")
-    if allowed_types is not None and type_ not in allowed_types:
-        raise fail("type_not_accepted", f"event type {type_!r} is not accepted here")
     agency = attrs.get("agency")
     if not agency:
         raise fail("missing_attribute", "required extension attribute 'agency' is missing")
@@ -314,6 +312,8 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
         if value is not None:  # an attribute set to null is one not set (CloudEvents JSON format 2.4)
             extensions[name] = _extension_value(name, value, fail)
     claim = Claim(type_, str(agency), frozenset(extensions))  # from here on, what `fail` refuses is the content
+    if allowed_types is not None and type_ not in allowed_types:  # before its data: another service's event
+        raise fail("type_not_accepted", f"event type {type_!r} is not accepted here")
     time = attrs.get("time")
     if time is None:
         if received_at is None:
@@ -327,7 +327,7 @@ def validate_attributes(attrs: Mapping[str, Any], data: Any, *, allowed_types: C
     if not isinstance(time, datetime) or time.tzinfo is None:
         raise fail("invalid_attribute", "time must be an RFC 3339 timestamp with an offset")
     if not dates.utc_representable(time):  # a far offset can carry a valid local time past year 9999 in UTC
-        raise fail("invalid_attribute", "time is out of range once converted to UTC")
+        raise fail(dates.DATE_OUT_OF_RANGE, "time is out of range once converted to UTC")
     if (year_refused := dates.be_year_refusal(time.year)) is not None:  # the one date rule, as in data
         raise fail(year_refused[0], f"time {year_refused[1]}")
     dct = attrs.get("datacontenttype") or "application/json"

@@ -34,7 +34,7 @@ class ContactBook:
                 "history": [{**h, "at": h["at"].isoformat()} for h in await self.repo.contacts_history(agency)]}
 
     async def replace(self, agency: str, body: contacts.AgencyContacts, writer: Principal) -> dict[str, Any]:
-        writer.read_scope(agency)  # the agency itself or the programme office, nobody else
+        writer.read_scope(agency, "change")  # the agency itself or the programme office, nobody else
         workstreams = body.model_dump(mode="json", exclude_none=True)["workstreams"]
         for _ in range(5):
             current = await self.repo.contacts_doc(agency)

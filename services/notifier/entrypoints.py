@@ -179,7 +179,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
     async def put_contacts(agency: AgencyPath, request: Request, principal: Principal = Depends(runtime.auth)) -> dict:
         if agency not in get_registry():
             return unknown_agency(agency)  # type: ignore[return-value]
-        principal.read_scope(agency)  # the key decides before the body is read
+        principal.read_scope(agency, "change")  # the key decides before the body is read
         raw = await read_json(request, CONTACTS_MAX_BODY_BYTES)
         if isinstance(raw, JSONResponse):
             return raw

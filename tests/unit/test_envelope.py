@@ -88,6 +88,24 @@ def test_refusals_carry_a_stable_reason(change, reason):
     assert isinstance(result, EventError) and result.reason == reason, result
 
 
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_time_that_leaves_the_calendar_in_utc_is_out_of_range(time):
+    result = one(parse_http({"content-type": "application/cloudevents+json"}, json.dumps(structured(time=time)).encode()))
+    assert isinstance(result, EventError) and result.reason == "date_out_of_range", result
+
+
+def test_another_services_event_is_not_accepted_before_its_data_is_judged():
+    """A feedback response sent to the roadmap intake is `type_not_accepted`, not a list of what its data lacks
+    for a model this service never takes; the claim stays known (another agency's event is still 403)."""
+    event = structured(type="feedback.response.submitted", source="/agencies/dga/survey", data={"channel": "web"})
+    for accepted in (None, {"roadmap.milestone.planned"}):
+        result = one(parse_http({"content-type": "application/cloudevents+json"}, json.dumps(event).encode(),
+                                allowed_types=accepted))
+        assert isinstance(result, EventError)
+        assert result.reason == ("invalid_data" if accepted is None else "type_not_accepted"), result
+    assert result.claim is not None and result.claim.agency == "dga"
+
+
 BINARY_ATTRS = {"specversion": "1.0", "id": "b-1", "source": "/agencies/dga/plan", "type": "roadmap.milestone.planned",
                 "agency": "dga"}
 
