@@ -552,7 +552,8 @@ def parse_http(headers: Mapping[str, str], body: bytes, *, allowed_types: Collec
 def _one_http_event(obj: Any, allowed_types: Collection[str] | None, received_at: datetime | None,
                     at_most: int | None = None) -> Event | EventError:
     if isinstance(obj, safejson.Refused):
-        return EventError("invalid_json", f"the event: {safejson.describe(obj.error)}",
+        reason = "json_too_deep" if isinstance(obj.error, safejson.JsonTooDeep) else "invalid_json"
+        return EventError(reason, f"the event: {safejson.describe(obj.error)}",
                           event_id=_str_attr(obj.value, "id"), source=_str_attr(obj.value, "source"))
     try:
         return _structured_object(obj, allowed_types, received_at=received_at, at_most=at_most)

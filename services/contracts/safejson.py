@@ -231,9 +231,10 @@ def loads_bounded(data: bytes | bytearray | str, *, max_items: int | None, max_d
     Before anything is decoded, `{` and `[` are counted (inside strings too: an over-count only refuses
     sooner) against `max_containers` (default `CONTAINERS_PER_ITEM` per item): `TooComplex` beyond.
 
-    `isolate`: an item refused for what concerns it alone (no JSON number, an unpaired surrogate, a name twice)
-    is returned as `Refused` in its place and the items after it are read (a batch of events answers each event).
-    Malformed JSON, too deep or too many items still refuse the whole body: the reader cannot go on past them.
+    `isolate`: an item refused for what concerns it alone (no JSON number, an unpaired surrogate, a name twice,
+    nested deeper than `max_depth` once read) is returned as `Refused` in its place and the items after it are read
+    (a batch of events answers each event). Malformed JSON, too many items, or an item too deep for the decoder
+    itself still refuse the whole body: the reader cannot go on past them.
 
     `lengths`: when given (and the body is an array), the length in characters of each item's text is appended
     to it, one per item (a caller bounds an item's size by it without encoding the item again)."""
@@ -264,7 +265,12 @@ def loads_bounded(data: bytes | bytearray | str, *, max_items: int | None, max_d
                     raise
                 item, pos = _decode(_LENIENT.raw_decode, text, start)
                 item = Refused(item, exc)
-            _check_depth_within(item.value if isinstance(item, Refused) else item, text, start, pos, max_depth - 1)
+            try:
+                _check_depth_within(item.value if isinstance(item, Refused) else item, text, start, pos, max_depth - 1)
+            except JsonTooDeep as exc:  # it was read whole: the items after it can be read too
+                if not isolate:
+                    raise
+                item = item if isinstance(item, Refused) else Refused(item, exc)
             items.append(item)
             if lengths is not None:
                 lengths.append(pos - start)

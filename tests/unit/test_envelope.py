@@ -88,6 +88,16 @@ def test_refusals_carry_a_stable_reason(change, reason):
     assert isinstance(result, EventError) and result.reason == reason, result
 
 
+def test_an_event_nested_too_deep_is_refused_alone_in_its_batch():
+    """One bad record never costs another: read whole, a too-deep event is answered like any other refused one."""
+    deep = b'{"a":' * 40 + b"1" + b"}" * 40
+    good = [json.dumps(structured(id=f"e-{i}")).encode() for i in range(2)]
+    results = parse_http({"content-type": "application/cloudevents-batch+json"},
+                         b"[" + good[0] + b"," + deep + b"," + good[1] + b"]", max_events=10)
+    assert [type(r).__name__ for r in results] == ["Event", "EventError", "Event"]
+    assert results[1].reason == "json_too_deep" and "deeper than" in results[1].detail
+
+
 @pytest.mark.parametrize("time", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
 def test_a_time_that_leaves_the_calendar_in_utc_is_out_of_range(time):
     result = one(parse_http({"content-type": "application/cloudevents+json"}, json.dumps(structured(time=time)).encode()))
