@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import TypeAdapter, ValidationError
 
 from services.common import openapi
-from services.common.params import AgencyFilter, IsoDate, IsoDateTime
+from services.common.params import AgencyFilter, IsoDate, IsoDateTime, QueryInt
 from services.contracts import problems
 from services.contracts.common_types import NOT_BLANK
 from services.contracts.events import ROADMAP_INPUT_TYPES
@@ -41,7 +41,7 @@ def build() -> tuple[FastAPI, dict[str, Any]]:
     router = APIRouter(prefix="/v1")
 
     @router.get("/things", responses=openapi.problem_responses(403, s404="no such thing"))
-    async def things(limit: int = 10, day: IsoDate | None = None, agency: AgencyFilter = None,
+    async def things(limit: QueryInt = 10, day: IsoDate | None = None, agency: AgencyFilter = None,
                      who: str = Depends(auth)) -> dict:
         return {"day": str(day), "agency": agency}
 
@@ -136,6 +136,16 @@ def test_iso_datetime_needs_rfc3339_with_offset(value):
     with pytest.raises(ValidationError):
         TypeAdapter(IsoDateTime).validate_python(value)
     assert TypeAdapter(IsoDateTime).validate_python("2026-03-01T10:00:00+07:00").utcoffset() is not None
+
+
+@pytest.mark.parametrize("value", ["1_000", " 5", "5 ", "+5", "0x10", "1e3", "5.0", "\u0665"])
+async def test_an_integer_parameter_is_ascii_digits_only(value):
+    app, _ = build()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        refused = await client.get("/v1/things", params={"limit": value})
+        taken = await client.get("/v1/things", params={"limit": "-5"})
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "query.limit"
+    assert taken.status_code == 200
 
 
 async def test_query_mistakes_are_400_in_our_words_without_the_value():
