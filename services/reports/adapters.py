@@ -63,8 +63,17 @@ class _NoMetrics:
         pass
 
 
+HIT, SHARED, MISS = "hit", "shared", "miss"  # how TtlCache.lookup found a value
+
+
 class TtlCache:
-    """Answers by key for `ttl` seconds, at most `max_entries` (oldest dropped); in-flight calls shared."""
+    """Values by key for `ttl` seconds, at most `max_entries` (the least recently used dropped); concurrent
+    callers for one key share one fetch (single flight). Used for the read API answers and for the rendered
+    quarterly documents (services/reports/quarterly_service.py).
+
+    The shared fetch runs as a task of its own: a caller that goes away (its request cancelled) neither cancels
+    the fetch the others wait for nor hands them its cancellation, and the value is still kept for the next
+    caller. A failure is never kept: every caller waiting gets it, the next one fetches anew."""
 
     def __init__(self, ttl: float, max_entries: int, monotonic: Callable[[], float] = time.monotonic):
         self.ttl, self.max_entries, self.monotonic = ttl, max_entries, monotonic
@@ -78,6 +87,7 @@ class TtlCache:
         if entry[0] <= self.monotonic():
             del self._entries[key]
             return False, None
+        self._entries.move_to_end(key)  # recently used: dropped last
         return True, entry[1]
 
     def put(self, key: Any, value: Any) -> None:
@@ -89,26 +99,32 @@ class TtlCache:
             self._entries.popitem(last=False)
 
     async def get_or_fetch(self, key: Any, fetch: Callable[[], Any], refresh: bool = False) -> tuple[bool, Any]:
-        """(hit, value); `refresh`: fetch even if cached, and replace the entry."""
-        hit, value = (False, None) if refresh else self.get(key)
-        if hit:
-            return True, value
+        """(hit, value), hit also when another caller's fetch was shared; `refresh`: fetch even if cached, and
+        replace the entry."""
+        how, value = await self.lookup(key, fetch, refresh)
+        return how != MISS, value
+
+    async def lookup(self, key: Any, fetch: Callable[[], Any], refresh: bool = False) -> tuple[str, Any]:
+        """(HIT: kept | SHARED: another caller's fetch in flight | MISS: fetched for this caller, value)."""
+        if not refresh:
+            hit, value = self.get(key)
+            if hit:
+                return HIT, value
         pending = self._pending.get(key)
         if pending is not None:  # someone is already fetching it: wait for that answer
-            return True, await asyncio.shield(pending)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
+            return SHARED, await asyncio.shield(pending)
+        task = asyncio.ensure_future(self._fill(key, fetch))
+        self._pending[key] = task
+        return MISS, await asyncio.shield(task)
+
+    async def _fill(self, key: Any, fetch: Callable[[], Any]) -> Any:
         try:
             value = await fetch()
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waits
-            raise
+            self.put(key, value)
+            return value
         finally:
-            self._pending.pop(key, None)
-        future.set_result(value)
-        self.put(key, value)
-        return False, value
+            if self._pending.get(key) is asyncio.current_task():
+                del self._pending[key]
 
     def clear(self) -> None:
         self._entries.clear()

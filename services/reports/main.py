@@ -14,9 +14,9 @@ from services.common.clock import Clock, utc_now
 from services.reports.adapters import ReadApis
 from services.reports.entrypoints import build_router
 from services.reports.handlers import ReportsService
-from services.reports.metrics import ReportsMetrics
+from services.reports.metrics import QuarterlyMetrics, ReportsMetrics
 from services.reports.quarterly_delivery import QuarterlyArchive, QuarterlyDelivery
-from services.reports.quarterly_routes import QuarterlyMetrics, archive_router, quarterly_router
+from services.reports.quarterly_routes import archive_router, quarterly_router
 from services.reports.quarterly_service import QuarterlyReports
 from services.reports.settings import ReportsSettings
 
@@ -44,9 +44,10 @@ def create_app(settings: ReportsSettings | None = None, *, clock: Clock = utc_no
                              description="Programme overview (public) and quarterly reports, from the other services' "
                                          "read APIs.")
     app.include_router(build_router(service, runtime))
-    quarterly = QuarterlyReports(service)
+    quarterly_metrics = QuarterlyMetrics(runtime.registry)
+    quarterly = QuarterlyReports(service, metrics=quarterly_metrics)
     archive = QuarterlyArchive(runtime.db)
-    app.include_router(quarterly_router(quarterly, runtime.auth, QuarterlyMetrics(runtime.registry)))
+    app.include_router(quarterly_router(quarterly, runtime.auth, quarterly_metrics))
     app.include_router(archive_router(archive, runtime.auth))
     if settings.reports_quarterly_schedule_enabled:
         delivery = QuarterlyDelivery(quarterly, archive, runtime.publisher, day=settings.reports_quarterly_schedule_day,

@@ -1,12 +1,19 @@
-"""Prometheus families of the reports service. Labels come from fixed sets only (page, outcome, service)."""
+"""Prometheus families of the reports service. Labels come from fixed sets only (page, outcome, service,
+format, result)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 PAGES = ("overview", "agency", "not_found")
 OUTCOMES = ("ok", "partial", "error")  # partial: a read API did not answer, its sections say so
 UPSTREAMS = ("roadmap", "training", "feedback")
+# The quarterly documents (quarterly_routes.py, quarterly_service.py).
+DOCUMENT_FORMATS = ("pdf", "html", "xlsx")
+# busy: refused with 503 render_busy, every render slot and queue place taken
+DOCUMENT_OUTCOMES = ("ok", "partial", "rejected", "busy", "error")
+DOCUMENT_LOOKUPS = ("hit", "shared", "miss")  # kept document; another request's render in flight; rendered
+RENDER_OUTCOMES = ("ok", "error")
 
 
 class ReportsMetrics:
@@ -41,3 +48,43 @@ class ReportsMetrics:
 
     def cache(self, service: str, hit: bool) -> None:
         self.cache_lookups.labels(service, "hit" if hit else "miss").inc()
+
+
+class QuarterlyMetrics:
+    """The quarterly documents: what was asked (documents), how each was found (document lookups), and the
+    renders themselves (count, time, slots in use, waiting)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.documents = Counter("newnormal_reports_quarterly_documents_total",
+                                 "Quarterly report documents asked for, by format and outcome (ok, partial: a read API "
+                                 "did not answer; rejected: bad parameters; busy: refused, every render slot and queue "
+                                 "place taken; error).", ["format", "outcome"], registry=registry)
+        self.seconds = Histogram("newnormal_reports_quarterly_seconds",
+                                 "Time to fetch, assemble and render one quarterly document, by format.", ["format"],
+                                 registry=registry, buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60))
+        self.lookups = Counter("newnormal_reports_quarterly_document_lookups_total",
+                               "Quarterly documents served, by format and result (hit: a kept render of the same "
+                               "request and figures; shared: waited for the same render in flight; miss: rendered).",
+                               ["format", "result"], registry=registry)
+        self.renders = Counter("newnormal_reports_quarterly_renders_total",
+                               "Quarterly document renders run, by format and outcome (ok, error).",
+                               ["format", "outcome"], registry=registry)
+        self.render_seconds = Histogram("newnormal_reports_quarterly_render_seconds",
+                                        "Time of one render alone (no fetching, no waiting for a slot), by format.",
+                                        ["format"], registry=registry,
+                                        buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60))
+        self.renders_running = Gauge("newnormal_reports_quarterly_renders_running",
+                                     "Quarterly document renders running now (at most REPORTS_RENDER_CONCURRENCY).",
+                                     registry=registry)
+        self.renders_waiting = Gauge("newnormal_reports_quarterly_renders_waiting",
+                                     "Quarterly document renders waiting for a slot (at most REPORTS_RENDER_QUEUE, "
+                                     "and the scheduled delivery).", registry=registry)
+        for fmt in DOCUMENT_FORMATS:  # every series exists from the start, so rate() and absent() behave
+            self.seconds.labels(fmt)
+            self.render_seconds.labels(fmt)
+            for outcome in DOCUMENT_OUTCOMES:
+                self.documents.labels(fmt, outcome)
+            for result in DOCUMENT_LOOKUPS:
+                self.lookups.labels(fmt, result)
+            for outcome in RENDER_OUTCOMES:
+                self.renders.labels(fmt, outcome)

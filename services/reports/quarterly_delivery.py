@@ -13,7 +13,6 @@ published again on the next pass (same event id: the notifier's idempotency key 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from datetime import date, datetime, timedelta
@@ -29,7 +28,7 @@ from services.contracts.events import REPORT_QUARTERLY_GENERATED
 from services.contracts.reports import QuarterlyReportGenerated
 from services.contracts.thai_calendar import bangkok_day
 from services.reports import domain, quarterly
-from services.reports.quarterly_service import FORMATS, QuarterlyReports, render
+from services.reports.quarterly_service import FORMATS, QuarterlyReports
 
 log = logging.getLogger(__name__)
 COLLECTION = "quarterly_reports"
@@ -121,7 +120,9 @@ class QuarterlyDelivery:
             if len(report.unavailable) == 3:  # nothing to report: leave the claim to expire and try again
                 log.warning("quarterly report postponed: no read API answered", extra={"document_id": doc_id})
                 return None
-            documents = await asyncio.to_thread(lambda: {fmt: render(report, fmt) for fmt in FORMATS})
+            # Through the service's render gate (its turn, never refused), not its document cache: the archived
+            # documents must carry this report's own "data as of", as the event does.
+            documents = {fmt: await self.reports.render_queued(report, fmt) for fmt in FORMATS}
             data = announcement(report, doc_id, self.base_url, documents["pdf"])
             event = make_event(REPORT_QUARTERLY_GENERATED, data, agency=PROGRAMME_OFFICE, source=SOURCE,
                                id=f"quarterly:{doc_id}", time=now, subject=doc_id, partitionkey=doc_id)

@@ -3,6 +3,9 @@
 Read rules as every read API (docs/security.md): no or unknown key 401; survey key 403 `role_not_allowed`; the
 programme-office key any agency or (no `agency`) the whole programme; an agency key its own agency's report
 (`agency` omitted means its own), another agency 403 `agency_not_allowed`. Bad parameters 400 with a reason.
+Renders are bounded per process and reused (quarterly_service.py): with every render slot and queue place taken,
+503 `render_busy` with Retry-After. Documents stay `private, no-store` whether rendered or reused: they are
+keyed content, and the in-process reuse is keyed by scope, so it changes nothing for a shared cache.
 """
 
 from __future__ import annotations
@@ -13,32 +16,27 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.auth import READ_RESPONSES, Principal
+from services.common.http_ingest import problem
+from services.common.openapi import problem_response
 from services.common.params import AgencyFilter
 from services.reports import quarterly
 from services.reports.adapters import UpstreamError
-from services.reports.quarterly_service import FORMATS, QuarterlyReports
+from services.reports.metrics import QuarterlyMetrics
+from services.reports.quarterly_service import FORMATS, QuarterlyReports, RenderBusy
 
+# QuarterlyMetrics lives in metrics.py (the service layer counts renders too); still importable from here.
+__all__ = ["QuarterlyMetrics", "archive_router", "quarterly_router"]
 log = logging.getLogger(__name__)
-OUTCOMES = ("ok", "partial", "rejected", "error")
 _PROBLEM = {"application/problem+json": {"schema": {"type": "object"}}}
 
 
-class QuarterlyMetrics:
-    def __init__(self, registry: CollectorRegistry):
-        self.documents = Counter("newnormal_reports_quarterly_documents_total",
-                                 "Quarterly report documents asked for, by format and outcome (ok, partial: a read API "
-                                 "did not answer; rejected: bad parameters; error).", ["format", "outcome"],
-                                 registry=registry)
-        self.seconds = Histogram("newnormal_reports_quarterly_seconds",
-                                 "Time to fetch, assemble and render one quarterly document, by format.", ["format"],
-                                 registry=registry, buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60))
-        for fmt in FORMATS:
-            self.seconds.labels(fmt)
-            for outcome in OUTCOMES:
-                self.documents.labels(fmt, outcome)
+def busy(retry_after: int) -> Response:
+    """503 `render_busy`: every render slot and queue place is taken (RenderGate). Thai first, then English."""
+    return problem(503, "render_busy",
+                   f"ระบบกำลังจัดทำรายงานเต็มกำลัง กรุณาลองใหม่ในอีก {retry_after} วินาที · every report render is "
+                   f"busy; retry after {retry_after} s", headers={"Retry-After": str(retry_after)})
 
 
 def _headers(media_type: str, name: str) -> dict[str, str]:
@@ -64,7 +62,9 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
         responses={**READ_RESPONSES, 400: {"description": "bad parameter (`reason` says which)", "content": _PROBLEM},
                    404: {"description": "the quarter has not started yet (`quarter_not_started`)", "content": _PROBLEM},
                    200: {"content": {m: {} for m in FORMATS.values()}},
-                   503: {"description": "no read API answered: no report to make", "content": _PROBLEM}})
+                   503: problem_response(503, "No read API answered (`upstream_unavailable`), or every render "
+                                              "slot and queue place is taken (`render_busy`): retry after "
+                                              "`Retry-After` seconds")})
     async def quarterly_report(
         # Bounds documented, checked by quarterly.quarter_of with their own reasons (invalid_fiscal_year, ...).
         fiscal_year: int = Query(..., json_schema_extra={"minimum": 2560, "maximum": 2700},
@@ -88,7 +88,14 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
             if len(report.unavailable) == 3:
                 raise HTTPException(503, detail={"reason": "upstream_unavailable",
                                                  "detail": "no read API answered: try again shortly"})
-            body, media_type, name = await reports.document(report, format)
+            try:
+                body, media_type, name = await reports.document(report, format)
+            except RenderBusy as exc:
+                outcome = "busy"
+                log.info("quarterly report refused: renders busy", extra={
+                    "format": format, "agency": scope or "all", "key_id": principal.key_id,
+                    "retry_after": exc.retry_after})
+                return busy(exc.retry_after)
             outcome = "partial" if report.unavailable else "ok"
             log.info("quarterly report made", extra={"fiscal_year": fiscal_year, "quarter": quarter,
                                                      "agency": scope or "all", "format": format, "bytes": len(body),

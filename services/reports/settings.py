@@ -34,7 +34,8 @@ class ReportsSettings(ServiceSettings):
     reports_refresh_ahead: bool = Field(
         True, description="refresh the front page's answers in the background before they expire (at 80% of "
                           "NEWNORMAL_REPORTS_CACHE_SECONDS), so no visitor waits for the read APIs")
-    reports_cache_max_entries: int = Field(512, ge=1, description="bound of the answer cache (oldest dropped)")
+    reports_cache_max_entries: int = Field(512, ge=1, description="bound of the answer cache (least recently used "
+                                                                  "dropped)")
     reports_upstream_timeout_seconds: float = Field(10.0, gt=0, description="timeout of one read API request")
     reports_max_milestones: int = Field(20_000, ge=1000, le=1_000_000,
                                         description="most milestones read per page view (1,000 per request)")
@@ -49,6 +50,19 @@ class ReportsSettings(ServiceSettings):
     reports_quarterly_schedule_day: int = Field(5, ge=1, le=28, description="day of the month after the quarter on "
                                                 "(or after) which it is made (Bangkok time)")
     reports_quarterly_check_seconds: float = Field(600.0, gt=0, description="how often the schedule is checked")
+    # --- quarterly report rendering (services/reports/quarterly_service.py, docs/reports.md) ---------
+    # One render at a time per process: layout holds the GIL most of the time, so a second concurrent render on
+    # the service's 2 cores gains little and doubles the GIL contention the public pages and health checks see.
+    reports_render_concurrency: int = Field(1, ge=1, le=16, description="quarterly documents rendered at once "
+                                            "in this process")
+    reports_render_queue: int = Field(3, ge=0, le=100, description="renders that may wait for a free slot; "
+                                      "beyond concurrency + queue: 503 render_busy + Retry-After")
+    reports_document_cache_seconds: float = Field(60.0, ge=0, le=3600, description="how long a rendered "
+                                                  "quarterly document is reused for the same request and the same "
+                                                  "figures (0: never; concurrent identical requests still share "
+                                                  "one render)")
+    reports_document_cache_max_entries: int = Field(32, ge=1, le=1024, description="rendered documents kept "
+                                                    "(least recently used dropped)")
     # Same variable as the feedback service's, so the public pages hide exactly what agency readers cannot see.
     feedback_min_published_cell: int = Field(
         10, ge=1, description="responses a cell needs before the public pages show its figures (smaller: suppressed)")
