@@ -6,9 +6,12 @@ Each finding is replaced by a typed ASCII placeholder `[REDACTED:<KIND>]`:
   (dash, dot, space) at any of those four places, in any mix. A failing check digit is not an ID.
 - PHONE: Thai numbers as people write them: mobiles 06/08/09 + 8 digits, Bangkok 02 + 7, provincial
   03-07 + 7; any separators (dash, dot, spaces, `)`) between any digits, the area code in parentheses,
-  `+66`, `66`, `0066`, `(+66)`, `+66 (0)` instead of the leading 0.
+  `+66`, `66`, `0066`, `(+66)`, `+66 (0)` instead of the leading 0; a slash or underscore between groups
+  (081/234/5678, 02_123_4567) when it is the one separator used and the first group has 2-3 digits (4 if two
+  more follow). Not a comma or a colon (amounts, times).
 - EMAIL: local@domain.tld (also `(at)` / `[at]`, a space around `@`, the `.ไทย` domain), touching Thai
-  text or punctuation on either side.
+  text or punctuation on either side; a space around a dot of the domain or a comma for it (somchai@gmail .com,
+  somchai@gmail,com) when the domain ends in com/net/org/edu/gov/info/biz/io/th/ไทย.
 - BANK_ACCOUNT: 10-12 digits in a row (not a phone), or dash-grouped numbers totalling 10-12 digits.
 - LINE_ID: an ASCII id after ไลน์ / ไลน์ไอดี / ไอดีไลน์ / แอดไลน์ / Line ID / LINE: / add line, and any
   standalone `@handle`, except the official accounts in OFFICIAL_LINE_ACCOUNTS or named after an agency code
@@ -71,7 +74,9 @@ def ascii_view(text: str) -> str:
 
 
 # --- patterns (on the view) --------------------------------------------------------------------------
-_SEP = r"[ \t)\-.]{0,3}"  # between any two digits of a phone: dash, dot, spaces, a closing parenthesis
+# Between any two digits of a phone: dash, dot, spaces, a closing parenthesis, a slash or an underscore (081/234/5678,
+# 081_234_5678). Not a comma or a colon: they join amounts (1,500), times (10:30) and lists of numbers.
+_SEP = r"[ \t)\-./_]{0,3}"
 
 
 def _digits(n: int) -> str:
@@ -87,18 +92,31 @@ _PHONE_RE = re.compile(
     r"(?:\(\s?)?0" + _SEP + _PHONE_TAIL
     + r"(?![0-9])(?![-.]\d)"
 )
-# A date written with dashes or dots is not a phone even when a number follows it.
-_DATE_START_RE = re.compile(r"(?:0?[1-9]|[12]\d|3[01])[-.](?:0?[1-9]|1[0-2])[-.](?:\d{4}|\d{2})(?!\d)")
+# A date written with dashes, dots or slashes is not a phone even when a number follows it.
+_DATE_START_RE = re.compile(r"(?:0?[1-9]|[12]\d|3[01])[-./](?:0?[1-9]|1[0-2])[-./](?:\d{4}|\d{2})(?!\d)")
+# A phone written with slashes or underscores has that one separator between all its groups (spaces and a parenthesis
+# may pad it) and a first group of 2-3 digits, or 4 when two more groups follow: 02/123/4567, 081/234/5678,
+# 0812/345/678. Not a phone: a document number (ศธ 04010/1234, กค 0645.6/12345), a date followed by a time or a
+# number (08/12/2569 10.30, 2569/08/15 10.30.00, เลขที่ 05/2569 123), or the rest of a date (15/08/2569/2570).
+_INTL_PREFIX_RE = re.compile(r"(?:\(\s?(?:\+|00)?\s?66\s?\)|(?:\+|00)\s?66|66)" + _SEP + r"(?:\(\s?0\s?\)" + _SEP + r")?")
+_GROUP_SEP_RE = re.compile(r"(?<=\d)\D+(?=\d)")
+_DATE_TAIL_RE = re.compile(r"(?<![0-9])[0-9]{1,2}[ \t]?/[ \t]?\Z")
 
 _ID_SEP = r"(?:[ \t]{0,2}[-.][ \t]{0,2}|[ \t]{1,2})?"
 _NATIONAL_ID_RE = re.compile(r"(?<![0-9])(?<![0-9][-.])\d" + _ID_SEP + r"\d{4}" + _ID_SEP + r"\d{5}" + _ID_SEP + r"\d{2}"
                              + _ID_SEP + r"\d(?![0-9])(?![-.]\d)")
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+# A domain typed carelessly (somchai@gmail .com, somchai@gmail,com, moi ,go ,th): a space around a dot or a comma
+# for it counts when the domain ends in a TLD people use here; any other ending needs plain dots ("me@home, please").
+# Plain dots are tried first (the usual address costs what it did); they give way when a careless separator and such
+# a TLD follow, so "somchai@mail.gmail ,com" is one address, not "somchai@mail.gmail" and ",com".
+_EMAIL_TLD = r"(?:(?i:com|net|org|edu|gov|info|biz|io|th)|ไทย)(?![A-Za-z0-9])"
 _EMAIL_RE = re.compile(
     r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]+"
     r"(?:\s?@\s?|\s?[(\[][Aa][Tt][)\]]\s?)"
-    r"(?:" + _LABEL + r"\.)+(?:[A-Za-z]{2,24}|ไทย)(?![A-Za-z0-9])"
+    r"(?:(?:" + _LABEL + r"\.)+(?:[A-Za-z]{2,24}|ไทย)(?![A-Za-z0-9])(?![ \t]?[.,][ \t]?" + _EMAIL_TLD + ")"
+    r"|(?:" + _LABEL + r"[ \t]?[.,][ \t]?)+" + _EMAIL_TLD + r"(?!\.[A-Za-z0-9]))"
 )
 # Spelled out to dodge filters: "somchai at gmail dot com", "somchai [at] gmail [dot] co [dot] th".
 _SPELLED_AT = r"\s*[\[(]?\s*(?:at|แอท)\s*[\])]?\s*"
@@ -198,8 +216,30 @@ def _valid_id(candidate: str) -> bool:
     return (11 - total % 11) % 10 == int(digits[12])
 
 
-def _phone(candidate: str) -> bool:
-    return not _DATE_START_RE.match(candidate)
+def _phones(text: str, view: str) -> Iterable[tuple[int, int]]:
+    for m in _PHONE_RE.finditer(view):
+        candidate = m.group()
+        if _DATE_START_RE.match(candidate):
+            continue
+        if ("/" in candidate or "_" in candidate) and not _slash_grouped(view, m.start(), candidate):
+            continue
+        yield m.span()
+
+
+def _slash_grouped(view: str, start: int, candidate: str) -> bool:
+    """Whether a phone candidate holding "/" or "_", found at `start` of `view`, is grouped the way a phone written
+    with them is (see the comment above _INTL_PREFIX_RE), not a document number or a piece of a date."""
+    prefix = _INTL_PREFIX_RE.match(candidate)
+    number = candidate[prefix.end():] if prefix else candidate
+    seps = list(_GROUP_SEP_RE.finditer(number))
+    if seps:
+        kinds = {sep.group().strip(" \t()") for sep in seps}
+        if len(kinds) != 1 or kinds.pop() not in ("/", "_"):
+            return False
+        first = len(_only_digits(number[:seps[0].start()]))
+        if not (2 <= first <= 3 or first == 4 and len(seps) >= 2):
+            return False
+    return _DATE_TAIL_RE.search(view, max(0, start - 6), start) is None
 
 
 def _bank(candidate: str) -> bool:
@@ -305,7 +345,7 @@ _FINDERS: tuple[tuple[str, Finder, Gate], ...] = (
     (EMAIL, _pattern(_EMAIL_RE), _email_mark),
     (EMAIL, _pattern(_EMAIL_SPELLED_RE), lambda view: _AT_WORD.search(view) is not None),
     (NATIONAL_ID, _pattern(_NATIONAL_ID_RE, _valid_id), _enough_digits),
-    (PHONE, _pattern(_PHONE_RE, _phone), _enough_digits),
+    (PHONE, _phones, _enough_digits),
     (BANK_ACCOUNT, _pattern(_BANK_RE, _bank), _enough_digits),
     (LINE_ID, _line_ids, _line_mark),
     (NAME, _names, _always),

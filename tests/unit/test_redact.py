@@ -125,6 +125,66 @@ def test_invalid_checksum_is_not_an_id_but_mixed_separators_are():
     assert "NATIONAL_ID" not in redact(bad_mixed).counts
 
 
+# Probe findings: a slash or underscore between a phone's groups, a stray space or a comma in an e-mail's domain.
+SEPARATOR_SPELLINGS = [
+    ("081/234/5678", PHONE),
+    ("081_234_5678", PHONE),
+    ("โทร 081/234/5678 ค่ะ", f"โทร {PHONE} ค่ะ"),
+    ("เบอร์ 02/123/4567 ไม่มีคนรับ", f"เบอร์ {PHONE} ไม่มีคนรับ"),  # Bangkok: 9 digits
+    ("ร้านที่เชียงใหม่ 053/123/456", f"ร้านที่เชียงใหม่ {PHONE}"),
+    ("มือถือ 06/1234/5678 นะคะ", f"มือถือ {PHONE} นะคะ"),
+    ("081/2345678", PHONE),
+    ("0812/345/678", PHONE),
+    ("081 / 234 / 5678", PHONE),
+    ("02_123_4567", PHONE),
+    ("๐๘๑/๒๓๔/๕๖๗๘", PHONE),
+    ("+66 81/234/5678", PHONE),
+    ("(02)/123/4567", PHONE),
+    ("โทร 081/234/5678, 02/123/4567", f"โทร {PHONE}, {PHONE}"),
+    ("โทร 02-123-4567/081-234-5678", f"โทร {PHONE}/{PHONE}"),  # two phones joined by a slash: both
+    ("somchai@gmail .com", EMAIL),
+    ("somchai@gmail,com", EMAIL),
+    ("ส่งที่ somchai@gmail . com แล้ว", f"ส่งที่ {EMAIL} แล้ว"),
+    ("SOMCHAI@GMAIL , COM", EMAIL),
+    ("อีเมลnoi.p@moi ,go ,thค่ะ", f"อีเมล{EMAIL}ค่ะ"),
+    ("malee@yahoo.co .th", EMAIL),
+    ("a@example ,ไทย", EMAIL),
+    ("somchai@mail.gmail ,com ok", f"{EMAIL} ok"),
+    ("email somchai@gmail .com, ขอบคุณ", f"email {EMAIL}, ขอบคุณ"),
+    ("a@b.com, c@d.com", f"{EMAIL}, {EMAIL}"),
+]
+
+# What a slash, an underscore or a comma also joins: none is personal data.
+SEPARATOR_LOOKALIKES = [
+    "30/09/2569", "1/10/2569", "2569/09/30", "30/9/69", "08/12/2569", "08/12/2569 10:30", "มาวันที่ 08/12/2569 เวลา 10:30",
+    "วันที่ 08/12/2569 10.30 น.", "วันที่ 15/08/2569 10.30 น.", "2569/08/15 10.30.00", "15/08/2569/2570",
+    "วันที่ 01/08/2569-30/09/2569", "10:30", "08:30-16:30 09:00-12:00", "1,500 บาท", "12,345.50", "3/4", "ขอเอกสาร 3 / 4 ชุด",
+    "นร ๑๐๐๘/ว๑๒๓", "ที่ กค 0645.6/12345", "ที่ กค 0345.6/1234", "ศธ 04010/1234", "ที่ มท 0308/12345", "เลขรับ 0654/2569",
+    "คำสั่งที่ 05/2569 123 คน", "EF123456789TH", "IMG_0812_123456", "สายด่วน 1111 1555 191 1669",
+    "ติดต่อ @dga, ขอบคุณ", "ติดต่อ @dga,com", "somchai@gmail, ขอบคุณ", "me@home, please", "x@y. z",
+]
+
+
+@pytest.mark.parametrize("comment,expected", SEPARATOR_SPELLINGS)
+def test_slash_and_underscore_phones_and_sloppy_email_domains(comment, expected):
+    result = redact(comment)
+    assert result.text == expected
+    assert result.counts == count_placeholders(expected)
+
+
+@pytest.mark.parametrize("comment", SEPARATOR_LOOKALIKES)
+def test_dates_times_amounts_and_document_numbers_with_those_separators_stay(comment):
+    result = redact(comment)
+    assert result.text == comment and result.counts == {}
+
+
+def test_a_date_with_slashes_is_shorter_than_any_phone():
+    # 08/12/2569 is 8 digits starting 08: a mobile needs 10, so it is a date however the digits are grouped.
+    for date in ("08/12/2569", "09/11/2568", "06/01/2570", "02/12/2569", "05/05/2569"):
+        assert redact(f"นัดวันที่ {date} ค่ะ").counts == {}
+    assert redact("นัดวันที่ 08/12/2569 โทร 081/234/5678").text == f"นัดวันที่ 08/12/2569 โทร {PHONE}"
+
+
 def test_no_partial_match_inside_longer_numbers():
     assert redact("08123456789012345").counts == {}  # 17 digits: a reference number, not a phone
     assert redact("x" + ID1 + "9").counts == {}
