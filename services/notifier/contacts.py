@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.contracts.common_types import ANY_SPACE, NOT_BLANK, Workstream
+from services.contracts.common_types import ANY_SPACE, STRIPPED, Workstream
 from services.notifier.domain import OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS, Channel, Target
 
 ANY_WORKSTREAM = "*"
@@ -30,11 +30,18 @@ Email = Annotated[str, Field(min_length=3, max_length=254, pattern=f"^{_ADDRESS_
 LineId = Annotated[str, Field(pattern=r"^[UCR][0-9a-f]{32}$", description="LINE userId (U…), groupId (C…) or roomId (R…)")]
 
 
+# One line with something besides spaces in it, as a JSON Schema `pattern` (so that a schema validator and ours refuse
+# the same texts; no look-ahead in either dialect): no C0 control character nor DEL anywhere.
+_CONTROL = "\\x00-\\x1f\\x7f"
+ONE_LINE_NOT_BLANK = f"^[^{_CONTROL}]*[^{STRIPPED}{_CONTROL}][^{_CONTROL}]*$"
+
+
 class Contact(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK,
-                      description="person or position, as the message greets them")
+    # One line: messages greet it, beside e-mail headers; CR, LF and NUL have no place in it.
+    name: str = Field(min_length=1, max_length=200, pattern=ONE_LINE_NOT_BLANK,
+                      description="person or position, as the message greets them (one line)")
     email: Email | None = None
     line: LineId | None = None
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.contracts.common_types import NOT_BLANK
 from services.contracts.events import EVENT_TYPES
-from services.notifier.contacts import AgencyContacts
+from services.notifier.contacts import ONE_LINE_NOT_BLANK, AgencyContacts, Contact
 
 
 class Required(BaseModel):
@@ -44,7 +44,26 @@ def test_every_required_event_text_and_a_contact_name_publish_it():
     assert published and all(p.get("pattern") for p in published)
     assert any(p["pattern"] == NOT_BLANK for p in published)
     contact = AgencyContacts.model_json_schema()["$defs"]["Contact"]["properties"]["name"]
-    assert contact["pattern"] == NOT_BLANK
+    assert contact["pattern"] == ONE_LINE_NOT_BLANK
+
+
+def test_a_contact_name_is_one_line_that_is_not_blank():
+    """What NOT_BLANK refuses, and any C0 control character or DEL inside (a CR LF in a name greeted in messages)."""
+    one_line = re.compile(ONE_LINE_NOT_BLANK)
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        c = chr(code)
+        control = code < 0x20 or code == 0x7F
+        assert (one_line.search(f"a{c}b") is not None) == (not control), hex(code)
+        assert (one_line.search(c) is not None) == (re.search(NOT_BLANK, c) is not None and not control), hex(code)
+    for name in ("P\r\nBcc: x@evil.example", "a\x00b", "ผอ.\tกอง"):
+        try:
+            Contact(name=name, email="owner@dga.go.th")
+        except ValidationError:
+            continue
+        raise AssertionError(f"{name!r} accepted as a contact name")
+    assert Contact(name="  ผอ. กองแผน  ", email="owner@dga.go.th").name == "ผอ. กองแผน"
 
 
 def test_the_xapi_account_and_a_milestone_title_use_it_in_schema_and_validator():
