@@ -53,12 +53,12 @@ def _iso_datetime(value: Any) -> Any:
     return value
 
 
-_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
+WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")  # an integer as a query writes it: ASCII digits
 
 
 def _whole_number(value: Any) -> Any:
     # int("1_000"), int(" 5") and int("+5") are 1000, 5 and 5: a query says a number one way, in ASCII digits
-    if isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value):
+    if isinstance(value, str) and not WHOLE_NUMBER.fullmatch(value):
         raise ValueError("must be an integer (ASCII digits)")
     return value
 

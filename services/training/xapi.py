@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common import b64url
+from services.common.params import WHOLE_NUMBER
 from services.contracts import problems, safejson
 from services.contracts.common_types import NOT_BLANK, Competency
 from services.contracts.dates import DATE_OUT_OF_RANGE, STATIC_REASONS, be_year_refusal, utc_representable
@@ -54,7 +55,6 @@ _VERSION = re.compile(r"^1\.0(\.[0-9]+)?$")  # ASCII digits, as the published pa
 
 # A text with a character that is not blank, as published in the schema (one class in both regex dialects).
 _NOT_BLANK = re.compile(NOT_BLANK)
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only
 
 
 class StatementError(ValueError):
@@ -809,9 +809,9 @@ def parse_query(params: Mapping[str, str]) -> StatementQuery:
         except ValueError:
             raise StatementError("invalid_parameter", "agent must be a JSON Agent object") from None
         _agent(agent, "agent")
-    if not _WHOLE_NUMBER.fullmatch(params.get("limit", "0")):  # int() would also take " 5", "+5" and "1_000"
+    if not WHOLE_NUMBER.fullmatch(limit_text := params.get("limit", "0")) or int(limit_text) < 0:
         raise StatementError("invalid_parameter", "limit must be a whole number: 0 (the server's maximum) or more")
-    limit = int(params.get("limit", "0"))
+    limit = int(limit_text)
     for name in ("verb", "activity"):
         if params.get(name) is not None and ":" not in params[name]:
             raise StatementError("invalid_parameter", f"{name} must be an IRI")
