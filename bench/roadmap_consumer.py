@@ -5,7 +5,8 @@
 Starts its own Tansu and SecantusDB, produces `--size` milestone events (plans, progress reports
 out of order, reschedules, completions, re-sent duplicates) for `--milestones` milestones, then:
   * project: the platform consumer pipeline (parse + validate, audit insert, RoadmapService.handle:
-    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of `consumer_max_records` (2,000), pipelined as the
+    facts, projection, compare-and-set, alerts) fed by aiokafka getmany batches of the roadmap's
+    `consumer_max_records` (8,000), pipelined as the
     service runs it (a batch decoded while the one before it is written);
   * baseline: aiokafka getmany + PyMongo insert_many(ordered=False) of the raw events into a
     collection with a unique (source, id) index, on the same broker and database;
@@ -29,6 +30,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 
 from bench.harness import CpuSplit, Timer, peak_rss_mib, summary, write_results
 from services.common import processes as px
+from services.common.consumer import partition_fetch_bytes
 from services.common.kafka import ensure_topics
 from services.common.mongo import ensure_platform_indexes, insert_new
 from services.contracts.common_types import Workstream
@@ -92,7 +94,7 @@ async def produce(bootstrap: str, events: list[dict]) -> None:
 async def read_all(bootstrap: str, total: int, on_batch) -> tuple[float, list[float]]:
     """getmany over every partition from the beginning; `on_batch(records)` per batch; returns seconds."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
+                                max_partition_fetch_bytes=partition_fetch_bytes(BATCH))  # as the service fetches
     await consumer.start()
     try:
         tps = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC) or []]

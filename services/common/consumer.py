@@ -158,6 +158,12 @@ class Decoded:
 # (about 25 ms) each round trip of a feedback write took 130 ms instead of 1-5 ms, and the write, not the decoding,
 # bounded the consumer.
 _DECODE_TURN_SECONDS = 0.002
+FETCH_BYTES_PER_RECORD = 512  # an event is 0.4-1 KiB: a partition's fetch (aiokafka: 1 MiB) holds a batch's share
+
+
+def partition_fetch_bytes(max_records: int) -> int:
+    """What one fetch may bring from one partition: aiokafka's 1 MiB, or enough for a batch of `max_records`."""
+    return max(1024 * 1024, max_records * FETCH_BYTES_PER_RECORD)
 
 
 class ConsumerStopping(Exception):
@@ -217,6 +223,7 @@ class EventConsumer:
             group_id=self.group,
             batch=True,
             max_records=self.settings.consumer_max_records,
+            max_partition_fetch_bytes=partition_fetch_bytes(self.settings.consumer_max_records),
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             session_timeout_ms=self.settings.kafka_session_timeout_ms,

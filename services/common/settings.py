@@ -36,9 +36,11 @@ class ServiceSettings(BaseSettings):
     # A database outage is waited out inside the handler: give it room before the group evicts us.
     kafka_max_poll_interval_ms: int = Field(600_000, ge=10_000)
     kafka_consumer_group_prefix: str = "newnormal"
-    # Records per batch, at most (a batch is whatever has arrived, up to this). Each batch pays for its journal entry
-    # and for one write of every rollup it touches: at 2,000 the training import ran 19 % faster than at 500 and the
-    # roadmap consumer 45 % (bench/results/batch_size.json); a batch of 2,000 is decoded in about a second.
+    # Records per batch, at most (a batch is whatever has arrived, up to this: at a steady rate it is small, so this
+    # only shapes a backlog's replay). Each batch pays for its journal entry and for one write of every rollup it
+    # touches: at 2,000 the training import ran 19 % faster than at 500 and the roadmap consumer 45 %
+    # (bench/results/batch_size.json). 8,000 changed nothing for training and feedback (their writes are per record)
+    # and cost memory; the roadmap, whose writes are per milestone, takes 8,000 (RoadmapSettings).
     consumer_max_records: int = Field(2000, ge=1, le=10_000)
     consumer_pipelined: bool = Field(True, description="decode the next batch while one is written (its offsets are "
                                                        "still committed only after it is stored); false: one at a time")
