@@ -35,6 +35,9 @@ TEST_NOTIFICATION_MAX_BODY_BYTES = 4096  # three short fields: anything larger i
 AgencyPath = Annotated[str, Path(max_length=40, description="agency code from the registry (GET /v1/agencies)")]
 CONTACTS_MAX_BODY_BYTES = 64 * 1024  # 6 workstreams x 20 contacts with long names fit several times over
 
+# A notification's id in a path: a sha256 hex (stored ids), bounded so that a long one is the same 400 on every route.
+NotificationId = Annotated[str, Path(max_length=100)]
+
 
 def _problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(status, detail={"reason": reason, "detail": detail}, headers=headers)
@@ -135,7 +138,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
                 description="Every attempt with the channel's answer (SMTP reply with its queue id, HTTP status "
                             "and the receiver's request id, LINE's x-line-request-id) and the acknowledgements of "
                             "its milestone and due date. An agency reads its own milestones' notifications only.")
-    async def get_notification(notification_id: Annotated[str, Path(max_length=100)],
+    async def get_notification(notification_id: NotificationId,
                                principal: Principal = Depends(runtime.auth)) -> dict:
         view = await service.notification(notification_id, principal)
         if view is None:  # 404 also for another agency's: existence is not revealed
@@ -194,7 +197,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
 
     @router.post("/notifications/{notification_id}/retry", summary="Retry a failed notification now",
                  responses=openapi.problem_responses(403, 404, s409="only failed or waiting notifications are retried"))
-    async def retry(notification_id: str, _: Principal = Depends(programme_office)) -> dict:
+    async def retry(notification_id: NotificationId, _: Principal = Depends(programme_office)) -> dict:
         try:
             return public_view(await service.retry(notification_id))
         except LookupError:

@@ -265,6 +265,11 @@ async def test_notifications_are_scoped_by_role(settings_for, tmp_path, kafka_bo
             r = await listed("survey")
             assert r.status_code == 403 and r.json()["reason"] == "role_not_allowed", r.text
             assert (await client.get("/v1/notifications")).status_code == 401
+            # One bad id, one answer on every route that takes it.
+            office_key = {"X-API-Key": keys["office"]}
+            for method, path in (("GET", "/v1/notifications/{}"), ("POST", "/v1/notifications/{}/retry")):
+                r = await client.request(method, path.format("x" * 300), headers=office_key)
+                assert r.status_code == 400 and r.json()["reason"] == "invalid_request", (method, r.text)
     finally:
         await db.client.close()
         await sink.stop()
