@@ -28,18 +28,22 @@ def repeated_parameter(query_params: Any, single: Container[str] | None = None) 
     return repeated[0] if repeated else None
 
 
-# Years 1900-2999: a filter outside them is a mistake, and date arithmetic near year 1 or 9999 overflows.
-DATE_PATTERN = r"^(19|2\d)\d{2}-\d{2}-\d{2}$"
-DATETIME_PATTERN = r"^(19|2\d)\d{2}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
-_DATE = re.compile(DATE_PATTERN)
-_DATETIME = re.compile(DATETIME_PATTERN)
+# Years 1900-2399 are accepted: a filter before them is a mistake, and 2400 on is the wire's one year rule (a
+# Buddhist-era year, refused with its conversion; 2800 on, out of range). The documents publish what is accepted;
+# years up to 2999 are read, so that a Buddhist-era year gets its own reason rather than "not a date".
+_DAY, _TIME = r"-\d{2}-\d{2}", r"[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})"
+ACCEPTED_YEAR = r"(19\d{2}|2[0-3]\d{2})"
+DATE_PATTERN = f"^{ACCEPTED_YEAR}{_DAY}$"
+DATETIME_PATTERN = f"^{ACCEPTED_YEAR}{_DAY}{_TIME}$"
+_DATE = re.compile(rf"^(19|2\d)\d{{2}}{_DAY}$")
+_DATETIME = re.compile(rf"^(19|2\d)\d{{2}}{_DAY}{_TIME}$")
 
 
 def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _DATE.match(value):
-        raise ValueError("must be a date YYYY-MM-DD between 1900 and 2999")
+        raise ValueError("must be a date YYYY-MM-DD between 1900 and 2399")
     gregorian_year(int(value[:4]))
     return value  # pydantic parses it, and refuses impossible days (2026-02-30) in the same words
 
@@ -48,7 +52,7 @@ def _iso_datetime(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _DATETIME.match(value):
-        raise ValueError("must be an RFC 3339 date-time between 1900 and 2999, e.g. 2026-05-01T09:00:00+07:00")
+        raise ValueError("must be an RFC 3339 date-time between 1900 and 2399, e.g. 2026-05-01T09:00:00+07:00")
     gregorian_year(int(value[:4]))
     return value
 
@@ -63,7 +67,11 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_whole_number)]  # an integer query parameter: bounds go in its Query()
+# An integer query parameter: `Annotated[int, Query(ge=..., le=...), ASCII_INTEGER] = default`. The order matters to
+# FastAPI: with the validator before the Query(), the document publishes `ge`/`le` instead of minimum/maximum; with
+# a Query() as the default value, the validator is dropped.
+ASCII_INTEGER = BeforeValidator(_whole_number)
+QueryInt = Annotated[int, ASCII_INTEGER]  # one without bounds
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date),
                     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]

@@ -15,7 +15,7 @@ from services.common import openapi
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal, Role, basic_credentials, bearer_token, single_header
 from services.common.http_ingest import read_json, unknown_agency
-from services.common.params import AgencyFilter, IsoDate, IsoDateTime, QueryInt
+from services.common.params import ASCII_INTEGER, AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.thai_calendar import BANGKOK
@@ -123,7 +123,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
         state: State | None = None, channel: Channel | None = None,
         milestone: Annotated[str | None, Query(max_length=64)] = None,
         agency: AgencyFilter = None,  # the milestones' owner agency
-        limit: Annotated[QueryInt, Query(ge=1, le=500)] = 100,
+        limit: Annotated[int, Query(ge=1, le=500), ASCII_INTEGER] = 100,
         before: IsoDateTime | None = None,
         principal: Principal = Depends(runtime.auth),
     ) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from services.common.auth import READ_RESPONSES, Principal
 from services.common.http_ingest import problem
 from services.common.openapi import problem_response
-from services.common.params import AgencyFilter, QueryInt
+from services.common.params import ASCII_INTEGER, AgencyFilter
 from services.reports import quarterly
 from services.reports.adapters import UpstreamError
 from services.reports.metrics import QuarterlyMetrics
@@ -67,10 +67,11 @@ def quarterly_router(reports: QuarterlyReports, auth, metrics: QuarterlyMetrics)
                                               "`Retry-After` seconds")})
     async def quarterly_report(
         # Bounds documented, checked by quarterly.quarter_of with their own reasons (invalid_fiscal_year, ...).
-        fiscal_year: QueryInt = Query(..., json_schema_extra={"minimum": 2560, "maximum": 2700},
-                                 description="Buddhist-era fiscal year, e.g. 2569 (1 Oct 2025 - 30 Sep 2026)"),
-        quarter: QueryInt = Query(..., json_schema_extra={"minimum": 1, "maximum": 4},
-                             description="1-4; Q1 = October-December"),
+        fiscal_year: Annotated[int, Query(json_schema_extra={"minimum": 2560, "maximum": 2700},
+                                          description="Buddhist-era fiscal year, e.g. 2569 (1 Oct 2025 - 30 Sep 2026)"),
+                               ASCII_INTEGER],
+        quarter: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": 4},
+                                      description="1-4; Q1 = October-December"), ASCII_INTEGER],
         agency: AgencyFilter = None,
         format: Literal["pdf", "html", "xlsx"] = Query("pdf", description="document format"),
         principal: Principal = Depends(auth),

@@ -8,13 +8,13 @@ the programme office reads everything.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, Principal
-from services.common.params import AgencyFilter, IsoDate, QueryInt
+from services.common.params import ASCII_INTEGER, AgencyFilter, IsoDate
 from services.contracts.common_types import Workstream
 from services.contracts.thai_calendar import bangkok_day, format_thai_date
 from services.roadmap.adapters import MilestoneFilter
@@ -50,8 +50,8 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
         due_after: IsoDate | None = Query(None, description="due on or after this date (ISO)"),
         moved: bool | None = Query(None, description="true: only milestones whose current due date differs from "
                                                      "the baseline (rescheduled or re-planned); false: only the others"),
-        limit: QueryInt = Query(100, ge=1, le=1000),
-        offset: QueryInt = Query(0, ge=0, le=1_000_000),
+        limit: Annotated[int, Query(ge=1, le=1000), ASCII_INTEGER] = 100,
+        offset: Annotated[int, Query(ge=0, le=1_000_000), ASCII_INTEGER] = 0,
         principal: Principal = Depends(auth),
     ) -> dict[str, Any]:
         where = MilestoneFilter(workstream=workstream.value if workstream else None,
@@ -65,7 +65,8 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
                 responses=READ_RESPONSES)
     async def schedule_changes(
         agency: AgencyFilter = None,
-        limit: QueryInt = Query(5000, ge=1, le=20000, description="rows returned, largest slip first; `total` counts all"),
+        limit: Annotated[int, Query(ge=1, le=20000, description="rows returned, largest slip first; `total` counts all"),
+                         ASCII_INTEGER] = 5000,
         principal: Principal = Depends(auth),
     ) -> dict[str, Any]:
         owner = principal.read_scope(agency)  # an agency: its own; another: 403
@@ -96,8 +97,8 @@ def build_router(service: RoadmapService, runtime: Runtime) -> APIRouter:
         agency: AgencyFilter = None,
         at: list[IsoDate] | None = Query(None, max_length=8, description="count milestones open past their current due "
                                   "date at the end of each of these days (ISO, repeatable; default today in Bangkok)"),
-        late: QueryInt = Query(10, ge=0, le=100, description="missed and at-risk milestones listed per workstream, "
-                          "earliest due first"),
+        late: Annotated[int, Query(ge=0, le=100, description="missed and at-risk milestones listed per workstream, "
+                                                "earliest due first"), ASCII_INTEGER] = 10,
         principal: Principal = Depends(auth),
     ) -> dict[str, Any]:
         days = list(dict.fromkeys(at)) if at else [bangkok_day(service.clock())]

@@ -13,14 +13,15 @@ from services.common.app import Runtime
 from services.common.auth import READ_RESPONSES, WRITERS, ApiKeyAuth, Principal
 from services.common.clock import utc_now
 from services.common.http_ingest import problem, read_json_rated
-from services.common.params import AgencyFilter, QueryInt, repeated_parameter
+from services.common.params import ASCII_INTEGER, AgencyFilter, repeated_parameter
 from services.common.ratelimit import TokenBucket
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.training import xapi
 from services.training.handlers import TrainingService, XapiIntake
 
-FiscalYear = Annotated[QueryInt, Query(ge=2560, le=2600, description="Thai fiscal year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)")]
+FiscalYear = Annotated[int, Query(ge=2560, le=2600, description="Thai fiscal year, Buddhist era (2569 = 1 Oct 2025 – 30 Sep 2026)"),
+                       ASCII_INTEGER]
 
 
 def build_router(service: TrainingService, runtime: Runtime) -> APIRouter:
@@ -46,7 +47,7 @@ def _readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
 
     @router.get("/v1/readiness/laggards", responses=READ_RESPONSES,
                 summary="หน่วยงานที่ล่าช้ากว่าแผน · Agencies furthest behind a linear path to target")
-    async def laggards(fiscal_year: FiscalYear, limit: Annotated[QueryInt, Query(ge=1, le=500)] = 20,
+    async def laggards(fiscal_year: FiscalYear, limit: Annotated[int, Query(ge=1, le=500), ASCII_INTEGER] = 20,
                        principal: Principal = Depends(auth)) -> dict[str, Any]:
         return await service.laggards(fiscal_year, limit, principal.read_scope(None))
 

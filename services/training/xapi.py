@@ -468,8 +468,7 @@ def _score(result: dict[str, Any]) -> float | None:
 
 def parse_timestamp(ts: Any, where: str, reason: str = "malformed_statement") -> datetime:
     """An ISO 8601 instant with its offset; StatementError `reason` when it is none (a query's parameter is
-    `invalid_parameter`), and the wire's one date rule for its year (`buddhist_era_date`, `date_out_of_range`) as
-    for every date an event carries."""
+    `invalid_parameter`), `date_out_of_range` when it leaves the calendar in UTC."""
     if not isinstance(ts, str):
         raise StatementError("invalid_type" if reason == "malformed_statement" else reason,
                              f"{where} must be an ISO 8601 string")
@@ -479,10 +478,18 @@ def parse_timestamp(ts: Any, where: str, reason: str = "malformed_statement") ->
         raise StatementError(reason, f"{where} {ts[:40]!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise StatementError(reason, f"{where} needs a timezone offset")
-    if (refused := be_year_refusal(moment.year)) is not None:
-        raise StatementError(refused[0], f"{where} {refused[1]}")
     if not utc_representable(moment):
         raise StatementError(DATE_OUT_OF_RANGE, f"{where} is out of range once converted to UTC")
+    return moment
+
+
+def parse_query_instant(text: str, name: str) -> datetime:
+    """`since` / `until`: an instant, and the wire's one year rule of every date filter (`buddhist_era_date`,
+    `date_out_of_range`; the document publishes years up to 2399). A statement's own timestamp meets the rule when
+    it becomes a completion's date."""
+    moment = parse_timestamp(text, name, "invalid_parameter")
+    if (refused := be_year_refusal(moment.year)) is not None:
+        raise StatementError(refused[0], f"{name} {refused[1]}")
     return moment
 
 
@@ -815,8 +822,8 @@ def parse_query(params: Mapping[str, str]) -> StatementQuery:
     for name in ("verb", "activity"):
         if params.get(name) is not None and ":" not in params[name]:
             raise StatementError("invalid_parameter", f"{name} must be an IRI")
-    since = parse_timestamp(params["since"], "since", "invalid_parameter") if "since" in params else None
-    until = parse_timestamp(params["until"], "until", "invalid_parameter") if "until" in params else None
+    since = parse_query_instant(params["since"], "since") if "since" in params else None
+    until = parse_query_instant(params["until"], "until") if "until" in params else None
     return StatementQuery(agent, params.get("verb"), params.get("activity"), since, until,
                           min(limit, MAX_LIMIT) if limit else MAX_LIMIT, _flag(params, "ascending"), None,
                           registration.lower() if registration else None, _flag(params, "related_activities"),
@@ -945,6 +952,8 @@ def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 _BOOLEAN = {"type": "string", "enum": ["true", "false"]}
+# A query's instant: a year past 2399 is the wire's one year rule (`buddhist_era_date`, `date_out_of_range`).
+_INSTANT = {"type": "string", "format": "date-time", "pattern": "^([01][0-9]{3}|2[0-3][0-9]{2})-"}
 QUERY_PARAMETERS: list[dict[str, Any]] = [
     _param("statementId", _UUID, "one statement by id (not a voided one)"),
     _param("voidedStatementId", _UUID, "one voided statement by id"),
@@ -955,8 +964,8 @@ QUERY_PARAMETERS: list[dict[str, Any]] = [
     _param("registration", _UUID, "context.registration"),
     _param("related_activities", _BOOLEAN, "activity also matches context activities and sub-statements"),
     _param("related_agents", _BOOLEAN, "agent also matches instructor, team, object and sub-statement agents"),
-    _param("since", {"type": "string", "format": "date-time"}, "stored after this instant"),
-    _param("until", {"type": "string", "format": "date-time"}, "stored at or before this instant"),
+    _param("since", _INSTANT, "stored after this instant"),
+    _param("until", _INSTANT, "stored at or before this instant"),
     _param("limit", {"type": "integer", "minimum": 0}, f"page size; 0 = the maximum ({MAX_LIMIT})"),
     _param("format", {"type": "string", "enum": ["exact", "ids", "canonical"]}, "exact (default), ids, canonical"),
     _param("attachments", {"type": "string", "enum": ["false"]}, "this LRS stores no attachments"),

@@ -135,6 +135,26 @@ async def test_every_service_answers_the_same_mistake_the_same_way(stack):
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["office"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], "agency": "atlantis"}, keys["dga"]), 400, "unknown_agency")
     same(await reads(lambda r: {**r[2], **r[3]}, keys["office"]), 400, "invalid_request")
+    # Every integer query parameter of every document: its bounds published as JSON Schema says them, and its value
+    # ASCII digits (int() would read "1_000", " 5" and "+5"), refused with the parameter named.
+    checked = []
+    for svc, client in http.items():
+        spec = (await client.get("/openapi.json")).json()
+        for path, ops in spec["paths"].items():
+            params = ops.get("get", {}).get("parameters", [])
+            ints = [q for q in params if q["in"] == "query" and q.get("schema", {}).get("type") == "integer"]
+            if "{" in path or not ints:
+                continue
+            base = {q["name"]: str(q["schema"].get("minimum", 1)) for q in ints if q.get("required")}
+            for q in ints:
+                assert not {"ge", "le", "gt", "lt"} & set(q["schema"]), (svc, path, q)
+                r = await client.get(path, params={**base, q["name"]: "1_000"}, headers={"X-API-Key": keys["office"], **XAPI})
+                body = r.json()
+                named = [e["field"] for e in body.get("errors", [])] == [f"query.{q['name']}"] or (
+                    body["reason"] == "invalid_parameter" and body["detail"].startswith(q["name"]))  # xAPI's own words
+                assert r.status_code == 400 and named, (svc, path, q["name"], r.text)
+                checked.append(f"{svc} {path} {q['name']}")
+    assert len(checked) >= 10, checked  # limits, offsets, fiscal years, quarters of the five services
     # A Buddhist-era year in a date filter: the wire's one date rule, as in an event's body (it was answered 200, with
     # no data or all of it); past the rule's last year, out of range.
     office, xapi = {"X-API-Key": keys["office"]}, {"X-API-Key": keys["office"], "X-Experience-API-Version": "1.0.3"}
