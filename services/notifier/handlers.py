@@ -15,14 +15,13 @@ from collections.abc import Container, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
 from services.common.consumer import Batch, Rejected
 from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import get_registry
-from services.contracts.dates import be_year_refusal, utc_representable
 from services.contracts.envelope import Event
 from services.contracts.thai_calendar import bangkok_today
 from services.notifier import ack
@@ -63,22 +62,10 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str  # kept as sent: it names the alert's episode in its event id (`am:<fingerprint>:<startsAt>:...`)
-    endsAt: str | None = None  # "0001-01-01T00:00:00Z" while firing (Alertmanager's zero time): not read
+    startsAt: str
+    endsAt: str | None = None
     generatorURL: str | None = None
     fingerprint: str = Field(min_length=1, max_length=64)
-
-    @field_validator("startsAt")
-    @classmethod
-    def _an_instant(cls, value: str) -> str:
-        """An RFC 3339 date-time with its offset, within the calendar in UTC, Gregorian (Alertmanager's own)."""
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise ValueError("must be an RFC 3339 date-time") from None
-        if moment.tzinfo is None or not utc_representable(moment) or be_year_refusal(moment.year) is not None:
-            raise ValueError("must be an RFC 3339 date-time with an offset, in the Gregorian calendar")
-        return value
 
 
 class AlertmanagerPayload(BaseModel):

@@ -130,13 +130,6 @@ async def test_alertmanager_receiver_is_always_authenticated_bounded_and_works_w
             assert r.status_code == 400 and r.json()["reason"] == "invalid_json", r.text
             r = await client.post("/v1/alertmanager", json=[1, 2], headers=auth)
             assert r.status_code == 400 and r.json()["reason"] == "invalid_alertmanager_payload", r.text
-            # An alert's start is an instant (it names the alert's episode): not any text.
-            for starts in ("garbage", "2569-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00", "2026-11-25T10:00:00"):
-                payload = am_payload("BadStart")
-                payload["alerts"][0]["startsAt"] = starts
-                r = await client.post("/v1/alertmanager", json=payload, headers=auth)
-                assert r.status_code == 400 and r.json()["reason"] == "invalid_alertmanager_payload", (starts, r.text)
-                assert "startsAt" in r.text
             # The alert count is capped: over it, nothing is stored, not even the first alerts.
             r = await client.post("/v1/alertmanager", json=am_payload("TooMany", MAX_ALERTS + 1), headers=auth)
             assert r.status_code == 413 and r.json()["reason"] == "too_many_alerts", r.text
