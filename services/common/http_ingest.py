@@ -44,7 +44,6 @@ from services.contracts.envelope import (
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 RETRY_AFTER_SECONDS = 5
-BODY_TIMEOUT_SECONDS = ServiceSettings.model_fields["http_body_timeout_seconds"].default  # an app without a runtime
 
 
 def problem(status: int, reason: str, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
@@ -152,13 +151,13 @@ class Ingestor:
         return JSONResponse({"accepted": ok, "rejected": rejected, "duplicates": duplicates}, status_code=202)
 
 
-async def read_body(request: Request, limit: int, *, reason: str = "request_too_large",
-                    what: str = "the request body", timeout: float | None = None) -> bytes | JSONResponse:
+async def read_body(request: Request, limit: int, *, timeout: float, reason: str = "request_too_large",
+                    what: str = "the request body") -> bytes | JSONResponse:
     """At most `limit` bytes of the body, else 413 `reason`: refused on Content-Length before reading, and
     the stream is cut at the limit when the length is not declared (chunked) or declared falsely. A compressed
     body (`Content-Encoding: gzip`, ...) is 415 unread: nothing here inflates (a small gzip body can inflate a
     thousandfold), and read as it is it would only be refused as "not UTF-8" (RFC 9110 15.5.16). The whole body
-    must arrive within `timeout` seconds (by default the service's `http_body_timeout_seconds`), else 408; a
+    must arrive within `timeout` seconds (the service's `http_body_timeout_seconds`), else 408; a
     client that goes away while sending it is an answer of its own (400), never an error of the service."""
     coding = request.headers.get("content-encoding", "").strip().lower()
     if coding not in ("", "identity"):
@@ -168,17 +167,16 @@ async def read_body(request: Request, limit: int, *, reason: str = "request_too_
     length = request.headers.get("content-length", "").strip()
     if length.isdigit() and int(length) > limit:
         return problem(413, reason, too_large)
-    seconds = timeout if timeout is not None else _body_timeout_seconds(request)
     body = bytearray()
     try:
-        async with asyncio.timeout(seconds):
+        async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 body.extend(chunk)
                 if len(body) > limit:
                     return problem(413, reason, too_large)
     except TimeoutError:
         log.info("request body not received in time", extra={"path": request.url.path, "received_bytes": len(body)})
-        return problem(408, "request_timeout", f"{what} did not arrive within {seconds:g} s: send it whole",
+        return problem(408, "request_timeout", f"{what} did not arrive within {timeout:g} s: send it whole",
                        headers={"Connection": "close"})
     except ClientDisconnect:  # nobody reads the answer; the log says what happened, without a traceback
         log.info("client closed the connection while sending the body",
@@ -188,28 +186,23 @@ async def read_body(request: Request, limit: int, *, reason: str = "request_too_
     return bytes(body)
 
 
-def _body_timeout_seconds(request: Request) -> float:
-    runtime = getattr(request.app.state, "runtime", None)  # a service's app (services.common.app) has one
-    return runtime.settings.http_body_timeout_seconds if runtime is not None else BODY_TIMEOUT_SECONDS
-
-
 def json_media_type(content_type: str | None) -> bool:
     """A JSON body's declared type: none at all (curl, simple clients), `application/json` or any `+json`."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media in ("", "application/json") or (media.startswith("application/") and media.endswith("+json"))
 
 
-async def read_json(request: Request, limit: int, *, max_items: int | None = None,
+async def read_json(request: Request, limit: int, *, timeout: float, max_items: int | None = None,
                     too_many_reason: str = "too_many_items", headers: dict[str, str] | None = None) -> Any | JSONResponse:
     """A bounded body decoded with safejson, or the problem answer: 415 `unsupported_media_type` for a
     declared type that is not JSON (before the body is read), 413 `request_too_large` over `limit`,
-    400 `invalid_json` / `json_too_deep`, 413 `too_many_reason` when a top-level array holds more than
+    408 / 400 as `read_body` says, 400 `invalid_json` / `json_too_deep`, 413 `too_many_reason` when a top-level array holds more than
     `max_items` (counted before its items are decoded). Call it after authenticating: auth reads headers only.
     `headers` are added to a problem answer (xAPI's version header)."""
     answer: Any
     if not json_media_type(request.headers.get("content-type")):
         answer = problem(415, "unsupported_media_type", "send the body as application/json")
-    elif isinstance(body := await read_body(request, limit), JSONResponse):
+    elif isinstance(body := await read_body(request, limit, timeout=timeout), JSONResponse):
         answer = body
     else:
         try:
@@ -231,14 +224,14 @@ async def read_json(request: Request, limit: int, *, max_items: int | None = Non
 
 
 async def read_json_rated(request: Request, principal: Principal, limiter: TokenBucket, limit: int, *, what: str,
-                          max_items: int | None = None, too_many_reason: str = "too_many_items",
+                          timeout: float, max_items: int | None = None, too_many_reason: str = "too_many_items",
                           headers: dict[str, str] | None = None) -> Any | JSONResponse:
     """`read_json` behind the key's budget, as every intake route counts it: one token before the body is read
     (a key sending junk is limited too), the rest once a top-level array's items are counted; over budget, 429
     `rate_limited` with Retry-After, in `what` units."""
     wait = limiter.take(principal.key_id)
     if wait <= 0:
-        payload = await read_json(request, limit, max_items=max_items, too_many_reason=too_many_reason, headers=headers)
+        payload = await read_json(request, limit, timeout=timeout, max_items=max_items, too_many_reason=too_many_reason, headers=headers)
         if isinstance(payload, JSONResponse) or not (isinstance(payload, list) and len(payload) > 1):
             return payload
         wait = limiter.take(principal.key_id, len(payload) - 1)
@@ -285,12 +278,11 @@ def events_router(ingestor: Ingestor, auth: ApiKeyAuth) -> APIRouter:
             mode = http_mode(request.headers)
         except EventError as err:
             return problem(_REQUEST_STATUS.get(err.reason, 400), err.reason, err.detail)
-        if mode == "batch":
-            body = await read_body(request, settings.ingest_max_body_bytes)
-        elif settings.ingest_max_body_bytes < MAX_EVENT_BYTES:
-            body = await read_body(request, settings.ingest_max_body_bytes)
+        timeout = settings.http_body_timeout_seconds
+        if mode == "batch" or settings.ingest_max_body_bytes < MAX_EVENT_BYTES:
+            body = await read_body(request, settings.ingest_max_body_bytes, timeout=timeout)
         else:
-            body = await read_body(request, MAX_EVENT_BYTES, reason="event_too_large", what="an event")
+            body = await read_body(request, MAX_EVENT_BYTES, timeout=timeout, reason="event_too_large", what="an event")
         if isinstance(body, JSONResponse):
             return body
         try:

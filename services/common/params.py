@@ -17,7 +17,7 @@ from fastapi import Query
 from pydantic import BeforeValidator, WithJsonSchema
 
 from services.contracts.common_types import AgencyCode, AwareDatetime
-from services.contracts.dates import gregorian_year
+from services.contracts.dates import BE_FIRST_YEAR, gregorian_year
 
 
 def repeated_parameter(query_params: Any, single: Container[str] | None = None) -> str | None:
@@ -28,11 +28,17 @@ def repeated_parameter(query_params: Any, single: Container[str] | None = None) 
     return repeated[0] if repeated else None
 
 
-# Years 1900-2399 are accepted: a filter before them is a mistake, and 2400 on is the wire's one year rule (a
-# Buddhist-era year, refused with its conversion; 2800 on, out of range). The documents publish what is accepted;
-# years up to 2999 are read, so that a Buddhist-era year gets its own reason rather than "not a date".
+# Years 1900 to LAST_YEAR (2399) are accepted: a filter before them is a mistake, and BE_FIRST_YEAR on is the wire's
+# one year rule (a Buddhist-era year, refused with its conversion; 2800 on, out of range). The documents publish what
+# is accepted (in ASCII digits); years up to 2999 are read, so that a Buddhist-era year gets its own reason rather
+# than "not a date".
 _DAY, _TIME = r"-\d{2}-\d{2}", r"[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})"
-ACCEPTED_YEAR = r"(19\d{2}|2[0-3]\d{2})"
+LAST_YEAR = BE_FIRST_YEAR - 1
+_YEARS_2000_ON = "2[0-3][0-9]{2}"  # 2000 to LAST_YEAR, as a pattern: checked against BE_FIRST_YEAR below
+if not (re.fullmatch(_YEARS_2000_ON, str(LAST_YEAR)) and not re.fullmatch(_YEARS_2000_ON, str(BE_FIRST_YEAR))):
+    raise RuntimeError(f"the published year pattern must end at {LAST_YEAR}")
+ACCEPTED_YEAR = f"(19[0-9]{{2}}|{_YEARS_2000_ON})"
+ANY_YEAR_TO_LAST = f"([01][0-9]{{3}}|{_YEARS_2000_ON})"  # years before 1900 too (xAPI's instants)
 DATE_PATTERN = f"^{ACCEPTED_YEAR}{_DAY}$"
 DATETIME_PATTERN = f"^{ACCEPTED_YEAR}{_DAY}{_TIME}$"
 _DATE = re.compile(rf"^(19|2\d)\d{{2}}{_DAY}$")
@@ -43,7 +49,7 @@ def _iso_date(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _DATE.match(value):
-        raise ValueError("must be a date YYYY-MM-DD between 1900 and 2399")
+        raise ValueError(f"must be a date YYYY-MM-DD between 1900 and {LAST_YEAR}")
     gregorian_year(int(value[:4]))
     return value  # pydantic parses it, and refuses impossible days (2026-02-30) in the same words
 
@@ -52,7 +58,8 @@ def _iso_datetime(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
     if not isinstance(value, str) or not _DATETIME.match(value):
-        raise ValueError("must be an RFC 3339 date-time between 1900 and 2399, e.g. 2026-05-01T09:00:00+07:00")
+        raise ValueError(f"must be an RFC 3339 date-time between 1900 and {LAST_YEAR}, "
+                         "e.g. 2026-05-01T09:00:00+07:00")
     gregorian_year(int(value[:4]))
     return value
 
@@ -71,7 +78,6 @@ def _whole_number(value: Any) -> Any:
 # FastAPI: with the validator before the Query(), the document publishes `ge`/`le` instead of minimum/maximum; with
 # a Query() as the default value, the validator is dropped.
 ASCII_INTEGER = BeforeValidator(_whole_number)
-QueryInt = Annotated[int, ASCII_INTEGER]  # one without bounds
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date),
                     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN})]

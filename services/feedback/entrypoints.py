@@ -88,7 +88,8 @@ def build_router(service: FeedbackService, runtime: Runtime) -> APIRouter:
                                 # Documented, checked by the handler: a malformed key is 400 invalid_idempotency_key.
                                 json_schema_extra={"pattern": idempotency.KEY_PATTERN.pattern, "minLength": 8,
                                                    "maxLength": 128})) -> JSONResponse:
-        form = await read_json_rated(request, principal, service.form_limiter, RESPONSE_BODY_LIMIT, what="responses")
+        form = await read_json_rated(request, principal, service.form_limiter, RESPONSE_BODY_LIMIT, what="responses",
+                                     timeout=runtime.settings.http_body_timeout_seconds)
         if isinstance(form, JSONResponse):
             return form
         return await service.submit_response(form, principal, idempotency_key)

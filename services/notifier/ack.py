@@ -68,16 +68,15 @@ def verify_token(secrets: tuple[str, ...], token: str, notification_id: str, now
     if len(parts) != 3 or parts[0] != VERSION or not parts[1] or not parts[2] or len(token) > 1000:
         raise TokenRefused(TokenProblem.malformed)
     try:  # both parts are canonical base64url before either is used (the payload is signed as its text)
-        mac = b64url.decode(parts[2])
-        b64url.decode(parts[1])
+        mac, body = b64url.decode(parts[2]), b64url.decode(parts[1])
     except (binascii.Error, ValueError):
         raise TokenRefused(TokenProblem.malformed) from None
     if not any(hmac.compare_digest(mac, _mac(secret, parts[1])) for secret in secrets):
         raise TokenRefused(TokenProblem.forged)
     try:
-        claim = json.loads(b64url.decode(parts[1]))
+        claim = json.loads(body)
         claimed = AckClaim(str(claim["n"]), str(claim["r"]), datetime.fromtimestamp(int(claim["e"]), UTC))
-    except (binascii.Error, ValueError, KeyError, TypeError, OverflowError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise TokenRefused(TokenProblem.malformed) from None
     if not hmac.compare_digest(claimed.notification_id.encode(), notification_id.encode()):
         raise TokenRefused(TokenProblem.other_notification)

@@ -111,7 +111,7 @@ def build_ack_router(acks: Acknowledgements, env: Environment) -> APIRouter:
             return problem_page(exc.problem)
         except NotAcknowledgeable:
             return problem_page("not_found")
-        body = await read_body(request, FORM_MAX_BYTES, what="the form")
+        body = await read_body(request, FORM_MAX_BYTES, timeout=acks.settings.http_body_timeout_seconds, what="the form")
         if isinstance(body, Response):
             return body
         note = forecast = None

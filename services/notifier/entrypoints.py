@@ -69,6 +69,7 @@ def _bangkok_midnight(day: date) -> datetime:
 def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["notifier"])
     settings = service.settings
+    body_timeout = settings.http_body_timeout_seconds
     # Refuse to start without the receiver's credential: an open receiver lets anyone who reaches the
     # notifier e-mail or LINE officials any text with any link.
     am_secret = settings.alertmanager_credential()
@@ -99,7 +100,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
                      s400="not a version-4 payload, or not JSON", s401="no or wrong Alertmanager credential",
                      s413="body or alert count over the limit; nothing stored"))
     async def alertmanager(request: Request) -> dict:
-        raw = await read_json(request, settings.notifier_alertmanager_max_body_bytes)
+        raw = await read_json(request, settings.notifier_alertmanager_max_body_bytes, timeout=body_timeout)
         if isinstance(raw, JSONResponse):  # 413 / 400 problem, nothing parsed further
             return raw
         # Count before validating: the cost of a call is bounded before any alert is parsed.
@@ -183,7 +184,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
         if agency not in get_registry():
             return unknown_agency(agency)  # type: ignore[return-value]
         principal.read_scope(agency, "change")  # the key decides before the body is read
-        raw = await read_json(request, CONTACTS_MAX_BODY_BYTES)
+        raw = await read_json(request, CONTACTS_MAX_BODY_BYTES, timeout=body_timeout)
         if isinstance(raw, JSONResponse):
             return raw
         try:
@@ -213,7 +214,7 @@ def build_router(service: NotifierService, runtime: Runtime) -> APIRouter:
                      s413=f"body over {TEST_NOTIFICATION_MAX_BODY_BYTES} bytes"))
     async def test_notification(request: Request, _: Principal = Depends(programme_office)) -> dict:
         # The key and its role are checked (dependency, headers only) before the body is read.
-        raw = await read_json(request, TEST_NOTIFICATION_MAX_BODY_BYTES)
+        raw = await read_json(request, TEST_NOTIFICATION_MAX_BODY_BYTES, timeout=body_timeout)
         if isinstance(raw, JSONResponse):
             return raw
         try:

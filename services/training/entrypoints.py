@@ -15,6 +15,7 @@ from services.common.clock import utc_now
 from services.common.http_ingest import problem, read_json_rated
 from services.common.params import ASCII_INTEGER, AgencyFilter, repeated_parameter
 from services.common.ratelimit import TokenBucket
+from services.common.settings import ServiceSettings
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
 from services.training import xapi
@@ -29,8 +30,7 @@ def build_router(service: TrainingService, runtime: Runtime) -> APIRouter:
     router = APIRouter()
     router.include_router(_readiness_router(service, runtime.auth))
     if service.xapi is not None and runtime.intake is not None:
-        router.include_router(_xapi_router(service.xapi, runtime.auth, runtime.settings.ingest_max_body_bytes,
-                                           runtime.intake.limiter))
+        router.include_router(_xapi_router(service.xapi, runtime.auth, runtime.settings, runtime.intake.limiter))
     return router
 
 
@@ -54,7 +54,7 @@ def _readiness_router(service: TrainingService, auth: ApiKeyAuth) -> APIRouter:
     return router
 
 
-def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter: TokenBucket) -> APIRouter:
+def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, settings: ServiceSettings, limiter: TokenBucket) -> APIRouter:
     """`limiter`: the service's per-key event budget (shared with /v1/events), counted in statements."""
     router = APIRouter(tags=["xAPI"])
     version = {xapi.VERSION_HEADER: xapi.VERSION}
@@ -81,7 +81,8 @@ def _xapi_router(intake: XapiIntake, auth: ApiKeyAuth, body_limit: int, limiter:
         principal = await authenticated(request)
         if isinstance(principal, Response):
             return principal
-        payload = await read_json_rated(request, principal, limiter, body_limit, what="statements",
+        payload = await read_json_rated(request, principal, limiter, settings.ingest_max_body_bytes, what="statements",
+                                        timeout=settings.http_body_timeout_seconds,
                                         max_items=intake.max_statements, too_many_reason="too_many_statements",
                                         headers=version)
         if isinstance(payload, JSONResponse):

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common import b64url
-from services.common.params import WHOLE_NUMBER
+from services.common.params import ANY_YEAR_TO_LAST, WHOLE_NUMBER
 from services.contracts import problems, safejson
 from services.contracts.common_types import NOT_BLANK, Competency
 from services.contracts.dates import DATE_OUT_OF_RANGE, STATIC_REASONS, be_year_refusal, utc_representable
@@ -466,12 +466,13 @@ def _score(result: dict[str, Any]) -> float | None:
     return None
 
 
-def parse_timestamp(ts: Any, where: str, reason: str = "malformed_statement") -> datetime:
-    """An ISO 8601 instant with its offset; StatementError `reason` when it is none (a query's parameter is
-    `invalid_parameter`), `date_out_of_range` when it leaves the calendar in UTC."""
+def parse_timestamp(ts: Any, where: str, reason: str = "malformed_statement",
+                    wrong_type: str = "invalid_type") -> datetime:
+    """An ISO 8601 instant with its offset; StatementError `wrong_type` when it is no string, `reason` when it
+    is none (a query's parameter is `invalid_parameter` for both), `date_out_of_range` when it leaves the calendar
+    in UTC."""
     if not isinstance(ts, str):
-        raise StatementError("invalid_type" if reason == "malformed_statement" else reason,
-                             f"{where} must be an ISO 8601 string")
+        raise StatementError(wrong_type, f"{where} must be an ISO 8601 string")
     try:
         moment = datetime.fromisoformat(ts.strip())
     except ValueError:
@@ -487,7 +488,7 @@ def parse_query_instant(text: str, name: str) -> datetime:
     """`since` / `until`: an instant, and the wire's one year rule of every date filter (`buddhist_era_date`,
     `date_out_of_range`; the document publishes years up to 2399). A statement's own timestamp meets the rule when
     it becomes a completion's date."""
-    moment = parse_timestamp(text, name, "invalid_parameter")
+    moment = parse_timestamp(text, name, "invalid_parameter", "invalid_parameter")
     if (refused := be_year_refusal(moment.year)) is not None:
         raise StatementError(refused[0], f"{name} {refused[1]}")
     return moment
@@ -952,8 +953,8 @@ def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 _BOOLEAN = {"type": "string", "enum": ["true", "false"]}
-# A query's instant: a year past 2399 is the wire's one year rule (`buddhist_era_date`, `date_out_of_range`).
-_INSTANT = {"type": "string", "format": "date-time", "pattern": "^([01][0-9]{3}|2[0-3][0-9]{2})-"}
+# A query's instant: a year past params.LAST_YEAR (2399) is the wire's one year rule (`buddhist_era_date`, `date_out_of_range`).
+_INSTANT = {"type": "string", "format": "date-time", "pattern": f"^{ANY_YEAR_TO_LAST}-"}
 QUERY_PARAMETERS: list[dict[str, Any]] = [
     _param("statementId", _UUID, "one statement by id (not a voided one)"),
     _param("voidedStatementId", _UUID, "one voided statement by id"),

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
 from services.common import openapi
-from services.common.params import AgencyFilter, IsoDate, IsoDateTime, QueryInt
+from services.common.params import ASCII_INTEGER, AgencyFilter, IsoDate, IsoDateTime
 from services.contracts import problems
 from services.contracts.common_types import NOT_BLANK
 from services.contracts.events import ROADMAP_INPUT_TYPES
@@ -41,8 +41,8 @@ def build() -> tuple[FastAPI, dict[str, Any]]:
     router = APIRouter(prefix="/v1")
 
     @router.get("/things", responses=openapi.problem_responses(403, s404="no such thing"))
-    async def things(limit: QueryInt = 10, day: IsoDate | None = None, agency: AgencyFilter = None,
-                     who: str = Depends(auth)) -> dict:
+    async def things(limit: Annotated[int, Query(), ASCII_INTEGER] = 10, day: IsoDate | None = None,
+                     agency: AgencyFilter = None, who: str = Depends(auth)) -> dict:
         return {"day": str(day), "agency": agency}
 
     @router.post("/form", openapi_extra=openapi.merge(openapi.KEYED, openapi.json_body(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from types import SimpleNamespace
 
 import pytest
 from starlette.requests import Request
@@ -14,14 +13,11 @@ from starlette.requests import Request
 from services.common.http_ingest import read_body
 
 
-def _request(messages: list[dict], *, length: int | None = None, timeout: float | None = None) -> Request:
+def _request(messages: list[dict], *, length: int | None = None) -> Request:
     """A request whose client sends `messages` and then nothing more (it neither finishes nor goes away)."""
     headers = [(b"content-type", b"application/json")]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
-    state = SimpleNamespace()
-    if timeout is not None:  # a service's app: the setting comes from its runtime
-        state.runtime = SimpleNamespace(settings=SimpleNamespace(http_body_timeout_seconds=timeout))
     pending = iter(messages)
 
     async def receive() -> dict:
@@ -31,8 +27,7 @@ def _request(messages: list[dict], *, length: int | None = None, timeout: float 
             await asyncio.Event().wait()  # a slow client: no more bytes, no disconnect
             raise AssertionError("unreachable") from None
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/events", "headers": headers, "query_string": b"",
-             "app": SimpleNamespace(state=state)}
+    scope = {"type": "http", "method": "POST", "path": "/v1/events", "headers": headers, "query_string": b""}
     return Request(scope, receive)
 
 
@@ -45,32 +40,27 @@ def _problem(answer) -> tuple[int, str]:
 
 
 def test_a_body_in_chunks_is_read_whole():
-    body = asyncio.run(read_body(_request([_chunk(b'{"a":'), _chunk(b"1}", more=False)]), 100))
+    body = asyncio.run(read_body(_request([_chunk(b'{"a":'), _chunk(b"1}", more=False)]), 100, timeout=30))
     assert body == b'{"a":1}'
 
 
 def test_a_body_past_its_limit_is_cut_while_it_streams():
-    answer = asyncio.run(read_body(_request([_chunk(b"x" * 60), _chunk(b"x" * 60)]), 100))
+    answer = asyncio.run(read_body(_request([_chunk(b"x" * 60), _chunk(b"x" * 60)]), 100, timeout=30))
     assert _problem(answer) == (413, "request_too_large")
 
 
-def test_a_client_that_sends_less_than_it_declared_is_answered_408_within_the_services_setting():
-    request = _request([_chunk(b'{"a":')], length=400, timeout=0.2)
-    answer = asyncio.run(asyncio.wait_for(read_body(request, 1000), 10))  # the bound is read_body's, not this one's
+def test_a_client_that_sends_less_than_it_declared_is_answered_408_within_the_timeout():
+    request = _request([_chunk(b'{"a":')], length=400)
+    # every route passes its service's `http_body_timeout_seconds`; the bound is read_body's, not wait_for's
+    answer = asyncio.run(asyncio.wait_for(read_body(request, 1000, timeout=0.2), 10))
     assert _problem(answer) == (408, "request_timeout")
     assert answer.headers["connection"] == "close"
-
-
-def test_an_explicit_timeout_wins_over_the_setting():
-    request = _request([_chunk(b"{")], length=10, timeout=300)
-    answer = asyncio.run(asyncio.wait_for(read_body(request, 1000, timeout=0.1), 10))
-    assert _problem(answer) == (408, "request_timeout")
 
 
 def test_a_client_that_goes_away_mid_body_is_an_answer_not_an_error(caplog):
     request = _request([_chunk(b'{"a":'), {"type": "http.disconnect"}], length=400)
     with caplog.at_level(logging.INFO, logger="services.common.http_ingest"):
-        answer = asyncio.run(read_body(request, 1000))
+        answer = asyncio.run(read_body(request, 1000, timeout=30))
     assert _problem(answer) == (400, "client_disconnected")
     [record] = [r for r in caplog.records if r.name == "services.common.http_ingest"]
     assert record.levelno == logging.INFO and record.exc_info is None
@@ -80,4 +70,4 @@ def test_a_client_that_goes_away_mid_body_is_an_answer_not_an_error(caplog):
 def test_a_compressed_body_is_refused_unread(coding):
     request = _request([])
     request.scope["headers"].append((b"content-encoding", coding.encode()))
-    assert _problem(asyncio.run(read_body(request, 100))) == (415, "unsupported_content_encoding")
+    assert _problem(asyncio.run(read_body(request, 100, timeout=30))) == (415, "unsupported_content_encoding")
