@@ -574,6 +574,9 @@ def _ce_header(name: str, value: str) -> str:
         raw = value.encode()  # a caller that passed text (a test, the SDK's own headers)
     if len(raw) >= 2 and raw.startswith(b'"') and raw.endswith(b'"'):
         raw = _QUOTED_PAIR.sub(rb"\1", raw[1:-1])
+    if _STRAY_PERCENT.search(raw):  # unquote keeps "%ZZ" as written: the sender meant something else, or "%25"
+        raise EventError("invalid_cloudevent", f"header {name}: a % must start an escape of two hex digits (%XX; "
+                         "a percent sign itself is %25)")
     try:
         return unquote_to_bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
@@ -582,6 +585,7 @@ def _ce_header(name: str, value: str) -> str:
 
 
 _QUOTED_PAIR = re.compile(rb"\\(.)", re.S)  # RFC 7230 3.2.6: a backslash quotes the next byte
+_STRAY_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def _sent_twice(names: Iterable[str], prefix: str) -> str | None:

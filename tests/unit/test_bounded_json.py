@@ -264,6 +264,13 @@ def test_binary_mode_headers_that_are_not_utf8_once_decoded_are_refused(sent):
     assert "ce-subject" in refused.detail and "UTF-8" in refused.detail and refused.event_id == "b-1"
 
 
+@pytest.mark.parametrize("sent", ["%ZZ", "50%", "%4", "a%%41", "%G0", '"%"'])
+def test_binary_mode_headers_with_a_percent_that_starts_no_escape_are_refused(sent):
+    [refused] = parse_http({**BINARY, "ce-subject": sent}, TARGET)
+    assert isinstance(refused, EventError) and refused.reason == "invalid_cloudevent"
+    assert "ce-subject" in refused.detail and "%25" in refused.detail and refused.event_id == "b-1"
+
+
 def test_an_attribute_header_sent_twice_is_refused_in_http_and_kafka():
     from starlette.datastructures import Headers
 
