@@ -10,16 +10,28 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fail_on_demand import FailOnDemand
 from ledger_fakes import CrashingStore, MemoryLedgerStore
 
 from services.common.clock import Clock
-from services.contracts.envelope import Event
+from services.contracts.envelope import CONTENT_HASH_FIELD, Event, make_event
+from services.contracts.events import TRAINING_COURSE_COMPLETED
+from services.contracts.training import TrainingCourseCompleted
 from services.training import domain, xapi
 from services.training.adapters import JOURNAL, counting_ledger, set_target
+
+
+def completion_record(source: str, event_id: str, data: TrainingCourseCompleted, learner: str | None = None,
+                      time: datetime = datetime(2026, 3, 1, tzinfo=UTC)) -> dict[str, Any]:
+    """A completion as the consumer hands it to the repository: its event's audit record, with `learner` (the
+    keyed hash) as its learner_ref."""
+    if learner is not None:
+        data = data.model_copy(update={"learner_ref": learner})
+    return make_event(TRAINING_COURSE_COMPLETED, data, agency=data.agency, source=source, id=event_id,
+                      time=time).to_document()
 
 
 class MemoryTrainingRepository(FailOnDemand):
@@ -32,31 +44,21 @@ class MemoryTrainingRepository(FailOnDemand):
         self.statements: dict[str, dict[str, Any]] = {}  # the LRS's statement docs by `_id`
 
     # --- ReadinessStore: as `TrainingRepository` does it, over the memory store ----------------------------------
-    async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
+    async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
         self._call("add_completions")
-        ids = [d["_id"] for d in docs]
-        early = self._retracted(ids)
-        new = await self.ledger.write([{**d, "voided": True} if d["_id"] in early else d for d in docs],
-                                      domain.COMPLETIONS)
-        await self._flag_voided(sorted(self._retracted(ids) - early))
-        return len(new)
+        return {(d["source"], d["id"]) for d in await self.ledger.write(records, domain.COMPLETIONS)}
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
+        self._call("content_conflicts")
+        stored = await self.memory.read(domain.COMPLETIONS, [e.document_id for e in events])
+        return [e for e in events if e.document_id in stored
+                and stored[e.document_id][CONTENT_HASH_FIELD] != e.content_hash()]
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
         self._call("void_completions")
         if not refs:
             return 0
-        new = await self.ledger.write([domain.void_doc(cid, by, self.clock()) for cid, by in refs], domain.VOIDS)
-        await self._flag_voided(sorted({cid for cid, _ in refs}))
-        return len(new)
-
-    def _retracted(self, ids: Sequence[str]) -> set[str]:
-        wanted = set(ids)
-        return {d["_id"] for d in self.memory.docs(domain.VOIDS) if d["_id"] in wanted}
-
-    async def _flag_voided(self, ids: Sequence[str]) -> None:
-        found = await self.memory.read(domain.COMPLETIONS, list(ids))
-        await self.memory.write_revisions(domain.COMPLETIONS, [(d.get("rev", 0), {**d, "voided": True})
-                                                               for d in found.values() if not d.get("voided")])
+        return len(await self.ledger.write([domain.void_doc(cid, by, self.clock()) for cid, by in refs], domain.VOIDS))
 
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime,
                          event_id: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -76,13 +76,14 @@ class Runtime:
 
     # --- wiring ----------------------------------------------------------------------------
     def add_consumer(self, *, topic: str, group: str, handler: Handler, allowed_types: Iterable[str] | None = None,
-                     prepare: Prepare | None = None, audit: bool = True,
+                     prepare: Prepare | None = None, handler_audits: Collection[str] = (),
                      dead_letter_scrub: Callable[[bytes], bytes] | None = None) -> EventConsumer:
-        """`dead_letter_scrub` rewrites every dead letter's value before it leaves the service (DLQ topic or
-        dead_letters collection): a service whose events carry personal data removes it there."""
+        """`dead_letter_scrub` rewrites every dead letter's value, key and headers before it leaves the service (DLQ
+        topic or dead_letters collection); by default every string is redacted (`redact.scrub_payload`), and a
+        service whose events carry personal data of its own kind removes that there too."""
         consumer = EventConsumer(topic=topic, group=group, handler=handler, db=self.db, publisher=self.publisher,
                                  metrics=self.metrics, settings=self.settings, allowed_types=allowed_types,
-                                 prepare=prepare, audit=audit, dead_letter_scrub=dead_letter_scrub, clock=self.clock)
+                                 prepare=prepare, handler_audits=handler_audits, dead_letter_scrub=dead_letter_scrub, clock=self.clock)
         consumer.stopping = self.stopping
         consumer.register(self.broker)
         self.consumers.append(consumer)

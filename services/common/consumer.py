@@ -12,7 +12,8 @@ Isolation: whatever one record raises while it is decoded, validated, prepared o
 record's failure (dead letter, reason `unprocessable` + `dlq-exception` header, or the EventError's own reason); a
 failure that is no single record's (anything else raising out of `process`) rewinds the batch's partitions to
 its first offsets, backs off and lets the batch be redelivered, so no later commit can pass over it.
-Dead letters: value scrubbed by the service's `dead_letter_scrub` (or withheld), detail stripped of quoted values
+Dead letters: value, key and headers scrubbed by the service's `dead_letter_scrub` (by default
+`redact.scrub_payload`: every string redacted; withheld if the scrub fails), detail stripped of quoted values
 and numbers; one that Kafka refuses for good, or that cannot be published within the retry budget, is kept in
 the MongoDB `dead_letters` collection (one document per record and consumer group) and the partition moves on.
 """
@@ -26,7 +27,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,7 @@ from services.common.clock import Clock, utc_now
 from services.common.kafka import EventPublisher, PublishRefused, RawRecord
 from services.common.metrics import PlatformMetrics
 from services.common.mongo import REDELIVER_ERRORS, TRANSIENT_ERRORS, find_in, insert_new, insert_new_or_refused, retry_transient
+from services.common.redact import scrub_payload
 from services.common.settings import ServiceSettings
 from services.contracts import topics
 from services.contracts.dates import check_event_dates
@@ -65,7 +67,7 @@ class Batch:
 
     events: list[Event]
     # (source, id) of the events the audit trail had not seen before (a hint; handlers stay idempotent).
-    # With audit=False the handler owns the audit write and adds the keys it stored for the first time.
+    # For the types whose audit record the handler writes (`handler_audits`), it adds the keys it stored first.
     new_keys: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -191,13 +193,16 @@ class EventConsumer:
         settings: ServiceSettings,
         allowed_types: Iterable[str] | None = None,
         prepare: Prepare | None = None,
-        audit: bool = True,
+        handler_audits: Collection[str] = (),
         dead_letter_scrub: Scrub | None = None,
         clock: Clock = utc_now,
     ):
-        """audit=False hands the audit-trail write to the handler: it must store each event's
-        `to_document()` record (more fields allowed) idempotently and add new keys to `Batch.new_keys`.
-        `dead_letter_scrub` rewrites the value of every dead letter before it leaves (personal data)."""
+        """`handler_audits`: the event types whose audit record the handler writes, as the record of its own write
+        path (one write per event rather than two): it must store each such event's `to_document()` (more fields
+        allowed) idempotently, add the keys it stored first to `Batch.new_keys`, and refuse (`id_conflict`) one
+        stored before with other content. The consumer writes the other events' records before the handler runs.
+        `dead_letter_scrub` rewrites the value, key and headers of every dead letter before it leaves (personal
+        data): by default `redact.scrub_payload`, so that no topic's dead letters carry what a client wrote in clear."""
         self.topic = topic
         self.group = settings.consumer_group(group)
         self.handler = handler
@@ -207,8 +212,8 @@ class EventConsumer:
         self.settings = settings
         self.allowed_types = frozenset(allowed_types) if allowed_types is not None else None
         self.prepare = prepare
-        self.audit = audit
-        self.dead_letter_scrub = dead_letter_scrub
+        self.handler_audits = frozenset(handler_audits)
+        self.dead_letter_scrub: Scrub = dead_letter_scrub or scrub_payload
         # The receiving clock and the date windows: the same check_event_dates as the HTTP intake.
         self.clock = clock
         self.date_window = settings.date_window()
@@ -422,9 +427,10 @@ class EventConsumer:
         fresh = set() if fresh is None else fresh
 
         async def write() -> list[Rejected]:
-            if not self.audit:  # the handler writes the audit records and reports what was new in `fresh`
-                return list(await self._handle(Batch(events, fresh)) or [])
-            inserted, refused = await insert_new_or_refused(self.db.events, docs)
+            # The consumer writes the audit records of the types the handler does not (`handler_audits`).
+            ours = [i for i, e in enumerate(events) if e.type not in self.handler_audits]
+            inserted, refused = await insert_new_or_refused(self.db.events, [docs[i] for i in ours])
+            inserted, refused = [ours[i] for i in inserted], [ours[i] for i in refused]
             fresh.update(events[i].key for i in inserted)
             # A document the server refuses for its content is that event's failure: dead-letter it alone.
             unstorable = [Rejected(events[i], EventError("unstorable", "the database refused this event's document"),
@@ -432,16 +438,17 @@ class EventConsumer:
             # Already stored: a duplicate is applied again (handlers are idempotent, and a crash may have come
             # between the audit write and the apply); one whose stored content differs is refused, first wins.
             seen = set(inserted) | set(refused)
-            stored = await stored_content(self.db.events, [e for i, e in enumerate(events) if i not in seen])
-            conflicting = {i for i, e in enumerate(events) if i not in seen and e.key in stored
-                           and stored[e.key][0] != e.content_hash()}
+            again = [i for i in ours if i not in seen]
+            stored = await stored_content(self.db.events, [events[i] for i in again])
+            conflicting = {i for i in again if events[i].key in stored and stored[events[i].key][0] != events[i].content_hash()}
             unstorable += [Rejected(events[i], id_conflict(events[i])) for i in sorted(conflicting)]
             refused = set(refused) | conflicting
             kept = [as_first_stored(e, stored[e.key][1]) if e.key in stored else e
                     for i, e in enumerate(events) if i not in refused]
             if not kept:
                 return unstorable
-            return unstorable + list(await self._handle(Batch(kept, set(fresh))) or [])
+            # `fresh` itself: the handler adds the keys of the records it wrote first
+            return unstorable + list(await self._handle(Batch(kept, fresh)) or [])
 
         return await retry_transient(write, what=f"store {self.topic}", stop=self.stopping,
                                      on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())
@@ -463,7 +470,7 @@ class EventConsumer:
             # Isolate the event that breaks the handler instead of blocking the partition.
             rejected: list[Rejected] = []
             for event in batch.events:
-                new_keys = batch.new_keys if not self.audit else batch.new_keys & {event.key}
+                new_keys = batch.new_keys if event.type in self.handler_audits else batch.new_keys & {event.key}
                 rejected.extend(await self._handle(Batch([event], new_keys)))
             return rejected
 
@@ -521,20 +528,22 @@ class EventConsumer:
             except Exception:  # e.g. a time that overflows when written in UTC: the received record instead
                 pass
         withheld, extra = False, []
-        if self.dead_letter_scrub is not None:
-            if len(value) > MAX_EVENT_BYTES:
-                # Never an event anyway: its first 64 KiB are kept, so scrubbing costs what a valid event's would.
-                extra.append(("dlq-truncated-from-bytes", str(len(value)).encode()))
-                value = value[:MAX_EVENT_BYTES]
-            try:
-                value = self.dead_letter_scrub(value)
-                if not isinstance(value, bytes):
-                    raise TypeError("the scrub must return bytes")
-            except Exception as exc:  # never the unscrubbed value
-                log.warning("dead-letter scrub failed; payload withheld", extra={"topic": self.topic, **_error_facts(exc)})
-                value, withheld = b"", True
-            # Binary mode carries attributes in headers (ce_subject, extensions): they are scrubbed like the value.
-            headers = [(name, self._scrub_header(raw)) for name, raw in headers]
+        if len(value) > MAX_EVENT_BYTES:
+            # Never an event anyway: its first 64 KiB are kept, so scrubbing costs what a valid event's would.
+            extra.append(("dlq-truncated-from-bytes", str(len(value)).encode()))
+            value = value[:MAX_EVENT_BYTES]
+        try:
+            value = self.dead_letter_scrub(value)
+            if not isinstance(value, bytes):
+                raise TypeError("the scrub must return bytes")
+        except Exception as exc:  # never the unscrubbed value
+            log.warning("dead-letter scrub failed; payload withheld", extra={"topic": self.topic, **_error_facts(exc)})
+            value, withheld = b"", True
+        # Binary mode carries attributes in headers (ce_subject, extensions), and a key is the producer's text too:
+        # they are scrubbed like the value.
+        headers = [(name, self._scrub_header(raw)) for name, raw in headers]
+        if key is not None:
+            key = self._scrub_header(key)
         headers += [
             ("dlq-reason", err.reason.encode()),
             ("dlq-detail", safe_detail(err.detail).encode()),
@@ -551,7 +560,7 @@ class EventConsumer:
 
     def _scrub_header(self, raw: bytes | None) -> bytes:
         try:
-            value = self.dead_letter_scrub(bytes((raw or b"")[:MAX_EVENT_BYTES]))  # type: ignore[misc]
+            value = self.dead_letter_scrub(bytes((raw or b"")[:MAX_EVENT_BYTES]))
             return value if isinstance(value, bytes) else b""
         except Exception:  # never the unscrubbed header
             return b""

@@ -42,7 +42,7 @@ class FeedbackService:
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
         """Consumer handler: events arrive prepared (redacted, age group set). The consumer runs with
-        `audit=False`: the stored response is the audit record, and its keys are reported back. A response
+        `handler_audits`: the stored response is the audit record, and its keys are reported back. A response
         whose (source, id) was stored before with other content is refused `id_conflict` (the first stands:
         only newly stored responses reach the rollups)."""
         documents = [domain.response_document(e) for e in batch.events]  # redactions counted once, here

@@ -32,9 +32,10 @@ def create_app(settings: FeedbackSettings | None = None, *, clock: Clock | None 
     service = FeedbackService(repo, settings, clock, form_limiter=limiter, idempotency=idempotency)
 
     # prepare() redacts and drops birth_year before anything is stored (Kafka path) and before publishing
-    # (HTTP). audit=False: the repository writes each response as its event's audit record (one write).
+    # (HTTP). The repository writes each response as its event's audit record (one write).
     runtime.add_consumer(topic=FEEDBACK_EVENTS, group="feedback", handler=service.handle_batch,
-                         allowed_types=FEEDBACK_TYPES, prepare=prepare, audit=False, dead_letter_scrub=scrub_dead_letter)
+                         allowed_types=FEEDBACK_TYPES, prepare=prepare, handler_audits=FEEDBACK_TYPES,
+                         dead_letter_scrub=scrub_dead_letter)
     runtime.add_collector(FeedbackCollector(repo, settings.metrics_cache_seconds))
 
     async def startup(rt: Runtime) -> None:

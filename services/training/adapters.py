@@ -1,8 +1,9 @@
 """MongoDB repository of the training service: completions, retractions, readiness rollups, xAPI statement ids.
 
 Counting guarantee (at-least-once delivery, exactly-once counting): completions and their retractions are the
-records of the platform's one write path (`services.common.ledger`, journal `training_journal`), and what they add up
-to flows through three books (`domain.count`, `domain.state_contributes`, `domain.learner_contributes`):
+records of the platform's one write path (`services.common.ledger`, journal `training_journal`); a completion is its
+event's audit record (the consumer leaves that write to this repository), and what they add up to flows through
+three books (`domain.count`, `domain.state_contributes`, `domain.learner_contributes`):
 
 - one state per completion (`training_completion_state`): stored, voided, whichever came first; while live it adds
   itself to its readiness rollup and, when passed, a live pass to its learner;
@@ -29,23 +30,27 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock
+from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
-from services.common.mongo import IN_CHUNK, bulk_write_or_duplicates, find_in, insert_if_new, insert_new
+from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
+from services.contracts.envelope import Event
+from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training import domain, xapi
 
 log = logging.getLogger(__name__)
 APPLIED_KEEP = 64  # tokens remembered per counter document; far more than can be in flight at once
 JOURNAL = "training_journal"
-VOIDS_IN_RANGE = 500  # retractions read in one range before a batch's ids are looked up one list at a time
-MIGRATION_ID = "ledger"  # the one-time rebuild of a database counted before the write path kept states
+MIGRATION_ID = "audit_records"  # the one-time rebuild of a database whose completions were kept apart
 
 
 class ReadinessStore(Protocol):
     """What `TrainingService` needs of the repository: `TrainingRepository` over MongoDB, `tests/fakes_training.py`
     in memory."""
 
-    async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int: ...
+    async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]: ...
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]: ...
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int: ...
 
@@ -83,7 +88,9 @@ class StatementStore(Protocol):
 
 def counting_ledger(store: LedgerStore, clock: Clock, lease: timedelta | None = None) -> Ledger:
     """The training write path over a store (MongoDB in the service, in memory in unit tests)."""
-    return Ledger(store, journal=JOURNAL, records=[Records(domain.COMPLETIONS), Records(domain.VOIDS)],
+    completions = Records(domain.COMPLETIONS, select={"type": TRAINING_COURSE_COMPLETED},
+                          projection=domain.COMPLETION_PROJECTION)
+    return Ledger(store, journal=JOURNAL, records=[completions, Records(domain.VOIDS)],
                   books=[Book(domain.STATES, domain.state_contributes, identity=domain.STATE_KEYS, insert_first=True),
                          Book(domain.LEARNERS, domain.learner_contributes, identity=domain.ROLLUP_KEYS),
                          Book(domain.ROLLUPS, digits=4, kept=domain.ROLLUP_KEPT)],
@@ -108,7 +115,8 @@ class TrainingRepository:
         self.db = db
         self.clock = clock
         self.grace = timedelta(seconds=stale_claim_seconds)
-        self.completions = db[domain.COMPLETIONS]
+        self.events = db[domain.COMPLETIONS]  # the audit trail: completions are its records
+        self.legacy_completions = db[domain.LEGACY_COMPLETIONS]
         self.voids = db[domain.VOIDS]  # completion _id -> the retraction that voided it (arrived first or later)
         self.states = db[domain.STATES]
         self.learners = db[domain.LEARNERS]
@@ -131,38 +139,42 @@ class TrainingRepository:
         await self.statements.create_index([("ref_keys", ASCENDING)], name="ref_keys", sparse=True)
 
     async def migrate(self, wait: timedelta = timedelta(minutes=10)) -> bool:
-        """Rebuild the books once on a database counted before the write path kept completion states (completions
-        stored, no state): one replica rebuilds, the others wait for it (and take over if it died). True if this
-        call rebuilt them."""
+        """The one-time upgrade of a database whose completions were kept apart from their audit records
+        (LEGACY_COMPLETIONS; with or without completion states): the books are rebuilt from the audit records,
+        which always held every completion (the consumer stored each event's record before its handler ran), and
+        the old collection is dropped; the rebuild clears the old version's journal entries. One replica rebuilds,
+        the others wait for it (and take over if it died). True if this call rebuilt them."""
         while True:
-            if await self.states.find_one({}, {"_id": 1}) is not None \
-                    or await self.completions.find_one({}, {"_id": 1}) is None:
+            if await self.legacy_completions.find_one({}, {"_id": 1}) is None:
                 return False
             now = self.clock()
             mine = await insert_if_new(self.migrations, {"_id": MIGRATION_ID, "at": now, "done": False})
             if not mine:  # another replica's: wait while it is fresh, take it over when it is not
                 doc = await self.migrations.find_one({"_id": MIGRATION_ID}) or {}
-                if doc.get("done") or now - doc.get("at", now) < wait:
+                if not doc.get("done") and now - doc.get("at", now) < wait:
                     await asyncio.sleep(1)
                     continue
-                taken = await self.migrations.update_one({"_id": MIGRATION_ID, "at": doc["at"]}, {"$set": {"at": now}})
+                # Taken over; or done, and an older replica stored completions apart since: rebuilt again.
+                taken = await self.migrations.update_one({"_id": MIGRATION_ID, "at": doc.get("at")},
+                                                         {"$set": {"at": now, "done": False}})
                 if not taken.modified_count:
                     continue
-            log.warning("rebuilding the training counts from the stored completions (one-time upgrade)")
+            log.warning("rebuilding the training counts from the audit records (one-time upgrade)")
             await self.ledger.recount()
+            await self.legacy_completions.drop()
             await self.migrations.update_one({"_id": MIGRATION_ID}, {"$set": {"done": True}})
             return True
 
     # --- completions and retractions (the write path) -------------------------------------------------------
-    async def add_completions(self, docs: Sequence[dict[str, Any]]) -> int:
-        """Store completions and count the new ones exactly once; returns how many were new."""
-        ids = [d["_id"] for d in docs]
-        early = await self._retracted(ids)  # retracted before it arrived: stored flagged (its state never counts it)
-        new = await self.ledger.write([{**d, "voided": True} if d["_id"] in early else d for d in docs],
-                                      domain.COMPLETIONS)
-        # A retraction stored while this write ran flags what it finds; what it could not find yet is flagged here.
-        await self._flag_voided(sorted(await self._retracted(ids) - early))
-        return len(new)
+    async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
+        """Store completion records (their events' audit documents) and count the new ones exactly once; returns
+        the (source, id) keys stored for the first time."""
+        new = await self.ledger.write(records, domain.COMPLETIONS)
+        return {(d["source"], d["id"]) for d in new}
+
+    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
+        """Of `events` stored before (by their (source, id)), those stored with other content."""
+        return await content_conflicts(self.events, events)
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
         """Treat the completions `refs` [(completion _id, retraction key)] as never sent, exactly once, whether they
@@ -170,31 +182,7 @@ class TrainingRepository:
         if not refs:
             return 0
         now = self.clock()
-        new = await self.ledger.write([domain.void_doc(cid, by, now) for cid, by in refs], domain.VOIDS)
-        await self._flag_voided(sorted({cid for cid, _ in refs}))
-        return len(new)
-
-    async def _retracted(self, ids: Sequence[str]) -> set[str]:
-        """The completion ids among `ids` that a stored retraction names. Retractions are few: the ones whose ids lie
-        between the batch's least and greatest are read in one range of `_id` (a batch of 2,000 looked up by key
-        took 40 lists of `IN_CHUNK`, a tenth of the import's database time); only where that range holds more than
-        `VOIDS_IN_RANGE` of them are the ids looked up one list at a time."""
-        if not ids:
-            return set()
-        if all(isinstance(i, str) for i in ids):
-            span = {"_id": {"$gte": min(ids), "$lte": max(ids)}}
-            found = [d["_id"] async for d in self.voids.find(span, {"_id": 1}).limit(VOIDS_IN_RANGE + 1)]
-            if len(found) <= VOIDS_IN_RANGE:
-                return set(ids).intersection(found)
-        return {d["_id"] for d in await find_in(self.voids, "_id", ids, {"_id": 1})}
-
-    async def _flag_voided(self, ids: Sequence[str]) -> None:
-        """Flag stored completions as voided, for reading them (the counts go by the states). A completion and its
-        retraction racing each other end flagged whichever is stored second: the retraction flags after its own
-        write, the completion looks for retractions after its own; a redelivery repeats both."""
-        for start in range(0, len(ids), IN_CHUNK):
-            await self.completions.update_many({"_id": {"$in": list(ids[start:start + IN_CHUNK])}, "voided": {"$ne": True}},
-                                               {"$set": {"voided": True}})
+        return len(await self.ledger.write([domain.void_doc(cid, by, now) for cid, by in refs], domain.VOIDS))
 
     async def sweep(self, grace: timedelta | None = None) -> int:
         """Finish the writes interrupted at least `grace` (default `stale_claim_seconds`) ago; returns how many."""

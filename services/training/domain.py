@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,7 +18,6 @@ from services.common.counters import Delta, add_delta
 from services.contracts import problems
 from services.contracts.agencies import get_registry
 from services.contracts.common_types import Competency
-from services.contracts.envelope import document_id
 from services.contracts.thai_calendar import (
     fiscal_year_elapsed_ratio,
     fiscal_year_of,
@@ -56,19 +55,6 @@ def learner_competency_id(fiscal_year: int, agency: str, competency: str, learne
     return f"{fiscal_year}:{agency}:{competency}:{learner}"
 
 
-def completion_doc(source: str, event_id: str, data: TrainingCourseCompleted, learner: str,
-                   now: datetime) -> dict[str, Any]:
-    """The stored completion; `learner` is already the keyed hash (never the pseudonym)."""
-    return {
-        "_id": document_id(source, event_id),
-        "source": source, "id": event_id,
-        "agency": data.agency, "competency": data.competency.value, "fiscal_year": fiscal_year_of(data.completed_on),
-        "learner_hash": learner, "course_id": data.course_id, "course_title": data.course_title,
-        "hours": float(data.hours), "completed_on": data.completed_on.isoformat(), "passed": data.passed,
-        "score": data.score, "stored_at": now,
-    }
-
-
 def voided_key(source: str, event_id: str) -> str:
     """`_id` of the completion a `training.course.completion_voided` names (the completion's own `_id`)."""
     return f"{source}\x1f{event_id}"
@@ -86,7 +72,11 @@ def void_doc(completion_id: str, retraction_key: str, now: datetime) -> dict[str
 #     while live (stored, not voided) it adds itself to its rollup and, when passed, a live pass to its learner;
 #   learner x competency x fiscal year: `live_passes`; while it has one, one ready learner of its rollup;
 #   readiness rollup: completions, passed completions, hours, passed hours, ready learners.
-COMPLETIONS = "training_completions"
+# A completion is its event's audit record (`Event.to_document()`, the learner already a keyed hash): one document,
+# one write, and the audit trail and the completions can never disagree. A retraction is a record of its own, keyed
+# by the completion it names (it may come first).
+COMPLETIONS = "events"
+LEGACY_COMPLETIONS = "training_completions"  # where completions were kept apart until 2026-12 (`migrate` drops it)
 VOIDS = "training_voids"
 STATES = "training_completion_state"
 LEARNERS = "training_learner_competency"
@@ -96,16 +86,30 @@ ROLLUP_KEYS = ("fiscal_year", "agency", "competency")
 # A rollup's fields that are not counters: its identity (a rollup may hold only a target) and its target.
 ROLLUP_KEPT = (*ROLLUP_KEYS, "target", "target_time", "target_event", "target_history")
 STATE_KEYS = ("fiscal_year", "agency", "competency", "learner_hash", "hours", "passed")
+# What counting reads of a completion record (a recount's projection of the audit trail).
+COMPLETION_PROJECTION = {"_id": 1, **{f"data.{name}": 1 for name in (
+    "agency", "competency", "learner_ref", "hours", "passed", "completed_on")}}
+
+
+def completion_state(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A completion's state fields (STATE_KEYS), from its record: the event's data as JSON."""
+    data = record["data"]
+    return {"fiscal_year": fiscal_year_of(date.fromisoformat(data["completed_on"])), "agency": data["agency"],
+            "competency": data["competency"], "learner_hash": data["learner_ref"], "hours": float(data["hours"]),
+            "passed": data["passed"]}
 
 
 def count(kind: str, new: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Delta]]:
     """What newly stored completions (or retractions) add to the completion states."""
     states: dict[str, Delta] = {}
-    for doc in new:
-        if kind == COMPLETIONS:
-            add_delta(states, doc["_id"], {k: doc[k] for k in STATE_KEYS}, {"stored": 1})
-        else:
+    if kind == COMPLETIONS:
+        for doc in new:
+            add_delta(states, doc["_id"], completion_state(doc), {"stored": 1})
+    elif kind == VOIDS:
+        for doc in new:
             add_delta(states, doc["_id"], {}, {"voided": 1})
+    else:  # a journal entry of a kind this version does not keep (an older layout's): never guessed at
+        raise ValueError(f"no training records of kind {kind!r}")
     return {STATES: states}
 
 

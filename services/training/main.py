@@ -11,7 +11,7 @@ from services.contracts.events import TRAINING_TYPES
 from services.contracts.topics import TRAINING_EVENTS
 from services.training.adapters import TrainingRepository
 from services.training.entrypoints import build_router
-from services.training.handlers import Pseudonymiser, TrainingService, XapiIntake
+from services.training.handlers import COMPLETION_AUDITED_HERE, Pseudonymiser, TrainingService, XapiIntake
 from services.training.metrics import ReadinessCollector, TrainingMetrics
 from services.training.privacy import scrub_dead_letter
 from services.training.settings import TrainingSettings
@@ -37,7 +37,8 @@ def create_app(settings: TrainingSettings | None = None, clock: Clock | None = N
 
     runtime.on_startup(startup)
     runtime.add_consumer(topic=TRAINING_EVENTS, group="training", handler=service.handle_batch,
-                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(learner_secret), dead_letter_scrub=scrub_dead_letter)
+                         allowed_types=TRAINING_TYPES, prepare=Pseudonymiser(learner_secret),
+                         handler_audits=COMPLETION_AUDITED_HERE, dead_letter_scrub=scrub_dead_letter)
     runtime.add_collector(ReadinessCollector(repo, clock, settings.metrics_cache_seconds))
     app = create_service_app(runtime, title="Training service · บริการความพร้อมบุคลากร",
                              description="Civil-servant training completions and readiness against target, "

@@ -9,6 +9,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
+from fakes_training import completion_record
 from support import db_of, point_cli_at
 
 from services import cli
@@ -84,10 +85,10 @@ async def test_training_verify_finds_drift_and_recount_repairs_it(operator_db, c
     db = operator_db(TrainingSettings)
     repo = TrainingRepository(db, lambda: NOW)
     await repo.ensure_indexes()
-    docs = [training_domain.completion_doc("/agencies/dga/lms", f"e{i}", TrainingCourseCompleted(
+    docs = [completion_record("/agencies/dga/lms", f"e{i}", TrainingCourseCompleted(
         agency="dga", learner_ref=f"L{i % 4}", course_id=f"C{i}", competency="mindset", hours=2,
         completed_on=date(2026, 1, 5), passed=True), f"L{i % 4}", NOW) for i in range(12)]
-    assert await repo.add_completions(docs) == 12
+    assert len(await repo.add_completions(docs)) == 12
     figures = await drift_verify_recount(capsys, db, "training", training_domain.ROLLUPS, "2569:dga:mindset",
                                          "completions")
     assert figures["written"] is True and figures["completions"] == 12 and figures["ready_learners"] == 4

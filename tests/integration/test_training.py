@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fakes_training import completion_record
 from ledger_fakes import Crash, CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, running
 from xapi_examples import statement
@@ -143,12 +144,12 @@ async def test_http_kafka_and_xapi_agree_in_readiness_and_metrics(settings_for, 
         assert metric(text, "newnormal_training_events_applied_total", type="training.course.completed") == 6
 
         # Nothing stored can be joined back: no pseudonym in clear, only keyed hashes (audit trail included).
-        stored = [d async for d in db.training_completions.find()] + [d async for d in db.events.find()]
+        stored = [d async for d in db.events.find()]
         assert all("emp-1" not in str(d) and "lms-77" not in str(d) for d in stored)
-        assert {d["learner_hash"] for d in stored if "learner_hash" in d} >= {
+        assert {d["data"]["learner_ref"] for d in stored if d["type"] == "training.course.completed"} >= {
             domain.learner_hash("integration-secret", "dga", "emp-1"),
             domain.learner_hash("integration-secret", "dga", xapi.learner_ref_of(statement(sid, "lms-77", "c")["actor"]))}
-        assert await db.training_completions.count_documents({"id": f"xapi:{sid}"}) == 1
+        assert await db.events.count_documents({"id": f"xapi:{sid}"}) == 1
 
         # A CSV with bad rows: the good ones go through Kafka, the bad are listed with line and reason.
         with tempfile.TemporaryDirectory() as tmp:
@@ -192,7 +193,7 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
         for i in range(offset, offset + n):
             data = TrainingCourseCompleted(agency="dga", learner_ref=f"L{i % learners}", course_id=f"C{i}",
                                            competency="mindset", hours=2, completed_on=date(2026, 1, 5), passed=i % 5 != 0)
-            out.append(domain.completion_doc("/agencies/dga/t", f"e{i}", data, f"L{i % learners}", clock[0]))
+            out.append(completion_record("/agencies/dga/t", f"e{i}", data, f"L{i % learners}", clock[0]))
         return out
 
     # A replica whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the
@@ -203,7 +204,7 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
         with pytest.raises(Crash):
             await dying.add_completions(docs(20, 7, offset=n * 10))
         # Redelivery while the crashed write is still fresh: duplicates, nothing counted twice or lost later.
-        assert await repo.add_completions(docs(20, 7, offset=n * 10)) == 0
+        assert await repo.add_completions(docs(20, 7, offset=n * 10)) == set()
         assert await repo.sweep() == 0  # not stale yet: it might still be running
         clock[0] = clock[0] + timedelta(seconds=61)
         assert await repo.sweep() == 1
@@ -225,14 +226,12 @@ async def test_counting_survives_crashes_at_every_step_and_equals_recount(settin
 
 def _passed(event_id: str, learner: str) -> dict:
     """dga's stored completion of a mindset course, passed."""
-    return domain.completion_doc("/agencies/dga/t", event_id, TrainingCourseCompleted(
+    return completion_record("/agencies/dga/t", event_id, TrainingCourseCompleted(
         agency="dga", learner_ref=learner, course_id=f"C-{event_id}", competency="mindset", hours=2,
         completed_on=date(2026, 1, 5), passed=True), learner, NOW)
 
 
-@pytest.mark.parametrize("in_range", [500, 2])  # few retractions: one range read; many: looked up by key
-async def test_completions_retracted_before_they_arrive_never_count(settings_for, monkeypatch, in_range):
-    monkeypatch.setattr("services.training.adapters.VOIDS_IN_RANGE", in_range)
+async def test_completions_retracted_before_they_arrive_never_count(settings_for):
     settings = settings_for(TrainingSettings)
     db = db_of(settings)
     repo = TrainingRepository(db, lambda: NOW)
@@ -241,41 +240,61 @@ async def test_completions_retracted_before_they_arrive_never_count(settings_for
     early = [docs[i]["_id"] for i in (0, 7, 19, 39)]  # the batch's first and last among them
     outside = [_passed(f"z{i}", "Lz")["_id"] for i in range(5)]  # retractions of completions not in the batch
     assert await repo.void_completions([(cid, f"void-{cid}") for cid in early + outside]) == 9
-    assert await repo.add_completions(docs) == 40
-    assert await repo.add_completions(docs) == 0  # redelivered: nothing new
+    assert len(await repo.add_completions(docs)) == 40
+    assert await repo.add_completions(docs) == set()  # redelivered: nothing new
     rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert rollup["completions"] == 36 and rollup["ready_learners"] == 36
-    voided = {d["_id"] async for d in db.training_completions.find({"voided": True}, {"_id": 1})}
+    voided = {d["_id"] async for d in db[domain.STATES].find({"stored": 1, "voided": 1}, {"_id": 1})}
     assert voided == set(early)
     assert await repo.differences() == []
     await db.client.close()
 
 
-async def test_a_database_counted_before_the_write_path_is_rebuilt_once_at_startup(settings_for):
-    """Completions stored by the claims design (no completion states): the first replica to start rebuilds every
-    book from the completions and retractions; then the figures equal a recount, and later starts change nothing."""
+def _legacy_completion(record: dict) -> dict:
+    """A completion as LEGACY_COMPLETIONS kept it, beside its audit record (until 2026-12)."""
+    data = record["data"]
+    return {"_id": record["_id"], "source": record["source"], "id": record["id"], "agency": data["agency"],
+            "competency": data["competency"], "fiscal_year": 2569, "learner_hash": data["learner_ref"],
+            "course_id": data["course_id"], "hours": float(data["hours"]), "completed_on": data["completed_on"],
+            "passed": data["passed"], "stored_at": NOW}
+
+
+@pytest.mark.parametrize("layout", ["before states", "completions kept apart"])
+async def test_an_older_database_is_rebuilt_once_at_startup_from_the_audit_records(settings_for, layout):
+    """A database counted before the write path kept completion states, or one whose completions were kept apart
+    from their audit records (with a write of the old version still open, and a batch whose audit records were
+    stored but whose completions were not yet): the first replica to start rebuilds every book from the audit
+    records and retractions, and the old collection is dropped; then the figures equal a recount, and later
+    starts change nothing."""
     settings = settings_for(TrainingSettings)
     db = db_of(settings)
     repo = TrainingRepository(db, lambda: NOW)
     try:
-        rows = []
+        records = []
         for i in range(30):
             data = TrainingCourseCompleted(agency="dga", learner_ref=f"L{i % 4}", course_id=f"C{i}", competency="mindset",
                                            hours=1.5, completed_on=date(2026, 1, 5), passed=i % 3 != 0)
-            rows.append({**domain.completion_doc("/agencies/dga/t", f"old{i}", data, f"L{i % 4}", NOW), "claim": "c-old"})
-        await db.training_completions.insert_many(rows)
-        await db.training_voids.insert_one(domain.void_doc(rows[1]["_id"], "r", NOW))
+            records.append(completion_record("/agencies/dga/t", f"old{i}", data, f"L{i % 4}", NOW))
+        await db.events.insert_many(records)  # the consumer stored every event's audit record before its handler
+        await db[domain.LEGACY_COMPLETIONS].insert_many([_legacy_completion(r) for r in records[:28]])
+        await db.training_voids.insert_one(domain.void_doc(records[1]["_id"], "r", NOW))
         await db.training_readiness.insert_one({"_id": "2569:dga:mindset", "fiscal_year": 2569, "agency": "dga",
-                                                "competency": "mindset", "completions": 30, "ready_learners": 4,
+                                                "competency": "mindset", "completions": 27, "ready_learners": 4,
                                                 "applied": ["c-old"], "target": 10})
+        if layout == "completions kept apart":
+            await db[domain.STATES].insert_one({"_id": records[0]["_id"], "stored": 1, "rev": 1})
+            await db.training_journal.insert_one({"_id": "old-write", "at": NOW, "kind": domain.LEGACY_COMPLETIONS,
+                                                  "ids": [r["_id"] for r in records[26:]]})
         assert await repo.migrate() is True
         rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
         assert rollup["completions"] == 29 and rollup["passed_completions"] == 19 and rollup["target"] == 10
         assert rollup["ready_learners"] == 4 and await repo.differences() == []
+        assert domain.LEGACY_COMPLETIONS not in await db.list_collection_names()
+        assert await db.training_journal.count_documents({}) == 0
         assert await repo.migrate() is False
         data = TrainingCourseCompleted(agency="dga", learner_ref="L9", course_id="C", competency="mindset", hours=1,
                                        completed_on=date(2026, 1, 5), passed=True)
-        assert await repo.add_completions([domain.completion_doc("/agencies/dga/t", "new", data, "L9", NOW)]) == 1
+        assert len(await repo.add_completions([completion_record("/agencies/dga/t", "new", data, "L9", NOW)])) == 1
         rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
         assert rollup["completions"] == 30 and rollup["ready_learners"] == 5 and await repo.differences() == []
     finally:

@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from fakes_training import completion_record
 from ledger_fakes import Crash, CrashingStore
 from support import cloudevent, db_of, make_key, poll, produce_events, running
 
@@ -114,8 +115,8 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
             return (await readiness("public_service"))["completions"] == 1
 
         await poll(raced, 60, what="race winner counted")
-        [stored] = [d async for d in db.training_completions.find({"id": f"xapi:{sid}"})]
-        assert stored["course_id"] == f"https://lms.dga.or.th/race/{winner}"
+        [stored] = [d async for d in db.events.find({"id": f"xapi:{sid}"})]
+        assert stored["data"]["course_id"] == f"https://lms.dga.or.th/race/{winner}"
 
         # Voiding: not a StatementRef is refused; a voided completion stops counting, exactly once.
         voider = {"mbox": "mailto:registrar@dga.or.th"}
@@ -170,13 +171,14 @@ async def test_identity_conflicts_voiding_and_reading_back(settings_for):
         assert r.status_code == 200
 
         async def late_settled():
-            # The flag follows the write that finds both (the retraction's or the completion's): wait for it too.
-            doc = await db.training_completions.find_one({"id": f"xapi:{early}"})
+            # Its record and its state, stored and voided, once the batch that stored it has finished.
+            doc = await db.events.find_one({"id": f"xapi:{early}"}, {"_id": 1})
+            state = doc and await db[domain.STATES].find_one({"_id": doc["_id"]})
             open_writes = await db.training_journal.count_documents({})
-            return doc if doc and doc.get("voided") is True and not open_writes else None
+            return state if state and (state.get("stored"), state.get("voided")) == (1, 1) and not open_writes else None
 
-        # Both orders end the same: stored voided and not counted (in one batch: counted, then taken out).
-        await poll(late_settled, 60, what="late completion stored flagged voided and its batch finished")
+        # Both orders end the same: stored, voided and not counted (in one batch: counted, then taken out).
+        await poll(late_settled, 60, what="late completion stored and voided, and its batch finished")
         row = await readiness("mindset")
         assert row["completions"] == 3 and row["ready_learners"] == 2
         recount = await repo.recount(write=False)
@@ -232,11 +234,11 @@ async def test_retractions_survive_crashes_at_every_step_and_equal_recount(setti
     def doc(i: int, learner: str) -> dict:
         data = TrainingCourseCompleted(agency="dga", learner_ref=learner, course_id=f"C{i}", competency="mindset",
                                        hours=2, completed_on=date(2026, 1, 5), passed=True)
-        return domain.completion_doc("/agencies/dga/t", f"e{i}", data, learner, clock[0])
+        return completion_record("/agencies/dga/t", f"e{i}", data, learner, clock[0])
 
     # L0 passed two courses, L1..L3 one each: 5 completions, 4 ready learners.
     batch = [doc(0, "L0"), doc(1, "L0")] + [doc(i, f"L{i - 1}") for i in (2, 3, 4)]
-    assert await repo.add_completions(batch) == 5
+    assert len(await repo.add_completions(batch)) == 5
 
     # Retract one of L0's two passes (L0 stays ready), then L1's, L2's only pass (they stop being ready). A replica
     # whose process dies at the write path's call `at`: 0 opens the journal entry, 1 stores the retraction, 2-4 the
@@ -257,7 +259,7 @@ async def test_retractions_survive_crashes_at_every_step_and_equal_recount(setti
     assert {k: rollup[k] for k in recount["2569:dga:mindset"]} == recount["2569:dga:mindset"]
     assert rollup["completions"] == 2 and rollup["ready_learners"] == 2  # L0 and L3
     # A new pass of a learner whose passes were all retracted makes it ready again.
-    assert await repo.add_completions([doc(9, "L1")]) == 1
+    assert len(await repo.add_completions([doc(9, "L1")])) == 1
     rollup = await db.training_readiness.find_one({"_id": "2569:dga:mindset"})
     assert rollup["ready_learners"] == 3 and (await repo.recount(write=False))["2569:dga:mindset"]["ready_learners"] == 3
     await db.client.close()

@@ -436,3 +436,57 @@ async def test_binary_mode_headers_are_scrubbed_like_the_value():
     [(_, r)] = publisher.sent
     assert _header(r, "ce_subject") == "citizen [ID]"
     assert not any(b"1103702071927" in (v or b"") for _, v in r.headers)
+
+
+async def test_the_handler_writes_the_audit_records_of_its_own_types_and_the_consumer_those_of_the_others():
+    """`handler_audits`: a type whose audit record is the record of the service's own write path (training's
+    completions) reaches the handler unstored, in record order among the others; the consumer stores the other
+    types' records first and refuses their conflicting re-sends itself."""
+    db, seen = FakeDb(), []
+    own = "training.course.completion_voided"
+
+    async def handler(batch: Batch) -> None:
+        seen.append([(e.id, e.type == own, e.key in batch.new_keys) for e in batch.events])
+        mine = [e for e in batch.events if e.type == own]
+        try:
+            await db.events.insert_many([e.to_document() for e in mine], ordered=False)
+            batch.new_keys.update(e.key for e in mine)
+        except BulkWriteError as exc:  # duplicates: the keys stored first are the others
+            dup = {err["index"] for err in exc.details["writeErrors"]}
+            batch.new_keys.update(e.key for i, e in enumerate(mine) if i not in dup)
+
+    voided = {"agency": "dga", "voided_source": "/agencies/dga/hr", "voided_id": "c-1"}
+    consumer = make_consumer(db, handler=handler, handler_audits={own})
+    records = [record(event_json("t-1"), 0), record(event_json("v-1", type=own, data=voided), 1),
+               record(event_json("t-2"), 2)]
+    await consumer.process(records)
+    assert seen == [[("t-1", False, True), ("v-1", True, False), ("t-2", False, True)]]
+    assert counter(consumer, "stored") == 3
+    # Again, with a conflicting re-send of t-1: the consumer refuses it; the others are duplicates.
+    await consumer.process([record(event_json("t-1", data=dict(GOOD, headcount=7)), 3), records[1], records[2]])
+    assert seen[-1] == [("v-1", True, False), ("t-2", False, False)]
+    assert counter(consumer, "stored") == 3 and counter(consumer, "duplicate") == 2
+    assert sorted(d["id"] for d in db.events.docs.values()) == ["t-1", "t-2", "v-1"]
+
+
+async def test_a_consumer_given_no_scrub_still_redacts_personal_data_in_every_part_of_its_dead_letters():
+    """Every topic's dead letters (roadmap's and the notifier's too, which name no scrub of their own): the value,
+    a binary-mode header and the key are redacted by the generic scrub, and the reason stays."""
+    publisher = FakePublisher()
+    consumer = EventConsumer(topic=TOPIC, group="test", handler=RecordingHandler(), db=FakeDb(),  # type: ignore[arg-type]
+                             publisher=publisher, metrics=PlatformMetrics(CollectorRegistry(), "test"),  # type: ignore[arg-type]
+                             settings=ServiceSettings(kafka_consumer_group_prefix="t"))
+    pii = b"081-234-5678 somchai.probe@example.co.th 1-1037-02071-92-7"
+    not_an_event = record(b'{"hello": "world", "note": "' + pii + b'"}', 0)
+    binary = ConsumerRecord(topic=TOPIC, partition=0, offset=1, timestamp=0, timestamp_type=0, key=b"dga " + pii,
+                            value=b"<x>" + pii + b"</x>", checksum=None, serialized_key_size=3, serialized_value_size=8,
+                            headers=(("ce_specversion", b"1.0"), ("ce_subject", pii), ("ce_id", b"b-1"),
+                                     ("ce_source", b"/agencies/dga/hr"), ("ce_type", b"training.target.set"),
+                                     ("ce_agency", b"dga"), ("content-type", b"application/xml")))
+    refused = record(event_json("h-3", subject=pii.decode()), 2)  # a valid event the handler refuses: re-serialised
+    await consumer.process([not_an_event, binary, refused])
+    assert len(publisher.sent) == 3
+    for _, letter in publisher.sent:
+        parts = [letter.value, letter.key or b"", *(v or b"" for _, v in letter.headers)]
+        assert not any(s in part for part in parts for s in (b"081-234-5678", b"somchai.probe", b"1-1037-02071-92-7"))
+        assert _header(letter, "dlq-reason")

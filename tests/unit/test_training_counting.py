@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ledger_fakes import Crash, CrashingStore, MemoryLedgerStore, interleave
 
+from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training import domain
 from services.training.adapters import counting_ledger
 
@@ -19,10 +20,11 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def completion(n: int) -> dict:
-    """Completion n (its content a function of n): 4 learners, 2 competencies, every third one failed."""
-    return {"_id": f"/agencies/dga/t\x1fe{n}", "fiscal_year": 2569, "agency": "dga",
-            "competency": ("mindset", "academic")[n % 2], "learner_hash": f"L{n % 4}", "hours": 1.5 + n % 3,
-            "passed": n % 3 != 0}
+    """Completion n's record (its content a function of n): 4 learners, 2 competencies, every third one failed;
+    what counting reads of it (fiscal year 2569)."""
+    return {"_id": f"/agencies/dga/t\x1fe{n}", "source": "/agencies/dga/t", "id": f"e{n}", "type": TRAINING_COURSE_COMPLETED,
+            "data": {"agency": "dga", "competency": ("mindset", "academic")[n % 2], "learner_ref": f"L{n % 4}",
+                     "hours": 1.5 + n % 3, "passed": n % 3 != 0, "completed_on": "2026-01-05"}}
 
 
 async def apply(ledger, ops: list[int]) -> None:
@@ -36,7 +38,7 @@ def reference(ops: list[int]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     ready: dict[str, set[str]] = {}
     for n in live:
-        c = completion(n)
+        c = completion(n)["data"]
         rid = domain.rollup_id(2569, "dga", c["competency"])
         figures = out.setdefault(rid, domain.rollup_figures(None))
         figures["completions"] += 1
@@ -44,7 +46,7 @@ def reference(ops: list[int]) -> dict[str, dict]:
         if c["passed"]:
             figures["passed_completions"] += 1
             figures["passed_hours"] = round(figures["passed_hours"] + c["hours"], 4)
-            ready.setdefault(rid, set()).add(c["learner_hash"])
+            ready.setdefault(rid, set()).add(c["learner_ref"])
     for rid, learners in ready.items():
         out[rid]["ready_learners"] = len(learners)
     return out

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime
 
 import pytest
+from fakes_training import completion_record
 from ledger_fakes import MemoryLedgerStore
 
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
@@ -19,7 +20,7 @@ NOW = datetime(2026, 4, 1, 5, 0, tzinfo=UTC)
 def completion(learner: str, competency="digital_technology", passed=True, hours=3.0, on=date(2026, 2, 1), agency="dga"):
     data = TrainingCourseCompleted(agency=agency, learner_ref=learner, course_id="C", competency=competency, hours=hours,
                                    completed_on=on, passed=passed)
-    return domain.completion_doc("/agencies/dga/t", f"{learner}-{competency}-{hours}-{on}", data, learner, NOW)
+    return completion_record("/agencies/dga/t", f"{learner}-{competency}-{hours}-{on}", data, time=NOW)
 
 
 def test_fiscal_year_boundary_is_1_october_in_bangkok():
@@ -28,10 +29,8 @@ def test_fiscal_year_boundary_is_1_october_in_bangkok():
     assert fiscal_year_of(datetime(2025, 9, 30, 17, 0, tzinfo=UTC)) == 2569
     assert fiscal_year_of(date(2026, 9, 30)) == 2569
     assert fiscal_year_of(date(2026, 10, 1)) == 2570
-    doc = completion("x", on=date(2025, 10, 1))
-    assert doc["fiscal_year"] == 2569 and domain.completion_doc(
-        "/s", "i", TrainingCourseCompleted(agency="dga", learner_ref="x", course_id="c", competency="mindset", hours=1,
-                                           completed_on=date(2025, 9, 30), passed=True), "x", NOW)["fiscal_year"] == 2568
+    assert domain.completion_state(completion("x", on=date(2025, 10, 1)))["fiscal_year"] == 2569
+    assert domain.completion_state(completion("x", on=date(2025, 9, 30)))["fiscal_year"] == 2568
 
 
 def test_learner_hash_is_keyed_and_scoped_by_agency():
@@ -45,7 +44,7 @@ def test_learner_hash_is_keyed_and_scoped_by_agency():
 def test_a_learner_with_three_courses_of_a_competency_counts_once_when_learners_are_distinct():
     docs = [completion("h1", hours=2), completion("h1", hours=3), completion("h1", hours=4), completion("h2", passed=False)]
     store = MemoryLedgerStore()
-    asyncio.run(counting_ledger(store, lambda: NOW).write([{**d, "_id": str(i)} for i, d in enumerate(docs)],
+    asyncio.run(counting_ledger(store, lambda: NOW).write([{**d, "_id": str(i), "id": str(i)} for i, d in enumerate(docs)],
                                                           domain.COMPLETIONS))
     [rollup] = store.docs(domain.ROLLUPS)
     assert rollup["_id"] == "2569:dga:digital_technology"

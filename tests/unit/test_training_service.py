@@ -105,7 +105,7 @@ async def test_a_learner_counts_once_and_a_redelivered_batch_adds_nothing():
     assert readiness["total"]["target"] == 4 and readiness["national"]["target"] == 4 + 50
     assert await f.repo.differences() == [] and f.repo.open_entries() == []
     # Learners are stored by their keyed hash only.
-    assert {d["learner_hash"] for d in f.repo.completions()} == {
+    assert {d["data"]["learner_ref"] for d in f.repo.completions()} == {
         domain.learner_hash(SECRET, "dga", learner) for learner in ("emp-1", "emp-2", "emp-3")}
 
 
@@ -130,12 +130,14 @@ async def test_retractions_take_completions_back_out_once_in_either_order():
     row = await f.row()
     assert row["completions"] == 1 and row["ready_learners"] == 1  # emp-1's last pass went: no longer ready
     assert f.metric("newnormal_training_events_applied_total", type=TRAINING_COMPLETION_VOIDED) == 3
-    # A retraction that arrives before its completion: the completion never counts, and is stored flagged.
+    # A retraction that arrives before its completion: the completion is stored (its audit record) and never counts.
     late = completed("emp-4", "DG-9")
     await f.deliver([retracted(late)])
     await f.deliver([late])
     assert (await f.row())["ready_learners"] == 1
-    assert [d["voided"] for d in f.repo.completions() if d["id"] == late.id] == [True]
+    assert [d["id"] for d in f.repo.completions() if d["id"] == late.id] == [late.id]
+    [state] = [d for d in f.repo.memory.docs(domain.STATES) if d["_id"] == late.document_id]
+    assert (state["stored"], state["voided"]) == (1, 1) and not domain.is_live(state)
     # A completion and its retraction in one batch cancel out.
     both = completed("emp-5", "DG-1")
     await f.deliver([both, retracted(both)])

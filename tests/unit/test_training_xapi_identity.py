@@ -12,6 +12,7 @@ import pytest
 from ledger_fakes import MemoryLedgerStore
 
 from services.common import b64url
+from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.contracts.training import TrainingCompletionVoided
 from services.training import domain, xapi
 from services.training.adapters import counting_ledger
@@ -139,8 +140,9 @@ def test_completion_voided_contract_stays_in_the_agency_namespace():
 
 
 def test_voided_completions_are_not_counted_and_a_retraction_takes_them_out():
-    c = {"fiscal_year": 2569, "agency": "dga", "competency": "mindset", "hours": 2.0, "passed": True,
-         "learner_hash": "h1"}
+    c = {"source": "/agencies/dga/t", "type": TRAINING_COURSE_COMPLETED,
+         "data": {"agency": "dga", "competency": "mindset", "hours": 2.0, "passed": True, "learner_ref": "h1",
+                  "completed_on": "2026-01-05"}}
     store = MemoryLedgerStore()
     ledger = counting_ledger(store, lambda: datetime(2026, 3, 1, tzinfo=UTC))
 
@@ -148,7 +150,8 @@ def test_voided_completions_are_not_counted_and_a_retraction_takes_them_out():
         return domain.rollup_figures({k: v for k, v in store.docs(domain.ROLLUPS)[0].items()})
 
     asyncio.run(ledger.write([domain.void_doc("early", "r-early", datetime(2026, 3, 1, tzinfo=UTC))], domain.VOIDS))
-    asyncio.run(ledger.write([{**c, "_id": "late"}, {**c, "_id": "early"}], domain.COMPLETIONS))
+    asyncio.run(ledger.write([{**c, "_id": "late", "id": "late"}, {**c, "_id": "early", "id": "early"}],
+                             domain.COMPLETIONS))
     assert figures() == {"completions": 1, "passed_completions": 1, "hours": 2.0, "passed_hours": 2.0,
                          "ready_learners": 1}  # voided before it arrived: stored, never counted
     asyncio.run(ledger.write([domain.void_doc("late", "r-late", datetime(2026, 3, 1, tzinfo=UTC))], domain.VOIDS))
