@@ -341,8 +341,8 @@ class EmailChannel:
             return DeliveryResult(Outcome.failed, None, "invalid e-mail address")
         password = s.notifier_smtp_password.get_secret_value() if s.notifier_smtp_password else None
         try:
-            _, reply = await aiosmtplib.send(
-                self.build(delivery), hostname=s.notifier_smtp_host, port=s.notifier_smtp_port,
+            _, reply = await aiosmtplib.send(  # the envelope names the address itself, never what To: parses to
+                self.build(delivery), recipients=[delivery.address], hostname=s.notifier_smtp_host, port=s.notifier_smtp_port,
                 start_tls=s.notifier_smtp_starttls, use_tls=s.notifier_smtp_tls, username=s.notifier_smtp_username,
                 password=password, timeout=s.notifier_smtp_timeout_seconds)
         except aiosmtplib.SMTPRecipientsRefused as exc:

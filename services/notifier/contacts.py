@@ -25,8 +25,13 @@ from services.notifier.domain import OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS, 
 ANY_WORKSTREAM = "*"
 WHICH = {OWNER_CONTACTS: "responsible", OWNER_ESCALATION_CONTACTS: "escalation"}
 
-_ADDRESS_PART = f"[^@<>\"',;{ANY_SPACE}]+"
-Email = Annotated[str, Field(min_length=3, max_length=254, pattern=f"^{_ADDRESS_PART}@{_ADDRESS_PART}\\.{_ADDRESS_PART}$")]
+# An address is what the mail is delivered to, exactly: a local part without RFC 5322's specials (a `:` would make
+# the header a group and `( )` a comment, so that `finance:someone@elsewhere.org` is shown as one address and
+# delivered to another) and a domain of letters, digits, hyphens and dots (Unicode letters too: Thai domains).
+_LOCAL_PART = f"[^@<>()\\[\\]\\\\:;,\"'{ANY_SPACE}\\x00-\\x1f\\x7f]+"
+_DOMAIN_PART = "(?:[-.0-9A-Za-z]|[^\\x00-\\x7f" + ANY_SPACE + "])+"
+EMAIL_PATTERN = f"^{_LOCAL_PART}@{_DOMAIN_PART}\\.{_DOMAIN_PART}$"
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
 LineId = Annotated[str, Field(pattern=r"^[UCR][0-9a-f]{32}$", description="LINE userId (U…), groupId (C…) or roomId (R…)")]
 
 

@@ -21,6 +21,7 @@ from services.notifier.channels import (
     check_webhook_signing,
     make_msgid_from_key,
 )
+from services.notifier.contacts import Contact
 from services.notifier.domain import Outcome, RoutingError, parse_routing, retry_key_uuid
 from services.notifier.main import load_routing
 from services.notifier.settings import NotifierSettings
@@ -315,3 +316,31 @@ def test_a_line_break_in_a_milestone_title_still_makes_a_sendable_email():
     parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
     assert parsed["Bcc"] is None and parsed["To"] == "pmo@opdc.go.th"
     assert "ระบบ Bcc: evil@x.test ตัวจดหมาย" in parsed["Subject"] and "\n" not in parsed["Subject"]
+
+
+async def test_email_goes_to_the_address_itself_never_to_what_its_to_header_parses_to(monkeypatch):
+    sent: list[dict] = []
+
+    async def fake_send(message, **kwargs):
+        sent.append(kwargs)
+        return {}, "250 OK"
+
+    monkeypatch.setattr("services.notifier.channels.aiosmtplib.send", fake_send)
+    result = await EmailChannel(settings()).send(delivery("pmo@opdc.go.th"))
+    assert result.outcome is Outcome.sent and sent[0]["recipients"] == ["pmo@opdc.go.th"]
+
+
+@pytest.mark.parametrize("address", ["owner@dga.go.th", "somchai.probe+x@example.co.th", "ผู้ใช้@ตัวอย่าง.ไทย",
+                                     "x_y-z@sub.dga.go.th"])
+def test_a_contact_address_is_an_address(address):
+    assert Contact(name="n", email=address).email == address
+
+
+@pytest.mark.parametrize("address", [
+    "javascript:alert(1)@example.com",  # a group "javascript:" holding alert@example.com
+    "finance:someone@elsewhere.org", "a(comment)@x.com", "a[b]@x.com", "a\\b@x.com", '"a"@b.co', "a;b@x.com",
+    "x@{{7*7}}.com", "x@%0d%0abcc.com", "x@b_c.com", "a@b", "a@@b.com", "a b@x.com",
+])
+def test_a_contact_address_that_a_mail_header_would_read_otherwise_is_refused(address):
+    with pytest.raises(ValueError):
+        Contact(name="n", email=address)
