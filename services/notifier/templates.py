@@ -10,7 +10,7 @@ from datetime import date, datetime
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -62,6 +62,22 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 def one_line(text: str) -> str:
     """Line breaks and other control characters as one space each run."""
     return _CONTROL.sub(" ", text)
+
+
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\u0085\u2028\u2029]")
+
+
+def web_link(value: Any) -> str | None:
+    """`value` if it is a web address a message may link to (http or https, with a host), else None: a link made
+    from what an alert says (Alertmanager's generatorURL) must not be `javascript:` or `data:` in a mail reader,
+    Slack or Teams."""
+    if not isinstance(value, str) or len(value) > 2000 or _CONTROL_OR_SPACE.search(value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    return value if parts.scheme.lower() in ("http", "https") and parts.hostname else None
 
 
 class Renderer:
@@ -139,7 +155,7 @@ class Renderer:
                    started_th=format_thai_datetime(started) if started else "-",
                    started_en=started.astimezone(BANGKOK).strftime("%d %b %Y %H:%M ICT") if started else "-",
                    labels=sorted((op.get("labels") or {}).items()),
-                   link=op.get("generatorURL") or op.get("externalURL") or self.dashboard_url)
+                   link=web_link(op.get("generatorURL")) or web_link(op.get("externalURL")) or self.dashboard_url)
         subject = f"{icon} {head_th}: {ctx['alertname']} · {head_en}"
         ctx["subject"] = subject
         facts = [("ระดับ / Severity", ctx["severity"]), ("สถานะ / Status", op.get("status", "firing"))]

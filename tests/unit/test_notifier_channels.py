@@ -306,6 +306,26 @@ def test_operational_message():
     assert "เริ่มเมื่อ 25 พ.ย. 2569 10:00 น." in message.text and "job=roadmap" in message.text
 
 
+@pytest.mark.parametrize("url", ["javascript:alert(document.domain)", "JavaScript:alert(1)", "data:text/html,<b>x",
+                                 "vbscript:x", "//evil.example/x", "http://", "https://a b.example/", "http:evil",
+                                 "https://x.example/\r\nBcc: y", 12])
+def test_an_alert_link_that_is_no_web_address_is_never_made_a_link(url):
+    doc = {"kind": "operational", "alert_type": "operational", "operational": {
+        "alertname": "X", "status": "firing", "generatorURL": url, "externalURL": "javascript:void(0)"}}
+    message = Renderer("https://dash.example").render(doc)
+    assert message.link == "https://dash.example"
+    assert "javascript:" not in message.html.lower() and "data:text" not in message.html
+
+
+def test_an_alert_link_that_is_a_web_address_is_kept():
+    doc = {"kind": "operational", "alert_type": "operational", "operational": {
+        "alertname": "X", "status": "firing", "generatorURL": "javascript:x",
+        "externalURL": "http://alertmanager.example:9093/#/alerts?x=1"}}
+    message = Renderer("https://dash.example").render(doc)
+    assert message.link == "http://alertmanager.example:9093/#/alerts?x=1"
+    assert 'href="http://alertmanager.example:9093/#/alerts?x=1"' in message.html
+
+
 def test_a_line_break_in_a_milestone_title_still_makes_a_sendable_email():
     # The title is the agency's text and the contract lets it hold line breaks; as a Subject they made the header
     # unwritable, so the delivery raised on every attempt and the owner was never told.
