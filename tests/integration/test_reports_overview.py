@@ -261,3 +261,58 @@ async def test_a_citizen_fills_the_survey_page_in_a_browser_under_its_content_se
         assert stored["data"]["comment"] == "ช่วยโทรกลับ [REDACTED:PHONE] ค่ะ"
     finally:
         await client.close()
+
+
+async def test_a_survey_form_is_sent_once_while_its_answer_is_pending_and_a_missing_answer_is_named(stack):
+    """A citizen on a slow connection presses again, or changes an answer, while the form is being sent: the
+    answers and the button are locked until the service answered, so one filled form is one response. Pressing
+    submit with questions unanswered names them (Thai, then English), marks them invalid and moves focus there."""
+    from playwright.async_api import async_playwright
+    from pymongo import AsyncMongoClient
+
+    base = f"http://127.0.0.1:{stack['ports']['feedback']}"
+    posts: list[str] = []
+    release = asyncio.Event()
+
+    async def slow(route):
+        posts.append(route.request.headers.get("idempotency-key", ""))
+        await release.wait()
+        await route.continue_()
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 390, "height": 844})
+            await page.goto(f"{base}/survey/dga?key={stack['survey_keys']['dga']}")
+            await page.click("button[type=submit]")
+            text = await page.inner_text("#status")
+            assert text.startswith("กรุณาตอบให้ครบทุกข้อ: บริการที่ได้รับ, ช่องทางที่ใช้บริการ"), text
+            assert "Please answer every question: Service received, Channel used" in text
+            assert await page.locator("#service_name:focus").count() == 1
+            assert await page.get_attribute('input[name="channel"] >> nth=0', "aria-invalid") == "true"
+
+            await page.route("**/v1/responses", slow)
+            await page.fill("#service_name", "ส่งครั้งเดียว (slow)")
+            for name, value in (("channel", "walk_in"), ("age_group", "25_34"), ("satisfaction", "2"),
+                                ("tech_difficulty", "none"), ("aware_of_digital_channels", "true")):
+                await page.click(f'label.choice:has(input[name="{name}"][value="{value}"])')
+            await page.click("button[type=submit]")
+            await page.locator('form[aria-busy="true"]').wait_for(timeout=10_000)
+            assert await page.locator("button[type=submit]").is_disabled()
+            assert await page.locator('input[name="satisfaction"][value="5"]').is_disabled()  # answers locked
+            await page.evaluate("document.getElementById('survey').requestSubmit()")  # a second press, by any means
+            release.set()
+            await page.locator("#status.ok, #status.err").wait_for(timeout=20_000)
+            assert "ขอบคุณ" in await page.inner_text("#status")
+            assert not await page.locator("button[type=submit]").is_disabled()
+            assert await page.locator("[aria-invalid]").count() == 0
+        finally:
+            await browser.close()
+    assert len(posts) == 1, posts
+    client = AsyncMongoClient(stack["env"]["NEWNORMAL_MONGO_URI"])
+    try:
+        events = client[stack["env"]["NEWNORMAL_MONGO_DB"]].events
+        await poll(lambda: events.find_one({"data.service_name": "ส่งครั้งเดียว (slow)"}), 30, what="the response stored")
+        assert await events.count_documents({"data.service_name": "ส่งครั้งเดียว (slow)"}) == 1
+    finally:
+        await client.close()
