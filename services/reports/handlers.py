@@ -98,8 +98,7 @@ class ReportsService:
             today=today, quarter=q, agency=agency, summary=summary, milestones=milestones, roadmap=figures,
             moved=moved_items, acknowledgements=acknowledgements, details=details,
             readiness=readiness, readiness_previous_year=readiness_prev, laggards=laggards,
-            elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, now) if quarter is None else
-            fiscal_year_elapsed_ratio(q.fiscal_year, _end_instant(q, today)),
+            elapsed_ratio=fiscal_year_elapsed_ratio(q.fiscal_year, _as_of(q, today, now)),
             experience=experience, gaps=gaps, unavailable=tuple(sorted(failed)))
 
     async def _moved(self, agency: str | None) -> list[dict[str, Any]]:
@@ -138,5 +137,8 @@ async def _none() -> None:
     return None
 
 
-def _end_instant(q: domain.Quarter, today: date) -> datetime:
-    return end_of_bangkok_day(min(today, q.end))
+def _as_of(q: domain.Quarter, today: date, now: datetime) -> datetime:
+    """The instant a quarter's pace is judged at: the end of its last day once it is over, else now, when the
+    days before today count (as on the overview page and in the training service's laggards, which the same
+    report prints): one figure for one moment."""
+    return now if today <= q.end else end_of_bangkok_day(q.end)

@@ -465,3 +465,18 @@ async def test_the_acknowledgement_section_holds_the_notifiers_figures_in_every_
     assert away.acknowledgements is None and "notifier" in away.unavailable
     assert quarterly.tables(away)["acknowledgements"].rows == ()
     assert "ยังไม่มีรายงาน" in render(away, "html").decode()
+
+
+async def test_the_pace_of_a_running_quarter_is_the_overview_pages_and_a_past_one_is_judged_at_its_end():
+    """One figure for one moment: the running quarter's report, the overview page and the training service's
+    laggards count the Bangkok days before today; a quarter that is over is judged at the end of its last day."""
+    from services.contracts.thai_calendar import end_of_bangkok_day, fiscal_year_elapsed_ratio
+
+    settings = ReportsSettings(reports_api_key=KEY)
+    service = ReportsService(ReadApis(settings, transport=fake_apis(frozenset(), None)), settings, clock=lambda: NOW)
+    page = await service.inputs(None)
+    running = await service.inputs(None, quarter=domain.quarter_of(date(2026, 4, 3)), document=True)
+    past = await service.inputs(None, quarter=domain.Quarter(2569, 2), document=True)
+    assert page.elapsed_ratio == running.elapsed_ratio == fiscal_year_elapsed_ratio(2569, NOW)
+    assert past.elapsed_ratio == fiscal_year_elapsed_ratio(2569, end_of_bangkok_day(date(2026, 3, 31)))
+    assert past.elapsed_ratio < running.elapsed_ratio
