@@ -30,6 +30,8 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import bson
+
 from services.common.clock import to_millisecond
 from services.contracts import events
 from services.contracts.agencies import PROGRAMME_OFFICE
@@ -89,6 +91,59 @@ def make_fact(*, type_: str, source: str, event_id: str, agency: str, time: date
     # carried one, and the ownership rule reads it as it was read then (`fact_authority`).
     fact["authority"] = authority or None
     return fact
+
+
+# A milestone is one document holding its facts, rewritten whole whenever one is added: bounded, so that one
+# milestone's reports can neither outgrow what the database stores in a document (16 MiB) nor make every batch that
+# touches it rewrite megabytes (1,500 progress notes of 2,000 Thai characters stalled every agency's roadmap for
+# minutes, then froze the milestone). Progress reports are the one kind a sender repeats without end: they get a
+# share of their own, so that a milestone full of them can still be completed, moved or cancelled.
+FACTS_MAX_BYTES = 4 * 1024 * 1024
+PROGRESS_MAX_BYTES = 1024 * 1024
+MILESTONE_FULL = "milestone_full"
+
+
+def fact_size(fact: Mapping[str, Any]) -> int:
+    return len(bson.encode(fact))
+
+
+@dataclass
+class FactBytes:
+    """What a milestone's facts take, in BSON bytes: all of them, and its progress reports. Kept on the milestone
+    (`fact_bytes`), so that a batch need not measure the facts it already holds."""
+
+    total: int = 0
+    progress: int = 0
+
+    @classmethod
+    def of(cls, facts: Iterable[Mapping[str, Any]]) -> FactBytes:
+        out = cls()
+        for fact in facts:
+            out.add(fact, fact_size(fact))
+        return out
+
+    @classmethod
+    def stored(cls, doc: Mapping[str, Any] | None) -> FactBytes | None:
+        held = doc.get("fact_bytes") if doc else None
+        return cls(int(held["total"]), int(held["progress"])) if isinstance(held, Mapping) else None
+
+    def refusal(self, milestone_id: str, fact: Mapping[str, Any], size: int) -> str | None:
+        """Why `fact` (of `size` bytes) may not join the milestone's facts, or None."""
+        if fact["kind"] == "progressed" and self.progress + size > PROGRESS_MAX_BYTES:
+            return (f"milestone {milestone_id!r} holds {PROGRESS_MAX_BYTES // 1024} KiB of progress reports, as much "
+                    "as one milestone keeps: report its progress less often or with shorter notes")
+        if self.total + size > FACTS_MAX_BYTES:
+            return (f"milestone {milestone_id!r} holds {FACTS_MAX_BYTES // (1024 * 1024)} MiB of reports, as much as "
+                    "one milestone keeps")
+        return None
+
+    def add(self, fact: Mapping[str, Any], size: int) -> None:
+        self.total += size
+        if fact["kind"] == "progressed":
+            self.progress += size
+
+    def as_field(self) -> dict[str, int]:
+        return {"total": self.total, "progress": self.progress}
 
 
 def _utc(value: datetime | str) -> datetime:

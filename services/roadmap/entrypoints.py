@@ -22,7 +22,7 @@ from services.roadmap.domain import Status
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.overview import overview as overview_figures
 
-_HIDDEN = ("_id", "facts", "rev", "version")  # storage internals ("version": records written before `rev`)
+_HIDDEN = ("_id", "facts", "fact_bytes", "rev", "version")  # storage internals ("version": before `rev`)
 
 
 def present(doc: dict[str, Any], *, full: bool = True) -> dict[str, Any]:

@@ -123,15 +123,18 @@ class RoadmapService:
                dep_status: Mapping[str, Mapping[str, Any]], cycles: Mapping[tuple[str, str], list[str]] | None = None,
                ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
-        refused, applied = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles)
+        sizes = domain.FactBytes.stored(doc) or domain.FactBytes.of(facts)
+        refused, applied = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles, sizes)
         if not applied:
             return None, refused, applied
-        return self._derive(mid, facts, doc, now, dep_status), refused, applied
+        return self._derive(mid, facts, doc, now, dep_status, sizes), refused, applied
 
     def _admit(self, mid: str, facts: list[dict[str, Any]], owner: str | None, events: Sequence[Event],
-               cycles: Mapping[tuple[str, str], list[str]] | None) -> tuple[list[Rejected], list[Event]]:
-        """Add to `facts` the events the rules let in, judged against `owner` (and the plans among them); a duplicate
-        changes nothing. Returns the refused ones and the applied ones."""
+               cycles: Mapping[tuple[str, str], list[str]] | None,
+               sizes: domain.FactBytes) -> tuple[list[Rejected], list[Event]]:
+        """Add to `facts` the events the rules let in, judged against `owner` (and the plans among them) and what
+        the facts take already (`sizes`, kept up to date); a duplicate changes nothing. Returns the refused ones and
+        the applied ones."""
         known = {f["key"] for f in facts}
         refused: list[Rejected] = []
         applied: list[Event] = []
@@ -144,9 +147,15 @@ class RoadmapService:
             if error is not None:
                 refused.append(Rejected(event, error))
                 continue
-            facts.append(domain.make_fact(type_=event.type, source=event.source, event_id=event.id,
-                                          agency=event.agency, time=event.time, data=event.data_dict(),
-                                          authority=event.extensions.get(AUTHORITY)))
+            fact = domain.make_fact(type_=event.type, source=event.source, event_id=event.id, agency=event.agency,
+                                    time=event.time, data=event.data_dict(), authority=event.extensions.get(AUTHORITY))
+            size = domain.fact_size(fact)
+            if (full := sizes.refusal(mid, fact, size)) is not None:
+                refused.append(Rejected(event, EventError(domain.MILESTONE_FULL, full, event_id=event.id,
+                                                          source=event.source)))
+                continue
+            sizes.add(fact, size)
+            facts.append(fact)
             if event.type == MILESTONE_PLANNED:
                 owner = domain.owner_of(f for f in facts if f["kind"] == "planned")[0]
             known.add(key)
@@ -172,7 +181,9 @@ class RoadmapService:
         return None
 
     def _derive(self, mid: str, facts: list[dict[str, Any]], doc: Mapping[str, Any] | None, now: datetime,
-                dep_status: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+                dep_status: Mapping[str, Mapping[str, Any]], sizes: domain.FactBytes | None = None) -> dict[str, Any]:
+        """The milestone document from its facts; `sizes`: what they take (by default the stored figure when the
+        facts are the stored ones, else measured)."""
         # A dependency's risk that only comes back round a cycle through `mid` does not count (dependencies.py).
         projected = domain.project(mid, facts, now, dependencies.as_seen_from(mid, dep_status))
         by_dependency = dependencies.DEPENDENCY_REASON in projected["status_reasons"]
@@ -183,7 +194,8 @@ class RoadmapService:
         # the facts have settled, so a burst arriving in any order raises what the whole burst calls for.
         same_facts = doc is not None and len(doc.get("facts", [])) == len(facts)
         facts_at = doc.get("facts_at") if same_facts else now
-        return {"_id": mid, "facts": facts, **projected,
+        sizes = sizes or (domain.FactBytes.stored(doc) if same_facts else None) or domain.FactBytes.of(facts)
+        return {"_id": mid, "facts": facts, **projected, "fact_bytes": sizes.as_field(),
                 "status_since": status_since, "facts_at": facts_at, "updated_at": now,
                 "created_at": doc.get("created_at", now) if doc else now}
 
@@ -255,26 +267,27 @@ class RoadmapService:
         now = self.clock()
         docs: dict[str, dict[str, Any]] = {}
         facts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        sizes: dict[str, domain.FactBytes] = defaultdict(domain.FactBytes)
         owners: dict[str, str | None] = {}
         underived: set[str] = set()
         for event in events:
             mid = event.data.milestone_id
             cycles = await self._cycles([event], replayed_edges)
-            _refused, applied = self._admit(mid, facts[mid], owners.get(mid), [event], cycles)
+            _refused, applied = self._admit(mid, facts[mid], owners.get(mid), [event], cycles, sizes[mid])
             if not applied:
                 continue
             # Only a plan or a retraction changes whose the milestone is and what it depends on, which the next
             # events are judged by: derived at once. A report's fact is derived with the rest at the end (with `now`
             # fixed, deriving once from the final facts gives what deriving after each event would).
             if event.type in (MILESTONE_PLANNED, FACT_RETRACTED):
-                docs[mid] = self._derive(mid, list(facts[mid]), None, now, {})
+                docs[mid] = self._derive(mid, list(facts[mid]), None, now, {}, sizes[mid])
                 owners[mid] = docs[mid].get("owner_agency")
                 graph[mid] = list(docs[mid].get("depends_on", []))
                 underived.discard(mid)
             else:
                 underived.add(mid)
         for mid in underived:
-            docs[mid] = self._derive(mid, list(facts[mid]), None, now, {})
+            docs[mid] = self._derive(mid, list(facts[mid]), None, now, {}, sizes[mid])
         for _level in range(len(docs) + 1):  # a dependency's state flows on, one level per round (acyclic: enough)
             states = {mid: {k: d[k] for k in ("status", "status_reasons", "risk_roots") if k in d}
                       for mid, d in docs.items()}

@@ -132,7 +132,7 @@ _EVENTS = [
     ev("progressed", {"milestone_id": "P", "percent_complete": 80, "as_of": "2026-02-20T00:00:00+07:00"},
        agency="dopa", id="foreign"),
 ]
-_VOLATILE = ("rev", "updated_at", "status_since", "created_at", "facts")
+_VOLATILE = ("rev", "updated_at", "status_since", "created_at", "facts", "fact_bytes")  # the facts kept, and their size
 
 
 @hyp_settings(max_examples=60, deadline=None)
@@ -182,3 +182,25 @@ async def test_ownership_is_one_rule_refused_live_and_ignored_when_the_plan_come
               agency="dopa", id="late")
     [refused] = await svc.handle(Batch([late]))
     assert refused.error.reason == domain.NOT_OWNER == "agency_not_owner"
+
+
+async def test_a_milestone_keeps_a_bounded_share_of_progress_reports_and_can_still_be_completed(world, monkeypatch):
+    """One milestone's reports are bounded: progress reports past their share are refused `milestone_full` alone
+    (the others of the batch and other milestones go on), and the milestone can still be completed; the size it
+    holds is kept with it and equals a fresh measure of its facts, and a rebuild refuses the same reports."""
+    repo, _pub, _clock, svc, _ = world
+    monkeypatch.setattr(domain, "PROGRESS_MAX_BYTES", 20_000)
+    note = "ความคืบหน้า " * 150  # about 5 KB of BSON per report
+    reports = [ev("progressed", {"milestone_id": "BIG", "percent_complete": i, "as_of": NOW.isoformat(), "note": note},
+                  id=f"p-{i}") for i in range(1, 9)]
+    refused = await svc.handle(Batch([plan("BIG", date(2026, 6, 30)), *reports[:5], plan("OTHER", date(2026, 7, 1))]))
+    assert [r.event.id for r in refused] == ["p-4", "p-5"] and {r.error.reason for r in refused} == {"milestone_full"}
+    assert "OTHER" in repo.docs and repo.docs["BIG"]["percent_complete"] == 3
+    refused = await svc.handle(Batch(reports[5:]))
+    assert [r.event.id for r in refused] == ["p-6", "p-7", "p-8"]
+    done = ev("completed", {"milestone_id": "BIG", "completed_on": "2026-03-01"})
+    assert await svc.handle(Batch([done])) == []
+    big = repo.docs["BIG"]
+    assert big["status"] == "completed" and big["event_count"] == 5
+    assert big["fact_bytes"] == domain.FactBytes.of(big["facts"]).as_field()
+    assert big["fact_bytes"]["progress"] <= 20_000

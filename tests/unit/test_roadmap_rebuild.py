@@ -174,3 +174,20 @@ async def test_a_retraction_that_restores_an_earlier_plan_judges_its_dependencie
     live = figures(repo)
     await svc.rebuild(cascade=False)
     assert figures(repo) == live
+
+
+async def test_a_rebuild_refuses_the_progress_reports_the_live_path_refused_past_a_milestones_share(monkeypatch):
+    from services.roadmap import domain
+
+    monkeypatch.setattr(domain, "PROGRESS_MAX_BYTES", 20_000)
+    repo, pub = FakeRepo(), FakePublisher()
+    svc = service(repo, pub, Clock(NOW))
+    note = "ความคืบหน้า " * 150
+    reports = [ev("progressed", {"milestone_id": "BIG", "percent_complete": i, "as_of": NOW.isoformat(), "note": note},
+                  id=f"p-{i}") for i in range(1, 7)]
+    for batch in ([plan("BIG", date(2026, 6, 30)), *reports[:4]], reports[4:]):
+        await svc.handle(Batch(audited(repo, batch)))
+    clean = figures(repo)
+    assert clean["BIG"]["event_count"] == 4 and clean["BIG"]["fact_bytes"]["progress"] <= 20_000
+    assert await svc.rebuild() == {"events": 7, "milestones": 1}
+    assert figures(repo) == clean

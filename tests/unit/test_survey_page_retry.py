@@ -28,6 +28,7 @@ const form = {
   },
   addEventListener(kind, fn) { onSubmit = fn; },
   reset() {},
+  setAttribute() {}, elements: [], querySelectorAll() { return []; },  // the lock while sending, and marks
 };
 const status = {className: "", textContent: ""};
 const store = new Map();
