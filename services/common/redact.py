@@ -40,6 +40,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 NATIONAL_ID = "NATIONAL_ID"
 PHONE = "PHONE"
@@ -399,6 +400,25 @@ def redact_to_limit(text: str, limit: int) -> Redaction:
         cut = opening
     kept = result.text[:cut] + TRUNCATION_MARK
     return Redaction(kept, count_placeholders(kept))
+
+
+def text_limits(model: type, names: Iterable[str]) -> dict[str, int]:
+    """{field: its max_length} for the free-text fields `names` of a pydantic model (the contract's own limits)."""
+    return {name: next(m.max_length for m in model.model_fields[name].metadata if hasattr(m, "max_length"))
+            for name in names}
+
+
+def redacted_fields(data: Any, limits: Mapping[str, int]) -> dict[str, str]:
+    """The fields of `data` named in `limits` that hold personal data, redacted and cut to their limit when
+    redaction made them longer: {field: new text}, empty when none did (most texts)."""
+    update = {}
+    for name, limit in limits.items():
+        value = getattr(data, name, None)
+        if value:
+            redacted = redact_to_limit(value, limit)
+            if redacted.text != value:
+                update[name] = redacted.text
+    return update
 
 
 def count_placeholders(text: str | None) -> dict[str, int]:

@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from services.common.counters import Delta
-from services.common.redact import BIRTH_KEYS, scrub_payload
+from services.common.redact import BIRTH_KEYS, redacted_fields, scrub_payload, text_limits
 from services.contracts import problems
 from services.contracts.common_types import AgeGroup, Channel
 from services.contracts.envelope import Event, EventError
 from services.contracts.feedback import FeedbackResponseSubmitted
 from services.contracts.thai_calendar import BANGKOK, bangkok_day, year_as_gregorian
-from services.feedback.redact import count_placeholders, redact_to_limit
+from services.feedback.redact import count_placeholders
 
 SATISFIED_MIN = 4  # "satisfied" = 4 or 5 on the 5-point scale (OMB A-11 / Thai agency reports)
 # Optional 1-5 items reported beside satisfaction (the same scale; "agree" = 4 or 5). Each is counted
@@ -73,12 +73,8 @@ def cohort_of(age_group: AgeGroup | str) -> str:
 
 
 # --- intake -----------------------------------------------------------------------------------
-def _max_length(name: str) -> int:
-    return next(m.max_length for m in FeedbackResponseSubmitted.model_fields[name].metadata if hasattr(m, "max_length"))
-
-
 # Every field a citizen types freely, with its stored limit (the contract's max_length).
-FREE_TEXT_LIMITS = {name: _max_length(name) for name in ("comment", "service_name")}
+FREE_TEXT_LIMITS = text_limits(FeedbackResponseSubmitted, ("comment", "service_name"))
 
 
 def redaction_counts(data: Any) -> dict[str, int]:
@@ -119,12 +115,7 @@ def prepare(event: Event) -> Event:
         except (ValueError, OverflowError):
             raise invalid("birth_year gives an age outside 0-120") from None
         update["birth_year"] = None
-    for name, limit in FREE_TEXT_LIMITS.items():
-        value = getattr(data, name)
-        if value:
-            redacted = redact_to_limit(value, limit)
-            if redacted.text != value:
-                update[name] = redacted.text
+    update |= redacted_fields(data, FREE_TEXT_LIMITS)
     if not update:
         return event
     if update.keys() <= {"age_group", "birth_year"}:

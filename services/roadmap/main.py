@@ -14,6 +14,7 @@ from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.entrypoints import build_router
 from services.roadmap.handlers import RoadmapService
 from services.roadmap.metrics import RoadmapCollector, RoadmapMetrics
+from services.roadmap.privacy import prepare
 from services.roadmap.settings import RoadmapSettings
 
 
@@ -26,8 +27,9 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
     service = RoadmapService(repo, runtime.publisher, metrics, settings, clock or utc_now)
 
     # Agencies' events and the notifier's acknowledgements (derived: never accepted from an agency at the edge).
+    # prepare() redacts personal data in free text before anything is stored (Kafka) or published (HTTP).
     runtime.add_consumer(topic=ROADMAP_EVENTS, group="roadmap", handler=service.handle,
-                         allowed_types=ROADMAP_CONSUMED_TYPES)
+                         allowed_types=ROADMAP_CONSUMED_TYPES, prepare=prepare)
     runtime.add_collector(RoadmapCollector(repo.read_stats, settings.metrics_cache_seconds))
 
     async def start(rt: Runtime) -> None:
@@ -42,7 +44,7 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
     runtime.on_startup(start)
     app = create_service_app(runtime, title="Roadmap service · บริการติดตามแผนงาน",
                              description="Programme milestones, delivery status, at-risk and missed-milestone alerts.")
-    mount_event_intake(app, runtime, ROADMAP_INPUT_TYPES)
+    mount_event_intake(app, runtime, ROADMAP_INPUT_TYPES, prepare)
     app.include_router(build_router(service, runtime))
     app.state.roadmap = service
     return app

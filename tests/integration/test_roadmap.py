@@ -178,3 +178,45 @@ def app_b_metrics(app) -> str:
 async def _of_type(bootstrap: str, type_: str, milestone: str | None = None) -> list[dict]:
     return [a for a in await alerts_on_topic(bootstrap)
             if a["type"] == type_ and (milestone is None or a["data"]["milestone_id"] == milestone)]
+
+
+async def test_personal_data_an_agency_writes_into_a_milestone_is_redacted_over_http_and_kafka(settings_for, kafka_bootstrap):
+    """A phone number, a national ID and an e-mail address typed into a milestone's title or a reschedule reason
+    (over HTTP, or produced straight to Kafka) are never stored, shown or published in clear."""
+    from support import produce_events
+
+    settings = settings_for(RoadmapSettings)
+    dga_key = await make_key(settings, "dga")
+    db = db_of(settings)
+    pii = "โทร 081-234-5678 บัตร 1-1037-02071-92-7 somchai.probe@example.co.th"
+    secrets = ("081-234-5678", "1-1037-02071-92-7", "somchai.probe@example.co.th")
+    app = create_app(settings)
+    try:
+        async with running(app) as http:
+            http_plan = cloudevent("roadmap.milestone.planned", {
+                "milestone_id": "M-PII-H", "title_th": f"หมุดหมาย {pii}", "workstream": "technology_access",
+                "owner_agency": "dga", "due_date": "2026-12-31"}, agency="dga", id="plan-pii-h")
+            r = await http.post("/v1/events", content=json.dumps([http_plan]),
+                                headers={"X-API-Key": dga_key, "Content-Type": BATCH})
+            assert r.status_code == 202 and not r.json()["rejected"], r.text
+            await produce_events(settings.kafka_bootstrap_servers, topics.ROADMAP_EVENTS, [
+                cloudevent("roadmap.milestone.planned", {
+                    "milestone_id": "M-PII-K", "title_th": "หมุดหมาย K", "workstream": "technology_access",
+                    "owner_agency": "dga", "due_date": "2026-12-31"}, agency="dga", id="plan-pii-k"),
+                cloudevent("roadmap.milestone.rescheduled", {"milestone_id": "M-PII-K", "new_due_date": "2027-01-31",
+                                                             "reason": pii}, agency="dga", id="move-pii-k")])
+
+            async def both():
+                docs = [d async for d in db.milestones.find({"_id": {"$in": ["M-PII-H", "M-PII-K"]}})]
+                return docs if len(docs) == 2 and all(d.get("due_date") for d in docs) \
+                    and any(d["due_date"] == "2027-01-31" for d in docs) else None
+
+            docs = await poll(both, 30, what="both milestones stored")
+            audit = [d async for d in db.events.find({"id": {"$in": ["plan-pii-h", "move-pii-k"]}})]
+            shown = [(await http.get(f"/v1/milestones/{m}", headers={"X-API-Key": dga_key})).text
+                     for m in ("M-PII-H", "M-PII-K")]
+            for text in [str(docs), str(audit), *shown]:
+                assert not any(s in text for s in secrets), text[:500]
+            assert "[REDACTED:PHONE]" in shown[0] and "[REDACTED:NATIONAL_ID]" in shown[1]
+    finally:
+        await db.client.close()
