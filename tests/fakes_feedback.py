@@ -16,7 +16,7 @@ from fail_on_demand import FailOnDemand
 from ledger_fakes import CrashingStore, MemoryLedgerStore
 
 from services.common.clock import Clock
-from services.contracts.envelope import CONTENT_HASH_FIELD, Event
+from services.contracts.envelope import Event
 from services.feedback import domain
 from services.feedback.adapters import DAILY, JOURNAL, RESPONSES, TOTALS, counting_ledger
 
@@ -37,11 +37,6 @@ class MemoryFeedbackRepository(FailOnDemand):
         documents = documents if documents is not None else [domain.response_document(e) for e in events]
         new = await self.ledger.write([{**d, "stored_at": now} for d in documents])
         return {(d["source"], d["id"]) for d in new}
-
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
-        self._call("content_conflicts")
-        stored = {(d["source"], d["id"]): d for d in self.memory.docs(RESPONSES)}
-        return [e for e in events if e.key in stored and stored[e.key][CONTENT_HASH_FIELD] != e.content_hash()]
 
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]:
         # As the MongoDB repository reads them once the month rollups are kept: whole months, then the edge days.

@@ -17,7 +17,7 @@ from fail_on_demand import FailOnDemand
 from ledger_fakes import CrashingStore, MemoryLedgerStore
 
 from services.common.clock import Clock
-from services.contracts.envelope import CONTENT_HASH_FIELD, Event, make_event
+from services.contracts.envelope import Event, make_event
 from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.contracts.training import TrainingCourseCompleted
 from services.training import domain, xapi
@@ -47,12 +47,6 @@ class MemoryTrainingRepository(FailOnDemand):
     async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
         self._call("add_completions")
         return {(d["source"], d["id"]) for d in await self.ledger.write(records, domain.COMPLETIONS)}
-
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
-        self._call("content_conflicts")
-        stored = await self.memory.read(domain.COMPLETIONS, [e.document_id for e in events])
-        return [e for e in events if e.document_id in stored
-                and stored[e.document_id][CONTENT_HASH_FIELD] != e.content_hash()]
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
         self._call("void_completions")

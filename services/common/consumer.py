@@ -199,8 +199,9 @@ class EventConsumer:
     ):
         """`handler_audits`: the event types whose audit record the handler writes, as the record of its own write
         path (one write per event rather than two): it must store each such event's `to_document()` (more fields
-        allowed) idempotently, add the keys it stored first to `Batch.new_keys`, and refuse (`id_conflict`) one
-        stored before with other content. The consumer writes the other events' records before the handler runs.
+        allowed) in `events`, idempotently, and add the keys it stored first to `Batch.new_keys`. The consumer
+        refuses (`id_conflict`) the others stored before with other content, after the handler returns, and writes
+        the other types' records before the handler runs.
         `dead_letter_scrub` rewrites the value, key and headers of every dead letter before it leaves (personal
         data): by default `redact.scrub_payload`, so that no topic's dead letters carry what a client wrote in clear."""
         self.topic = topic
@@ -448,10 +449,19 @@ class EventConsumer:
             if not kept:
                 return unstorable
             # `fresh` itself: the handler adds the keys of the records it wrote first
-            return unstorable + list(await self._handle(Batch(kept, fresh)) or [])
+            handled = list(await self._handle(Batch(kept, fresh)) or [])
+            return unstorable + handled + await self._conflicts_of_handler_audits(kept, fresh, handled)
 
         return await retry_transient(write, what=f"store {self.topic}", stop=self.stopping,
                                      on_retry=lambda: self.metrics.store_retries.labels(self.topic).inc())
+
+    async def _conflicts_of_handler_audits(self, events: Sequence[Event], fresh: set[tuple[str, str]],
+                                           handled: Sequence[Rejected]) -> list[Rejected]:
+        """The `handler_audits` events the handler stored before this batch (not in `fresh`) with other content:
+        refused `id_conflict`, the first stands. The handler only stores them idempotently and reports new keys."""
+        refused = {r.event.key for r in handled}
+        again = [e for e in events if e.type in self.handler_audits and e.key not in fresh and e.key not in refused]
+        return [Rejected(e, id_conflict(e)) for e in await content_conflicts(self.db.events, again)]
 
     async def _handle(self, batch: Batch) -> Sequence[Rejected]:
         try:
@@ -541,9 +551,9 @@ class EventConsumer:
             value, withheld = b"", True
         # Binary mode carries attributes in headers (ce_subject, extensions), and a key is the producer's text too:
         # they are scrubbed like the value.
-        headers = [(name, self._scrub_header(raw)) for name, raw in headers]
+        headers = [(name, self._scrub_part(raw)) for name, raw in headers]
         if key is not None:
-            key = self._scrub_header(key)
+            key = self._scrub_part(key)
         headers += [
             ("dlq-reason", err.reason.encode()),
             ("dlq-detail", safe_detail(err.detail).encode()),
@@ -558,7 +568,7 @@ class EventConsumer:
             headers.append(("dlq-payload", b"withheld"))
         return RawRecord(value, key, headers + extra)
 
-    def _scrub_header(self, raw: bytes | None) -> bytes:
+    def _scrub_part(self, raw: bytes | None) -> bytes:
         try:
             value = self.dead_letter_scrub(bytes((raw or b"")[:MAX_EVENT_BYTES]))
             return value if isinstance(value, bytes) else b""

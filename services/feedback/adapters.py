@@ -20,7 +20,6 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock, utc_now
-from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.contracts.envelope import Event, legacy_document_id
@@ -44,7 +43,6 @@ class ResponseStore(Protocol):
     async def store(self, events: Sequence[Event],
                     documents: Sequence[dict[str, Any]] | None = None) -> set[tuple[str, str]]: ...
 
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]: ...
 
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]: ...
 
@@ -107,10 +105,6 @@ class FeedbackRepository:
         documents = documents if documents is not None else [domain.response_document(e) for e in events]
         new = await self.ledger.write([{**d, "stored_at": now} for d in documents])
         return {(d["source"], d["id"]) for d in new}
-
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
-        """Of `events` stored before (by their (source, id)), those stored with other content."""
-        return await content_conflicts(self.responses, events)
 
     async def sweep(self, grace_seconds: float) -> int:
         """Finish batches whose writer died between journal and close; returns how many were finished."""

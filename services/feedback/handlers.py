@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from services.common import idempotency as idempotency_keys
 from services.common.auth import Principal
-from services.common.consumer import Batch, Rejected, id_conflict
+from services.common.consumer import Batch, Rejected
 from services.common.http_ingest import Ingestor, problem
 from services.common.idempotency import IdempotencyStore
 from services.common.mongo import TRANSIENT_ERRORS
@@ -42,17 +42,15 @@ class FeedbackService:
     # --- write path --------------------------------------------------------------------------------
     async def handle_batch(self, batch: Batch) -> list[Rejected]:
         """Consumer handler: events arrive prepared (redacted, age group set). The consumer runs with
-        `handler_audits`: the stored response is the audit record, and its keys are reported back. A response
-        whose (source, id) was stored before with other content is refused `id_conflict` (the first stands:
-        only newly stored responses reach the rollups)."""
+        `handler_audits`: the stored response is the audit record, and its keys stored first are reported back
+        (only those reach the rollups). The consumer refuses a re-sent response with other content (`id_conflict`)."""
         documents = [domain.response_document(e) for e in batch.events]  # redactions counted once, here
         stored = await self.repo.store(batch.events, documents)
         batch.new_keys.update(stored)
-        conflicting = await self.repo.content_conflicts([e for e in batch.events if e.key not in stored])
         redactions = sum(sum(d["redactions"].values()) for d in documents)
         # Counts only: comments never reach the logs.
         log.info("feedback batch stored", extra={"events": len(batch.events), "new": len(stored), "redactions": redactions})
-        return [Rejected(e, id_conflict(e)) for e in conflicting]
+        return []
 
     @staticmethod
     def survey_event(body: dict[str, Any], agency: str, time: datetime | None = None, id: str | None = None) -> Event:

@@ -30,11 +30,9 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.clock import Clock
-from services.common.consumer import content_conflicts
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
 from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
-from services.contracts.envelope import Event
 from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training import domain, xapi
 
@@ -50,7 +48,6 @@ class ReadinessStore(Protocol):
 
     async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]: ...
 
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]: ...
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int: ...
 
@@ -171,10 +168,6 @@ class TrainingRepository:
         the (source, id) keys stored for the first time."""
         new = await self.ledger.write(records, domain.COMPLETIONS)
         return {(d["source"], d["id"]) for d in new}
-
-    async def content_conflicts(self, events: Sequence[Event]) -> list[Event]:
-        """Of `events` stored before (by their (source, id)), those stored with other content."""
-        return await content_conflicts(self.events, events)
 
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int:
         """Treat the completions `refs` [(completion _id, retraction key)] as never sent, exactly once, whether they

@@ -15,7 +15,7 @@ from services.common.auth import Principal
 from services.common.consumer import Batch, Rejected
 from services.common.kafka import EventPublisher
 from services.contracts.dates import DateWindow, check_event_dates
-from services.contracts.envelope import Event, EventError, id_conflict, make_event
+from services.contracts.envelope import Event, EventError, make_event
 from services.contracts.events import TRAINING_COMPLETION_VOIDED, TRAINING_COURSE_COMPLETED, TRAINING_TARGET_SET
 from services.contracts.thai_calendar import fiscal_year_elapsed_ratio, fiscal_year_of
 from services.contracts.training import TrainingCompletionVoided, TrainingCourseCompleted, TrainingTargetSet
@@ -56,8 +56,8 @@ class TrainingService:
         """Apply a batch of training events (already pseudonymised by `Pseudonymiser`). Idempotent.
 
         The consumer leaves the audit records of completions to this handler (`COMPLETION_AUDITED_HERE`): a
-        completion's record is its audit record, one write. One stored before with other content is refused
-        `id_conflict` (the first stands, and only records stored new are counted)."""
+        completion's record is its audit record, one write, and only records stored new are counted. The consumer
+        refuses one stored before with other content (`id_conflict`: the first stands)."""
         completions: list[Event] = []
         voids: list[tuple[str, str]] = []
         rejected: list[Rejected] = []
@@ -78,15 +78,13 @@ class TrainingService:
                 voids.append((domain.voided_key(v.voided_source, v.voided_id), domain.voided_key(event.source, event.id)))
         new = await self.repo.add_completions([e.to_document() for e in completions])
         batch.new_keys.update(new)
-        conflicting = await self.repo.content_conflicts([e for e in completions if e.key not in new])
-        rejected += [Rejected(e, id_conflict(e)) for e in conflicting]
         # After this batch's completions, so that a completion and its retraction in one batch cancel out.
         voided = await self.repo.void_completions(voids)
         if voided:  # retractions taken into account for the first time (a redelivered one adds nothing)
             self.metrics.applied.labels(TRAINING_COMPLETION_VOIDED).inc(voided)
         if new:
             self.metrics.applied.labels(TRAINING_COURSE_COMPLETED).inc(len(new))
-        if duplicates := len(completions) - len(new) - len(conflicting):
+        if duplicates := len(completions) - len(new):  # stored before: redelivered, re-sent (or in conflict)
             self.metrics.duplicates.inc(duplicates)
         return rejected
 

@@ -4,6 +4,7 @@ second is dead-lettered `id_conflict` and counted; a kiosk retry with its Idempo
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -82,6 +83,34 @@ async def test_training_target_resent_with_another_headcount_does_not_move_the_t
         row = await poll(lambda: db.training_readiness.find_one({"_id": "2570:dga:mindset", "target": 40}), 60,
                          what="the batch's target applied")
         assert [h["headcount"] for h in row["target_history"]] == [40]
+    await db.client.close()
+
+
+async def test_training_completion_resent_with_other_content_is_refused_and_counted_once(settings_for):
+    """A completion's audit record is written by training's own write path (`handler_audits`); the consumer
+    still refuses a re-send with other content after the handler, and only the first is counted."""
+    settings = settings_for(TrainingSettings, learner_hmac_secret="integration-secret")
+    app = training_app(settings)
+    db = db_of(settings)
+    data = {"agency": "dga", "learner_ref": "emp-c1", "course_id": "DG-1", "competency": "mindset", "hours": 6,
+            "completed_on": "2026-02-10", "passed": True}
+    first = cloudevent("training.course.completed", data, agency="dga")
+    other = dict(first, data=dict(data, passed=False, hours=1))
+    marker = cloudevent("training.course.completed", dict(data, course_id="DG-2"), agency="dga")
+    async with running(app) as client:
+        await produce_events(settings.kafka_bootstrap_servers, topics.TRAINING_EVENTS, [first, dict(first), other, marker])
+        await poll(lambda: db.events.find_one({"id": marker["id"]}), 60, what="marker stored")
+        text = await settle(client, topics.TRAINING_EVENTS, 1)
+        assert metric(text, "newnormal_training_events_applied_total", type="training.course.completed") == 2
+        assert await db.events.count_documents({"id": first["id"]}) == 1
+        stored = await db.events.find_one({"id": first["id"]})
+        assert stored["data"]["passed"] is True and stored["data"]["hours"] == 6
+
+        async def ours() -> list | None:  # the topic holds the other tests' dead letters too
+            return [r for r in await conflicts_dead_lettered(settings, topics.TRAINING_EVENTS)
+                    if json.loads(r.value)["id"] == first["id"]] or None
+        dead = await poll(ours, 30, what="dead letter")
+        assert [json.loads(r.value)["data"]["passed"] for r in dead] == [False]
     await db.client.close()
 
 

@@ -18,7 +18,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect, BulkWriteError, ServerSelectionTimeoutError
 
 from services.common.consumer import UNPROCESSABLE, Batch, EventConsumer, safe_detail
 from services.common.kafka import PublishError, PublishRefused, RawRecord
@@ -43,6 +43,7 @@ class FakeCollection:
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
         self.fail_next: list[Exception] = []
+        self.fail_find: list[Exception] = []
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> None:
         if self.fail_next:
@@ -61,6 +62,9 @@ class FakeCollection:
 
     def find(self, query: dict[str, Any], projection: dict[str, Any] | None = None) -> Any:
         """PyMongo's cursor for the one query the consumer runs: stored audit records by `_id` ($in)."""
+        if self.fail_find:
+            raise self.fail_find.pop(0)
+
         async def cursor() -> Any:
             for _id in query["_id"]["$in"]:
                 if (doc := self.docs.get(json.dumps(_id, sort_keys=True))) is not None:
@@ -441,7 +445,7 @@ async def test_binary_mode_headers_are_scrubbed_like_the_value():
 async def test_the_handler_writes_the_audit_records_of_its_own_types_and_the_consumer_those_of_the_others():
     """`handler_audits`: a type whose audit record is the record of the service's own write path (training's
     completions) reaches the handler unstored, in record order among the others; the consumer stores the other
-    types' records first and refuses their conflicting re-sends itself."""
+    types' records first, and refuses the conflicting re-sends of both kinds itself."""
     db, seen = FakeDb(), []
     own = "training.course.completion_voided"
 
@@ -467,6 +471,19 @@ async def test_the_handler_writes_the_audit_records_of_its_own_types_and_the_con
     assert seen[-1] == [("v-1", True, False), ("t-2", False, False)]
     assert counter(consumer, "stored") == 3 and counter(consumer, "duplicate") == 2
     assert sorted(d["id"] for d in db.events.docs.values()) == ["t-1", "t-2", "v-1"]
+    # A re-send of v-1 with other content reaches the handler, which stores nothing new; the consumer refuses it
+    # after the handler returns, even when its first look at the stored records fails (the batch is retried).
+    changed = record(event_json("v-1", type=own, data=dict(voided, voided_id="c-2")), 6)
+    db.events.fail_find = [ServerSelectionTimeoutError("no server")]
+    await consumer.process([changed, record(event_json("v-2", type=own, data=voided), 7)])
+    # The retry sees v-2 as stored first already: the keys of every attempt are kept.
+    assert seen[-2:] == [[("v-1", True, False), ("v-2", True, False)], [("v-1", True, False), ("v-2", True, True)]]
+    (_, letter) = consumer.publisher.sent[-1]  # the first is t-1's
+    assert len(consumer.publisher.sent) == 2
+    assert _header(letter, "dlq-reason") == "id_conflict" and json.loads(letter.value)["id"] == "v-1"
+    assert counter(consumer, "stored") == 4
+    assert consumer.metrics.registry.get_sample_value("newnormal_events_id_conflicts_total", {"topic": TOPIC}) == 2
+    assert [d["data"]["voided_id"] for d in db.events.docs.values() if d["id"] == "v-1"] == ["c-1"]
 
 
 async def test_a_consumer_given_no_scrub_still_redacts_personal_data_in_every_part_of_its_dead_letters():

@@ -77,15 +77,17 @@ async def test_a_batch_is_stored_and_counted_once_however_often_and_however_comp
     assert all("REDACTED" in d["data"]["comment"] for d in repo.responses())
 
 
-async def test_a_reused_id_with_other_content_is_refused_and_the_first_one_stands():
+async def test_a_reused_id_with_other_content_is_not_stored_or_counted_and_the_first_one_stands():
+    """The handler stores nothing new for it; refusing it (`id_conflict`) is the consumer's, after the handler
+    returns (`test_consumer_isolation`, over MongoDB in `test_id_conflicts_live`)."""
     repo = MemoryFeedbackRepository(lambda: NOW)
     svc = service(repo)
     first = response(1, satisfaction=5)
     await deliver(svc, [first])
     changed, fresh = response(1, satisfaction=1), response(2, satisfaction=3)
     new, rejected = await deliver(svc, [changed, fresh, first])
-    assert new == {fresh.key}
-    assert [(r.event.key, r.error.reason) for r in rejected] == [(changed.key, "id_conflict")]
+    assert new == {fresh.key} and rejected == []
+    assert [d["data"]["satisfaction"] for d in repo.responses() if d["id"] == first.id] == [5]
     assert sum(t.get("satisfaction_sum", 0) for t in repo.totals().values()) == 5 + 3
     assert counted(repo) == 2 and await repo.differences() == []
 
@@ -122,20 +124,6 @@ async def test_an_unreachable_store_fails_the_batch_and_the_next_delivery_writes
     assert repo.responses() == [] and counted(repo) == 0
     new, rejected = await deliver(svc, events)
     assert rejected == [] and new == {e.key for e in events} and counted(repo) == 12
-
-
-async def test_a_failed_conflict_check_fails_the_batch_and_the_redelivery_still_refuses_the_reused_id():
-    repo = MemoryFeedbackRepository(lambda: NOW)
-    svc = service(repo)
-    await deliver(svc, [response(1, satisfaction=5)])
-    batch = [response(1, satisfaction=1), response(2)]
-    repo.fail_next, repo.fail_on = ServerSelectionTimeoutError("no server"), "content_conflicts"
-    with pytest.raises(ServerSelectionTimeoutError):
-        await deliver(svc, batch)
-    assert counted(repo) == 2  # the new response was stored and counted before the check failed
-    new, rejected = await deliver(svc, batch)
-    assert new == set() and [r.error.reason for r in rejected] == ["id_conflict"]
-    assert counted(repo) == 2 and await repo.differences() == []
 
 
 # --- read path -----------------------------------------------------------------------------------------------
