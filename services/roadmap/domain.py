@@ -123,9 +123,13 @@ class FactBytes:
         return out
 
     @classmethod
-    def stored(cls, doc: Mapping[str, Any] | None) -> FactBytes | None:
-        held = doc.get("fact_bytes") if doc else None
-        return cls(int(held["total"]), int(held["progress"])) if isinstance(held, Mapping) else None
+    def held(cls, doc: Mapping[str, Any] | None) -> FactBytes:
+        """What a stored milestone's facts take: the figure kept on it, else measured (a document from before the
+        figure was kept); nothing for no milestone."""
+        kept = doc.get("fact_bytes") if doc else None
+        if isinstance(kept, Mapping):
+            return cls(int(kept["total"]), int(kept["progress"]))
+        return cls.of(doc.get("facts", []) if doc else [])
 
     def refusal(self, milestone_id: str, fact: Mapping[str, Any], size: int) -> str | None:
         """Why `fact` (of `size` bytes) may not join the milestone's facts, or None."""

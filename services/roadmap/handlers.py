@@ -123,7 +123,7 @@ class RoadmapService:
                dep_status: Mapping[str, Mapping[str, Any]], cycles: Mapping[tuple[str, str], list[str]] | None = None,
                ) -> tuple[dict[str, Any] | None, list[Rejected], list[Event]]:
         facts = list(doc.get("facts", [])) if doc else []
-        sizes = domain.FactBytes.stored(doc) or domain.FactBytes.of(facts)
+        sizes = domain.FactBytes.held(doc)
         refused, applied = self._admit(mid, facts, doc.get("owner_agency") if doc else None, events, cycles, sizes)
         if not applied:
             return None, refused, applied
@@ -181,9 +181,8 @@ class RoadmapService:
         return None
 
     def _derive(self, mid: str, facts: list[dict[str, Any]], doc: Mapping[str, Any] | None, now: datetime,
-                dep_status: Mapping[str, Mapping[str, Any]], sizes: domain.FactBytes | None = None) -> dict[str, Any]:
-        """The milestone document from its facts; `sizes`: what they take (by default the stored figure when the
-        facts are the stored ones, else measured)."""
+                dep_status: Mapping[str, Mapping[str, Any]], sizes: domain.FactBytes) -> dict[str, Any]:
+        """The milestone document from its facts; `sizes`: what they take (the caller knows whether they grew)."""
         # A dependency's risk that only comes back round a cycle through `mid` does not count (dependencies.py).
         projected = domain.project(mid, facts, now, dependencies.as_seen_from(mid, dep_status))
         by_dependency = dependencies.DEPENDENCY_REASON in projected["status_reasons"]
@@ -194,7 +193,6 @@ class RoadmapService:
         # the facts have settled, so a burst arriving in any order raises what the whole burst calls for.
         same_facts = doc is not None and len(doc.get("facts", [])) == len(facts)
         facts_at = doc.get("facts_at") if same_facts else now
-        sizes = sizes or (domain.FactBytes.stored(doc) if same_facts else None) or domain.FactBytes.of(facts)
         return {"_id": mid, "facts": facts, **projected, "fact_bytes": sizes.as_field(),
                 "status_since": status_since, "facts_at": facts_at, "updated_at": now,
                 "created_at": doc.get("created_at", now) if doc else now}
@@ -208,7 +206,8 @@ class RoadmapService:
             now = self.clock()
             out: dict[str, dict[str, Any] | None] = {}
             for mid, doc in found.items():
-                new_doc = self._derive(mid, list(doc.get("facts", [])), doc, now, dep_status) if doc else None
+                new_doc = (self._derive(mid, list(doc.get("facts", [])), doc, now, dep_status, domain.FactBytes.held(doc))
+                           if doc else None)
                 out[mid] = new_doc if new_doc is not None and _derived_differs(doc, new_doc) else None
             return out
 
@@ -294,7 +293,7 @@ class RoadmapService:
             settled = True
             for mid, doc in docs.items():
                 if doc.get("depends_on"):
-                    new_doc = self._derive(mid, list(doc["facts"]), doc, now, states)
+                    new_doc = self._derive(mid, list(doc["facts"]), doc, now, states, sizes[mid])
                     if _derived_differs(doc, new_doc):
                         docs[mid], settled = new_doc, False
             if settled:
