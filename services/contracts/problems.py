@@ -13,6 +13,24 @@ from typing import Any
 MAX_ERRORS = 20
 _MAX_DETAIL = 300
 
+# What a pattern asks for, in words: a regex is no answer for a person (and a pattern that spells out every space
+# character would print them raw). Filled by `worded`, where each pattern is defined.
+_PATTERN_WORDS: dict[str, str] = {}
+
+
+def worded(pattern: str, words: str) -> str:
+    """`pattern`, registered with the sentence a refusal gives for it ("must be ...")."""
+    _PATTERN_WORDS[pattern] = words
+    return pattern
+
+
+def _pattern_message(pattern: str) -> str:
+    if pattern in _PATTERN_WORDS:
+        return _PATTERN_WORDS[pattern]
+    # A pattern nobody worded: shown with anything unprintable escaped, bounded.
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in pattern)
+    return f"must match the pattern {shown[:200]}"
+
 _EXPECTED: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not an accepted field",
@@ -66,7 +84,6 @@ _BOUNDS: dict[str, tuple[str, str]] = {
     "string_too_long": ("max_length", "must be at most {} characters long"),
     "too_short": ("min_length", "must have at least {} items"),
     "too_long": ("max_length", "must have at most {} items"),
-    "string_pattern_mismatch": ("pattern", "must match the pattern {}"),
     "enum": ("expected", "must be one of {}"),
     "literal_error": ("expected", "must be one of {}"),
 }
@@ -81,6 +98,8 @@ def _message(err: Mapping[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     if kind in _EXPECTED:
         return _EXPECTED[kind]
+    if kind == "string_pattern_mismatch":
+        return _pattern_message(str(ctx.get("pattern", "")))
     if kind in _BOUNDS:
         name, text = _BOUNDS[kind]
         if name in ctx:

@@ -10,8 +10,10 @@ from pydantic import Field, model_validator
 
 from services.contracts.common_types import NOT_BLANK, AgencyCode, EventData, Workstream
 from services.contracts.dates import DoneOn, DueDate, GregorianDate, ObservedAt, PlausibleDatetime
+from services.contracts.problems import worded
 
-MilestoneId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+MilestoneId = Annotated[str, Field(min_length=1, max_length=64, pattern=worded(
+    r"^[A-Za-z0-9][A-Za-z0-9._:-]*$", "must start with a letter or digit and hold only letters, digits and . _ : -"))]
 
 
 class MilestonePlanned(EventData):
@@ -101,7 +103,7 @@ class MilestoneAcknowledged(EventData):
     milestone_id: MilestoneId
     owner_agency: AgencyCode
     due_date: GregorianDate
-    alert_type: str = Field(pattern=r"^(missed|at_risk)$")
+    alert_type: str = Field(pattern=worded(r"^(missed|at_risk)$", "must be one of 'missed', 'at_risk'"))
     notification_id: str = Field(min_length=1, max_length=100)
     acknowledged_by: str = Field(min_length=1, max_length=100)
     acknowledged_by_name: str | None = Field(default=None, max_length=300)

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.contracts.common_types import ANY_SPACE, STRIPPED, Workstream
+from services.contracts.problems import worded
 from services.notifier.domain import OWNER_CONTACTS, OWNER_ESCALATION_CONTACTS, Channel, Target
 
 ANY_WORKSTREAM = "*"
@@ -30,15 +31,18 @@ WHICH = {OWNER_CONTACTS: "responsible", OWNER_ESCALATION_CONTACTS: "escalation"}
 # delivered to another) and a domain of letters, digits, hyphens and dots (Unicode letters too: Thai domains).
 _LOCAL_PART = f"[^@<>()\\[\\]\\\\:;,\"'{ANY_SPACE}\\x00-\\x1f\\x7f]+"
 _DOMAIN_PART = "(?:[-.0-9A-Za-z]|[^\\x00-\\x7f" + ANY_SPACE + "])+"
-EMAIL_PATTERN = f"^{_LOCAL_PART}@{_DOMAIN_PART}\\.{_DOMAIN_PART}$"
+EMAIL_PATTERN = worded(f"^{_LOCAL_PART}@{_DOMAIN_PART}\\.{_DOMAIN_PART}$",
+                       "must be one e-mail address, name@domain.tld, without spaces, quotes or ( ) < > [ ] \\ : ; ,")
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
-LineId = Annotated[str, Field(pattern=r"^[UCR][0-9a-f]{32}$", description="LINE userId (U…), groupId (C…) or roomId (R…)")]
+LineId = Annotated[str, Field(pattern=worded(r"^[UCR][0-9a-f]{32}$", "must be a LINE id: U, C or R, then 32 "
+                                                                    "lower-case hexadecimal digits"), description="LINE userId (U…), groupId (C…) or roomId (R…)")]
 
 
 # One line with something besides spaces in it, as a JSON Schema `pattern` (so that a schema validator and ours refuse
 # the same texts; no look-ahead in either dialect): no C0 control character nor DEL anywhere.
 _CONTROL = "\\x00-\\x1f\\x7f"
-ONE_LINE_NOT_BLANK = f"^[^{_CONTROL}]*[^{STRIPPED}{_CONTROL}][^{_CONTROL}]*$"
+ONE_LINE_NOT_BLANK = worded(f"^[^{_CONTROL}]*[^{STRIPPED}{_CONTROL}][^{_CONTROL}]*$",
+                            "must be one line, not blank, without control characters")
 
 
 class Contact(BaseModel):
