@@ -30,7 +30,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import bson
 from aiokafka import AIOKafkaConsumer
@@ -99,32 +99,44 @@ class DeadLetter:
     event: Event | None = None  # a validated (prepared) event the service rejected: sent re-serialised
 
 
-async def stored_content(collection: Any, events: Sequence[Event]) -> dict[tuple[str, str], tuple[str, Any]]:
-    """(content hash, time) of the stored audit records of `events`' keys, those found: one query for the whole
-    batch (hash and time only); records written before the hash was kept are hashed from their stored fields, in one
-    more query for those alone."""
+class StoredContent(NamedTuple):
+    """What the audit trail holds of an event's key: its content hash, its time and its type."""
+
+    hash: str
+    time: Any
+    type: str | None
+
+    def refuses(self, event: Event) -> Rejected | None:
+        """`id_conflict` for `event` if its content differs from what was stored (naming the first one's type)."""
+        return None if self.hash == event.content_hash() else Rejected(event, id_conflict(event, self.type))
+
+
+async def stored_content(collection: Any, events: Sequence[Event]) -> dict[tuple[str, str], StoredContent]:
+    """What the audit trail holds of `events`' keys, those found: one query for the whole batch (hash, time and
+    type only); records written before the hash was kept are hashed from their stored fields, in one more query for
+    those alone."""
     if not events:
         return {}
     ids = list({e.key: e.document_id for e in events}.values())
-    stored: dict[tuple[str, str], tuple[str, Any]] = {}
+    stored: dict[tuple[str, str], StoredContent] = {}
     legacy: list[dict[str, str]] = []
-    for doc in await find_in(collection, "_id", ids, {CONTENT_HASH_FIELD: 1, "time": 1, "source": 1, "id": 1}):
+    for doc in await find_in(collection, "_id", ids, {CONTENT_HASH_FIELD: 1, "time": 1, "type": 1, "source": 1, "id": 1}):
         if CONTENT_HASH_FIELD in doc:
-            stored[(doc["source"], doc["id"])] = (doc[CONTENT_HASH_FIELD], doc.get("time"))
+            stored[(doc["source"], doc["id"])] = StoredContent(doc[CONTENT_HASH_FIELD], doc.get("time"), doc.get("type"))
         else:
             legacy.append(doc["_id"])
     if legacy:
         for doc in await find_in(collection, "_id", legacy, {"type": 1, "agency": 1, "subject": 1, "dataschema": 1,
                                                             "time": 1, "data": 1, "source": 1, "id": 1}):
-            stored[(doc["source"], doc["id"])] = (content_hash(doc), doc.get("time"))
+            stored[(doc["source"], doc["id"])] = StoredContent(content_hash(doc), doc.get("time"), doc.get("type"))
     return stored
 
 
-async def content_conflicts(collection: Any, events: Sequence[Event]) -> list[Event]:
-    """Of `events` whose (source, id) is already stored in `collection` (the audit trail), those whose stored
-    content differs (`stored_content`). A key not found is no conflict."""
+async def content_conflicts(collection: Any, events: Sequence[Event]) -> list[Rejected]:
+    """`id_conflict` for each of `events` whose (source, id) is already stored in `collection` (the audit trail)
+    with other content (`stored_content`). A key not found is no conflict."""
     stored = await stored_content(collection, events)
-    return [e for e in events if e.key in stored and stored[e.key][0] != e.content_hash()]
+    return [r for e in events if e.key in stored and (r := stored[e.key].refuses(e)) is not None]
 
 
 def as_first_stored(event: Event, stored_time: Any) -> Event:
@@ -441,10 +453,10 @@ class EventConsumer:
             seen = set(inserted) | set(refused)
             again = [i for i in ours if i not in seen]
             stored = await stored_content(self.db.events, [events[i] for i in again])
-            conflicting = {i for i in again if events[i].key in stored and stored[events[i].key][0] != events[i].content_hash()}
-            unstorable += [Rejected(events[i], id_conflict(events[i])) for i in sorted(conflicting)]
-            refused = set(refused) | conflicting
-            kept = [as_first_stored(e, stored[e.key][1]) if e.key in stored else e
+            conflicts = {i: r for i in again if events[i].key in stored and (r := stored[events[i].key].refuses(events[i]))}
+            unstorable += [conflicts[i] for i in sorted(conflicts)]
+            refused = set(refused) | set(conflicts)
+            kept = [as_first_stored(e, stored[e.key].time) if e.key in stored else e
                     for i, e in enumerate(events) if i not in refused]
             if not kept:
                 return unstorable
@@ -461,7 +473,7 @@ class EventConsumer:
         refused `id_conflict`, the first stands. The handler only stores them idempotently and reports new keys."""
         refused = {r.event.key for r in handled}
         again = [e for e in events if e.type in self.handler_audits and e.key not in fresh and e.key not in refused]
-        return [Rejected(e, id_conflict(e)) for e in await content_conflicts(self.db.events, again)]
+        return await content_conflicts(self.db.events, again)
 
     async def _handle(self, batch: Batch) -> Sequence[Rejected]:
         try:

@@ -184,9 +184,12 @@ def content_hash(fields: Mapping[str, Any]) -> str:
 ID_CONFLICT = "id_conflict"
 
 
-def id_conflict(event: Event) -> EventError:
-    return EventError(ID_CONFLICT, "this source and id already came with other content (type, agency, subject, "
-                      "dataschema or data); the first one stands: send a correction under a new id",
+def id_conflict(event: Event, first_type: str | None = None) -> EventError:
+    """`first_type`: the type the first one was stored as, named when it differs (the audit trail is shared by every
+    topic: the first may have come as another service's event)."""
+    other = f" (the first was a {first_type} event)" if first_type and first_type != event.type else ""
+    return EventError(ID_CONFLICT, f"this source and id already came with other content{other}: type, agency, "
+                      "subject, dataschema or data; the first one stands: send a correction under a new id",
                       event_id=event.id, source=event.source)
 
 

@@ -163,6 +163,23 @@ async def test_same_id_other_content_is_dead_lettered_and_the_first_stands() -> 
     assert db.events.finds == 1  # one query for the batch's already-stored keys, not one per event
 
 
+async def test_a_conflict_with_an_event_first_stored_as_another_type_names_that_type() -> None:
+    """The audit trail is shared by every topic: the same source and id first stored as another service's event
+    says so (the type only, never the data); the same type says nothing more."""
+    db, pub, handler = FakeDb(), FakePublisher(), Applier()
+    first = stored_form(make_event("training.course.completion_voided", {"agency": "dga", "voided_source": "/agencies/dga/hr",
+                                   "voided_id": "c-1"}, agency="dga", source="/agencies/dga/hr", id="t-1",
+                                   time=T0).to_document())
+    db.events.docs[json.dumps(first["_id"], sort_keys=True)] = first
+    c = consumer(db, pub, handler)
+    await c.process([record(target(), 0)])
+    [(_, letter)] = pub.sent
+    assert dict(letter.headers)["dlq-reason"] == b"id_conflict" and handler.targets == {}
+    assert b"the first was a training.course.completion_voided event" in dict(letter.headers)["dlq-detail"]
+    await c.process([record(target(id="t-2"), 1), record(target(id="t-2", headcount=1), 2)])
+    assert b"the first was" not in dict(pub.sent[-1][1].headers)["dlq-detail"]
+
+
 async def test_a_resend_with_a_new_time_is_applied_with_the_first_time() -> None:
     db, pub, handler = FakeDb(), FakePublisher(), Applier()
     c = consumer(db, pub, handler)
