@@ -31,6 +31,7 @@ def _pattern_message(pattern: str) -> str:
     shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in pattern)
     return f"must match the pattern {shown[:200]}"
 
+
 _EXPECTED: dict[str, str] = {
     "missing": "is required",
     "extra_forbidden": "is not an accepted field",

@@ -43,7 +43,6 @@ class ResponseStore(Protocol):
     async def store(self, events: Sequence[Event],
                     documents: Sequence[dict[str, Any]] | None = None) -> set[tuple[str, str]]: ...
 
-
     async def daily_cells(self, start: date, end: date, agency: str | None) -> dict[tuple[str, str], dict[str, int]]: ...
 
 

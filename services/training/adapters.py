@@ -48,7 +48,6 @@ class ReadinessStore(Protocol):
 
     async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]: ...
 
-
     async def void_completions(self, refs: Sequence[tuple[str, str]]) -> int: ...
 
     async def set_target(self, fy: int, agency: str, competency: str, headcount: int, time: datetime,
