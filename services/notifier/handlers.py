@@ -13,9 +13,9 @@ import uuid
 from collections import deque
 from collections.abc import Container, Iterable, Mapping
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from services.common.auth import Principal
 from services.common.clock import Clock, utc_now
@@ -23,6 +23,7 @@ from services.common.consumer import Batch, Rejected
 from services.common.mongo import TRANSIENT_ERRORS
 from services.contracts.agencies import get_registry
 from services.contracts.envelope import Event
+from services.contracts.problems import worded
 from services.contracts.thai_calendar import bangkok_today
 from services.notifier import ack
 from services.notifier.acknowledgements import Acknowledgements
@@ -49,12 +50,26 @@ from services.notifier.metrics import NotifierMetrics
 from services.notifier.pace import DeliveryPace, queue_bound, start_margin
 from services.notifier.reports import report_notifications
 from services.notifier.settings import NotifierSettings
-from services.notifier.templates import Renderer
+from services.notifier.templates import Renderer, as_datetime
 
 log = logging.getLogger(__name__)
 
 
 # --- Alertmanager webhook payload (version 4) -------------------------------------------------
+
+def _calendar_time(text: str) -> str:
+    if as_datetime(text) is None:
+        raise ValueError("is not a date and time of the calendar")
+    return text
+
+
+# Alertmanager's times are Go's RFC 3339 with up to nanoseconds ("0001-01-01T00:00:00Z": an endsAt not set). The
+# start is part of the notification's idempotency key and is shown in messages: never free text.
+AlertTime = Annotated[str, Field(max_length=40, pattern=worded(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+    "must be an RFC 3339 date-time with an offset, as Alertmanager sends it (2026-12-02T07:55:06.123Z)")),
+    AfterValidator(_calendar_time)]
+
 
 class AlertmanagerAlert(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -62,9 +77,9 @@ class AlertmanagerAlert(BaseModel):
     status: Literal["firing", "resolved"]
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: str
-    endsAt: str | None = None
-    generatorURL: str | None = None
+    startsAt: AlertTime
+    endsAt: AlertTime | None = None
+    generatorURL: str | None = Field(default=None, max_length=2000)
     fingerprint: str = Field(min_length=1, max_length=64)
 
 

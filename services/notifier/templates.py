@@ -148,7 +148,7 @@ class Renderer:
         head_th = "แก้ไขแล้ว: การแจ้งเตือนระบบ" if resolved else "การแจ้งเตือนระบบ"
         head_en = "Resolved operational alert" if resolved else "Operational alert"
         agency_th, agency_en = self._agency(doc.get("agency")) if doc.get("agency") else ("", "")
-        started = _as_datetime(op.get("startsAt"))
+        started = as_datetime(op.get("startsAt"))
         ctx = dict(icon=icon, headline_th=head_th, headline_en=head_en, alertname=op.get("alertname", "alert"),
                    severity=op.get("severity") or "none", agency_th=agency_th, agency_en=agency_en,
                    summary=op.get("summary") or "", description=op.get("description") or "",
@@ -171,7 +171,7 @@ class Renderer:
         r = doc["report"]
         agency_th, agency_en = self._agency(r.get("report_agency")) if r.get("report_agency") else (
             "ทุกหน่วยงาน", "whole programme")
-        as_of = _as_datetime(r.get("data_as_of"))
+        as_of = as_datetime(r.get("data_as_of"))
         status_th = {"green": "เป็นไปตามแผน", "amber": "ต้องติดตาม", "red": "ต้องเร่งแก้ไข",
                      "not_reported": "ยังไม่มีรายงาน"}
         sections = [("แผนงานและกลไกขับเคลื่อน", "roadmap"), ("การปรับปรุงกฎระเบียบ", "regulation"),
@@ -204,7 +204,7 @@ def _as_date(value: Any) -> date | None:
     return date.fromisoformat(str(value)[:10])
 
 
-def _as_datetime(value: Any) -> datetime | None:
+def as_datetime(value: Any) -> datetime | None:
     if not value:
         return None
     if isinstance(value, datetime):
