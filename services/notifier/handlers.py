@@ -67,8 +67,8 @@ def _calendar_time(text: str) -> str:
 # start is part of the notification's idempotency key and is shown in messages: never free text.
 AlertTime = Annotated[str, Field(max_length=40, pattern=worded(
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
-    "must be an RFC 3339 date-time with an offset, as Alertmanager sends it (2026-12-02T07:55:06.123Z)")),
-    AfterValidator(_calendar_time)]
+    "must be an RFC 3339 date-time with an offset, as Alertmanager sends it (2026-12-02T07:55:06.123Z)"),
+    json_schema_extra={"format": "date-time"}), AfterValidator(_calendar_time)]
 
 
 class AlertmanagerAlert(BaseModel):
