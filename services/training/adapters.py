@@ -20,7 +20,6 @@ entry guarded by event id; the current target is the one with the latest (time, 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -32,7 +31,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.common.clock import Clock
 from services.common.ledger import Book, Ledger, LedgerStore, Records
 from services.common.ledger_mongo import MongoLedgerStore
-from services.common.mongo import bulk_write_or_duplicates, insert_if_new, insert_new
+from services.common.migrations import run_once
+from services.common.mongo import bulk_write_or_duplicates, insert_new
 from services.contracts.events import TRAINING_COURSE_COMPLETED
 from services.training import domain, xapi
 
@@ -139,27 +139,17 @@ class TrainingRepository:
         (LEGACY_COMPLETIONS; with or without completion states): the books are rebuilt from the audit records,
         which always held every completion (the consumer stored each event's record before its handler ran), and
         the old collection is dropped; the rebuild clears the old version's journal entries. One replica rebuilds,
-        the others wait for it (and take over if it died). True if this call rebuilt them."""
-        while True:
-            if await self.legacy_completions.find_one({}, {"_id": 1}) is None:
-                return False
-            now = self.clock()
-            mine = await insert_if_new(self.migrations, {"_id": MIGRATION_ID, "at": now, "done": False})
-            if not mine:  # another replica's: wait while it is fresh, take it over when it is not
-                doc = await self.migrations.find_one({"_id": MIGRATION_ID}) or {}
-                if not doc.get("done") and now - doc.get("at", now) < wait:
-                    await asyncio.sleep(1)
-                    continue
-                # Taken over; or done, and an older replica stored completions apart since: rebuilt again.
-                taken = await self.migrations.update_one({"_id": MIGRATION_ID, "at": doc.get("at")},
-                                                         {"$set": {"at": now, "done": False}})
-                if not taken.modified_count:
-                    continue
+        the others wait for it (`run_once`). True if this call rebuilt them."""
+
+        async def rebuild() -> None:
             log.warning("rebuilding the training counts from the audit records (one-time upgrade)")
             await self.ledger.recount()
             await self.legacy_completions.drop()
-            await self.migrations.update_one({"_id": MIGRATION_ID}, {"$set": {"done": True}})
-            return True
+
+        async def legacy_held() -> bool:
+            return await self.legacy_completions.find_one({}, {"_id": 1}) is not None
+
+        return await run_once(self.migrations, MIGRATION_ID, rebuild, needed=legacy_held, clock=self.clock, wait=wait)
 
     # --- completions and retractions (the write path) -------------------------------------------------------
     async def add_completions(self, records: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
