@@ -103,6 +103,11 @@ class FakeRepo(FailOnDemand):
             if doc["type"] in wanted:
                 yield copy.deepcopy(doc)
 
+    async def rewrite_audit_records(self, changes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        fields = dict(changes)
+        for doc in self.audit:
+            doc.update(copy.deepcopy(dict(fields.get(doc["_id"], {}))))
+
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         self._call("dependants")
         wanted = set(ids)

@@ -172,6 +172,12 @@ CONTENT_ATTRIBUTES = ("type", "agency", "subject", "dataschema", "data")
 CONTENT_HASH_FIELD = "content_sha256"
 
 
+def from_audit_record(doc: Mapping[str, Any]) -> Event:
+    """The event an audit record (`Event.to_document`) holds, validated again against the contracts."""
+    attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
+    return validate_attributes(attrs, doc.get("data"))
+
+
 def content_hash(fields: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of an event's content (CONTENT_ATTRIBUTES): from an event's
     attributes + data, or from a stored audit record written before records carried the hash (same result)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -78,6 +78,9 @@ class MilestoneStore(Protocol):
 
     def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
         """The audit trail's records of these event types (a rebuild replays them)."""
+
+    async def rewrite_audit_records(self, changes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        """Set these fields of these audit records [(`_id`, fields)]: only a one-time upgrade does (`upgrades`)."""
 
     async def dependants(self, ids: Iterable[str]) -> list[str]: ...
 
@@ -151,6 +154,7 @@ class MilestoneRepository:
         self.claims = db.alert_claims
         self.stats = db.roadmap_stats
         self.overview_snapshots = db.roadmap_overview_snapshots
+        self.migrations = db.roadmap_migrations  # one-time upgrades done (`run_once`)
 
     async def ensure_indexes(self) -> None:
         # Few indexes on purpose: every milestone write maintains each of them. `open_deadline` serves
@@ -173,6 +177,11 @@ class MilestoneRepository:
     async def audit_events(self, types: Iterable[str]) -> AsyncIterator[dict[str, Any]]:
         async for doc in self.db[AUDIT].find({"type": {"$in": sorted(types)}}, batch_size=5000):
             yield doc
+
+    async def rewrite_audit_records(self, changes: Sequence[tuple[Any, Mapping[str, Any]]]) -> None:
+        for start in range(0, len(changes), 1000):
+            await self.db[AUDIT].bulk_write([UpdateOne({"_id": _id}, {"$set": dict(fields)})
+                                             for _id, fields in changes[start:start + 1000]], ordered=False)
 
     async def dependants(self, ids: Iterable[str]) -> list[str]:
         return list(dict.fromkeys(d["_id"] for d in await find_in(self.milestones, "depends_on", ids, {"_id": 1})))

@@ -18,7 +18,14 @@ from services.common.kafka import EventPublisher
 from services.common.ledger import BOOKKEEPING, read_all, reconcile, stored_state
 from services.common.loops import NextRun
 from services.common.mongo import as_stored
-from services.contracts.envelope import AUTHORITY, CONTENT_HASH_FIELD, Event, EventError, make_event, validate_attributes
+from services.contracts.envelope import (
+    AUTHORITY,
+    Event,
+    EventError,
+    from_audit_record,
+    make_event,
+    validate_attributes,
+)
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED, ROADMAP_CONSUMED_TYPES
 from services.roadmap import corrections, dependencies, domain, overview
 from services.roadmap.adapters import MILESTONES, MilestoneFilter, MilestoneStore, roadmap_ledger
@@ -243,15 +250,23 @@ class RoadmapService:
 
     async def _replay_audit_trail(self, progress: Callable[[int], None] | None,
                                   ) -> tuple[dict[str, dict[str, Any]], list[Event]]:
-        """The roadmap events of the audit trail (`progress(n)`: n more read), and the milestones they make."""
+        """The roadmap events of the audit trail (`progress(n)`: n more read), and the milestones they make. A record
+        the contracts no longer take (stored under older rules) is left out and counted in the log: one old record
+        never stops a rebuild, nor a startup's upgrade."""
         events: list[Event] = []
+        unreadable = 0
         async for doc in self.repo.audit_events(ROADMAP_CONSUMED_TYPES):
-            attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
-            events.append(validate_attributes(attrs, doc.get("data")))
-            if progress is not None and len(events) % 10_000 == 0:
+            try:
+                events.append(from_audit_record(doc))
+            except EventError:
+                unreadable += 1
+            if progress is not None and (len(events) + unreadable) % 10_000 == 0:
                 progress(10_000)
         if progress is not None:
-            progress(len(events) % 10_000)
+            progress((len(events) + unreadable) % 10_000)
+        if unreadable:
+            log.warning("audit records the contracts no longer take were left out of the rebuild",
+                        extra={"records": unreadable})
         events.sort(key=lambda e: (e.time, e.key))
         return await self._replay(events), events
 
@@ -395,8 +410,6 @@ class RoadmapService:
         for claim in await self.repo.stale_claims(now - timedelta(seconds=self.settings.alert_claim_stale_seconds)):
             if not await self.repo.retake_claim(claim["_id"], claim["claimed_at"], now):
                 continue
-            from services.contracts.envelope import validate_attributes
-
             body = dict(claim["event"])
             data = body.pop("data")
             count += await self._publish_claimed(validate_attributes(body, data))

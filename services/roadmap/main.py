@@ -8,8 +8,10 @@ from fastapi import FastAPI
 
 from services.common.app import Runtime, create_service_app, mount_event_intake
 from services.common.clock import Clock, utc_now
+from services.common.mongo import retry_transient
 from services.contracts.events import ROADMAP_CONSUMED_TYPES, ROADMAP_INPUT_TYPES
 from services.contracts.topics import ROADMAP_EVENTS
+from services.roadmap import upgrades
 from services.roadmap.adapters import MilestoneRepository
 from services.roadmap.entrypoints import build_router
 from services.roadmap.handlers import RoadmapService
@@ -34,6 +36,7 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
 
     async def start(rt: Runtime) -> None:
         await repo.ensure_indexes()
+        await retry_transient(lambda: upgrades.upgrade(service, repo.migrations), what="upgrade the stored roadmap")
         rt.every(math.inf, service.refresh_stats_after_change, name="roadmap-stats", wake=service.stats_dirty)
         if settings.watcher_enabled:
             # A failed pass retries after one tick; a pass that succeeds says when it wants to run again.

@@ -4,8 +4,9 @@ exactly-once alerts, recovery, reschedule, and the summary / metrics against Mon
 from __future__ import annotations
 
 import json
+import re
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import MovableClock, cloudevent, db_of, make_key, poll, read_topic, running
@@ -218,5 +219,41 @@ async def test_personal_data_an_agency_writes_into_a_milestone_is_redacted_over_
             for text in [str(docs), str(audit), *shown]:
                 assert not any(s in text for s in secrets), text[:500]
             assert "[REDACTED:PHONE]" in shown[0] and "[REDACTED:NATIONAL_ID]" in shown[1]
+    finally:
+        await db.client.close()
+
+
+async def test_personal_data_stored_before_redaction_is_redacted_once_at_startup(settings_for, kafka_bootstrap):
+    """A database from before free text was redacted on arrival: its audit records and milestones lose the personal
+    data at the next start, and the agency's re-send of such an event is a duplicate, not an `id_conflict`."""
+    from support import produce_events
+
+    from services.contracts.envelope import parse_kafka
+    from services.roadmap.upgrades import REDACT_FREE_TEXT
+
+    settings = settings_for(RoadmapSettings)
+    db = db_of(settings)
+    pii = "โทร 081-234-5678 somchai.probe@example.co.th"
+    old = cloudevent("roadmap.milestone.planned", {
+        "milestone_id": "M-OLD-PII", "title_th": f"หมุดหมาย {pii}", "workstream": "technology_access",
+        "owner_agency": "dga", "due_date": "2026-12-31"}, agency="dga", id="plan-old-pii")
+    # As the roadmap's consumer stored it then: the event as sent, unredacted.
+    stored = parse_kafka([("content-type", b"application/cloudevents+json")], b"dga", json.dumps(old).encode())
+    await db.events.insert_one(stored.to_document())
+    try:
+        async with running(create_app(settings)) as http:
+            record = await db.events.find_one({"id": "plan-old-pii"})
+            assert "081-234-5678" not in str(record) and "[REDACTED:PHONE]" in record["data"]["title_th"]
+            milestone = await poll(lambda: db.milestones.find_one({"_id": "M-OLD-PII"}), 30, what="rebuilt milestone")
+            assert "[REDACTED:EMAIL]" in milestone["title_th"] and "somchai" not in str(milestone)
+            assert (await db.roadmap_migrations.find_one({"_id": REDACT_FREE_TEXT}))["done"] is True
+
+            marker = plan("M-AFTER-PII", bangkok_day(datetime.now(UTC)) + timedelta(days=30))
+            await produce_events(settings.kafka_bootstrap_servers, topics.ROADMAP_EVENTS, [old, marker])
+            await poll(lambda: db.milestones.find_one({"_id": "M-AFTER-PII"}), 30, what="marker applied")
+            text = (await http.get("/metrics")).text
+            conflicts = re.search(rf'newnormal_events_id_conflicts_total{{topic="{topics.ROADMAP_EVENTS}"}} (\S+)', text)
+            assert conflicts is None or float(conflicts.group(1)) == 0
+            assert await db.events.count_documents({"id": "plan-old-pii"}) == 1
     finally:
         await db.client.close()

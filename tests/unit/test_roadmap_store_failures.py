@@ -116,7 +116,7 @@ def test_the_repository_and_the_fake_both_conform_to_the_protocol():
 
     wanted = {n: inspect.signature(f) for n, f in vars(MilestoneStore).items()
               if inspect.isfunction(f) and not n.startswith("_")}
-    assert len(wanted) == 29
+    assert len(wanted) == 30
     for impl in (MilestoneRepository, FakeRepo):
         assert {n: list(inspect.signature(getattr(impl, n)).parameters) for n in wanted} == \
             {n: list(s.parameters) for n, s in wanted.items()}, impl
