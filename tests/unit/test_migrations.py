@@ -55,9 +55,9 @@ async def test_two_replicas_starting_together_run_it_once():
         started.set()
         await asyncio.sleep(0.05)  # the other replica polls meanwhile
 
-    first = asyncio.create_task(run_once(migrations, "m", work, clock=clock, poll_seconds=0.01))
+    first = asyncio.create_task(run_once(migrations, "m", work, clock=clock, poll_seconds=0.01, owner="a"))
     await started.wait()
-    second = await run_once(migrations, "m", work, clock=clock, poll_seconds=0.01)
+    second = await run_once(migrations, "m", work, clock=clock, poll_seconds=0.01, owner="b")
     assert (await first, second, runs) == (True, False, [1])
     assert migrations.docs["m"]["done"] is True
     assert await run_once(migrations, "m", work, clock=clock) is False and runs == [1]  # the next start
@@ -65,13 +65,14 @@ async def test_two_replicas_starting_together_run_it_once():
 
 async def test_a_claim_left_by_a_dead_replica_is_taken_over_once_stale():
     migrations, runs, clock = Migrations(), [], Clock()
-    migrations.docs["m"] = {"_id": "m", "at": (T0 - timedelta(minutes=11)).replace(tzinfo=None), "done": False}
+    migrations.docs["m"] = {"_id": "m", "at": (T0 - timedelta(minutes=11)).replace(tzinfo=None), "done": False,
+                            "by": "a replica that died"}
 
     async def work() -> None:
         runs.append(1)
 
     assert await run_once(migrations, "m", work, clock=clock, wait=timedelta(minutes=10)) is True
-    assert runs == [1] and migrations.docs["m"] == {"_id": "m", "at": T0, "done": True}
+    assert runs == [1] and migrations.docs["m"] == {"_id": "m", "at": T0, "done": True, "by": migrations.docs["m"]["by"]}
 
 
 async def test_needed_decides_and_runs_it_again_when_the_data_calls_for_it():
@@ -89,3 +90,20 @@ async def test_needed_decides_and_runs_it_again_when_the_data_calls_for_it():
     legacy["held"] = True  # an older replica wrote the old way since
     clock.now += timedelta(minutes=1)
     assert await run_once(migrations, "m", work, needed=needed, clock=clock) is True and not legacy["held"]
+
+
+async def test_a_replica_whose_own_attempt_failed_takes_its_claim_back_at_once():
+    """The database went away mid-upgrade and the startup retries: no wait for its own claim."""
+    migrations, clock, attempts = Migrations(), Clock(), []
+
+    async def work() -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("the database went away")
+
+    try:
+        await run_once(migrations, "m", work, clock=clock)
+    except ConnectionError:
+        pass
+    ran = await asyncio.wait_for(run_once(migrations, "m", work, clock=clock, poll_seconds=60), timeout=5)
+    assert ran is True and attempts == [1, 1] and migrations.docs["m"]["done"] is True
