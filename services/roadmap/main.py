@@ -36,7 +36,10 @@ def create_app(settings: RoadmapSettings | None = None, *, clock: Clock | None =
 
     async def start(rt: Runtime) -> None:
         await repo.ensure_indexes()
-        await retry_transient(lambda: upgrades.upgrade(service, repo.migrations), what="upgrade the stored roadmap")
+        # In the background: an upgrade may rebuild every milestone, longer than a startup probe waits, and a
+        # rebuild is made to run beside the consumer.
+        rt.spawn(retry_transient(lambda: upgrades.upgrade(service, repo.migrations), what="upgrade the stored roadmap",
+                                 stop=rt.stopping), name="roadmap-upgrade")
         rt.every(math.inf, service.refresh_stats_after_change, name="roadmap-stats", wake=service.stats_dirty)
         if settings.watcher_enabled:
             # A failed pass retries after one tick; a pass that succeeds says when it wants to run again.

@@ -43,5 +43,6 @@ async def redact_stored_free_text(service: RoadmapService) -> dict[str, int]:
 
 
 async def upgrade(service: RoadmapService, migrations: Any) -> None:
-    """Every one-time upgrade not yet done, in order (the service's startup, before its consumer starts)."""
+    """Every one-time upgrade not yet done, in order (in the background from the service's startup, beside its
+    consumer: a rebuild is made for that)."""
     await run_once(migrations, REDACT_FREE_TEXT, lambda: redact_stored_free_text(service), clock=service.clock)
