@@ -173,7 +173,8 @@ CONTENT_HASH_FIELD = "content_sha256"
 
 
 def from_audit_record(doc: Mapping[str, Any]) -> Event:
-    """The event an audit record (`Event.to_document`) holds, validated again against the contracts."""
+    """The event an audit record (`Event.to_document`) or a stored event body (`to_json_dict`) holds, validated
+    again against the contracts."""
     attrs = {k: v for k, v in doc.items() if k not in ("_id", "data", CONTENT_HASH_FIELD)}
     return validate_attributes(attrs, doc.get("data"))
 

@@ -24,7 +24,6 @@ from services.contracts.envelope import (
     EventError,
     from_audit_record,
     make_event,
-    validate_attributes,
 )
 from services.contracts.events import FACT_RETRACTED, MILESTONE_PLANNED, ROADMAP_CONSUMED_TYPES
 from services.roadmap import corrections, dependencies, domain, overview
@@ -410,9 +409,7 @@ class RoadmapService:
         for claim in await self.repo.stale_claims(now - timedelta(seconds=self.settings.alert_claim_stale_seconds)):
             if not await self.repo.retake_claim(claim["_id"], claim["claimed_at"], now):
                 continue
-            body = dict(claim["event"])
-            data = body.pop("data")
-            count += await self._publish_claimed(validate_attributes(body, data))
+            count += await self._publish_claimed(from_audit_record(claim["event"]))
         return count
 
     # --- deadline watcher --------------------------------------------------------------------
